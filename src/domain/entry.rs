@@ -1,0 +1,60 @@
+//! Ledger entries as clients write and read them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ids::{AccountId, IdempotencyKey, LicenseId};
+use super::ledger::UpdateType;
+use super::quantity::Quantity;
+use super::time::Timestamp;
+
+/// String-to-string metadata, kept in key order.
+pub type Metadata = BTreeMap<String, String>;
+
+/// An entry a client asks to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    pub account_id: AccountId,
+    pub license_id: LicenseId,
+    pub update_type: UpdateType,
+    pub quantity: Quantity,
+    /// As the client gave it; `None` means "now", resolved when the entry is written.
+    pub effective_from: Option<Timestamp>,
+    pub metadata: Option<Metadata>,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl NewEntry {
+    /// A digest of what the client asked for, to tell an idempotent repeat from a
+    /// different request reusing the key. An omitted `effectiveFrom` counts as omitted,
+    /// so a retried request that left it out is still a repeat.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let canonical = serde_json::json!([
+            self.account_id.as_str(),
+            self.license_id.as_str(),
+            self.update_type.as_str(),
+            self.quantity.to_string(),
+            self.effective_from.map(|t| t.micros()),
+            self.metadata,
+        ]);
+        Sha256::digest(canonical.to_string().as_bytes()).into()
+    }
+}
+
+/// An entry in the ledger, shaped exactly as the Togai `LicenseUpdateResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = LicenseUpdateResponse)]
+pub struct LedgerEntry {
+    pub license_id: LicenseId,
+    pub account_id: AccountId,
+    /// The entry's absolute quantity under the current ledger.
+    pub quantity: Quantity,
+    pub effective_from: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    /// When the entry arrived.
+    pub created_at: Timestamp,
+}

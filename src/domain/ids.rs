@@ -1,0 +1,138 @@
+//! Identifiers and bounded strings, checked once where they enter.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidText {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters, got {got}")]
+    TooLong { max: usize, got: usize },
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
+/// Checks the rules every bounded string shares.
+pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
+    let got = text.chars().count();
+    if got == 0 {
+        Err(InvalidText::Empty)
+    } else if got > max {
+        Err(InvalidText::TooLong { max, got })
+    } else if text.chars().any(char::is_control) {
+        Err(InvalidText::ControlCharacter)
+    } else {
+        Ok(())
+    }
+}
+
+/// Declares a string newtype that can only hold a non-empty value of at most `$max` characters.
+macro_rules! bounded_string {
+    ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(text: impl Into<String>) -> Result<Self, InvalidText> {
+                let text = text.into();
+                check_text(&text, $max)?;
+                Ok(Self(text))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(text).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some($max))
+                    .pattern(Some("^[^\\u0000-\\u001F\\u007F-\\u009F]+$"))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+bounded_string!(
+    /// The customer account a ledger entry belongs to.
+    AccountId,
+    50
+);
+bounded_string!(
+    /// The license (seat type or add-on) a ledger entry counts.
+    LicenseId,
+    50
+);
+bounded_string!(
+    /// A client-chosen key that makes a ledger write safe to retry.
+    IdempotencyKey,
+    255
+);
+bounded_string!(
+    /// The name of a business (tenant).
+    BusinessName,
+    100
+);
+
+/// The tenant every record belongs to; assigned by the server (`bus_…`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BusinessId(pub String);
+
+/// A new random id with a type prefix, such as `bus_4ZbX…`.
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rngs::OsRng;
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}_{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_strings_check_length_in_characters() {
+        assert!(AccountId::parse("a".repeat(50)).is_ok());
+        assert_eq!(
+            AccountId::parse("a".repeat(51)),
+            Err(InvalidText::TooLong { max: 50, got: 51 })
+        );
+        assert!(AccountId::parse("é".repeat(50)).is_ok());
+        assert_eq!(LicenseId::parse(""), Err(InvalidText::Empty));
+        assert_eq!(LicenseId::parse("a\nb"), Err(InvalidText::ControlCharacter));
+    }
+
+    #[test]
+    fn ids_carry_their_prefix() {
+        let id = new_id("bus");
+        assert!(id.starts_with("bus_"));
+        assert_eq!(id.len(), 26);
+        assert_ne!(id, new_id("bus"));
+    }
+}

@@ -1,0 +1,383 @@
+//! The license-updates ledger: how entries resolve to absolute quantities, and how a
+//! history of quantities becomes daily usage. Pure functions; both storage backends
+//! call them inside their transactions.
+//!
+//! For one (account, license) pair, entries are ordered by `effective_from`, ties by
+//! arrival (`seq`). An entry's absolute quantity is its own quantity if ABSOLUTE, else the
+//! absolute quantity of the entry before it (0 if none) plus its own. A new entry arrives
+//! last, so it goes after every existing entry at its instant.
+
+use chrono::{Days, NaiveDate};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::quantity::Quantity;
+use super::time::{MICROS_PER_DAY, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum UpdateType {
+    Relative,
+    Absolute,
+}
+
+impl UpdateType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateType::Relative => "RELATIVE",
+            UpdateType::Absolute => "ABSOLUTE",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "RELATIVE" => Some(UpdateType::Relative),
+            "ABSOLUTE" => Some(UpdateType::Absolute),
+            _ => None,
+        }
+    }
+
+    /// The absolute quantity an entry of this type with `given` has after `prior`.
+    fn apply(self, prior: Quantity, given: Quantity) -> Option<Quantity> {
+        match self {
+            UpdateType::Absolute => Some(given),
+            UpdateType::Relative => prior.checked_add(given),
+        }
+    }
+}
+
+/// An entry already in the ledger, as far as resolution needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub seq: i64,
+    pub effective_from: Timestamp,
+    pub update_type: UpdateType,
+    /// The quantity the client sent: a delta for RELATIVE entries.
+    pub given: Quantity,
+    /// The resolved absolute quantity.
+    pub absolute: Quantity,
+}
+
+/// What inserting an entry changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insertion {
+    /// The new entry's absolute quantity.
+    pub absolute: Quantity,
+    /// Later entries whose absolute quantity changes: `(seq, new absolute)`.
+    pub changed: Vec<(i64, Quantity)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("this update would make the quantity negative at {0}")]
+    NegativeAt(Timestamp),
+    #[error("this update would make the quantity at {0} reach 10^18 or more")]
+    OutOfRangeAt(Timestamp),
+}
+
+/// Resolves a new entry placed after an entry whose absolute quantity is `prior` (zero if
+/// none), followed by `later` (the entries after it, in ledger order). RELATIVE entries in
+/// `later` are re-resolved up to the first ABSOLUTE one, which, like everything after it,
+/// is unaffected; `later` may therefore stop there. Refuses if any quantity would become
+/// negative or leave the allowed range.
+pub fn resolve_insertion(
+    prior: Quantity,
+    effective_from: Timestamp,
+    update_type: UpdateType,
+    given: Quantity,
+    later: &[StoredEntry],
+) -> Result<Insertion, LedgerError> {
+    let absolute = checked(update_type.apply(prior, given), effective_from)?;
+    let mut running = absolute;
+    let mut changed = Vec::new();
+    for entry in later {
+        if entry.update_type == UpdateType::Absolute {
+            break;
+        }
+        running = checked(
+            UpdateType::Relative.apply(running, entry.given),
+            entry.effective_from,
+        )?;
+        if running != entry.absolute {
+            changed.push((entry.seq, running));
+        }
+    }
+    Ok(Insertion { absolute, changed })
+}
+
+fn checked(quantity: Option<Quantity>, at: Timestamp) -> Result<Quantity, LedgerError> {
+    match quantity {
+        None => Err(LedgerError::OutOfRangeAt(at)),
+        Some(q) if q.is_negative() => Err(LedgerError::NegativeAt(at)),
+        Some(q) => Ok(q),
+    }
+}
+
+/// One UTC day of usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayUsage {
+    pub date: NaiveDate,
+    /// The largest quantity in effect at any instant of the day.
+    pub max_quantity: Quantity,
+    /// The quantity in effect at the day's last instant.
+    pub end_quantity: Quantity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub days: Vec<DayUsage>,
+    /// The sum of the days' maximum quantities.
+    pub max_quantity_days: Decimal,
+    /// The integral of the quantity over the period, in quantity × seconds.
+    pub quantity_seconds: Decimal,
+}
+
+/// Daily usage over `days` UTC days from `start`. `initial` is the quantity in effect at
+/// `start`; `changes` are `(instant, absolute quantity)` of the entries strictly after
+/// `start` and before the period's end, in ledger order. Of several entries at one
+/// instant only the last was ever in effect.
+pub fn daily_usage(
+    initial: Quantity,
+    changes: &[(Timestamp, Quantity)],
+    start: NaiveDate,
+    days: u32,
+) -> Usage {
+    let mut current = initial;
+    let mut pending = changes.iter().peekable();
+    let mut rows = Vec::with_capacity(days as usize);
+    let mut max_quantity_days = Decimal::ZERO;
+    let mut quantity_micros = Decimal::ZERO;
+    let seconds = |micros: i64| Decimal::new(micros, 6);
+
+    for offset in 0..days {
+        let Some(date) = start.checked_add_days(Days::new(offset.into())) else {
+            break;
+        };
+        let day_start = Timestamp::midnight(date).micros();
+        let day_end = day_start + MICROS_PER_DAY;
+        // Entries exactly at midnight set the quantity the day starts with.
+        while let Some((_, q)) = pending.next_if(|(at, _)| at.micros() <= day_start) {
+            current = *q;
+        }
+        let mut max = current;
+        let mut since = day_start;
+        while let Some((at, q)) = pending.next_if(|(at, _)| at.micros() < day_end) {
+            let at = at.micros();
+            quantity_micros += current.decimal() * seconds(at - since);
+            since = at;
+            current = *q;
+            // Only the last entry at an instant counts toward the maximum.
+            let overtaken = pending.peek().is_some_and(|(next, _)| next.micros() == at);
+            if !overtaken {
+                max = max.max(current);
+            }
+        }
+        quantity_micros += current.decimal() * seconds(day_end - since);
+        max_quantity_days += max.decimal();
+        rows.push(DayUsage {
+            date,
+            max_quantity: max,
+            end_quantity: current,
+        });
+    }
+    Usage {
+        days: rows,
+        max_quantity_days,
+        quantity_seconds: quantity_micros.round_dp(6).normalize(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn q(text: &str) -> Quantity {
+        Quantity::parse(text).unwrap()
+    }
+
+    fn t(micros: i64) -> Timestamp {
+        Timestamp::from_micros(micros).unwrap()
+    }
+
+    /// The ledger as storage would keep it: entries in ledger order, each resolved.
+    #[derive(Default, Clone)]
+    struct Ledger {
+        entries: Vec<StoredEntry>,
+        next_seq: i64,
+    }
+
+    impl Ledger {
+        /// Inserts the way both backends do: find the position, resolve, write.
+        fn insert(&mut self, at: i64, kind: UpdateType, given: Quantity) -> Result<Quantity, LedgerError> {
+            let position = self.entries.partition_point(|e| e.effective_from.micros() <= at);
+            let prior = position.checked_sub(1).map_or(Quantity::ZERO, |i| self.entries[i].absolute);
+            let insertion = resolve_insertion(prior, t(at), kind, given, &self.entries[position..])?;
+            for (seq, absolute) in &insertion.changed {
+                let entry = self.entries.iter_mut().find(|e| e.seq == *seq).unwrap();
+                entry.absolute = *absolute;
+            }
+            self.next_seq += 1;
+            self.entries.insert(
+                position,
+                StoredEntry { seq: self.next_seq, effective_from: t(at), update_type: kind, given, absolute: insertion.absolute },
+            );
+            Ok(insertion.absolute)
+        }
+
+        fn at(&self, micros: i64) -> Quantity {
+            let position = self.entries.partition_point(|e| e.effective_from.micros() <= micros);
+            position.checked_sub(1).map_or(Quantity::ZERO, |i| self.entries[i].absolute)
+        }
+    }
+
+    /// The naive model: every absolute quantity recomputed from scratch after each write.
+    fn reference(history: &[(i64, i64, UpdateType, Quantity)]) -> Option<Vec<(i64, Quantity)>> {
+        let mut sorted = history.to_vec();
+        sorted.sort_by_key(|(at, seq, _, _)| (*at, *seq));
+        let mut running = Quantity::ZERO;
+        let mut out = Vec::new();
+        for (_, seq, kind, given) in sorted {
+            running = kind.apply(running, given)?;
+            if running.is_negative() {
+                return None;
+            }
+            out.push((seq, running));
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn relative_entries_add_to_the_one_before() {
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.insert(100, UpdateType::Absolute, q("10")), Ok(q("10")));
+        assert_eq!(ledger.insert(200, UpdateType::Relative, q("-3")), Ok(q("7")));
+        assert_eq!(ledger.insert(300, UpdateType::Relative, q("0.5")), Ok(q("7.5")));
+        assert_eq!(ledger.at(99), Quantity::ZERO);
+        assert_eq!(ledger.at(250), q("7"));
+    }
+
+    #[test]
+    fn a_backdated_entry_re_resolves_later_relative_entries_up_to_an_absolute() {
+        let mut ledger = Ledger::default();
+        ledger.insert(100, UpdateType::Absolute, q("10")).unwrap();
+        ledger.insert(300, UpdateType::Relative, q("2")).unwrap();
+        ledger.insert(400, UpdateType::Absolute, q("1")).unwrap();
+        ledger.insert(500, UpdateType::Relative, q("1")).unwrap();
+        assert_eq!(ledger.insert(200, UpdateType::Relative, q("5")), Ok(q("15")));
+        let absolutes: Vec<_> = ledger.entries.iter().map(|e| e.absolute.to_string()).collect();
+        assert_eq!(absolutes, ["10", "15", "17", "1", "2"]);
+    }
+
+    #[test]
+    fn ties_at_one_instant_resolve_in_arrival_order() {
+        let mut ledger = Ledger::default();
+        ledger.insert(100, UpdateType::Absolute, q("5")).unwrap();
+        ledger.insert(100, UpdateType::Relative, q("1")).unwrap();
+        assert_eq!(ledger.at(100), q("6"));
+        assert_eq!(ledger.insert(100, UpdateType::Absolute, q("2")), Ok(q("2")));
+        assert_eq!(ledger.at(100), q("2"));
+    }
+
+    #[test]
+    fn refuses_a_write_that_makes_a_later_quantity_negative_and_names_the_instant() {
+        let mut ledger = Ledger::default();
+        ledger.insert(100, UpdateType::Absolute, q("5")).unwrap();
+        ledger.insert(300, UpdateType::Relative, q("-4")).unwrap();
+        let before = ledger.entries.clone();
+        assert_eq!(ledger.insert(200, UpdateType::Absolute, q("3")), Err(LedgerError::NegativeAt(t(300))));
+        assert_eq!(ledger.insert(50, UpdateType::Relative, q("-1")), Err(LedgerError::NegativeAt(t(50))));
+        assert_eq!(ledger.entries, before);
+    }
+
+    #[test]
+    fn refuses_a_sum_out_of_range() {
+        let mut ledger = Ledger::default();
+        ledger.insert(100, UpdateType::Absolute, q("999999999999999999")).unwrap();
+        assert_eq!(ledger.insert(200, UpdateType::Relative, q("1")), Err(LedgerError::OutOfRangeAt(t(200))));
+    }
+
+    #[test]
+    fn daily_usage_takes_each_days_maximum_and_end() {
+        let day = MICROS_PER_DAY;
+        let start = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let s = Timestamp::midnight(start).micros();
+        let changes = [
+            (t(s + day / 2), q("5")),       // day 1 noon: 2 -> 5
+            (t(s + day), q("3")),           // day 2 midnight: 3
+            (t(s + day + 10), q("9")),      // day 2: 9, overtaken at the same instant
+            (t(s + day + 10), q("4")),      // ... by 4
+        ];
+        let usage = daily_usage(q("2"), &changes, start, 3);
+        let rows: Vec<_> = usage.days.iter().map(|d| (d.date.to_string(), d.max_quantity.to_string(), d.end_quantity.to_string())).collect();
+        assert_eq!(rows, [
+            ("2024-03-01".into(), "5".into(), "5".into()),
+            ("2024-03-02".into(), "4".into(), "4".into()),
+            ("2024-03-03".into(), "4".into(), "4".into()),
+        ]);
+        assert_eq!(usage.max_quantity_days, Decimal::from(13));
+        // 2×43200 + 5×43200 + 3×0.00001 + 4×(86400 − 0.00001) + 4×86400
+        assert_eq!(usage.quantity_seconds.to_string(), "993599.99999");
+    }
+
+    fn update_type() -> impl Strategy<Value = UpdateType> {
+        prop_oneof![Just(UpdateType::Relative), Just(UpdateType::Absolute)]
+    }
+
+    fn quantity() -> impl Strategy<Value = Quantity> {
+        (-500i64..1000, 0u32..3).prop_map(|(n, scale)| Quantity::new(Decimal::new(n, scale)).unwrap())
+    }
+
+    proptest! {
+        /// Inserting entries one by one in any order (backdated, future-dated, at equal
+        /// instants) gives exactly what recomputing the whole ledger gives, and refuses
+        /// exactly the writes after which some quantity would be negative.
+        #[test]
+        fn incremental_resolution_matches_recomputing_everything(
+            writes in prop::collection::vec((0i64..12, update_type(), quantity()), 1..40)
+        ) {
+            let mut ledger = Ledger::default();
+            let mut accepted: Vec<(i64, i64, UpdateType, Quantity)> = Vec::new();
+            for (at, kind, given) in writes {
+                let mut candidate = accepted.clone();
+                candidate.push((at, ledger.next_seq + 1, kind, given));
+                let expected = reference(&candidate);
+                let result = ledger.insert(at, kind, given);
+                prop_assert_eq!(result.is_ok(), expected.is_some(), "write at {} {:?} {}", at, kind, given);
+                if let Some(expected) = expected {
+                    accepted = candidate;
+                    let actual: Vec<_> = ledger.entries.iter().map(|e| (e.seq, e.absolute)).collect();
+                    prop_assert_eq!(actual, expected);
+                }
+            }
+        }
+
+        /// Daily maxima and ends agree with sampling the quantity at every instant.
+        #[test]
+        fn daily_usage_matches_sampling(
+            writes in prop::collection::vec((0i64..96, update_type(), 0i64..50), 0..30),
+            initial in 0i64..20,
+        ) {
+            // Four days of 24 "hours" of one microsecond each keep sampling exhaustive.
+            let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+            let s = Timestamp::midnight(start).micros();
+            let hour = MICROS_PER_DAY / 24;
+            let mut changes: Vec<(Timestamp, Quantity)> = writes.iter()
+                .filter(|(h, _, _)| *h > 0)
+                .map(|(h, _, n)| (t(s + h * hour), Quantity::new(Decimal::from(*n)).unwrap()))
+                .collect();
+            changes.sort_by_key(|(at, _)| *at);
+            let usage = daily_usage(Quantity::new(Decimal::from(initial)).unwrap(), &changes, start, 4);
+            let at = |micros: i64| changes.iter().rev().find(|(c, _)| c.micros() <= micros)
+                .map_or(Quantity::new(Decimal::from(initial)).unwrap(), |(_, q)| *q);
+            for (day, row) in usage.days.iter().enumerate() {
+                let first = s + day as i64 * MICROS_PER_DAY;
+                let samples: Vec<_> = (0..24).map(|h| at(first + h * hour)).collect();
+                prop_assert_eq!(row.max_quantity, *samples.iter().max().unwrap());
+                prop_assert_eq!(row.end_quantity, samples[23]);
+            }
+            let integral: Decimal = (0..96).map(|h| at(s + h * hour).decimal() * Decimal::from(3600)).sum();
+            prop_assert_eq!(usage.quantity_seconds, integral.normalize());
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The rules of the business, free of I/O: ledger resolution and usage, quantities,
+//! instants, identifiers and API keys.
+
+pub mod auth;
+pub mod entry;
+pub mod ids;
+pub mod ledger;
+pub mod quantity;
+pub mod time;

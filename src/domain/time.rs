@@ -1,0 +1,151 @@
+//! Instants: microsecond precision in UTC, parsed leniently and printed one way.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Microseconds in one UTC day.
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// A UTC instant with microsecond precision, stored as microseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+/// The first and last instants accepted: years 0001 to 9999, so every value prints as RFC 3339.
+const MIN_MICROS: i64 = -62_135_596_800_000_000;
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a valid timestamp: expected RFC 3339 such as 2021-03-04T14:25:10Z (years 0001 to 9999)"
+)]
+pub struct InvalidTimestamp(pub String);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp_micros())
+    }
+
+    pub fn from_micros(micros: i64) -> Option<Self> {
+        (MIN_MICROS..=MAX_MICROS)
+            .contains(&micros)
+            .then_some(Self(micros))
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// Accepts RFC 3339 with any offset, the basic offset form `+0000`, and no offset at
+    /// all (read as UTC). Digits beyond microseconds are truncated.
+    pub fn parse(text: &str) -> Result<Self, InvalidTimestamp> {
+        let invalid = || InvalidTimestamp(text.chars().take(64).collect());
+        let trimmed = text.trim();
+        let utc = if let Ok(dt) = DateTime::parse_from_rfc3339(trimmed) {
+            dt.with_timezone(&Utc)
+        } else if let Ok(dt) = DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%z") {
+            dt.with_timezone(&Utc)
+        } else if let Ok(naive) = NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f") {
+            naive.and_utc()
+        } else {
+            return Err(invalid());
+        };
+        Self::from_micros(utc.timestamp_micros()).ok_or_else(invalid)
+    }
+
+    /// Midnight (UTC) of `date`.
+    pub fn midnight(date: NaiveDate) -> Self {
+        Self(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros())
+    }
+
+    pub fn is_midnight(self) -> bool {
+        self.0.rem_euclid(MICROS_PER_DAY) == 0
+    }
+
+    pub fn date(self) -> NaiveDate {
+        self.to_chrono().date_naive()
+    }
+
+    pub fn plus_micros(self, micros: i64) -> Option<Self> {
+        self.0.checked_add(micros).and_then(Self::from_micros)
+    }
+
+    fn to_chrono(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with `Z`; the fraction only when it is not zero.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = if self.0.rem_euclid(1_000_000) == 0 {
+            SecondsFormat::Secs
+        } else {
+            SecondsFormat::Micros
+        };
+        f.write_str(&self.to_chrono().to_rfc3339_opts(format, true))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .examples([serde_json::json!("2021-03-04T14:25:10Z")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> String {
+        Timestamp::parse(text).unwrap().to_string()
+    }
+
+    #[test]
+    fn accepts_the_forms_clients_send() {
+        assert_eq!(parse("2021-03-04T14:25:10Z"), "2021-03-04T14:25:10Z");
+        assert_eq!(parse("2021-03-04T14:25:10.000000+0000"), "2021-03-04T14:25:10Z");
+        assert_eq!(parse("2021-03-04T14:25:10.5+01:00"), "2021-03-04T13:25:10.500000Z");
+        assert_eq!(parse("2021-03-04T14:25:10.123456"), "2021-03-04T14:25:10.123456Z");
+        assert_eq!(parse("2021-03-04T14:25:10"), "2021-03-04T14:25:10Z");
+        assert_eq!(parse("2021-03-04T14:25:10.1234567Z"), "2021-03-04T14:25:10.123456Z");
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_instant() {
+        for bad in ["", "yesterday", "2021-13-01T00:00:00Z", "2021-03-04", "+10000-01-01T00:00:00Z"] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn days_and_midnights() {
+        let t = Timestamp::parse("2024-02-29T23:59:59.999999Z").unwrap();
+        assert_eq!(t.date().to_string(), "2024-02-29");
+        assert!(!t.is_midnight());
+        assert!(t.plus_micros(1).unwrap().is_midnight());
+        assert!(Timestamp::parse("1960-01-01T00:00:00Z").unwrap().is_midnight());
+    }
+}

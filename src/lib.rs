@@ -1,0 +1,7 @@
+//! licensed: a self-hosted license server.
+//!
+//! Requests enter through [`http`], the rules live in [`domain`], the data is kept by
+//! [`storage`]; [`cli`] wires them together.
+
+pub mod domain;
+pub mod storage;

@@ -1,0 +1,136 @@
+//! Where the data is kept: one interface, implemented by SQLite (embedded, the default)
+//! and PostgreSQL (shared by many server processes). Each backend embeds its migrations.
+
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::auth::{KeyDigest, Principal};
+use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
+use crate::domain::ids::{AccountId, BusinessName, LicenseId};
+use crate::domain::ledger::LedgerError;
+use crate::domain::quantity::Quantity;
+use crate::domain::time::Timestamp;
+
+pub use sql::{EntrySort, ListEntries, ListedEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached or did not answer in time.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The ledger refused the write.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// An idempotency key was reused with a different request.
+    #[error("idempotency key already used with a different request")]
+    IdempotencyMismatch,
+    /// Anything else: a bug or a broken database. Never shown to clients.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The outcome of adding a ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    Created(LedgerEntry),
+    /// A repeat of an earlier request with the same idempotency key: its original response.
+    Replayed(LedgerEntry),
+}
+
+/// Businesses, API keys and what the server needs at start.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// The principal an API key digest belongs to, if any.
+    async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>>;
+    /// Creates the business if no business has that name; returns its id.
+    async fn ensure_business(&self, name: &BusinessName) -> Result<String>;
+    async fn create_api_key(&self, business_id: &str, digest: KeyDigest, read_only: bool)
+    -> Result<()>;
+    /// On a database that has never been bootstrapped and holds no business, creates
+    /// business `default` with an admin key of that digest. True if it did. Runs once
+    /// even when several processes start together.
+    async fn bootstrap(&self, digest: KeyDigest) -> Result<bool>;
+    /// A random secret kept in the database, shared by every process (signs page tokens).
+    async fn token_secret(&self) -> Result<Vec<u8>>;
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// The license-updates ledger.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Resolves and writes an entry atomically, with its idempotency key if it has one.
+    async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended>;
+    /// One page of entries; asks for `limit` rows.
+    async fn list_entries(&self, business_id: &str, query: &ListEntries)
+    -> Result<Vec<ListedEntry>>;
+    /// Replaces the metadata of the latest entry of the pair at exactly `at`.
+    async fn update_metadata(
+        &self,
+        business_id: &str,
+        pair: (&AccountId, &LicenseId),
+        at: Timestamp,
+        metadata: &Metadata,
+    ) -> Result<Option<LedgerEntry>>;
+    /// The governing entry's instant and absolute quantity at `at`, if any entry is in effect.
+    async fn quantity_at(
+        &self,
+        business_id: &str,
+        pair: (&AccountId, &LicenseId),
+        at: Timestamp,
+    ) -> Result<Option<(Timestamp, Quantity)>>;
+    /// The quantity in effect at `start`, then `(instant, absolute)` of every entry strictly
+    /// between `start` and `end`, in ledger order.
+    async fn history(
+        &self,
+        business_id: &str,
+        pair: (&AccountId, &LicenseId),
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)>;
+}
+
+pub trait Store: AccountStore + LedgerStore {}
+impl<T: AccountStore + LedgerStore> Store for T {}
+
+/// How to reach and use the database.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    pub url: String,
+    /// How long a request may wait for the database before it fails with 503.
+    pub timeout: Duration,
+    /// Connections to PostgreSQL per process.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "unsupported database URL `{0}`: use sqlite://PATH, sqlite::memory:, postgres://… or postgresql://…"
+    )]
+    UnknownScheme(String),
+    #[error("cannot open the database: {0}")]
+    Failed(String),
+}
+
+/// Opens the database the URL names and applies its migrations.
+pub async fn open(options: &StorageOptions) -> std::result::Result<Arc<dyn Store>, OpenError> {
+    let url = options.url.as_str();
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(options).await?))
+    } else {
+        Err(OpenError::UnknownScheme(
+            url.split("://").next().unwrap_or(url).chars().take(40).collect(),
+        ))
+    }
+}

@@ -1,0 +1,290 @@
+//! The ledger on SQLite. Writes are serialized by the writer thread and an immediate
+//! transaction, so resolution sees a stable pair.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+
+use super::{SqliteStore, internal};
+use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
+use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
+use crate::domain::quantity::Quantity;
+use crate::domain::time::Timestamp;
+use crate::storage::sql::{self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, Param, corrupt, timestamp};
+use crate::storage::{Appended, LedgerStore, Result, StorageError};
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended> {
+        let business_id = business_id.to_owned();
+        let entry = entry.clone();
+        self.write(move |tx| append(tx, &business_id, &entry)).await
+    }
+
+    async fn list_entries(
+        &self,
+        business_id: &str,
+        query: &ListEntries,
+    ) -> Result<Vec<ListedEntry>> {
+        let (sql, params) = sql::list_entries(business_id, query, |n| format!("?{n}"));
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+            let values = params.iter().map(|p| match p {
+                Param::Text(text) => rusqlite::types::Value::Text((*text).to_owned()),
+                Param::Int(int) => rusqlite::types::Value::Integer(*int),
+            });
+            let rows = stmt
+                .query_map(params_from_iter(values), listed_entry)
+                .map_err(internal)?;
+            rows.map(|row| row.map_err(internal)?).collect()
+        })
+    }
+
+    async fn update_metadata(
+        &self,
+        business_id: &str,
+        (account, license): (&AccountId, &LicenseId),
+        at: Timestamp,
+        metadata: &Metadata,
+    ) -> Result<Option<LedgerEntry>> {
+        let args = (
+            business_id.to_owned(),
+            account.as_str().to_owned(),
+            license.as_str().to_owned(),
+            serde_json::to_string(metadata).map_err(internal)?,
+        );
+        self.write(move |tx| {
+            let (business_id, account, license, metadata) = args;
+            let sql = format!(
+                "UPDATE ledger_entries SET metadata = ?5 WHERE seq = (
+                     SELECT seq FROM ledger_entries
+                     WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from = ?4
+                     ORDER BY seq DESC LIMIT 1)
+                 RETURNING {ENTRY_COLUMNS}"
+            );
+            let row = tx
+                .query_row(&sql, params![business_id, account, license, at.micros(), metadata], listed_entry)
+                .optional()
+                .map_err(internal)?;
+            row.transpose().map(|listed| listed.map(|l| l.entry))
+        })
+        .await
+    }
+
+    async fn quantity_at(
+        &self,
+        business_id: &str,
+        pair: (&AccountId, &LicenseId),
+        at: Timestamp,
+    ) -> Result<Option<(Timestamp, Quantity)>> {
+        self.read(|conn| governing(conn, business_id, pair, at))
+    }
+
+    async fn history(
+        &self,
+        business_id: &str,
+        pair: (&AccountId, &LicenseId),
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)> {
+        self.read(|conn| {
+            let initial = governing(conn, business_id, pair, start)?.map_or(Quantity::ZERO, |(_, q)| q);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT effective_from, absolute FROM ledger_entries
+                     WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3
+                       AND effective_from > ?4 AND effective_from < ?5
+                     ORDER BY effective_from, seq",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(
+                    params![business_id, pair.0.as_str(), pair.1.as_str(), start.micros(), end.micros()],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .map_err(internal)?;
+            let mut changes = Vec::new();
+            for row in rows {
+                let (at, quantity) = row.map_err(internal)?;
+                changes.push((timestamp(at)?, quantity_of(&quantity)?));
+            }
+            Ok((initial, changes))
+        })
+    }
+}
+
+fn append(tx: &Transaction<'_>, business_id: &str, entry: &NewEntry) -> Result<Appended> {
+    let fingerprint = entry.fingerprint();
+    if let Some(key) = &entry.idempotency_key {
+        let earlier: Option<(Vec<u8>, String)> = tx
+            .query_row(
+                "SELECT fingerprint, response FROM ledger_idempotency WHERE business_id = ?1 AND key = ?2",
+                params![business_id, key.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(internal)?;
+        if let Some((stored, response)) = earlier {
+            return if stored == fingerprint {
+                Ok(Appended::Replayed(serde_json::from_str(&response).map_err(internal)?))
+            } else {
+                Err(StorageError::IdempotencyMismatch)
+            };
+        }
+    }
+
+    let now = Timestamp::now();
+    let at = entry.effective_from.unwrap_or(now);
+    let pair = (&entry.account_id, &entry.license_id);
+    let prior = governing(tx, business_id, pair, at)?.map_or(Quantity::ZERO, |(_, q)| q);
+    let later = later_entries(tx, business_id, pair, at)?;
+    let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
+
+    let metadata = entry
+        .metadata
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(internal)?;
+    tx.prepare_cached(
+        "INSERT INTO ledger_entries
+             (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            business_id,
+            entry.account_id.as_str(),
+            entry.license_id.as_str(),
+            at.micros(),
+            entry.update_type.as_str(),
+            entry.quantity.to_string(),
+            insertion.absolute.to_string(),
+            metadata,
+            now.micros(),
+        ])
+    })
+    .map_err(internal)?;
+    let mut update = tx
+        .prepare_cached("UPDATE ledger_entries SET absolute = ?2 WHERE seq = ?1")
+        .map_err(internal)?;
+    for (seq, absolute) in &insertion.changed {
+        update.execute(params![seq, absolute.to_string()]).map_err(internal)?;
+    }
+
+    let written = LedgerEntry {
+        license_id: entry.license_id.clone(),
+        account_id: entry.account_id.clone(),
+        quantity: insertion.absolute,
+        effective_from: at,
+        metadata: entry.metadata.clone(),
+        created_at: now,
+    };
+    if let Some(key) = &entry.idempotency_key {
+        tx.execute(
+            "INSERT INTO ledger_idempotency (business_id, key, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                business_id,
+                key.as_str(),
+                &fingerprint[..],
+                serde_json::to_string(&written).map_err(internal)?
+            ],
+        )
+        .map_err(internal)?;
+    }
+    Ok(Appended::Created(written))
+}
+
+/// The instant and absolute quantity of the last entry of the pair at or before `at`.
+fn governing(
+    conn: &Connection,
+    business_id: &str,
+    (account, license): (&AccountId, &LicenseId),
+    at: Timestamp,
+) -> Result<Option<(Timestamp, Quantity)>> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT effective_from, absolute FROM ledger_entries
+             WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
+             ORDER BY effective_from DESC, seq DESC LIMIT 1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![business_id, account.as_str(), license.as_str(), at.micros()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+        .map_err(internal)?;
+    row.map(|(at, q)| Ok((timestamp(at)?, quantity_of(&q)?)))
+        .transpose()
+}
+
+/// The entries after `at` that a new entry there can affect: everything up to and
+/// including the instant of the next ABSOLUTE entry.
+fn later_entries(
+    conn: &Connection,
+    business_id: &str,
+    (account, license): (&AccountId, &LicenseId),
+    at: Timestamp,
+) -> Result<Vec<StoredEntry>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, effective_from, update_type, given, absolute FROM ledger_entries
+             WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from > ?4
+               AND effective_from <= COALESCE((
+                   SELECT MIN(effective_from) FROM ledger_entries
+                   WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3
+                     AND effective_from > ?4 AND update_type = 'ABSOLUTE'), 9223372036854775807)
+             ORDER BY effective_from, seq",
+        )
+        .map_err(internal)?;
+    let rows = stmt
+        .query_map(
+            params![business_id, account.as_str(), license.as_str(), at.micros()],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .map_err(internal)?;
+    rows.map(|row| {
+        let (seq, at, kind, given, absolute) = row.map_err(internal)?;
+        Ok(StoredEntry {
+            seq,
+            effective_from: timestamp(at)?,
+            update_type: UpdateType::parse(&kind)
+                .ok_or_else(|| corrupt(format!("update type {kind}")))?,
+            given: quantity_of(&given)?,
+            absolute: quantity_of(&absolute)?,
+        })
+    })
+    .collect()
+}
+
+/// Decodes a row selected with `ENTRY_COLUMNS`.
+fn listed_entry(row: &Row<'_>) -> rusqlite::Result<Result<ListedEntry>> {
+    let absolute: String = row.get(3)?;
+    Ok(match quantity_of(&absolute) {
+        Err(e) => Err(e),
+        Ok(absolute) => EntryRow {
+            seq: row.get(0)?,
+            account_id: row.get(1)?,
+            license_id: row.get(2)?,
+            absolute,
+            effective_from: row.get(4)?,
+            metadata: row.get(5)?,
+            created_at: row.get(6)?,
+        }
+        .decode(),
+    })
+}
+
+fn quantity_of(text: &str) -> Result<Quantity> {
+    Quantity::parse(text).map_err(corrupt)
+}

@@ -1,0 +1,279 @@
+//! The embedded backend. Reads run inline on the calling thread, each on a connection
+//! taken from a small pool, because a hop to another thread costs more than an indexed
+//! point read. Writes go to one writer thread: SQLite allows one writer at a time, and
+//! queueing them there keeps async workers free while a commit waits for the disk.
+
+mod ledger;
+
+use std::path::PathBuf;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::{AccountStore, OpenError, Result, StorageError, StorageOptions};
+use crate::domain::auth::{KeyDigest, Principal};
+use crate::domain::ids::{BusinessName, new_id};
+use crate::domain::time::Timestamp;
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 16;
+
+type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer: mpsc::Sender<WriteJob>,
+    timeout: Duration,
+    /// Holds the directory of a `sqlite::memory:` database until the store is dropped.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, options: &StorageOptions) -> Result<Self, OpenError> {
+        let (path, scratch) = if url == "sqlite::memory:" {
+            // A private file rather than SQLite's in-memory mode, so that the writer and
+            // the readers share one database exactly as with a file.
+            let dir = tempfile::tempdir().map_err(|e| OpenError::Failed(e.to_string()))?;
+            (dir.path().join("licensed.db"), Some(dir))
+        } else {
+            (parse_path(url)?, None)
+        };
+        let mut writer_conn = connect(&path).map_err(|e| {
+            OpenError::Failed(format!("cannot open SQLite database {}: {e}", path.display()))
+        })?;
+        migrate(&mut writer_conn).map_err(|e| OpenError::Failed(format!("migrations: {e}")))?;
+
+        let (writer, jobs) = mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                for job in jobs {
+                    job(&mut writer_conn);
+                }
+            })
+            .map_err(|e| OpenError::Failed(e.to_string()))?;
+
+        Ok(Self {
+            path,
+            readers: Mutex::new(Vec::new()),
+            writer,
+            timeout: options.timeout,
+            _scratch: scratch,
+        })
+    }
+
+    /// Runs `work` in an immediate transaction on the writer thread and commits if it succeeds.
+    async fn write<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (reply, answer) = oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = (|| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(internal)?;
+                let value = work(&tx)?;
+                tx.commit().map_err(internal)?;
+                Ok(value)
+            })();
+            let _ = reply.send(result);
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StorageError::Internal("the SQLite writer thread stopped".into()))?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StorageError::Internal("the SQLite writer dropped a job".into())),
+            Err(_) => Err(StorageError::Unavailable(
+                "the SQLite writer did not answer in time".into(),
+            )),
+        }
+    }
+
+    /// Runs `work` inline on a pooled read connection.
+    fn read<R>(&self, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let pooled = self.readers.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path).map_err(internal)?,
+        };
+        let result = work(&conn);
+        if let Ok(mut idle) = self.readers.lock() {
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
+
+fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() {
+        return Err(OpenError::Failed(format!("`{url}` names no file")));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // WAL lets readers proceed during a write; synchronous=FULL makes every commit durable
+    // on power loss, not only on a crash of the process.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub(super) fn internal(error: impl std::fmt::Display) -> StorageError {
+    StorageError::Internal(error.to_string())
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
+        self.read(|conn| {
+            let row: Option<(String, Vec<u8>, bool)> = conn
+                .prepare_cached(
+                    "SELECT business_id, digest, read_only FROM api_keys WHERE digest = ?1",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row([&digest.0[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .map_err(internal)?;
+            Ok(row
+                .filter(|(_, stored, _)| digest.matches(stored))
+                .map(|(business_id, _, read_only)| Principal {
+                    business_id,
+                    read_only,
+                }))
+        })
+    }
+
+    async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
+        let name = name.as_str().to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO businesses (id, name, brand_id, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+                params![new_id("bus"), name, new_id("brnd"), Timestamp::now().micros()],
+            )
+            .map_err(internal)?;
+            tx.query_row("SELECT id FROM businesses WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn create_api_key(
+        &self,
+        business_id: &str,
+        digest: KeyDigest,
+        read_only: bool,
+    ) -> Result<()> {
+        let business_id = business_id.to_owned();
+        self.write(move |tx| insert_api_key(tx, &business_id, digest, read_only))
+            .await
+    }
+
+    async fn bootstrap(&self, digest: KeyDigest) -> Result<bool> {
+        self.write(move |tx| {
+            let first = tx
+                .execute(
+                    "INSERT INTO settings (name, value) VALUES ('bootstrapped', '1')
+                     ON CONFLICT (name) DO NOTHING",
+                    [],
+                )
+                .map_err(internal)?
+                == 1;
+            let empty: bool = tx
+                .query_row("SELECT NOT EXISTS (SELECT 1 FROM businesses)", [], |r| {
+                    r.get(0)
+                })
+                .map_err(internal)?;
+            if !(first && empty) {
+                return Ok(false);
+            }
+            let business_id = new_id("bus");
+            tx.execute(
+                "INSERT INTO businesses (id, name, brand_id, created_at) VALUES (?1, 'default', ?2, ?3)",
+                params![business_id, new_id("brnd"), Timestamp::now().micros()],
+            )
+            .map_err(internal)?;
+            insert_api_key(tx, &business_id, digest, false)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn token_secret(&self) -> Result<Vec<u8>> {
+        let fresh = crate::domain::auth::ApiKeySecret::generate()
+            .expose()
+            .to_owned();
+        let secret: String = self
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO settings (name, value) VALUES ('token_secret', ?1)
+                     ON CONFLICT (name) DO NOTHING",
+                    [fresh],
+                )
+                .map_err(internal)?;
+                tx.query_row(
+                    "SELECT value FROM settings WHERE name = 'token_secret'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(internal)
+            })
+            .await?;
+        Ok(secret.into_bytes())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| StorageError::Unavailable(e.to_string()))
+        })
+    }
+}
+
+fn insert_api_key(
+    tx: &rusqlite::Transaction<'_>,
+    business_id: &str,
+    digest: KeyDigest,
+    read_only: bool,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO api_keys (id, business_id, digest, read_only, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![new_id("key"), business_id, &digest.0[..], read_only, Timestamp::now().micros()],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
