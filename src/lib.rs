@@ -3,5 +3,7 @@
 //! Requests enter through [`http`], the rules live in [`domain`], the data is kept by
 //! [`storage`]; [`cli`] wires them together.
 
+pub mod cli;
 pub mod domain;
 pub mod storage;
+pub mod http;

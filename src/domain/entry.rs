@@ -5,13 +5,37 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ids::{AccountId, IdempotencyKey, LicenseId};
+use super::ids::{AccountId, IdempotencyKey, LicenseId, check_text};
 use super::ledger::UpdateType;
 use super::quantity::Quantity;
 use super::time::Timestamp;
 
 /// String-to-string metadata, kept in key order.
 pub type Metadata = BTreeMap<String, String>;
+
+pub const MAX_METADATA_KEYS: usize = 50;
+pub const MAX_METADATA_KEY_CHARS: usize = 100;
+pub const MAX_METADATA_VALUE_CHARS: usize = 500;
+
+/// Metadata within its limits, or a message naming the first thing over them.
+pub fn check_metadata(metadata: &Metadata) -> Result<(), String> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(format!(
+            "`metadata` has {} keys; at most {MAX_METADATA_KEYS} are allowed",
+            metadata.len()
+        ));
+    }
+    for (key, value) in metadata {
+        check_text(key, MAX_METADATA_KEY_CHARS)
+            .map_err(|e| format!("`metadata` key `{}`: {e}", key.chars().take(40).collect::<String>()))?;
+        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
+            return Err(format!(
+                "`metadata.{key}` must be at most {MAX_METADATA_VALUE_CHARS} characters"
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// An entry a client asks to add.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -95,11 +95,15 @@ impl FromStr for Quantity {
 
 impl Serialize for Quantity {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Written as a raw JSON number so no digit is lost to floating point.
-        RawValue::from_string(self.to_string())
-            .map_err(serde::ser::Error::custom)?
-            .serialize(serializer)
+        serialize_number(&self.0, serializer)
     }
+}
+
+/// Writes a decimal as a raw JSON number, so no digit is lost to floating point.
+pub fn serialize_number<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    RawValue::from_string(value.normalize().to_string())
+        .map_err(serde::ser::Error::custom)?
+        .serialize(serializer)
 }
 
 impl<'de> Deserialize<'de> for Quantity {

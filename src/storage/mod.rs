@@ -60,8 +60,21 @@ pub trait AccountStore: Send + Sync {
     async fn bootstrap(&self, digest: KeyDigest) -> Result<bool>;
     /// A random secret kept in the database, shared by every process (signs page tokens).
     async fn token_secret(&self) -> Result<Vec<u8>>;
+}
+
+/// What operators watch.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
+    /// Connections open to the database and how many of them are idle.
+    fn connections(&self) -> PoolUsage;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub open: usize,
+    pub idle: usize,
 }
 
 /// The license-updates ledger.
@@ -98,8 +111,8 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)>;
 }
 
-pub trait Store: AccountStore + LedgerStore {}
-impl<T: AccountStore + LedgerStore> Store for T {}
+pub trait Store: AccountStore + LedgerStore + HealthStore {}
+impl<T: AccountStore + LedgerStore + HealthStore> Store for T {}
 
 /// How to reach and use the database.
 #[derive(Debug, Clone)]

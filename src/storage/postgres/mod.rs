@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use super::{AccountStore, OpenError, Result, StorageError, StorageOptions};
+use super::{AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions};
 use crate::domain::auth::{ApiKeySecret, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
@@ -139,13 +139,23 @@ impl AccountStore for PgStore {
                 .map_err(classify)?;
         Ok(secret.into_bytes())
     }
+}
 
+#[async_trait]
+impl HealthStore for PgStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
         Ok(())
+    }
+
+    fn connections(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size() as usize,
+            idle: self.pool.num_idle(),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{AccountStore, OpenError, Result, StorageError, StorageOptions};
+use super::{AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions};
 use crate::domain::auth::{KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
@@ -255,12 +255,21 @@ impl AccountStore for SqliteStore {
             .await?;
         Ok(secret.into_bytes())
     }
+}
 
+#[async_trait]
+impl HealthStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.read(|conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))
                 .map_err(|e| StorageError::Unavailable(e.to_string()))
         })
+    }
+
+    fn connections(&self) -> PoolUsage {
+        let idle = self.readers.lock().map_or(0, |idle| idle.len());
+        // The writer's connection is always open.
+        PoolUsage { open: idle + 1, idle }
     }
 }
 

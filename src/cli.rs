@@ -1,0 +1,237 @@
+//! The command line: `serve`, `migrate`, `api-key create`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::domain::auth::ApiKeySecret;
+use crate::domain::ids::BusinessName;
+use crate::http::{self, AppState, ServerSettings};
+use crate::storage::{self, OpenError, StorageOptions, Store};
+
+#[derive(Parser)]
+#[command(name = "licensed", version, about = "A self-hosted license server")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (migrations run at start).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Manage API keys.
+    #[command(name = "api-key", subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key (and its business if new); prints the key as the last line.
+    Create(CreateKeyArgs),
+}
+
+#[derive(Args, Clone)]
+struct DatabaseArgs {
+    /// sqlite://PATH, sqlite::memory:, or postgres://USER@HOST/DB.
+    #[arg(long, env = "LICENSED_DATABASE_URL", default_value = "sqlite://licensed.db")]
+    database_url: String,
+    /// How long a request may wait for the database before it fails with 503, in milliseconds.
+    #[arg(long, env = "LICENSED_DATABASE_TIMEOUT_MS", default_value_t = 5000)]
+    database_timeout_ms: u64,
+    /// PostgreSQL connections per process.
+    #[arg(long, env = "LICENSED_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    database_max_connections: u32,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LICENSED_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Serve /metrics on this address instead of the main one.
+    #[arg(long, env = "LICENSED_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// Requests per minute per client IP on /licenses/* (0: unlimited).
+    #[arg(long, env = "LICENSED_PUBLIC_RATE_LIMIT", default_value_t = 600)]
+    public_rate_limit: u32,
+    /// Requests per minute per API key on the other routes (0: unlimited).
+    #[arg(long, env = "LICENSED_API_KEY_RATE_LIMIT", default_value_t = 0)]
+    api_key_rate_limit: u32,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+#[derive(Args)]
+struct CreateKeyArgs {
+    /// The business the key belongs to; created if it does not exist.
+    #[arg(long)]
+    business: String,
+    /// The key may read but not write.
+    #[arg(long)]
+    read_only: bool,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+/// Environment variables this program reads; any other `LICENSED_*` is probably a typo.
+const KNOWN_VARIABLES: &[&str] = &[
+    "LICENSED_DATABASE_URL",
+    "LICENSED_DATABASE_TIMEOUT_MS",
+    "LICENSED_DATABASE_MAX_CONNECTIONS",
+    "LICENSED_BIND",
+    "LICENSED_METRICS_BIND",
+    "LICENSED_PUBLIC_RATE_LIMIT",
+    "LICENSED_API_KEY_RATE_LIMIT",
+    "LICENSED_BOOTSTRAP_API_KEY",
+    "LICENSED_LOG",
+];
+
+pub async fn run(cli: Cli) -> ExitCode {
+    for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+        if name.starts_with("LICENSED_") && !KNOWN_VARIABLES.contains(&name.as_str()) {
+            tracing::warn!("ignoring unknown environment variable {name}");
+        }
+    }
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => open(&args).await.map(|_| {
+            eprintln!("migrations applied");
+        }),
+        Command::ApiKey(ApiKeyCommand::Create(args)) => create_key(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    /// Bad configuration: exit code 2, like a command-line error.
+    Usage(String),
+    Runtime(String),
+}
+
+impl From<OpenError> for Failure {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::UnknownScheme(_) => Failure::Usage(error.to_string()),
+            OpenError::Failed(_) => Failure::Runtime(error.to_string()),
+        }
+    }
+}
+
+impl From<storage::StorageError> for Failure {
+    fn from(error: storage::StorageError) -> Self {
+        Failure::Runtime(error.to_string())
+    }
+}
+
+async fn open(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure> {
+    let options = StorageOptions {
+        url: args.database_url.clone(),
+        timeout: Duration::from_millis(args.database_timeout_ms),
+        max_connections: args.database_max_connections.max(1),
+    };
+    Ok(storage::open(&options).await?)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let store = open(&args.database).await?;
+    bootstrap(store.as_ref()).await?;
+    let settings = ServerSettings {
+        public_rate_limit: args.public_rate_limit,
+        api_key_rate_limit: args.api_key_rate_limit,
+        metrics_on_main: args.metrics_bind.is_none(),
+    };
+    let state = AppState::new(store, &settings).await?;
+    let listener = TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", args.bind)))?;
+    if let Some(address) = args.metrics_bind {
+        let metrics = TcpListener::bind(address)
+            .await
+            .map_err(|e| Failure::Runtime(format!("cannot listen on {address}: {e}")))?;
+        tracing::info!("metrics on http://{address}/metrics");
+        tokio::spawn(http::serve(metrics, http::metrics_router(state.clone()), shutdown_signal()));
+    }
+    tracing::info!("listening on http://{}", args.bind);
+    http::serve(listener, http::router(state, &settings), shutdown_signal())
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a database that has never been used, creates business `default` and its first
+/// admin key, shown once on stderr.
+async fn bootstrap(store: &dyn Store) -> Result<(), Failure> {
+    let given = std::env::var("LICENSED_BOOTSTRAP_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    let key = match &given {
+        Some(key) => ApiKeySecret::given(key.trim().to_owned()),
+        None => ApiKeySecret::generate(),
+    };
+    if store.bootstrap(key.digest()).await? {
+        if given.is_some() {
+            eprintln!("Created business `default` with the admin API key from LICENSED_BOOTSTRAP_API_KEY.");
+        } else {
+            eprintln!(
+                "Created business `default` with this admin API key (shown only once):\n{}",
+                key.expose()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
+    let name = BusinessName::parse(args.business)
+        .map_err(|e| Failure::Usage(format!("--business {e}")))?;
+    let store = open(&args.database).await?;
+    let business_id = store.ensure_business(&name).await?;
+    let key = ApiKeySecret::generate();
+    store
+        .create_api_key(&business_id, key.digest(), args.read_only)
+        .await?;
+    let access = if args.read_only { "read-only" } else { "read-write" };
+    println!("Created a {access} API key for business `{name}` ({business_id}); it is shown only once:");
+    println!("{}", key.expose());
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,189 @@
+//! The HTTP error type: one table from error to status and code, and one place that
+//! writes error bodies. Ledger routes answer `{"message"}` (the Togai schema allows no
+//! other field); every other route answers `{"code", "message"}`.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::storage::StorageError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized,
+    Forbidden,
+    NotFound(String),
+    Conflict(String),
+    Unprocessable(String),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RateLimited { retry_after_secs: u64 },
+    Unavailable,
+    Internal,
+}
+
+impl ApiError {
+    /// The one table from error to HTTP status and machine-readable code.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+            }
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::Unprocessable(m) => m.clone(),
+            ApiError::Unauthorized => {
+                "missing or unknown API key: send `Authorization: Bearer <api key>`".into()
+            }
+            ApiError::Forbidden => "this API key is read-only".into(),
+            ApiError::PayloadTooLarge => {
+                format!("the request body is larger than {} bytes", super::extract::BODY_LIMIT)
+            }
+            ApiError::UnsupportedMediaType => {
+                "the request body must be JSON: send `Content-Type: application/json`".into()
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                format!("too many requests: retry in {retry_after_secs} s")
+            }
+            ApiError::Unavailable => {
+                "the database is unavailable; the request was not completed".into()
+            }
+            ApiError::Internal => "something went wrong; the error has been logged".into(),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Ledger(refusal) => ApiError::BadRequest(refusal.to_string()),
+            StorageError::IdempotencyMismatch => ApiError::Conflict(
+                "this idempotencyKey was already used with a different request".into(),
+            ),
+            StorageError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                ApiError::Unavailable
+            }
+            StorageError::Internal(reason) => {
+                tracing::error!(%reason, "storage failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+/// An error waiting for its body; [`render_errors`] writes it in the route's shape.
+#[derive(Debug, Clone)]
+struct PendingError {
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut response = status.into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if status == StatusCode::CONFLICT {
+            // Dodo's client retries a 409 unless told not to.
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response.extensions_mut().insert(PendingError {
+            code,
+            message: self.message(),
+        });
+        response
+    }
+}
+
+/// `{"code", "message"}`: the error body of every route outside the ledger.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code such as `LICENSE_KEY_NOT_FOUND`.
+    pub code: String,
+    pub message: String,
+}
+
+/// `{"message"}`: the error body of the ledger routes (Togai's `ErrorResponse`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorResponse)]
+pub struct MessageBody {
+    #[schema(max_length = 500)]
+    pub message: String,
+}
+
+/// Routes that answer in Togai's shape.
+fn speaks_togai(path: &str) -> bool {
+    ["/license_updates", "/license_quantity", "/license_usage"]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+}
+
+/// Writes every error body, including those of responses made outside the handlers
+/// (unknown routes, wrong methods, body limits, timeouts), so that all have one shape.
+pub async fn render_errors(request: Request, next: Next) -> Response {
+    let togai = speaks_togai(request.uri().path());
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let pending = response
+        .extensions_mut()
+        .remove::<PendingError>()
+        .unwrap_or_else(|| PendingError {
+            code: fallback_code(status),
+            message: status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_lowercase(),
+        });
+    let body = if togai {
+        serde_json::json!({ "message": pending.message })
+    } else {
+        serde_json::json!({ "code": pending.code, "message": pending.message })
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+fn fallback_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
+        s if s.is_server_error() => "INTERNAL_ERROR",
+        _ => "BAD_REQUEST",
+    }
+}

@@ -1,0 +1,521 @@
+//! The license-updates ledger routes (Togai-compatible, camelCase), and the reads beyond
+//! Togai: the quantity at an instant and daily usage.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, MessageBody};
+use super::extract::{JsonBody, Query, Reader, Writer};
+use crate::domain::entry::{LedgerEntry, Metadata, NewEntry, check_metadata};
+use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId};
+use crate::domain::ledger::{UpdateType, daily_usage};
+use crate::domain::quantity::{Quantity, serialize_number};
+use crate::domain::time::{MICROS_PER_DAY, Timestamp};
+use crate::storage::{Appended, EntrySort, ListEntries};
+
+pub const MAX_PAGE_SIZE: u32 = 50;
+pub const MAX_USAGE_DAYS: i64 = 3660;
+
+/// Togai's `LicenseUpdateRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LicenseUpdateRequest {
+    /// The license the update is for.
+    license_id: LicenseId,
+    /// The account the license is being updated for.
+    account_id: AccountId,
+    update_type: UpdateType,
+    /// For ABSOLUTE, the new quantity; for RELATIVE, the change.
+    quantity: Quantity,
+    /// When the update takes effect; defaults to the time of the request.
+    #[serde(default)]
+    effective_from: Option<Timestamp>,
+    /// A repeat with the same key and body returns the original response and writes nothing.
+    #[serde(default)]
+    idempotency_key: Option<IdempotencyKey>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+/// Adds an entry to the ledger. Later RELATIVE entries are re-resolved; a write that would
+/// make any quantity negative is refused and nothing is written.
+#[utoipa::path(
+    post, path = "/license_updates", tag = "Ledger", operation_id = "addLicenseUpdateEntry",
+    request_body = LicenseUpdateRequest,
+    responses(
+        (status = 200, description = "The entry, with its absolute quantity", body = LedgerEntry),
+        (status = 400, description = "Invalid input, or a quantity would become negative", body = MessageBody),
+        (status = 401, description = "Missing or unknown API key", body = MessageBody),
+        (status = 403, description = "Read-only API key", body = MessageBody),
+        (status = 409, description = "idempotencyKey reused with a different request", body = MessageBody),
+        (status = 413, description = "Body over 64 KiB", body = MessageBody),
+        (status = 415, description = "Body is not JSON", body = MessageBody),
+        (status = 429, description = "Rate limited", body = MessageBody),
+        (status = 503, description = "Database unavailable", body = MessageBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn add_license_update(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    JsonBody(request): JsonBody<LicenseUpdateRequest>,
+) -> Result<Json<LedgerEntry>, ApiError> {
+    if let Some(metadata) = &request.metadata {
+        check_metadata(metadata).map_err(ApiError::BadRequest)?;
+    }
+    let entry = NewEntry {
+        account_id: request.account_id,
+        license_id: request.license_id,
+        update_type: request.update_type,
+        quantity: request.quantity,
+        effective_from: request.effective_from,
+        metadata: request.metadata,
+        idempotency_key: request.idempotency_key,
+    };
+    match state.store.append_entry(&caller.business_id, &entry).await? {
+        Appended::Created(entry) | Appended::Replayed(entry) => Ok(Json(entry)),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only entries of this account (also spelled `accountId`).
+    #[serde(default, alias = "accountId")]
+    #[param(max_length = 50)]
+    account_id: Option<String>,
+    /// Only entries of this license (also spelled `license_id`).
+    #[serde(default, rename = "licenseId", alias = "license_id")]
+    #[param(max_length = 50)]
+    license_id: Option<String>,
+    /// Only entries effective at exactly this instant.
+    #[serde(default, rename = "effectiveFrom")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    effective_from: Option<String>,
+    /// Entries per page, 1 to 50 (default 50).
+    #[serde(default, rename = "pageSize")]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
+    page_size: Option<String>,
+    /// The `nextToken` of the previous page.
+    #[serde(default, rename = "nextToken")]
+    #[param(max_length = 500)]
+    next_token: Option<String>,
+    /// `created_at` or `effective_from`, optionally with `:asc` or `:desc`
+    /// (default `created_at:desc`).
+    #[serde(default, rename = "_sort")]
+    #[param(pattern = "^(created_at|effective_from)(:(asc|desc))?$")]
+    sort: Option<String>,
+}
+
+/// Togai's `GetLicenseUpdatesResponse`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = GetLicenseUpdatesResponse)]
+pub struct LicenseUpdatesPage {
+    data: Vec<LedgerEntry>,
+    /// Present when there is a next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 500)]
+    next_token: Option<String>,
+}
+
+/// Where a page ends, signed into `nextToken` with the filters and sort it belongs to.
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct Cursor {
+    a: Option<AccountId>,
+    l: Option<LicenseId>,
+    e: Option<i64>,
+    s: EntrySort,
+    d: bool,
+    k: (i64, i64),
+}
+
+/// Lists ledger entries, newest first unless `_sort` says otherwise.
+#[utoipa::path(
+    get, path = "/license_updates", tag = "Ledger", operation_id = "getLicenseUpdates",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of entries", body = LicenseUpdatesPage),
+        (status = 400, description = "Invalid parameter or nextToken", body = MessageBody),
+        (status = 401, description = "Missing or unknown API key", body = MessageBody),
+        (status = 422, description = "pageSize outside 1–50", body = MessageBody),
+        (status = 429, description = "Rate limited", body = MessageBody),
+        (status = 503, description = "Database unavailable", body = MessageBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_license_updates(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Query(params): Query<ListParams>,
+) -> Result<Json<LicenseUpdatesPage>, ApiError> {
+    let page_size = match &params.page_size {
+        None => MAX_PAGE_SIZE,
+        Some(text) => {
+            let size: i64 = text.trim().parse().map_err(|_| {
+                ApiError::BadRequest(format!("`pageSize` must be an integer, got `{}`", shorten(text)))
+            })?;
+            if !(1..=i64::from(MAX_PAGE_SIZE)).contains(&size) {
+                return Err(ApiError::Unprocessable(format!(
+                    "`pageSize` must be between 1 and {MAX_PAGE_SIZE}, got {size}"
+                )));
+            }
+            size as u32
+        }
+    };
+    let (sort, descending) = parse_sort(params.sort.as_deref())?;
+    let mut cursor = Cursor {
+        a: params.account_id.map(|a| text_param("account_id", AccountId::parse(a))).transpose()?,
+        l: params.license_id.map(|l| text_param("licenseId", LicenseId::parse(l))).transpose()?,
+        e: params.effective_from.as_deref().map(|e| instant_param("effectiveFrom", e)).transpose()?.map(Timestamp::micros),
+        s: sort,
+        d: descending,
+        k: (0, 0),
+    };
+    let mut after = None;
+    if let Some(token) = &params.next_token {
+        let previous: Cursor = state
+            .tokens
+            .verify(token)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let agrees = |given: bool, same: bool| !given || same;
+        if !(agrees(cursor.a.is_some(), cursor.a == previous.a)
+            && agrees(cursor.l.is_some(), cursor.l == previous.l)
+            && agrees(cursor.e.is_some(), cursor.e == previous.e)
+            && agrees(params.sort.is_some(), (sort, descending) == (previous.s, previous.d)))
+        {
+            return Err(ApiError::BadRequest(
+                "nextToken belongs to a listing with other filters or sort; omit them or pass the same".into(),
+            ));
+        }
+        after = Some(previous.k);
+        cursor = previous;
+    }
+
+    let query = ListEntries {
+        account_id: cursor.a.clone(),
+        license_id: cursor.l.clone(),
+        effective_from: cursor.e.and_then(Timestamp::from_micros),
+        sort: cursor.s,
+        descending: cursor.d,
+        after,
+        limit: page_size + 1,
+    };
+    let mut rows = state.store.list_entries(&caller.business_id, &query).await?;
+    let next_token = if rows.len() > page_size as usize {
+        rows.truncate(page_size as usize);
+        rows.last().map(|last| {
+            cursor.k = last.position(cursor.s);
+            state.tokens.sign(&cursor)
+        })
+    } else {
+        None
+    };
+    Ok(Json(LicenseUpdatesPage {
+        data: rows.into_iter().map(|row| row.entry).collect(),
+        next_token,
+    }))
+}
+
+fn parse_sort(sort: Option<&str>) -> Result<(EntrySort, bool), ApiError> {
+    let Some(sort) = sort else {
+        return Ok((EntrySort::CreatedAt, true));
+    };
+    let (field, direction) = sort.split_once(':').unwrap_or((sort, "desc"));
+    let field = match field {
+        "created_at" => EntrySort::CreatedAt,
+        "effective_from" => EntrySort::EffectiveFrom,
+        _ => return Err(bad_sort(sort)),
+    };
+    match direction.to_ascii_lowercase().as_str() {
+        "asc" => Ok((field, false)),
+        "desc" => Ok((field, true)),
+        _ => Err(bad_sort(sort)),
+    }
+}
+
+fn bad_sort(sort: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "`_sort` must be created_at or effective_from, optionally with :asc or :desc; got `{}`",
+        shorten(sort)
+    ))
+}
+
+/// Togai's `LicenseEntryDetailsUpdateRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LicenseEntryDetailsUpdateRequest {
+    account_id: AccountId,
+    /// The exact instant of the entry to change.
+    effective_from: Timestamp,
+    /// Replaces the entry's metadata.
+    metadata: Metadata,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LicenseIdParam {
+    /// The license id when the path holds the literal `{license_id}`, as the official
+    /// Togai client sends it.
+    #[serde(default, rename = "licenseId")]
+    #[param(max_length = 50)]
+    license_id: Option<String>,
+}
+
+/// Replaces the metadata of the entry of a license and account at exactly one instant
+/// (the latest such entry if several).
+#[utoipa::path(
+    patch, path = "/license_updates/{license_id}", tag = "Ledger", operation_id = "updateLicenseEntryDetails",
+    params(("license_id" = String, Path, max_length = 50, description = "The license id"), LicenseIdParam),
+    request_body = LicenseEntryDetailsUpdateRequest,
+    responses(
+        (status = 200, description = "The updated entry", body = LedgerEntry),
+        (status = 400, description = "Invalid input", body = MessageBody),
+        (status = 401, description = "Missing or unknown API key", body = MessageBody),
+        (status = 403, description = "Read-only API key", body = MessageBody),
+        (status = 404, description = "No entry of that license and account at that instant", body = MessageBody),
+        (status = 413, description = "Body over 64 KiB", body = MessageBody),
+        (status = 415, description = "Body is not JSON", body = MessageBody),
+        (status = 429, description = "Rate limited", body = MessageBody),
+        (status = 503, description = "Database unavailable", body = MessageBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_license_entry(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(segment): Path<String>,
+    Query(query): Query<LicenseIdParam>,
+    JsonBody(request): JsonBody<LicenseEntryDetailsUpdateRequest>,
+) -> Result<Json<LedgerEntry>, ApiError> {
+    let license = if segment == "{license_id}" {
+        query.license_id.ok_or_else(|| {
+            ApiError::BadRequest("the path holds `{license_id}`: pass the id as `licenseId` in the query".into())
+        })?
+    } else {
+        segment
+    };
+    let license = text_param("license_id", LicenseId::parse(license))?;
+    check_metadata(&request.metadata).map_err(ApiError::BadRequest)?;
+    let pair = (&request.account_id, &license);
+    state
+        .store
+        .update_metadata(&caller.business_id, pair, request.effective_from, &request.metadata)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no license update of license `{license}` for account `{}` effective at {}",
+                request.account_id, request.effective_from
+            ))
+        })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QuantityParams {
+    /// The account (also spelled `account_id`).
+    #[serde(default, rename = "accountId", alias = "account_id")]
+    #[param(required = true, max_length = 50)]
+    account_id: Option<String>,
+    /// The license (also spelled `license_id`).
+    #[serde(default, rename = "licenseId", alias = "license_id")]
+    #[param(required = true, max_length = 50)]
+    license_id: Option<String>,
+    /// The instant to read; defaults to now.
+    #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
+    at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseQuantity {
+    account_id: AccountId,
+    license_id: LicenseId,
+    at: Timestamp,
+    quantity: Quantity,
+    /// The instant of the entry that governs `at`; null if none does.
+    effective_from: Option<Timestamp>,
+}
+
+/// The quantity of a license an account holds at an instant.
+#[utoipa::path(
+    get, path = "/license_quantity", tag = "Ledger", params(QuantityParams),
+    responses(
+        (status = 200, description = "The quantity in effect", body = LicenseQuantity),
+        (status = 400, description = "Missing or invalid parameter", body = MessageBody),
+        (status = 401, description = "Missing or unknown API key", body = MessageBody),
+        (status = 429, description = "Rate limited", body = MessageBody),
+        (status = 503, description = "Database unavailable", body = MessageBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn license_quantity(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Query(params): Query<QuantityParams>,
+) -> Result<Json<LicenseQuantity>, ApiError> {
+    let (account, license) = pair_params(params.account_id, params.license_id)?;
+    let at = match params.at.as_deref() {
+        Some(at) => instant_param("at", at)?,
+        None => Timestamp::now(),
+    };
+    let governing = state
+        .store
+        .quantity_at(&caller.business_id, (&account, &license), at)
+        .await?;
+    Ok(Json(LicenseQuantity {
+        account_id: account,
+        license_id: license,
+        at,
+        quantity: governing.map_or(Quantity::ZERO, |(_, q)| q),
+        effective_from: governing.map(|(from, _)| from),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// The account (also spelled `account_id`).
+    #[serde(default, rename = "accountId", alias = "account_id")]
+    #[param(required = true, max_length = 50)]
+    account_id: Option<String>,
+    /// The license (also spelled `license_id`).
+    #[serde(default, rename = "licenseId", alias = "license_id")]
+    #[param(required = true, max_length = 50)]
+    license_id: Option<String>,
+    /// The first day, as its UTC midnight.
+    #[serde(default)]
+    #[param(required = true, value_type = String, format = DateTime)]
+    start: Option<String>,
+    /// The day after the last, as its UTC midnight; at most 3660 days after `start`.
+    #[serde(default)]
+    #[param(required = true, value_type = String, format = DateTime)]
+    end: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDay {
+    /// The UTC day, `YYYY-MM-DD`.
+    #[schema(value_type = String, format = Date)]
+    date: NaiveDate,
+    /// The largest quantity in effect at any instant of the day: what gets billed.
+    max_quantity: Quantity,
+    /// The quantity in effect at the day's last instant.
+    end_quantity: Quantity,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseUsage {
+    account_id: AccountId,
+    license_id: LicenseId,
+    start: Timestamp,
+    end: Timestamp,
+    /// One row per UTC day in `[start, end)`.
+    days: Vec<UsageDay>,
+    /// The sum of the days' `maxQuantity`.
+    #[serde(serialize_with = "serialize_number")]
+    #[schema(value_type = f64)]
+    max_quantity_days: Decimal,
+    /// The integral of the quantity over `[start, end)`, in quantity × seconds.
+    #[serde(serialize_with = "serialize_number")]
+    #[schema(value_type = f64)]
+    quantity_seconds: Decimal,
+}
+
+/// Daily usage of a license by an account: each day's maximum and end quantity, for
+/// daily-granular, prorated billing.
+#[utoipa::path(
+    get, path = "/license_usage", tag = "Ledger", params(UsageParams),
+    responses(
+        (status = 200, description = "Usage per day", body = LicenseUsage),
+        (status = 400, description = "Missing or invalid parameter", body = MessageBody),
+        (status = 401, description = "Missing or unknown API key", body = MessageBody),
+        (status = 422, description = "More than 3660 days", body = MessageBody),
+        (status = 429, description = "Rate limited", body = MessageBody),
+        (status = 503, description = "Database unavailable", body = MessageBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn license_usage(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<LicenseUsage>, ApiError> {
+    let (account, license) = pair_params(params.account_id, params.license_id)?;
+    let midnight = |name: &str, value: Option<String>| -> Result<Timestamp, ApiError> {
+        let value = value.ok_or_else(|| ApiError::BadRequest(format!("`{name}` is required")))?;
+        let at = instant_param(name, &value)?;
+        if !at.is_midnight() {
+            return Err(ApiError::BadRequest(format!(
+                "`{name}` must be a UTC midnight such as 2024-03-01T00:00:00Z, got {at}"
+            )));
+        }
+        Ok(at)
+    };
+    let start = midnight("start", params.start)?;
+    let end = midnight("end", params.end)?;
+    if end <= start {
+        return Err(ApiError::BadRequest("`end` must be after `start`".into()));
+    }
+    let days = (end.micros() - start.micros()) / MICROS_PER_DAY;
+    if days > MAX_USAGE_DAYS {
+        return Err(ApiError::Unprocessable(format!(
+            "the period spans {days} days; at most {MAX_USAGE_DAYS} are allowed"
+        )));
+    }
+    let (initial, changes) = state
+        .store
+        .history(&caller.business_id, (&account, &license), start, end)
+        .await?;
+    let usage = daily_usage(initial, &changes, start.date(), days as u32);
+    Ok(Json(LicenseUsage {
+        account_id: account,
+        license_id: license,
+        start,
+        end,
+        days: usage
+            .days
+            .into_iter()
+            .map(|d| UsageDay {
+                date: d.date,
+                max_quantity: d.max_quantity,
+                end_quantity: d.end_quantity,
+            })
+            .collect(),
+        max_quantity_days: usage.max_quantity_days,
+        quantity_seconds: usage.quantity_seconds,
+    }))
+}
+
+fn pair_params(
+    account: Option<String>,
+    license: Option<String>,
+) -> Result<(AccountId, LicenseId), ApiError> {
+    let account = account.ok_or_else(|| ApiError::BadRequest("`accountId` is required".into()))?;
+    let license = license.ok_or_else(|| ApiError::BadRequest("`licenseId` is required".into()))?;
+    Ok((
+        text_param("accountId", AccountId::parse(account))?,
+        text_param("licenseId", LicenseId::parse(license))?,
+    ))
+}
+
+fn text_param<T>(name: &str, parsed: Result<T, InvalidText>) -> Result<T, ApiError> {
+    parsed.map_err(|e| ApiError::BadRequest(format!("`{name}` {e}")))
+}
+
+fn instant_param(name: &str, value: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse(value).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(40).collect()
+}

@@ -1,0 +1,125 @@
+//! Where requests enter: the router, its middleware, and [`serve`], which runs the
+//! server on a listener until a shutdown signal.
+
+pub mod error;
+pub mod extract;
+mod ledger;
+mod ops;
+pub mod openapi;
+mod page_token;
+pub mod rate_limit;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderName;
+use axum::routing::{get, patch};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::storage::Store;
+use page_token::TokenSigner;
+use rate_limit::RateLimits;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    tokens: TokenSigner,
+    limits: RateLimits,
+}
+
+/// How the server behaves, beyond where it listens and which database it uses.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Requests per minute per client IP on `/licenses/*`; 0 is unlimited.
+    pub public_rate_limit: u32,
+    /// Requests per minute per API key elsewhere; 0 is unlimited.
+    pub api_key_rate_limit: u32,
+    /// Serve `/metrics` on the main router (false when it has a listener of its own).
+    pub metrics_on_main: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            public_rate_limit: 600,
+            api_key_rate_limit: 0,
+            metrics_on_main: true,
+        }
+    }
+}
+
+impl AppState {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        settings: &ServerSettings,
+    ) -> Result<Self, crate::storage::StorageError> {
+        let tokens = TokenSigner::new(store.token_secret().await?);
+        let limits = RateLimits::new(settings.public_rate_limit, settings.api_key_rate_limit);
+        Ok(Self {
+            store,
+            tokens,
+            limits,
+        })
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState, settings: &ServerSettings) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut api = Router::new()
+        .route(
+            "/license_updates",
+            get(ledger::list_license_updates).post(ledger::add_license_update),
+        )
+        .route("/license_updates/{license_id}", patch(ledger::update_license_entry))
+        .route("/license_quantity", get(ledger::license_quantity))
+        .route("/license_usage", get(ledger::license_usage))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/openapi.json", get(ops::openapi_json))
+        .merge(ops::docs());
+    if settings.metrics_on_main {
+        api = api.route("/metrics", get(ops::metrics));
+    }
+    api.fallback(ops::no_route)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http())
+                .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::middleware::from_fn(ops::record_metrics))
+                .layer(RequestBodyLimitLayer::new(extract::BODY_LIMIT))
+                .layer(CatchPanicLayer::new()),
+        )
+        .with_state(state)
+}
+
+/// A router with only `/metrics`, for `--metrics-bind`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,77 @@
+//! Request rate limits, in requests per minute: per client IP on the public endpoints and
+//! per API key on the others. Counted in each process's memory: with several processes
+//! behind a load balancer, each enforces the limit on the requests it sees.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use super::error::ApiError;
+use crate::domain::auth::KeyDigest;
+
+#[derive(Clone, Default)]
+pub struct RateLimits {
+    public: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    api_key: Option<Arc<DefaultKeyedRateLimiter<[u8; 32]>>>,
+}
+
+impl RateLimits {
+    /// `0` turns a limit off.
+    pub fn new(public_per_minute: u32, api_key_per_minute: u32) -> Self {
+        Self {
+            public: limiter(public_per_minute),
+            api_key: limiter(api_key_per_minute),
+        }
+    }
+
+    pub fn check_public(&self, ip: IpAddr) -> Result<(), ApiError> {
+        check(self.public.as_deref(), &ip)
+    }
+
+    pub fn check_api_key(&self, presented: &str) -> Result<(), ApiError> {
+        check(self.api_key.as_deref(), &KeyDigest::of(presented).0)
+    }
+
+    /// Forgets idle clients now and then, so the tables stay small.
+    pub fn spawn_cleanup(&self) {
+        let limits = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Some(l) = &limits.public {
+                    l.retain_recent();
+                }
+                if let Some(l) = &limits.api_key {
+                    l.retain_recent();
+                }
+            }
+        });
+    }
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(
+    per_minute: u32,
+) -> Option<Arc<DefaultKeyedRateLimiter<K>>> {
+    NonZeroU32::new(per_minute)
+        .map(|n| Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_minute(n))))
+}
+
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), ApiError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        ApiError::RateLimited {
+            retry_after_secs: wait.as_secs() + 1,
+        }
+    })
+}
