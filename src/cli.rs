@@ -39,7 +39,11 @@ enum ApiKeyCommand {
 #[derive(Args, Clone)]
 struct DatabaseArgs {
     /// sqlite://PATH, sqlite::memory:, or postgres://USER@HOST/DB.
-    #[arg(long, env = "LICENSED_DATABASE_URL", default_value = "sqlite://licensed.db")]
+    #[arg(
+        long,
+        env = "LICENSED_DATABASE_URL",
+        default_value = "sqlite://licensed.db"
+    )]
     database_url: String,
     /// How long a request may wait for the database before it fails with 503, in milliseconds.
     #[arg(long, env = "LICENSED_DATABASE_TIMEOUT_MS", default_value_t = 5000)]
@@ -165,7 +169,11 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Runtime(format!("cannot listen on {address}: {e}")))?;
         tracing::info!("metrics on http://{address}/metrics");
-        tokio::spawn(http::serve(metrics, http::metrics_router(state.clone()), shutdown_signal()));
+        tokio::spawn(http::serve(
+            metrics,
+            http::metrics_router(state.clone()),
+            shutdown_signal(),
+        ));
     }
     tracing::info!("listening on http://{}", args.bind);
     http::serve(listener, http::router(state, &settings), shutdown_signal())
@@ -187,7 +195,9 @@ async fn bootstrap(store: &dyn Store) -> Result<(), Failure> {
     };
     if store.bootstrap(key.digest()).await? {
         if given.is_some() {
-            eprintln!("Created business `default` with the admin API key from LICENSED_BOOTSTRAP_API_KEY.");
+            eprintln!(
+                "Created business `default` with the admin API key from LICENSED_BOOTSTRAP_API_KEY."
+            );
         } else {
             eprintln!(
                 "Created business `default` with this admin API key (shown only once):\n{}",
@@ -207,8 +217,14 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
     store
         .create_api_key(&business_id, key.digest(), args.read_only)
         .await?;
-    let access = if args.read_only { "read-only" } else { "read-write" };
-    println!("Created a {access} API key for business `{name}` ({business_id}); it is shown only once:");
+    let access = if args.read_only {
+        "read-only"
+    } else {
+        "read-write"
+    };
+    println!(
+        "Created a {access} API key for business `{name}` ({business_id}); it is shown only once:"
+    );
     println!("{}", key.expose());
     Ok(())
 }

@@ -5,5 +5,5 @@
 
 pub mod cli;
 pub mod domain;
-pub mod storage;
 pub mod http;
+pub mod storage;

@@ -26,8 +26,12 @@ pub fn check_metadata(metadata: &Metadata) -> Result<(), String> {
         ));
     }
     for (key, value) in metadata {
-        check_text(key, MAX_METADATA_KEY_CHARS)
-            .map_err(|e| format!("`metadata` key `{}`: {e}", key.chars().take(40).collect::<String>()))?;
+        check_text(key, MAX_METADATA_KEY_CHARS).map_err(|e| {
+            format!(
+                "`metadata` key `{}`: {e}",
+                key.chars().take(40).collect::<String>()
+            )
+        })?;
         if value.chars().count() > MAX_METADATA_VALUE_CHARS {
             return Err(format!(
                 "`metadata.{key}` must be at most {MAX_METADATA_VALUE_CHARS} characters"

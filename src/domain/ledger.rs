@@ -209,10 +209,20 @@ mod tests {
 
     impl Ledger {
         /// Inserts the way both backends do: find the position, resolve, write.
-        fn insert(&mut self, at: i64, kind: UpdateType, given: Quantity) -> Result<Quantity, LedgerError> {
-            let position = self.entries.partition_point(|e| e.effective_from.micros() <= at);
-            let prior = position.checked_sub(1).map_or(Quantity::ZERO, |i| self.entries[i].absolute);
-            let insertion = resolve_insertion(prior, t(at), kind, given, &self.entries[position..])?;
+        fn insert(
+            &mut self,
+            at: i64,
+            kind: UpdateType,
+            given: Quantity,
+        ) -> Result<Quantity, LedgerError> {
+            let position = self
+                .entries
+                .partition_point(|e| e.effective_from.micros() <= at);
+            let prior = position
+                .checked_sub(1)
+                .map_or(Quantity::ZERO, |i| self.entries[i].absolute);
+            let insertion =
+                resolve_insertion(prior, t(at), kind, given, &self.entries[position..])?;
             for (seq, absolute) in &insertion.changed {
                 let entry = self.entries.iter_mut().find(|e| e.seq == *seq).unwrap();
                 entry.absolute = *absolute;
@@ -220,14 +230,24 @@ mod tests {
             self.next_seq += 1;
             self.entries.insert(
                 position,
-                StoredEntry { seq: self.next_seq, effective_from: t(at), update_type: kind, given, absolute: insertion.absolute },
+                StoredEntry {
+                    seq: self.next_seq,
+                    effective_from: t(at),
+                    update_type: kind,
+                    given,
+                    absolute: insertion.absolute,
+                },
             );
             Ok(insertion.absolute)
         }
 
         fn at(&self, micros: i64) -> Quantity {
-            let position = self.entries.partition_point(|e| e.effective_from.micros() <= micros);
-            position.checked_sub(1).map_or(Quantity::ZERO, |i| self.entries[i].absolute)
+            let position = self
+                .entries
+                .partition_point(|e| e.effective_from.micros() <= micros);
+            position
+                .checked_sub(1)
+                .map_or(Quantity::ZERO, |i| self.entries[i].absolute)
         }
     }
 
@@ -250,9 +270,18 @@ mod tests {
     #[test]
     fn relative_entries_add_to_the_one_before() {
         let mut ledger = Ledger::default();
-        assert_eq!(ledger.insert(100, UpdateType::Absolute, q("10")), Ok(q("10")));
-        assert_eq!(ledger.insert(200, UpdateType::Relative, q("-3")), Ok(q("7")));
-        assert_eq!(ledger.insert(300, UpdateType::Relative, q("0.5")), Ok(q("7.5")));
+        assert_eq!(
+            ledger.insert(100, UpdateType::Absolute, q("10")),
+            Ok(q("10"))
+        );
+        assert_eq!(
+            ledger.insert(200, UpdateType::Relative, q("-3")),
+            Ok(q("7"))
+        );
+        assert_eq!(
+            ledger.insert(300, UpdateType::Relative, q("0.5")),
+            Ok(q("7.5"))
+        );
         assert_eq!(ledger.at(99), Quantity::ZERO);
         assert_eq!(ledger.at(250), q("7"));
     }
@@ -264,8 +293,15 @@ mod tests {
         ledger.insert(300, UpdateType::Relative, q("2")).unwrap();
         ledger.insert(400, UpdateType::Absolute, q("1")).unwrap();
         ledger.insert(500, UpdateType::Relative, q("1")).unwrap();
-        assert_eq!(ledger.insert(200, UpdateType::Relative, q("5")), Ok(q("15")));
-        let absolutes: Vec<_> = ledger.entries.iter().map(|e| e.absolute.to_string()).collect();
+        assert_eq!(
+            ledger.insert(200, UpdateType::Relative, q("5")),
+            Ok(q("15"))
+        );
+        let absolutes: Vec<_> = ledger
+            .entries
+            .iter()
+            .map(|e| e.absolute.to_string())
+            .collect();
         assert_eq!(absolutes, ["10", "15", "17", "1", "2"]);
     }
 
@@ -285,16 +321,27 @@ mod tests {
         ledger.insert(100, UpdateType::Absolute, q("5")).unwrap();
         ledger.insert(300, UpdateType::Relative, q("-4")).unwrap();
         let before = ledger.entries.clone();
-        assert_eq!(ledger.insert(200, UpdateType::Absolute, q("3")), Err(LedgerError::NegativeAt(t(300))));
-        assert_eq!(ledger.insert(50, UpdateType::Relative, q("-1")), Err(LedgerError::NegativeAt(t(50))));
+        assert_eq!(
+            ledger.insert(200, UpdateType::Absolute, q("3")),
+            Err(LedgerError::NegativeAt(t(300)))
+        );
+        assert_eq!(
+            ledger.insert(50, UpdateType::Relative, q("-1")),
+            Err(LedgerError::NegativeAt(t(50)))
+        );
         assert_eq!(ledger.entries, before);
     }
 
     #[test]
     fn refuses_a_sum_out_of_range() {
         let mut ledger = Ledger::default();
-        ledger.insert(100, UpdateType::Absolute, q("999999999999999999")).unwrap();
-        assert_eq!(ledger.insert(200, UpdateType::Relative, q("1")), Err(LedgerError::OutOfRangeAt(t(200))));
+        ledger
+            .insert(100, UpdateType::Absolute, q("999999999999999999"))
+            .unwrap();
+        assert_eq!(
+            ledger.insert(200, UpdateType::Relative, q("1")),
+            Err(LedgerError::OutOfRangeAt(t(200)))
+        );
     }
 
     #[test]
@@ -303,18 +350,31 @@ mod tests {
         let start = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
         let s = Timestamp::midnight(start).micros();
         let changes = [
-            (t(s + day / 2), q("5")),       // day 1 noon: 2 -> 5
-            (t(s + day), q("3")),           // day 2 midnight: 3
-            (t(s + day + 10), q("9")),      // day 2: 9, overtaken at the same instant
-            (t(s + day + 10), q("4")),      // ... by 4
+            (t(s + day / 2), q("5")),  // day 1 noon: 2 -> 5
+            (t(s + day), q("3")),      // day 2 midnight: 3
+            (t(s + day + 10), q("9")), // day 2: 9, overtaken at the same instant
+            (t(s + day + 10), q("4")), // ... by 4
         ];
         let usage = daily_usage(q("2"), &changes, start, 3);
-        let rows: Vec<_> = usage.days.iter().map(|d| (d.date.to_string(), d.max_quantity.to_string(), d.end_quantity.to_string())).collect();
-        assert_eq!(rows, [
-            ("2024-03-01".into(), "5".into(), "5".into()),
-            ("2024-03-02".into(), "4".into(), "4".into()),
-            ("2024-03-03".into(), "4".into(), "4".into()),
-        ]);
+        let rows: Vec<_> = usage
+            .days
+            .iter()
+            .map(|d| {
+                (
+                    d.date.to_string(),
+                    d.max_quantity.to_string(),
+                    d.end_quantity.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2024-03-01".into(), "5".into(), "5".into()),
+                ("2024-03-02".into(), "4".into(), "4".into()),
+                ("2024-03-03".into(), "4".into(), "4".into()),
+            ]
+        );
         assert_eq!(usage.max_quantity_days, Decimal::from(13));
         // 2×43200 + 5×43200 + 3×0.00001 + 4×(86400 − 0.00001) + 4×86400
         assert_eq!(usage.quantity_seconds.to_string(), "993599.99999");
@@ -325,7 +385,8 @@ mod tests {
     }
 
     fn quantity() -> impl Strategy<Value = Quantity> {
-        (-500i64..1000, 0u32..3).prop_map(|(n, scale)| Quantity::new(Decimal::new(n, scale)).unwrap())
+        (-500i64..1000, 0u32..3)
+            .prop_map(|(n, scale)| Quantity::new(Decimal::new(n, scale)).unwrap())
     }
 
     proptest! {

@@ -166,10 +166,22 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_hold_exactly() {
-        assert!(matches!(Quantity::parse("0.1234567"), Err(InvalidQuantity::TooPrecise(_))));
-        assert!(matches!(Quantity::parse("1e18"), Err(InvalidQuantity::OutOfRange(_))));
-        assert!(matches!(Quantity::parse("1e400"), Err(InvalidQuantity::OutOfRange(_))));
-        assert!(matches!(Quantity::parse("abc"), Err(InvalidQuantity::NotANumber(_))));
+        assert!(matches!(
+            Quantity::parse("0.1234567"),
+            Err(InvalidQuantity::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Quantity::parse("1e18"),
+            Err(InvalidQuantity::OutOfRange(_))
+        ));
+        assert!(matches!(
+            Quantity::parse("1e400"),
+            Err(InvalidQuantity::OutOfRange(_))
+        ));
+        assert!(matches!(
+            Quantity::parse("abc"),
+            Err(InvalidQuantity::NotANumber(_))
+        ));
         assert_eq!(q("999999999999999999").checked_add(q("1")), None);
     }
 

@@ -56,7 +56,12 @@ impl Timestamp {
 
     /// Midnight (UTC) of `date`.
     pub fn midnight(date: NaiveDate) -> Self {
-        Self(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros())
+        Self(
+            date.and_hms_opt(0, 0, 0)
+                .unwrap_or_default()
+                .and_utc()
+                .timestamp_micros(),
+        )
     }
 
     pub fn is_midnight(self) -> bool {
@@ -126,16 +131,34 @@ mod tests {
     #[test]
     fn accepts_the_forms_clients_send() {
         assert_eq!(parse("2021-03-04T14:25:10Z"), "2021-03-04T14:25:10Z");
-        assert_eq!(parse("2021-03-04T14:25:10.000000+0000"), "2021-03-04T14:25:10Z");
-        assert_eq!(parse("2021-03-04T14:25:10.5+01:00"), "2021-03-04T13:25:10.500000Z");
-        assert_eq!(parse("2021-03-04T14:25:10.123456"), "2021-03-04T14:25:10.123456Z");
+        assert_eq!(
+            parse("2021-03-04T14:25:10.000000+0000"),
+            "2021-03-04T14:25:10Z"
+        );
+        assert_eq!(
+            parse("2021-03-04T14:25:10.5+01:00"),
+            "2021-03-04T13:25:10.500000Z"
+        );
+        assert_eq!(
+            parse("2021-03-04T14:25:10.123456"),
+            "2021-03-04T14:25:10.123456Z"
+        );
         assert_eq!(parse("2021-03-04T14:25:10"), "2021-03-04T14:25:10Z");
-        assert_eq!(parse("2021-03-04T14:25:10.1234567Z"), "2021-03-04T14:25:10.123456Z");
+        assert_eq!(
+            parse("2021-03-04T14:25:10.1234567Z"),
+            "2021-03-04T14:25:10.123456Z"
+        );
     }
 
     #[test]
     fn rejects_what_is_not_an_instant() {
-        for bad in ["", "yesterday", "2021-13-01T00:00:00Z", "2021-03-04", "+10000-01-01T00:00:00Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2021-13-01T00:00:00Z",
+            "2021-03-04",
+            "+10000-01-01T00:00:00Z",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad} was accepted");
         }
     }
@@ -146,6 +169,10 @@ mod tests {
         assert_eq!(t.date().to_string(), "2024-02-29");
         assert!(!t.is_midnight());
         assert!(t.plus_micros(1).unwrap().is_midnight());
-        assert!(Timestamp::parse("1960-01-01T00:00:00Z").unwrap().is_midnight());
+        assert!(
+            Timestamp::parse("1960-01-01T00:00:00Z")
+                .unwrap()
+                .is_midnight()
+        );
     }
 }

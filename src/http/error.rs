@@ -34,7 +34,9 @@ impl ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
-            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY"),
+            ApiError::Unprocessable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY")
+            }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
@@ -56,7 +58,10 @@ impl ApiError {
             }
             ApiError::Forbidden => "this API key is read-only".into(),
             ApiError::PayloadTooLarge => {
-                format!("the request body is larger than {} bytes", super::extract::BODY_LIMIT)
+                format!(
+                    "the request body is larger than {} bytes",
+                    super::extract::BODY_LIMIT
+                )
             }
             ApiError::UnsupportedMediaType => {
                 "the request body must be JSON: send `Content-Type: application/json`".into()
@@ -156,13 +161,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let pending = response
         .extensions_mut()
         .remove::<PendingError>()
-        .unwrap_or_else(|| PendingError {
-            code: fallback_code(status),
-            message: status
-                .canonical_reason()
-                .unwrap_or("request failed")
-                .to_lowercase(),
-        });
+        .unwrap_or_else(|| unexplained(status));
     let body = if togai {
         serde_json::json!({ "message": pending.message })
     } else {
@@ -177,13 +176,30 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
-fn fallback_code(status: StatusCode) -> &'static str {
-    match status {
+/// The error of a response made by a layer rather than a handler.
+fn unexplained(status: StatusCode) -> PendingError {
+    let known = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::PayloadTooLarge),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(ApiError::UnsupportedMediaType),
+        s if s.is_server_error() => Some(ApiError::Internal),
+        _ => None,
+    };
+    if let Some(error) = known {
+        let (_, code) = error.status_and_code();
+        return PendingError {
+            code,
+            message: error.message(),
+        };
+    }
+    let code = match status {
         StatusCode::NOT_FOUND => "NOT_FOUND",
         StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
         StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
-        s if s.is_server_error() => "INTERNAL_ERROR",
         _ => "BAD_REQUEST",
+    };
+    let reason = status.canonical_reason().unwrap_or("request failed");
+    PendingError {
+        code,
+        message: reason.to_lowercase(),
     }
 }

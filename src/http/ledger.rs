@@ -77,7 +77,11 @@ pub async fn add_license_update(
         metadata: request.metadata,
         idempotency_key: request.idempotency_key,
     };
-    match state.store.append_entry(&caller.business_id, &entry).await? {
+    match state
+        .store
+        .append_entry(&caller.business_id, &entry)
+        .await?
+    {
         Appended::Created(entry) | Appended::Replayed(entry) => Ok(Json(entry)),
     }
 }
@@ -158,7 +162,10 @@ pub async fn list_license_updates(
         None => MAX_PAGE_SIZE,
         Some(text) => {
             let size: i64 = text.trim().parse().map_err(|_| {
-                ApiError::BadRequest(format!("`pageSize` must be an integer, got `{}`", shorten(text)))
+                ApiError::BadRequest(format!(
+                    "`pageSize` must be an integer, got `{}`",
+                    shorten(text)
+                ))
             })?;
             if !(1..=i64::from(MAX_PAGE_SIZE)).contains(&size) {
                 return Err(ApiError::Unprocessable(format!(
@@ -170,9 +177,20 @@ pub async fn list_license_updates(
     };
     let (sort, descending) = parse_sort(params.sort.as_deref())?;
     let mut cursor = Cursor {
-        a: params.account_id.map(|a| text_param("account_id", AccountId::parse(a))).transpose()?,
-        l: params.license_id.map(|l| text_param("licenseId", LicenseId::parse(l))).transpose()?,
-        e: params.effective_from.as_deref().map(|e| instant_param("effectiveFrom", e)).transpose()?.map(Timestamp::micros),
+        a: params
+            .account_id
+            .map(|a| text_param("account_id", AccountId::parse(a)))
+            .transpose()?,
+        l: params
+            .license_id
+            .map(|l| text_param("licenseId", LicenseId::parse(l)))
+            .transpose()?,
+        e: params
+            .effective_from
+            .as_deref()
+            .map(|e| instant_param("effectiveFrom", e))
+            .transpose()?
+            .map(Timestamp::micros),
         s: sort,
         d: descending,
         k: (0, 0),
@@ -187,7 +205,10 @@ pub async fn list_license_updates(
         if !(agrees(cursor.a.is_some(), cursor.a == previous.a)
             && agrees(cursor.l.is_some(), cursor.l == previous.l)
             && agrees(cursor.e.is_some(), cursor.e == previous.e)
-            && agrees(params.sort.is_some(), (sort, descending) == (previous.s, previous.d)))
+            && agrees(
+                params.sort.is_some(),
+                (sort, descending) == (previous.s, previous.d),
+            ))
         {
             return Err(ApiError::BadRequest(
                 "nextToken belongs to a listing with other filters or sort; omit them or pass the same".into(),
@@ -206,7 +227,10 @@ pub async fn list_license_updates(
         after,
         limit: page_size + 1,
     };
-    let mut rows = state.store.list_entries(&caller.business_id, &query).await?;
+    let mut rows = state
+        .store
+        .list_entries(&caller.business_id, &query)
+        .await?;
     let next_token = if rows.len() > page_size as usize {
         rows.truncate(page_size as usize);
         rows.last().map(|last| {
@@ -295,7 +319,9 @@ pub async fn update_license_entry(
 ) -> Result<Json<LedgerEntry>, ApiError> {
     let license = if segment == "{license_id}" {
         query.license_id.ok_or_else(|| {
-            ApiError::BadRequest("the path holds `{license_id}`: pass the id as `licenseId` in the query".into())
+            ApiError::BadRequest(
+                "the path holds `{license_id}`: pass the id as `licenseId` in the query".into(),
+            )
         })?
     } else {
         segment
@@ -305,7 +331,12 @@ pub async fn update_license_entry(
     let pair = (&request.account_id, &license);
     state
         .store
-        .update_metadata(&caller.business_id, pair, request.effective_from, &request.metadata)
+        .update_metadata(
+            &caller.business_id,
+            pair,
+            request.effective_from,
+            &request.metadata,
+        )
         .await?
         .map(Json)
         .ok_or_else(|| {

@@ -4,8 +4,8 @@
 pub mod error;
 pub mod extract;
 mod ledger;
-mod ops;
 pub mod openapi;
+mod ops;
 mod page_token;
 pub mod rate_limit;
 
@@ -79,7 +79,10 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
             "/license_updates",
             get(ledger::list_license_updates).post(ledger::add_license_update),
         )
-        .route("/license_updates/{license_id}", patch(ledger::update_license_entry))
+        .route(
+            "/license_updates/{license_id}",
+            patch(ledger::update_license_entry),
+        )
         .route("/license_quantity", get(ledger::license_quantity))
         .route("/license_usage", get(ledger::license_usage))
         .route("/healthz", get(ops::healthz))

@@ -72,7 +72,10 @@ mod tests {
 
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         bytes[10] ^= 1;
-        assert_eq!(signer.verify::<Cursor>(&URL_SAFE_NO_PAD.encode(bytes)), Err(BadToken));
+        assert_eq!(
+            signer.verify::<Cursor>(&URL_SAFE_NO_PAD.encode(bytes)),
+            Err(BadToken)
+        );
         assert_eq!(signer.verify::<Cursor>("not a token!"), Err(BadToken));
         assert_eq!(signer.verify::<Cursor>(""), Err(BadToken));
         let other = TokenSigner::new(b"other".to_vec());

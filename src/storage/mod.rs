@@ -52,8 +52,12 @@ pub trait AccountStore: Send + Sync {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>>;
     /// Creates the business if no business has that name; returns its id.
     async fn ensure_business(&self, name: &BusinessName) -> Result<String>;
-    async fn create_api_key(&self, business_id: &str, digest: KeyDigest, read_only: bool)
-    -> Result<()>;
+    async fn create_api_key(
+        &self,
+        business_id: &str,
+        digest: KeyDigest,
+        read_only: bool,
+    ) -> Result<()>;
     /// On a database that has never been bootstrapped and holds no business, creates
     /// business `default` with an admin key of that digest. True if it did. Runs once
     /// even when several processes start together.
@@ -83,8 +87,11 @@ pub trait LedgerStore: Send + Sync {
     /// Resolves and writes an entry atomically, with its idempotency key if it has one.
     async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended>;
     /// One page of entries; asks for `limit` rows.
-    async fn list_entries(&self, business_id: &str, query: &ListEntries)
-    -> Result<Vec<ListedEntry>>;
+    async fn list_entries(
+        &self,
+        business_id: &str,
+        query: &ListEntries,
+    ) -> Result<Vec<ListedEntry>>;
     /// Replaces the metadata of the latest entry of the pair at exactly `at`.
     async fn update_metadata(
         &self,
@@ -143,7 +150,12 @@ pub async fn open(options: &StorageOptions) -> std::result::Result<Arc<dyn Store
         Ok(Arc::new(postgres::PgStore::open(options).await?))
     } else {
         Err(OpenError::UnknownScheme(
-            url.split("://").next().unwrap_or(url).chars().take(40).collect(),
+            url.split("://")
+                .next()
+                .unwrap_or(url)
+                .chars()
+                .take(40)
+                .collect(),
         ))
     }
 }

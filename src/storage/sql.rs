@@ -165,7 +165,11 @@ mod tests {
             limit: 11,
         };
         let (sql, params) = list_entries("bus", &query, |n| format!("${n}"));
-        assert!(sql.contains("business_id = $1 AND account_id = $2 AND (effective_from, seq) > ($3, $4)"));
+        assert!(
+            sql.contains(
+                "business_id = $1 AND account_id = $2 AND (effective_from, seq) > ($3, $4)"
+            )
+        );
         assert!(sql.ends_with("ORDER BY effective_from ASC, seq ASC LIMIT 11"));
         assert_eq!(params.len(), 4);
     }

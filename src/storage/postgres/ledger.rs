@@ -224,13 +224,15 @@ async fn append(conn: &mut PgConnection, business_id: &str, entry: &NewEntry) ->
         created_at: now,
     };
     if let Some(key) = &entry.idempotency_key {
-        sqlx::query("UPDATE ledger_idempotency SET response = $3 WHERE business_id = $1 AND key = $2")
-            .bind(business_id)
-            .bind(key.as_str())
-            .bind(serde_json::to_string(&written).map_err(corrupt)?)
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
+        sqlx::query(
+            "UPDATE ledger_idempotency SET response = $3 WHERE business_id = $1 AND key = $2",
+        )
+        .bind(business_id)
+        .bind(key.as_str())
+        .bind(serde_json::to_string(&written).map_err(corrupt)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
     }
     Ok(Appended::Created(written))
 }

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use super::{AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions};
+use super::{
+    AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
+};
 use crate::domain::auth::{ApiKeySecret, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
@@ -47,19 +49,18 @@ pub(super) fn classify(error: sqlx::Error) -> StorageError {
 #[async_trait]
 impl AccountStore for PgStore {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
-        let row: Option<(String, Vec<u8>, bool)> = sqlx::query_as(
-            "SELECT business_id, digest, read_only FROM api_keys WHERE digest = $1",
-        )
-        .bind(&digest.0[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(row
-            .filter(|(_, stored, _)| digest.matches(stored))
-            .map(|(business_id, _, read_only)| Principal {
+        let row: Option<(String, Vec<u8>, bool)> =
+            sqlx::query_as("SELECT business_id, digest, read_only FROM api_keys WHERE digest = $1")
+                .bind(&digest.0[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(row.filter(|(_, stored, _)| digest.matches(stored)).map(
+            |(business_id, _, read_only)| Principal {
                 business_id,
                 read_only,
-            }))
+            },
+        ))
     }
 
     async fn ensure_business(&self, name: &BusinessName) -> Result<String> {

@@ -10,7 +10,9 @@ use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
-use crate::storage::sql::{self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, Param, corrupt, timestamp};
+use crate::storage::sql::{
+    self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, Param, corrupt, timestamp,
+};
 use crate::storage::{Appended, LedgerStore, Result, StorageError};
 
 #[async_trait]
@@ -88,7 +90,8 @@ impl LedgerStore for SqliteStore {
         end: Timestamp,
     ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)> {
         self.read(|conn| {
-            let initial = governing(conn, business_id, pair, start)?.map_or(Quantity::ZERO, |(_, q)| q);
+            let initial =
+                governing(conn, business_id, pair, start)?.map_or(Quantity::ZERO, |(_, q)| q);
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT effective_from, absolute FROM ledger_entries
@@ -99,7 +102,13 @@ impl LedgerStore for SqliteStore {
                 .map_err(internal)?;
             let rows = stmt
                 .query_map(
-                    params![business_id, pair.0.as_str(), pair.1.as_str(), start.micros(), end.micros()],
+                    params![
+                        business_id,
+                        pair.0.as_str(),
+                        pair.1.as_str(),
+                        start.micros(),
+                        end.micros()
+                    ],
                     |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
                 )
                 .map_err(internal)?;
@@ -126,7 +135,9 @@ fn append(tx: &Transaction<'_>, business_id: &str, entry: &NewEntry) -> Result<A
             .map_err(internal)?;
         if let Some((stored, response)) = earlier {
             return if stored == fingerprint {
-                Ok(Appended::Replayed(serde_json::from_str(&response).map_err(internal)?))
+                Ok(Appended::Replayed(
+                    serde_json::from_str(&response).map_err(internal)?,
+                ))
             } else {
                 Err(StorageError::IdempotencyMismatch)
             };
@@ -169,7 +180,9 @@ fn append(tx: &Transaction<'_>, business_id: &str, entry: &NewEntry) -> Result<A
         .prepare_cached("UPDATE ledger_entries SET absolute = ?2 WHERE seq = ?1")
         .map_err(internal)?;
     for (seq, absolute) in &insertion.changed {
-        update.execute(params![seq, absolute.to_string()]).map_err(internal)?;
+        update
+            .execute(params![seq, absolute.to_string()])
+            .map_err(internal)?;
     }
 
     let written = LedgerEntry {

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions};
+use super::{
+    AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
+};
 use crate::domain::auth::{KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
@@ -44,7 +46,10 @@ impl SqliteStore {
             (parse_path(url)?, None)
         };
         let mut writer_conn = connect(&path).map_err(|e| {
-            OpenError::Failed(format!("cannot open SQLite database {}: {e}", path.display()))
+            OpenError::Failed(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
         })?;
         migrate(&mut writer_conn).map_err(|e| OpenError::Failed(format!("migrations: {e}")))?;
 
@@ -89,7 +94,9 @@ impl SqliteStore {
             .map_err(|_| StorageError::Internal("the SQLite writer thread stopped".into()))?;
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StorageError::Internal("the SQLite writer dropped a job".into())),
+            Ok(Err(_)) => Err(StorageError::Internal(
+                "the SQLite writer dropped a job".into(),
+            )),
             Err(_) => Err(StorageError::Unavailable(
                 "the SQLite writer did not answer in time".into(),
             )),
@@ -104,10 +111,10 @@ impl SqliteStore {
             None => connect(&self.path).map_err(internal)?,
         };
         let result = work(&conn);
-        if let Ok(mut idle) = self.readers.lock() {
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
+        if let Ok(mut idle) = self.readers.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(conn);
         }
         result
     }
@@ -166,12 +173,12 @@ impl AccountStore for SqliteStore {
                         .optional()
                 })
                 .map_err(internal)?;
-            Ok(row
-                .filter(|(_, stored, _)| digest.matches(stored))
-                .map(|(business_id, _, read_only)| Principal {
+            Ok(row.filter(|(_, stored, _)| digest.matches(stored)).map(
+                |(business_id, _, read_only)| Principal {
                     business_id,
                     read_only,
-                }))
+                },
+            ))
         })
     }
 
@@ -181,7 +188,12 @@ impl AccountStore for SqliteStore {
             tx.execute(
                 "INSERT INTO businesses (id, name, brand_id, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO NOTHING",
-                params![new_id("bus"), name, new_id("brnd"), Timestamp::now().micros()],
+                params![
+                    new_id("bus"),
+                    name,
+                    new_id("brnd"),
+                    Timestamp::now().micros()
+                ],
             )
             .map_err(internal)?;
             tx.query_row("SELECT id FROM businesses WHERE name = ?1", [&name], |r| {
@@ -269,7 +281,10 @@ impl HealthStore for SqliteStore {
     fn connections(&self) -> PoolUsage {
         let idle = self.readers.lock().map_or(0, |idle| idle.len());
         // The writer's connection is always open.
-        PoolUsage { open: idle + 1, idle }
+        PoolUsage {
+            open: idle + 1,
+            idle,
+        }
     }
 }
 

@@ -1,0 +1,303 @@
+//! The test harness: a real server on a random port, on SQLite or on a fresh PostgreSQL
+//! database, and helpers to call it. Behaviour tests are written once and run on both
+//! backends with [`backend_tests!`].
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use licensed::domain::auth::ApiKeySecret;
+use licensed::domain::ids::BusinessName;
+use licensed::http::{self, AppState, ServerSettings};
+use licensed::storage::{self, StorageOptions, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// The PostgreSQL server tests create their databases on.
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of its own for one test; dropped when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// `None` when PostgreSQL cannot be reached outside CI (the test is then skipped);
+    /// under `CI=true` an unreachable PostgreSQL fails the test.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("licensed.db").display());
+                Some(Self {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
+                let created = async {
+                    use sqlx::Connection;
+                    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await?;
+                    sqlx::query(&format!("CREATE DATABASE {name}"))
+                        .execute(&mut admin)
+                        .await?;
+                    Ok::<_, sqlx::Error>(())
+                };
+                match tokio::time::timeout(Duration::from_secs(10), created).await {
+                    Ok(Ok(())) => Some(Self {
+                        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                        pg_name: Some(name),
+                        _dir: None,
+                    }),
+                    failure => {
+                        let reason = format!("{failure:?}");
+                        if std::env::var("CI").is_ok_and(|v| v == "true") {
+                            panic!("PostgreSQL is required under CI=true: {reason}");
+                        }
+                        eprintln!("skipping: PostgreSQL unreachable at {PG_ADMIN_URL}: {reason}");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs outside any runtime guarantee, so use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn open_store(url: &str) -> Arc<dyn Store> {
+    storage::open(&StorageOptions {
+        url: url.to_owned(),
+        timeout: Duration::from_secs(5),
+        max_connections: 8,
+    })
+    .await
+    .expect("open the database")
+}
+
+/// A running server with an admin key of business `alpha`.
+pub struct TestServer {
+    pub url: String,
+    pub key: String,
+    pub store: Arc<dyn Store>,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub database: TestDatabase,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, ServerSettings::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, settings: ServerSettings) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        Some(Self::start_on(database, backend, settings).await)
+    }
+
+    pub async fn start_on(
+        database: TestDatabase,
+        backend: Backend,
+        settings: ServerSettings,
+    ) -> Self {
+        let store = open_store(&database.url).await;
+        let state = AppState::new(store.clone(), &settings)
+            .await
+            .expect("state");
+        let app = http::router(state, &settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            http::serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        let mut server = Self {
+            url,
+            key: String::new(),
+            store,
+            client: reqwest::Client::new(),
+            backend,
+            stop: Some(stop),
+            task: Some(task),
+            database,
+        };
+        server.key = server.new_key("alpha", false).await;
+        server
+    }
+
+    /// A new API key of the named business (created if needed).
+    pub async fn new_key(&self, business: &str, read_only: bool) -> String {
+        let business_id = self
+            .store
+            .ensure_business(&BusinessName::parse(business).unwrap())
+            .await
+            .expect("business");
+        let key = ApiKeySecret::generate();
+        self.store
+            .create_api_key(&business_id, key.digest(), read_only)
+            .await
+            .expect("key");
+        key.expose().to_owned()
+    }
+
+    /// Sends a request with `key` (none if empty) and a JSON body if given.
+    pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if !key.is_empty() {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, &self.key.clone(), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, &self.key.clone(), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, &self.key.clone(), Some(body))
+            .await
+    }
+
+    /// Stops accepting and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error message, asserting the body has the shape of the route's error schema.
+    #[track_caller]
+    pub fn message(&self) -> String {
+        self.json["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {}", self.text))
+            .to_owned()
+    }
+}
+
+/// Runs each named `async fn(TestServer)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::common::TestServer::start($crate::common::Backend::Sqlite).await.unwrap();
+                    super::$name(server).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(server) = $crate::common::TestServer::start($crate::common::Backend::Postgres).await {
+                        super::$name(server).await;
+                    }
+                }
+            )*
+        }
+    };
+}

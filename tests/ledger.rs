@@ -1,0 +1,1183 @@
+//! Behaviour of the license-updates ledger over HTTP, on every backend.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::TestServer;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+backend_tests!(
+    absolute_and_relative_updates_resolve_to_absolute_quantities,
+    a_backdated_entry_re_resolves_later_relative_entries,
+    a_write_that_would_go_negative_is_refused_and_nothing_is_written,
+    quantities_are_exact_decimals,
+    idempotent_repeats_return_the_original_response,
+    concurrent_idempotent_repeats_write_once,
+    concurrent_relative_updates_on_one_pair_all_count,
+    listing_filters_in_both_spellings,
+    listing_pages_with_a_signed_next_token,
+    listing_sorts,
+    page_size_outside_its_range_is_422,
+    patch_replaces_metadata_including_the_official_clients_literal_path,
+    license_quantity_answers_at_any_instant,
+    license_usage_reports_each_days_maximum,
+    bad_input_is_400_naming_the_field_and_writes_nothing,
+    body_limits_and_content_types,
+    authentication_and_read_only_keys,
+    businesses_are_isolated,
+    operations_endpoints,
+);
+
+fn update(account: &str, license: &str, kind: &str, quantity: Value, at: &str) -> Value {
+    json!({"accountId": account, "licenseId": license, "updateType": kind, "quantity": quantity, "effectiveFrom": at})
+}
+
+async fn quantity_at(server: &TestServer, account: &str, license: &str, at: &str) -> Value {
+    let reply = server
+        .get(&format!(
+            "/license_quantity?accountId={account}&licenseId={license}&at={at}"
+        ))
+        .await;
+    reply.expect(200);
+    reply.json["quantity"].clone()
+}
+
+async fn all_entries(server: &TestServer, query: &str) -> Vec<Value> {
+    let reply = server
+        .get(&format!("/license_updates?pageSize=50&{query}"))
+        .await;
+    reply.expect(200);
+    assert!(reply.json.get("nextToken").is_none(), "more than one page");
+    reply.json["data"].as_array().unwrap().clone()
+}
+
+async fn absolute_and_relative_updates_resolve_to_absolute_quantities(server: TestServer) {
+    let first = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "ABSOLUTE",
+                json!(10),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+        .await;
+    first.expect(200);
+    assert_eq!(first.json["quantity"], json!(10));
+    assert_eq!(first.json["effectiveFrom"], "2024-01-01T00:00:00Z");
+    assert!(first.json["createdAt"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        first.json.get("metadata").is_none(),
+        "absent metadata must be omitted: {}",
+        first.text
+    );
+    let keys: HashSet<_> = first.json.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "licenseId",
+            "accountId",
+            "quantity",
+            "effectiveFrom",
+            "createdAt"
+        ]
+        .map(String::from)
+        .into()
+    );
+
+    let second = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(-3),
+                "2024-02-01T00:00:00Z",
+            ),
+        )
+        .await;
+    assert_eq!(second.expect(200).json["quantity"], json!(7));
+    let third = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "ABSOLUTE",
+                json!(4),
+                "2024-03-01T00:00:00Z",
+            ),
+        )
+        .await;
+    assert_eq!(third.expect(200).json["quantity"], json!(4));
+
+    assert_eq!(
+        quantity_at(&server, "acme", "seats", "2023-12-31T23:59:59Z").await,
+        json!(0)
+    );
+    assert_eq!(
+        quantity_at(&server, "acme", "seats", "2024-01-01T00:00:00Z").await,
+        json!(10)
+    );
+    assert_eq!(
+        quantity_at(&server, "acme", "seats", "2024-02-15T00:00:00Z").await,
+        json!(7)
+    );
+    assert_eq!(
+        quantity_at(&server, "acme", "seats", "2030-01-01T00:00:00Z").await,
+        json!(4)
+    );
+    // Another license of the same account is independent.
+    assert_eq!(
+        quantity_at(&server, "acme", "addons", "2030-01-01T00:00:00Z").await,
+        json!(0)
+    );
+}
+
+async fn a_backdated_entry_re_resolves_later_relative_entries(server: TestServer) {
+    for (kind, quantity, at) in [
+        ("ABSOLUTE", 10, "2024-01-01T00:00:00Z"),
+        ("RELATIVE", 2, "2024-03-01T00:00:00Z"),
+        ("ABSOLUTE", 1, "2024-04-01T00:00:00Z"),
+        ("RELATIVE", 1, "2024-05-01T00:00:00Z"),
+    ] {
+        server
+            .post(
+                "/license_updates",
+                update("acme", "seats", kind, json!(quantity), at),
+            )
+            .await
+            .expect(200);
+    }
+    // A future-dated entry is accepted like any other.
+    server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(5),
+                "2099-01-01T00:00:00Z",
+            ),
+        )
+        .await
+        .expect(200);
+    let backdated = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(5),
+                "2024-02-01T00:00:00Z",
+            ),
+        )
+        .await;
+    assert_eq!(backdated.expect(200).json["quantity"], json!(15));
+
+    let entries = all_entries(&server, "_sort=effective_from:asc").await;
+    let quantities: Vec<_> = entries.iter().map(|e| e["quantity"].clone()).collect();
+    assert_eq!(
+        quantities,
+        [
+            json!(10),
+            json!(15),
+            json!(17),
+            json!(1),
+            json!(2),
+            json!(7)
+        ]
+    );
+}
+
+async fn a_write_that_would_go_negative_is_refused_and_nothing_is_written(server: TestServer) {
+    server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "ABSOLUTE",
+                json!(5),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+        .await
+        .expect(200);
+    server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(-4),
+                "2024-03-01T00:00:00Z",
+            ),
+        )
+        .await
+        .expect(200);
+
+    // Its own quantity would be negative.
+    let own = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(-6),
+                "2024-02-01T00:00:00Z",
+            ),
+        )
+        .await;
+    own.expect(400);
+    assert!(
+        own.message().contains("negative at 2024-02-01T00:00:00Z"),
+        "{}",
+        own.text
+    );
+    assert_eq!(
+        own.json.as_object().unwrap().len(),
+        1,
+        "ledger errors carry only a message"
+    );
+
+    // A later entry's quantity would be negative.
+    let later = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "ABSOLUTE",
+                json!(3),
+                "2024-02-01T00:00:00Z",
+            ),
+        )
+        .await;
+    later.expect(400);
+    assert!(
+        later.message().contains("2024-03-01T00:00:00Z"),
+        "{}",
+        later.text
+    );
+
+    assert_eq!(all_entries(&server, "").await.len(), 2);
+    assert_eq!(
+        quantity_at(&server, "acme", "seats", "2024-03-02T00:00:00Z").await,
+        json!(1)
+    );
+}
+
+async fn quantities_are_exact_decimals(server: TestServer) {
+    server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(0.1),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+        .await
+        .expect(200);
+    let sum = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(0.2),
+                "2024-01-02T00:00:00Z",
+            ),
+        )
+        .await;
+    assert!(
+        sum.expect(200).text.contains("\"quantity\":0.3,"),
+        "{}",
+        sum.text
+    );
+
+    let big = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "big",
+                "ABSOLUTE",
+                json!(123456789012.345678),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+        .await;
+    big.expect(200);
+    // Sent as raw text to avoid any float on the client side.
+    let raw = server
+        .client
+        .post(format!("{}/license_updates", server.url))
+        .bearer_auth(&server.key)
+        .header("content-type", "application/json")
+        .body(r#"{"accountId":"acme","licenseId":"exact","updateType":"ABSOLUTE","quantity":123456789012.345678,"effectiveFrom":"2024-01-01T00:00:00Z"}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("\"quantity\":123456789012.345678,"), "{raw}");
+    let whole = server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "whole",
+                "ABSOLUTE",
+                json!(7.0),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+        .await;
+    assert!(
+        whole.text.contains("\"quantity\":7,"),
+        "integers print without a fraction: {}",
+        whole.text
+    );
+}
+
+async fn idempotent_repeats_return_the_original_response(server: TestServer) {
+    let mut body = update(
+        "acme",
+        "seats",
+        "RELATIVE",
+        json!(3),
+        "2024-01-01T00:00:00Z",
+    );
+    body["idempotencyKey"] = json!("order-17");
+    let first = server.post("/license_updates", body.clone()).await;
+    first.expect(200);
+    // A later backdated entry changes the entry's quantity, not the replayed response.
+    server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "ABSOLUTE",
+                json!(100),
+                "2023-01-01T00:00:00Z",
+            ),
+        )
+        .await
+        .expect(200);
+    let repeat = server.post("/license_updates", body.clone()).await;
+    repeat.expect(200);
+    assert_eq!(repeat.json, first.json);
+    assert_eq!(all_entries(&server, "").await.len(), 2);
+
+    // An omitted effectiveFrom is part of the request: a retry that omits it is a repeat.
+    let mut undated = json!({"accountId": "acme", "licenseId": "addons", "updateType": "ABSOLUTE", "quantity": 1, "idempotencyKey": "undated"});
+    let a = server.post("/license_updates", undated.clone()).await;
+    let b = server.post("/license_updates", undated.clone()).await;
+    assert_eq!(a.expect(200).json, b.expect(200).json);
+
+    undated["quantity"] = json!(2);
+    let conflict = server.post("/license_updates", undated).await;
+    conflict.expect(409);
+    assert_eq!(conflict.header("x-should-retry"), Some("false"));
+    assert!(conflict.message().contains("idempotencyKey"));
+    assert_eq!(all_entries(&server, "").await.len(), 3);
+
+    // Keys are per business.
+    let other = server.new_key("beta", false).await;
+    let elsewhere = server
+        .call(Method::POST, "/license_updates", &other, Some(body))
+        .await;
+    elsewhere.expect(200);
+    assert_ne!(elsewhere.json["createdAt"], first.json["createdAt"]);
+}
+
+async fn concurrent_idempotent_repeats_write_once(server: TestServer) {
+    let mut body = update(
+        "acme",
+        "seats",
+        "RELATIVE",
+        json!(1),
+        "2024-01-01T00:00:00Z",
+    );
+    body["idempotencyKey"] = json!("burst");
+    let server = std::sync::Arc::new(server);
+    let replies = futures_join(32, |_| {
+        let server = server.clone();
+        let body = body.clone();
+        async move { server.post("/license_updates", body).await }
+    })
+    .await;
+    for reply in &replies {
+        reply.expect(200);
+        assert_eq!(reply.json, replies[0].json);
+    }
+    assert_eq!(all_entries(&server, "").await.len(), 1);
+}
+
+async fn concurrent_relative_updates_on_one_pair_all_count(server: TestServer) {
+    let server = std::sync::Arc::new(server);
+    let replies = futures_join(40, |i| {
+        let server = server.clone();
+        async move {
+            // Spread over a few instants, including ties, arriving in any order.
+            let at = format!("2024-01-0{}T00:00:00Z", 1 + i % 3);
+            server
+                .post(
+                    "/license_updates",
+                    update("acme", "seats", "RELATIVE", json!(1), &at),
+                )
+                .await
+        }
+    })
+    .await;
+    replies.iter().for_each(|r| {
+        r.expect(200);
+    });
+    assert_eq!(
+        quantity_at(&server, "acme", "seats", "2024-02-01T00:00:00Z").await,
+        json!(40)
+    );
+    let mut quantities: Vec<i64> = all_entries(&server, "_sort=effective_from:asc")
+        .await
+        .iter()
+        .map(|e| e["quantity"].as_i64().unwrap())
+        .collect();
+    let listed = quantities.clone();
+    quantities.sort();
+    assert_eq!(listed, quantities, "quantities grow along the ledger");
+    assert_eq!(quantities, (1..=40).collect::<Vec<_>>());
+}
+
+/// Runs `n` futures concurrently and collects their outputs in order.
+async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<common::Reply>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = common::Reply> + Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+async fn listing_filters_in_both_spellings(server: TestServer) {
+    for (account, license, at) in [
+        ("a1", "seats", "2024-01-01T00:00:00Z"),
+        ("a1", "addons", "2024-01-01T00:00:00Z"),
+        ("a2", "seats", "2024-01-02T00:00:00Z"),
+    ] {
+        server
+            .post(
+                "/license_updates",
+                update(account, license, "ABSOLUTE", json!(1), at),
+            )
+            .await
+            .expect(200);
+    }
+    assert_eq!(all_entries(&server, "").await.len(), 3);
+    assert_eq!(all_entries(&server, "account_id=a1").await.len(), 2);
+    assert_eq!(all_entries(&server, "accountId=a1").await.len(), 2);
+    assert_eq!(all_entries(&server, "licenseId=seats").await.len(), 2);
+    assert_eq!(all_entries(&server, "license_id=seats").await.len(), 2);
+    assert_eq!(
+        all_entries(&server, "account_id=a1&licenseId=seats")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        all_entries(&server, "effectiveFrom=2024-01-01T00:00:00.000000%2B0000")
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        all_entries(&server, "effectiveFrom=2024-01-02T00:00:00&licenseId=seats")
+            .await
+            .len(),
+        1
+    );
+    server
+        .get("/license_updates?account_id=a1&accountId=a2")
+        .await
+        .expect(400);
+    let bad = server.get("/license_updates?effectiveFrom=tomorrow").await;
+    assert!(bad.expect(400).message().contains("effectiveFrom"));
+    let long = server
+        .get(&format!("/license_updates?account_id={}", "x".repeat(51)))
+        .await;
+    assert!(long.expect(400).message().contains("account_id"));
+}
+
+async fn listing_pages_with_a_signed_next_token(server: TestServer) {
+    for i in 0..7 {
+        server
+            .post(
+                "/license_updates",
+                update(
+                    "acme",
+                    "seats",
+                    "RELATIVE",
+                    json!(1),
+                    &format!("2024-01-0{}T00:00:00Z", 1 + i % 2),
+                ),
+            )
+            .await
+            .expect(200);
+    }
+    server
+        .post(
+            "/license_updates",
+            update(
+                "other",
+                "seats",
+                "ABSOLUTE",
+                json!(1),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+        .await
+        .expect(200);
+
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &token {
+            None => "/license_updates?account_id=acme&pageSize=3&_sort=effective_from".to_owned(),
+            Some(t) => format!("/license_updates?pageSize=3&nextToken={t}"),
+        };
+        let page = server.get(&path).await;
+        page.expect(200);
+        pages += 1;
+        for entry in page.json["data"].as_array().unwrap() {
+            assert_eq!(entry["accountId"], "acme", "the token carries the filter");
+            seen.push(entry["quantity"].as_i64().unwrap());
+        }
+        match page.json.get("nextToken") {
+            Some(next) => token = Some(next.as_str().unwrap().to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    // effective_from descending: the four on Jan 1 first? No: descending puts Jan 2 first.
+    assert_eq!(seen.len(), 7);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (1..=7).collect::<Vec<_>>(),
+        "every entry exactly once"
+    );
+    sorted.reverse();
+    assert_eq!(
+        seen, sorted,
+        "descending by effective_from, ties by arrival"
+    );
+
+    // A full page at the end: no token on the last page.
+    let exact = server
+        .get("/license_updates?account_id=other&pageSize=1")
+        .await;
+    assert!(exact.expect(200).json.get("nextToken").is_none());
+
+    let first = server.get("/license_updates?pageSize=2").await;
+    let token = first.json["nextToken"].as_str().unwrap().to_owned();
+    let mut tampered = token.clone().into_bytes();
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+    let reply = server
+        .get(&format!(
+            "/license_updates?nextToken={}",
+            String::from_utf8(tampered).unwrap()
+        ))
+        .await;
+    assert!(reply.expect(400).message().contains("nextToken"));
+    server
+        .get("/license_updates?nextToken=%%%")
+        .await
+        .expect(400);
+    server.get("/license_updates?nextToken=").await.expect(400);
+    let mismatch = server
+        .get(&format!(
+            "/license_updates?nextToken={token}&account_id=other"
+        ))
+        .await;
+    assert!(mismatch.expect(400).message().contains("nextToken"));
+    // Repeating the same filter with the token is fine.
+    server
+        .get(&format!(
+            "/license_updates?nextToken={token}&_sort=created_at:desc"
+        ))
+        .await
+        .expect(200);
+    // Another business cannot use the token to see this one's entries.
+    let other = server.new_key("beta", false).await;
+    let foreign = server
+        .call(
+            Method::GET,
+            &format!("/license_updates?nextToken={token}"),
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(foreign.expect(200).json["data"], json!([]));
+}
+
+async fn listing_sorts(server: TestServer) {
+    for at in [
+        "2024-03-01T00:00:00Z",
+        "2024-01-01T00:00:00Z",
+        "2024-02-01T00:00:00Z",
+    ] {
+        server
+            .post(
+                "/license_updates",
+                update("acme", "seats", "ABSOLUTE", json!(1), at),
+            )
+            .await
+            .expect(200);
+    }
+    let order = |entries: Vec<Value>, field: &str| -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| e[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let default = order(all_entries(&server, "").await, "effectiveFrom");
+    assert_eq!(
+        default,
+        [
+            "2024-02-01T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+            "2024-03-01T00:00:00Z"
+        ],
+        "newest arrival first"
+    );
+    let created_asc = order(
+        all_entries(&server, "_sort=created_at:asc").await,
+        "effectiveFrom",
+    );
+    assert_eq!(
+        created_asc,
+        [
+            "2024-03-01T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+            "2024-02-01T00:00:00Z"
+        ]
+    );
+    let effective = order(
+        all_entries(&server, "_sort=effective_from:asc").await,
+        "effectiveFrom",
+    );
+    assert_eq!(
+        effective,
+        [
+            "2024-01-01T00:00:00Z",
+            "2024-02-01T00:00:00Z",
+            "2024-03-01T00:00:00Z"
+        ]
+    );
+    let effective_desc = order(
+        all_entries(&server, "_sort=effective_from:desc").await,
+        "effectiveFrom",
+    );
+    assert_eq!(
+        effective_desc,
+        [
+            "2024-03-01T00:00:00Z",
+            "2024-02-01T00:00:00Z",
+            "2024-01-01T00:00:00Z"
+        ]
+    );
+    let bad = server.get("/license_updates?_sort=quantity").await;
+    assert!(bad.expect(400).message().contains("_sort"));
+    server
+        .get("/license_updates?_sort=created_at:sideways")
+        .await
+        .expect(400);
+}
+
+async fn page_size_outside_its_range_is_422(server: TestServer) {
+    for size in ["0", "51", "-1"] {
+        let reply = server
+            .get(&format!("/license_updates?pageSize={size}"))
+            .await;
+        assert!(reply.expect(422).message().contains("pageSize"));
+    }
+    let reply = server.get("/license_updates?pageSize=ten").await;
+    assert!(reply.expect(400).message().contains("pageSize"));
+    server.get("/license_updates?pageSize=1").await.expect(200);
+    server.get("/license_updates?pageSize=50").await.expect(200);
+}
+
+async fn patch_replaces_metadata_including_the_official_clients_literal_path(server: TestServer) {
+    let mut body = update(
+        "acme",
+        "seats",
+        "ABSOLUTE",
+        json!(3),
+        "2024-01-01T00:00:00Z",
+    );
+    body["metadata"] = json!({"source": "import"});
+    server.post("/license_updates", body).await.expect(200);
+    server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(1),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+        .await
+        .expect(200);
+
+    let details = json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00.000000+0000", "metadata": {"note": "latest"}});
+    let patched = server
+        .patch("/license_updates/seats", details.clone())
+        .await;
+    patched.expect(200);
+    assert_eq!(patched.json["metadata"], json!({"note": "latest"}));
+    assert_eq!(
+        patched.json["quantity"],
+        json!(4),
+        "the latest entry at that instant"
+    );
+
+    let literal = server
+        .patch("/license_updates/%7Blicense_id%7D?licenseId=seats", json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00+00:00", "metadata": {"note": "again"}}))
+        .await;
+    assert_eq!(
+        literal.expect(200).json["metadata"],
+        json!({"note": "again"})
+    );
+    let entries = all_entries(&server, "_sort=created_at:asc").await;
+    assert_eq!(
+        entries[0]["metadata"],
+        json!({"source": "import"}),
+        "the earlier entry is untouched"
+    );
+    assert_eq!(entries[1]["metadata"], json!({"note": "again"}));
+
+    let missing = server
+        .patch("/license_updates/%7Blicense_id%7D", details.clone())
+        .await;
+    assert!(missing.expect(400).message().contains("licenseId"));
+    let none = server
+        .patch(
+            "/license_updates/seats",
+            json!({"accountId": "acme", "effectiveFrom": "2024-01-02T00:00:00Z", "metadata": {}}),
+        )
+        .await;
+    none.expect(404);
+    assert_eq!(none.json.as_object().unwrap().len(), 1);
+    server
+        .patch("/license_updates/nope", details.clone())
+        .await
+        .expect(404);
+    let incomplete = server
+        .patch(
+            "/license_updates/seats",
+            json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert!(incomplete.expect(400).message().contains("metadata"));
+    let not_strings = server.patch("/license_updates/seats", json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": {"n": 1}})).await;
+    assert!(not_strings.expect(400).message().contains("metadata"));
+}
+
+async fn license_quantity_answers_at_any_instant(server: TestServer) {
+    let empty = server
+        .get("/license_quantity?accountId=acme&licenseId=seats")
+        .await;
+    empty.expect(200);
+    assert_eq!(empty.json["quantity"], json!(0));
+    assert_eq!(empty.json["effectiveFrom"], Value::Null);
+    server
+        .post(
+            "/license_updates",
+            update(
+                "acme",
+                "seats",
+                "ABSOLUTE",
+                json!(2.5),
+                "2024-01-01T12:00:00.5Z",
+            ),
+        )
+        .await
+        .expect(200);
+    let reply = server
+        .get("/license_quantity?account_id=acme&license_id=seats&at=2024-06-01T00:00:00Z")
+        .await;
+    reply.expect(200);
+    assert_eq!(
+        reply.json,
+        json!({"accountId": "acme", "licenseId": "seats", "at": "2024-06-01T00:00:00Z", "quantity": 2.5, "effectiveFrom": "2024-01-01T12:00:00.500000Z"})
+    );
+    let missing = server.get("/license_quantity?licenseId=seats").await;
+    assert!(missing.expect(400).message().contains("accountId"));
+    server
+        .get("/license_quantity?accountId=a&licenseId=b&at=soon")
+        .await
+        .expect(400);
+}
+
+async fn license_usage_reports_each_days_maximum(server: TestServer) {
+    for (kind, quantity, at) in [
+        ("ABSOLUTE", 2, "2024-02-20T00:00:00Z"),
+        ("RELATIVE", 3, "2024-03-01T12:00:00Z"),
+        ("RELATIVE", -3, "2024-03-01T18:00:00Z"),
+        ("ABSOLUTE", 9, "2024-03-02T00:00:00Z"),
+        ("ABSOLUTE", 4, "2024-03-02T00:00:00Z"),
+    ] {
+        server
+            .post(
+                "/license_updates",
+                update("acme", "seats", kind, json!(quantity), at),
+            )
+            .await
+            .expect(200);
+    }
+    let reply = server
+        .get("/license_usage?accountId=acme&licenseId=seats&start=2024-03-01T00:00:00Z&end=2024-03-04T00:00:00Z")
+        .await;
+    reply.expect(200);
+    assert_eq!(
+        reply.json["days"],
+        json!([
+            {"date": "2024-03-01", "maxQuantity": 5, "endQuantity": 2},
+            {"date": "2024-03-02", "maxQuantity": 4, "endQuantity": 4},
+            {"date": "2024-03-03", "maxQuantity": 4, "endQuantity": 4},
+        ])
+    );
+    assert_eq!(reply.json["maxQuantityDays"], json!(13));
+    // 2×18h + 5×6h + 4×48h
+    assert_eq!(
+        reply.json["quantitySeconds"],
+        json!(2 * 64800 + 5 * 21600 + 4 * 172800)
+    );
+
+    let noon = server.get("/license_usage?accountId=acme&licenseId=seats&start=2024-03-01T12:00:00Z&end=2024-03-04T00:00:00Z").await;
+    assert!(noon.expect(400).message().contains("start"));
+    let reversed = server.get("/license_usage?accountId=acme&licenseId=seats&start=2024-03-04T00:00:00Z&end=2024-03-01T00:00:00Z").await;
+    reversed.expect(400);
+    let too_long = server.get("/license_usage?accountId=acme&licenseId=seats&start=2000-01-01T00:00:00Z&end=2011-01-01T00:00:00Z").await;
+    too_long.expect(422);
+    server
+        .get("/license_usage?accountId=acme&licenseId=seats&start=2024-03-01T00:00:00Z")
+        .await
+        .expect(400);
+}
+
+async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer) {
+    let valid = update(
+        "acme",
+        "seats",
+        "ABSOLUTE",
+        json!(1),
+        "2024-01-01T00:00:00Z",
+    );
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (with("quantity", json!("5")), "quantity"),
+        (with("quantity", json!(0.1234567)), "quantity"),
+        (with("quantity", json!(1e18)), "quantity"),
+        (with("updateType", json!("SOMETIMES")), "updateType"),
+        (with("accountId", json!("x".repeat(51))), "accountId"),
+        (with("licenseId", json!("")), "licenseId"),
+        (with("effectiveFrom", json!("not a date")), "effectiveFrom"),
+        (with("metadata", json!({"k": 1})), "metadata"),
+        (with("idempotencyKey", json!(12)), "idempotencyKey"),
+        (with("surprise", json!(true)), "surprise"),
+        (
+            json!({"accountId": "acme", "licenseId": "seats", "quantity": 1}),
+            "updateType",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = server.post("/license_updates", body.clone()).await;
+        reply.expect(400);
+        assert!(
+            reply.message().contains(field),
+            "message should name {field}: {}",
+            reply.text
+        );
+    }
+    let raw = |text: &'static str| {
+        server
+            .client
+            .post(format!("{}/license_updates", server.url))
+            .bearer_auth(&server.key)
+            .header("content-type", "application/json")
+            .body(text)
+    };
+    for text in [
+        "{",
+        "[]",
+        "null",
+        r#"{"accountId": "acme""#,
+        r#"{"quantity": 1e400, "accountId": "a", "licenseId": "b", "updateType": "ABSOLUTE"}"#,
+        r#"{"quantity": NaN}"#,
+    ] {
+        let reply = common::Reply::from(raw(text).send().await.unwrap()).await;
+        reply.expect(400);
+        reply.message();
+    }
+    assert_eq!(
+        all_entries(&server, "").await.len(),
+        0,
+        "nothing was written"
+    );
+}
+
+async fn body_limits_and_content_types(server: TestServer) {
+    let mut body = update(
+        "acme",
+        "seats",
+        "ABSOLUTE",
+        json!(1),
+        "2024-01-01T00:00:00Z",
+    );
+    body["metadata"] = json!({"big": "x".repeat(70 * 1024)});
+    let reply = server.post("/license_updates", body).await;
+    reply.expect(413);
+    assert!(reply.message().contains("bytes"));
+
+    let reply = common::Reply::from(
+        server
+            .client
+            .post(format!("{}/license_updates", server.url))
+            .bearer_auth(&server.key)
+            .header("content-type", "text/plain")
+            .body(
+                update(
+                    "acme",
+                    "seats",
+                    "ABSOLUTE",
+                    json!(1),
+                    "2024-01-01T00:00:00Z",
+                )
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.expect(415);
+    assert!(reply.message().contains("application/json"));
+    assert_eq!(all_entries(&server, "").await.len(), 0);
+}
+
+async fn authentication_and_read_only_keys(server: TestServer) {
+    let body = update(
+        "acme",
+        "seats",
+        "ABSOLUTE",
+        json!(1),
+        "2024-01-01T00:00:00Z",
+    );
+    let none = server.call(Method::GET, "/license_updates", "", None).await;
+    none.expect(401);
+    assert!(none.message().contains("API key"));
+    server
+        .call(Method::GET, "/license_updates", "lsk_not-a-key", None)
+        .await
+        .expect(401);
+    server
+        .call(Method::POST, "/license_updates", "", Some(body.clone()))
+        .await
+        .expect(401);
+
+    let reader = server.new_key("alpha", true).await;
+    server
+        .call(
+            Method::POST,
+            "/license_updates",
+            &reader,
+            Some(body.clone()),
+        )
+        .await
+        .expect(403);
+    let details =
+        json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": {}});
+    server
+        .call(
+            Method::PATCH,
+            "/license_updates/seats",
+            &reader,
+            Some(details),
+        )
+        .await
+        .expect(403);
+    server.post("/license_updates", body).await.expect(200);
+    let listed = server
+        .call(Method::GET, "/license_updates", &reader, None)
+        .await;
+    assert_eq!(listed.expect(200).json["data"].as_array().unwrap().len(), 1);
+    server
+        .call(
+            Method::GET,
+            "/license_quantity?accountId=acme&licenseId=seats",
+            &reader,
+            None,
+        )
+        .await
+        .expect(200);
+}
+
+async fn businesses_are_isolated(server: TestServer) {
+    let mut body = update(
+        "acme",
+        "seats",
+        "ABSOLUTE",
+        json!(5),
+        "2024-01-01T00:00:00Z",
+    );
+    body["idempotencyKey"] = json!("k1");
+    server.post("/license_updates", body).await.expect(200);
+    let other = server.new_key("beta", false).await;
+    let list = server
+        .call(
+            Method::GET,
+            "/license_updates?account_id=acme",
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(list.expect(200).json["data"], json!([]));
+    let quantity = server
+        .call(
+            Method::GET,
+            "/license_quantity?accountId=acme&licenseId=seats",
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(quantity.expect(200).json["quantity"], json!(0));
+    let details = json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": {"x": "y"}});
+    server
+        .call(
+            Method::PATCH,
+            "/license_updates/seats",
+            &other,
+            Some(details),
+        )
+        .await
+        .expect(404);
+    // The other business's RELATIVE update starts from its own zero.
+    let relative = server
+        .call(
+            Method::POST,
+            "/license_updates",
+            &other,
+            Some(update(
+                "acme",
+                "seats",
+                "RELATIVE",
+                json!(1),
+                "2024-02-01T00:00:00Z",
+            )),
+        )
+        .await;
+    assert_eq!(relative.expect(200).json["quantity"], json!(1));
+    assert_eq!(
+        quantity_at(&server, "acme", "seats", "2024-03-01T00:00:00Z").await,
+        json!(5)
+    );
+}
+
+async fn operations_endpoints(server: TestServer) {
+    let health = server.call(Method::GET, "/healthz", "", None).await;
+    health.expect(200);
+    server
+        .call(Method::GET, "/readyz", "", None)
+        .await
+        .expect(200);
+    let with_id = common::Reply::from(
+        server
+            .client
+            .get(format!("{}/healthz", server.url))
+            .header("x-request-id", "req-123")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(with_id.header("x-request-id"), Some("req-123"));
+    assert!(
+        health
+            .header("x-request-id")
+            .is_some_and(|id| !id.is_empty())
+    );
+
+    server.get("/license_updates").await.expect(200);
+    let metrics = server.call(Method::GET, "/metrics", "", None).await;
+    metrics.expect(200);
+    assert!(
+        metrics.text.contains("http_requests_total{"),
+        "{}",
+        metrics.text
+    );
+    assert!(metrics.text.contains("route=\"/license_updates\""));
+    assert!(
+        metrics
+            .text
+            .contains("http_request_duration_seconds_bucket")
+    );
+    assert!(metrics.text.contains("db_connections"));
+
+    let doc = server.call(Method::GET, "/openapi.json", "", None).await;
+    doc.expect(200);
+    assert_eq!(doc.json["openapi"], "3.1.0");
+    for path in [
+        "/license_updates",
+        "/license_updates/{license_id}",
+        "/license_quantity",
+        "/license_usage",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc.json["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    assert!(
+        doc.json["paths"]["/license_updates"]["post"]["responses"]
+            .get("409")
+            .is_some()
+    );
+    let docs = server.call(Method::GET, "/docs", "", None).await;
+    assert!(docs.expect(200).text.contains("openapi") || docs.text.contains("scalar"));
+
+    let unknown = server.call(Method::GET, "/nowhere", "", None).await;
+    assert_eq!(unknown.expect(404).json["code"], "NOT_FOUND");
+    let wrong_method = server
+        .call(Method::DELETE, "/license_updates", &server.key, None)
+        .await;
+    wrong_method.expect(405);
+    wrong_method.message();
+}
