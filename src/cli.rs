@@ -175,7 +175,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             shutdown_signal(),
         ));
     }
-    tracing::info!("listening on http://{}", args.bind);
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    tracing::info!("listening on http://{address}");
     http::serve(listener, http::router(state, &settings), shutdown_signal())
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;

@@ -10,6 +10,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_env("LICENSED_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     licensed::cli::run(licensed::cli::Cli::parse()).await
 }
