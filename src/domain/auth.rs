@@ -59,6 +59,8 @@ impl KeyDigest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub business_id: String,
+    /// The business's default brand, reported on its license keys and products.
+    pub brand_id: String,
     pub read_only: bool,
 }
 

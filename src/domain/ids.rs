@@ -97,6 +97,117 @@ bounded_string!(
     100
 );
 
+bounded_string!(
+    /// A customer's or product's name.
+    Name,
+    200
+);
+bounded_string!(
+    /// A license key string as a customer types it in.
+    KeyString,
+    255
+);
+bounded_string!(
+    /// The name an app gives one activation (instance) of a key.
+    InstanceName,
+    255
+);
+bounded_string!(
+    /// An id assigned by this server or by a payment system (payment, subscription).
+    ResourceId,
+    100
+);
+
+/// A customer's email address: one `@` with something on each side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_CHARS: usize = 254;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        check_text(&text, Self::MAX_CHARS).map_err(serde::de::Error::custom)?;
+        match text.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && !text.contains(char::is_whitespace) =>
+            {
+                Ok(Self(text))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "`{}` is not an email address",
+                text.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Email {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Email,
+            )))
+            .max_length(Some(Self::MAX_CHARS))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Email {}
+
+/// Free text such as a description: line breaks allowed, at most 5000 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct LongText(String);
+
+impl LongText {
+    pub const MAX_CHARS: usize = 5000;
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for LongText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let got = text.chars().count();
+        if got > Self::MAX_CHARS {
+            return Err(serde::de::Error::custom(InvalidText::TooLong {
+                max: Self::MAX_CHARS,
+                got,
+            }));
+        }
+        if text.contains('\0') {
+            return Err(serde::de::Error::custom(InvalidText::ControlCharacter));
+        }
+        Ok(Self(text))
+    }
+}
+
+impl utoipa::PartialSchema for LongText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(Self::MAX_CHARS))
+            .pattern(Some("^[^\\u0000]*$"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LongText {}
+
 /// The tenant every record belongs to; assigned by the server (`bus_…`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BusinessId(pub String);

@@ -2,8 +2,10 @@
 //! instants, identifiers and API keys.
 
 pub mod auth;
+pub mod catalog;
 pub mod entry;
 pub mod ids;
 pub mod ledger;
+pub mod license;
 pub mod quantity;
 pub mod time;

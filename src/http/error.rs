@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::license::{ActivationError, PatchError};
 use crate::storage::StorageError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,11 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     Unavailable,
     Internal,
+    LicenseKeyNotFound,
+    InactiveLicenseKey,
+    LicenseKeyLimitReached,
+    LimitBelowInstances(String),
+    NoExpiryOnSubscriptionKey,
 }
 
 impl ApiError {
@@ -44,6 +50,20 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+            ApiError::LicenseKeyNotFound => (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND"),
+            ApiError::InactiveLicenseKey => (StatusCode::FORBIDDEN, "INACTIVE_LICENSE_KEY"),
+            ApiError::LicenseKeyLimitReached => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "LICENSE_KEY_LIMIT_REACHED",
+            ),
+            ApiError::LimitBelowInstances(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT",
+            ),
+            ApiError::NoExpiryOnSubscriptionKey => (
+                StatusCode::BAD_REQUEST,
+                "NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS",
+            ),
         }
     }
 
@@ -52,7 +72,8 @@ impl ApiError {
             ApiError::BadRequest(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
-            | ApiError::Unprocessable(m) => m.clone(),
+            | ApiError::Unprocessable(m)
+            | ApiError::LimitBelowInstances(m) => m.clone(),
             ApiError::Unauthorized => {
                 "missing or unknown API key: send `Authorization: Bearer <api key>`".into()
             }
@@ -73,6 +94,10 @@ impl ApiError {
                 "the database is unavailable; the request was not completed".into()
             }
             ApiError::Internal => "something went wrong; the error has been logged".into(),
+            ApiError::LicenseKeyNotFound => "license key not found".into(),
+            ApiError::InactiveLicenseKey => ActivationError::Inactive.to_string(),
+            ApiError::LicenseKeyLimitReached => ActivationError::LimitReached.to_string(),
+            ApiError::NoExpiryOnSubscriptionKey => PatchError::ExpiryOnSubscriptionKey.to_string(),
         }
     }
 }
@@ -84,6 +109,18 @@ impl From<StorageError> for ApiError {
             StorageError::IdempotencyMismatch => ApiError::Conflict(
                 "this idempotencyKey was already used with a different request".into(),
             ),
+            StorageError::KeyNotFound => ApiError::LicenseKeyNotFound,
+            StorageError::Activation(ActivationError::Inactive) => ApiError::InactiveLicenseKey,
+            StorageError::Activation(ActivationError::LimitReached) => {
+                ApiError::LicenseKeyLimitReached
+            }
+            StorageError::KeyPatch(refusal @ PatchError::LimitBelowInstances { .. }) => {
+                ApiError::LimitBelowInstances(refusal.to_string())
+            }
+            StorageError::KeyPatch(PatchError::ExpiryOnSubscriptionKey) => {
+                ApiError::NoExpiryOnSubscriptionKey
+            }
+            StorageError::Duplicate(what) => ApiError::Conflict(what),
             StorageError::Unavailable(reason) => {
                 tracing::warn!(%reason, "database unavailable");
                 ApiError::Unavailable

@@ -4,9 +4,11 @@
 pub mod error;
 pub mod extract;
 mod ledger;
+mod licenses;
 pub mod openapi;
 mod ops;
 mod page_token;
+mod public;
 pub mod rate_limit;
 
 use std::future::Future;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::HeaderName;
-use axum::routing::{get, patch};
+use axum::routing::{get, patch, post};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -85,10 +87,38 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         )
         .route("/license_quantity", get(ledger::license_quantity))
         .route("/license_usage", get(ledger::license_usage))
+        .route(
+            "/customers",
+            get(licenses::list_customers).post(licenses::create_customer),
+        )
+        .route("/customers/{customer_id}", get(licenses::get_customer))
+        .route(
+            "/products",
+            get(licenses::list_products).post(licenses::create_product),
+        )
+        .route(
+            "/products/{id}",
+            get(licenses::get_product).patch(licenses::update_product),
+        )
+        .route(
+            "/license_keys",
+            get(licenses::list_license_keys).post(licenses::create_license_key),
+        )
+        .route(
+            "/license_keys/{id}",
+            get(licenses::get_license_key).patch(licenses::update_license_key),
+        )
+        .route("/license_key_instances", get(licenses::list_instances))
+        .route(
+            "/license_key_instances/{id}",
+            get(licenses::get_instance).patch(licenses::rename_instance),
+        )
+        .merge(public_routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi_json))
         .merge(ops::docs());
+    state.limits.spawn_cleanup();
     if settings.metrics_on_main {
         api = api.route("/metrics", get(ops::metrics));
     }
@@ -104,6 +134,17 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
                 .layer(CatchPanicLayer::new()),
         )
         .with_state(state)
+}
+
+fn public_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/licenses/activate", post(public::activate))
+        .route("/licenses/deactivate", post(public::deactivate))
+        .route("/licenses/validate", post(public::validate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            public::rate_limit,
+        ))
 }
 
 /// A router with only `/metrics`, for `--metrics-bind`.

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{ledger, ops};
+use super::{ledger, licenses, ops, public};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,23 @@ use super::{ledger, ops};
         ledger::update_license_entry,
         ledger::license_quantity,
         ledger::license_usage,
+        licenses::create_customer,
+        licenses::get_customer,
+        licenses::list_customers,
+        licenses::create_product,
+        licenses::get_product,
+        licenses::list_products,
+        licenses::update_product,
+        licenses::create_license_key,
+        licenses::get_license_key,
+        licenses::list_license_keys,
+        licenses::update_license_key,
+        licenses::list_instances,
+        licenses::get_instance,
+        licenses::rename_instance,
+        public::activate,
+        public::deactivate,
+        public::validate,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -26,6 +43,10 @@ use super::{ledger, ops};
     modifiers(&BearerAuth),
     tags(
         (name = "Ledger", description = "Seats and add-on quantities per account over time"),
+        (name = "Customers", description = "The customers license keys are issued to"),
+        (name = "Products", description = "Products and the defaults of their license keys"),
+        (name = "License keys", description = "Keys, their limits, expiry and activations"),
+        (name = "Licenses (public)", description = "What an app calls with a key; no API key"),
         (name = "Operations", description = "Health, readiness, metrics and this document"),
     )
 )]

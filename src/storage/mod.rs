@@ -11,13 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::auth::{KeyDigest, Principal};
+use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, BusinessName, LicenseId};
 use crate::domain::ledger::LedgerError;
+use crate::domain::license::{ActivationError, KeyPatch, PatchError};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 
-pub use sql::{EntrySort, ListEntries, ListedEntry};
+pub use sql::{EntrySort, KeyFilter, ListEntries, ListedEntry, PageRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -30,6 +32,18 @@ pub enum StorageError {
     /// An idempotency key was reused with a different request.
     #[error("idempotency key already used with a different request")]
     IdempotencyMismatch,
+    /// No license key has that key string.
+    #[error("license key not found")]
+    KeyNotFound,
+    /// The activation rules refused.
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    /// The change to a license key is refused.
+    #[error(transparent)]
+    KeyPatch(#[from] PatchError),
+    /// A value that must be unique already exists.
+    #[error("{0}")]
+    Duplicate(String),
     /// Anything else: a bug or a broken database. Never shown to clients.
     #[error("storage failure: {0}")]
     Internal(String),
@@ -118,8 +132,75 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)>;
 }
 
-pub trait Store: AccountStore + LedgerStore + HealthStore {}
-impl<T: AccountStore + LedgerStore + HealthStore> Store for T {}
+/// Customers, products, license keys and their activations.
+#[async_trait]
+pub trait LicenseStore: Send + Sync {
+    async fn create_customer(&self, customer: &Customer) -> Result<()>;
+    async fn customer(&self, business_id: &str, id: &str) -> Result<Option<Customer>>;
+    async fn list_customers(
+        &self,
+        business_id: &str,
+        email: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Vec<Customer>>;
+
+    async fn create_product(&self, product: &Product) -> Result<()>;
+    async fn product(&self, business_id: &str, id: &str) -> Result<Option<Product>>;
+    async fn list_products(&self, business_id: &str, page: PageRequest) -> Result<Vec<Product>>;
+    async fn update_product(
+        &self,
+        business_id: &str,
+        id: &str,
+        patch: ProductPatch,
+    ) -> Result<Option<Product>>;
+
+    /// Fails with `Duplicate` if the key string exists in any business.
+    async fn create_license_key(&self, key: &LicenseKey) -> Result<()>;
+    async fn license_key(&self, business_id: &str, id: &str) -> Result<Option<LicenseKey>>;
+    async fn list_license_keys(
+        &self,
+        business_id: &str,
+        filter: &KeyFilter,
+        page: PageRequest,
+    ) -> Result<Vec<LicenseKey>>;
+    /// Applies the patch under a lock on the key, so it cannot race an activation.
+    async fn update_license_key(
+        &self,
+        business_id: &str,
+        id: &str,
+        patch: KeyPatch,
+    ) -> Result<Option<LicenseKey>>;
+
+    async fn instance(&self, business_id: &str, id: &str) -> Result<Option<Instance>>;
+    async fn list_instances(
+        &self,
+        business_id: &str,
+        license_key_id: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Vec<Instance>>;
+    async fn rename_instance(
+        &self,
+        business_id: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<Instance>>;
+
+    /// Adds an instance to the key with that key string, if the activation rules allow,
+    /// atomically with its count. `instance` carries the new id, name and time.
+    async fn activate(&self, key: &str, instance_id: &str, name: &str) -> Result<Activation>;
+    /// Removes the key's instance; `KeyNotFound` if the key or its instance does not exist.
+    async fn deactivate(&self, key: &str, instance_id: &str) -> Result<()>;
+    /// The key with that key string, in any business, and whether `instance_id` (if
+    /// given) is one of its current instances.
+    async fn find_key(
+        &self,
+        key: &str,
+        instance_id: Option<&str>,
+    ) -> Result<Option<(LicenseKey, bool)>>;
+}
+
+pub trait Store: AccountStore + LedgerStore + LicenseStore + HealthStore {}
+impl<T: AccountStore + LedgerStore + LicenseStore + HealthStore> Store for T {}
 
 /// How to reach and use the database.
 #[derive(Debug, Clone)]

@@ -1,8 +1,11 @@
-//! SQL that both backends share, written once: the keyset-paged listing of ledger entries.
-//! Only the placeholder syntax differs (`?1` for SQLite, `$1` for PostgreSQL).
+//! SQL that both backends share, written once: listing queries, column lists, and the
+//! decoding of rows into domain records. Only the placeholder syntax differs (`?1` for
+//! SQLite, `$1` for PostgreSQL).
 
+use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::license::{KeyDuration, KeyStatus};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::{Result, StorageError};
@@ -173,4 +176,226 @@ mod tests {
         assert!(sql.ends_with("ORDER BY effective_from ASC, seq ASC LIMIT 11"));
         assert_eq!(params.len(), 4);
     }
+}
+
+/// A 1-based page of a list ordered by creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub number: u32,
+    pub size: u32,
+}
+
+impl PageRequest {
+    pub fn offset(&self) -> i64 {
+        i64::from(self.number.max(1) - 1) * i64::from(self.size)
+    }
+}
+
+/// Filters of the license-key listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyFilter {
+    pub customer_id: Option<String>,
+    pub product_id: Option<String>,
+    pub status: Option<KeyStatus>,
+    pub source: Option<KeySource>,
+    pub created_at_gte: Option<Timestamp>,
+    pub created_at_lte: Option<Timestamp>,
+}
+
+pub const CUSTOMER_COLUMNS: &str =
+    "id, business_id, email, name, phone_number, metadata, created_at";
+pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \
+     license_key_duration_count, license_key_duration_interval, license_key_activation_message, \
+     metadata, created_at, updated_at";
+pub const LICENSE_KEY_COLUMNS: &str = "id, business_id, key, customer_id, product_id, source, \
+     activations_limit, instances_count, disabled, expires_at, payment_id, subscription_id, created_at";
+pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, created_at";
+
+/// The license-key listing query. The status filter restates [`KeyStatus::of`] in SQL,
+/// so that paging stays in the database: disabled wins, then `expires_at <= now`.
+pub fn list_license_keys<'a>(
+    business_id: &'a str,
+    filter: &'a KeyFilter,
+    page: PageRequest,
+    now: Timestamp,
+    placeholder: fn(usize) -> String,
+) -> (String, Vec<Param<'a>>) {
+    let mut params = vec![Param::Text(business_id)];
+    let mut conditions = vec![format!("business_id = {}", placeholder(1))];
+    let mut bind = |condition: &str, param: Param<'a>| {
+        params.push(param);
+        conditions.push(condition.replace('?', &placeholder(params.len())));
+    };
+    if let Some(customer) = &filter.customer_id {
+        bind("customer_id = ?", Param::Text(customer));
+    }
+    if let Some(product) = &filter.product_id {
+        bind("product_id = ?", Param::Text(product));
+    }
+    if let Some(source) = filter.source {
+        bind("source = ?", Param::Text(source.as_str()));
+    }
+    if let Some(at) = filter.created_at_gte {
+        bind("created_at >= ?", Param::Int(at.micros()));
+    }
+    if let Some(at) = filter.created_at_lte {
+        bind("created_at <= ?", Param::Int(at.micros()));
+    }
+    match filter.status {
+        None => {}
+        Some(KeyStatus::Disabled) => conditions.push("disabled".into()),
+        Some(KeyStatus::Expired) => bind(
+            "NOT disabled AND expires_at IS NOT NULL AND expires_at <= ?",
+            Param::Int(now.micros()),
+        ),
+        Some(KeyStatus::Active) => bind(
+            "NOT disabled AND (expires_at IS NULL OR expires_at > ?)",
+            Param::Int(now.micros()),
+        ),
+    }
+    let sql = format!(
+        "SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE {} \
+         ORDER BY created_at, id LIMIT {} OFFSET {}",
+        conditions.join(" AND "),
+        page.size,
+        page.offset()
+    );
+    (sql, params)
+}
+
+pub struct CustomerRow {
+    pub id: String,
+    pub business_id: String,
+    pub email: String,
+    pub name: String,
+    pub phone_number: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+impl CustomerRow {
+    pub fn decode(self) -> Result<Customer> {
+        Ok(Customer {
+            id: self.id,
+            business_id: self.business_id,
+            email: self.email,
+            name: self.name,
+            phone_number: self.phone_number,
+            metadata: serde_json::from_str(&self.metadata).map_err(corrupt)?,
+            created_at: timestamp(self.created_at)?,
+        })
+    }
+}
+
+pub struct ProductRow {
+    pub id: String,
+    pub business_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub activations_limit: Option<i64>,
+    pub duration_count: Option<i64>,
+    pub duration_interval: Option<String>,
+    pub activation_message: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ProductRow {
+    pub fn decode(self) -> Result<Product> {
+        let duration = match (self.duration_count, self.duration_interval) {
+            (Some(count), Some(interval)) => Some(KeyDuration {
+                count: u32::try_from(count).map_err(corrupt)?,
+                interval: serde_json::from_value(serde_json::Value::String(interval))
+                    .map_err(corrupt)?,
+            }),
+            _ => None,
+        };
+        Ok(Product {
+            id: self.id,
+            business_id: self.business_id,
+            name: self.name,
+            description: self.description,
+            license_key_activations_limit: self.activations_limit.map(count).transpose()?,
+            license_key_duration: duration,
+            license_key_activation_message: self.activation_message,
+            metadata: serde_json::from_str(&self.metadata).map_err(corrupt)?,
+            created_at: timestamp(self.created_at)?,
+            updated_at: timestamp(self.updated_at)?,
+        })
+    }
+}
+
+/// How a product's key duration is stored: `(count, interval name)`.
+pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<String>) {
+    match duration {
+        Some(d) => (
+            Some(i64::from(d.count)),
+            serde_json::to_value(d.interval)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned)),
+        ),
+        None => (None, None),
+    }
+}
+
+pub struct LicenseKeyRow {
+    pub id: String,
+    pub business_id: String,
+    pub key: String,
+    pub customer_id: String,
+    pub product_id: String,
+    pub source: String,
+    pub activations_limit: Option<i64>,
+    pub instances_count: i64,
+    pub disabled: bool,
+    pub expires_at: Option<i64>,
+    pub payment_id: Option<String>,
+    pub subscription_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl LicenseKeyRow {
+    pub fn decode(self) -> Result<LicenseKey> {
+        Ok(LicenseKey {
+            id: self.id,
+            business_id: self.business_id,
+            key: self.key,
+            customer_id: self.customer_id,
+            product_id: self.product_id,
+            source: KeySource::parse(&self.source)
+                .ok_or_else(|| corrupt(format!("key source {}", self.source)))?,
+            activations_limit: self.activations_limit.map(count).transpose()?,
+            instances_count: count(self.instances_count)?,
+            disabled: self.disabled,
+            expires_at: self.expires_at.map(timestamp).transpose()?,
+            payment_id: self.payment_id,
+            subscription_id: self.subscription_id,
+            created_at: timestamp(self.created_at)?,
+        })
+    }
+}
+
+pub struct InstanceRow {
+    pub id: String,
+    pub business_id: String,
+    pub license_key_id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl InstanceRow {
+    pub fn decode(self) -> Result<Instance> {
+        Ok(Instance {
+            id: self.id,
+            business_id: self.business_id,
+            license_key_id: self.license_key_id,
+            name: self.name,
+            created_at: timestamp(self.created_at)?,
+        })
+    }
+}
+
+fn count(value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(corrupt)
 }

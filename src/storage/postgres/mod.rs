@@ -2,6 +2,7 @@
 //! rule that must hold across them is enforced with transactions, locks and constraints.
 
 mod ledger;
+mod licenses;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
@@ -49,15 +50,18 @@ pub(super) fn classify(error: sqlx::Error) -> StorageError {
 #[async_trait]
 impl AccountStore for PgStore {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
-        let row: Option<(String, Vec<u8>, bool)> =
-            sqlx::query_as("SELECT business_id, digest, read_only FROM api_keys WHERE digest = $1")
-                .bind(&digest.0[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-        Ok(row.filter(|(_, stored, _)| digest.matches(stored)).map(
-            |(business_id, _, read_only)| Principal {
+        let row: Option<(String, Vec<u8>, bool, String)> = sqlx::query_as(
+            "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
+                     JOIN businesses b ON b.id = k.business_id WHERE k.digest = $1",
+        )
+        .bind(&digest.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.filter(|(_, stored, _, _)| digest.matches(stored)).map(
+            |(business_id, _, read_only, brand_id)| Principal {
                 business_id,
+                brand_id,
                 read_only,
             },
         ))

@@ -4,6 +4,7 @@
 //! queueing them there keeps async workers free while a commit waits for the disk.
 
 mod ledger;
+mod licenses;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, mpsc};
@@ -20,7 +21,10 @@ use crate::domain::auth::{KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_license_keys.sql"),
+];
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 16;
 
@@ -164,18 +168,22 @@ pub(super) fn internal(error: impl std::fmt::Display) -> StorageError {
 impl AccountStore for SqliteStore {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
         self.read(|conn| {
-            let row: Option<(String, Vec<u8>, bool)> = conn
+            let row: Option<(String, Vec<u8>, bool, String)> = conn
                 .prepare_cached(
-                    "SELECT business_id, digest, read_only FROM api_keys WHERE digest = ?1",
+                    "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
+                     JOIN businesses b ON b.id = k.business_id WHERE k.digest = ?1",
                 )
                 .and_then(|mut stmt| {
-                    stmt.query_row([&digest.0[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()
+                    stmt.query_row([&digest.0[..]], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
                 })
                 .map_err(internal)?;
-            Ok(row.filter(|(_, stored, _)| digest.matches(stored)).map(
-                |(business_id, _, read_only)| Principal {
+            Ok(row.filter(|(_, stored, _, _)| digest.matches(stored)).map(
+                |(business_id, _, read_only, brand_id)| Principal {
                     business_id,
+                    brand_id,
                     read_only,
                 },
             ))

@@ -1,0 +1,204 @@
+//! The public endpoints an app calls with a license key: no API key; an `Authorization`
+//! header, if sent, is ignored. Rate-limited per client IP.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::JsonBody;
+use crate::domain::catalog::Activation;
+use crate::domain::entry::Metadata;
+use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
+use crate::domain::license::KeyStatus;
+use crate::domain::time::Timestamp;
+
+/// Applies the per-IP limit before anything else is read.
+pub async fn rate_limit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.limits.check_public(peer.ip()) {
+        Ok(()) => next.run(request).await,
+        Err(limited) => limited.into_response(),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    #[schema(value_type = String, min_length = 1, max_length = 255)]
+    license_key: KeyString,
+    /// A name for this activation, such as the machine's.
+    #[schema(value_type = String, min_length = 1, max_length = 255)]
+    name: InstanceName,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerLimitedDetails {
+    customer_id: String,
+    email: String,
+    name: String,
+    metadata: Metadata,
+    phone_number: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ActivatedProduct {
+    product_id: String,
+    name: Option<String>,
+}
+
+/// Dodo's `LicenseActivateResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct LicenseActivateResponse {
+    /// The new instance's id (`lki_…`).
+    id: String,
+    business_id: String,
+    created_at: Timestamp,
+    customer: CustomerLimitedDetails,
+    license_key_id: String,
+    name: String,
+    product: ActivatedProduct,
+}
+
+impl From<Activation> for LicenseActivateResponse {
+    fn from(a: Activation) -> Self {
+        Self {
+            id: a.instance.id,
+            business_id: a.instance.business_id,
+            created_at: a.instance.created_at,
+            customer: CustomerLimitedDetails {
+                customer_id: a.customer.id,
+                email: a.customer.email,
+                name: a.customer.name,
+                metadata: a.customer.metadata,
+                phone_number: a.customer.phone_number,
+            },
+            license_key_id: a.instance.license_key_id,
+            name: a.instance.name,
+            product: ActivatedProduct {
+                product_id: a.product_id,
+                name: Some(a.product_name),
+            },
+        }
+    }
+}
+
+/// Activates a license key for one instance (machine, seat), if it is active and below
+/// its activation limit.
+#[utoipa::path(post, path = "/licenses/activate", tag = "Licenses (public)", request_body = ActivateRequest,
+    responses(
+        (status = 201, description = "The new instance", body = LicenseActivateResponse),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 403, description = "INACTIVE_LICENSE_KEY: disabled or expired", body = ErrorBody),
+        (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "LICENSE_KEY_LIMIT_REACHED", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn activate(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<ActivateRequest>,
+) -> Result<(StatusCode, Json<LicenseActivateResponse>), ApiError> {
+    let activation = state
+        .store
+        .activate(
+            request.license_key.as_str(),
+            &new_id("lki"),
+            request.name.as_str(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(activation.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateRequest {
+    #[schema(value_type = String, min_length = 1, max_length = 255)]
+    license_key: KeyString,
+    #[schema(value_type = String, max_length = 100)]
+    license_key_instance_id: ResourceId,
+}
+
+/// Removes one activation of a key, freeing its place.
+#[utoipa::path(post, path = "/licenses/deactivate", tag = "Licenses (public)", request_body = DeactivateRequest,
+    responses(
+        (status = 200, description = "Deactivated; the body is empty"),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 404, description = "LICENSE_KEY_NOT_FOUND: no such key, or the instance is not this key's", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn deactivate(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<DeactivateRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .deactivate(
+            request.license_key.as_str(),
+            request.license_key_instance_id.as_str(),
+        )
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    #[schema(value_type = String, min_length = 1, max_length = 255)]
+    license_key: KeyString,
+    /// When given, the key is valid only if this is one of its current instances.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 100)]
+    license_key_instance_id: Option<ResourceId>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LicenseValidateResponse {
+    valid: bool,
+}
+
+/// Whether a key is active (and, if an instance id is given, activated there).
+#[utoipa::path(post, path = "/licenses/validate", tag = "Licenses (public)", request_body = ValidateRequest,
+    responses(
+        (status = 200, description = "Whether the key is valid", body = LicenseValidateResponse),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn validate(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<ValidateRequest>,
+) -> Result<Json<LicenseValidateResponse>, ApiError> {
+    let instance = request
+        .license_key_instance_id
+        .as_ref()
+        .map(ResourceId::as_str);
+    let (key, has_instance) = state
+        .store
+        .find_key(request.license_key.as_str(), instance)
+        .await?
+        .ok_or(ApiError::LicenseKeyNotFound)?;
+    let active = key.state().status(Timestamp::now()) == KeyStatus::Active;
+    Ok(Json(LicenseValidateResponse {
+        valid: active && has_instance,
+    }))
+}

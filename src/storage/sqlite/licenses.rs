@@ -1,0 +1,522 @@
+//! Customers, products, license keys and instances on SQLite. Every write that reads
+//! before it writes (activation, deactivation, patches) runs on the writer thread inside
+//! one immediate transaction, so the activation limit holds.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+
+use super::{SqliteStore, internal};
+use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::license::KeyPatch;
+use crate::domain::time::Timestamp;
+use crate::storage::sql::{
+    self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
+    LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, Param, ProductRow,
+    duration_columns,
+};
+use crate::storage::{LicenseStore, Result, StorageError};
+
+fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
+    Ok(CustomerRow {
+        id: r.get(0)?,
+        business_id: r.get(1)?,
+        email: r.get(2)?,
+        name: r.get(3)?,
+        phone_number: r.get(4)?,
+        metadata: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+fn product_row(r: &Row<'_>) -> rusqlite::Result<ProductRow> {
+    Ok(ProductRow {
+        id: r.get(0)?,
+        business_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        activations_limit: r.get(4)?,
+        duration_count: r.get(5)?,
+        duration_interval: r.get(6)?,
+        activation_message: r.get(7)?,
+        metadata: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<LicenseKeyRow> {
+    Ok(LicenseKeyRow {
+        id: r.get(0)?,
+        business_id: r.get(1)?,
+        key: r.get(2)?,
+        customer_id: r.get(3)?,
+        product_id: r.get(4)?,
+        source: r.get(5)?,
+        activations_limit: r.get(6)?,
+        instances_count: r.get(7)?,
+        disabled: r.get(8)?,
+        expires_at: r.get(9)?,
+        payment_id: r.get(10)?,
+        subscription_id: r.get(11)?,
+        created_at: r.get(12)?,
+    })
+}
+
+fn instance_row(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
+    Ok(InstanceRow {
+        id: r.get(0)?,
+        business_id: r.get(1)?,
+        license_key_id: r.get(2)?,
+        name: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+/// Runs a query expected to return at most one row.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row(params, map).optional())
+        .map_err(internal)
+}
+
+/// Runs a query returning many rows.
+fn many<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
+    let rows = stmt.query_map(params, map).map_err(internal)?;
+    rows.map(|row| row.map_err(internal)).collect()
+}
+
+fn key_by_id(conn: &Connection, business_id: &str, id: &str) -> Result<Option<LicenseKey>> {
+    one(
+        conn,
+        &format!(
+            "SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE business_id = ?1 AND id = ?2"
+        ),
+        params![business_id, id],
+        key_row,
+    )?
+    .map(LicenseKeyRow::decode)
+    .transpose()
+}
+
+fn key_by_key(conn: &Connection, key: &str) -> Result<Option<LicenseKey>> {
+    one(
+        conn,
+        &format!("SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE key = ?1"),
+        params![key],
+        key_row,
+    )?
+    .map(LicenseKeyRow::decode)
+    .transpose()
+}
+
+fn save_key_state(tx: &Transaction<'_>, key: &LicenseKey) -> Result<()> {
+    tx.execute(
+        "UPDATE license_keys SET activations_limit = ?2, instances_count = ?3, disabled = ?4, expires_at = ?5
+         WHERE id = ?1",
+        params![
+            key.id,
+            key.activations_limit,
+            key.instances_count,
+            key.disabled,
+            key.expires_at.map(Timestamp::micros)
+        ],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn write_product(tx: &Transaction<'_>, product: &Product, insert: bool) -> Result<()> {
+    let (count, interval) = duration_columns(product.license_key_duration);
+    let sql = if insert {
+        "INSERT INTO products (id, business_id, name, description, license_key_activations_limit,
+             license_key_duration_count, license_key_duration_interval, license_key_activation_message,
+             metadata, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    } else {
+        "UPDATE products SET name = ?3, description = ?4, license_key_activations_limit = ?5,
+             license_key_duration_count = ?6, license_key_duration_interval = ?7,
+             license_key_activation_message = ?8, metadata = ?9, updated_at = ?11
+         WHERE id = ?1 AND business_id = ?2 AND created_at = ?10"
+    };
+    tx.execute(
+        sql,
+        params![
+            product.id,
+            product.business_id,
+            product.name,
+            product.description,
+            product.license_key_activations_limit,
+            count,
+            interval,
+            product.license_key_activation_message,
+            serde_json::to_string(&product.metadata).map_err(internal)?,
+            product.created_at.micros(),
+            product.updated_at.micros(),
+        ],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+#[async_trait]
+impl LicenseStore for SqliteStore {
+    async fn create_customer(&self, customer: &Customer) -> Result<()> {
+        let c = customer.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO customers (id, business_id, email, name, phone_number, metadata, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    c.id,
+                    c.business_id,
+                    c.email,
+                    c.name,
+                    c.phone_number,
+                    serde_json::to_string(&c.metadata).map_err(internal)?,
+                    c.created_at.micros()
+                ],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn customer(&self, business_id: &str, id: &str) -> Result<Option<Customer>> {
+        self.read(|conn| {
+            one(
+                conn,
+                &format!(
+                    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE business_id = ?1 AND id = ?2"
+                ),
+                params![business_id, id],
+                customer_row,
+            )?
+            .map(CustomerRow::decode)
+            .transpose()
+        })
+    }
+
+    async fn list_customers(
+        &self,
+        business_id: &str,
+        email: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Vec<Customer>> {
+        self.read(|conn| {
+            many(
+                conn,
+                &format!(
+                    "SELECT {CUSTOMER_COLUMNS} FROM customers
+                     WHERE business_id = ?1 AND (?2 IS NULL OR email = ?2)
+                     ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
+                ),
+                params![business_id, email, page.size, page.offset()],
+                customer_row,
+            )?
+            .into_iter()
+            .map(CustomerRow::decode)
+            .collect()
+        })
+    }
+
+    async fn create_product(&self, product: &Product) -> Result<()> {
+        let product = product.clone();
+        self.write(move |tx| write_product(tx, &product, true))
+            .await
+    }
+
+    async fn product(&self, business_id: &str, id: &str) -> Result<Option<Product>> {
+        self.read(|conn| product_by_id(conn, business_id, id))
+    }
+
+    async fn list_products(&self, business_id: &str, page: PageRequest) -> Result<Vec<Product>> {
+        self.read(|conn| {
+            many(
+                conn,
+                &format!(
+                    "SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = ?1
+                     ORDER BY created_at, id LIMIT ?2 OFFSET ?3"
+                ),
+                params![business_id, page.size, page.offset()],
+                product_row,
+            )?
+            .into_iter()
+            .map(ProductRow::decode)
+            .collect()
+        })
+    }
+
+    async fn update_product(
+        &self,
+        business_id: &str,
+        id: &str,
+        patch: ProductPatch,
+    ) -> Result<Option<Product>> {
+        let (business_id, id) = (business_id.to_owned(), id.to_owned());
+        self.write(move |tx| {
+            let Some(mut product) = product_by_id(tx, &business_id, &id)? else {
+                return Ok(None);
+            };
+            patch.apply(&mut product, Timestamp::now());
+            write_product(tx, &product, false)?;
+            Ok(Some(product))
+        })
+        .await
+    }
+
+    async fn create_license_key(&self, key: &LicenseKey) -> Result<()> {
+        let k = key.clone();
+        self.write(move |tx| {
+            let inserted = tx.execute(
+                "INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source, activations_limit,
+                     instances_count, disabled, expires_at, payment_id, subscription_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (key) DO NOTHING",
+                params![
+                    k.id,
+                    k.business_id,
+                    k.key,
+                    k.customer_id,
+                    k.product_id,
+                    k.source.as_str(),
+                    k.activations_limit,
+                    k.instances_count,
+                    k.disabled,
+                    k.expires_at.map(Timestamp::micros),
+                    k.payment_id,
+                    k.subscription_id,
+                    k.created_at.micros()
+                ],
+            )
+            .map_err(internal)?;
+            if inserted == 0 {
+                return Err(StorageError::Duplicate("this license key already exists".into()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn license_key(&self, business_id: &str, id: &str) -> Result<Option<LicenseKey>> {
+        self.read(|conn| key_by_id(conn, business_id, id))
+    }
+
+    async fn list_license_keys(
+        &self,
+        business_id: &str,
+        filter: &KeyFilter,
+        page: PageRequest,
+    ) -> Result<Vec<LicenseKey>> {
+        let (sql, params) =
+            sql::list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
+                format!("?{n}")
+            });
+        self.read(|conn| {
+            let values = params.iter().map(|p| match p {
+                Param::Text(text) => rusqlite::types::Value::Text((*text).to_owned()),
+                Param::Int(int) => rusqlite::types::Value::Integer(*int),
+            });
+            many(conn, &sql, params_from_iter(values), key_row)?
+                .into_iter()
+                .map(LicenseKeyRow::decode)
+                .collect()
+        })
+    }
+
+    async fn update_license_key(
+        &self,
+        business_id: &str,
+        id: &str,
+        patch: KeyPatch,
+    ) -> Result<Option<LicenseKey>> {
+        let (business_id, id) = (business_id.to_owned(), id.to_owned());
+        self.write(move |tx| {
+            let Some(mut key) = key_by_id(tx, &business_id, &id)? else {
+                return Ok(None);
+            };
+            let state = patch.apply(key.state(), key.subscription_id.is_some())?;
+            key.set_state(state);
+            save_key_state(tx, &key)?;
+            Ok(Some(key))
+        })
+        .await
+    }
+
+    async fn instance(&self, business_id: &str, id: &str) -> Result<Option<Instance>> {
+        self.read(|conn| {
+            one(
+                conn,
+                &format!("SELECT {INSTANCE_COLUMNS} FROM license_key_instances WHERE business_id = ?1 AND id = ?2"),
+                params![business_id, id],
+                instance_row,
+            )?
+            .map(InstanceRow::decode)
+            .transpose()
+        })
+    }
+
+    async fn list_instances(
+        &self,
+        business_id: &str,
+        license_key_id: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Vec<Instance>> {
+        self.read(|conn| {
+            many(
+                conn,
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM license_key_instances
+                     WHERE business_id = ?1 AND (?2 IS NULL OR license_key_id = ?2)
+                     ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
+                ),
+                params![business_id, license_key_id, page.size, page.offset()],
+                instance_row,
+            )?
+            .into_iter()
+            .map(InstanceRow::decode)
+            .collect()
+        })
+    }
+
+    async fn rename_instance(
+        &self,
+        business_id: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<Instance>> {
+        let args = (business_id.to_owned(), id.to_owned(), name.to_owned());
+        self.write(move |tx| {
+            let (business_id, id, name) = args;
+            one(
+                tx,
+                &format!(
+                    "UPDATE license_key_instances SET name = ?3 WHERE business_id = ?1 AND id = ?2
+                     RETURNING {INSTANCE_COLUMNS}"
+                ),
+                params![business_id, id, name],
+                instance_row,
+            )?
+            .map(InstanceRow::decode)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn activate(&self, key: &str, instance_id: &str, name: &str) -> Result<Activation> {
+        let args = (key.to_owned(), instance_id.to_owned(), name.to_owned());
+        self.write(move |tx| {
+            let (key, instance_id, name) = args;
+            let mut license = key_by_key(tx, &key)?.ok_or(StorageError::KeyNotFound)?;
+            let now = Timestamp::now();
+            license.state().check_activation(now)?;
+            let instance = Instance {
+                id: instance_id,
+                business_id: license.business_id.clone(),
+                license_key_id: license.id.clone(),
+                name,
+                created_at: now,
+            };
+            tx.execute(
+                "INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![instance.id, instance.business_id, instance.license_key_id, instance.name, now.micros()],
+            )
+            .map_err(internal)?;
+            license.instances_count += 1;
+            save_key_state(tx, &license)?;
+            activation(tx, &license, instance)
+        })
+        .await
+    }
+
+    async fn deactivate(&self, key: &str, instance_id: &str) -> Result<()> {
+        let args = (key.to_owned(), instance_id.to_owned());
+        self.write(move |tx| {
+            let (key, instance_id) = args;
+            let mut license = key_by_key(tx, &key)?.ok_or(StorageError::KeyNotFound)?;
+            let removed = tx
+                .execute(
+                    "DELETE FROM license_key_instances WHERE id = ?1 AND license_key_id = ?2",
+                    params![instance_id, license.id],
+                )
+                .map_err(internal)?;
+            if removed == 0 {
+                return Err(StorageError::KeyNotFound);
+            }
+            license.instances_count = license.instances_count.saturating_sub(1);
+            save_key_state(tx, &license)
+        })
+        .await
+    }
+
+    async fn find_key(
+        &self,
+        key: &str,
+        instance_id: Option<&str>,
+    ) -> Result<Option<(LicenseKey, bool)>> {
+        self.read(|conn| {
+            let Some(license) = key_by_key(conn, key)? else {
+                return Ok(None);
+            };
+            let has_instance = match instance_id {
+                None => true,
+                Some(instance) => one(
+                    conn,
+                    "SELECT 1 FROM license_key_instances WHERE id = ?1 AND license_key_id = ?2",
+                    params![instance, license.id],
+                    |_| Ok(()),
+                )?
+                .is_some(),
+            };
+            Ok(Some((license, has_instance)))
+        })
+    }
+}
+
+fn product_by_id(conn: &Connection, business_id: &str, id: &str) -> Result<Option<Product>> {
+    one(
+        conn,
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = ?1 AND id = ?2"),
+        params![business_id, id],
+        product_row,
+    )?
+    .map(ProductRow::decode)
+    .transpose()
+}
+
+/// The activation response's customer and product details.
+fn activation(conn: &Connection, license: &LicenseKey, instance: Instance) -> Result<Activation> {
+    let customer = one(
+        conn,
+        &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1"),
+        params![license.customer_id],
+        customer_row,
+    )?
+    .ok_or_else(|| internal("license key without its customer"))?
+    .decode()?;
+    let product_name: String = one(
+        conn,
+        "SELECT name FROM products WHERE id = ?1",
+        params![license.product_id],
+        |r| r.get(0),
+    )?
+    .ok_or_else(|| internal("license key without its product"))?;
+    Ok(Activation {
+        instance,
+        customer,
+        product_id: license.product_id.clone(),
+        product_name,
+    })
+}

@@ -1,0 +1,1165 @@
+//! Behaviour of customers, products, license keys, instances and the public endpoints,
+//! on every backend.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{Reply, TestServer};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+backend_tests!(
+    customers_are_created_retrieved_and_listed,
+    products_carry_license_key_defaults,
+    keys_are_generated_or_imported_with_the_products_defaults,
+    duplicate_keys_are_409_across_businesses,
+    keys_list_with_every_filter_and_page,
+    patch_is_tri_state_with_its_error_codes,
+    activate_validate_deactivate,
+    activation_refusals,
+    instances_are_listed_retrieved_and_renamed,
+    public_endpoints_ignore_authorization_and_are_rate_limited_per_ip,
+    bad_input_is_400_naming_the_field,
+    businesses_are_isolated,
+    read_only_keys_cannot_write,
+    concurrent_activations_never_exceed_the_limit,
+    lowering_the_limit_while_activations_race_keeps_the_invariant,
+);
+
+async fn customer(server: &TestServer) -> String {
+    let reply = server
+        .post(
+            "/customers",
+            json!({"email": "ada@example.com", "name": "Ada"}),
+        )
+        .await;
+    reply.expect(201).json["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn product(server: &TestServer, body: Value) -> String {
+    let reply = server.post("/products", body).await;
+    reply.expect(201).json["product_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A customer, a product with the given defaults, and a key issued with `extra` fields.
+async fn issue(server: &TestServer, defaults: Value, extra: Value) -> Reply {
+    let customer_id = customer(server).await;
+    let mut product_body = json!({"name": "Editor Pro"});
+    product_body
+        .as_object_mut()
+        .unwrap()
+        .extend(defaults.as_object().unwrap().clone());
+    let product_id = product(server, product_body).await;
+    let mut body = json!({"customer_id": customer_id, "product_id": product_id});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    server.post("/license_keys", body).await
+}
+
+async fn public(server: &TestServer, action: &str, body: Value) -> Reply {
+    server
+        .call(Method::POST, &format!("/licenses/{action}"), "", Some(body))
+        .await
+}
+
+async fn customers_are_created_retrieved_and_listed(server: TestServer) {
+    let created = server
+        .post("/customers", json!({"email": "ada@example.com", "name": "Ada", "phone_number": "+44 20 7946 0000", "metadata": {"crm": "42"}}))
+        .await;
+    created.expect(201);
+    let id = created.json["customer_id"].as_str().unwrap();
+    assert!(id.starts_with("cus_"));
+    for field in [
+        "business_id",
+        "created_at",
+        "email",
+        "name",
+        "phone_number",
+        "metadata",
+        "blocked_at",
+        "preferred_locale",
+    ] {
+        assert!(
+            created.json.get(field).is_some(),
+            "{field} missing from {}",
+            created.text
+        );
+    }
+    let fetched = server.get(&format!("/customers/{id}")).await;
+    assert_eq!(fetched.expect(200).json, created.json);
+    server
+        .post(
+            "/customers",
+            json!({"email": "bob@example.com", "name": "Bob"}),
+        )
+        .await
+        .expect(201);
+    let all = server.get("/customers").await;
+    assert_eq!(all.expect(200).json["items"].as_array().unwrap().len(), 2);
+    let filtered = server.get("/customers?email=bob@example.com").await;
+    assert_eq!(filtered.json["items"][0]["name"], "Bob");
+    assert_eq!(filtered.json["items"].as_array().unwrap().len(), 1);
+    server.get("/customers/cus_nope").await.expect(404);
+    let bad = server
+        .post("/customers", json!({"email": "not-an-email", "name": "X"}))
+        .await;
+    assert!(bad.expect(400).message().contains("email"));
+}
+
+async fn products_carry_license_key_defaults(server: TestServer) {
+    let created = server
+        .post("/products", json!({"name": "Editor", "description": "An editor", "license_key_activations_limit": 3,
+            "license_key_duration": {"count": 1, "interval": "Year"}, "license_key_activation_message": "Welcome"}))
+        .await;
+    created.expect(201);
+    let id = created.json["product_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("pdt_"));
+    assert_eq!(
+        created.json["license_key_duration"],
+        json!({"count": 1, "interval": "Year"})
+    );
+    assert_eq!(created.json["license_key_enabled"], json!(true));
+    assert!(created.json["brand_id"].as_str().is_some());
+
+    let patched = server
+        .patch(
+            &format!("/products/{id}"),
+            json!({"license_key_duration": null, "license_key_activations_limit": 5}),
+        )
+        .await;
+    patched.expect(200);
+    assert_eq!(patched.json["license_key_duration"], Value::Null);
+    assert_eq!(patched.json["license_key_activations_limit"], json!(5));
+    assert_eq!(
+        patched.json["description"], "An editor",
+        "absent fields are unchanged"
+    );
+    assert_eq!(
+        server
+            .get(&format!("/products/{id}"))
+            .await
+            .expect(200)
+            .json,
+        patched.json
+    );
+    assert_eq!(
+        server.get("/products").await.json["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    server
+        .patch("/products/pdt_nope", json!({"name": "x"}))
+        .await
+        .expect(404);
+    let bad = server
+        .post(
+            "/products",
+            json!({"name": "x", "license_key_duration": {"count": 0, "interval": "Day"}}),
+        )
+        .await;
+    assert!(bad.expect(400).message().contains("license_key_duration"));
+    let bad = server
+        .post(
+            "/products",
+            json!({"name": "x", "license_key_duration": {"count": 1, "interval": "Fortnight"}}),
+        )
+        .await;
+    assert!(bad.expect(400).message().contains("interval"));
+}
+
+async fn keys_are_generated_or_imported_with_the_products_defaults(server: TestServer) {
+    let generated = issue(&server, json!({"license_key_activations_limit": 3, "license_key_duration": {"count": 30, "interval": "Day"}}), json!({})).await;
+    generated.expect(201);
+    let key = &generated.json;
+    assert!(key["id"].as_str().unwrap().starts_with("lic_"));
+    assert_eq!(key["source"], "manual");
+    assert_eq!(key["status"], "active");
+    assert_eq!(key["activations_limit"], json!(3));
+    assert_eq!(key["instances_count"], json!(0));
+    assert_eq!(key["payment_id"], Value::Null);
+    assert_eq!(key["subscription_id"], Value::Null);
+    for field in [
+        "brand_id",
+        "business_id",
+        "created_at",
+        "customer_id",
+        "product_id",
+        "expires_at",
+    ] {
+        assert!(
+            key.get(field).is_some_and(|v| !v.is_null()),
+            "{field} in {key}"
+        );
+    }
+    let text = key["key"].as_str().unwrap();
+    assert_eq!(text.len(), 29);
+    assert!(text.split('-').all(|g| {
+        g.len() == 5
+            && g.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+    }));
+    let created = chrono_like(key["created_at"].as_str().unwrap());
+    let expires = chrono_like(key["expires_at"].as_str().unwrap());
+    assert_eq!(
+        (expires - created) / 86_400,
+        30,
+        "expiry is creation plus the product's duration"
+    );
+
+    let imported = issue(&server, json!({"license_key_activations_limit": 3}), json!({"key": "MY-OWN-KEY-1", "activations_limit": null, "expires_at": null, "payment_id": "pay_1", "subscription_id": "sub_1"})).await;
+    imported.expect(201);
+    assert_eq!(imported.json["source"], "import");
+    assert_eq!(imported.json["key"], "MY-OWN-KEY-1");
+    assert_eq!(
+        imported.json["activations_limit"],
+        Value::Null,
+        "null means unlimited"
+    );
+    assert_eq!(imported.json["expires_at"], Value::Null);
+    assert_eq!(imported.json["subscription_id"], "sub_1");
+
+    let fetched = server
+        .get(&format!(
+            "/license_keys/{}",
+            imported.json["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(fetched.expect(200).json, imported.json);
+    server.get("/license_keys/lic_nope").await.expect(404);
+    let past = issue(
+        &server,
+        json!({}),
+        json!({"expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(past.expect(201).json["status"], "expired");
+
+    let customer_id = customer(&server).await;
+    let unknown_product = server
+        .post(
+            "/license_keys",
+            json!({"customer_id": customer_id, "product_id": "pdt_nope"}),
+        )
+        .await;
+    unknown_product.expect(404);
+    let product_id = product(&server, json!({"name": "P"})).await;
+    let unknown_customer = server
+        .post(
+            "/license_keys",
+            json!({"customer_id": "cus_nope", "product_id": product_id}),
+        )
+        .await;
+    unknown_customer.expect(404);
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC instant, without a date library in tests.
+fn chrono_like(text: &str) -> i64 {
+    licensed::domain::time::Timestamp::parse(text)
+        .unwrap()
+        .micros()
+        / 1_000_000
+}
+
+async fn duplicate_keys_are_409_across_businesses(server: TestServer) {
+    issue(&server, json!({}), json!({"key": "SHARED-KEY"}))
+        .await
+        .expect(201);
+    let again = issue(&server, json!({}), json!({"key": "SHARED-KEY"})).await;
+    again.expect(409);
+    assert_eq!(again.header("x-should-retry"), Some("false"));
+    assert_eq!(again.json["code"], "CONFLICT");
+
+    let other = server.new_key("beta", false).await;
+    let customer = server
+        .call(
+            Method::POST,
+            "/customers",
+            &other,
+            Some(json!({"email": "x@y.z", "name": "X"})),
+        )
+        .await;
+    let product = server
+        .call(
+            Method::POST,
+            "/products",
+            &other,
+            Some(json!({"name": "P"})),
+        )
+        .await;
+    let elsewhere = server
+        .call(Method::POST, "/license_keys", &other, Some(json!({"customer_id": customer.json["customer_id"], "product_id": product.json["product_id"], "key": "SHARED-KEY"})))
+        .await;
+    elsewhere.expect(409);
+}
+
+async fn keys_list_with_every_filter_and_page(server: TestServer) {
+    let a = issue(&server, json!({}), json!({"key": "K-A"})).await;
+    let b = issue(
+        &server,
+        json!({}),
+        json!({"key": "K-B", "expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    let c = issue(&server, json!({}), json!({})).await;
+    let c_id = c.json["id"].as_str().unwrap().to_owned();
+    server
+        .patch(&format!("/license_keys/{c_id}"), json!({"disabled": true}))
+        .await
+        .expect(200);
+
+    let ids = |reply: &Reply| -> Vec<String> {
+        reply.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let id = |r: &Reply| r.json["id"].as_str().unwrap().to_owned();
+    let all = server.get("/license_keys").await;
+    assert_eq!(ids(&all), [id(&a), id(&b), c_id.clone()], "oldest first");
+    assert_eq!(
+        ids(&server.get("/license_keys?status=active").await),
+        [id(&a)]
+    );
+    assert_eq!(
+        ids(&server.get("/license_keys?status=expired").await),
+        [id(&b)]
+    );
+    assert_eq!(
+        ids(&server.get("/license_keys?status=disabled").await),
+        [c_id.as_str()]
+    );
+    assert_eq!(
+        ids(&server.get("/license_keys?source=manual").await),
+        [c_id.as_str()]
+    );
+    assert_eq!(
+        ids(&server.get("/license_keys?source=import").await).len(),
+        2
+    );
+    let customer_of_a = a.json["customer_id"].as_str().unwrap();
+    assert_eq!(
+        ids(&server
+            .get(&format!("/license_keys?customer_id={customer_of_a}"))
+            .await),
+        [id(&a)]
+    );
+    let product_of_b = b.json["product_id"].as_str().unwrap();
+    assert_eq!(
+        ids(&server
+            .get(&format!("/license_keys?product_id={product_of_b}"))
+            .await),
+        [id(&b)]
+    );
+    let created_b = b.json["created_at"].as_str().unwrap().replace('+', "%2B");
+    assert_eq!(
+        ids(&server
+            .get(&format!("/license_keys?created_at_gte={created_b}"))
+            .await),
+        [id(&b), c_id.clone()]
+    );
+    assert_eq!(
+        ids(&server
+            .get(&format!("/license_keys?created_at_lte={created_b}"))
+            .await),
+        [id(&a), id(&b)]
+    );
+
+    // Pages: 0, absent and 1 are the first page; the client's auto-pagination then asks for 2.
+    assert_eq!(
+        ids(&server.get("/license_keys?page_size=2").await),
+        [id(&a), id(&b)]
+    );
+    assert_eq!(
+        ids(&server.get("/license_keys?page_size=2&page_number=0").await),
+        [id(&a), id(&b)]
+    );
+    assert_eq!(
+        ids(&server.get("/license_keys?page_size=2&page_number=1").await),
+        [id(&a), id(&b)]
+    );
+    assert_eq!(
+        ids(&server.get("/license_keys?page_size=2&page_number=2").await),
+        [c_id.as_str()]
+    );
+    assert!(ids(&server.get("/license_keys?page_size=2&page_number=3").await).is_empty());
+
+    for bad in ["page_size=0", "page_size=101"] {
+        server
+            .get(&format!("/license_keys?{bad}"))
+            .await
+            .expect(422);
+    }
+    server.get("/license_keys?page_size=100").await.expect(200);
+    assert!(
+        server
+            .get("/license_keys?status=lost")
+            .await
+            .expect(400)
+            .message()
+            .contains("status")
+    );
+    assert!(
+        server
+            .get("/license_keys?source=stolen")
+            .await
+            .expect(400)
+            .message()
+            .contains("source")
+    );
+    assert!(
+        server
+            .get("/license_keys?created_at_gte=yesterday")
+            .await
+            .expect(400)
+            .message()
+            .contains("created_at_gte")
+    );
+    assert!(
+        server
+            .get("/license_keys?page_number=-1")
+            .await
+            .expect(400)
+            .message()
+            .contains("page_number")
+    );
+}
+
+async fn patch_is_tri_state_with_its_error_codes(server: TestServer) {
+    let key = issue(&server, json!({"license_key_activations_limit": 2, "license_key_duration": {"count": 1, "interval": "Year"}}), json!({})).await;
+    let id = key.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/license_keys/{id}");
+    let text = key.json["key"].as_str().unwrap().to_owned();
+
+    let unchanged = server.patch(&path, json!({})).await;
+    assert_eq!(unchanged.expect(200).json, key.json);
+    let cleared = server
+        .patch(
+            &path,
+            json!({"activations_limit": null, "expires_at": null}),
+        )
+        .await;
+    cleared.expect(200);
+    assert_eq!(cleared.json["activations_limit"], Value::Null);
+    assert_eq!(cleared.json["expires_at"], Value::Null);
+    let set = server
+        .patch(
+            &path,
+            json!({"activations_limit": 3, "expires_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(set.expect(200).json["activations_limit"], json!(3));
+    assert_eq!(set.json["expires_at"], "2099-01-01T00:00:00Z");
+
+    for name in ["a", "b"] {
+        public(
+            &server,
+            "activate",
+            json!({"license_key": text, "name": name}),
+        )
+        .await
+        .expect(201);
+    }
+    let below = server.patch(&path, json!({"activations_limit": 1})).await;
+    below.expect(422);
+    assert_eq!(
+        below.json["code"],
+        "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT"
+    );
+    server
+        .patch(&path, json!({"activations_limit": 2}))
+        .await
+        .expect(200);
+
+    let disabled = server.patch(&path, json!({"disabled": true})).await;
+    assert_eq!(disabled.expect(200).json["status"], "disabled");
+    let expired = server
+        .patch(
+            &path,
+            json!({"disabled": false, "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(expired.expect(200).json["status"], "expired");
+
+    let missing = server
+        .patch("/license_keys/lic_nope", json!({"disabled": true}))
+        .await;
+    missing.expect(404);
+    assert_eq!(missing.json["code"], "LICENSE_KEY_NOT_FOUND");
+
+    let subscription = issue(&server, json!({}), json!({"subscription_id": "sub_9"})).await;
+    let sub_path = format!(
+        "/license_keys/{}",
+        subscription.json["id"].as_str().unwrap()
+    );
+    let refused = server
+        .patch(&sub_path, json!({"expires_at": "2030-01-01T00:00:00Z"}))
+        .await;
+    refused.expect(400);
+    assert_eq!(
+        refused.json["code"],
+        "NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS"
+    );
+    server
+        .patch(&sub_path, json!({"expires_at": null}))
+        .await
+        .expect(200);
+    let created_with_expiry = issue(
+        &server,
+        json!({}),
+        json!({"subscription_id": "sub_10", "expires_at": "2030-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(
+        created_with_expiry.expect(400).json["code"],
+        "NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS"
+    );
+
+    let wrong = server.patch(&path, json!({"activations_limit": -1})).await;
+    assert!(wrong.expect(400).message().contains("activations_limit"));
+    let unknown = server.patch(&path, json!({"status": "active"})).await;
+    assert!(unknown.expect(400).message().contains("status"));
+}
+
+async fn activate_validate_deactivate(server: TestServer) {
+    let key = issue(
+        &server,
+        json!({"license_key_activations_limit": 2}),
+        json!({}),
+    )
+    .await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    let id = key.json["id"].as_str().unwrap().to_owned();
+
+    let activated = public(
+        &server,
+        "activate",
+        json!({"license_key": text, "name": "laptop"}),
+    )
+    .await;
+    activated.expect(201);
+    let instance = activated.json["id"].as_str().unwrap().to_owned();
+    assert!(instance.starts_with("lki_"));
+    assert_eq!(activated.json["license_key_id"], id.as_str());
+    assert_eq!(activated.json["name"], "laptop");
+    assert_eq!(activated.json["customer"]["email"], "ada@example.com");
+    assert_eq!(activated.json["customer"]["name"], "Ada");
+    assert_eq!(
+        activated.json["customer"]["customer_id"],
+        key.json["customer_id"]
+    );
+    assert_eq!(
+        activated.json["product"],
+        json!({"product_id": key.json["product_id"], "name": "Editor Pro"})
+    );
+
+    let fetched = server.get(&format!("/license_keys/{id}")).await;
+    assert_eq!(fetched.json["instances_count"], json!(1));
+
+    let valid = public(&server, "validate", json!({"license_key": text})).await;
+    assert_eq!(valid.expect(200).json, json!({"valid": true}));
+    let with_instance = public(
+        &server,
+        "validate",
+        json!({"license_key": text, "license_key_instance_id": instance}),
+    )
+    .await;
+    assert_eq!(with_instance.json, json!({"valid": true}));
+    let other_instance = public(
+        &server,
+        "validate",
+        json!({"license_key": text, "license_key_instance_id": "lki_other"}),
+    )
+    .await;
+    assert_eq!(other_instance.expect(200).json, json!({"valid": false}));
+    let unknown = public(&server, "validate", json!({"license_key": "NOPE"})).await;
+    assert_eq!(unknown.expect(404).json["code"], "LICENSE_KEY_NOT_FOUND");
+
+    let gone = public(
+        &server,
+        "deactivate",
+        json!({"license_key": text, "license_key_instance_id": instance}),
+    )
+    .await;
+    gone.expect(200);
+    assert!(
+        gone.text.is_empty(),
+        "deactivate answers an empty body: {}",
+        gone.text
+    );
+    assert_eq!(
+        server.get(&format!("/license_keys/{id}")).await.json["instances_count"],
+        json!(0)
+    );
+    let after = public(
+        &server,
+        "validate",
+        json!({"license_key": text, "license_key_instance_id": instance}),
+    )
+    .await;
+    assert_eq!(
+        after.json,
+        json!({"valid": false}),
+        "a deactivated instance is no longer valid"
+    );
+    let twice = public(
+        &server,
+        "deactivate",
+        json!({"license_key": text, "license_key_instance_id": instance}),
+    )
+    .await;
+    assert_eq!(twice.expect(404).json["code"], "LICENSE_KEY_NOT_FOUND");
+    public(
+        &server,
+        "deactivate",
+        json!({"license_key": "NOPE", "license_key_instance_id": instance}),
+    )
+    .await
+    .expect(404);
+
+    // An instance of another key cannot be deactivated through this one.
+    let other = issue(&server, json!({}), json!({})).await;
+    let other_text = other.json["key"].as_str().unwrap();
+    let theirs = public(
+        &server,
+        "activate",
+        json!({"license_key": other_text, "name": "x"}),
+    )
+    .await;
+    let theirs_id = theirs.json["id"].as_str().unwrap();
+    public(
+        &server,
+        "deactivate",
+        json!({"license_key": text, "license_key_instance_id": theirs_id}),
+    )
+    .await
+    .expect(404);
+
+    server
+        .patch(&format!("/license_keys/{id}"), json!({"disabled": true}))
+        .await
+        .expect(200);
+    assert_eq!(
+        public(&server, "validate", json!({"license_key": text}))
+            .await
+            .json,
+        json!({"valid": false})
+    );
+}
+
+async fn activation_refusals(server: TestServer) {
+    let key = issue(
+        &server,
+        json!({"license_key_activations_limit": 1}),
+        json!({}),
+    )
+    .await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    public(
+        &server,
+        "activate",
+        json!({"license_key": text, "name": "one"}),
+    )
+    .await
+    .expect(201);
+    let full = public(
+        &server,
+        "activate",
+        json!({"license_key": text, "name": "two"}),
+    )
+    .await;
+    full.expect(422);
+    assert_eq!(full.json["code"], "LICENSE_KEY_LIMIT_REACHED");
+
+    let expired = issue(
+        &server,
+        json!({}),
+        json!({"expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    let refused = public(
+        &server,
+        "activate",
+        json!({"license_key": expired.json["key"], "name": "x"}),
+    )
+    .await;
+    refused.expect(403);
+    assert_eq!(refused.json["code"], "INACTIVE_LICENSE_KEY");
+
+    let disabled = issue(&server, json!({}), json!({})).await;
+    server
+        .patch(
+            &format!("/license_keys/{}", disabled.json["id"].as_str().unwrap()),
+            json!({"disabled": true}),
+        )
+        .await
+        .expect(200);
+    let refused = public(
+        &server,
+        "activate",
+        json!({"license_key": disabled.json["key"], "name": "x"}),
+    )
+    .await;
+    assert_eq!(refused.expect(403).json["code"], "INACTIVE_LICENSE_KEY");
+
+    let unknown = public(
+        &server,
+        "activate",
+        json!({"license_key": "NO-SUCH-KEY", "name": "x"}),
+    )
+    .await;
+    assert_eq!(unknown.expect(404).json["code"], "LICENSE_KEY_NOT_FOUND");
+
+    let unlimited = issue(&server, json!({}), json!({})).await;
+    for i in 0..5 {
+        public(
+            &server,
+            "activate",
+            json!({"license_key": unlimited.json["key"], "name": format!("m{i}")}),
+        )
+        .await
+        .expect(201);
+    }
+}
+
+async fn instances_are_listed_retrieved_and_renamed(server: TestServer) {
+    let key = issue(&server, json!({}), json!({})).await;
+    let id = key.json["id"].as_str().unwrap().to_owned();
+    let mut instances = Vec::new();
+    for name in ["a", "b", "c"] {
+        let r = public(
+            &server,
+            "activate",
+            json!({"license_key": key.json["key"], "name": name}),
+        )
+        .await;
+        instances.push(r.json["id"].as_str().unwrap().to_owned());
+    }
+    let other = issue(&server, json!({}), json!({})).await;
+    public(
+        &server,
+        "activate",
+        json!({"license_key": other.json["key"], "name": "elsewhere"}),
+    )
+    .await
+    .expect(201);
+
+    let listed = server
+        .get(&format!("/license_key_instances?license_key_id={id}"))
+        .await;
+    let names: Vec<_> = listed.expect(200).json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("a"), json!("b"), json!("c")]);
+    assert_eq!(
+        server.get("/license_key_instances").await.json["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let page = server
+        .get(&format!(
+            "/license_key_instances?license_key_id={id}&page_size=2&page_number=2"
+        ))
+        .await;
+    assert_eq!(page.json["items"].as_array().unwrap().len(), 1);
+
+    let one = server
+        .get(&format!("/license_key_instances/{}", instances[0]))
+        .await;
+    one.expect(200);
+    let fields: HashSet<_> = one.json.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        fields,
+        ["id", "business_id", "created_at", "license_key_id", "name"]
+            .map(String::from)
+            .into()
+    );
+    let renamed = server
+        .patch(
+            &format!("/license_key_instances/{}", instances[0]),
+            json!({"name": "workstation"}),
+        )
+        .await;
+    assert_eq!(renamed.expect(200).json["name"], "workstation");
+    server
+        .patch("/license_key_instances/lki_nope", json!({"name": "x"}))
+        .await
+        .expect(404);
+    server
+        .get("/license_key_instances/lki_nope")
+        .await
+        .expect(404);
+    server
+        .patch(
+            &format!("/license_key_instances/{}", instances[0]),
+            json!({"name": ""}),
+        )
+        .await
+        .expect(400);
+}
+
+async fn public_endpoints_ignore_authorization_and_are_rate_limited_per_ip(server: TestServer) {
+    let key = issue(&server, json!({}), json!({})).await;
+    let with_bad_auth = server
+        .call(
+            Method::POST,
+            "/licenses/validate",
+            "lsk_garbage",
+            Some(json!({"license_key": key.json["key"]})),
+        )
+        .await;
+    assert_eq!(with_bad_auth.expect(200).json, json!({"valid": true}));
+
+    let limited = TestServer::start_on(
+        common::TestDatabase::create(server.backend).await.unwrap(),
+        server.backend,
+        licensed::http::ServerSettings {
+            public_rate_limit: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        public(&limited, "validate", json!({"license_key": "X"}))
+            .await
+            .expect(404);
+    }
+    let over = public(&limited, "validate", json!({"license_key": "X"})).await;
+    over.expect(429);
+    assert_eq!(over.json["code"], "RATE_LIMITED");
+    let retry: u64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    // Other routes are not affected by the public limit.
+    limited.get("/license_keys").await.expect(200);
+
+    let per_key = TestServer::start_on(
+        common::TestDatabase::create(server.backend).await.unwrap(),
+        server.backend,
+        licensed::http::ServerSettings {
+            api_key_rate_limit: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    per_key.get("/customers").await.expect(200);
+    per_key.get("/customers").await.expect(200);
+    per_key.get("/customers").await.expect(429);
+    let another = per_key.new_key("alpha", false).await;
+    per_key
+        .call(Method::GET, "/customers", &another, None)
+        .await
+        .expect(200);
+}
+
+async fn bad_input_is_400_naming_the_field(server: TestServer) {
+    let cases = [
+        ("/customers", json!({"email": "a@b.c"}), "name"),
+        (
+            "/customers",
+            json!({"email": "a@b.c", "name": "x".repeat(201)}),
+            "name",
+        ),
+        (
+            "/customers",
+            json!({"email": "a@b.c", "name": "A", "metadata": {"k": 1}}),
+            "metadata",
+        ),
+        (
+            "/products",
+            json!({"name": "P", "license_key_activations_limit": 2_000_000}),
+            "license_key_activations_limit",
+        ),
+        ("/products", json!({"name": "P", "surprise": 1}), "surprise"),
+        (
+            "/license_keys",
+            json!({"customer_id": "cus_x"}),
+            "product_id",
+        ),
+        (
+            "/license_keys",
+            json!({"customer_id": "cus_x", "product_id": "pdt_x", "expires_at": "soon"}),
+            "expires_at",
+        ),
+        (
+            "/license_keys",
+            json!({"customer_id": "cus_x", "product_id": "pdt_x", "key": ""}),
+            "key",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let reply = server.post(path, body.clone()).await;
+        reply.expect(400);
+        assert_eq!(reply.json["code"], "BAD_REQUEST");
+        assert!(
+            reply.message().contains(field),
+            "{path} {body}: {}",
+            reply.text
+        );
+    }
+    for (action, body, field) in [
+        ("activate", json!({"license_key": "K"}), "name"),
+        (
+            "activate",
+            json!({"license_key": "K", "name": "x".repeat(256)}),
+            "name",
+        ),
+        (
+            "deactivate",
+            json!({"license_key": "K"}),
+            "license_key_instance_id",
+        ),
+        ("validate", json!({"license_key": 5}), "license_key"),
+    ] {
+        let reply = public(&server, action, body).await;
+        assert!(
+            reply.expect(400).message().contains(field),
+            "{action}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(
+        server.get("/customers").await.json["items"],
+        json!([]),
+        "nothing was written"
+    );
+    assert_eq!(server.get("/products").await.json["items"], json!([]));
+}
+
+async fn businesses_are_isolated(server: TestServer) {
+    let key = issue(&server, json!({}), json!({})).await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    let activated = public(
+        &server,
+        "activate",
+        json!({"license_key": text, "name": "a"}),
+    )
+    .await;
+    let instance = activated.json["id"].as_str().unwrap().to_owned();
+
+    let other = server.new_key("beta", false).await;
+    let get = |path: String| {
+        let other = other.clone();
+        let server = &server;
+        async move { server.call(Method::GET, &path, &other, None).await }
+    };
+    for path in [
+        format!("/license_keys/{}", key.json["id"].as_str().unwrap()),
+        format!("/customers/{}", key.json["customer_id"].as_str().unwrap()),
+        format!("/products/{}", key.json["product_id"].as_str().unwrap()),
+        format!("/license_key_instances/{instance}"),
+    ] {
+        get(path.clone()).await.expect(404);
+    }
+    for path in [
+        "/license_keys",
+        "/customers",
+        "/products",
+        "/license_key_instances",
+    ] {
+        assert_eq!(
+            get(path.to_owned()).await.expect(200).json["items"],
+            json!([]),
+            "{path}"
+        );
+    }
+    let patched = server
+        .call(
+            Method::PATCH,
+            &format!("/license_keys/{}", key.json["id"].as_str().unwrap()),
+            &other,
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    patched.expect(404);
+    server
+        .call(
+            Method::PATCH,
+            &format!("/license_key_instances/{instance}"),
+            &other,
+            Some(json!({"name": "x"})),
+        )
+        .await
+        .expect(404);
+    // Issuing a key to another business's customer and product is refused.
+    let foreign = server
+        .call(Method::POST, "/license_keys", &other, Some(json!({"customer_id": key.json["customer_id"], "product_id": key.json["product_id"]})))
+        .await;
+    foreign.expect(404);
+}
+
+async fn read_only_keys_cannot_write(server: TestServer) {
+    let key = issue(&server, json!({}), json!({})).await;
+    let reader = server.new_key("alpha", true).await;
+    let writes = [
+        (
+            Method::POST,
+            "/customers".to_owned(),
+            json!({"email": "a@b.c", "name": "A"}),
+        ),
+        (Method::POST, "/products".to_owned(), json!({"name": "P"})),
+        (
+            Method::PATCH,
+            format!("/products/{}", key.json["product_id"].as_str().unwrap()),
+            json!({"name": "Q"}),
+        ),
+        (
+            Method::POST,
+            "/license_keys".to_owned(),
+            json!({"customer_id": key.json["customer_id"], "product_id": key.json["product_id"]}),
+        ),
+        (
+            Method::PATCH,
+            format!("/license_keys/{}", key.json["id"].as_str().unwrap()),
+            json!({"disabled": true}),
+        ),
+        (
+            Method::PATCH,
+            "/license_key_instances/lki_x".to_owned(),
+            json!({"name": "x"}),
+        ),
+    ];
+    for (method, path, body) in writes {
+        let reply = server
+            .call(method.clone(), &path, &reader, Some(body))
+            .await;
+        assert_eq!(
+            reply.expect(403).json["code"],
+            "FORBIDDEN",
+            "{method} {path}"
+        );
+    }
+    server
+        .call(Method::GET, "/license_keys", &reader, None)
+        .await
+        .expect(200);
+    server
+        .call(Method::GET, "/license_keys", "", None)
+        .await
+        .expect(401);
+    assert_eq!(
+        server
+            .get(&format!(
+                "/license_keys/{}",
+                key.json["id"].as_str().unwrap()
+            ))
+            .await
+            .json["status"],
+        "active"
+    );
+}
+
+async fn concurrent_activations_never_exceed_the_limit(server: TestServer) {
+    let key = issue(
+        &server,
+        json!({"license_key_activations_limit": 7}),
+        json!({}),
+    )
+    .await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    let server = Arc::new(server);
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let server = server.clone();
+            let text = text.clone();
+            tokio::spawn(async move {
+                public(
+                    &server,
+                    "activate",
+                    json!({"license_key": text, "name": format!("m{i}")}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for handle in handles {
+        statuses.push(handle.await.unwrap().status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 422),
+        "{statuses:?}"
+    );
+    let fetched = server
+        .get(&format!(
+            "/license_keys/{}",
+            key.json["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(fetched.json["instances_count"], json!(7));
+    let listed = server
+        .get(&format!(
+            "/license_key_instances?page_size=100&license_key_id={}",
+            key.json["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(listed.json["items"].as_array().unwrap().len(), 7);
+}
+
+async fn lowering_the_limit_while_activations_race_keeps_the_invariant(server: TestServer) {
+    let key = issue(
+        &server,
+        json!({"license_key_activations_limit": 20}),
+        json!({}),
+    )
+    .await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    let path = format!("/license_keys/{}", key.json["id"].as_str().unwrap());
+    let server = Arc::new(server);
+    let mut handles = Vec::new();
+    for i in 0..30 {
+        let server = server.clone();
+        let text = text.clone();
+        let path = path.clone();
+        handles.push(tokio::spawn(async move {
+            if i % 5 == 0 {
+                server
+                    .patch(&path, json!({"activations_limit": 4 + i / 5}))
+                    .await
+            } else {
+                public(
+                    &server,
+                    "activate",
+                    json!({"license_key": text, "name": format!("m{i}")}),
+                )
+                .await
+            }
+        }));
+    }
+    for handle in handles {
+        let status = handle.await.unwrap().status.as_u16();
+        assert!([200, 201, 422].contains(&status), "{status}");
+    }
+    let fetched = server.get(&path).await;
+    let count = fetched.json["instances_count"].as_u64().unwrap();
+    let limit = fetched.json["activations_limit"].as_u64().unwrap();
+    assert!(count <= limit, "{count} instances over a limit of {limit}");
+    let listed = server
+        .get(&format!(
+            "/license_key_instances?page_size=100&license_key_id={}",
+            fetched.json["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(listed.json["items"].as_array().unwrap().len() as u64, count);
+}
