@@ -51,6 +51,7 @@ async fn run_script(backend: Backend, script: &str) {
     let Some(server) = TestServer::start(backend).await else {
         return;
     };
+    let read_only = server.new_key("alpha", true).await;
     let python = python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/compat")
@@ -59,6 +60,7 @@ async fn run_script(backend: Backend, script: &str) {
         .arg(&script)
         .env("LICENSED_URL", &server.url)
         .env("LICENSED_API_KEY", &server.key)
+        .env("LICENSED_READ_ONLY_KEY", &read_only)
         .output()
         .await
         .expect("run python");
@@ -80,4 +82,14 @@ async fn togai_client_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn togai_client_on_postgres() {
     run_script(Backend::Postgres, "togai_client_test.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dodopayments_on_sqlite() {
+    run_script(Backend::Sqlite, "dodopayments_test.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dodopayments_on_postgres() {
+    run_script(Backend::Postgres, "dodopayments_test.py").await;
 }

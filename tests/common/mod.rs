@@ -3,6 +3,8 @@
 //! backends with [`backend_tests!`].
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 

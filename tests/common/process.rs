@@ -1,0 +1,90 @@
+//! `licensed serve` as a separate process, with its stderr collected line by line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn licensed() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_licensed"));
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("LICENSED_")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// A `licensed serve` process, with its stderr collected line by line.
+pub struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub url: String,
+    pub seen: Vec<String>,
+}
+
+impl Served {
+    pub fn start(database_url: &str, bootstrap_key: Option<&str>) -> Self {
+        let mut command = licensed();
+        command
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .env("LICENSED_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(key) = bootstrap_key {
+            command.env("LICENSED_BOOTSTRAP_API_KEY", key);
+        }
+        let mut child = command.spawn().expect("spawn licensed serve");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut served = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            url: String::new(),
+        };
+        let line = served.wait_for("listening on http://");
+        served.url = line[line.find("http://").unwrap()..].trim().to_owned();
+        served
+    }
+
+    /// The first line so far, or to come, that contains `needle`.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no `{needle}` on stderr; saw {:?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}

@@ -1,0 +1,123 @@
+"""Drives licensed with the official Dodo Payments Python client, asserting what it
+returns and which exception classes it raises.
+
+Run by tests/compat.rs with LICENSED_URL, LICENSED_API_KEY and LICENSED_READ_ONLY_KEY.
+"""
+
+import datetime as dt
+import os
+import warnings
+
+import httpx
+import dodopayments
+from dodopayments import DodoPayments
+
+URL = os.environ["LICENSED_URL"]
+KEY = os.environ["LICENSED_API_KEY"]
+READ_ONLY_KEY = os.environ["LICENSED_READ_ONLY_KEY"]
+UTC = dt.timezone.utc
+
+# license_keys.retrieve/update/list are marked deprecated in the client; they still work.
+warnings.simplefilter("ignore", DeprecationWarning)
+
+
+def client(key=KEY):
+    # No retries: a test must see the first answer.
+    return DodoPayments(bearer_token=key, base_url=URL, max_retries=0)
+
+
+def expect(cls, call):
+    try:
+        call()
+    except cls as error:
+        return error
+    raise AssertionError(f"expected {cls.__name__}")
+
+
+def main():
+    api = client()
+
+    customer = api.customers.create(email="ada@example.com", name="Ada Lovelace")
+    assert customer.customer_id.startswith("cus_")
+    assert customer.email == "ada@example.com" and customer.name == "Ada Lovelace"
+    assert customer.created_at.tzinfo is not None
+    fetched = api.customers.retrieve(customer.customer_id)
+    assert fetched.customer_id == customer.customer_id and fetched.name == "Ada Lovelace"
+
+    # Products here take license-key defaults only (the client's products.create sends a
+    # Dodo price and tax category), so this one is made with plain HTTP.
+    product = httpx.post(
+        f"{URL}/products",
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={"name": "Editor Pro", "license_key_activations_limit": 2},
+    ).json()
+
+    key = api.license_keys.create(customer_id=customer.customer_id, product_id=product["product_id"], key="IMPORTED-KEY-1")
+    assert key.id.startswith("lic_")
+    assert key.source == "import" and key.status == "active"
+    assert key.activations_limit == 2 and key.instances_count == 0
+    assert key.key == "IMPORTED-KEY-1" and key.expires_at is None
+    assert api.license_keys.retrieve(key.id).key == "IMPORTED-KEY-1"
+
+    conflict = expect(dodopayments.ConflictError, lambda: api.license_keys.create(
+        customer_id=customer.customer_id, product_id=product["product_id"], key="IMPORTED-KEY-1"))
+    assert conflict.status_code == 409
+
+    expires = dt.datetime(2099, 1, 2, 3, 4, 5, tzinfo=UTC)
+    updated = api.license_keys.update(key.id, activations_limit=3, expires_at=expires)
+    assert updated.activations_limit == 3 and updated.expires_at == expires
+    updated = api.license_keys.update(key.id, activations_limit=None)
+    assert updated.activations_limit is None and updated.expires_at == expires, "only the named field changes"
+    updated = api.license_keys.update(key.id, expires_at=None, activations_limit=2)
+    assert updated.expires_at is None and updated.activations_limit == 2
+
+    for n in range(2, 4):
+        api.license_keys.create(customer_id=customer.customer_id, product_id=product["product_id"], key=f"IMPORTED-KEY-{n}")
+    listed = [k.key for k in api.license_keys.list(customer_id=customer.customer_id, page_size=2)]
+    assert listed == ["IMPORTED-KEY-1", "IMPORTED-KEY-2", "IMPORTED-KEY-3"], listed
+    assert [k.key for k in api.license_keys.list(status="disabled")] == []
+
+    activation = api.licenses.activate(license_key="IMPORTED-KEY-1", name="laptop")
+    assert activation.id.startswith("lki_")
+    assert activation.license_key_id == key.id and activation.name == "laptop"
+    assert activation.customer.email == "ada@example.com"
+    assert activation.product.product_id == product["product_id"] and activation.product.name == "Editor Pro"
+    second = api.licenses.activate(license_key="IMPORTED-KEY-1", name="desktop")
+    limit = expect(dodopayments.UnprocessableEntityError,
+                   lambda: api.licenses.activate(license_key="IMPORTED-KEY-1", name="third"))
+    assert limit.body["code"] == "LICENSE_KEY_LIMIT_REACHED"
+    below = expect(dodopayments.UnprocessableEntityError, lambda: api.license_keys.update(key.id, activations_limit=1))
+    assert below.body["code"] == "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT"
+
+    instances = list(api.license_key_instances.list(license_key_id=key.id))
+    assert [i.name for i in instances] == ["laptop", "desktop"]
+    assert api.license_key_instances.retrieve(activation.id).name == "laptop"
+    assert api.license_key_instances.update(activation.id, name="workstation").name == "workstation"
+
+    assert api.licenses.validate(license_key="IMPORTED-KEY-1").valid is True
+    assert api.licenses.validate(license_key="IMPORTED-KEY-1", license_key_instance_id=activation.id).valid is True
+    assert api.licenses.deactivate(license_key="IMPORTED-KEY-1", license_key_instance_id=second.id) is None
+    assert api.licenses.validate(license_key="IMPORTED-KEY-1", license_key_instance_id=second.id).valid is False
+    assert api.license_keys.retrieve(key.id).instances_count == 1
+
+    expect(dodopayments.NotFoundError, lambda: api.license_keys.retrieve("lic_missing"))
+    expect(dodopayments.NotFoundError, lambda: api.licenses.validate(license_key="NO-SUCH-KEY"))
+    expect(dodopayments.NotFoundError, lambda: api.licenses.activate(license_key="NO-SUCH-KEY", name="x"))
+    expect(dodopayments.NotFoundError, lambda: api.license_key_instances.retrieve("lki_missing"))
+
+    denied = expect(dodopayments.PermissionDeniedError,
+                    lambda: client(READ_ONLY_KEY).license_keys.update(key.id, disabled=True))
+    assert denied.status_code == 403
+    api.license_keys.update(key.id, disabled=True)
+    inactive = expect(dodopayments.PermissionDeniedError,
+                      lambda: api.licenses.activate(license_key="IMPORTED-KEY-1", name="again"))
+    assert inactive.body["code"] == "INACTIVE_LICENSE_KEY"
+    assert api.licenses.validate(license_key="IMPORTED-KEY-1").valid is False
+
+    expect(dodopayments.AuthenticationError, lambda: client("lsk_wrong").customers.retrieve(customer.customer_id))
+    expect(dodopayments.BadRequestError, lambda: api.customers.create(email="not-an-email", name="X"))
+    print("dodopayments: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
