@@ -26,6 +26,7 @@ backend_tests!(
     read_only_keys_cannot_write,
     concurrent_activations_never_exceed_the_limit,
     lowering_the_limit_while_activations_race_keeps_the_invariant,
+    inputs_the_fuzzer_found_are_refused,
 );
 
 async fn customer(server: &TestServer) -> String {
@@ -1162,4 +1163,41 @@ async fn lowering_the_limit_while_activations_race_keeps_the_invariant(server: T
         ))
         .await;
     assert_eq!(listed.json["items"].as_array().unwrap().len() as u64, count);
+}
+
+async fn inputs_the_fuzzer_found_are_refused(server: TestServer) {
+    let key = issue(
+        &server,
+        json!({"license_key_activations_limit": 2}),
+        json!({"expires_at": "2099-01-01T00:00:00Z"}),
+    )
+    .await;
+    let path = format!("/license_keys/{}", key.json["id"].as_str().unwrap());
+    // serde reads a struct from an array of its fields: [null, null] must not clear them.
+    let array = server.patch(&path, json!([null, null])).await;
+    assert!(array.expect(400).message().contains("object"));
+    assert_eq!(server.get(&path).await.json, key.json);
+    server
+        .post("/customers", json!(["a@b.c", "A"]))
+        .await
+        .expect(400);
+
+    let deep = server.get("/license_keys?page_number=2147483648").await;
+    assert!(deep.expect(422).message().contains("page_number"));
+    server
+        .get("/license_keys?page_number=100000")
+        .await
+        .expect(200);
+
+    // PostgreSQL cannot hold or compare NUL in text.
+    let nul = server.get("/license_keys?customer_id=cus%00x").await;
+    assert!(nul.expect(400).message().contains("NUL"));
+    server.get("/customers/cus_%00").await.expect(400);
+    let value = server
+        .post(
+            "/customers",
+            json!({"email": "a@b.c", "name": "A", "metadata": {"k": "a\u{0}b"}}),
+        )
+        .await;
+    assert!(value.expect(400).message().contains("metadata"));
 }

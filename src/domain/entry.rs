@@ -32,6 +32,9 @@ pub fn check_metadata(metadata: &Metadata) -> Result<(), String> {
                 key.chars().take(40).collect::<String>()
             )
         })?;
+        if value.contains('\0') {
+            return Err(format!("`metadata.{key}` must not contain NUL characters"));
+        }
         if value.chars().count() > MAX_METADATA_VALUE_CHARS {
             return Err(format!(
                 "`metadata.{key}` must be at most {MAX_METADATA_VALUE_CHARS} characters"

@@ -42,8 +42,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses a JSON document, naming the offending field in the error.
+/// Parses a JSON object, naming the offending field in the error. Only objects are
+/// accepted: serde would otherwise read a struct from an array of its fields' values.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -130,4 +137,19 @@ impl FromRequestParts<AppState> for Writer {
         }
         Ok(Writer(principal))
     }
+}
+
+/// Refuses a NUL character anywhere in the path or query: no id or filter can hold one,
+/// and PostgreSQL cannot even compare text with it.
+pub async fn reject_nul(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request.uri().to_string();
+    if uri.to_ascii_lowercase().contains("%00") {
+        return ApiError::BadRequest("the URL must not contain NUL characters (%00)".into())
+            .into_response();
+    }
+    next.run(request).await
 }

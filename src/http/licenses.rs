@@ -20,6 +20,8 @@ use crate::storage::{KeyFilter, PageRequest};
 
 pub const MAX_PAGE_SIZE: u32 = 100;
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
+/// The deepest page served; beyond it a list is better filtered than paged.
+pub const MAX_PAGE_NUMBER: u32 = 100_000;
 /// The largest activation limit accepted on a key or product.
 pub const MAX_ACTIVATIONS_LIMIT: u32 = 1_000_000;
 
@@ -34,7 +36,7 @@ pub struct Items<T> {
 pub struct Paging {
     /// 1 is the first page; 0 or no value also mean the first page.
     #[serde(default)]
-    #[param(value_type = Option<u32>, minimum = 0)]
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 100_000)]
     page_number: Option<String>,
     /// Items per page, 1 to 100 (default 10).
     #[serde(default)]
@@ -46,13 +48,19 @@ impl Paging {
     fn page(&self) -> Result<PageRequest, ApiError> {
         let number = match &self.page_number {
             None => 0,
-            Some(text) => text.trim().parse::<u32>().map_err(|_| {
+            Some(text) => text.trim().parse::<u64>().map_err(|_| {
                 ApiError::BadRequest(format!(
                     "`page_number` must be a whole number, got `{}`",
                     short(text)
                 ))
             })?,
         };
+        if number > u64::from(MAX_PAGE_NUMBER) {
+            return Err(ApiError::Unprocessable(format!(
+                "`page_number` must be at most {MAX_PAGE_NUMBER}, got {number}"
+            )));
+        }
+        let number = number as u32;
         let size = match &self.page_size {
             None => DEFAULT_PAGE_SIZE,
             Some(text) => {

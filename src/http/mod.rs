@@ -130,6 +130,7 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
                 .layer(TraceLayer::new_for_http())
                 .layer(axum::middleware::from_fn(error::render_errors))
                 .layer(axum::middleware::from_fn(ops::record_metrics))
+                .layer(axum::middleware::from_fn(extract::reject_nul))
                 .layer(RequestBodyLimitLayer::new(extract::BODY_LIMIT))
                 .layer(CatchPanicLayer::new()),
         )
