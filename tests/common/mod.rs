@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod python;
 
 use std::sync::Arc;
 use std::time::Duration;
