@@ -67,6 +67,9 @@ struct ServeArgs {
     /// Requests per minute per API key on the other routes (0: unlimited).
     #[arg(long, env = "LICENSED_API_KEY_RATE_LIMIT", default_value_t = 0)]
     api_key_rate_limit: u32,
+    /// The longest a request may take, body upload included, before it fails with 503.
+    #[arg(long, env = "LICENSED_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -92,6 +95,7 @@ const KNOWN_VARIABLES: &[&str] = &[
     "LICENSED_METRICS_BIND",
     "LICENSED_PUBLIC_RATE_LIMIT",
     "LICENSED_API_KEY_RATE_LIMIT",
+    "LICENSED_REQUEST_TIMEOUT_MS",
     "LICENSED_BOOTSTRAP_API_KEY",
     "LICENSED_LOG",
 ];
@@ -159,6 +163,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         public_rate_limit: args.public_rate_limit,
         api_key_rate_limit: args.api_key_rate_limit,
         metrics_on_main: args.metrics_bind.is_none(),
+        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
     };
     let state = AppState::new(store, &settings).await?;
     let listener = TcpListener::bind(args.bind)

@@ -15,8 +15,13 @@ const BUDGET_SECS: u64 = 75;
 
 async fn fuzz(backend: Backend) {
     // The per-IP limit would turn the fuzzer's burst into 429s; it has tests of its own.
-    let settings = ServerSettings { public_rate_limit: 0, ..Default::default() };
-    let Some(server) = TestServer::start_with(backend, settings).await else { return };
+    let settings = ServerSettings {
+        public_rate_limit: 0,
+        ..Default::default()
+    };
+    let Some(server) = TestServer::start_with(backend, settings).await else {
+        return;
+    };
     let python = python();
     let st = python.with_file_name("st");
     let report = tempfile::tempdir().unwrap();
@@ -43,7 +48,10 @@ async fn fuzz(backend: Backend) {
         String::from_utf8_lossy(&output.stderr)
     );
     let summary: Vec<&str> = stdout.lines().rev().take(20).collect();
-    println!("{backend:?}: {}", summary.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    println!(
+        "{backend:?}: {}",
+        summary.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

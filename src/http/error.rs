@@ -21,8 +21,12 @@ pub enum ApiError {
     Unprocessable(String),
     PayloadTooLarge,
     UnsupportedMediaType,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Unavailable,
+    /// The request ran over the server's request timeout (milliseconds).
+    TimedOut(u128),
     Internal,
     LicenseKeyNotFound,
     InactiveLicenseKey,
@@ -49,6 +53,7 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "TIMEOUT"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             ApiError::LicenseKeyNotFound => (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND"),
             ApiError::InactiveLicenseKey => (StatusCode::FORBIDDEN, "INACTIVE_LICENSE_KEY"),
@@ -93,6 +98,9 @@ impl ApiError {
             ApiError::Unavailable => {
                 "the database is unavailable; the request was not completed".into()
             }
+            ApiError::TimedOut(ms) => format!(
+                "the request did not complete within {ms} ms; a write may or may not have taken effect"
+            ),
             ApiError::Internal => "something went wrong; the error has been logged".into(),
             ApiError::LicenseKeyNotFound => "license key not found".into(),
             ApiError::InactiveLicenseKey => ActivationError::Inactive.to_string(),

@@ -12,12 +12,17 @@ mod public;
 pub mod rate_limit;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::http::HeaderName;
 use axum::routing::{get, patch, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -46,6 +51,8 @@ pub struct ServerSettings {
     pub api_key_rate_limit: u32,
     /// Serve `/metrics` on the main router (false when it has a listener of its own).
     pub metrics_on_main: bool,
+    /// The longest a request may take, body upload included, before it fails with 503.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -54,6 +61,7 @@ impl Default for ServerSettings {
             public_rate_limit: 600,
             api_key_rate_limit: 0,
             metrics_on_main: true,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -129,12 +137,30 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http())
                 .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::middleware::from_fn_with_state(
+                    settings.request_timeout,
+                    limit_duration,
+                ))
                 .layer(axum::middleware::from_fn(ops::record_metrics))
                 .layer(axum::middleware::from_fn(extract::reject_nul))
                 .layer(RequestBodyLimitLayer::new(extract::BODY_LIMIT))
                 .layer(CatchPanicLayer::new()),
         )
         .with_state(state)
+}
+
+/// Fails a request that runs over the request timeout with 503. Dropping the handler
+/// rolls back its open transaction.
+async fn limit_duration(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::TimedOut(timeout.as_millis()).into_response(),
+    }
 }
 
 fn public_routes(state: AppState) -> Router<AppState> {
@@ -155,16 +181,62 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// How long a client may take to send a request's headers; slower connections are
+/// closed, so idle or trickling clients cannot hold connections open.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shutdown waits for requests in flight before closing their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; closing them");
+    }
+    Ok(())
 }

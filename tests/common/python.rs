@@ -42,4 +42,3 @@ fn run(command: &mut Command) {
         .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(status.success(), "{command:?} failed");
 }
-
