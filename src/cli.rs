@@ -157,6 +157,20 @@ async fn open(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure>
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let signal =
+        shutdown_signal().map_err(|e| Failure::Runtime(format!("cannot watch signals: {e}")))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop.send(true);
+    });
+    let on_stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+
     let store = open(&args.database).await?;
     bootstrap(store.as_ref()).await?;
     let settings = ServerSettings {
@@ -177,14 +191,14 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         tokio::spawn(http::serve(
             metrics,
             http::metrics_router(state.clone()),
-            shutdown_signal(),
+            on_stop(),
         ));
     }
     let address = listener
         .local_addr()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     tracing::info!("listening on http://{address}");
-    http::serve(listener, http::router(state, &settings), shutdown_signal())
+    http::serve(listener, http::router(state, &settings), on_stop())
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     tracing::info!("stopped");
@@ -237,25 +251,17 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Registers for SIGTERM and SIGINT (Ctrl-C) at once, so no signal that arrives while
+/// the server starts is missed; the returned future completes on the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

@@ -77,6 +77,17 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Another URL for a database someone else owns (not dropped with this value).
+    pub fn alias(url: String) -> Self {
+        Self {
+            url,
+            pg_name: None,
+            _dir: None,
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else {
@@ -104,9 +115,13 @@ impl Drop for TestDatabase {
 }
 
 pub async fn open_store(url: &str) -> Arc<dyn Store> {
+    open_store_with(url, Duration::from_secs(5)).await
+}
+
+pub async fn open_store_with(url: &str, timeout: Duration) -> Arc<dyn Store> {
     storage::open(&StorageOptions {
         url: url.to_owned(),
-        timeout: Duration::from_secs(5),
+        timeout,
         max_connections: 8,
     })
     .await
@@ -140,7 +155,17 @@ impl TestServer {
         backend: Backend,
         settings: ServerSettings,
     ) -> Self {
-        let store = open_store(&database.url).await;
+        Self::start_on_with_timeout(database, backend, settings, Duration::from_secs(5)).await
+    }
+
+    /// With `timeout` as the database timeout.
+    pub async fn start_on_with_timeout(
+        database: TestDatabase,
+        backend: Backend,
+        settings: ServerSettings,
+        timeout: Duration,
+    ) -> Self {
+        let store = open_store_with(&database.url, timeout).await;
         let state = AppState::new(store.clone(), &settings)
             .await
             .expect("state");

@@ -23,6 +23,11 @@ pub struct Served {
 
 impl Served {
     pub fn start(database_url: &str, bootstrap_key: Option<&str>) -> Self {
+        Self::start_with(database_url, bootstrap_key, &[])
+    }
+
+    /// Starts with extra `serve` flags.
+    pub fn start_with(database_url: &str, bootstrap_key: Option<&str>, flags: &[&str]) -> Self {
         let mut command = licensed();
         command
             .args([
@@ -32,6 +37,7 @@ impl Served {
                 "--database-url",
                 database_url,
             ])
+            .args(flags)
             .env("LICENSED_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -74,12 +80,28 @@ impl Served {
         }
     }
 
+    /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal_terminate();
+        self.child.wait().unwrap()
+    }
+
+    pub fn signal_terminate(&self) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 

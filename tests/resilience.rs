@@ -1,0 +1,475 @@
+//! What happens when things go wrong: the server killed mid-write, stopped with requests
+//! in flight, cut off from PostgreSQL, or held by slow clients.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::process::Served;
+use common::{Backend, TestDatabase, TestServer};
+use licensed::http::ServerSettings;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ADMIN_KEY: &str = "lsk_resilience-admin";
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    body: Value,
+) -> Result<(u16, Value), reqwest::Error> {
+    let response = client
+        .post(format!("{url}{path}"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
+}
+
+async fn get(client: &reqwest::Client, url: &str, path: &str) -> Value {
+    let response = client
+        .get(format!("{url}{path}"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.expect("json")
+}
+
+/// Every entry of one pair, in ledger order, following `nextToken`.
+async fn ledger(client: &reqwest::Client, url: &str, license: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            None => format!("/license_updates?licenseId={license}&_sort=effective_from:asc"),
+            Some(t) => format!("/license_updates?nextToken={t}"),
+        };
+        let page = get(client, url, &path).await;
+        all.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page.get("nextToken").and_then(Value::as_str) {
+            Some(next) => token = Some(next.to_owned()),
+            None => return all,
+        }
+    }
+}
+
+/// Acknowledged writes keep arriving while the server is killed with SIGKILL at a random
+/// moment; after a restart every acknowledged write is there and the invariants hold.
+async fn acknowledged_writes_survive_sigkill(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let server = Served::start(&database.url, Some(ADMIN_KEY));
+    let url = server.url.clone();
+    let (_, customer) = post(
+        &client,
+        &url,
+        "/customers",
+        json!({"email": "c@example.com", "name": "C"}),
+    )
+    .await
+    .unwrap();
+    let (_, product) = post(
+        &client,
+        &url,
+        "/products",
+        json!({"name": "P", "license_key_activations_limit": 100_000}),
+    )
+    .await
+    .unwrap();
+    let (_, key) = post(
+        &client,
+        &url,
+        "/license_keys",
+        json!({"customer_id": customer["customer_id"], "product_id": product["product_id"]}),
+    )
+    .await
+    .unwrap();
+    let key_text = key["key"].as_str().unwrap().to_owned();
+
+    let acked_entries = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let acked_instances = Arc::new(Mutex::new(Vec::<String>::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|writer: i64| {
+            let (client, url, key_text) = (client.clone(), url.clone(), key_text.clone());
+            let (entries, instances) = (acked_entries.clone(), acked_instances.clone());
+            tokio::spawn(async move {
+                for n in 0i64.. {
+                    let second = writer * 1_000_000 + n;
+                    let result = if n % 2 == 0 {
+                        let body = json!({"accountId": "acme", "licenseId": "seats", "updateType": "RELATIVE", "quantity": 1,
+                            "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": {"write": second.to_string()}});
+                        post(&client, &url, "/license_updates", body).await.map(|(status, _)| {
+                            if status == 200 {
+                                entries.lock().unwrap().push(second);
+                            }
+                        })
+                    } else {
+                        let body = json!({"license_key": key_text, "name": format!("m{second}")});
+                        post(&client, &url, "/licenses/activate", body).await.map(|(status, reply)| {
+                            if status == 201 {
+                                instances.lock().unwrap().push(reply["id"].as_str().unwrap().to_owned());
+                            }
+                        })
+                    };
+                    if result.is_err() {
+                        return; // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    let delay = rand::thread_rng().gen_range(300..900);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    server.kill();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked_entries = acked_entries.lock().unwrap().clone();
+    let acked_instances = acked_instances.lock().unwrap().clone();
+    assert!(
+        !acked_entries.is_empty() && !acked_instances.is_empty(),
+        "nothing was written before the kill"
+    );
+
+    let restarted = Served::start(&database.url, None);
+    let entries = ledger(&client, &restarted.url, "seats").await;
+    let written: std::collections::HashSet<i64> = entries
+        .iter()
+        .map(|e| e["metadata"]["write"].as_str().unwrap().parse().unwrap())
+        .collect();
+    for second in &acked_entries {
+        assert!(
+            written.contains(second),
+            "acknowledged write {second} was lost ({backend:?})"
+        );
+    }
+    // Every entry's quantity is still its place in the ledger: resolution was never half-done.
+    let quantities: Vec<i64> = entries
+        .iter()
+        .map(|e| e["quantity"].as_i64().unwrap())
+        .collect();
+    assert_eq!(quantities, (1..=entries.len() as i64).collect::<Vec<_>>());
+
+    let key_now = get(
+        &client,
+        &restarted.url,
+        &format!("/license_keys/{}", key["id"].as_str().unwrap()),
+    )
+    .await;
+    let mut listed = Vec::new();
+    for page in 1.. {
+        let items = get(
+            &client,
+            &restarted.url,
+            &format!(
+                "/license_key_instances?license_key_id={}&page_size=100&page_number={page}",
+                key["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+        let items = items["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            break;
+        }
+        listed.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(
+        key_now["instances_count"].as_u64().unwrap(),
+        listed.len() as u64,
+        "instances_count matches its instances"
+    );
+    for instance in &acked_instances {
+        assert!(
+            listed.contains(instance),
+            "acknowledged activation {instance} was lost ({backend:?})"
+        );
+    }
+    println!(
+        "{backend:?}: killed after {delay} ms; {} entries and {} activations acknowledged, all present",
+        acked_entries.len(),
+        acked_instances.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_sigkill_on_sqlite() {
+    for _ in 0..2 {
+        acknowledged_writes_survive_sigkill(Backend::Sqlite).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_sigkill_on_postgres() {
+    for _ in 0..2 {
+        acknowledged_writes_survive_sigkill(Backend::Postgres).await;
+    }
+}
+
+/// SIGTERM with requests in flight: each accepted request completes, the process exits
+/// 0, and exactly the acknowledged writes are in the database.
+async fn sigterm_lets_requests_in_flight_finish(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let server = Served::start(&database.url, Some(ADMIN_KEY));
+    let url = server.url.clone();
+    let requests: Vec<_> = (0..40)
+        .map(|n| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let body = json!({"accountId": "acme", "licenseId": "seats", "updateType": "RELATIVE", "quantity": 1,
+                    "effectiveFrom": "2024-01-01T00:00:00Z", "idempotencyKey": format!("k{n}")});
+                client.post(format!("{url}/license_updates")).bearer_auth(ADMIN_KEY).json(&body).send().await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.signal_terminate();
+    let mut acknowledged = 0;
+    for request in requests {
+        match request.await.unwrap() {
+            Ok(response) => {
+                assert_eq!(
+                    response.status().as_u16(),
+                    200,
+                    "an accepted request completes"
+                );
+                response.json::<Value>().await.expect("a complete body");
+                acknowledged += 1;
+            }
+            // Arrived after the listener closed: never accepted, so never half-done.
+            Err(error) => assert!(error.is_connect() || error.is_request(), "{error:?}"),
+        }
+    }
+    assert_eq!(server.wait().code(), Some(0));
+    let restarted = Served::start(&database.url, None);
+    let entries = ledger(&client, &restarted.url, "seats").await;
+    assert_eq!(
+        entries.len(),
+        acknowledged,
+        "exactly the acknowledged writes are there"
+    );
+    println!("{backend:?}: {acknowledged} of 40 requests were in flight at SIGTERM and completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_requests_in_flight_finish_on_sqlite() {
+    sigterm_lets_requests_in_flight_finish(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_requests_in_flight_finish_on_postgres() {
+    sigterm_lets_requests_in_flight_finish(Backend::Postgres).await;
+}
+
+/// A TCP proxy to PostgreSQL that can be cut (every connection dropped, new ones
+/// refused) and restored: an outage of the database as the server sees it.
+struct Proxy {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    async fn start(target: &'static str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (up2, generation2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound); // refused, as by a stopped server
+                    continue;
+                }
+                let born = generation2.load(Ordering::SeqCst);
+                let generation = generation2.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut ri, mut wi) = inbound.split();
+                    let (mut ro, mut wo) = outbound.split();
+                    let cut = async {
+                        while generation.load(Ordering::SeqCst) == born {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_503_fast_and_service_resumes_by_itself() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    let proxied = TestDatabase::alias(format!(
+        "postgres://postgres@127.0.0.1:{}/{name}",
+        proxy.port
+    ));
+    let timeout = Duration::from_millis(1000);
+    let server = TestServer::start_on_with_timeout(
+        proxied,
+        Backend::Postgres,
+        ServerSettings::default(),
+        timeout,
+    )
+    .await;
+    let body =
+        json!({"accountId": "acme", "licenseId": "seats", "updateType": "ABSOLUTE", "quantity": 1});
+    server
+        .post("/license_updates", body.clone())
+        .await
+        .expect(200);
+    server
+        .call(reqwest::Method::GET, "/readyz", "", None)
+        .await
+        .expect(200);
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for path in ["/license_updates", "/license_keys", "/readyz"] {
+        let started = Instant::now();
+        let reply = if path == "/readyz" {
+            server.call(reqwest::Method::GET, path, "", None).await
+        } else {
+            server.get(path).await
+        };
+        reply.expect(503);
+        assert!(reply.message().contains("database"), "{}", reply.text);
+        assert!(
+            started.elapsed() < timeout * 3,
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    let write = server.post("/license_updates", body.clone()).await;
+    write.expect(503);
+    server
+        .call(reqwest::Method::GET, "/healthz", "", None)
+        .await
+        .expect(200);
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = server.call(reqwest::Method::GET, "/readyz", "", None).await;
+        if reply.status.as_u16() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready again: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.post("/license_updates", body).await.expect(200);
+    let listed = server.get("/license_updates").await;
+    assert_eq!(
+        listed.json["data"].as_array().unwrap().len(),
+        2,
+        "the refused write left nothing behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_the_timeout_is_503() {
+    let settings = ServerSettings {
+        request_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // Headers promise a body that never comes.
+    let request = format!(
+        "POST /license_updates HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        server.key
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("did not complete within 500 ms"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_its_headers_is_disconnected() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    // The server closes the connection (read returns 0 or an error) instead of waiting forever.
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after 20 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+}
