@@ -2,7 +2,7 @@
 //! transaction, so resolution sees a stable pair.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::{SqliteStore, internal};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
@@ -122,7 +122,7 @@ impl LedgerStore for SqliteStore {
     }
 }
 
-fn append(tx: &Transaction<'_>, business_id: &str, entry: &NewEntry) -> Result<Appended> {
+fn append(tx: &Connection, business_id: &str, entry: &NewEntry) -> Result<Appended> {
     let fingerprint = entry.fingerprint();
     if let Some(key) = &entry.idempotency_key {
         let earlier: Option<(Vec<u8>, String)> = tx

@@ -3,7 +3,7 @@
 //! one immediate transaction, so the activation limit holds.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::{SqliteStore, internal};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
@@ -120,7 +120,7 @@ fn key_by_key(conn: &Connection, key: &str) -> Result<Option<LicenseKey>> {
     .transpose()
 }
 
-fn save_key_state(tx: &Transaction<'_>, key: &LicenseKey) -> Result<()> {
+fn save_key_state(tx: &Connection, key: &LicenseKey) -> Result<()> {
     tx.execute(
         "UPDATE license_keys SET activations_limit = ?2, instances_count = ?3, disabled = ?4, expires_at = ?5
          WHERE id = ?1",
@@ -136,7 +136,7 @@ fn save_key_state(tx: &Transaction<'_>, key: &LicenseKey) -> Result<()> {
     Ok(())
 }
 
-fn write_product(tx: &Transaction<'_>, product: &Product, insert: bool) -> Result<()> {
+fn write_product(tx: &Connection, product: &Product, insert: bool) -> Result<()> {
     let (count, interval) = duration_columns(product.license_key_duration);
     let sql = if insert {
         "INSERT INTO products (id, business_id, name, description, license_key_activations_limit,

@@ -2,6 +2,11 @@
 //! taken from a small pool, because a hop to another thread costs more than an indexed
 //! point read. Writes go to one writer thread: SQLite allows one writer at a time, and
 //! queueing them there keeps async workers free while a commit waits for the disk.
+//!
+//! The writer commits in groups: it takes every write waiting in its queue, runs each in
+//! a savepoint of one transaction (a failed write rolls back only its own savepoint),
+//! commits once, and only then answers them all. Each write stays atomic and is durable
+//! before it is acknowledged, while one disk sync serves many writes under load.
 
 mod ledger;
 mod licenses;
@@ -28,7 +33,12 @@ const MIGRATIONS: &[&str] = &[
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 16;
 
-type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Answers a write's caller once its group's commit is known.
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write: runs on the writer's connection inside a savepoint, returns its reply.
+type WriteJob = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// The most writes committed together.
+const MAX_GROUP: usize = 256;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -60,11 +70,7 @@ impl SqliteStore {
         let (writer, jobs) = mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || {
-                for job in jobs {
-                    job(&mut writer_conn);
-                }
-            })
+            .spawn(move || run_writer(&writer_conn, &jobs))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
 
         Ok(Self {
@@ -76,22 +82,17 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work` in an immediate transaction on the writer thread and commits if it succeeds.
+    /// Runs `work` atomically on the writer thread; answers after its group commits.
     async fn write<R: Send + 'static>(
         &self,
-        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R> + Send + 'static,
+        work: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (reply, answer) = oneshot::channel();
         let job: WriteJob = Box::new(move |conn| {
-            let result = (|| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(internal)?;
-                let value = work(&tx)?;
-                tx.commit().map_err(internal)?;
-                Ok(value)
-            })();
-            let _ = reply.send(result);
+            let result = in_savepoint(conn, work);
+            Box::new(move |committed: Result<()>| {
+                let _ = reply.send(committed.and(result));
+            })
         });
         self.writer
             .send(job)
@@ -122,6 +123,46 @@ impl SqliteStore {
         }
         result
     }
+}
+
+/// The writer thread: groups whatever writes are waiting into one transaction.
+fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // The jobs are dropped unrun; their callers get an error.
+            tracing::error!(%error, "cannot begin a write transaction");
+            continue;
+        }
+        let replies: Vec<Reply> = group.into_iter().map(|job| job(conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone().map_err(StorageError::Internal));
+        }
+    }
+}
+
+/// Runs one write in a savepoint, so that its failure (or panic) undoes only itself.
+fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT write").map_err(internal)?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(internal("a write panicked")));
+    let end = if result.is_ok() {
+        "RELEASE write"
+    } else {
+        "ROLLBACK TO write; RELEASE write"
+    };
+    conn.execute_batch(end).map_err(internal)?;
+    result
 }
 
 fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
@@ -297,7 +338,7 @@ impl HealthStore for SqliteStore {
 }
 
 fn insert_api_key(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     business_id: &str,
     digest: KeyDigest,
     read_only: bool,
