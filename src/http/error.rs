@@ -191,7 +191,10 @@ pub struct MessageBody {
 fn speaks_togai(path: &str) -> bool {
     ["/license_updates", "/license_quantity", "/license_usage"]
         .iter()
-        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+        .any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
 }
 
 /// Writes every error body, including those of responses made outside the handlers

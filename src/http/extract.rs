@@ -146,8 +146,9 @@ pub async fn reject_nul(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let uri = request.uri().to_string();
-    if uri.to_ascii_lowercase().contains("%00") {
+    let uri = request.uri();
+    let has_nul = |text: &str| text.as_bytes().windows(3).any(|w| w == b"%00");
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
         return ApiError::BadRequest("the URL must not contain NUL characters (%00)".into())
             .into_response();
     }

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::storage::Store;
@@ -133,7 +133,7 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
     api.fallback(ops::no_route)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(request_id.clone(), SequentialIds::default()))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http())
                 .layer(axum::middleware::from_fn(error::render_errors))
@@ -147,6 +147,32 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
                 .layer(CatchPanicLayer::new()),
         )
         .with_state(state)
+}
+
+/// Request ids unique across processes and restarts without a system call per request:
+/// a random prefix chosen at start, then a counter.
+#[derive(Clone)]
+struct SequentialIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for SequentialIds {
+    fn default() -> Self {
+        Self {
+            prefix: crate::domain::ids::new_id("req").into(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for SequentialIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// Fails a request that runs over the request timeout with 503. Dropping the handler

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Runs the benchmarks of bench/run.sh and prints the table. Standard library only.
+
+Each figure stands beside its baseline, measured in the same run on the same machine:
+the bare axum handler (the HTTP stack's limit) for SQLite, pgbench (PostgreSQL's limit)
+for PostgreSQL.
+"""
+
+import http.client
+import json
+import os
+import random
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+
+SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LICENSED = os.path.join(ROOT, "target/release/licensed")
+BARE = os.path.join(ROOT, "target/release/examples/bare_validate")
+SCRIPT = os.path.join(ROOT, "bench/wrk.lua")
+ADMIN = "lsk_bench-admin"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+CONNECTIONS = 32
+KEYS, PAIRS, ENTRIES_PER_PAIR, DEEP, LATER = 10_000, 10_000, 100, 100_000, 10_000
+LICENSED_PORT, BARE_PORT = 18181, 18182
+DAY_US, BASE_US = 86_400_000_000, 1_704_067_200_000_000  # 2024-01-01
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def start(command, env=None):
+    """Starts a server and waits for its 'listening' line."""
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "listening on" in line:
+            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+            return process
+    raise SystemExit(f"{command[0]} did not start")
+
+
+def stop(process):
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def peak_rss_mib(process):
+    with open(f"/proc/{process.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(port, mode, **env):
+    """(requests per second, p99 latency in ms) of one wrk run."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "-s", SCRIPT, f"http://127.0.0.1:{port}"],
+        env={**os.environ, "BENCH_MODE": mode, **{f"BENCH_{k.upper()}": str(v) for k, v in env.items()}},
+        capture_output=True, text=True, check=True).stdout
+    rps, p99, errors = re.search(r"RESULT (\S+) (\S+) (\S+)", out).groups()
+    if int(errors):
+        log(f"  note: {errors} errors in {mode}")
+    return float(rps), float(p99)
+
+
+class Api:
+    """A keep-alive HTTP client, one per thread."""
+
+    def __init__(self, port):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def call(self, method, path, body=None, auth=True):
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {ADMIN}"
+        self.connection.request(method, path, json.dumps(body) if body is not None else None, headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        if response.status >= 300:
+            raise SystemExit(f"{method} {path}: {response.status} {data[:200]}")
+        return json.loads(data) if data else None
+
+
+def seed_keys(port):
+    """A customer, a product without limits, and KEYS license keys (over HTTP)."""
+    api = Api(port)
+    customer = api.call("POST", "/customers", {"email": "bench@example.com", "name": "Bench"})
+    product = api.call("POST", "/products", {"name": "Bench"})
+    body = {"customer_id": customer["customer_id"], "product_id": product["product_id"]}
+    keys, lock = [], threading.Lock()
+
+    def work(count):
+        client = Api(port)
+        for _ in range(count):
+            key = client.call("POST", "/license_keys", body)["key"]
+            with lock:
+                keys.append(key)
+
+    threads = [threading.Thread(target=work, args=(KEYS // 8,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    contended = api.call("POST", "/license_keys", body)["key"]
+    return keys, contended
+
+
+def ledger_rows(business):
+    """PAIRS pairs of ENTRIES_PER_PAIR ABSOLUTE entries, then one pair with LATER RELATIVE ones."""
+    for pair in range(PAIRS):
+        for k in range(ENTRIES_PER_PAIR):
+            yield (business, f"acct-{pair}", "seats", BASE_US + k * DAY_US, "ABSOLUTE", str(k + 1), str(k + 1),
+                   BASE_US + pair * ENTRIES_PER_PAIR + k)
+    for i in range(LATER):
+        yield (business, "head", "seats", BASE_US + (i + 1) * 1_000_000, "RELATIVE", "1", str(i + 1),
+               BASE_US + PAIRS * ENTRIES_PER_PAIR + i)
+
+
+INSERT = ("INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from, update_type, "
+          "given, absolute, created_at) VALUES ({})")
+
+
+def seed_ledger_sqlite(path):
+    db = sqlite3.connect(path, timeout=60)
+    business = db.execute("SELECT id FROM businesses WHERE name = 'default'").fetchone()[0]
+    with db:
+        db.executemany(INSERT.format(", ".join("?" * 8)), ledger_rows(business))
+    db.close()
+
+
+def seed_ledger_postgres(url):
+    business = psql(url, "SELECT id FROM businesses WHERE name = 'default'").strip()
+    psql(url, f"""
+        INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from, update_type, given, absolute, created_at)
+        SELECT '{business}', 'acct-' || p, 'seats', {BASE_US} + k * {DAY_US}::BIGINT, 'ABSOLUTE', k + 1, k + 1,
+               {BASE_US} + p * {ENTRIES_PER_PAIR} + k
+        FROM generate_series(0, {PAIRS - 1}) p, generate_series(0, {ENTRIES_PER_PAIR - 1}) k ORDER BY p, k;
+        INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from, update_type, given, absolute, created_at)
+        SELECT '{business}', 'head', 'seats', {BASE_US} + (i + 1) * 1000000::BIGINT, 'RELATIVE', 1, i + 1,
+               {BASE_US} + {PAIRS * ENTRIES_PER_PAIR} + i
+        FROM generate_series(0, {LATER - 1}) i;
+        ANALYZE;""")
+
+
+def psql(url, sql):
+    return subprocess.run(["psql", url, "-qtAc", sql], capture_output=True, text=True, check=True).stdout
+
+
+def deep_page_path(port):
+    """The path of the page DEEP entries into the default listing, found by walking to it."""
+    api, token = Api(port), None
+    for _ in range(DEEP // 50):
+        query = "pageSize=50" + (f"&nextToken={token}" if token else "")
+        token = api.call("GET", f"/license_updates?{query}")["nextToken"]
+    return f"/license_updates?pageSize=50&nextToken={token}"
+
+
+def median_ms(port, bodies):
+    api, times = Api(port), []
+    for body in bodies:
+        started = time.perf_counter()
+        api.call("POST", "/license_updates", body)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def head_vs_append(port):
+    """A backdated insert before LATER RELATIVE entries (all re-resolved) vs an append."""
+    head = [{"accountId": "head", "licenseId": "seats", "updateType": "RELATIVE", "quantity": 1,
+             "effectiveFrom": "2023-12-31T00:00:00Z"} for _ in range(20)]
+    tail = [{"accountId": "head", "licenseId": "seats", "updateType": "RELATIVE", "quantity": 1,
+             "effectiveFrom": f"2030-01-01T00:00:{i:02d}Z"} for i in range(20)]
+    return median_ms(port, head), median_ms(port, tail)
+
+
+def bench_licensed(name, database_url, seed_ledger, results):
+    log(f"{name}: starting")
+    server = start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
+                    "--public-rate-limit", "0"], {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+    try:
+        log(f"{name}: seeding {KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
+        keys, contended = seed_keys(LICENSED_PORT)
+        seed_ledger()
+        with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
+            keys_file.write("\n".join(keys))
+        log(f"{name}: measuring")
+        results["validate"] = wrk(LICENSED_PORT, "validate", keys=keys_file.name)
+        results["activate"] = wrk(LICENSED_PORT, "activate", key=contended)
+        results["ingest"] = wrk(LICENSED_PORT, "ingest", auth=ADMIN)
+        results["quantity"] = wrk(LICENSED_PORT, "quantity", auth=ADMIN, pairs=PAIRS)
+        results["first page"] = wrk(LICENSED_PORT, "get", auth=ADMIN, path="/license_updates?pageSize=50")
+        results["deep page"] = wrk(LICENSED_PORT, "get", auth=ADMIN, path=deep_page_path(LICENSED_PORT))
+        results["head"], results["append"] = head_vs_append(LICENSED_PORT)
+        results["rss"] = peak_rss_mib(server)
+        os.unlink(keys_file.name)
+    finally:
+        stop(server)
+
+
+def pgbench(database, mode):
+    out = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", mode, "-M", "prepared",
+                          "-c", str(CONNECTIONS), "-j", "2", "-T", str(SECONDS), database],
+                         capture_output=True, text=True, check=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    p99 = float("nan")
+    return tps, p99
+
+
+def main():
+    bare = start([BARE, f"127.0.0.1:{BARE_PORT}"])
+    with tempfile.NamedTemporaryFile("w", delete=False) as keys_file:
+        keys_file.write("\n".join(str(uuid.uuid4()) for _ in range(1000)))
+    log("bare handler: measuring")
+    baseline = wrk(BARE_PORT, "validate", keys=keys_file.name)
+    stop(bare)
+    os.unlink(keys_file.name)
+
+    sqlite_results = {}
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "bench.db")
+        bench_licensed("sqlite", f"sqlite://{path}", lambda: seed_ledger_sqlite(path), sqlite_results)
+
+    suffix = uuid.uuid4().hex[:8]
+    pg_db, pgbench_db = f"licensed_bench_{suffix}", f"pgbench_{suffix}"
+    pg_results = {}
+    try:
+        psql(PG_ADMIN, f"CREATE DATABASE {pg_db}")
+        psql(PG_ADMIN, f"CREATE DATABASE {pgbench_db}")
+        subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", "10", "-q", pgbench_db],
+                       capture_output=True, check=True)
+        log("pgbench: measuring")
+        point_reads = pgbench(pgbench_db, "-S")
+        writes = pgbench(pgbench_db, "-N")
+        pg_url = f"postgres://postgres@127.0.0.1:5432/{pg_db}"
+        bench_licensed("postgres", pg_url, lambda: seed_ledger_postgres(pg_url), pg_results)
+    finally:
+        psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
+        psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pgbench_db} WITH (FORCE)")
+
+    print_table(baseline, point_reads, writes, sqlite_results, pg_results)
+
+
+def print_table(bare, reads, writes, lite, pg):
+    rows = []
+
+    def throughput(label, figure, base, base_label, target):
+        ratio = figure[0] / base[0]
+        verdict = "" if target is None else ("met" if ratio >= target else "NOT met")
+        rows.append((label, f"{figure[0]:,.0f} req/s", f"p99 {figure[1]:.2f} ms", f"{base_label} {base[0]:,.0f}/s",
+                     f"{ratio:.2f}x", f">= {target:.2f}x {verdict}" if target else ""))
+
+    for name, r, read_base, read_label, read_target, write_base, write_label, write_target in (
+            ("SQLite", lite, bare, "bare", 0.70, bare, "bare", 0.20),
+            ("PostgreSQL", pg, reads, "pgbench -S", 0.60, writes, "pgbench -N", 0.80)):
+        throughput(f"{name} validate", r["validate"], read_base, read_label, read_target)
+        throughput(f"{name} activate (one key)", r["activate"], r["validate"], "validate", None)
+        throughput(f"{name} ingest", r["ingest"], write_base, write_label, write_target)
+        throughput(f"{name} license_quantity (1M)", r["quantity"], r["validate"], "validate", 0.80)
+        first, deep = r["first page"], r["deep page"]
+        rows.append((f"{name} page 100k deep", f"{deep[0]:,.0f} req/s", f"p99 {deep[1]:.2f} ms",
+                     f"first page p99 {first[1]:.2f} ms", f"{deep[1] / first[1]:.2f}x latency",
+                     "<= 1.50x " + ("met" if deep[1] <= 1.5 * first[1] else "NOT met")))
+        rows.append((f"{name} backdated insert (10k later)", f"median {r['head']:.1f} ms", "",
+                     f"append {r['append']:.1f} ms", f"{r['head'] / r['append']:.1f}x latency", ""))
+        rows.append((f"{name} peak RSS", f"{r['rss']:.1f} MiB", "", "", "",
+                     "<= 100 MiB " + ("met" if r["rss"] <= 100 else "NOT met")))
+    rows.insert(0, ("bare axum handler", f"{bare[0]:,.0f} req/s", f"p99 {bare[1]:.2f} ms", "", "", ""))
+    rows.insert(1, ("pgbench -S -M prepared", f"{reads[0]:,.0f} tps", "", "", "", ""))
+    rows.insert(2, ("pgbench -N -M prepared", f"{writes[0]:,.0f} tps", "", "", "", ""))
+
+    header = ("benchmark", "figure", "latency", "baseline (same run)", "ratio", "target")
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    line = lambda row: "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
+    print(f"\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; pgbench -c{CONNECTIONS} -j2 -T{SECONDS}; {os.cpu_count()} cores\n")
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Benchmarks licensed on SQLite and PostgreSQL beside the limits of the machine (a bare
+# axum handler, pgbench), and prints one table. Usage: bench/run.sh [seconds per run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk (Debian package)" >&2
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+command -v pgbench >/dev/null || { echo "pgbench is needed (package postgresql-client)" >&2; exit 1; }
+pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+
+cargo build --release --bin licensed --example bare_validate
+exec python3 bench/run.py "${1:-10}"
