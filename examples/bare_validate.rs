@@ -21,8 +21,14 @@ async fn validate(Json(_request): Json<ValidateRequest>) -> Json<serde_json::Val
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18182".into());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18182".into());
     let listener = tokio::net::TcpListener::bind(&address).await?;
     eprintln!("listening on http://{address}");
-    axum::serve(listener, Router::new().route("/licenses/validate", post(validate))).await
+    axum::serve(
+        listener,
+        Router::new().route("/licenses/validate", post(validate)),
+    )
+    .await
 }

@@ -2,9 +2,7 @@
 //! writes error bodies. Ledger routes answer `{"message"}` (the Togai schema allows no
 //! other field); every other route answers `{"code", "message"}`.
 
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -141,7 +139,7 @@ impl From<StorageError> for ApiError {
     }
 }
 
-/// An error waiting for its body; [`render_errors`] writes it in the route's shape.
+/// An error waiting for its body; [`render`] writes it in the route's shape.
 #[derive(Debug, Clone)]
 struct PendingError {
     code: &'static str,
@@ -188,7 +186,7 @@ pub struct MessageBody {
 }
 
 /// Routes that answer in Togai's shape.
-fn speaks_togai(path: &str) -> bool {
+pub fn speaks_togai(path: &str) -> bool {
     ["/license_updates", "/license_quantity", "/license_usage"]
         .iter()
         .any(|prefix| {
@@ -197,11 +195,10 @@ fn speaks_togai(path: &str) -> bool {
         })
 }
 
-/// Writes every error body, including those of responses made outside the handlers
-/// (unknown routes, wrong methods, body limits, timeouts), so that all have one shape.
-pub async fn render_errors(request: Request, next: Next) -> Response {
-    let togai = speaks_togai(request.uri().path());
-    let mut response = next.run(request).await;
+/// Writes the body of an error response in its route's shape, including responses made
+/// outside the handlers (unknown routes, wrong methods, body limits, timeouts), so that
+/// all errors look alike. Other responses pass through untouched.
+pub fn render(mut response: Response, togai: bool) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -139,18 +139,9 @@ impl FromRequestParts<AppState> for Writer {
     }
 }
 
-/// Refuses a NUL character anywhere in the path or query: no id or filter can hold one,
-/// and PostgreSQL cannot even compare text with it.
-pub async fn reject_nul(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let uri = request.uri();
-    let has_nul = |text: &str| text.as_bytes().windows(3).any(|w| w == b"%00");
-    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
-        return ApiError::BadRequest("the URL must not contain NUL characters (%00)".into())
-            .into_response();
-    }
-    next.run(request).await
+/// Whether the path or query holds an encoded NUL: no id or filter can hold one, and
+/// PostgreSQL cannot even compare text with it.
+pub fn has_nul(uri: &axum::http::Uri) -> bool {
+    let nul = |text: &str| text.as_bytes().windows(3).any(|w| w == b"%00");
+    nul(uri.path()) || uri.query().is_some_and(nul)
 }

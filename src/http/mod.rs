@@ -1,6 +1,7 @@
 //! Where requests enter: the router, its middleware, and [`serve`], which runs the
 //! server on a listener until a shutdown signal.
 
+mod envelope;
 pub mod error;
 pub mod extract;
 mod ledger;
@@ -27,7 +28,9 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::storage::Store;
@@ -121,7 +124,9 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
             "/license_key_instances/{id}",
             get(licenses::get_instance).patch(licenses::rename_instance),
         )
-        .merge(public_routes(state.clone()))
+        .route("/licenses/activate", post(public::activate))
+        .route("/licenses/deactivate", post(public::deactivate))
+        .route("/licenses/validate", post(public::validate))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi_json))
@@ -133,16 +138,16 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
     api.fallback(ops::no_route)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), SequentialIds::default()))
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    SequentialIds::default(),
+                ))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http())
-                .layer(axum::middleware::from_fn(error::render_errors))
                 .layer(axum::middleware::from_fn_with_state(
                     settings.request_timeout,
-                    limit_duration,
+                    envelope::envelope,
                 ))
-                .layer(axum::middleware::from_fn(ops::record_metrics))
-                .layer(axum::middleware::from_fn(extract::reject_nul))
                 .layer(RequestBodyLimitLayer::new(extract::BODY_LIMIT))
                 .layer(CatchPanicLayer::new()),
         )
@@ -173,31 +178,6 @@ impl MakeRequestId for SequentialIds {
             .ok()
             .map(RequestId::new)
     }
-}
-
-/// Fails a request that runs over the request timeout with 503. Dropping the handler
-/// rolls back its open transaction.
-async fn limit_duration(
-    axum::extract::State(timeout): axum::extract::State<Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => error::ApiError::TimedOut(timeout.as_millis()).into_response(),
-    }
-}
-
-fn public_routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/licenses/activate", post(public::activate))
-        .route("/licenses/deactivate", post(public::deactivate))
-        .route("/licenses/validate", post(public::validate))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            public::rate_limit,
-        ))
 }
 
 /// A router with only `/metrics`, for `--metrics-bind`.

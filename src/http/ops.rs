@@ -2,12 +2,11 @@
 //! its rendering.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
@@ -100,23 +99,17 @@ fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-pub async fn record_metrics(request: Request, next: Next) -> Response {
+/// Counts a finished request and its latency.
+pub fn record(method: &Method, route: Option<&MatchedPath>, status: StatusCode, elapsed: Duration) {
     let _ = prometheus();
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
-    let response = next.run(request).await;
-    let status = response.status();
+    let route = route.map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = method.as_str().to_owned();
     metrics::counter!("http_requests_total",
         "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string())
     .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!("request failed with 500");
     }
-    response
 }

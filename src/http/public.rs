@@ -4,10 +4,9 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -20,16 +19,18 @@ use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
 use crate::domain::license::KeyStatus;
 use crate::domain::time::Timestamp;
 
-/// Applies the per-IP limit before anything else is read.
-pub async fn rate_limit(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match state.limits.check_public(peer.ip()) {
-        Ok(()) => next.run(request).await,
-        Err(limited) => limited.into_response(),
+/// A caller of the public endpoints, within its per-IP rate limit. Listed before the
+/// body in each handler, so that a limited request is refused before its body is read.
+pub struct PublicCaller;
+
+impl FromRequestParts<AppState> for PublicCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            state.limits.check_public(peer.ip())?;
+        }
+        Ok(PublicCaller)
     }
 }
 
@@ -110,6 +111,7 @@ impl From<Activation> for LicenseActivateResponse {
     ))]
 pub async fn activate(
     State(state): State<AppState>,
+    _: PublicCaller,
     JsonBody(request): JsonBody<ActivateRequest>,
 ) -> Result<(StatusCode, Json<LicenseActivateResponse>), ApiError> {
     let activation = state
@@ -145,6 +147,7 @@ pub struct DeactivateRequest {
     ))]
 pub async fn deactivate(
     State(state): State<AppState>,
+    _: PublicCaller,
     JsonBody(request): JsonBody<DeactivateRequest>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -186,6 +189,7 @@ pub struct LicenseValidateResponse {
     ))]
 pub async fn validate(
     State(state): State<AppState>,
+    _: PublicCaller,
     JsonBody(request): JsonBody<ValidateRequest>,
 ) -> Result<Json<LicenseValidateResponse>, ApiError> {
     let instance = request
