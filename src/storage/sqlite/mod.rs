@@ -44,6 +44,8 @@ pub struct SqliteStore {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: mpsc::Sender<WriteJob>,
+    /// Dropped with the store, which ends the checkpointer thread.
+    _stop_checkpoints: mpsc::Sender<()>,
     timeout: Duration,
     /// Holds the directory of a `sqlite::memory:` database until the store is dropped.
     _scratch: Option<tempfile::TempDir>,
@@ -66,17 +68,29 @@ impl SqliteStore {
             ))
         })?;
         migrate(&mut writer_conn).map_err(|e| OpenError::Failed(format!("migrations: {e}")))?;
+        // Checkpoints run on a thread of their own (below), not inside the writer's commits;
+        // a larger cache keeps the indexes the writer touches in memory.
+        writer_conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -32768;")
+            .map_err(|e| OpenError::Failed(e.to_string()))?;
+        let checkpointer = connect(&path).map_err(|e| OpenError::Failed(e.to_string()))?;
 
         let (writer, jobs) = mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run_writer(&writer_conn, &jobs))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
+        let (stop_checkpoints, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpointer".into())
+            .spawn(move || run_checkpointer(&checkpointer, &stopped))
+            .map_err(|e| OpenError::Failed(e.to_string()))?;
 
         Ok(Self {
             path,
             readers: Mutex::new(Vec::new()),
             writer,
+            _stop_checkpoints: stop_checkpoints,
             timeout: options.timeout,
             _scratch: scratch,
         })
@@ -151,17 +165,33 @@ fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>) {
     }
 }
 
+/// How often the checkpointer moves committed pages from the WAL into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Copies the WAL into the database in the background (PASSIVE: it never blocks readers
+/// or the writer), so that commits only append to the WAL and the WAL stays small.
+fn run_checkpointer(conn: &Connection, stop: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
+    }
+}
+
 /// Runs one write in a savepoint, so that its failure (or panic) undoes only itself.
 fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-    conn.execute_batch("SAVEPOINT write").map_err(internal)?;
+    let run = |sql: &str| {
+        conn.prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map_err(internal)
+    };
+    run("SAVEPOINT write")?;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(internal("a write panicked")));
-    let end = if result.is_ok() {
-        "RELEASE write"
-    } else {
-        "ROLLBACK TO write; RELEASE write"
-    };
-    conn.execute_batch(end).map_err(internal)?;
+    if result.is_err() {
+        run("ROLLBACK TO write")?;
+    }
+    run("RELEASE write")?;
     result
 }
 
