@@ -31,7 +31,10 @@ async fn fuzz(backend: Backend) {
         .args(["--header", &format!("Authorization: Bearer {}", server.key)])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"])
         .args(["--max-time", &BUDGET_SECS.to_string()])
-        .args(["--seed", "20261123", "--workers", "2"])
+        // One worker: with several threads, CPython 3.11's AST constructor (which
+        // Hypothesis uses to describe strategies) fails at random ("recursion depth
+        // mismatch"), a fault of the tool rather than a finding.
+        .args(["--seed", "20261123", "--workers", "1"])
         .args(["--report", "junit", "--report-dir"])
         .arg(report.path())
         .env("NO_COLOR", "1")

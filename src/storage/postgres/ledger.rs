@@ -168,22 +168,49 @@ async fn append(conn: &mut PgConnection, business_id: &str, entry: &NewEntry) ->
     let now = Timestamp::now();
     let at = entry.effective_from.unwrap_or(now);
     let pair = (&entry.account_id, &entry.license_id);
-    let prior = governing(conn, business_id, pair, at)
-        .await?
-        .map_or(Quantity::ZERO, |(_, q)| q);
-    let later = later_entries(conn, business_id, pair, at).await?;
+    let (prior, later) = neighbours(conn, business_id, pair, at).await?;
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
+    let written = LedgerEntry {
+        license_id: entry.license_id.clone(),
+        account_id: entry.account_id.clone(),
+        quantity: insertion.absolute,
+        effective_from: at,
+        metadata: entry.metadata.clone(),
+        created_at: now,
+    };
     let metadata = entry
         .metadata
         .as_ref()
         .map(serde_json::to_string)
         .transpose()
         .map_err(corrupt)?;
+    let (seqs, absolutes): (Vec<i64>, Vec<Decimal>) = insertion
+        .changed
+        .iter()
+        .map(|(seq, q)| (*seq, q.decimal()))
+        .unzip();
+    let response = entry
+        .idempotency_key
+        .as_ref()
+        .map(|_| serde_json::to_string(&written))
+        .transpose()
+        .map_err(corrupt)?;
+    // One round trip writes the entry, the re-resolved later entries and the response
+    // an idempotent repeat will get.
     sqlx::query(
-        "INSERT INTO ledger_entries
-             (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "WITH inserted AS (
+             INSERT INTO ledger_entries
+                 (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ), resolved AS (
+             UPDATE ledger_entries AS e SET absolute = c.absolute
+             FROM UNNEST($10::BIGINT[], $11::NUMERIC[]) AS c (seq, absolute)
+             WHERE e.seq = c.seq
+         ), answered AS (
+             UPDATE ledger_idempotency SET response = $12 WHERE business_id = $1 AND key = $13
+         )
+         SELECT 1",
     )
     .bind(business_id)
     .bind(entry.account_id.as_str())
@@ -194,46 +221,13 @@ async fn append(conn: &mut PgConnection, business_id: &str, entry: &NewEntry) ->
     .bind(insertion.absolute.decimal())
     .bind(metadata)
     .bind(now.micros())
+    .bind(seqs)
+    .bind(absolutes)
+    .bind(response)
+    .bind(entry.idempotency_key.as_ref().map(|k| k.as_str()))
     .execute(&mut *conn)
     .await
     .map_err(classify)?;
-    if !insertion.changed.is_empty() {
-        let (seqs, absolutes): (Vec<i64>, Vec<Decimal>) = insertion
-            .changed
-            .iter()
-            .map(|(seq, q)| (*seq, q.decimal()))
-            .unzip();
-        sqlx::query(
-            "UPDATE ledger_entries AS e SET absolute = c.absolute
-             FROM UNNEST($1::BIGINT[], $2::NUMERIC[]) AS c (seq, absolute)
-             WHERE e.seq = c.seq",
-        )
-        .bind(seqs)
-        .bind(absolutes)
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
-    }
-
-    let written = LedgerEntry {
-        license_id: entry.license_id.clone(),
-        account_id: entry.account_id.clone(),
-        quantity: insertion.absolute,
-        effective_from: at,
-        metadata: entry.metadata.clone(),
-        created_at: now,
-    };
-    if let Some(key) = &entry.idempotency_key {
-        sqlx::query(
-            "UPDATE ledger_idempotency SET response = $3 WHERE business_id = $1 AND key = $2",
-        )
-        .bind(business_id)
-        .bind(key.as_str())
-        .bind(serde_json::to_string(&written).map_err(corrupt)?)
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
-    }
     Ok(Appended::Created(written))
 }
 
@@ -260,22 +254,27 @@ async fn governing(
         .transpose()
 }
 
-/// The entries after `at` that a new entry there can affect: everything up to and
-/// including the instant of the next ABSOLUTE entry.
-async fn later_entries(
+/// In one round trip: the absolute quantity just before a new entry at `at` (zero if
+/// none) and the entries after it that it can affect: everything up to and including the
+/// instant of the next ABSOLUTE entry.
+async fn neighbours(
     conn: &mut PgConnection,
     business_id: &str,
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
-) -> Result<Vec<StoredEntry>> {
-    let rows: Vec<(i64, i64, String, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT seq, effective_from, update_type, given, absolute FROM ledger_entries
-         WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from > $4
-           AND effective_from <= COALESCE((
-               SELECT MIN(effective_from) FROM ledger_entries
-               WHERE business_id = $1 AND account_id = $2 AND license_id = $3
-                 AND effective_from > $4 AND update_type = 'ABSOLUTE'), 9223372036854775807)
-         ORDER BY effective_from, seq",
+) -> Result<(Quantity, Vec<StoredEntry>)> {
+    let rows: Vec<(bool, i64, i64, String, Decimal, Decimal)> = sqlx::query_as(
+        "(SELECT FALSE AS later, seq, effective_from, update_type, given, absolute FROM ledger_entries
+          WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
+          ORDER BY effective_from DESC, seq DESC LIMIT 1)
+         UNION ALL
+         (SELECT TRUE, seq, effective_from, update_type, given, absolute FROM ledger_entries
+          WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from > $4
+            AND effective_from <= COALESCE((
+                SELECT MIN(effective_from) FROM ledger_entries
+                WHERE business_id = $1 AND account_id = $2 AND license_id = $3
+                  AND effective_from > $4 AND update_type = 'ABSOLUTE'), 9223372036854775807))
+         ORDER BY later, effective_from, seq",
     )
     .bind(business_id)
     .bind(account.as_str())
@@ -284,18 +283,23 @@ async fn later_entries(
     .fetch_all(conn)
     .await
     .map_err(classify)?;
-    rows.into_iter()
-        .map(|(seq, at, kind, given, absolute)| {
-            Ok(StoredEntry {
-                seq,
-                effective_from: timestamp(at)?,
-                update_type: UpdateType::parse(&kind)
-                    .ok_or_else(|| corrupt(format!("update type {kind}")))?,
-                given: quantity_of(given)?,
-                absolute: quantity_of(absolute)?,
-            })
-        })
-        .collect()
+    let mut prior = Quantity::ZERO;
+    let mut later = Vec::with_capacity(rows.len());
+    for (is_later, seq, at, kind, given, absolute) in rows {
+        if !is_later {
+            prior = quantity_of(absolute)?;
+            continue;
+        }
+        later.push(StoredEntry {
+            seq,
+            effective_from: timestamp(at)?,
+            update_type: UpdateType::parse(&kind)
+                .ok_or_else(|| corrupt(format!("update type {kind}")))?,
+            given: quantity_of(given)?,
+            absolute: quantity_of(absolute)?,
+        });
+    }
+    Ok((prior, later))
 }
 
 /// Decodes a row selected with `ENTRY_COLUMNS`.

@@ -29,6 +29,7 @@ use crate::domain::time::Timestamp;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_license_keys.sql"),
+    include_str!("migrations/0003_ledger_write_indexes.sql"),
 ];
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 16;
@@ -71,7 +72,7 @@ impl SqliteStore {
         // Checkpoints run on a thread of their own (below), not inside the writer's commits;
         // a larger cache keeps the indexes the writer touches in memory.
         writer_conn
-            .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -32768;")
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;")
             .map_err(|e| OpenError::Failed(e.to_string()))?;
         let checkpointer = connect(&path).map_err(|e| OpenError::Failed(e.to_string()))?;
 
