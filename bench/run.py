@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Runs the benchmarks of bench/run.sh and prints the table. Standard library only.
 
-Each figure stands beside its baseline, measured in the same run on the same machine:
-the bare axum handler (the HTTP stack's limit) for SQLite, pgbench (PostgreSQL's limit)
-for PostgreSQL.
+Each figure stands beside its baseline, measured in the same run on the same machine
+right before it (so that both see the same conditions on a noisy machine): the bare
+axum handler (the HTTP stack's limit) for SQLite, pgbench (PostgreSQL's limit) for
+PostgreSQL.
 """
 
 import http.client
@@ -184,7 +185,7 @@ def head_vs_append(port):
     return median_ms(port, head), median_ms(port, tail)
 
 
-def bench_licensed(name, database_url, seed_ledger, results):
+def bench_licensed(name, database_url, seed_ledger, results, read_baseline, write_baseline):
     log(f"{name}: starting")
     server = start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
                     "--public-rate-limit", "0"], {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
@@ -195,8 +196,10 @@ def bench_licensed(name, database_url, seed_ledger, results):
         with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
             keys_file.write("\n".join(keys))
         log(f"{name}: measuring")
+        results["read baseline"] = read_baseline()
         results["validate"] = wrk(LICENSED_PORT, "validate", keys=keys_file.name)
         results["activate"] = wrk(LICENSED_PORT, "activate", key=contended)
+        results["write baseline"] = write_baseline()
         results["ingest"] = wrk(LICENSED_PORT, "ingest", auth=ADMIN)
         results["quantity"] = wrk(LICENSED_PORT, "quantity", auth=ADMIN, pairs=PAIRS)
         results["first page"] = wrk(LICENSED_PORT, "get", auth=ADMIN, path="/license_updates?pageSize=50")
@@ -209,27 +212,30 @@ def bench_licensed(name, database_url, seed_ledger, results):
 
 
 def pgbench(database, mode):
+    log(f"pgbench {mode}: measuring")
     out = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", mode, "-M", "prepared",
                           "-c", str(CONNECTIONS), "-j", "2", "-T", str(SECONDS), database],
                          capture_output=True, text=True, check=True).stdout
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
-    p99 = float("nan")
-    return tps, p99
+    latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
+    return tps, latency
 
 
 def main():
     bare = start([BARE, f"127.0.0.1:{BARE_PORT}"])
     with tempfile.NamedTemporaryFile("w", delete=False) as keys_file:
         keys_file.write("\n".join(str(uuid.uuid4()) for _ in range(1000)))
-    log("bare handler: measuring")
-    baseline = wrk(BARE_PORT, "validate", keys=keys_file.name)
-    stop(bare)
-    os.unlink(keys_file.name)
+    measure_bare = lambda: wrk(BARE_PORT, "validate", keys=keys_file.name)
 
     sqlite_results = {}
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "bench.db")
-        bench_licensed("sqlite", f"sqlite://{path}", lambda: seed_ledger_sqlite(path), sqlite_results)
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "bench.db")
+            bench_licensed("sqlite", f"sqlite://{path}", lambda: seed_ledger_sqlite(path), sqlite_results,
+                           measure_bare, measure_bare)
+    finally:
+        stop(bare)
+        os.unlink(keys_file.name)
 
     suffix = uuid.uuid4().hex[:8]
     pg_db, pgbench_db = f"licensed_bench_{suffix}", f"pgbench_{suffix}"
@@ -239,19 +245,17 @@ def main():
         psql(PG_ADMIN, f"CREATE DATABASE {pgbench_db}")
         subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", "10", "-q", pgbench_db],
                        capture_output=True, check=True)
-        log("pgbench: measuring")
-        point_reads = pgbench(pgbench_db, "-S")
-        writes = pgbench(pgbench_db, "-N")
         pg_url = f"postgres://postgres@127.0.0.1:5432/{pg_db}"
-        bench_licensed("postgres", pg_url, lambda: seed_ledger_postgres(pg_url), pg_results)
+        bench_licensed("postgres", pg_url, lambda: seed_ledger_postgres(pg_url), pg_results,
+                       lambda: pgbench(pgbench_db, "-S"), lambda: pgbench(pgbench_db, "-N"))
     finally:
         psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
         psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pgbench_db} WITH (FORCE)")
 
-    print_table(baseline, point_reads, writes, sqlite_results, pg_results)
+    print_table(sqlite_results, pg_results)
 
 
-def print_table(bare, reads, writes, lite, pg):
+def print_table(lite, pg):
     rows = []
 
     def throughput(label, figure, base, base_label, target):
@@ -260,12 +264,12 @@ def print_table(bare, reads, writes, lite, pg):
         rows.append((label, f"{figure[0]:,.0f} req/s", f"p99 {figure[1]:.2f} ms", f"{base_label} {base[0]:,.0f}/s",
                      f"{ratio:.2f}x", f">= {target:.2f}x {verdict}" if target else ""))
 
-    for name, r, read_base, read_label, read_target, write_base, write_label, write_target in (
-            ("SQLite", lite, bare, "bare", 0.70, bare, "bare", 0.20),
-            ("PostgreSQL", pg, reads, "pgbench -S", 0.60, writes, "pgbench -N", 0.80)):
-        throughput(f"{name} validate", r["validate"], read_base, read_label, read_target)
+    for name, r, read_label, read_target, write_label, write_target in (
+            ("SQLite", lite, "bare handler", 0.70, "bare handler", 0.20),
+            ("PostgreSQL", pg, "pgbench -S", 0.60, "pgbench -N", 0.80)):
+        throughput(f"{name} validate", r["validate"], r["read baseline"], read_label, read_target)
         throughput(f"{name} activate (one key)", r["activate"], r["validate"], "validate", None)
-        throughput(f"{name} ingest", r["ingest"], write_base, write_label, write_target)
+        throughput(f"{name} ingest", r["ingest"], r["write baseline"], write_label, write_target)
         throughput(f"{name} license_quantity (1M)", r["quantity"], r["validate"], "validate", 0.80)
         first, deep = r["first page"], r["deep page"]
         rows.append((f"{name} page 100k deep", f"{deep[0]:,.0f} req/s", f"p99 {deep[1]:.2f} ms",
@@ -275,14 +279,12 @@ def print_table(bare, reads, writes, lite, pg):
                      f"append {r['append']:.1f} ms", f"{r['head'] / r['append']:.1f}x latency", ""))
         rows.append((f"{name} peak RSS", f"{r['rss']:.1f} MiB", "", "", "",
                      "<= 100 MiB " + ("met" if r["rss"] <= 100 else "NOT met")))
-    rows.insert(0, ("bare axum handler", f"{bare[0]:,.0f} req/s", f"p99 {bare[1]:.2f} ms", "", "", ""))
-    rows.insert(1, ("pgbench -S -M prepared", f"{reads[0]:,.0f} tps", "", "", "", ""))
-    rows.insert(2, ("pgbench -N -M prepared", f"{writes[0]:,.0f} tps", "", "", "", ""))
 
-    header = ("benchmark", "figure", "latency", "baseline (same run)", "ratio", "target")
+    header = ("benchmark", "figure", "latency", "baseline (measured just before)", "ratio", "target")
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     line = lambda row: "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
-    print(f"\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; pgbench -c{CONNECTIONS} -j2 -T{SECONDS}; {os.cpu_count()} cores\n")
+    print(f"\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; pgbench -M prepared -c{CONNECTIONS} -j2 -T{SECONDS}; "
+          f"{os.cpu_count()} cores\n")
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
