@@ -208,10 +208,6 @@ impl utoipa::PartialSchema for LongText {
 
 impl utoipa::ToSchema for LongText {}
 
-/// The tenant every record belongs to; assigned by the server (`bus_…`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BusinessId(pub String);
-
 /// A new random id with a type prefix, such as `bus_4ZbX…`.
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng;
