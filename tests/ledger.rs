@@ -766,6 +766,24 @@ async fn patch_replaces_metadata_including_the_official_clients_literal_path(ser
     );
     assert_eq!(entries[1]["metadata"], json!({"note": "again"}));
 
+    // A licenseId in the query is checked even when the path names the license.
+    let long = format!("/license_updates/seats?licenseId={}", "x".repeat(51));
+    assert!(
+        server
+            .patch(&long, details.clone())
+            .await
+            .expect(400)
+            .message()
+            .contains("licenseId")
+    );
+    let differs = server
+        .patch("/license_updates/seats?licenseId=other", details.clone())
+        .await;
+    assert!(differs.expect(400).message().contains("licenseId"));
+    server
+        .patch("/license_updates/seats?licenseId=seats", details.clone())
+        .await
+        .expect(200);
     let missing = server
         .patch("/license_updates/%7Blicense_id%7D", details.clone())
         .await;

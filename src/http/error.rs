@@ -94,7 +94,7 @@ impl ApiError {
                 format!("too many requests: retry in {retry_after_secs} s")
             }
             ApiError::Unavailable => {
-                "the database is unavailable; the request was not completed".into()
+                "the database is unavailable or did not answer in time; retry later".into()
             }
             ApiError::TimedOut(ms) => format!(
                 "the request did not complete within {ms} ms; a write may or may not have taken effect"

@@ -317,16 +317,25 @@ pub async fn update_license_entry(
     Query(query): Query<LicenseIdParam>,
     JsonBody(request): JsonBody<LicenseEntryDetailsUpdateRequest>,
 ) -> Result<Json<LedgerEntry>, ApiError> {
+    let from_query = query
+        .license_id
+        .map(|id| text_param("licenseId", LicenseId::parse(id)))
+        .transpose()?;
     let license = if segment == "{license_id}" {
-        query.license_id.ok_or_else(|| {
+        from_query.ok_or_else(|| {
             ApiError::BadRequest(
                 "the path holds `{license_id}`: pass the id as `licenseId` in the query".into(),
             )
         })?
     } else {
-        segment
+        let from_path = text_param("license_id", LicenseId::parse(segment))?;
+        if from_query.as_ref().is_some_and(|id| *id != from_path) {
+            return Err(ApiError::BadRequest(
+                "`licenseId` in the query differs from the license id in the path".into(),
+            ));
+        }
+        from_path
     };
-    let license = text_param("license_id", LicenseId::parse(license))?;
     check_metadata(&request.metadata).map_err(ApiError::BadRequest)?;
     let pair = (&request.account_id, &license);
     state
