@@ -199,6 +199,7 @@ pub async fn create_customer(
     params(("customer_id" = String, Path, description = "`cus_…`")),
     responses(
         (status = 200, description = "The customer", body = CustomerView),
+        (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such customer in this business", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
@@ -362,6 +363,7 @@ pub async fn create_product(
     params(("id" = String, Path, description = "`pdt_…`")),
     responses(
         (status = 200, description = "The product", body = ProductView),
+        (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such product in this business", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
@@ -635,6 +637,7 @@ pub async fn create_license_key(
     params(("id" = String, Path, description = "`lic_…`")),
     responses(
         (status = 200, description = "The license key", body = LicenseKeyView),
+        (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such key in this business", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
@@ -867,6 +870,7 @@ pub async fn list_instances(
     params(("id" = String, Path, description = "`lki_…`")),
     responses(
         (status = 200, description = "The instance", body = InstanceView),
+        (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such instance in this business", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
