@@ -76,6 +76,7 @@ impl AppState {
     ) -> Result<Self, crate::storage::StorageError> {
         let tokens = TokenSigner::new(store.token_secret().await?);
         let limits = RateLimits::new(settings.public_rate_limit, settings.api_key_rate_limit);
+        limits.spawn_cleanup();
         Ok(Self {
             store,
             tokens,
@@ -131,7 +132,6 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi_json))
         .merge(ops::docs());
-    state.limits.spawn_cleanup();
     if settings.metrics_on_main {
         api = api.route("/metrics", get(ops::metrics));
     }
