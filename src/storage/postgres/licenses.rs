@@ -390,24 +390,25 @@ impl LicenseStore for PgStore {
             name: name.to_owned(),
             created_at: now,
         };
-        sqlx::query(
-            "INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
+        license.instances_count += 1;
+        // One round trip, while the key's row is locked: the instance, the new count, and
+        // the customer's and product's details for the answer.
+        let details = sqlx::query(&format!(
+            "WITH instance AS (
+                 INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at)
+                 VALUES ($1, $2, $3, $4, $5)
+             ), counted AS (
+                 UPDATE license_keys SET instances_count = $6 WHERE id = $3
+             )
+             SELECT {CUSTOMER_COLUMNS}, (SELECT name FROM products WHERE id = $8)
+             FROM customers WHERE id = $7"
+        ))
         .bind(&instance.id)
         .bind(&instance.business_id)
         .bind(&instance.license_key_id)
         .bind(&instance.name)
         .bind(now.micros())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        license.instances_count += 1;
-        save_key_state(&mut tx, &license).await?;
-        let details = sqlx::query(&format!(
-            "SELECT {CUSTOMER_COLUMNS}, (SELECT name FROM products WHERE id = $2)
-             FROM customers WHERE id = $1"
-        ))
+        .bind(i64::from(license.instances_count))
         .bind(&license.customer_id)
         .bind(&license.product_id)
         .fetch_one(&mut *tx)
