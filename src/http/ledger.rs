@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, MessageBody};
 use super::extract::{JsonBody, Query, Reader, Writer};
+use super::openapi::{LedgerReadErrors, LedgerWriteErrors};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry, check_metadata};
 use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId};
 use crate::domain::ledger::{UpdateType, daily_usage};
@@ -50,13 +51,8 @@ pub struct LicenseUpdateRequest {
     responses(
         (status = 200, description = "The entry, with its absolute quantity", body = LedgerEntry),
         (status = 400, description = "Invalid input, or a quantity would become negative", body = MessageBody),
-        (status = 401, description = "Missing or unknown API key", body = MessageBody),
-        (status = 403, description = "Read-only API key", body = MessageBody),
         (status = 409, description = "idempotencyKey reused with a different request", body = MessageBody),
-        (status = 413, description = "Body over 64 KiB", body = MessageBody),
-        (status = 415, description = "Body is not JSON", body = MessageBody),
-        (status = 429, description = "Rate limited", body = MessageBody),
-        (status = 503, description = "Database unavailable", body = MessageBody),
+        LedgerWriteErrors,
     ),
     security(("bearer" = []))
 )]
@@ -146,10 +142,8 @@ struct Cursor {
     responses(
         (status = 200, description = "One page of entries", body = LicenseUpdatesPage),
         (status = 400, description = "Invalid parameter or nextToken", body = MessageBody),
-        (status = 401, description = "Missing or unknown API key", body = MessageBody),
         (status = 422, description = "pageSize outside 1–50", body = MessageBody),
-        (status = 429, description = "Rate limited", body = MessageBody),
-        (status = 503, description = "Database unavailable", body = MessageBody),
+        LedgerReadErrors,
     ),
     security(("bearer" = []))
 )]
@@ -300,13 +294,8 @@ pub struct LicenseIdParam {
     responses(
         (status = 200, description = "The updated entry", body = LedgerEntry),
         (status = 400, description = "Invalid input", body = MessageBody),
-        (status = 401, description = "Missing or unknown API key", body = MessageBody),
-        (status = 403, description = "Read-only API key", body = MessageBody),
         (status = 404, description = "No entry of that license and account at that instant", body = MessageBody),
-        (status = 413, description = "Body over 64 KiB", body = MessageBody),
-        (status = 415, description = "Body is not JSON", body = MessageBody),
-        (status = 429, description = "Rate limited", body = MessageBody),
-        (status = 503, description = "Database unavailable", body = MessageBody),
+        LedgerWriteErrors,
     ),
     security(("bearer" = []))
 )]
@@ -390,9 +379,7 @@ pub struct LicenseQuantity {
     responses(
         (status = 200, description = "The quantity in effect", body = LicenseQuantity),
         (status = 400, description = "Missing or invalid parameter", body = MessageBody),
-        (status = 401, description = "Missing or unknown API key", body = MessageBody),
-        (status = 429, description = "Rate limited", body = MessageBody),
-        (status = 503, description = "Database unavailable", body = MessageBody),
+        LedgerReadErrors,
     ),
     security(("bearer" = []))
 )]
@@ -478,10 +465,8 @@ pub struct LicenseUsage {
     responses(
         (status = 200, description = "Usage per day", body = LicenseUsage),
         (status = 400, description = "Missing or invalid parameter", body = MessageBody),
-        (status = 401, description = "Missing or unknown API key", body = MessageBody),
         (status = 422, description = "More than 3660 days", body = MessageBody),
-        (status = 429, description = "Rate limited", body = MessageBody),
-        (status = 503, description = "Database unavailable", body = MessageBody),
+        LedgerReadErrors,
     ),
     security(("bearer" = []))
 )]

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, Query, Reader, Writer};
+use super::openapi::{ReadErrors, WriteErrors};
 use crate::domain::catalog::{
     Customer, Instance, KeySource, LicenseKey, Product, ProductPatch, key_terms,
 };
@@ -168,12 +169,7 @@ impl From<Customer> for CustomerView {
     responses(
         (status = 201, description = "The customer", body = CustomerView),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Read-only API key", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearer" = [])))]
 pub async fn create_customer(
@@ -200,10 +196,8 @@ pub async fn create_customer(
     responses(
         (status = 200, description = "The customer", body = CustomerView),
         (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such customer in this business", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn get_customer(
@@ -232,10 +226,8 @@ pub struct CustomerFilter {
     responses(
         (status = 200, description = "One page", body = Items<CustomerView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 422, description = "page_size outside 1–100", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn list_customers(
@@ -317,12 +309,7 @@ impl ProductView {
     responses(
         (status = 201, description = "The product", body = ProductView),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Read-only API key", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearer" = [])))]
 pub async fn create_product(
@@ -364,10 +351,8 @@ pub async fn create_product(
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such product in this business", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn get_product(
@@ -392,10 +377,8 @@ fn product_not_found(id: &str) -> ApiError {
     responses(
         (status = 200, description = "One page", body = Items<ProductView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 422, description = "page_size outside 1–100", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn list_products(
@@ -444,13 +427,8 @@ pub struct UpdateProduct {
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Read-only API key", body = ErrorBody),
         (status = 404, description = "No such product in this business", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearer" = [])))]
 pub async fn update_product(
@@ -566,14 +544,9 @@ impl LicenseKeyView {
     responses(
         (status = 201, description = "The license key", body = LicenseKeyView),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Read-only API key", body = ErrorBody),
         (status = 404, description = "Customer or product not found", body = ErrorBody),
         (status = 409, description = "The key already exists", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearer" = [])))]
 pub async fn create_license_key(
@@ -638,10 +611,8 @@ pub async fn create_license_key(
     responses(
         (status = 200, description = "The license key", body = LicenseKeyView),
         (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such key in this business", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn get_license_key(
@@ -684,10 +655,8 @@ pub struct LicenseKeyQuery {
     responses(
         (status = 200, description = "One page", body = Items<LicenseKeyView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 422, description = "page_size outside 1–100", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn list_license_keys(
@@ -766,14 +735,9 @@ pub struct UpdateLicenseKey {
     responses(
         (status = 200, description = "The license key", body = LicenseKeyView),
         (status = 400, description = "Invalid input, or an expiry on a subscription's key (NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS)", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Read-only API key", body = ErrorBody),
         (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearer" = [])))]
 pub async fn update_license_key(
@@ -840,10 +804,8 @@ pub struct InstanceQuery {
     responses(
         (status = 200, description = "One page", body = Items<InstanceView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 422, description = "page_size outside 1–100", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn list_instances(
@@ -871,10 +833,8 @@ pub async fn list_instances(
     responses(
         (status = 200, description = "The instance", body = InstanceView),
         (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such instance in this business", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearer" = [])))]
 pub async fn get_instance(
@@ -904,13 +864,8 @@ pub struct RenameInstance {
     responses(
         (status = 200, description = "The instance", body = InstanceView),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Read-only API key", body = ErrorBody),
         (status = 404, description = "No such instance in this business", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearer" = [])))]
 pub async fn rename_instance(

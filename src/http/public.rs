@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
+use super::openapi::PublicErrors;
 use crate::domain::catalog::Activation;
 use crate::domain::entry::Metadata;
 use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
@@ -103,11 +104,8 @@ impl From<Activation> for LicenseActivateResponse {
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 403, description = "INACTIVE_LICENSE_KEY: disabled or expired", body = ErrorBody),
         (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "LICENSE_KEY_LIMIT_REACHED", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PublicErrors,
     ))]
 pub async fn activate(
     State(state): State<AppState>,
@@ -140,10 +138,7 @@ pub struct DeactivateRequest {
         (status = 200, description = "Deactivated; the body is empty"),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 404, description = "LICENSE_KEY_NOT_FOUND: no such key, or the instance is not this key's", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PublicErrors,
     ))]
 pub async fn deactivate(
     State(state): State<AppState>,
@@ -182,10 +177,7 @@ pub struct LicenseValidateResponse {
         (status = 200, description = "Whether the key is valid", body = LicenseValidateResponse),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PublicErrors,
     ))]
 pub async fn validate(
     State(state): State<AppState>,
