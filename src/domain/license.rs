@@ -82,6 +82,15 @@ pub enum Change<T> {
 }
 
 impl<T> Change<T> {
+    /// The same change with its value, if any, converted (or refused).
+    pub fn try_map<U, E>(self, convert: impl FnOnce(T) -> Result<U, E>) -> Result<Change<U>, E> {
+        Ok(match self {
+            Change::Unchanged => Change::Unchanged,
+            Change::Clear => Change::Clear,
+            Change::Set(value) => Change::Set(convert(value)?),
+        })
+    }
+
     pub fn apply(self, current: Option<T>) -> Option<T> {
         match self {
             Change::Unchanged => current,
@@ -119,12 +128,21 @@ pub enum PatchError {
     ExpiryOnSubscriptionKey,
 }
 
+/// A subscription's key expires with the subscription: no expiry may be set on it.
+pub fn check_expiry(
+    has_subscription: bool,
+    expires_at: &Change<Timestamp>,
+) -> Result<(), PatchError> {
+    if has_subscription && matches!(expires_at, Change::Set(_)) {
+        return Err(PatchError::ExpiryOnSubscriptionKey);
+    }
+    Ok(())
+}
+
 impl KeyPatch {
     /// The key after this change, or why the change is refused.
     pub fn apply(&self, key: KeyState, has_subscription: bool) -> Result<KeyState, PatchError> {
-        if has_subscription && matches!(self.expires_at, Change::Set(_)) {
-            return Err(PatchError::ExpiryOnSubscriptionKey);
-        }
+        check_expiry(has_subscription, &self.expires_at)?;
         let activations_limit = self.activations_limit.apply(key.activations_limit);
         if let Some(limit) = activations_limit
             && limit < key.instances_count

@@ -108,6 +108,17 @@ impl ApiError {
     }
 }
 
+impl From<PatchError> for ApiError {
+    fn from(refusal: PatchError) -> Self {
+        match refusal {
+            PatchError::LimitBelowInstances { .. } => {
+                ApiError::LimitBelowInstances(refusal.to_string())
+            }
+            PatchError::ExpiryOnSubscriptionKey => ApiError::NoExpiryOnSubscriptionKey,
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
@@ -120,12 +131,7 @@ impl From<StorageError> for ApiError {
             StorageError::Activation(ActivationError::LimitReached) => {
                 ApiError::LicenseKeyLimitReached
             }
-            StorageError::KeyPatch(refusal @ PatchError::LimitBelowInstances { .. }) => {
-                ApiError::LimitBelowInstances(refusal.to_string())
-            }
-            StorageError::KeyPatch(PatchError::ExpiryOnSubscriptionKey) => {
-                ApiError::NoExpiryOnSubscriptionKey
-            }
+            StorageError::KeyPatch(refusal) => refusal.into(),
             StorageError::Duplicate(what) => ApiError::Conflict(what),
             StorageError::Unavailable(reason) => {
                 tracing::warn!(%reason, "database unavailable");

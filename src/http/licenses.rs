@@ -15,7 +15,9 @@ use crate::domain::catalog::{
 };
 use crate::domain::entry::{Metadata, check_metadata};
 use crate::domain::ids::{Email, InstanceName, KeyString, LongText, Name, ResourceId, new_id};
-use crate::domain::license::{Change, KeyDuration, KeyPatch, KeyStatus, generate_key};
+use crate::domain::license::{
+    Change, KeyDuration, KeyPatch, KeyStatus, check_expiry, generate_key,
+};
 use crate::domain::time::Timestamp;
 use crate::storage::{KeyFilter, PageRequest};
 
@@ -437,25 +439,17 @@ pub async fn update_product(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<UpdateProduct>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let limit = match request.license_key_activations_limit {
-        Change::Set(l) => Change::Set(checked_limit(l, "license_key_activations_limit")?),
-        other => other,
-    };
-    let duration = match request.license_key_duration {
-        Change::Set(d) => Change::Set(checked_duration(d, "license_key_duration")?),
-        other => other,
-    };
-    let text = |change: Change<LongText>| match change {
-        Change::Set(t) => Change::Set(t.into_string()),
-        Change::Clear => Change::Clear,
-        Change::Unchanged => Change::Unchanged,
-    };
+    let text = |change: Change<LongText>| change.try_map(|t| Ok::<_, ApiError>(t.into_string()));
     let patch = ProductPatch {
         name: request.name.map(|n| n.to_string()),
-        description: text(request.description),
-        license_key_activations_limit: limit,
-        license_key_duration: duration,
-        license_key_activation_message: text(request.license_key_activation_message),
+        description: text(request.description)?,
+        license_key_activations_limit: request
+            .license_key_activations_limit
+            .try_map(|l| checked_limit(l, "license_key_activations_limit"))?,
+        license_key_duration: request
+            .license_key_duration
+            .try_map(|d| checked_duration(d, "license_key_duration"))?,
+        license_key_activation_message: text(request.license_key_activation_message)?,
         metadata: request
             .metadata
             .map(|m| checked_metadata(Some(m)))
@@ -567,16 +561,10 @@ pub async fn create_license_key(
         .product(business, request.product_id.as_str())
         .await?
         .ok_or_else(|| product_not_found(request.product_id.as_str()))?;
-    if let Some(subscription) = &request.subscription_id
-        && matches!(request.expires_at, Change::Set(_))
-    {
-        tracing::debug!(%subscription, "expiry given for a subscription key");
-        return Err(ApiError::NoExpiryOnSubscriptionKey);
-    }
-    let limit = match request.activations_limit {
-        Change::Set(l) => Change::Set(checked_limit(l, "activations_limit")?),
-        other => other,
-    };
+    check_expiry(request.subscription_id.is_some(), &request.expires_at)?;
+    let limit = request
+        .activations_limit
+        .try_map(|l| checked_limit(l, "activations_limit"))?;
     let now = Timestamp::now();
     let (activations_limit, expires_at) = key_terms(&product, limit, request.expires_at, now);
     let (key, source) = match request.key {
@@ -747,10 +735,9 @@ pub async fn update_license_key(
     JsonBody(request): JsonBody<UpdateLicenseKey>,
 ) -> Result<Json<LicenseKeyView>, ApiError> {
     let patch = KeyPatch {
-        activations_limit: match request.activations_limit {
-            Change::Set(l) => Change::Set(checked_limit(l, "activations_limit")?),
-            other => other,
-        },
+        activations_limit: request
+            .activations_limit
+            .try_map(|l| checked_limit(l, "activations_limit"))?,
         disabled: request.disabled,
         expires_at: request.expires_at,
     };

@@ -8,14 +8,14 @@ use rust_decimal::Decimal;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use super::{PgStore, classify};
+use super::{PgStore, bind_all, classify};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::sql::{
-    self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, Param, corrupt, timestamp,
+    self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, corrupt, timestamp,
 };
 use crate::storage::{Appended, LedgerStore, Result, StorageError};
 
@@ -34,13 +34,7 @@ impl LedgerStore for PgStore {
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
         let (sql, params) = sql::list_entries(business_id, query, |n| format!("${n}"));
-        let mut statement = sqlx::query(&sql);
-        for param in params {
-            statement = match param {
-                Param::Text(text) => statement.bind(text),
-                Param::Int(int) => statement.bind(int),
-            };
-        }
+        let statement = bind_all(sqlx::query(&sql), params);
         let rows = statement.fetch_all(&self.pool).await.map_err(classify)?;
         rows.iter().map(listed_entry).collect()
     }

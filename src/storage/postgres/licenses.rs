@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use super::{PgStore, classify};
+use super::{PgStore, bind_all, classify};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
-    LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, Param, ProductRow, corrupt,
+    LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, corrupt,
     duration_columns,
 };
 use crate::storage::{LicenseStore, Result, StorageError};
@@ -285,13 +285,7 @@ impl LicenseStore for PgStore {
             sql::list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
                 format!("${n}")
             });
-        let mut statement = sqlx::query(&sql);
-        for param in params {
-            statement = match param {
-                Param::Text(text) => statement.bind(text),
-                Param::Int(int) => statement.bind(int),
-            };
-        }
+        let statement = bind_all(sqlx::query(&sql), params);
         statement
             .fetch_all(&self.pool)
             .await

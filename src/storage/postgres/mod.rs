@@ -35,6 +35,20 @@ impl PgStore {
     }
 }
 
+/// Binds the shared listing queries' parameters, in order.
+pub(super) fn bind_all<'q>(
+    mut statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    params: Vec<super::sql::Param<'q>>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for param in params {
+        statement = match param {
+            super::sql::Param::Text(text) => statement.bind(text),
+            super::sql::Param::Int(int) => statement.bind(int),
+        };
+    }
+    statement
+}
+
 /// Maps a driver error: lost or exhausted connections are an outage, the rest a failure.
 pub(super) fn classify(error: sqlx::Error) -> StorageError {
     match error {

@@ -11,7 +11,7 @@ use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::sql::{
-    self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, Param, corrupt, timestamp,
+    self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, corrupt, timestamp,
 };
 use crate::storage::{Appended, LedgerStore, Result, StorageError};
 
@@ -31,12 +31,8 @@ impl LedgerStore for SqliteStore {
         let (sql, params) = sql::list_entries(business_id, query, |n| format!("?{n}"));
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
-            let values = params.iter().map(|p| match p {
-                Param::Text(text) => rusqlite::types::Value::Text((*text).to_owned()),
-                Param::Int(int) => rusqlite::types::Value::Integer(*int),
-            });
             let rows = stmt
-                .query_map(params_from_iter(values), listed_entry)
+                .query_map(params_from_iter(&params), listed_entry)
                 .map_err(internal)?;
             rows.map(|row| row.map_err(internal)?).collect()
         })

@@ -11,8 +11,7 @@ use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
-    LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, Param, ProductRow,
-    duration_columns,
+    LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, duration_columns,
 };
 use crate::storage::{LicenseStore, Result, StorageError};
 
@@ -324,11 +323,7 @@ impl LicenseStore for SqliteStore {
                 format!("?{n}")
             });
         self.read(|conn| {
-            let values = params.iter().map(|p| match p {
-                Param::Text(text) => rusqlite::types::Value::Text((*text).to_owned()),
-                Param::Int(int) => rusqlite::types::Value::Integer(*int),
-            });
-            many(conn, &sql, params_from_iter(values), key_row)?
+            many(conn, &sql, params_from_iter(&params), key_row)?
                 .into_iter()
                 .map(LicenseKeyRow::decode)
                 .collect()

@@ -232,6 +232,16 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The shared listing queries' parameters, bound as they are.
+impl rusqlite::ToSql for super::sql::Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            super::sql::Param::Text(text) => (*text).into(),
+            super::sql::Param::Int(int) => (*int).into(),
+        })
+    }
+}
+
 pub(super) fn internal(error: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(error.to_string())
 }
