@@ -186,13 +186,19 @@ def head_vs_append(port):
 
 
 def bench_licensed(name, database_url, seed_ledger, results, read_baseline, write_baseline):
-    log(f"{name}: starting")
-    server = start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
-                    "--public-rate-limit", "0"], {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+    serve = lambda: start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
+                           "--public-rate-limit", "0"],
+                          {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+    log(f"{name}: seeding {KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
+    server = serve()
     try:
-        log(f"{name}: seeding {KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
         keys, contended = seed_keys(LICENSED_PORT)
-        seed_ledger()
+    finally:
+        stop(server)
+    # With the server stopped: a SQLite file belongs to one process at a time.
+    seed_ledger()
+    server = serve()
+    try:
         with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
             keys_file.write("\n".join(keys))
         log(f"{name}: measuring")

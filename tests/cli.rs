@@ -179,3 +179,45 @@ async fn api_key_create_prints_a_working_key_on_the_last_line() {
         assert_eq!(served.terminate().code(), Some(0));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("owned.db").display());
+    let served = Served::start(&url, None);
+
+    for args in [
+        &["serve", "--bind", "127.0.0.1:0"][..],
+        &["api-key", "create", "--business", "acme"][..],
+    ] {
+        let out = licensed()
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("in use by another process"),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    assert_eq!(served.terminate().code(), Some(0));
+    let out = licensed()
+        .args([
+            "api-key",
+            "create",
+            "--business",
+            "acme",
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

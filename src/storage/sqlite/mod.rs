@@ -16,7 +16,7 @@ use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{
@@ -62,13 +62,8 @@ impl SqliteStore {
         } else {
             (parse_path(url)?, None)
         };
-        let mut writer_conn = connect(&path).map_err(|e| {
-            OpenError::Failed(format!(
-                "cannot open SQLite database {}: {e}",
-                path.display()
-            ))
-        })?;
-        migrate(&mut writer_conn).map_err(|e| OpenError::Failed(format!("migrations: {e}")))?;
+        let mut writer_conn = connect(&path).map_err(|e| open_failed("open", &path, &e))?;
+        migrate(&mut writer_conn).map_err(|e| open_failed("migrate", &path, &e))?;
         // Checkpoints run on a thread of their own (below), not inside the writer's commits;
         // a larger cache keeps the indexes the writer touches in memory.
         writer_conn
@@ -196,6 +191,17 @@ fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R
     result
 }
 
+fn open_failed(doing: &str, path: &std::path::Path, error: &rusqlite::Error) -> OpenError {
+    let path = path.display();
+    OpenError::Failed(match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "the SQLite database {path} is in use by another process: a SQLite database \
+             serves one process at a time (stop the other one, or use PostgreSQL to run several)"
+        ),
+        _ => format!("cannot {doing} SQLite database {path}: {error}"),
+    })
+}
+
 fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -209,7 +215,10 @@ fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
 }
 
 fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    // One process owns the file: "unix-excl" holds an exclusive lock on it from the first
+    // access until the last connection closes, so each read transaction takes no file
+    // lock (and the WAL index lives in memory), and a second process is refused.
+    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), "unix-excl")?;
     // WAL lets readers proceed during a write; synchronous=FULL makes every commit durable
     // on power loss, not only on a crash of the process.
     conn.execute_batch(
