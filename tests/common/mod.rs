@@ -49,14 +49,7 @@ impl TestDatabase {
             }
             Backend::Postgres => {
                 let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
-                let created = async {
-                    use sqlx::Connection;
-                    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await?;
-                    sqlx::query(&format!("CREATE DATABASE {name}"))
-                        .execute(&mut admin)
-                        .await?;
-                    Ok::<_, sqlx::Error>(())
-                };
+                let created = admin_sql(format!("CREATE DATABASE {name}"));
                 match tokio::time::timeout(Duration::from_secs(10), created).await {
                     Ok(Ok(())) => Some(Self {
                         url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
@@ -88,6 +81,13 @@ impl TestDatabase {
     }
 }
 
+/// Runs one statement as PostgreSQL's administrator.
+async fn admin_sql(sql: String) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(&sql).await
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else {
@@ -101,14 +101,9 @@ impl Drop for TestDatabase {
             else {
                 return;
             };
-            runtime.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
+            let _ = runtime.block_on(admin_sql(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )));
         })
         .join();
     }

@@ -2,13 +2,16 @@
 //! (business, account, license) pair, so concurrent writers to one pair, in any process,
 //! resolve one after another; the idempotency key is claimed by a primary-key insert,
 //! which makes a concurrent repeat wait for the first request's outcome.
+//!
+//! A write takes three round trips: `BEGIN`, the claim and the lock; the read of the
+//! pair's neighbours; the write and `COMMIT`.
 
 use async_trait::async_trait;
+use deadpool_postgres::ClientWrapper;
 use rust_decimal::Decimal;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use tokio_postgres::Row;
 
-use super::{PgStore, bind_all, classify};
+use super::{Params, PgStore, Tx, classify, execute, params, query};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
@@ -19,13 +22,16 @@ use crate::storage::sql::{
 };
 use crate::storage::{Appended, LedgerStore, Result, StorageError};
 
+const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
+     WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
+     ORDER BY effective_from DESC, seq DESC LIMIT 1";
+
 #[async_trait]
 impl LedgerStore for PgStore {
     async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let appended = append(&mut tx, business_id, entry).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(appended)
+        let mut tx = Tx::open(self).await?;
+        let outcome = append(&mut tx, business_id, entry).await;
+        tx.finish(outcome).await
     }
 
     async fn list_entries(
@@ -33,9 +39,8 @@ impl LedgerStore for PgStore {
         business_id: &str,
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
-        let (sql, params) = sql::list_entries(business_id, query, |n| format!("${n}"));
-        let statement = bind_all(sqlx::query(&sql), params);
-        let rows = statement.fetch_all(&self.pool).await.map_err(classify)?;
+        let (sql, bound) = sql::list_entries(business_id, query, |n| format!("${n}"));
+        let rows = self.query(&sql, &params(&bound)).await?;
         rows.iter().map(listed_entry).collect()
     }
 
@@ -53,15 +58,19 @@ impl LedgerStore for PgStore {
                  ORDER BY seq DESC LIMIT 1)
              RETURNING {ENTRY_COLUMNS}"
         );
-        let row = sqlx::query(&sql)
-            .bind(business_id)
-            .bind(account.as_str())
-            .bind(license.as_str())
-            .bind(at.micros())
-            .bind(serde_json::to_string(metadata).map_err(corrupt)?)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+        let metadata = serde_json::to_string(metadata).map_err(corrupt)?;
+        let row = self
+            .query_opt(
+                &sql,
+                &[
+                    &business_id,
+                    &account.as_str(),
+                    &license.as_str(),
+                    &at.micros(),
+                    &metadata,
+                ],
+            )
+            .await?;
         row.as_ref()
             .map(|row| listed_entry(row).map(|listed| listed.entry))
             .transpose()
@@ -70,99 +79,107 @@ impl LedgerStore for PgStore {
     async fn quantity_at(
         &self,
         business_id: &str,
-        pair: (&AccountId, &LicenseId),
+        (account, license): (&AccountId, &LicenseId),
         at: Timestamp,
     ) -> Result<Option<(Timestamp, Quantity)>> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        governing(&mut conn, business_id, pair, at).await
+        self.query_opt(
+            GOVERNING,
+            &[
+                &business_id,
+                &account.as_str(),
+                &license.as_str(),
+                &at.micros(),
+            ],
+        )
+        .await?
+        .map(|row| absolute_at(&row))
+        .transpose()
     }
 
     async fn history(
         &self,
         business_id: &str,
-        pair: (&AccountId, &LicenseId),
+        (account, license): (&AccountId, &LicenseId),
         start: Timestamp,
         end: Timestamp,
     ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)> {
-        // One snapshot for the starting quantity and the changes after it.
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let initial = governing(&mut tx, business_id, pair, start)
-            .await?
-            .map_or(Quantity::ZERO, |(_, q)| q);
-        let rows: Vec<(i64, Decimal)> = sqlx::query_as(
-            "SELECT effective_from, absolute FROM ledger_entries
-             WHERE business_id = $1 AND account_id = $2 AND license_id = $3
-               AND effective_from > $4 AND effective_from < $5
-             ORDER BY effective_from, seq",
+        let conn = self.conn().await?;
+        let (governing, changes) = tokio::try_join!(
+            conn.prepare_cached(GOVERNING),
+            conn.prepare_cached(
+                "SELECT effective_from, absolute FROM ledger_entries
+                 WHERE business_id = $1 AND account_id = $2 AND license_id = $3
+                   AND effective_from > $4 AND effective_from < $5
+                 ORDER BY effective_from, seq",
+            )
         )
-        .bind(business_id)
-        .bind(pair.0.as_str())
-        .bind(pair.1.as_str())
-        .bind(start.micros())
-        .bind(end.micros())
-        .fetch_all(&mut *tx)
-        .await
         .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        let changes = rows
-            .into_iter()
-            .map(|(at, q)| Ok((timestamp(at)?, quantity_of(q)?)))
-            .collect::<Result<_>>()?;
+        let (start, end) = (start.micros(), end.micros());
+        let before: &Params = &[&business_id, &account.as_str(), &license.as_str(), &start];
+        let during: &Params = &[
+            &business_id,
+            &account.as_str(),
+            &license.as_str(),
+            &start,
+            &end,
+        ];
+        // One snapshot for the starting quantity and the changes after it; every statement
+        // is sent at once, so the transaction ends even if this request is cancelled.
+        let (_, initial, rows, _) = tokio::try_join!(
+            conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+            conn.query_opt(&governing, before),
+            conn.query(&changes, during),
+            conn.batch_execute("COMMIT"),
+        )
+        .map_err(classify)?;
+        let initial = match initial {
+            Some(row) => absolute_at(&row)?.1,
+            None => Quantity::ZERO,
+        };
+        let changes = rows.iter().map(absolute_at).collect::<Result<_>>()?;
         Ok((initial, changes))
     }
 }
 
-async fn append(conn: &mut PgConnection, business_id: &str, entry: &NewEntry) -> Result<Appended> {
+/// Claims the idempotency key and locks the pair, reads the neighbours, resolves, and
+/// writes and commits; a replay or a refusal leaves the transaction to the caller.
+async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
     let fingerprint = entry.fingerprint();
-    if let Some(key) = &entry.idempotency_key {
-        // Blocks while another transaction holds the same key, then sees its outcome.
-        let claimed = sqlx::query(
-            "INSERT INTO ledger_idempotency (business_id, key, fingerprint) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(business_id)
-        .bind(key.as_str())
-        .bind(&fingerprint[..])
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            let (stored, response): (Vec<u8>, Option<String>) = sqlx::query_as(
-                "SELECT fingerprint, response FROM ledger_idempotency WHERE business_id = $1 AND key = $2",
+    let key = entry.idempotency_key.as_ref().map(|k| k.as_str());
+    let claim = async {
+        match key {
+            // Blocks while another transaction holds the same key, then sees its outcome.
+            Some(key) => execute(
+                tx,
+                "INSERT INTO ledger_idempotency (business_id, key, fingerprint) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&business_id, &key, &&fingerprint[..]],
             )
-            .bind(business_id)
-            .bind(key.as_str())
-            .fetch_one(&mut *conn)
             .await
-            .map_err(classify)?;
-            return match response {
-                Some(response) if stored == fingerprint => Ok(Appended::Replayed(
-                    serde_json::from_str(&response).map_err(corrupt)?,
-                )),
-                _ => Err(StorageError::IdempotencyMismatch),
-            };
+            .map(|inserted| inserted == 1),
+            None => Ok(true),
         }
+    };
+    let pair: &Params = &[
+        &business_id,
+        &entry.account_id.as_str(),
+        &entry.license_id.as_str(),
+    ];
+    let lock = execute(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))",
+        pair,
+    );
+    let (_, claimed, _) = tokio::try_join!(tx.begin(), claim, lock)?;
+    if let (false, Some(key)) = (claimed, key) {
+        return replay(tx, business_id, key, &fingerprint).await;
     }
-
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))")
-        .bind(business_id)
-        .bind(entry.account_id.as_str())
-        .bind(entry.license_id.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
 
     // Read the clock after the lock, so arrival order and `created_at` agree.
     let now = Timestamp::now();
     let at = entry.effective_from.unwrap_or(now);
     let pair = (&entry.account_id, &entry.license_id);
-    let (prior, later) = neighbours(conn, business_id, pair, at).await?;
+    let (prior, later) = neighbours(tx, business_id, pair, at).await?;
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
     let written = LedgerEntry {
@@ -184,15 +201,13 @@ async fn append(conn: &mut PgConnection, business_id: &str, entry: &NewEntry) ->
         .iter()
         .map(|(seq, q)| (*seq, q.decimal()))
         .unzip();
-    let response = entry
-        .idempotency_key
-        .as_ref()
+    let response = key
         .map(|_| serde_json::to_string(&written))
         .transpose()
         .map_err(corrupt)?;
     // One round trip writes the entry, the re-resolved later entries and the response
-    // an idempotent repeat will get.
-    sqlx::query(
+    // an idempotent repeat will get, and commits.
+    tx.commit_with(
         "WITH inserted AS (
              INSERT INTO ledger_entries
                  (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
@@ -205,59 +220,63 @@ async fn append(conn: &mut PgConnection, business_id: &str, entry: &NewEntry) ->
              UPDATE ledger_idempotency SET response = $12 WHERE business_id = $1 AND key = $13
          )
          SELECT 1",
+        &[
+            &business_id,
+            &entry.account_id.as_str(),
+            &entry.license_id.as_str(),
+            &at.micros(),
+            &entry.update_type.as_str(),
+            &entry.quantity.decimal(),
+            &insertion.absolute.decimal(),
+            &metadata,
+            &now.micros(),
+            &seqs,
+            &absolutes,
+            &response,
+            &key,
+        ],
     )
-    .bind(business_id)
-    .bind(entry.account_id.as_str())
-    .bind(entry.license_id.as_str())
-    .bind(at.micros())
-    .bind(entry.update_type.as_str())
-    .bind(entry.quantity.decimal())
-    .bind(insertion.absolute.decimal())
-    .bind(metadata)
-    .bind(now.micros())
-    .bind(seqs)
-    .bind(absolutes)
-    .bind(response)
-    .bind(entry.idempotency_key.as_ref().map(|k| k.as_str()))
-    .execute(&mut *conn)
-    .await
-    .map_err(classify)?;
+    .await?;
     Ok(Appended::Created(written))
 }
 
-/// The instant and absolute quantity of the last entry of the pair at or before `at`.
-async fn governing(
-    conn: &mut PgConnection,
+/// The response stored for an idempotency key already claimed, if the request matches.
+async fn replay(
+    client: &ClientWrapper,
     business_id: &str,
-    (account, license): (&AccountId, &LicenseId),
-    at: Timestamp,
-) -> Result<Option<(Timestamp, Quantity)>> {
-    let row: Option<(i64, Decimal)> = sqlx::query_as(
-        "SELECT effective_from, absolute FROM ledger_entries
-         WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
-         ORDER BY effective_from DESC, seq DESC LIMIT 1",
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Appended> {
+    let row = query(
+        client,
+        "SELECT fingerprint, response FROM ledger_idempotency WHERE business_id = $1 AND key = $2",
+        &[&business_id, &key],
     )
-    .bind(business_id)
-    .bind(account.as_str())
-    .bind(license.as_str())
-    .bind(at.micros())
-    .fetch_optional(conn)
-    .await
-    .map_err(classify)?;
-    row.map(|(at, q)| Ok((timestamp(at)?, quantity_of(q)?)))
-        .transpose()
+    .await?;
+    let row = row
+        .first()
+        .ok_or_else(|| StorageError::Internal("a claimed idempotency key vanished".into()))?;
+    let stored: &[u8] = row.try_get(0).map_err(corrupt)?;
+    let response: Option<String> = row.try_get(1).map_err(corrupt)?;
+    match response {
+        Some(response) if stored == fingerprint => Ok(Appended::Replayed(
+            serde_json::from_str(&response).map_err(corrupt)?,
+        )),
+        _ => Err(StorageError::IdempotencyMismatch),
+    }
 }
 
 /// In one round trip: the absolute quantity just before a new entry at `at` (zero if
 /// none) and the entries after it that it can affect: everything up to and including the
 /// instant of the next ABSOLUTE entry.
 async fn neighbours(
-    conn: &mut PgConnection,
+    client: &ClientWrapper,
     business_id: &str,
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
 ) -> Result<(Quantity, Vec<StoredEntry>)> {
-    let rows: Vec<(bool, i64, i64, String, Decimal, Decimal)> = sqlx::query_as(
+    let rows = query(
+        client,
         "(SELECT FALSE AS later, seq, effective_from, update_type, given, absolute FROM ledger_entries
           WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
           ORDER BY effective_from DESC, seq DESC LIMIT 1)
@@ -269,27 +288,25 @@ async fn neighbours(
                 WHERE business_id = $1 AND account_id = $2 AND license_id = $3
                   AND effective_from > $4 AND update_type = 'ABSOLUTE'), 9223372036854775807))
          ORDER BY later, effective_from, seq",
+        &[&business_id, &account.as_str(), &license.as_str(), &at.micros()],
     )
-    .bind(business_id)
-    .bind(account.as_str())
-    .bind(license.as_str())
-    .bind(at.micros())
-    .fetch_all(conn)
-    .await
-    .map_err(classify)?;
+    .await?;
     let mut prior = Quantity::ZERO;
     let mut later = Vec::with_capacity(rows.len());
-    for (is_later, seq, at, kind, given, absolute) in rows {
-        if !is_later {
+    for row in &rows {
+        let get = |e: tokio_postgres::Error| corrupt(e);
+        let absolute: Decimal = row.try_get(5).map_err(get)?;
+        if !row.try_get::<_, bool>(0).map_err(get)? {
             prior = quantity_of(absolute)?;
             continue;
         }
+        let kind: &str = row.try_get(3).map_err(get)?;
         later.push(StoredEntry {
-            seq,
-            effective_from: timestamp(at)?,
-            update_type: UpdateType::parse(&kind)
+            seq: row.try_get(1).map_err(get)?,
+            effective_from: timestamp(row.try_get(2).map_err(get)?)?,
+            update_type: UpdateType::parse(kind)
                 .ok_or_else(|| corrupt(format!("update type {kind}")))?,
-            given: quantity_of(given)?,
+            given: quantity_of(row.try_get(4).map_err(get)?)?,
             absolute: quantity_of(absolute)?,
         });
     }
@@ -297,8 +314,8 @@ async fn neighbours(
 }
 
 /// Decodes a row selected with `ENTRY_COLUMNS`.
-fn listed_entry(row: &PgRow) -> Result<ListedEntry> {
-    let get = |e: sqlx::Error| corrupt(e);
+fn listed_entry(row: &Row) -> Result<ListedEntry> {
+    let get = |e: tokio_postgres::Error| corrupt(e);
     EntryRow {
         seq: row.try_get(0).map_err(get)?,
         account_id: row.try_get(1).map_err(get)?,
@@ -313,4 +330,12 @@ fn listed_entry(row: &PgRow) -> Result<ListedEntry> {
 
 fn quantity_of(value: Decimal) -> Result<Quantity> {
     Quantity::new(value).map_err(corrupt)
+}
+
+/// Decodes `(effective_from, absolute)`.
+fn absolute_at(row: &Row) -> Result<(Timestamp, Quantity)> {
+    Ok((
+        timestamp(row.try_get(0).map_err(corrupt)?)?,
+        quantity_of(row.try_get(1).map_err(corrupt)?)?,
+    ))
 }

@@ -1,12 +1,22 @@
 //! The shared backend: many server processes may use one PostgreSQL database, so every
 //! rule that must hold across them is enforced with transactions, locks and constraints.
+//!
+//! The driver is `tokio-postgres`: statements are prepared once per connection, a pooled
+//! connection is handed out without a test query, and requests that need not wait for
+//! one another (`BEGIN` and a transaction's first statement, its last one and `COMMIT`)
+//! travel together in one round trip.
 
 mod ledger;
 mod licenses;
+mod migrations;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use deadpool_postgres::{
+    ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 use super::{
     AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
@@ -15,48 +25,209 @@ use crate::domain::auth::{ApiKeySecret, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
 
+/// A statement's parameters, in order.
+pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
+
 pub struct PgStore {
-    pool: PgPool,
+    pool: Pool,
 }
 
 impl PgStore {
     pub async fn open(options: &StorageOptions) -> Result<Self, OpenError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.timeout)
-            .connect(&options.url)
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| OpenError::Failed(format!("invalid PostgreSQL URL: {e}")))?;
+        config.connect_timeout(options.timeout);
+        // A connection that lost its server is noticed by the driver and never handed out
+        // again; a per-checkout test query would cost a round trip on every request.
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections as usize)
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(options.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| OpenError::Failed(e.to_string()))?;
+        let mut conn = pool
+            .get()
             .await
             .map_err(|e| OpenError::Failed(format!("cannot connect to PostgreSQL: {e}")))?;
-        sqlx::migrate!("src/storage/postgres/migrations")
-            .run(&pool)
+        migrations::run(&mut conn)
             .await
             .map_err(|e| OpenError::Failed(format!("migrations: {e}")))?;
+        drop(conn);
         Ok(Self { pool })
+    }
+
+    async fn conn(&self) -> Result<Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs one statement on a pooled connection, returning its rows.
+    async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+        query(&*self.conn().await?, sql, params).await
+    }
+
+    async fn query_opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
+        query_opt(&*self.conn().await?, sql, params).await
+    }
+
+    /// Runs one statement on a pooled connection, returning the rows it changed.
+    async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64> {
+        execute(&*self.conn().await?, sql, params).await
+    }
+}
+
+pub(super) async fn query(
+    client: &ClientWrapper,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<Row>> {
+    let statement = client.prepare_cached(sql).await.map_err(classify)?;
+    client.query(&statement, params).await.map_err(classify)
+}
+
+pub(super) async fn query_opt(
+    client: &ClientWrapper,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Option<Row>> {
+    let statement = client.prepare_cached(sql).await.map_err(classify)?;
+    client.query_opt(&statement, params).await.map_err(classify)
+}
+
+pub(super) async fn query_one(
+    client: &ClientWrapper,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Row> {
+    let statement = client.prepare_cached(sql).await.map_err(classify)?;
+    client.query_one(&statement, params).await.map_err(classify)
+}
+
+pub(super) async fn execute(client: &ClientWrapper, sql: &str, params: &Params<'_>) -> Result<u64> {
+    let statement = client.prepare_cached(sql).await.map_err(classify)?;
+    client.execute(&statement, params).await.map_err(classify)
+}
+
+/// A transaction on a pooled connection, ended by [`Tx::finish`] or [`Tx::commit_with`].
+/// Dropped before that (a request cancelled by its timeout), it closes its connection
+/// instead of returning it to the pool, and PostgreSQL rolls the transaction back.
+pub(super) struct Tx {
+    conn: Option<Object>,
+}
+
+impl Tx {
+    /// Takes a connection. `BEGIN` is left to [`Tx::begin`], so that it can be sent in
+    /// one round trip with the transaction's first statement (`tokio::try_join!`).
+    pub async fn open(store: &PgStore) -> Result<Self> {
+        Ok(Self {
+            conn: Some(store.conn().await?),
+        })
+    }
+
+    pub async fn begin(&self) -> Result<()> {
+        self.batch_execute("BEGIN").await.map_err(classify)
+    }
+
+    /// Commits after `Ok`, rolls back after `Err` (unless [`Tx::commit_with`] already
+    /// ended the transaction), and returns the connection to the pool.
+    pub async fn finish<R>(mut self, outcome: Result<R>) -> Result<R> {
+        let Some(conn) = self.conn.take() else {
+            return outcome;
+        };
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        conn.batch_execute(end).await.map_err(classify)?;
+        outcome
+    }
+
+    /// Runs `last`, then commits, in one round trip; after a failed `last`, PostgreSQL
+    /// answers the `COMMIT` with a rollback. Either way the transaction is over.
+    pub async fn commit_with(&mut self, last: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+        let statement = self.prepare_cached(last).await.map_err(classify)?;
+        let (rows, committed) =
+            tokio::join!(self.query(&statement, params), self.batch_execute("COMMIT"));
+        self.conn = None;
+        let rows = rows.map_err(classify)?;
+        committed.map_err(classify)?;
+        Ok(rows)
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        self.conn
+            .as_ref()
+            .expect("a transaction's connection until it ends")
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Detached from the pool, the connection closes when dropped here.
+            drop(Object::take(conn));
+        }
     }
 }
 
 /// Binds the shared listing queries' parameters, in order.
-pub(super) fn bind_all<'q>(
-    mut statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    params: Vec<super::sql::Param<'q>>,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    for param in params {
-        statement = match param {
-            super::sql::Param::Text(text) => statement.bind(text),
-            super::sql::Param::Int(int) => statement.bind(int),
-        };
-    }
-    statement
+pub(super) fn params<'a>(params: &'a [super::sql::Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| match param {
+            super::sql::Param::Text(text) => text as &(dyn ToSql + Sync),
+            super::sql::Param::Int(int) => int as &(dyn ToSql + Sync),
+        })
+        .collect()
 }
 
-/// Maps a driver error: lost or exhausted connections are an outage, the rest a failure.
-pub(super) fn classify(error: sqlx::Error) -> StorageError {
+/// Maps a driver error: a lost connection or a server that cannot serve is an outage;
+/// anything else is a failure.
+pub(super) fn classify(error: tokio_postgres::Error) -> StorageError {
+    let outage = match error.code() {
+        None => {
+            error.is_closed()
+                || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>())
+        }
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                ]
+                .contains(code)
+        }
+    };
+    if outage {
+        StorageError::Unavailable(error.to_string())
+    } else {
+        StorageError::Internal(error.to_string())
+    }
+}
+
+fn pool_error(error: PoolError) -> StorageError {
     match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StorageError::Unavailable(error.to_string()),
+        PoolError::Backend(error) => classify(error),
+        PoolError::Timeout(_) => {
+            StorageError::Unavailable("no database connection became available in time".into())
+        }
+        PoolError::Closed => StorageError::Unavailable("the connection pool is closed".into()),
         other => StorageError::Internal(other.to_string()),
     }
 }
@@ -64,40 +235,50 @@ pub(super) fn classify(error: sqlx::Error) -> StorageError {
 #[async_trait]
 impl AccountStore for PgStore {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
-        let row: Option<(String, Vec<u8>, bool, String)> = sqlx::query_as(
-            "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
-                     JOIN businesses b ON b.id = k.business_id WHERE k.digest = $1",
-        )
-        .bind(&digest.0[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(row.filter(|(_, stored, _, _)| digest.matches(stored)).map(
-            |(business_id, _, read_only, brand_id)| Principal {
-                business_id,
-                brand_id,
-                read_only,
-            },
-        ))
+        let row = self
+            .query_opt(
+                "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
+                 JOIN businesses b ON b.id = k.business_id WHERE k.digest = $1",
+                &[&&digest.0[..]],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored: &[u8] = row.try_get(1).map_err(super::sql::corrupt)?;
+        if !digest.matches(stored) {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            business_id: row.try_get(0).map_err(super::sql::corrupt)?,
+            read_only: row.try_get(2).map_err(super::sql::corrupt)?,
+            brand_id: row.try_get(3).map_err(super::sql::corrupt)?,
+        }))
     }
 
     async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
-        sqlx::query(
+        let conn = self.conn().await?;
+        execute(
+            &conn,
             "INSERT INTO businesses (id, name, brand_id, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
+            &[
+                &new_id("bus"),
+                &name.as_str(),
+                &new_id("brnd"),
+                &Timestamp::now().micros(),
+            ],
         )
-        .bind(new_id("bus"))
-        .bind(name.as_str())
-        .bind(new_id("brnd"))
-        .bind(Timestamp::now().micros())
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        sqlx::query_scalar("SELECT id FROM businesses WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)
+        .await?;
+        // A statement of its own, so that it sees a business another process just created.
+        query_one(
+            &conn,
+            "SELECT id FROM businesses WHERE name = $1",
+            &[&name.as_str()],
+        )
+        .await?
+        .try_get(0)
+        .map_err(super::sql::corrupt)
     }
 
     async fn create_api_key(
@@ -106,56 +287,59 @@ impl AccountStore for PgStore {
         digest: KeyDigest,
         read_only: bool,
     ) -> Result<()> {
-        insert_api_key(&self.pool, business_id, digest, read_only).await
+        insert_api_key(&*self.conn().await?, business_id, digest, read_only).await
     }
 
     async fn bootstrap(&self, digest: KeyDigest) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // Of several processes starting together, only the one whose insert lands bootstraps.
-        let first = sqlx::query(
-            "INSERT INTO settings (name, value) VALUES ('bootstrapped', '1') ON CONFLICT (name) DO NOTHING",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?
-        .rows_affected()
-            == 1;
-        let empty: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM businesses)")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if !(first && empty) {
-            tx.commit().await.map_err(classify)?;
-            return Ok(false);
+        let tx = Tx::open(self).await?;
+        let outcome = async {
+            tx.begin().await?;
+            // Of several processes starting together, only the one whose insert lands
+            // bootstraps.
+            let first = execute(
+                &tx,
+                "INSERT INTO settings (name, value) VALUES ('bootstrapped', '1') ON CONFLICT (name) DO NOTHING",
+                &[],
+            )
+            .await?
+                == 1;
+            let empty: bool = query_one(&tx, "SELECT NOT EXISTS (SELECT 1 FROM businesses)", &[])
+                .await?
+                .try_get(0)
+                .map_err(super::sql::corrupt)?;
+            if !(first && empty) {
+                return Ok(false);
+            }
+            let business_id = new_id("bus");
+            execute(
+                &tx,
+                "INSERT INTO businesses (id, name, brand_id, created_at) VALUES ($1, 'default', $2, $3)",
+                &[&business_id, &new_id("brnd"), &Timestamp::now().micros()],
+            )
+            .await?;
+            insert_api_key(&tx, &business_id, digest, false).await?;
+            Ok(true)
         }
-        let business_id = new_id("bus");
-        sqlx::query(
-            "INSERT INTO businesses (id, name, brand_id, created_at) VALUES ($1, 'default', $2, $3)",
-        )
-        .bind(&business_id)
-        .bind(new_id("brnd"))
-        .bind(Timestamp::now().micros())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        insert_api_key(&mut *tx, &business_id, digest, false).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(true)
+        .await;
+        tx.finish(outcome).await
     }
 
     async fn token_secret(&self) -> Result<Vec<u8>> {
-        sqlx::query(
+        let conn = self.conn().await?;
+        execute(
+            &conn,
             "INSERT INTO settings (name, value) VALUES ('token_secret', $1) ON CONFLICT (name) DO NOTHING",
+            &[&ApiKeySecret::generate().expose()],
         )
-        .bind(ApiKeySecret::generate().expose())
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        let secret: String =
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'token_secret'")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(classify)?;
+        .await?;
+        let secret: String = query_one(
+            &conn,
+            "SELECT value FROM settings WHERE name = 'token_secret'",
+            &[],
+        )
+        .await?
+        .try_get(0)
+        .map_err(super::sql::corrupt)?;
         Ok(secret.into_bytes())
     }
 }
@@ -163,37 +347,39 @@ impl AccountStore for PgStore {
 #[async_trait]
 impl HealthStore for PgStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        let conn = self.conn().await?;
+        conn.simple_query("SELECT 1")
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
         Ok(())
     }
 
     fn connections(&self) -> PoolUsage {
+        let status = self.pool.status();
         PoolUsage {
-            open: self.pool.size() as usize,
-            idle: self.pool.num_idle(),
+            open: status.size,
+            idle: status.available,
         }
     }
 }
 
-async fn insert_api_key<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
+async fn insert_api_key(
+    client: &ClientWrapper,
     business_id: &str,
     digest: KeyDigest,
     read_only: bool,
 ) -> Result<()> {
-    sqlx::query(
+    execute(
+        client,
         "INSERT INTO api_keys (id, business_id, digest, read_only, created_at) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &new_id("key"),
+            &business_id,
+            &&digest.0[..],
+            &read_only,
+            &Timestamp::now().micros(),
+        ],
     )
-    .bind(new_id("key"))
-    .bind(business_id)
-    .bind(&digest.0[..])
-    .bind(read_only)
-    .bind(Timestamp::now().micros())
-    .execute(executor)
-    .await
-    .map_err(classify)?;
+    .await?;
     Ok(())
 }
