@@ -23,6 +23,7 @@ import urllib.parse
 import uuid
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+BACKENDS = sys.argv[2:] or ["sqlite", "postgres"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LICENSED = os.path.join(ROOT, "target/release/licensed")
 BARE = os.path.join(ROOT, "target/release/examples/bare_validate")
@@ -227,37 +228,46 @@ def pgbench(database, mode):
     return tps, latency
 
 
-def main():
+def bench_sqlite(results):
     bare = start([BARE, f"127.0.0.1:{BARE_PORT}"])
     with tempfile.NamedTemporaryFile("w", delete=False) as keys_file:
         keys_file.write("\n".join(str(uuid.uuid4()) for _ in range(1000)))
     measure_bare = lambda: wrk(BARE_PORT, "validate", keys=keys_file.name)
-
-    sqlite_results = {}
     try:
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "bench.db")
-            bench_licensed("sqlite", f"sqlite://{path}", lambda: seed_ledger_sqlite(path), sqlite_results,
+            bench_licensed("sqlite", f"sqlite://{path}", lambda: seed_ledger_sqlite(path), results,
                            measure_bare, measure_bare)
     finally:
         stop(bare)
         os.unlink(keys_file.name)
 
+
+def bench_postgres(results):
     suffix = uuid.uuid4().hex[:8]
     pg_db, pgbench_db = f"licensed_bench_{suffix}", f"pgbench_{suffix}"
-    pg_results = {}
     try:
         psql(PG_ADMIN, f"CREATE DATABASE {pg_db}")
         psql(PG_ADMIN, f"CREATE DATABASE {pgbench_db}")
         subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", "10", "-q", pgbench_db],
                        capture_output=True, check=True)
         pg_url = f"postgres://postgres@127.0.0.1:5432/{pg_db}"
-        bench_licensed("postgres", pg_url, lambda: seed_ledger_postgres(pg_url), pg_results,
+        bench_licensed("postgres", pg_url, lambda: seed_ledger_postgres(pg_url), results,
                        lambda: pgbench(pgbench_db, "-S"), lambda: pgbench(pgbench_db, "-N"))
     finally:
         psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
         psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pgbench_db} WITH (FORCE)")
 
+
+def main():
+    unknown = set(BACKENDS) - {"sqlite", "postgres"}
+    if unknown:
+        raise SystemExit(f"unknown backend {', '.join(sorted(unknown))}: choose sqlite, postgres or both")
+    sqlite_results, pg_results = {}, {}
+    if "sqlite" in BACKENDS:
+        bench_sqlite(sqlite_results)
+    if "postgres" in BACKENDS:
+        bench_postgres(pg_results)
     print_table(sqlite_results, pg_results)
 
 
@@ -273,6 +283,8 @@ def print_table(lite, pg):
     for name, r, read_label, read_target, write_label, write_target in (
             ("SQLite", lite, "bare handler", 0.70, "bare handler", 0.20),
             ("PostgreSQL", pg, "pgbench -S", 0.60, "pgbench -N", 0.80)):
+        if not r:
+            continue
         throughput(f"{name} validate", r["validate"], r["read baseline"], read_label, read_target)
         throughput(f"{name} activate (one key)", r["activate"], r["validate"], "validate", None)
         throughput(f"{name} ingest", r["ingest"], r["write baseline"], write_label, write_target)

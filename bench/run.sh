@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks licensed on SQLite and PostgreSQL beside the limits of the machine (a bare
-# axum handler, pgbench), and prints one table. Usage: bench/run.sh [seconds per run]
+# axum handler, pgbench), and prints one table.
+# Usage: bench/run.sh [seconds per run] [sqlite|postgres]  (both backends by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,4 @@ command -v pgbench >/dev/null || { echo "pgbench is needed (package postgresql-c
 pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
 
 cargo build --release --bin licensed --example bare_validate
-exec python3 bench/run.py "${1:-10}"
+exec python3 bench/run.py "${1:-10}" "${@:2}"
