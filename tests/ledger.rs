@@ -971,6 +971,8 @@ async fn body_limits_and_content_types(server: TestServer) {
     let reply = server.post("/license_updates", body).await;
     reply.expect(413);
     assert!(reply.message().contains("bytes"));
+    // The rest of the body was not read, so the server closes the connection and says so.
+    assert_eq!(reply.headers["connection"], "close");
 
     let reply = common::Reply::from(
         server

@@ -224,6 +224,13 @@ pub fn render(mut response: Response, togai: bool) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The unread rest of the body leaves the connection unusable: say that it closes,
+        // so that a client does not send its next request on it.
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 

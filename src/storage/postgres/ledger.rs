@@ -146,20 +146,6 @@ impl LedgerStore for PgStore {
 async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
     let fingerprint = entry.fingerprint();
     let key = entry.idempotency_key.as_ref().map(|k| k.as_str());
-    let claim = async {
-        match key {
-            // Blocks while another transaction holds the same key, then sees its outcome.
-            Some(key) => execute(
-                tx,
-                "INSERT INTO ledger_idempotency (business_id, key, fingerprint) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-                &[&business_id, &key, &&fingerprint[..]],
-            )
-            .await
-            .map(|inserted| inserted == 1),
-            None => Ok(true),
-        }
-    };
     let pair: &Params = &[
         &business_id,
         &entry.account_id.as_str(),
@@ -170,9 +156,27 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
         "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))",
         pair,
     );
-    let (_, claimed, _) = tokio::try_join!(tx.begin(), claim, lock)?;
-    if let (false, Some(key)) = (claimed, key) {
-        return replay(tx, business_id, key, &fingerprint).await;
+    match key {
+        None => {
+            tokio::try_join!(tx.begin(), lock)?;
+        }
+        Some(key) => {
+            // Blocks while another transaction holds the same key, then sees its outcome.
+            // The claim completes before the lock is asked for, so that every writer takes
+            // the key before the pair.
+            let claimed: &Params = &[&business_id, &key, &&fingerprint[..]];
+            let claim = execute(
+                tx,
+                "INSERT INTO ledger_idempotency (business_id, key, fingerprint) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                claimed,
+            );
+            let (_, claimed) = tokio::try_join!(tx.begin(), claim)?;
+            if claimed == 0 {
+                return replay(tx, business_id, key, &fingerprint).await;
+            }
+            lock.await?;
+        }
     }
 
     // Read the clock after the lock, so arrival order and `created_at` agree.

@@ -143,13 +143,18 @@ impl Tx {
         let Some(conn) = self.conn.take() else {
             return outcome;
         };
-        let end = if outcome.is_ok() {
-            "COMMIT"
-        } else {
-            "ROLLBACK"
-        };
-        conn.batch_execute(end).await.map_err(classify)?;
-        outcome
+        match outcome {
+            Ok(value) => {
+                conn.batch_execute("COMMIT").await.map_err(classify)?;
+                Ok(value)
+            }
+            Err(error) => {
+                // The request's own error says more than a failed rollback, which can only
+                // mean a lost connection (and the pool drops those).
+                let _ = conn.batch_execute("ROLLBACK").await;
+                Err(error)
+            }
+        }
     }
 
     /// Runs `last`, then commits, in one round trip; after a failed `last`, PostgreSQL
