@@ -3,8 +3,9 @@
 //! resolve one after another; the idempotency key is claimed by a primary-key insert,
 //! which makes a concurrent repeat wait for the first request's outcome.
 //!
-//! A write takes three round trips: `BEGIN`, the claim and the lock; the read of the
-//! pair's neighbours; the write and `COMMIT`.
+//! A write takes three round trips: `BEGIN` and the lock; the read of the pair's
+//! neighbours; the write and `COMMIT`. With an idempotency key, one more: `BEGIN` and the
+//! claim, then the lock.
 
 use async_trait::async_trait;
 use deadpool_postgres::ClientWrapper;
@@ -146,36 +147,32 @@ impl LedgerStore for PgStore {
 async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
     let fingerprint = entry.fingerprint();
     let key = entry.idempotency_key.as_ref().map(|k| k.as_str());
+    let lock = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))";
     let pair: &Params = &[
         &business_id,
         &entry.account_id.as_str(),
         &entry.license_id.as_str(),
     ];
-    let lock = execute(
-        tx,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))",
-        pair,
-    );
     match key {
         None => {
-            tokio::try_join!(tx.begin(), lock)?;
+            tx.begin_with(lock, pair).await?;
         }
         Some(key) => {
             // Blocks while another transaction holds the same key, then sees its outcome.
             // The claim completes before the lock is asked for, so that every writer takes
             // the key before the pair.
-            let claimed: &Params = &[&business_id, &key, &&fingerprint[..]];
-            let claim = execute(
-                tx,
-                "INSERT INTO ledger_idempotency (business_id, key, fingerprint) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-                claimed,
-            );
-            let (_, claimed) = tokio::try_join!(tx.begin(), claim)?;
-            if claimed == 0 {
+            let claimed = !tx
+                .begin_with(
+                    "INSERT INTO ledger_idempotency (business_id, key, fingerprint) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING RETURNING 1",
+                    &[&business_id, &key, &&fingerprint[..]],
+                )
+                .await?
+                .is_empty();
+            if !claimed {
                 return replay(tx, business_id, key, &fingerprint).await;
             }
-            lock.await?;
+            execute(tx, lock, pair).await?;
         }
     }
 

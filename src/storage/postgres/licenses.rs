@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Params, PgStore, Tx, execute, params, query_opt};
+use super::{PgStore, Tx, execute, params};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
@@ -82,9 +82,11 @@ fn instance_row(r: &Row) -> Result<Instance> {
 /// travels with it.
 async fn begin_and_lock_key(tx: &Tx, key: &str) -> Result<Option<LicenseKey>> {
     let sql = format!("SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE key = $1 FOR UPDATE");
-    let params: &Params = &[&key];
-    let (_, row) = tokio::try_join!(tx.begin(), query_opt(tx, &sql, params))?;
-    row.as_ref().map(key_row).transpose()
+    tx.begin_with(&sql, &[&key])
+        .await?
+        .first()
+        .map(key_row)
+        .transpose()
 }
 
 async fn save_key_state(tx: &mut Tx, key: &LicenseKey) -> Result<()> {
@@ -241,9 +243,8 @@ impl LicenseStore for PgStore {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
             let sql = product_by_id("FOR UPDATE");
-            let params: &Params = &[&business_id, &id];
-            let (_, row) = tokio::try_join!(tx.begin(), query_opt(&tx, &sql, params))?;
-            let Some(mut product) = row.as_ref().map(product_row).transpose()? else {
+            let rows = tx.begin_with(&sql, &[&business_id, &id]).await?;
+            let Some(mut product) = rows.first().map(product_row).transpose()? else {
                 return Ok(None);
             };
             patch.apply(&mut product, Timestamp::now());
@@ -321,9 +322,8 @@ impl LicenseStore for PgStore {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
             let sql = key_by_id("FOR UPDATE");
-            let params: &Params = &[&business_id, &id];
-            let (_, row) = tokio::try_join!(tx.begin(), query_opt(&tx, &sql, params))?;
-            let Some(mut key) = row.as_ref().map(key_row).transpose()? else {
+            let rows = tx.begin_with(&sql, &[&business_id, &id]).await?;
+            let Some(mut key) = rows.first().map(key_row).transpose()? else {
                 return Ok(None);
             };
             let state = patch.apply(key.state(), key.subscription_id.is_some())?;

@@ -125,16 +125,19 @@ pub(super) struct Tx {
 }
 
 impl Tx {
-    /// Takes a connection. `BEGIN` is left to [`Tx::begin`], so that it can be sent in
-    /// one round trip with the transaction's first statement (`tokio::try_join!`).
+    /// Takes a connection; the transaction starts with [`Tx::begin_with`].
     pub async fn open(store: &PgStore) -> Result<Self> {
         Ok(Self {
             conn: Some(store.conn().await?),
         })
     }
 
-    pub async fn begin(&self) -> Result<()> {
-        self.batch_execute("BEGIN").await.map_err(classify)
+    /// Sends `BEGIN` and the transaction's first statement in one round trip, and
+    /// returns that statement's rows.
+    pub async fn begin_with(&self, first: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+        let begin = async { self.batch_execute("BEGIN").await.map_err(classify) };
+        let (_, rows) = tokio::try_join!(begin, query(self, first, params))?;
+        Ok(rows)
     }
 
     /// Commits after `Ok`, rolls back after `Err` (unless [`Tx::commit_with`] already
@@ -298,16 +301,16 @@ impl AccountStore for PgStore {
     async fn bootstrap(&self, digest: KeyDigest) -> Result<bool> {
         let tx = Tx::open(self).await?;
         let outcome = async {
-            tx.begin().await?;
             // Of several processes starting together, only the one whose insert lands
             // bootstraps.
-            let first = execute(
-                &tx,
-                "INSERT INTO settings (name, value) VALUES ('bootstrapped', '1') ON CONFLICT (name) DO NOTHING",
-                &[],
-            )
-            .await?
-                == 1;
+            let first = !tx
+                .begin_with(
+                    "INSERT INTO settings (name, value) VALUES ('bootstrapped', '1')
+                     ON CONFLICT (name) DO NOTHING RETURNING 1",
+                    &[],
+                )
+                .await?
+                .is_empty();
             let empty: bool = query_one(&tx, "SELECT NOT EXISTS (SELECT 1 FROM businesses)", &[])
                 .await?
                 .try_get(0)
