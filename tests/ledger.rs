@@ -1143,8 +1143,20 @@ async fn operations_endpoints(server: TestServer) {
     );
 
     server.get("/license_updates").await.expect(200);
+    // A method outside HTTP's own is counted under one label, not as a metric of its own.
+    let invented = Method::from_bytes(b"FROBNICATE").unwrap();
+    server
+        .call(invented, "/healthz", "", None)
+        .await
+        .expect(405);
     let metrics = server.call(Method::GET, "/metrics", "", None).await;
     metrics.expect(200);
+    assert!(
+        metrics.text.contains("method=\"OTHER\""),
+        "{}",
+        metrics.text
+    );
+    assert!(!metrics.text.contains("FROBNICATE"));
     assert!(
         metrics.text.contains("http_requests_total{"),
         "{}",

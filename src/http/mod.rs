@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::HeaderName;
 use axum::routing::{get, patch, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,10 +27,6 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
 
 use crate::storage::Store;
 use page_token::TokenSigner;
@@ -87,7 +82,6 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState, settings: &ServerSettings) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
     let mut api = Router::new()
         .route(
             "/license_updates",
@@ -138,46 +132,14 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
     api.fallback(ops::no_route)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    request_id.clone(),
-                    SequentialIds::default(),
-                ))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(TraceLayer::new_for_http())
                 .layer(axum::middleware::from_fn_with_state(
-                    settings.request_timeout,
+                    envelope::Envelope::new(settings.request_timeout),
                     envelope::envelope,
                 ))
                 .layer(RequestBodyLimitLayer::new(extract::BODY_LIMIT))
                 .layer(CatchPanicLayer::new()),
         )
         .with_state(state)
-}
-
-/// Request ids unique across processes and restarts without a system call per request:
-/// a random prefix chosen at start, then a counter.
-#[derive(Clone)]
-struct SequentialIds {
-    prefix: Arc<str>,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Default for SequentialIds {
-    fn default() -> Self {
-        Self {
-            prefix: crate::domain::ids::new_id("req").into(),
-            next: Arc::default(),
-        }
-    }
-}
-
-impl MakeRequestId for SequentialIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        axum::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix))
-            .ok()
-            .map(RequestId::new)
-    }
 }
 
 /// A router with only `/metrics`, for `--metrics-bind`.

@@ -1,13 +1,15 @@
 //! What operators use: liveness, readiness, Prometheus metrics, the OpenAPI document and
 //! its rendering.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -95,20 +97,96 @@ fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; its handle then renders nothing.
         let _ = metrics::set_global_recorder(recorder);
+        // A histogram keeps every sample until upkeep folds it into its buckets: without
+        // this, memory grows with each request for as long as nobody scrapes `/metrics`.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(METRICS_UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            })
+            .ok();
         handle
     })
 }
 
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The metrics of one route, method and status.
+#[derive(Clone)]
+struct RequestMetrics {
+    method: &'static str,
+    status: StatusCode,
+    count: Counter,
+    latency: Histogram,
+}
+
+/// Metric handles registered once per route, method and status, because looking a
+/// metric up by its labels allocates and hashes them: per route, a short list.
+fn request_metrics(method: &'static str, route: &str, status: StatusCode) -> RequestMetrics {
+    static HANDLES: OnceLock<RwLock<HashMap<String, Vec<RequestMetrics>>>> = OnceLock::new();
+    let handles = HANDLES.get_or_init(RwLock::default);
+    let find = |list: &Vec<RequestMetrics>| {
+        list.iter()
+            .find(|m| m.method == method && m.status == status)
+            .cloned()
+    };
+    if let Some(found) = handles
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(route)
+        .and_then(find)
+    {
+        return found;
+    }
+    let _ = prometheus();
+    let route_label = route.to_owned();
+    let registered = RequestMetrics {
+        method,
+        status,
+        count: metrics::counter!("http_requests_total", "method" => method,
+            "route" => route_label.clone(), "status" => status.as_u16().to_string()),
+        latency: metrics::histogram!("http_request_duration_seconds",
+            "method" => method, "route" => route_label),
+    };
+    handles
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(route.to_owned())
+        .or_default()
+        .push(registered.clone());
+    registered
+}
+
+/// A client may send any method name: those outside HTTP's own share one label, so
+/// that they cannot add metrics without end.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("OTHER", |known| known.as_str())
+}
+
 /// Counts a finished request and its latency.
 pub fn record(method: &Method, route: Option<&MatchedPath>, status: StatusCode, elapsed: Duration) {
-    let _ = prometheus();
-    let route = route.map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = method.as_str().to_owned();
-    metrics::counter!("http_requests_total",
-        "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string())
-    .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    let metrics = request_metrics(method_label(method), route, status);
+    metrics.count.increment(1);
+    metrics.latency.record(elapsed.as_secs_f64());
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!("request failed with 500");
     }
