@@ -1020,6 +1020,29 @@ async fn authentication_and_read_only_keys(server: TestServer) {
         .await
         .expect(401);
 
+    // A bad request with a bad key is refused for its key, whatever the route checks first.
+    let quantity = "/license_quantity?accountId=acme&licenseId=seats";
+    for (path, expected) in [(quantity, 401), ("/license_quantity?accountId=acme", 401)] {
+        server
+            .call(Method::GET, path, "lsk_not-a-key", None)
+            .await
+            .expect(expected);
+    }
+    server
+        .get("/license_quantity?accountId=acme")
+        .await
+        .expect(400);
+    let no_quantity = json!({"accountId": "acme", "licenseId": "seats", "updateType": "ABSOLUTE"});
+    server
+        .call(
+            Method::POST,
+            "/license_updates",
+            "lsk_not-a-key",
+            Some(no_quantity.clone()),
+        )
+        .await
+        .expect(401);
+
     let reader = server.new_key("alpha", true).await;
     server
         .call(
@@ -1028,6 +1051,16 @@ async fn authentication_and_read_only_keys(server: TestServer) {
             &reader,
             Some(body.clone()),
         )
+        .await
+        .expect(403);
+    server
+        .call(Method::POST, "/license_updates", &reader, Some(no_quantity))
+        .await
+        .expect(403);
+    let mut idempotent = body.clone();
+    idempotent["idempotencyKey"] = json!("read-only");
+    server
+        .call(Method::POST, "/license_updates", &reader, Some(idempotent))
         .await
         .expect(403);
     let details =

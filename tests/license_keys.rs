@@ -862,11 +862,30 @@ async fn public_endpoints_ignore_authorization_and_are_rate_limited_per_ip(serve
     per_key.get("/customers").await.expect(200);
     per_key.get("/customers").await.expect(200);
     per_key.get("/customers").await.expect(429);
+    // Routes whose storage call checks the key itself count too, and a write over the
+    // limit writes nothing.
+    per_key
+        .get("/license_quantity?accountId=acme&licenseId=seats")
+        .await
+        .expect(429);
+    let update =
+        json!({"accountId": "acme", "licenseId": "seats", "updateType": "ABSOLUTE", "quantity": 1});
+    per_key.post("/license_updates", update).await.expect(429);
     let another = per_key.new_key("alpha", false).await;
     per_key
         .call(Method::GET, "/customers", &another, None)
         .await
         .expect(200);
+    let same_business = per_key.new_key("default", true).await;
+    let written = per_key
+        .call(
+            Method::GET,
+            "/license_updates?accountId=acme",
+            &same_business,
+            None,
+        )
+        .await;
+    assert_eq!(written.expect(200).json["data"], json!([]));
 }
 
 async fn bad_input_is_400_naming_the_field(server: TestServer) {

@@ -122,6 +122,8 @@ impl From<PatchError> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
+            StorageError::UnknownApiKey => ApiError::Unauthorized,
+            StorageError::ReadOnlyApiKey => ApiError::Forbidden,
             StorageError::Ledger(refusal) => ApiError::BadRequest(refusal.to_string()),
             StorageError::IdempotencyMismatch => ApiError::Conflict(
                 "this idempotencyKey was already used with a different request".into(),

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::auth::{KeyDigest, Principal};
+use crate::storage::{Access, admit};
 
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -96,6 +97,65 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// The API key a request presents, not yet checked: 401 without one.
+pub struct PresentedKey(KeyDigest);
+
+impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(|key| PresentedKey(KeyDigest::of(key)))
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+impl PresentedKey {
+    pub fn digest(&self) -> KeyDigest {
+        self.0
+    }
+
+    /// The caller, if the key exists and allows `access`, within its rate limit: a
+    /// round trip of its own.
+    pub async fn check(&self, state: &AppState, access: Access) -> Result<Principal, ApiError> {
+        let principal = admit(state.store.authenticate(self.0).await?, access)?;
+        state.limits.check_api_key(&self.0)?;
+        Ok(principal)
+    }
+
+    /// Before a storage call that checks the key itself (`…_for_key`), in the same round
+    /// trip as its first statement: nothing, unless API keys are rate-limited, when the
+    /// key is checked first, so that a call over the limit does not run.
+    pub async fn admit_to_checked_call(
+        &self,
+        state: &AppState,
+        access: Access,
+    ) -> Result<(), ApiError> {
+        if state.limits.limits_api_keys() {
+            self.check(state, access).await?;
+        }
+        Ok(())
+    }
+
+    /// The answer to a bad request found before the key was checked: 401 or 403 if the
+    /// key does not allow `access`, as on routes that check it first; `error` otherwise.
+    pub async fn refuse(&self, state: &AppState, access: Access, error: ApiError) -> ApiError {
+        match self.check(state, access).await {
+            Ok(_) => error,
+            Err(refused) => refused,
+        }
+    }
+}
+
 /// A caller with a valid API key (read-only or not).
 pub struct Reader(pub Principal);
 
@@ -106,24 +166,8 @@ impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|key| !key.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        let principal = state
-            .store
-            .authenticate(KeyDigest::of(presented))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        state.limits.check_api_key(presented)?;
-        Ok(Reader(principal))
+        let key = PresentedKey::from_request_parts(parts, state).await?;
+        key.check(state, Access::Read).await.map(Reader)
     }
 }
 
@@ -131,11 +175,8 @@ impl FromRequestParts<AppState> for Writer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Reader(principal) = Reader::from_request_parts(parts, state).await?;
-        if principal.read_only {
-            return Err(ApiError::Forbidden);
-        }
-        Ok(Writer(principal))
+        let key = PresentedKey::from_request_parts(parts, state).await?;
+        key.check(state, Access::Write).await.map(Writer)
     }
 }
 

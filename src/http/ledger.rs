@@ -10,14 +10,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, MessageBody};
-use super::extract::{JsonBody, Query, Reader, Writer};
+use super::extract::{JsonBody, PresentedKey, Query, Reader, Writer};
 use super::openapi::{LedgerReadErrors, LedgerWriteErrors};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry, check_metadata};
 use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId};
 use crate::domain::ledger::{UpdateType, daily_usage};
 use crate::domain::quantity::{Quantity, serialize_number};
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};
-use crate::storage::{Appended, EntrySort, ListEntries};
+use crate::storage::{Access, Appended, EntrySort, ListEntries};
 
 pub const MAX_PAGE_SIZE: u32 = 50;
 pub const MAX_USAGE_DAYS: i64 = 3660;
@@ -58,13 +58,28 @@ pub struct LicenseUpdateRequest {
 )]
 pub async fn add_license_update(
     State(state): State<AppState>,
-    Writer(caller): Writer,
-    JsonBody(request): JsonBody<LicenseUpdateRequest>,
+    key: PresentedKey,
+    body: Result<JsonBody<LicenseUpdateRequest>, ApiError>,
 ) -> Result<Json<LedgerEntry>, ApiError> {
+    let entry = match body.and_then(|JsonBody(request)| new_entry(request)) {
+        Ok(entry) => entry,
+        Err(error) => return Err(key.refuse(&state, Access::Write, error).await),
+    };
+    key.admit_to_checked_call(&state, Access::Write).await?;
+    match state
+        .store
+        .append_entry_for_key(key.digest(), &entry)
+        .await?
+    {
+        Appended::Created(entry) | Appended::Replayed(entry) => Ok(Json(entry)),
+    }
+}
+
+fn new_entry(request: LicenseUpdateRequest) -> Result<NewEntry, ApiError> {
     if let Some(metadata) = &request.metadata {
         check_metadata(metadata).map_err(ApiError::BadRequest)?;
     }
-    let entry = NewEntry {
+    Ok(NewEntry {
         account_id: request.account_id,
         license_id: request.license_id,
         update_type: request.update_type,
@@ -72,14 +87,7 @@ pub async fn add_license_update(
         effective_from: request.effective_from,
         metadata: request.metadata,
         idempotency_key: request.idempotency_key,
-    };
-    match state
-        .store
-        .append_entry(&caller.business_id, &entry)
-        .await?
-    {
-        Appended::Created(entry) | Appended::Replayed(entry) => Ok(Json(entry)),
-    }
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -385,17 +393,17 @@ pub struct LicenseQuantity {
 )]
 pub async fn license_quantity(
     State(state): State<AppState>,
-    Reader(caller): Reader,
-    Query(params): Query<QuantityParams>,
+    key: PresentedKey,
+    params: Result<Query<QuantityParams>, ApiError>,
 ) -> Result<Json<LicenseQuantity>, ApiError> {
-    let (account, license) = pair_params(params.account_id, params.license_id)?;
-    let at = match params.at.as_deref() {
-        Some(at) => instant_param("at", at)?,
-        None => Timestamp::now(),
+    let ((account, license), at) = match params.and_then(|Query(params)| quantity_request(params)) {
+        Ok(request) => request,
+        Err(error) => return Err(key.refuse(&state, Access::Read, error).await),
     };
+    key.admit_to_checked_call(&state, Access::Read).await?;
     let governing = state
         .store
-        .quantity_at(&caller.business_id, (&account, &license), at)
+        .quantity_at_for_key(key.digest(), (&account, &license), at)
         .await?;
     Ok(Json(LicenseQuantity {
         account_id: account,
@@ -404,6 +412,17 @@ pub async fn license_quantity(
         quantity: governing.map_or(Quantity::ZERO, |(_, q)| q),
         effective_from: governing.map(|(from, _)| from),
     }))
+}
+
+fn quantity_request(
+    params: QuantityParams,
+) -> Result<((AccountId, LicenseId), Timestamp), ApiError> {
+    let pair = pair_params(params.account_id, params.license_id)?;
+    let at = match params.at.as_deref() {
+        Some(at) => instant_param("at", at)?,
+        None => Timestamp::now(),
+    };
+    Ok((pair, at))
 }
 
 #[derive(Deserialize, IntoParams)]

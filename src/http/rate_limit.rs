@@ -32,8 +32,13 @@ impl RateLimits {
         check(self.public.as_deref(), &ip)
     }
 
-    pub fn check_api_key(&self, presented: &str) -> Result<(), ApiError> {
-        check(self.api_key.as_deref(), &KeyDigest::of(presented).0)
+    /// Counted only for keys that exist: unknown keys must not grow the table.
+    pub fn check_api_key(&self, key: &KeyDigest) -> Result<(), ApiError> {
+        check(self.api_key.as_deref(), &key.0)
+    }
+
+    pub fn limits_api_keys(&self) -> bool {
+        self.api_key.is_some()
     }
 
     /// Forgets idle clients now and then, so the tables stay small.

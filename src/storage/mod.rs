@@ -26,6 +26,12 @@ pub enum StorageError {
     /// The database cannot be reached or did not answer in time.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// No API key has that digest.
+    #[error("unknown API key")]
+    UnknownApiKey,
+    /// The API key may only read.
+    #[error("the API key is read-only")]
+    ReadOnlyApiKey,
     /// The ledger refused the write.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -57,6 +63,22 @@ pub enum Appended {
     Created(LedgerEntry),
     /// A repeat of an earlier request with the same idempotency key: its original response.
     Replayed(LedgerEntry),
+}
+
+/// What a call needs its API key to allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The principal of an API key, if the key exists and allows `access`.
+pub fn admit(principal: Option<Principal>, access: Access) -> Result<Principal> {
+    match principal {
+        None => Err(StorageError::UnknownApiKey),
+        Some(p) if p.read_only && access == Access::Write => Err(StorageError::ReadOnlyApiKey),
+        Some(p) => Ok(p),
+    }
 }
 
 /// Businesses, API keys and what the server needs at start.
@@ -96,10 +118,18 @@ pub struct PoolUsage {
 }
 
 /// The license-updates ledger.
+///
+/// The `…_for_key` calls act for the business of an API key not yet checked, failing
+/// with `UnknownApiKey` or `ReadOnlyApiKey`: a backend may check the key in the same
+/// round trip as the call's first statement. By default they check it first.
 #[async_trait]
-pub trait LedgerStore: Send + Sync {
+pub trait LedgerStore: AccountStore {
     /// Resolves and writes an entry atomically, with its idempotency key if it has one.
     async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended>;
+    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
+        let principal = admit(self.authenticate(key).await?, Access::Write)?;
+        self.append_entry(&principal.business_id, entry).await
+    }
     /// One page of entries; asks for `limit` rows.
     async fn list_entries(
         &self,
@@ -121,6 +151,15 @@ pub trait LedgerStore: Send + Sync {
         pair: (&AccountId, &LicenseId),
         at: Timestamp,
     ) -> Result<Option<(Timestamp, Quantity)>>;
+    async fn quantity_at_for_key(
+        &self,
+        key: KeyDigest,
+        pair: (&AccountId, &LicenseId),
+        at: Timestamp,
+    ) -> Result<Option<(Timestamp, Quantity)>> {
+        let principal = admit(self.authenticate(key).await?, Access::Read)?;
+        self.quantity_at(&principal.business_id, pair, at).await
+    }
     /// The quantity in effect at `start`, then `(instant, absolute)` of every entry strictly
     /// between `start` and `end`, in ledger order.
     async fn history(

@@ -12,7 +12,8 @@ use deadpool_postgres::ClientWrapper;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
-use super::{Params, PgStore, Tx, classify, execute, params, query};
+use super::{Params, PgStore, Tx, classify, execute, params, principal_of, query};
+use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
@@ -21,17 +22,54 @@ use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, corrupt, timestamp,
 };
-use crate::storage::{Appended, LedgerStore, Result, StorageError};
+use crate::storage::{Access, AccountStore, Appended, LedgerStore, Result, StorageError, admit};
 
 const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
      WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
      ORDER BY effective_from DESC, seq DESC LIMIT 1";
+
+/// The pair's lock, held until the transaction ends: writers of one pair take turns.
+const LOCK_PAIR: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))";
 
 #[async_trait]
 impl LedgerStore for PgStore {
     async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended> {
         let mut tx = Tx::open(self).await?;
         let outcome = append(&mut tx, business_id, entry).await;
+        tx.finish(outcome).await
+    }
+
+    /// Without an idempotency key, the key's check and the pair's lock are one statement:
+    /// the lock, under the same name as [`LOCK_PAIR`]'s, is taken only for a key that may write.
+    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
+        if entry.idempotency_key.is_some() {
+            let principal = admit(self.authenticate(key).await?, Access::Write)?;
+            return self.append_entry(&principal.business_id, entry).await;
+        }
+        let mut tx = Tx::open(self).await?;
+        let outcome = async {
+            let rows = tx
+                .begin_with(
+                    "SELECT k.business_id, k.digest, k.read_only, b.brand_id,
+                         CASE WHEN NOT k.read_only THEN pg_advisory_xact_lock(
+                             hashtextextended(k.business_id || '/' || $2 || '/' || $3, 0)) END
+                     FROM api_keys k JOIN businesses b ON b.id = k.business_id
+                     WHERE k.digest = $1",
+                    &[
+                        &&key.0[..],
+                        &entry.account_id.as_str(),
+                        &entry.license_id.as_str(),
+                    ],
+                )
+                .await?;
+            let principal = rows
+                .first()
+                .map_or(Ok(None), |row| principal_of(row, key))?;
+            let principal = admit(principal, Access::Write)?;
+            append_locked(&mut tx, &principal.business_id, entry).await
+        }
+        .await;
         tx.finish(outcome).await
     }
 
@@ -97,6 +135,45 @@ impl LedgerStore for PgStore {
         .transpose()
     }
 
+    async fn quantity_at_for_key(
+        &self,
+        key: KeyDigest,
+        (account, license): (&AccountId, &LicenseId),
+        at: Timestamp,
+    ) -> Result<Option<(Timestamp, Quantity)>> {
+        let row = self
+            .query_opt(
+                "SELECT k.business_id, k.digest, k.read_only, b.brand_id, g.effective_from, g.absolute
+                 FROM api_keys k JOIN businesses b ON b.id = k.business_id
+                 LEFT JOIN LATERAL (
+                     SELECT effective_from, absolute FROM ledger_entries
+                     WHERE business_id = k.business_id AND account_id = $2 AND license_id = $3
+                       AND effective_from <= $4
+                     ORDER BY effective_from DESC, seq DESC LIMIT 1
+                 ) g ON TRUE
+                 WHERE k.digest = $1",
+                &[
+                    &&key.0[..],
+                    &account.as_str(),
+                    &license.as_str(),
+                    &at.micros(),
+                ],
+            )
+            .await?;
+        let principal = row
+            .as_ref()
+            .map_or(Ok(None), |row| principal_of(row, key))?;
+        admit(principal, Access::Read)?;
+        let Some(row) = row else { return Ok(None) };
+        match row.try_get::<_, Option<i64>>(4).map_err(corrupt)? {
+            Some(from) => Ok(Some((
+                timestamp(from)?,
+                quantity_of(row.try_get(5).map_err(corrupt)?)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
     async fn history(
         &self,
         business_id: &str,
@@ -147,7 +224,6 @@ impl LedgerStore for PgStore {
 async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
     let fingerprint = entry.fingerprint();
     let key = entry.idempotency_key.as_ref().map(|k| k.as_str());
-    let lock = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))";
     let pair: &Params = &[
         &business_id,
         &entry.account_id.as_str(),
@@ -155,7 +231,7 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
     ];
     match key {
         None => {
-            tx.begin_with(lock, pair).await?;
+            tx.begin_with(LOCK_PAIR, pair).await?;
         }
         Some(key) => {
             // Blocks while another transaction holds the same key, then sees its outcome.
@@ -172,10 +248,16 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
             if !claimed {
                 return replay(tx, business_id, key, &fingerprint).await;
             }
-            execute(tx, lock, pair).await?;
+            execute(tx, LOCK_PAIR, pair).await?;
         }
     }
+    append_locked(tx, business_id, entry).await
+}
 
+/// Reads the neighbours of a new entry, resolves, and writes and commits, with the pair
+/// locked; a refusal leaves the transaction to the caller.
+async fn append_locked(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
+    let idempotency_key = entry.idempotency_key.as_ref().map(|k| k.as_str());
     // Read the clock after the lock, so arrival order and `created_at` agree.
     let now = Timestamp::now();
     let at = entry.effective_from.unwrap_or(now);
@@ -202,7 +284,7 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
         .iter()
         .map(|(seq, q)| (*seq, q.decimal()))
         .unzip();
-    let response = key
+    let response = idempotency_key
         .map(|_| serde_json::to_string(&written))
         .transpose()
         .map_err(corrupt)?;
@@ -234,7 +316,7 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
             &seqs,
             &absolutes,
             &response,
-            &key,
+            &idempotency_key,
         ],
     )
     .await?;

@@ -250,18 +250,7 @@ impl AccountStore for PgStore {
                 &[&&digest.0[..]],
             )
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let stored: &[u8] = row.try_get(1).map_err(super::sql::corrupt)?;
-        if !digest.matches(stored) {
-            return Ok(None);
-        }
-        Ok(Some(Principal {
-            business_id: row.try_get(0).map_err(super::sql::corrupt)?,
-            read_only: row.try_get(2).map_err(super::sql::corrupt)?,
-            brand_id: row.try_get(3).map_err(super::sql::corrupt)?,
-        }))
+        row.map_or(Ok(None), |row| principal_of(&row, digest))
     }
 
     async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
@@ -369,6 +358,20 @@ impl HealthStore for PgStore {
             idle: status.available,
         }
     }
+}
+
+/// The principal in a row that starts with `business_id, digest, read_only, brand_id` of
+/// an `api_keys` row found by `digest`, if the digests match.
+fn principal_of(row: &Row, digest: KeyDigest) -> Result<Option<Principal>> {
+    let stored: &[u8] = row.try_get(1).map_err(super::sql::corrupt)?;
+    if !digest.matches(stored) {
+        return Ok(None);
+    }
+    Ok(Some(Principal {
+        business_id: row.try_get(0).map_err(super::sql::corrupt)?,
+        read_only: row.try_get(2).map_err(super::sql::corrupt)?,
+        brand_id: row.try_get(3).map_err(super::sql::corrupt)?,
+    }))
 }
 
 async fn insert_api_key(
