@@ -17,7 +17,6 @@ use super::openapi::PublicErrors;
 use crate::domain::catalog::Activation;
 use crate::domain::entry::Metadata;
 use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
-use crate::domain::license::KeyStatus;
 use crate::domain::time::Timestamp;
 
 /// A caller of the public endpoints, within its per-IP rate limit. Listed before the
@@ -188,13 +187,12 @@ pub async fn validate(
         .license_key_instance_id
         .as_ref()
         .map(ResourceId::as_str);
-    let (key, has_instance) = state
+    let validity = state
         .store
-        .find_key(request.license_key.as_str(), instance)
+        .key_validity(request.license_key.as_str(), instance)
         .await?
         .ok_or(ApiError::LicenseKeyNotFound)?;
-    let active = key.state().status(Timestamp::now()) == KeyStatus::Active;
     Ok(Json(LicenseValidateResponse {
-        valid: active && has_instance,
+        valid: validity.valid_at(Timestamp::now()),
     }))
 }

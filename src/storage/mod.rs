@@ -15,7 +15,7 @@ use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, BusinessName, LicenseId};
 use crate::domain::ledger::LedgerError;
-use crate::domain::license::{ActivationError, KeyPatch, PatchError};
+use crate::domain::license::{ActivationError, KeyPatch, KeyStatus, PatchError};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 
@@ -229,13 +229,27 @@ pub trait LicenseStore: Send + Sync {
     async fn activate(&self, key: &str, instance_id: &str, name: &str) -> Result<Activation>;
     /// Removes the key's instance; `KeyNotFound` if the key or its instance does not exist.
     async fn deactivate(&self, key: &str, instance_id: &str) -> Result<()>;
-    /// The key with that key string, in any business, and whether `instance_id` (if
-    /// given) is one of its current instances.
-    async fn find_key(
+    /// What validating the key with that key string needs, in any business.
+    async fn key_validity(
         &self,
         key: &str,
         instance_id: Option<&str>,
-    ) -> Result<Option<(LicenseKey, bool)>>;
+    ) -> Result<Option<KeyValidity>>;
+}
+
+/// A license key's status fields, and whether the instance named with it (if any) is one
+/// of its current instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyValidity {
+    pub disabled: bool,
+    pub expires_at: Option<Timestamp>,
+    pub has_instance: bool,
+}
+
+impl KeyValidity {
+    pub fn valid_at(&self, now: Timestamp) -> bool {
+        KeyStatus::of(self.disabled, self.expires_at, now) == KeyStatus::Active && self.has_instance
+    }
 }
 
 pub trait Store: AccountStore + LedgerStore + LicenseStore + HealthStore {}

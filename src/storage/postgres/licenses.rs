@@ -14,9 +14,9 @@ use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
     LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, corrupt,
-    duration_columns,
+    duration_columns, timestamp,
 };
-use crate::storage::{LicenseStore, Result, StorageError};
+use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
 fn customer_row(r: &Row) -> Result<Customer> {
     CustomerRow {
@@ -470,25 +470,27 @@ impl LicenseStore for PgStore {
         tx.finish(outcome).await
     }
 
-    async fn find_key(
+    async fn key_validity(
         &self,
         key: &str,
         instance_id: Option<&str>,
-    ) -> Result<Option<(LicenseKey, bool)>> {
+    ) -> Result<Option<KeyValidity>> {
         let row = self
             .query_opt(
-                &format!(
-                    "SELECT {LICENSE_KEY_COLUMNS},
-                         $2::TEXT IS NULL OR EXISTS (
-                             SELECT 1 FROM license_key_instances i
-                             WHERE i.id = $2 AND i.license_key_id = license_keys.id)
-                     FROM license_keys WHERE key = $1"
-                ),
+                "SELECT disabled, expires_at, $2::TEXT IS NULL OR EXISTS (
+                     SELECT 1 FROM license_key_instances i
+                     WHERE i.id = $2 AND i.license_key_id = license_keys.id)
+                 FROM license_keys WHERE key = $1",
                 &[&key, &instance_id],
             )
             .await?;
-        row.map(|row| Ok((key_row(&row)?, row.try_get(13).map_err(corrupt)?)))
-            .transpose()
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: Option<i64> = row.try_get(1).map_err(corrupt)?;
+        Ok(Some(KeyValidity {
+            disabled: row.try_get(0).map_err(corrupt)?,
+            expires_at: expires_at.map(timestamp).transpose()?,
+            has_instance: row.try_get(2).map_err(corrupt)?,
+        }))
     }
 }
 

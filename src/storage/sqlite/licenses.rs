@@ -12,8 +12,9 @@ use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
     LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, duration_columns,
+    timestamp,
 };
-use crate::storage::{LicenseStore, Result, StorageError};
+use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
 fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
     Ok(CustomerRow {
@@ -456,27 +457,30 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn find_key(
+    async fn key_validity(
         &self,
         key: &str,
         instance_id: Option<&str>,
-    ) -> Result<Option<(LicenseKey, bool)>> {
-        self.read(|conn| {
-            let Some(license) = key_by_key(conn, key)? else {
-                return Ok(None);
-            };
-            let has_instance = match instance_id {
-                None => true,
-                Some(instance) => one(
-                    conn,
-                    "SELECT 1 FROM license_key_instances WHERE id = ?1 AND license_key_id = ?2",
-                    params![instance, license.id],
-                    |_| Ok(()),
-                )?
-                .is_some(),
-            };
-            Ok(Some((license, has_instance)))
-        })
+    ) -> Result<Option<KeyValidity>> {
+        let row = self.read(|conn| {
+            one(
+                conn,
+                "SELECT disabled, expires_at, ?2 IS NULL OR EXISTS (
+                     SELECT 1 FROM license_key_instances i
+                     WHERE i.id = ?2 AND i.license_key_id = license_keys.id)
+                 FROM license_keys WHERE key = ?1",
+                params![key, instance_id],
+                |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?, r.get(2)?)),
+            )
+        })?;
+        let Some((disabled, expires_at, has_instance)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(KeyValidity {
+            disabled,
+            expires_at: expires_at.map(timestamp).transpose()?,
+            has_instance,
+        }))
     }
 }
 
