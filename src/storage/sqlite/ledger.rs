@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{SqliteStore, internal};
+use super::{SqliteStore, internal, principal_of_key};
+use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
@@ -13,7 +14,7 @@ use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, corrupt, timestamp,
 };
-use crate::storage::{Appended, LedgerStore, Result, StorageError};
+use crate::storage::{Access, Appended, LedgerStore, Result, StorageError, admit};
 
 #[async_trait]
 impl LedgerStore for SqliteStore {
@@ -21,6 +22,17 @@ impl LedgerStore for SqliteStore {
         let business_id = business_id.to_owned();
         let entry = entry.clone();
         self.write(move |tx| append(tx, &business_id, &entry)).await
+    }
+
+    /// The key is checked in the write's own job, on the writer's connection, whose cache
+    /// is warm: a read connection would first drop its cache, stale after every commit.
+    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
+        let entry = entry.clone();
+        self.write(move |tx| {
+            let principal = admit(principal_of_key(tx, key)?, Access::Write)?;
+            append(tx, &principal.business_id, &entry)
+        })
+        .await
     }
 
     async fn list_entries(

@@ -12,7 +12,8 @@ mod ledger;
 mod licenses;
 
 use std::path::PathBuf;
-use std::sync::{Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -72,14 +73,16 @@ impl SqliteStore {
         let checkpointer = connect(&path).map_err(|e| OpenError::Failed(e.to_string()))?;
 
         let (writer, jobs) = mpsc::channel::<WriteJob>();
+        let wal_is_long = Arc::new(AtomicBool::new(false));
+        let restart_wal = wal_is_long.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(&writer_conn, &jobs))
+            .spawn(move || run_writer(&writer_conn, &jobs, &restart_wal))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
         let (stop_checkpoints, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
-            .spawn(move || run_checkpointer(&checkpointer, &stopped))
+            .spawn(move || run_checkpointer(&checkpointer, &stopped, &wal_is_long))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
 
         Ok(Self {
@@ -136,7 +139,7 @@ impl SqliteStore {
 }
 
 /// The writer thread: groups whatever writes are waiting into one transaction.
-fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>) {
+fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>, wal_is_long: &AtomicBool) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -158,19 +161,39 @@ fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>) {
         for reply in replies {
             reply(committed.clone().map_err(StorageError::Internal));
         }
+        if wal_is_long.swap(false, Ordering::Relaxed) {
+            restart_wal(conn);
+        }
     }
 }
 
 /// How often the checkpointer moves committed pages from the WAL into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// The WAL's length, in pages, from which the checkpointer makes the next commit write
+/// the WAL from its start again.
+const WAL_RESTART_PAGES: i64 = 2048;
 
 /// Copies the WAL into the database in the background (PASSIVE: it never blocks readers
-/// or the writer), so that commits only append to the WAL and the WAL stays small.
-fn run_checkpointer(conn: &Connection, stop: &mpsc::Receiver<()>) {
+/// or the writer), so that commits only append to the WAL, and says when the WAL is long.
+fn run_checkpointer(conn: &Connection, stop: &mpsc::Receiver<()>, wal_is_long: &AtomicBool) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "WAL checkpoint failed");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        }) {
+            Ok(pages) => wal_is_long.store(pages >= WAL_RESTART_PAGES, Ordering::Relaxed),
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
         }
+    }
+}
+
+/// Under a steady stream of commits, PASSIVE checkpoints never catch up with the last one,
+/// and SQLite starts the WAL over only once every page in it is copied: the WAL would
+/// grow without end. The writer, between two groups, copies the rest itself and waits for
+/// readers of older pages to finish (RESTART), so that the next commit writes the WAL
+/// from its start again.
+fn restart_wal(conn: &Connection) {
+    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+        tracing::warn!(%error, "WAL checkpoint failed");
     }
 }
 
@@ -225,7 +248,8 @@ fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA busy_timeout = 5000;
+         PRAGMA journal_size_limit = 67108864;",
     )?;
     Ok(conn)
 }
@@ -258,27 +282,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> StorageError {
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
-        self.read(|conn| {
-            let row: Option<(String, Vec<u8>, bool, String)> = conn
-                .prepare_cached(
-                    "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
-                     JOIN businesses b ON b.id = k.business_id WHERE k.digest = ?1",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row([&digest.0[..]], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })
-                    .optional()
-                })
-                .map_err(internal)?;
-            Ok(row.filter(|(_, stored, _, _)| digest.matches(stored)).map(
-                |(business_id, _, read_only, brand_id)| Principal {
-                    business_id,
-                    brand_id,
-                    read_only,
-                },
-            ))
-        })
+        self.read(|conn| principal_of_key(conn, digest))
     }
 
     async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
@@ -387,6 +391,29 @@ impl HealthStore for SqliteStore {
     }
 }
 
+/// The principal of the API key with that digest, if any.
+fn principal_of_key(conn: &Connection, digest: KeyDigest) -> Result<Option<Principal>> {
+    let row: Option<(String, Vec<u8>, bool, String)> = conn
+        .prepare_cached(
+            "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
+             JOIN businesses b ON b.id = k.business_id WHERE k.digest = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([&digest.0[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(internal)?;
+    Ok(row.filter(|(_, stored, _, _)| digest.matches(stored)).map(
+        |(business_id, _, read_only, brand_id)| Principal {
+            business_id,
+            brand_id,
+            read_only,
+        },
+    ))
+}
+
 fn insert_api_key(
     tx: &Connection,
     business_id: &str,
@@ -399,4 +426,74 @@ fn insert_api_key(
     )
     .map_err(internal)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::entry::{Metadata, NewEntry};
+    use crate::domain::ids::{AccountId, LicenseId};
+    use crate::domain::ledger::UpdateType;
+    use crate::storage::{AccountStore, LedgerStore};
+
+    /// Under a steady stream of commits the WAL starts over, rather than holding every
+    /// page ever written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_steady_writes() {
+        const WRITERS: usize = 16;
+        const WRITES_EACH: usize = 400;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let url = format!("sqlite://{}", path.display());
+        let options = StorageOptions {
+            url: url.clone(),
+            timeout: Duration::from_secs(30),
+            max_connections: 1,
+        };
+        let store = Arc::new(SqliteStore::open(&url, &options).await.unwrap());
+        let business = store
+            .ensure_business(&BusinessName::parse("wal").unwrap())
+            .await
+            .unwrap();
+        // 8 KB of metadata per entry: the WAL holds at least that much per write it keeps.
+        let metadata: Metadata = (0..16)
+            .map(|i| (format!("k{i}"), "x".repeat(500)))
+            .collect();
+        let metadata_bytes = (WRITERS * WRITES_EACH * 16 * 500) as u64;
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let (store, business, metadata) =
+                    (store.clone(), business.clone(), metadata.clone());
+                tokio::spawn(async move {
+                    for _ in 0..WRITES_EACH {
+                        let entry = NewEntry {
+                            account_id: AccountId::parse(format!("account-{writer}")).unwrap(),
+                            license_id: LicenseId::parse("seats").unwrap(),
+                            update_type: UpdateType::Relative,
+                            quantity: "1".parse().unwrap(),
+                            effective_from: None,
+                            metadata: Some(metadata.clone()),
+                            idempotency_key: None,
+                        };
+                        store.append_entry(&business, &entry).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let wal = dir.path().join("wal.db-wal");
+        let mut largest = 0;
+        while !tasks.iter().all(|t| t.is_finished()) {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert!(
+            largest < metadata_bytes / 2,
+            "the WAL reached {largest} bytes for {metadata_bytes} bytes of metadata written"
+        );
+    }
 }
