@@ -90,6 +90,19 @@ impl LedgerStore for SqliteStore {
         self.read(|conn| governing(conn, business_id, pair, at))
     }
 
+    /// The key and the quantity on one pooled connection.
+    async fn quantity_at_for_key(
+        &self,
+        key: KeyDigest,
+        pair: (&AccountId, &LicenseId),
+        at: Timestamp,
+    ) -> Result<Option<(Timestamp, Quantity)>> {
+        self.read(|conn| {
+            let principal = admit(principal_of_key(conn, key)?, Access::Read)?;
+            governing(conn, &principal.business_id, pair, at)
+        })
+    }
+
     async fn history(
         &self,
         business_id: &str,
