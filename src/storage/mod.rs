@@ -120,16 +120,14 @@ pub struct PoolUsage {
 /// The license-updates ledger.
 ///
 /// The `…_for_key` calls act for the business of an API key not yet checked, failing
-/// with `UnknownApiKey` or `ReadOnlyApiKey`: a backend may check the key in the same
-/// round trip as the call's first statement. By default they check it first.
+/// with `UnknownApiKey` or `ReadOnlyApiKey` (by [`admit`]'s rule): the backend checks the
+/// key with the call's own first statement (PostgreSQL: in the same round trip; SQLite:
+/// on the same connection), instead of in a call of its own.
 #[async_trait]
 pub trait LedgerStore: AccountStore {
     /// Resolves and writes an entry atomically, with its idempotency key if it has one.
     async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended>;
-    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
-        let principal = admit(self.authenticate(key).await?, Access::Write)?;
-        self.append_entry(&principal.business_id, entry).await
-    }
+    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended>;
     /// One page of entries; asks for `limit` rows.
     async fn list_entries(
         &self,
@@ -156,10 +154,7 @@ pub trait LedgerStore: AccountStore {
         key: KeyDigest,
         pair: (&AccountId, &LicenseId),
         at: Timestamp,
-    ) -> Result<Option<(Timestamp, Quantity)>> {
-        let principal = admit(self.authenticate(key).await?, Access::Read)?;
-        self.quantity_at(&principal.business_id, pair, at).await
-    }
+    ) -> Result<Option<(Timestamp, Quantity)>>;
     /// The quantity in effect at `start`, then `(instant, absolute)` of every entry strictly
     /// between `start` and `end`, in ledger order.
     async fn history(
