@@ -71,9 +71,13 @@ impl Modify for BearerAuth {
 }
 
 /// Declares a set of error responses every route of one kind documents, so that each
-/// route lists only the responses particular to it.
+/// route lists only the responses particular to it; one list of statuses may serve
+/// several sets that differ in their body's shape.
 macro_rules! error_set {
-    ($(#[$doc:meta])* $name:ident, $body:ty, [$(($status:literal, $variant:ident, $description:literal)),* $(,)?]) => {
+    ($($(#[$doc:meta])* $name:ident($body:ty)),+ ; $statuses:tt) => {
+        $(error_set!(@one $(#[$doc])* $name, $body, $statuses);)+
+    };
+    (@one $(#[$doc:meta])* $name:ident, $body:ty, [$(($status:literal, $variant:ident, $description:literal)),* $(,)?]) => {
         $(#[$doc])*
         #[derive(utoipa::IntoResponses)]
         #[allow(dead_code)]
@@ -89,7 +93,10 @@ macro_rules! error_set {
 
 error_set!(
     /// The errors of every ledger route that writes.
-    LedgerWriteErrors, MessageBody, [
+    LedgerWriteErrors(MessageBody),
+    /// The errors of every authenticated route that writes, outside the ledger.
+    WriteErrors(ErrorBody);
+    [
         (401, Unauthorized, "Missing or unknown API key"),
         (403, Forbidden, "Read-only API key"),
         (413, PayloadTooLarge, "Body over 64 KiB"),
@@ -100,26 +107,10 @@ error_set!(
 );
 error_set!(
     /// The errors of every ledger route that reads.
-    LedgerReadErrors, MessageBody, [
-        (401, Unauthorized, "Missing or unknown API key"),
-        (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable, or the request timed out"),
-    ]
-);
-error_set!(
-    /// The errors of every authenticated route that writes, outside the ledger.
-    WriteErrors, ErrorBody, [
-        (401, Unauthorized, "Missing or unknown API key"),
-        (403, Forbidden, "Read-only API key"),
-        (413, PayloadTooLarge, "Body over 64 KiB"),
-        (415, UnsupportedMediaType, "Body is not JSON"),
-        (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable, or the request timed out"),
-    ]
-);
-error_set!(
+    LedgerReadErrors(MessageBody),
     /// The errors of every authenticated route that reads, outside the ledger.
-    ReadErrors, ErrorBody, [
+    ReadErrors(ErrorBody);
+    [
         (401, Unauthorized, "Missing or unknown API key"),
         (429, RateLimited, "Rate limited"),
         (503, Unavailable, "Database unavailable, or the request timed out"),
@@ -127,7 +118,8 @@ error_set!(
 );
 error_set!(
     /// The errors of every public endpoint (no API key).
-    PublicErrors, ErrorBody, [
+    PublicErrors(ErrorBody);
+    [
         (413, PayloadTooLarge, "Body over 64 KiB"),
         (415, UnsupportedMediaType, "Body is not JSON"),
         (429, RateLimited, "Rate limited (per client IP)"),
