@@ -3,16 +3,16 @@
 //! resolve one after another; the idempotency key is claimed by a primary-key insert,
 //! which makes a concurrent repeat wait for the first request's outcome.
 //!
-//! A write takes three round trips: `BEGIN` and the lock; the read of the pair's
-//! neighbours; the write and `COMMIT`. With an idempotency key, one more: `BEGIN` and the
-//! claim, then the lock.
+//! A write takes two round trips: `BEGIN`, the lock and the read of the pair's
+//! neighbours (which runs once the lock is held, in a snapshot of its own); then the
+//! write and `COMMIT`. With an idempotency key, one more: `BEGIN` and the claim first.
 
 use async_trait::async_trait;
 use deadpool_postgres::ClientWrapper;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
-use super::{Params, PgStore, Tx, classify, execute, params, principal_of, query};
+use super::{Params, PgStore, Tx, classify, params, principal_of, query};
 use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
@@ -32,6 +32,35 @@ const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
 const LOCK_PAIR: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))";
 
+/// The read of a new entry's neighbours at `$4` in the pair (`$2`, `$3`) of the business
+/// that `$business` selects: the entry governing `$4` (if any), then the entries after it
+/// that the new entry can affect, up to and including the instant of the next ABSOLUTE one.
+macro_rules! neighbours_in {
+    ($business:literal) => {
+        concat!(
+            "(SELECT FALSE AS later, seq, effective_from, update_type, given, absolute FROM ledger_entries
+              WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3 AND effective_from <= $4
+              ORDER BY effective_from DESC, seq DESC LIMIT 1)
+             UNION ALL
+             (SELECT TRUE, seq, effective_from, update_type, given, absolute FROM ledger_entries
+              WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3 AND effective_from > $4
+                AND effective_from <= COALESCE((
+                    SELECT MIN(effective_from) FROM ledger_entries
+                    WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3
+                      AND effective_from > $4 AND update_type = 'ABSOLUTE'), 9223372036854775807))
+             ORDER BY later, effective_from, seq"
+        )
+    };
+}
+
+/// A new entry's neighbours in the business `$1`.
+const NEIGHBOURS: &str = neighbours_in!("$1");
+
+/// A new entry's neighbours in the business of the API key whose digest is `$1`. Sent
+/// with the key's check, it also runs for a key refused there; its rows then go unused.
+const NEIGHBOURS_FOR_KEY: &str =
+    neighbours_in!("(SELECT business_id FROM api_keys WHERE digest = $1)");
+
 #[async_trait]
 impl LedgerStore for PgStore {
     async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended> {
@@ -41,33 +70,35 @@ impl LedgerStore for PgStore {
     }
 
     /// Without an idempotency key, the key's check and the pair's lock are one statement:
-    /// the lock, under the same name as [`LOCK_PAIR`]'s, is taken only for a key that may write.
+    /// the lock, under the same name as [`LOCK_PAIR`]'s, is taken only for a key that may
+    /// write. The neighbours' read travels with it and runs once the lock is held.
     async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
         if entry.idempotency_key.is_some() {
             let principal = admit(self.authenticate(key).await?, Access::Write)?;
             return self.append_entry(&principal.business_id, entry).await;
         }
+        let at = entry.effective_from.unwrap_or_else(Timestamp::now);
+        let pair = (entry.account_id.as_str(), entry.license_id.as_str());
+        let neighbours_params: &Params = &[&&key.0[..], &pair.0, &pair.1, &at.micros()];
         let mut tx = Tx::open(self).await?;
         let outcome = async {
-            let rows = tx
-                .begin_with(
+            let (rows, neighbours) = tx
+                .begin_with_two(
                     "SELECT k.business_id, k.digest, k.read_only, b.brand_id,
                          CASE WHEN NOT k.read_only THEN pg_advisory_xact_lock(
                              hashtextextended(k.business_id || '/' || $2 || '/' || $3, 0)) END
                      FROM api_keys k JOIN businesses b ON b.id = k.business_id
                      WHERE k.digest = $1",
-                    &[
-                        &&key.0[..],
-                        &entry.account_id.as_str(),
-                        &entry.license_id.as_str(),
-                    ],
+                    &neighbours_params[..3],
+                    NEIGHBOURS_FOR_KEY,
+                    neighbours_params,
                 )
                 .await?;
             let principal = rows
                 .first()
                 .map_or(Ok(None), |row| principal_of(row, key))?;
             let principal = admit(principal, Access::Write)?;
-            append_locked(&mut tx, &principal.business_id, entry).await
+            append_locked(&mut tx, &principal.business_id, entry, at, &neighbours).await
         }
         .await;
         tx.finish(outcome).await
@@ -224,14 +255,14 @@ impl LedgerStore for PgStore {
 async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
     let fingerprint = entry.fingerprint();
     let key = entry.idempotency_key.as_ref().map(|k| k.as_str());
-    let pair: &Params = &[
-        &business_id,
-        &entry.account_id.as_str(),
-        &entry.license_id.as_str(),
-    ];
-    match key {
+    let at = entry.effective_from.unwrap_or_else(Timestamp::now);
+    let pair = (entry.account_id.as_str(), entry.license_id.as_str());
+    let params: &Params = &[&business_id, &pair.0, &pair.1, &at.micros()];
+    let neighbours = match key {
         None => {
-            tx.begin_with(LOCK_PAIR, pair).await?;
+            tx.begin_with_two(LOCK_PAIR, &params[..3], NEIGHBOURS, params)
+                .await?
+                .1
         }
         Some(key) => {
             // Blocks while another transaction holds the same key, then sees its outcome.
@@ -248,21 +279,27 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
             if !claimed {
                 return replay(tx, business_id, key, &fingerprint).await;
             }
-            execute(tx, LOCK_PAIR, pair).await?;
+            tx.two(LOCK_PAIR, &params[..3], NEIGHBOURS, params).await?.1
         }
-    }
-    append_locked(tx, business_id, entry).await
+    };
+    append_locked(tx, business_id, entry, at, &neighbours).await
 }
 
-/// Reads the neighbours of a new entry, resolves, and writes and commits, with the pair
-/// locked; a refusal leaves the transaction to the caller.
-async fn append_locked(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
+/// Resolves the new entry at `at` against its neighbours (rows of [`NEIGHBOURS`], read
+/// with the pair locked), and writes and commits; a refusal leaves the transaction to the
+/// caller.
+async fn append_locked(
+    tx: &mut Tx,
+    business_id: &str,
+    entry: &NewEntry,
+    at: Timestamp,
+    neighbours: &[Row],
+) -> Result<Appended> {
     let idempotency_key = entry.idempotency_key.as_ref().map(|k| k.as_str());
-    // Read the clock after the lock, so arrival order and `created_at` agree.
+    // `at` is the request's time; `created_at` is read after the lock, so that a pair's
+    // entries are created in the order they were written.
     let now = Timestamp::now();
-    let at = entry.effective_from.unwrap_or(now);
-    let pair = (&entry.account_id, &entry.license_id);
-    let (prior, later) = neighbours(tx, business_id, pair, at).await?;
+    let (prior, later) = decode_neighbours(neighbours)?;
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
     let written = LedgerEntry {
@@ -349,34 +386,12 @@ async fn replay(
     }
 }
 
-/// In one round trip: the absolute quantity just before a new entry at `at` (zero if
-/// none) and the entries after it that it can affect: everything up to and including the
-/// instant of the next ABSOLUTE entry.
-async fn neighbours(
-    client: &ClientWrapper,
-    business_id: &str,
-    (account, license): (&AccountId, &LicenseId),
-    at: Timestamp,
-) -> Result<(Quantity, Vec<StoredEntry>)> {
-    let rows = query(
-        client,
-        "(SELECT FALSE AS later, seq, effective_from, update_type, given, absolute FROM ledger_entries
-          WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
-          ORDER BY effective_from DESC, seq DESC LIMIT 1)
-         UNION ALL
-         (SELECT TRUE, seq, effective_from, update_type, given, absolute FROM ledger_entries
-          WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from > $4
-            AND effective_from <= COALESCE((
-                SELECT MIN(effective_from) FROM ledger_entries
-                WHERE business_id = $1 AND account_id = $2 AND license_id = $3
-                  AND effective_from > $4 AND update_type = 'ABSOLUTE'), 9223372036854775807))
-         ORDER BY later, effective_from, seq",
-        &[&business_id, &account.as_str(), &license.as_str(), &at.micros()],
-    )
-    .await?;
+/// The absolute quantity just before a new entry (zero if none) and the later entries it
+/// can affect, from the rows of [`NEIGHBOURS`].
+fn decode_neighbours(rows: &[Row]) -> Result<(Quantity, Vec<StoredEntry>)> {
     let mut prior = Quantity::ZERO;
     let mut later = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let get = |e: tokio_postgres::Error| corrupt(e);
         let absolute: Decimal = row.try_get(5).map_err(get)?;
         if !row.try_get::<_, bool>(0).map_err(get)? {
