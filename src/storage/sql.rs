@@ -93,6 +93,12 @@ pub fn timestamp(micros: i64) -> Result<Timestamp> {
     Timestamp::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
 }
 
+/// A value as the JSON text a column stores (metadata, a stored response).
+pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StorageError::Internal(format!("unstorable value: {e}")))
+}
+
 /// A stored value that does not decode: the database holds something the server never writes.
 pub fn corrupt(error: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(format!("unreadable stored value: {error}"))

@@ -128,7 +128,7 @@ impl LedgerStore for PgStore {
                  ORDER BY seq DESC LIMIT 1)
              RETURNING {ENTRY_COLUMNS}"
         );
-        let metadata = serde_json::to_string(metadata).map_err(corrupt)?;
+        let metadata = sql::json_text(metadata)?;
         let row = self
             .query_opt(
                 &sql,
@@ -310,21 +310,15 @@ async fn append_locked(
         metadata: entry.metadata.clone(),
         created_at: now,
     };
-    let metadata = entry
-        .metadata
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(corrupt)?;
+    let metadata = entry.metadata.as_ref().map(sql::json_text).transpose()?;
     let (seqs, absolutes): (Vec<i64>, Vec<Decimal>) = insertion
         .changed
         .iter()
         .map(|(seq, q)| (*seq, q.decimal()))
         .unzip();
     let response = idempotency_key
-        .map(|_| serde_json::to_string(&written))
-        .transpose()
-        .map_err(corrupt)?;
+        .map(|_| sql::json_text(&written))
+        .transpose()?;
     // One round trip writes the entry, the re-resolved later entries and the response
     // an idempotent repeat will get, and commits.
     tx.commit_with(

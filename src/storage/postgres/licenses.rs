@@ -14,7 +14,7 @@ use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
     LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, corrupt,
-    duration_columns, timestamp,
+    duration_columns, json_text, timestamp,
 };
 use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
@@ -131,7 +131,7 @@ impl<'a> ProductColumns<'a> {
             product,
             activations_limit: product.license_key_activations_limit.map(i64::from),
             duration: duration_columns(product.license_key_duration),
-            metadata: serde_json::to_string(&product.metadata).map_err(corrupt)?,
+            metadata: json_text(&product.metadata)?,
             created_at: product.created_at.micros(),
             updated_at: product.updated_at.micros(),
         })
@@ -157,7 +157,7 @@ impl<'a> ProductColumns<'a> {
 #[async_trait]
 impl LicenseStore for PgStore {
     async fn create_customer(&self, c: &Customer) -> Result<()> {
-        let metadata = serde_json::to_string(&c.metadata).map_err(corrupt)?;
+        let metadata = json_text(&c.metadata)?;
         self.execute(
             "INSERT INTO customers (id, business_id, email, name, phone_number, metadata, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",

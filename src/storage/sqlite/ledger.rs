@@ -61,7 +61,7 @@ impl LedgerStore for SqliteStore {
             business_id.to_owned(),
             account.as_str().to_owned(),
             license.as_str().to_owned(),
-            serde_json::to_string(metadata).map_err(internal)?,
+            sql::json_text(metadata)?,
         );
         self.write(move |tx| {
             let (business_id, account, license, metadata) = args;
@@ -172,12 +172,7 @@ fn append(tx: &Connection, business_id: &str, entry: &NewEntry) -> Result<Append
     let later = later_entries(tx, business_id, pair, at)?;
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
-    let metadata = entry
-        .metadata
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(internal)?;
+    let metadata = entry.metadata.as_ref().map(sql::json_text).transpose()?;
     tx.prepare_cached(
         "INSERT INTO ledger_entries
              (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
@@ -221,7 +216,7 @@ fn append(tx: &Connection, business_id: &str, entry: &NewEntry) -> Result<Append
                 business_id,
                 key.as_str(),
                 &fingerprint[..],
-                serde_json::to_string(&written).map_err(internal)?
+                sql::json_text(&written)?
             ],
         )
         .map_err(internal)?;

@@ -12,7 +12,7 @@ use crate::domain::time::Timestamp;
 use crate::storage::sql::{
     self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
     LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, duration_columns,
-    timestamp,
+    json_text, timestamp,
 };
 use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
@@ -160,7 +160,7 @@ fn write_product(tx: &Connection, product: &Product, insert: bool) -> Result<()>
             count,
             interval,
             product.license_key_activation_message,
-            serde_json::to_string(&product.metadata).map_err(internal)?,
+            json_text(&product.metadata)?,
             product.created_at.micros(),
             product.updated_at.micros(),
         ],
@@ -183,7 +183,7 @@ impl LicenseStore for SqliteStore {
                     c.email,
                     c.name,
                     c.phone_number,
-                    serde_json::to_string(&c.metadata).map_err(internal)?,
+                    json_text(&c.metadata)?,
                     c.created_at.micros()
                 ],
             )
