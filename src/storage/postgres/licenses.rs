@@ -475,15 +475,28 @@ impl LicenseStore for PgStore {
         key: &str,
         instance_id: Option<&str>,
     ) -> Result<Option<KeyValidity>> {
-        let row = self
-            .query_opt(
-                "SELECT disabled, expires_at, $2::TEXT IS NULL OR EXISTS (
-                     SELECT 1 FROM license_key_instances i
-                     WHERE i.id = $2 AND i.license_key_id = license_keys.id)
-                 FROM license_keys WHERE key = $1",
-                &[&key, &instance_id],
-            )
-            .await?;
+        // Two statements rather than one with `$2 IS NULL OR EXISTS (…)`: PostgreSQL would
+        // plan that one anew on every execution, its plan for a NULL instance looking
+        // cheaper than the generic plan.
+        let row = match instance_id {
+            None => {
+                self.query_opt(
+                    "SELECT disabled, expires_at, TRUE FROM license_keys WHERE key = $1",
+                    &[&key],
+                )
+                .await?
+            }
+            Some(instance_id) => {
+                self.query_opt(
+                    "SELECT disabled, expires_at, EXISTS (
+                         SELECT 1 FROM license_key_instances i
+                         WHERE i.id = $2 AND i.license_key_id = license_keys.id)
+                     FROM license_keys WHERE key = $1",
+                    &[&key, &instance_id],
+                )
+                .await?
+            }
+        };
         let Some(row) = row else { return Ok(None) };
         let expires_at: Option<i64> = row.try_get(1).map_err(corrupt)?;
         Ok(Some(KeyValidity {
