@@ -24,15 +24,24 @@ impl LedgerStore for SqliteStore {
         self.write(move |tx| append(tx, &business_id, &entry)).await
     }
 
-    /// The key is checked in the write's own job, on the writer's connection, whose cache
-    /// is warm: a read connection would first drop its cache, stale after every commit.
+    /// A key not yet known is checked in the write's own job, on the writer's connection,
+    /// whose cache is warm (a read connection would first drop its cache, stale after every
+    /// commit), and remembered once that write has committed.
     async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
         let entry = entry.clone();
-        self.write(move |tx| {
-            let principal = admit(principal_of_key(tx, key)?, Access::Write)?;
-            append(tx, &principal.business_id, &entry)
-        })
-        .await
+        if let Some(principal) = self.known_keys.get(key) {
+            let business_id = admit(Some(principal), Access::Write)?.business_id;
+            return self.write(move |tx| append(tx, &business_id, &entry)).await;
+        }
+        let (principal, appended) = self
+            .write(move |tx| {
+                let principal = admit(principal_of_key(tx, key)?, Access::Write)?;
+                let appended = append(tx, &principal.business_id, &entry)?;
+                Ok((principal, appended))
+            })
+            .await?;
+        self.known_keys.remember(key, &principal);
+        Ok(appended)
     }
 
     async fn list_entries(
@@ -98,7 +107,7 @@ impl LedgerStore for SqliteStore {
         at: Timestamp,
     ) -> Result<Option<(Timestamp, Quantity)>> {
         self.read(|conn| {
-            let principal = admit(principal_of_key(conn, key)?, Access::Read)?;
+            let principal = admit(self.known_keys.principal(conn, key)?, Access::Read)?;
             governing(conn, &principal.business_id, pair, at)
         })
     }

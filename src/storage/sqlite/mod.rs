@@ -11,9 +11,10 @@
 mod ledger;
 mod licenses;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -46,6 +47,7 @@ pub struct SqliteStore {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: mpsc::Sender<WriteJob>,
+    known_keys: KnownKeys,
     /// Dropped with the store, which ends the checkpointer thread.
     _stop_checkpoints: mpsc::Sender<()>,
     timeout: Duration,
@@ -89,6 +91,7 @@ impl SqliteStore {
             path,
             readers: Mutex::new(Vec::new()),
             writer,
+            known_keys: KnownKeys::default(),
             _stop_checkpoints: stop_checkpoints,
             timeout: options.timeout,
             _scratch: scratch,
@@ -282,7 +285,7 @@ pub(super) fn internal(error: impl std::fmt::Display) -> StorageError {
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
-        self.read(|conn| principal_of_key(conn, digest))
+        self.read(|conn| self.known_keys.principal(conn, digest))
     }
 
     async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
@@ -391,6 +394,40 @@ impl HealthStore for SqliteStore {
     }
 }
 
+/// API keys found so far, by digest. This process holds the database file exclusively
+/// (`unix-excl`) and never changes an API key once created, so a key found in committed
+/// data stays as it was for the life of the process: it is read from the database once.
+/// Unknown digests are not remembered (a client could send endless ones).
+#[derive(Default)]
+struct KnownKeys(RwLock<HashMap<[u8; 32], Principal>>);
+
+impl KnownKeys {
+    fn get(&self, digest: KeyDigest) -> Option<Principal> {
+        self.0.read().ok()?.get(&digest.0).cloned()
+    }
+
+    /// Call only with a principal read from committed data: a key inserted by a write
+    /// that is later rolled back must not be remembered.
+    fn remember(&self, digest: KeyDigest, principal: &Principal) {
+        if let Ok(mut known) = self.0.write() {
+            known.insert(digest.0, principal.clone());
+        }
+    }
+
+    /// The key's principal, from memory or else from `conn`, a read connection (which
+    /// sees committed data only).
+    fn principal(&self, conn: &Connection, digest: KeyDigest) -> Result<Option<Principal>> {
+        if let Some(principal) = self.get(digest) {
+            return Ok(Some(principal));
+        }
+        let found = principal_of_key(conn, digest)?;
+        if let Some(principal) = &found {
+            self.remember(digest, principal);
+        }
+        Ok(found)
+    }
+}
+
 /// The principal of the API key with that digest, if any.
 fn principal_of_key(conn: &Connection, digest: KeyDigest) -> Result<Option<Principal>> {
     let row: Option<(String, Vec<u8>, bool, String)> = conn
@@ -437,6 +474,63 @@ mod tests {
     use crate::domain::ids::{AccountId, LicenseId};
     use crate::domain::ledger::UpdateType;
     use crate::storage::{AccountStore, LedgerStore};
+
+    /// A key is looked up again until it exists (unknown keys are not remembered), and
+    /// once known it opens reads and writes; a read-only one still cannot write.
+    #[tokio::test]
+    async fn api_keys_are_remembered_once_found() {
+        let options = StorageOptions {
+            url: "sqlite::memory:".into(),
+            timeout: Duration::from_secs(30),
+            max_connections: 1,
+        };
+        let store = SqliteStore::open(&options.url, &options).await.unwrap();
+        let business = store
+            .ensure_business(&BusinessName::parse("keys").unwrap())
+            .await
+            .unwrap();
+        let (admin, reader) = (KeyDigest::of("lsk_admin"), KeyDigest::of("lsk_reader"));
+        assert_eq!(store.authenticate(admin).await.unwrap(), None);
+        store.create_api_key(&business, admin, false).await.unwrap();
+        store.create_api_key(&business, reader, true).await.unwrap();
+        let principal = store.authenticate(admin).await.unwrap().expect("created");
+        assert_eq!(principal.business_id, business);
+
+        let pair = (
+            &AccountId::parse("acme").unwrap(),
+            &LicenseId::parse("seats").unwrap(),
+        );
+        let entry = NewEntry {
+            account_id: pair.0.clone(),
+            license_id: pair.1.clone(),
+            update_type: UpdateType::Relative,
+            quantity: "2".parse().unwrap(),
+            effective_from: None,
+            metadata: None,
+            idempotency_key: None,
+        };
+        for _ in 0..2 {
+            // The first write finds the key, the second remembers it.
+            store.append_entry_for_key(admin, &entry).await.unwrap();
+            assert!(matches!(
+                store.append_entry_for_key(reader, &entry).await,
+                Err(StorageError::ReadOnlyApiKey)
+            ));
+        }
+        let now = Timestamp::now();
+        let (_, quantity) = store
+            .quantity_at_for_key(reader, pair, now)
+            .await
+            .unwrap()
+            .expect("two writes");
+        assert_eq!(quantity.to_string(), "4");
+        assert!(matches!(
+            store
+                .quantity_at_for_key(KeyDigest::of("lsk_unknown"), pair, now)
+                .await,
+            Err(StorageError::UnknownApiKey)
+        ));
+    }
 
     /// Under a steady stream of commits the WAL starts over, rather than holding every
     /// page ever written.
