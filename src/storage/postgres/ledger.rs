@@ -84,14 +84,15 @@ impl LedgerStore for PgStore {
         let outcome = async {
             let (rows, neighbours) = tx
                 .begin_with_two(
-                    "SELECT k.business_id, k.digest, k.read_only, b.brand_id,
-                         CASE WHEN NOT k.read_only THEN pg_advisory_xact_lock(
-                             hashtextextended(k.business_id || '/' || $2 || '/' || $3, 0)) END
-                     FROM api_keys k JOIN businesses b ON b.id = k.business_id
-                     WHERE k.digest = $1",
-                    &neighbours_params[..3],
-                    NEIGHBOURS_FOR_KEY,
-                    neighbours_params,
+                    (
+                        "SELECT k.business_id, k.digest, k.read_only, b.brand_id,
+                             CASE WHEN NOT k.read_only THEN pg_advisory_xact_lock(
+                                 hashtextextended(k.business_id || '/' || $2 || '/' || $3, 0)) END
+                         FROM api_keys k JOIN businesses b ON b.id = k.business_id
+                         WHERE k.digest = $1",
+                        &neighbours_params[..3],
+                    ),
+                    (NEIGHBOURS_FOR_KEY, neighbours_params),
                 )
                 .await?;
             let principal = rows
@@ -260,7 +261,7 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
     let params: &Params = &[&business_id, &pair.0, &pair.1, &at.micros()];
     let neighbours = match key {
         None => {
-            tx.begin_with_two(LOCK_PAIR, &params[..3], NEIGHBOURS, params)
+            tx.begin_with_two((LOCK_PAIR, &params[..3]), (NEIGHBOURS, params))
                 .await?
                 .1
         }
@@ -279,7 +280,9 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
             if !claimed {
                 return replay(tx, business_id, key, &fingerprint).await;
             }
-            tx.two(LOCK_PAIR, &params[..3], NEIGHBOURS, params).await?.1
+            tx.two((LOCK_PAIR, &params[..3]), (NEIGHBOURS, params))
+                .await?
+                .1
         }
     };
     append_locked(tx, business_id, entry, at, &neighbours).await

@@ -16,7 +16,7 @@ use deadpool_postgres::{
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Statement};
+use tokio_postgres::{NoTls, Row};
 
 use super::{
     AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
@@ -27,6 +27,8 @@ use crate::domain::time::Timestamp;
 
 /// A statement's parameters, in order.
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
+/// A statement and its parameters.
+pub(super) type Sql<'a> = (&'a str, &'a Params<'a>);
 
 pub struct PgStore {
     pool: Pool,
@@ -153,42 +155,27 @@ impl Tx {
     /// own: it sees what another transaction committed while the first waited for a lock.
     pub async fn begin_with_two(
         &self,
-        first: &str,
-        first_params: &Params<'_>,
-        second: &str,
-        second_params: &Params<'_>,
+        first: Sql<'_>,
+        second: Sql<'_>,
     ) -> Result<(Vec<Row>, Vec<Row>)> {
-        let (first, second) = self.prepare_two(first, second).await?;
-        let (_, first_rows, second_rows) = tokio::try_join!(
-            self.batch_execute(BEGIN),
-            self.query(&first, first_params),
-            self.query(&second, second_params),
-        )
-        .map_err(classify)?;
-        Ok((first_rows, second_rows))
+        let begin = async { self.batch_execute(BEGIN).await.map_err(classify) };
+        let (_, rows) = tokio::try_join!(begin, self.two(first, second))?;
+        Ok(rows)
     }
 
     /// Sends two statements in one round trip, as [`Tx::begin_with_two`] does within a
     /// transaction already begun.
-    pub async fn two(
-        &self,
-        first: &str,
-        first_params: &Params<'_>,
-        second: &str,
-        second_params: &Params<'_>,
-    ) -> Result<(Vec<Row>, Vec<Row>)> {
-        let (first, second) = self.prepare_two(first, second).await?;
+    pub async fn two(&self, first: Sql<'_>, second: Sql<'_>) -> Result<(Vec<Row>, Vec<Row>)> {
+        // Both prepared before either is sent: each request then leaves when its future is
+        // first polled, so the statements run in the order they are written.
+        let (first_statement, second_statement) =
+            tokio::try_join!(self.prepare_cached(first.0), self.prepare_cached(second.0))
+                .map_err(classify)?;
         tokio::try_join!(
-            self.query(&first, first_params),
-            self.query(&second, second_params),
+            self.query(&first_statement, first.1),
+            self.query(&second_statement, second.1),
         )
         .map_err(classify)
-    }
-
-    /// Both statements prepared before either is sent: each request then leaves when its
-    /// future is first polled, so the statements run in the order they are written.
-    async fn prepare_two(&self, first: &str, second: &str) -> Result<(Statement, Statement)> {
-        tokio::try_join!(self.prepare_cached(first), self.prepare_cached(second)).map_err(classify)
     }
 
     /// Commits after `Ok`, rolls back after `Err` (unless [`Tx::commit_with`] already
