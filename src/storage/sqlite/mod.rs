@@ -475,8 +475,8 @@ mod tests {
     use crate::domain::ledger::UpdateType;
     use crate::storage::{AccountStore, LedgerStore};
 
-    /// A key is looked up again until it exists (unknown keys are not remembered), and
-    /// once known it opens reads and writes; a read-only one still cannot write.
+    /// A key is looked up again until it exists (unknown keys are not remembered); a key
+    /// found by a write or a read then serves both, and a read-only one still cannot write.
     #[tokio::test]
     async fn api_keys_are_remembered_once_found() {
         let options = StorageOptions {
@@ -493,8 +493,6 @@ mod tests {
         assert_eq!(store.authenticate(admin).await.unwrap(), None);
         store.create_api_key(&business, admin, false).await.unwrap();
         store.create_api_key(&business, reader, true).await.unwrap();
-        let principal = store.authenticate(admin).await.unwrap().expect("created");
-        assert_eq!(principal.business_id, business);
 
         let pair = (
             &AccountId::parse("acme").unwrap(),
@@ -509,14 +507,11 @@ mod tests {
             metadata: None,
             idempotency_key: None,
         };
+        // The first write finds the admin key in the writer's job, the second remembers it.
         for _ in 0..2 {
-            // The first write finds the key, the second remembers it.
             store.append_entry_for_key(admin, &entry).await.unwrap();
-            assert!(matches!(
-                store.append_entry_for_key(reader, &entry).await,
-                Err(StorageError::ReadOnlyApiKey)
-            ));
         }
+        // The read finds the read-only key; the write then refuses it from memory.
         let now = Timestamp::now();
         let (_, quantity) = store
             .quantity_at_for_key(reader, pair, now)
@@ -524,6 +519,12 @@ mod tests {
             .unwrap()
             .expect("two writes");
         assert_eq!(quantity.to_string(), "4");
+        assert!(matches!(
+            store.append_entry_for_key(reader, &entry).await,
+            Err(StorageError::ReadOnlyApiKey)
+        ));
+        let principal = store.authenticate(admin).await.unwrap().expect("created");
+        assert_eq!(principal.business_id, business);
         assert!(matches!(
             store
                 .quantity_at_for_key(KeyDigest::of("lsk_unknown"), pair, now)
