@@ -98,13 +98,18 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work` atomically on the writer thread; answers after its group commits.
+    /// Runs `work` atomically on the writer thread; answers after its group commits. A
+    /// write whose caller has gone (its request timed out or was cancelled) before the
+    /// writer reaches it is not run.
     async fn write<R: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (reply, answer) = oneshot::channel();
         let job: WriteJob = Box::new(move |conn| {
+            if reply.is_closed() {
+                return Box::new(|_| ());
+            }
             let result = in_savepoint(conn, work);
             Box::new(move |committed: Result<()>| {
                 let _ = reply.send(committed.and(result));
@@ -531,6 +536,67 @@ mod tests {
                 .await,
             Err(StorageError::UnknownApiKey)
         ));
+    }
+
+    /// A write given up by its caller while it waited for the writer never happens.
+    #[tokio::test]
+    async fn a_write_abandoned_before_it_runs_is_not_written() {
+        let options = StorageOptions {
+            url: "sqlite::memory:".into(),
+            timeout: Duration::from_secs(30),
+            max_connections: 1,
+        };
+        let store = Arc::new(SqliteStore::open(&options.url, &options).await.unwrap());
+        let business = store
+            .ensure_business(&BusinessName::parse("gone").unwrap())
+            .await
+            .unwrap();
+        // Keeps the writer busy while the next write waits in its queue.
+        let busy = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(|_| {
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let pair = (
+            &AccountId::parse("acme").unwrap(),
+            &LicenseId::parse("seats").unwrap(),
+        );
+        let entry = NewEntry {
+            account_id: pair.0.clone(),
+            license_id: pair.1.clone(),
+            update_type: UpdateType::Relative,
+            quantity: "1".parse().unwrap(),
+            effective_from: None,
+            metadata: None,
+            idempotency_key: None,
+        };
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(50),
+            store.append_entry(&business, &entry),
+        );
+        assert!(
+            abandoned.await.is_err(),
+            "the write waited behind the busy one"
+        );
+        busy.await.unwrap().unwrap();
+        store.append_entry(&business, &entry).await.unwrap();
+        let (_, quantity) = store
+            .quantity_at(&business, pair, Timestamp::now())
+            .await
+            .unwrap()
+            .expect("one write");
+        assert_eq!(
+            quantity.to_string(),
+            "1",
+            "only the write still awaited happened"
+        );
     }
 
     /// Under a steady stream of commits the WAL starts over, rather than holding every
