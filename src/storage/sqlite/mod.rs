@@ -480,10 +480,8 @@ mod tests {
     use crate::domain::ledger::UpdateType;
     use crate::storage::{AccountStore, LedgerStore};
 
-    /// A key is looked up again until it exists (unknown keys are not remembered); a key
-    /// found by a write or a read then serves both, and a read-only one still cannot write.
-    #[tokio::test]
-    async fn api_keys_are_remembered_once_found() {
+    /// A store on a private file, with one business; returns the business's id too.
+    async fn store_with_business() -> (SqliteStore, String) {
         let options = StorageOptions {
             url: "sqlite::memory:".into(),
             timeout: Duration::from_secs(30),
@@ -491,27 +489,47 @@ mod tests {
         };
         let store = SqliteStore::open(&options.url, &options).await.unwrap();
         let business = store
-            .ensure_business(&BusinessName::parse("keys").unwrap())
+            .ensure_business(&BusinessName::parse("test").unwrap())
             .await
             .unwrap();
+        (store, business)
+    }
+
+    /// The pair every entry of [`add`] goes to.
+    fn acme_seats() -> (AccountId, LicenseId) {
+        (
+            AccountId::parse("acme").unwrap(),
+            LicenseId::parse("seats").unwrap(),
+        )
+    }
+
+    /// A RELATIVE entry of `quantity`, effective now, on [`acme_seats`].
+    fn add(quantity: &str) -> NewEntry {
+        let (account_id, license_id) = acme_seats();
+        NewEntry {
+            account_id,
+            license_id,
+            update_type: UpdateType::Relative,
+            quantity: quantity.parse().unwrap(),
+            effective_from: None,
+            metadata: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// A key is looked up again until it exists (unknown keys are not remembered); a key
+    /// found by a write or a read then serves both, and a read-only one still cannot write.
+    #[tokio::test]
+    async fn api_keys_are_remembered_once_found() {
+        let (store, business) = store_with_business().await;
         let (admin, reader) = (KeyDigest::of("lsk_admin"), KeyDigest::of("lsk_reader"));
         assert_eq!(store.authenticate(admin).await.unwrap(), None);
         store.create_api_key(&business, admin, false).await.unwrap();
         store.create_api_key(&business, reader, true).await.unwrap();
 
-        let pair = (
-            &AccountId::parse("acme").unwrap(),
-            &LicenseId::parse("seats").unwrap(),
-        );
-        let entry = NewEntry {
-            account_id: pair.0.clone(),
-            license_id: pair.1.clone(),
-            update_type: UpdateType::Relative,
-            quantity: "2".parse().unwrap(),
-            effective_from: None,
-            metadata: None,
-            idempotency_key: None,
-        };
+        let (account, license) = acme_seats();
+        let pair = (&account, &license);
+        let entry = add("2");
         // The first write finds the admin key in the writer's job, the second remembers it.
         for _ in 0..2 {
             store.append_entry_for_key(admin, &entry).await.unwrap();
@@ -541,16 +559,8 @@ mod tests {
     /// A write given up by its caller while it waited for the writer never happens.
     #[tokio::test]
     async fn a_write_abandoned_before_it_runs_is_not_written() {
-        let options = StorageOptions {
-            url: "sqlite::memory:".into(),
-            timeout: Duration::from_secs(30),
-            max_connections: 1,
-        };
-        let store = Arc::new(SqliteStore::open(&options.url, &options).await.unwrap());
-        let business = store
-            .ensure_business(&BusinessName::parse("gone").unwrap())
-            .await
-            .unwrap();
+        let (store, business) = store_with_business().await;
+        let store = Arc::new(store);
         // Keeps the writer busy while the next write waits in its queue.
         let busy = tokio::spawn({
             let store = store.clone();
@@ -564,19 +574,7 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let pair = (
-            &AccountId::parse("acme").unwrap(),
-            &LicenseId::parse("seats").unwrap(),
-        );
-        let entry = NewEntry {
-            account_id: pair.0.clone(),
-            license_id: pair.1.clone(),
-            update_type: UpdateType::Relative,
-            quantity: "1".parse().unwrap(),
-            effective_from: None,
-            metadata: None,
-            idempotency_key: None,
-        };
+        let entry = add("1");
         let abandoned = tokio::time::timeout(
             Duration::from_millis(50),
             store.append_entry(&business, &entry),
@@ -587,8 +585,9 @@ mod tests {
         );
         busy.await.unwrap().unwrap();
         store.append_entry(&business, &entry).await.unwrap();
+        let (account, license) = acme_seats();
         let (_, quantity) = store
-            .quantity_at(&business, pair, Timestamp::now())
+            .quantity_at(&business, (&account, &license), Timestamp::now())
             .await
             .unwrap()
             .expect("one write");
