@@ -14,12 +14,17 @@ pub enum InvalidText {
 
 /// Checks the rules every bounded string shares.
 pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
-    let got = text.chars().count();
+    // Ids and keys are nearly always ASCII, where bytes are characters.
+    let (got, has_control) = if text.is_ascii() {
+        (text.len(), text.bytes().any(|b| b.is_ascii_control()))
+    } else {
+        (text.chars().count(), text.chars().any(char::is_control))
+    };
     if got == 0 {
         Err(InvalidText::Empty)
     } else if got > max {
         Err(InvalidText::TooLong { max, got })
-    } else if text.chars().any(char::is_control) {
+    } else if has_control {
         Err(InvalidText::ControlCharacter)
     } else {
         Ok(())

@@ -33,19 +33,11 @@ impl Envelope {
     }
 }
 
-pub async fn envelope(
-    State(envelope): State<Envelope>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn envelope(State(envelope): State<Envelope>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = match request.headers().get(&REQUEST_ID) {
         Some(given) => given.clone(),
-        None => {
-            let id = envelope.ids.next();
-            request.headers_mut().insert(REQUEST_ID, id.clone());
-            id
-        }
+        None => envelope.ids.next(),
     };
     let togai = error::speaks_togai(request.uri().path());
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -89,8 +81,11 @@ impl Default for SequentialIds {
 impl SequentialIds {
     fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(self.prefix.len() + 21);
+        id.push_str(&self.prefix);
+        id.push('-');
+        id.push_str(itoa::Buffer::new().format(n));
         // Letters, digits, '_' and '-': always a valid header value.
-        HeaderValue::try_from(format!("{}-{n}", self.prefix))
-            .unwrap_or_else(|_| HeaderValue::from_static("req"))
+        HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("req"))
     }
 }

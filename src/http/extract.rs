@@ -52,8 +52,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object".into(),
         ));
     }
+    // Tracking the path costs on every request; it is needed only to explain a failure.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let reason = strip_position(&inner.to_string());
@@ -62,7 +66,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             format!("invalid `{path}`: {reason}")
         })
-    })
+    })?;
+    deserializer.end().map_err(|error| {
+        ApiError::BadRequest(format!(
+            "invalid JSON body: {}",
+            strip_position(&error.to_string())
+        ))
+    })?;
+    Ok(value)
 }
 
 /// serde_json appends "at line 1 column 12"; the field name says more.
@@ -81,6 +92,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        // As for a body: the path is tracked only to explain a failure.
+        if let Ok(value) = serde_urlencoded::from_str(query) {
+            return Ok(Query(value));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
@@ -185,4 +200,41 @@ impl FromRequestParts<AppState> for Writer {
 pub fn has_nul(uri: &axum::http::Uri) -> bool {
     let nul = |text: &str| text.as_bytes().windows(3).any(|w| w == b"%00");
     nul(uri.path()) || uri.query().is_some_and(nul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Body {
+        count: u32,
+    }
+
+    fn message(result: Result<Body, ApiError>) -> String {
+        match result {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_bodies_parse_or_name_what_is_wrong() {
+        assert_eq!(
+            parse_json::<Body>(b" {\"count\": 3} ").unwrap(),
+            Body { count: 3 }
+        );
+        assert_eq!(
+            message(parse_json(b"{\"count\": \"three\"}")),
+            "invalid `count`: invalid type: string \"three\", expected u32"
+        );
+        assert_eq!(
+            message(parse_json(b"{\"count\": 3} {}")),
+            "invalid JSON body: trailing characters"
+        );
+        assert_eq!(
+            message(parse_json(b"[3]")),
+            "the request body must be a JSON object"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! row's position, so a page costs the same however deep it is, and a token that was
 //! altered is refused instead of silently listing something else.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -11,9 +13,10 @@ use sha2::Sha256;
 /// Bytes of the HMAC-SHA256 tag kept in a token: enough that forging one is hopeless.
 const TAG_LEN: usize = 16;
 
+/// Cloned with the app's state for every request: the key is shared, not copied.
 #[derive(Clone)]
 pub struct TokenSigner {
-    key: Vec<u8>,
+    key: Arc<[u8]>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +25,7 @@ pub struct BadToken;
 
 impl TokenSigner {
     pub fn new(key: Vec<u8>) -> Self {
-        Self { key }
+        Self { key: key.into() }
     }
 
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
