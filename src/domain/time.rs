@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Microseconds in one UTC day.
@@ -81,21 +81,48 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with `Z`; the fraction only when it is not zero.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let format = if self.0.rem_euclid(1_000_000) == 0 {
-            SecondsFormat::Secs
+impl Timestamp {
+    /// RFC 3339 in UTC with `Z`; the fraction only when it is not zero. Written by hand
+    /// into `buf`: every response prints instants, and this is the only form they take.
+    fn rfc3339(self, buf: &mut [u8; 27]) -> &str {
+        let t = self.to_chrono();
+        *buf = *b"0000-00-00T00:00:00.000000Z";
+        // Years are 0001 to 9999 (MIN_MICROS, MAX_MICROS): four digits always suffice.
+        put_digits(&mut buf[0..4], t.year().unsigned_abs());
+        put_digits(&mut buf[5..7], t.month());
+        put_digits(&mut buf[8..10], t.day());
+        put_digits(&mut buf[11..13], t.hour());
+        put_digits(&mut buf[14..16], t.minute());
+        put_digits(&mut buf[17..19], t.second());
+        let micros = self.0.rem_euclid(1_000_000) as u32;
+        let len = if micros == 0 {
+            buf[19] = b'Z';
+            20
         } else {
-            SecondsFormat::Micros
+            put_digits(&mut buf[20..26], micros);
+            27
         };
-        f.write_str(&self.to_chrono().to_rfc3339_opts(format, true))
+        std::str::from_utf8(&buf[..len]).unwrap_or_default()
+    }
+}
+
+/// Writes `n` as decimal digits filling `out`, with leading zeros.
+fn put_digits(out: &mut [u8], mut n: u32) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.rfc3339(&mut [0; 27]))
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.rfc3339(&mut [0; 27]))
     }
 }
 
@@ -123,6 +150,7 @@ impl utoipa::ToSchema for Timestamp {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::SecondsFormat;
 
     fn parse(text: &str) -> String {
         Timestamp::parse(text).unwrap().to_string()
@@ -161,6 +189,26 @@ mod tests {
         ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prints_as_chrono_does(micros in MIN_MICROS..=MAX_MICROS, whole in proptest::bool::ANY) {
+            let micros = if whole { micros - micros.rem_euclid(1_000_000) } else { micros };
+            let t = Timestamp::from_micros(micros).unwrap();
+            let format = if whole { SecondsFormat::Secs } else { SecondsFormat::Micros };
+            let expected = t.to_chrono().to_rfc3339_opts(format, true);
+            proptest::prop_assert_eq!(t.to_string(), expected.clone());
+            proptest::prop_assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{expected}\""));
+        }
+    }
+
+    #[test]
+    fn prints_the_first_and_last_instants() {
+        let first = Timestamp::from_micros(MIN_MICROS).unwrap();
+        let last = Timestamp::from_micros(MAX_MICROS).unwrap();
+        assert_eq!(first.to_string(), "0001-01-01T00:00:00Z");
+        assert_eq!(last.to_string(), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]
