@@ -1,7 +1,9 @@
 //! The one middleware every request passes through, in this order: give it a request id,
-//! refuse an encoded NUL in the URL, run it under the request timeout, count it in the
-//! metrics, and write an error body in its route's shape. One layer rather than six,
-//! because each layer costs a boxed future and a service clone per request.
+//! refuse an encoded NUL in the URL or a body declared longer than any route reads (one
+//! sent without its length is cut off where [`extract::JsonBody`] reads it), run it under
+//! the request timeout, count it in the metrics, and write an error body in its route's
+//! shape. One layer rather than seven, because each layer costs a boxed future and a
+//! service clone per request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,8 @@ pub async fn envelope(State(envelope): State<Envelope>, request: Request, next: 
     let method = request.method().clone();
     let response = if extract::has_nul(request.uri()) {
         ApiError::BadRequest("the URL must not contain NUL characters (%00)".into()).into_response()
+    } else if extract::declares_too_long_body(request.headers()) {
+        ApiError::PayloadTooLarge.into_response()
     } else {
         // Dropping the handler on timeout rolls back its open transaction.
         match tokio::time::timeout(envelope.timeout, next.run(request)).await {

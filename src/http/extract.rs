@@ -43,6 +43,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Whether the request's `Content-Length` is over [`BODY_LIMIT`]: refused before it is read.
+pub fn declares_too_long_body(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > BODY_LIMIT as u64)
+}
+
 /// Parses a JSON object, naming the offending field in the error. Only objects are
 /// accepted: serde would otherwise read a struct from an array of its fields' values.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -26,7 +26,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::storage::Store;
 use page_token::TokenSigner;
@@ -136,7 +135,6 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
                     envelope::Envelope::new(settings.request_timeout),
                     envelope::envelope,
                 ))
-                .layer(RequestBodyLimitLayer::new(extract::BODY_LIMIT))
                 .layer(CatchPanicLayer::new()),
         )
         .with_state(state)
