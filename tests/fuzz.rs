@@ -25,8 +25,9 @@ async fn fuzz(backend: Backend) {
     let python = python();
     let st = python.with_file_name("st");
     let report = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
     let run = tokio::process::Command::new(st)
-        .arg("run")
+        .args(["--config-file", config, "run"])
         .arg(format!("{}/openapi.json", server.url))
         .args(["--header", &format!("Authorization: Bearer {}", server.key)])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"])
