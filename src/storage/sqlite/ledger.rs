@@ -20,23 +20,26 @@ use crate::storage::{Access, Appended, LedgerStore, Result, StorageError, admit}
 impl LedgerStore for SqliteStore {
     async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended> {
         let business_id = business_id.to_owned();
-        let entry = entry.clone();
-        self.write(move |tx| append(tx, &business_id, &entry)).await
+        let (entry, fingerprint) = (entry.clone(), fingerprint_if_keyed(entry));
+        self.write(move |tx| append(tx, &business_id, &entry, fingerprint))
+            .await
     }
 
     /// A key not yet known is checked in the write's own job, on the writer's connection,
     /// whose cache is warm (a read connection would first drop its cache, stale after every
     /// commit), and remembered once that write has committed.
     async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
-        let entry = entry.clone();
+        let (entry, fingerprint) = (entry.clone(), fingerprint_if_keyed(entry));
         if let Some(principal) = self.known_keys.get(key) {
             let business_id = admit(Some(principal), Access::Write)?.business_id;
-            return self.write(move |tx| append(tx, &business_id, &entry)).await;
+            return self
+                .write(move |tx| append(tx, &business_id, &entry, fingerprint))
+                .await;
         }
         let (principal, appended) = self
             .write(move |tx| {
                 let principal = admit(principal_of_key(tx, key)?, Access::Write)?;
-                let appended = append(tx, &principal.business_id, &entry)?;
+                let appended = append(tx, &principal.business_id, &entry, fingerprint)?;
                 Ok((principal, appended))
             })
             .await?;
@@ -152,16 +155,31 @@ impl LedgerStore for SqliteStore {
     }
 }
 
-fn append(tx: &Connection, business_id: &str, entry: &NewEntry) -> Result<Appended> {
-    let fingerprint = entry.fingerprint();
-    if let Some(key) = &entry.idempotency_key {
+/// The fingerprint of a write that carries an idempotency key, computed by its caller:
+/// the writer thread, which every write waits for, has enough to do.
+fn fingerprint_if_keyed(entry: &NewEntry) -> Option<[u8; 32]> {
+    entry.idempotency_key.as_ref().map(|_| entry.fingerprint())
+}
+
+/// `fingerprint` is [`fingerprint_if_keyed`]'s.
+fn append(
+    tx: &Connection,
+    business_id: &str,
+    entry: &NewEntry,
+    fingerprint: Option<[u8; 32]>,
+) -> Result<Appended> {
+    let claim = entry.idempotency_key.as_ref().zip(fingerprint);
+    if let Some((key, fingerprint)) = claim {
         let earlier: Option<(Vec<u8>, String)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT fingerprint, response FROM ledger_idempotency WHERE business_id = ?1 AND key = ?2",
-                params![business_id, key.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
+            .and_then(|mut stmt| {
+                stmt.query_row(params![business_id, key.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
             .map_err(internal)?;
         if let Some((stored, response)) = earlier {
             return if stored == fingerprint {
@@ -218,16 +236,14 @@ fn append(tx: &Connection, business_id: &str, entry: &NewEntry) -> Result<Append
         metadata: entry.metadata.clone(),
         created_at: now,
     };
-    if let Some(key) = &entry.idempotency_key {
-        tx.execute(
+    if let Some((key, fingerprint)) = claim {
+        let response = sql::json_text(&written)?;
+        tx.prepare_cached(
             "INSERT INTO ledger_idempotency (business_id, key, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                business_id,
-                key.as_str(),
-                &fingerprint[..],
-                sql::json_text(&written)?
-            ],
         )
+        .and_then(|mut stmt| {
+            stmt.execute(params![business_id, key.as_str(), &fingerprint[..], response])
+        })
         .map_err(internal)?;
     }
     Ok(Appended::Created(written))
