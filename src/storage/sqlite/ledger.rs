@@ -161,14 +161,15 @@ fn fingerprint_if_keyed(entry: &NewEntry) -> Option<[u8; 32]> {
     entry.idempotency_key.as_ref().map(|_| entry.fingerprint())
 }
 
-/// `fingerprint` is [`fingerprint_if_keyed`]'s.
+/// `fingerprint` is [`fingerprint_if_keyed`]'s; without it, a keyed write computes its own.
 fn append(
     tx: &Connection,
     business_id: &str,
     entry: &NewEntry,
     fingerprint: Option<[u8; 32]>,
 ) -> Result<Appended> {
-    let claim = entry.idempotency_key.as_ref().zip(fingerprint);
+    let claim = (entry.idempotency_key.as_ref())
+        .map(|key| (key, fingerprint.unwrap_or_else(|| entry.fingerprint())));
     if let Some((key, fingerprint)) = claim {
         let earlier: Option<(Vec<u8>, String)> = tx
             .prepare_cached(
