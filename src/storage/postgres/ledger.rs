@@ -254,7 +254,6 @@ impl LedgerStore for PgStore {
 /// Claims the idempotency key and locks the pair, reads the neighbours, resolves, and
 /// writes and commits; a replay or a refusal leaves the transaction to the caller.
 async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
-    let fingerprint = entry.fingerprint();
     let key = entry.idempotency_key.as_ref().map(|k| k.as_str());
     let at = entry.effective_from.unwrap_or_else(Timestamp::now);
     let pair = (entry.account_id.as_str(), entry.license_id.as_str());
@@ -266,6 +265,7 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
                 .1
         }
         Some(key) => {
+            let fingerprint = entry.fingerprint();
             // Blocks while another transaction holds the same key, then sees its outcome.
             // The claim completes before the lock is asked for, so that every writer takes
             // the key before the pair.
