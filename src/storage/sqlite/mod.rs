@@ -68,6 +68,7 @@ impl SqliteStore {
         };
         let mut writer_conn = connect(&path).map_err(|e| open_failed("open", &path, &e))?;
         migrate(&mut writer_conn).map_err(|e| open_failed("migrate", &path, &e))?;
+        commit_to_wal(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;
         // Checkpoints run on a thread of their own (below), not inside the writer's commits;
         // a larger cache keeps the indexes the writer touches in memory.
         writer_conn
@@ -272,6 +273,14 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Commits once, rewriting the schema version as it is. While the WAL holds no commit,
+/// as after every open, SQLite reads the database file's size with a system call at the
+/// start of each read transaction; after a commit it takes the size from the WAL.
+fn commit_to_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    conn.pragma_update(None, "user_version", version)
 }
 
 /// The shared listing queries' parameters, bound as they are.
