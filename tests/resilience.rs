@@ -365,6 +365,12 @@ async fn a_database_outage_is_503_fast_and_service_resumes_by_itself() {
         .post("/license_updates", body.clone())
         .await
         .expect(200);
+    for _ in 0..4 {
+        server
+            .get("/license_quantity?accountId=acme&licenseId=seats")
+            .await
+            .expect(200);
+    }
     server
         .call(reqwest::Method::GET, "/readyz", "", None)
         .await
@@ -405,6 +411,13 @@ async fn a_database_outage_is_503_fast_and_service_resumes_by_itself() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.post("/license_updates", body).await.expect(200);
+    // A point read (the quantity, and every request's API key) rides one of the
+    // connections shared by such reads: the outage closed them, and new ones serve.
+    let quantity = server
+        .get("/license_quantity?accountId=acme&licenseId=seats")
+        .await;
+    quantity.expect(200);
+    assert_eq!(quantity.json["quantity"], 1, "{}", quantity.text);
     let listed = server.get("/license_updates").await;
     assert_eq!(
         listed.json["data"].as_array().unwrap().len(),

@@ -4,11 +4,15 @@
 //! The driver is `tokio-postgres`: statements are prepared once per connection, a pooled
 //! connection is handed out without a test query, and requests that need not wait for
 //! one another (`BEGIN` and a transaction's first statement, its last one and `COMMIT`)
-//! travel together in one round trip.
+//! travel together in one round trip. Point reads share a few connections, on which the
+//! statements of concurrent requests are pipelined (see [`SharedConnections`]).
 
 mod ledger;
 mod licenses;
 mod migrations;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use deadpool_postgres::{
@@ -25,6 +29,57 @@ use crate::domain::auth::{ApiKeySecret, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
 
+/// Connections taken from the pool for good and shared by point reads. Statements that
+/// callers send at once on one `tokio-postgres` client are pipelined: they go out
+/// together and PostgreSQL answers them in turn, so one wake-up of its backend serves
+/// many requests instead of one. Only short statements ride them, because a statement
+/// waits for those ahead of it on its connection. A statement still runs in its own
+/// transaction and sees everything committed before it started.
+struct SharedConnections {
+    slots: Vec<SharedSlot>,
+    next: AtomicUsize,
+}
+
+/// One shared connection, opened at first use.
+#[derive(Default)]
+struct SharedSlot(Mutex<Option<Arc<Object>>>);
+
+/// Connections shared by point reads: one per four in the pool, at most two.
+const SHARED_PER_POOL: u32 = 4;
+const MAX_SHARED: u32 = 2;
+
+impl SharedConnections {
+    fn new(pool_size: u32) -> Self {
+        let count = (pool_size / SHARED_PER_POOL).min(MAX_SHARED);
+        Self {
+            slots: (0..count).map(|_| SharedSlot::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next slot in turn, or `None` if the pool is too small to share.
+    fn next(&self) -> Option<&SharedSlot> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        self.slots.get(turn % self.slots.len())
+    }
+}
+
+impl SharedSlot {
+    fn get(&self) -> Option<Arc<Object>> {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().filter(|conn| !conn.is_closed()).cloned()
+    }
+
+    /// Callers holding the connection it replaces keep it until they finish; then it goes
+    /// back to the pool, which drops a closed connection.
+    fn set(&self, conn: Arc<Object>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+    }
+}
+
 /// A statement's parameters, in order.
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
 /// A statement and its parameters.
@@ -32,6 +87,7 @@ pub(super) type Sql<'a> = (&'a str, &'a Params<'a>);
 
 pub struct PgStore {
     pool: Pool,
+    shared: SharedConnections,
 }
 
 impl PgStore {
@@ -65,7 +121,8 @@ impl PgStore {
             .await
             .map_err(|e| OpenError::Failed(format!("migrations: {e}")))?;
         drop(conn);
-        Ok(Self { pool })
+        let shared = SharedConnections::new(options.max_connections);
+        Ok(Self { pool, shared })
     }
 
     async fn conn(&self) -> Result<Object> {
@@ -77,8 +134,23 @@ impl PgStore {
         query(&*self.conn().await?, sql, params).await
     }
 
+    /// Runs one statement that reads at most one row, by key: on a shared connection,
+    /// where it travels with other requests' statements (see [`SharedConnections`]).
     async fn query_opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
-        query_opt(&*self.conn().await?, sql, params).await
+        match self.shared.next() {
+            Some(slot) => query_opt(&*self.shared_conn(slot).await?, sql, params).await,
+            None => query_opt(&*self.conn().await?, sql, params).await,
+        }
+    }
+
+    /// The connection in a shared slot, replacing one that has lost its server.
+    async fn shared_conn(&self, slot: &SharedSlot) -> Result<Arc<Object>> {
+        if let Some(conn) = slot.get() {
+            return Ok(conn);
+        }
+        let conn = Arc::new(self.conn().await?);
+        slot.set(conn.clone());
+        Ok(conn)
     }
 
     /// Runs one statement on a pooled connection, returning the rows it changed.
