@@ -74,10 +74,17 @@ pub enum Access {
 
 /// The principal of an API key, if the key exists and allows `access`.
 pub fn admit(principal: Option<Principal>, access: Access) -> Result<Principal> {
-    match principal {
+    admit_key(principal.as_ref().map(|p| p.read_only), access)?;
+    principal.ok_or(StorageError::UnknownApiKey)
+}
+
+/// Whether an API key allows `access`, given whether it is read-only (`None`: no such
+/// key); for a call that needs nothing else of the key's principal.
+pub fn admit_key(read_only: Option<bool>, access: Access) -> Result<()> {
+    match read_only {
         None => Err(StorageError::UnknownApiKey),
-        Some(p) if p.read_only && access == Access::Write => Err(StorageError::ReadOnlyApiKey),
-        Some(p) => Ok(p),
+        Some(true) if access == Access::Write => Err(StorageError::ReadOnlyApiKey),
+        Some(_) => Ok(()),
     }
 }
 

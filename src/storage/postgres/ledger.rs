@@ -12,7 +12,7 @@ use deadpool_postgres::ClientWrapper;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
-use super::{Params, PgStore, Tx, classify, params, principal_of, query};
+use super::{Params, PgStore, Tx, admitted_business, classify, params, query};
 use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
@@ -85,21 +85,17 @@ impl LedgerStore for PgStore {
             let (rows, neighbours) = tx
                 .begin_with_two(
                     (
-                        "SELECT k.business_id, k.digest, k.read_only, b.brand_id,
+                        "SELECT k.business_id, k.digest, k.read_only,
                              CASE WHEN NOT k.read_only THEN pg_advisory_xact_lock(
                                  hashtextextended(k.business_id || '/' || $2 || '/' || $3, 0)) END
-                         FROM api_keys k JOIN businesses b ON b.id = k.business_id
-                         WHERE k.digest = $1",
+                         FROM api_keys k WHERE k.digest = $1",
                         &neighbours_params[..3],
                     ),
                     (NEIGHBOURS_FOR_KEY, neighbours_params),
                 )
                 .await?;
-            let principal = rows
-                .first()
-                .map_or(Ok(None), |row| principal_of(row, key))?;
-            let principal = admit(principal, Access::Write)?;
-            append_locked(&mut tx, &principal.business_id, entry, at, &neighbours).await
+            let business_id = admitted_business(rows.first(), key, Access::Write)?;
+            append_locked(&mut tx, &business_id, entry, at, &neighbours).await
         }
         .await;
         tx.finish(outcome).await
@@ -175,8 +171,8 @@ impl LedgerStore for PgStore {
     ) -> Result<Option<(Timestamp, Quantity)>> {
         let row = self
             .query_opt(
-                "SELECT k.business_id, k.digest, k.read_only, b.brand_id, g.effective_from, g.absolute
-                 FROM api_keys k JOIN businesses b ON b.id = k.business_id
+                "SELECT k.business_id, k.digest, k.read_only, g.effective_from, g.absolute
+                 FROM api_keys k
                  LEFT JOIN LATERAL (
                      SELECT effective_from, absolute FROM ledger_entries
                      WHERE business_id = k.business_id AND account_id = $2 AND license_id = $3
@@ -192,15 +188,12 @@ impl LedgerStore for PgStore {
                 ],
             )
             .await?;
-        let principal = row
-            .as_ref()
-            .map_or(Ok(None), |row| principal_of(row, key))?;
-        admit(principal, Access::Read)?;
+        admitted_business(row.as_ref(), key, Access::Read)?;
         let Some(row) = row else { return Ok(None) };
-        match row.try_get::<_, Option<i64>>(4).map_err(corrupt)? {
+        match row.try_get::<_, Option<i64>>(3).map_err(corrupt)? {
             Some(from) => Ok(Some((
                 timestamp(from)?,
-                quantity_of(row.try_get(5).map_err(corrupt)?)?,
+                quantity_of(row.try_get(4).map_err(corrupt)?)?,
             ))),
             None => Ok(None),
         }

@@ -23,7 +23,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
+    Access, AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
+    admit_key,
 };
 use crate::domain::auth::{ApiKeySecret, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
@@ -473,15 +474,35 @@ impl HealthStore for PgStore {
 /// The principal in a row that starts with `business_id, digest, read_only, brand_id` of
 /// an `api_keys` row found by `digest`, if the digests match.
 fn principal_of(row: &Row, digest: KeyDigest) -> Result<Option<Principal>> {
+    let Some(read_only) = read_only_of(row, digest)? else {
+        return Ok(None);
+    };
+    Ok(Some(Principal {
+        business_id: row.try_get(0).map_err(super::sql::corrupt)?,
+        read_only,
+        brand_id: row.try_get(3).map_err(super::sql::corrupt)?,
+    }))
+}
+
+/// The business of the key in a row that starts with `business_id, digest, read_only` of
+/// an `api_keys` row found by `digest`, if the key allows `access`.
+fn admitted_business(row: Option<&Row>, digest: KeyDigest, access: Access) -> Result<String> {
+    admit_key(
+        row.map_or(Ok(None), |row| read_only_of(row, digest))?,
+        access,
+    )?;
+    let row = row.ok_or(StorageError::UnknownApiKey)?;
+    row.try_get(0).map_err(super::sql::corrupt)
+}
+
+/// Whether the key is read-only, in a row that starts with `business_id, digest,
+/// read_only` of an `api_keys` row found by `digest`; `None` if the digests differ.
+fn read_only_of(row: &Row, digest: KeyDigest) -> Result<Option<bool>> {
     let stored: &[u8] = row.try_get(1).map_err(super::sql::corrupt)?;
     if !digest.matches(stored) {
         return Ok(None);
     }
-    Ok(Some(Principal {
-        business_id: row.try_get(0).map_err(super::sql::corrupt)?,
-        read_only: row.try_get(2).map_err(super::sql::corrupt)?,
-        brand_id: row.try_get(3).map_err(super::sql::corrupt)?,
-    }))
+    row.try_get(2).map(Some).map_err(super::sql::corrupt)
 }
 
 async fn insert_api_key(
