@@ -23,6 +23,9 @@ const MAX_MICROS: i64 = 253_402_300_799_999_999;
 pub struct InvalidTimestamp(pub String);
 
 impl Timestamp {
+    /// The last instant accepted, 9999-12-31T23:59:59.999999Z.
+    pub const LAST: Self = Self(MAX_MICROS);
+
     pub fn now() -> Self {
         Self(Utc::now().timestamp_micros())
     }

@@ -196,8 +196,17 @@ fn append(
     let now = Timestamp::now();
     let at = entry.effective_from.unwrap_or(now);
     let pair = (&entry.account_id, &entry.license_id);
-    let prior = governing(tx, business_id, pair, at)?.map_or(Quantity::ZERO, |(_, q)| q);
-    let later = later_entries(tx, business_id, pair, at)?;
+    // Most entries go after their pair's last one: its quantity is the prior one and nothing
+    // follows to re-resolve. Reading the last entry settles that in one index search; an
+    // entry placed before it needs the entry governing its instant and the later ones.
+    let (prior, later) = match governing(tx, business_id, pair, Timestamp::LAST)? {
+        None => (Quantity::ZERO, Vec::new()),
+        Some((last_at, last)) if last_at <= at => (last, Vec::new()),
+        Some(_) => (
+            governing(tx, business_id, pair, at)?.map_or(Quantity::ZERO, |(_, q)| q),
+            later_entries(tx, business_id, pair, at)?,
+        ),
+    };
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
     let metadata = entry.metadata.as_ref().map(sql::json_text).transpose()?;

@@ -666,4 +666,75 @@ mod tests {
             "the WAL reached {largest} bytes for {metadata_bytes} bytes of metadata written"
         );
     }
+
+    /// One entry of a ledger history: its day (instants collide often), whether it is
+    /// ABSOLUTE, and its quantity.
+    fn entries() -> impl proptest::strategy::Strategy<Value = Vec<(i64, bool, i64)>> {
+        use proptest::prelude::*;
+        prop::collection::vec(
+            (0..5i64, any::<bool>()).prop_flat_map(|(day, absolute)| {
+                let quantity = if absolute { 0..=5i64 } else { -3..=4i64 };
+                (Just(day), Just(absolute), quantity)
+            }),
+            1..14,
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Appended, tied with or placed before earlier entries, every entry resolves as
+        /// a replay of the whole history in ledger order would: a write is refused exactly
+        /// when some quantity would go negative, and the quantity at every instant agrees.
+        #[test]
+        fn writes_in_any_order_resolve_as_the_history_replayed(history in entries()) {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let (store, business) = store_with_business().await;
+                let (account, license) = acme_seats();
+                let instant = |day: i64| Timestamp::from_micros(day * 86_400_000_000).unwrap();
+                // The quantities in effect after each entry kept so far, in ledger order.
+                let replay = |kept: &[(i64, bool, i64)]| {
+                    let mut ordered = kept.to_vec();
+                    ordered.sort_by_key(|&(day, _, _)| day); // stable: ties keep write order
+                    let mut running = 0;
+                    let resolved: Vec<(i64, i64)> = ordered
+                        .iter()
+                        .map(|&(day, absolute, quantity)| {
+                            running = if absolute { quantity } else { running + quantity };
+                            (day, running)
+                        })
+                        .collect();
+                    resolved
+                };
+                let mut kept = Vec::new();
+                for &(day, absolute, quantity) in &history {
+                    let mut candidate = kept.clone();
+                    candidate.push((day, absolute, quantity));
+                    let accepted = replay(&candidate).iter().all(|&(_, q)| q >= 0);
+                    let entry = NewEntry {
+                        update_type: if absolute { UpdateType::Absolute } else { UpdateType::Relative },
+                        quantity: quantity.to_string().parse().unwrap(),
+                        effective_from: Some(instant(day)),
+                        ..add("0")
+                    };
+                    let written = store.append_entry(&business, &entry).await;
+                    assert_eq!(written.is_ok(), accepted, "{entry:?} after {kept:?}: {written:?}");
+                    if accepted {
+                        kept = candidate;
+                    }
+                }
+                let resolved = replay(&kept);
+                for day in 0..5 {
+                    let expected = resolved.iter().rev().find(|&&(d, _)| d <= day).map(|&(_, q)| q);
+                    let stored = store
+                        .quantity_at(&business, (&account, &license), instant(day))
+                        .await
+                        .unwrap()
+                        .map(|(_, q)| q.to_string().parse::<i64>().unwrap());
+                    assert_eq!(stored, expected, "day {day} of {kept:?}");
+                }
+            });
+        }
+    }
 }
