@@ -488,6 +488,7 @@ mod tests {
     use crate::domain::entry::{Metadata, NewEntry};
     use crate::domain::ids::{AccountId, LicenseId};
     use crate::domain::ledger::UpdateType;
+    use crate::domain::time::MICROS_PER_DAY;
     use crate::storage::{AccountStore, LedgerStore};
 
     /// A store on a private file, with one business; returns the business's id too.
@@ -692,20 +693,19 @@ mod tests {
             runtime.block_on(async {
                 let (store, business) = store_with_business().await;
                 let (account, license) = acme_seats();
-                let instant = |day: i64| Timestamp::from_micros(day * 86_400_000_000).unwrap();
+                let instant = |day: i64| Timestamp::from_micros(day * MICROS_PER_DAY).unwrap();
                 // The quantities in effect after each entry kept so far, in ledger order.
                 let replay = |kept: &[(i64, bool, i64)]| {
                     let mut ordered = kept.to_vec();
                     ordered.sort_by_key(|&(day, _, _)| day); // stable: ties keep write order
                     let mut running = 0;
-                    let resolved: Vec<(i64, i64)> = ordered
+                    ordered
                         .iter()
                         .map(|&(day, absolute, quantity)| {
                             running = if absolute { quantity } else { running + quantity };
                             (day, running)
                         })
-                        .collect();
-                    resolved
+                        .collect::<Vec<(i64, i64)>>()
                 };
                 let mut kept = Vec::new();
                 for &(day, absolute, quantity) in &history {
