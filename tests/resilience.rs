@@ -365,6 +365,8 @@ async fn a_database_outage_is_503_fast_and_service_resumes_by_itself() {
         .post("/license_updates", body.clone())
         .await
         .expect(200);
+    // Point reads take the shared connections in turn: four open every one of them (at
+    // most two), so that the outage below has them to close.
     for _ in 0..4 {
         server
             .get("/license_quantity?accountId=acme&licenseId=seats")
