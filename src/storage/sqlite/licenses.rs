@@ -468,7 +468,7 @@ impl LicenseStore for SqliteStore {
                 "SELECT disabled, expires_at, ?2 IS NULL OR EXISTS (
                      SELECT 1 FROM license_key_instances i
                      WHERE i.id = ?2 AND i.license_key_id = license_keys.id)
-                 FROM license_keys WHERE key = ?1",
+                 FROM license_keys INDEXED BY license_keys_validity WHERE key = ?1",
                 params![key, instance_id],
                 |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?, r.get(2)?)),
             )

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_license_keys.sql"),
     include_str!("migrations/0003_ledger_write_indexes.sql"),
     include_str!("migrations/0004_pair_index_covers_quantity.sql"),
+    include_str!("migrations/0005_validity_index.sql"),
 ];
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 16;
