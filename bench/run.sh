@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks licensed on SQLite and PostgreSQL beside the limits of the machine (a bare
 # axum handler, pgbench), and prints one table.
-# Usage: bench/run.sh [seconds per run] [sqlite|postgres]  (both backends by default)
+# Usage: bench/run.sh [seconds per run, 10 by default] [sqlite|postgres]  (both backends by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
