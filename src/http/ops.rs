@@ -1,8 +1,9 @@
 //! What operators use: liveness, readiness, Prometheus metrics, the OpenAPI document and
 //! its rendering.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Json;
@@ -116,7 +117,6 @@ fn prometheus() -> &'static PrometheusHandle {
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// The metrics of one route, method and status.
-#[derive(Clone)]
 struct RequestMetrics {
     method: &'static str,
     status: StatusCode,
@@ -124,41 +124,45 @@ struct RequestMetrics {
     latency: Histogram,
 }
 
-/// Metric handles registered once per route, method and status, because looking a
-/// metric up by its labels allocates and hashes them: per route, a short list.
-fn request_metrics(method: &'static str, route: &str, status: StatusCode) -> RequestMetrics {
-    static HANDLES: OnceLock<RwLock<HashMap<String, Vec<RequestMetrics>>>> = OnceLock::new();
-    let handles = HANDLES.get_or_init(RwLock::default);
-    let find = |list: &Vec<RequestMetrics>| {
-        list.iter()
-            .find(|m| m.method == method && m.status == status)
-            .cloned()
-    };
-    if let Some(found) = handles
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(route)
-        .and_then(find)
-    {
-        return found;
+/// Runs `use_them` on the metric handles of one route, method and status. Each thread
+/// keeps the handles it has used: looking a metric up by its labels allocates and hashes
+/// them, and one table shared by all threads would have every request write to its
+/// lock's and its handles' reference counts, which the cores would pass back and forth.
+fn with_request_metrics(
+    method: &'static str,
+    route: &str,
+    status: StatusCode,
+    use_them: impl FnOnce(&RequestMetrics),
+) {
+    thread_local! {
+        static HANDLES: RefCell<HashMap<String, Vec<RequestMetrics>>> = RefCell::default();
     }
-    let _ = prometheus();
-    let route_label = route.to_owned();
-    let registered = RequestMetrics {
-        method,
-        status,
-        count: metrics::counter!("http_requests_total", "method" => method,
-            "route" => route_label.clone(), "status" => status.as_u16().to_string()),
-        latency: metrics::histogram!("http_request_duration_seconds",
-            "method" => method, "route" => route_label),
-    };
-    handles
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(route.to_owned())
-        .or_default()
-        .push(registered.clone());
-    registered
+    HANDLES.with_borrow_mut(|handles| {
+        let known = handles.get(route).and_then(|list| {
+            list.iter()
+                .find(|m| m.method == method && m.status == status)
+        });
+        if let Some(known) = known {
+            use_them(known);
+            return;
+        }
+        let _ = prometheus();
+        let route_label = route.to_owned();
+        // The recorder hands every thread the same metric for the same labels.
+        let registered = RequestMetrics {
+            method,
+            status,
+            count: metrics::counter!("http_requests_total", "method" => method,
+                "route" => route_label.clone(), "status" => status.as_u16().to_string()),
+            latency: metrics::histogram!("http_request_duration_seconds",
+                "method" => method, "route" => route_label),
+        };
+        use_them(&registered);
+        handles
+            .entry(route.to_owned())
+            .or_default()
+            .push(registered);
+    });
 }
 
 /// A client may send any method name: those outside HTTP's own share one label, so
@@ -184,10 +188,39 @@ fn method_label(method: &Method) -> &'static str {
 /// Counts a finished request and its latency.
 pub fn record(method: &Method, route: Option<&MatchedPath>, status: StatusCode, elapsed: Duration) {
     let route = route.map_or("unmatched", MatchedPath::as_str);
-    let metrics = request_metrics(method_label(method), route, status);
-    metrics.count.increment(1);
-    metrics.latency.record(elapsed.as_secs_f64());
+    with_request_metrics(method_label(method), route, status, |metrics| {
+        metrics.count.increment(1);
+        metrics.latency.record(elapsed.as_secs_f64());
+    });
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!("request failed with 500");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_counted_on_different_threads_add_up_in_one_series() {
+        let route = "/threads-add-up";
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        with_request_metrics("GET", route, StatusCode::OK, |metrics| {
+                            metrics.count.increment(1);
+                        });
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let text = prometheus().render();
+        let series =
+            format!("http_requests_total{{method=\"GET\",route=\"{route}\",status=\"200\"}} 20");
+        assert!(text.contains(&series), "{text}");
     }
 }
