@@ -5,21 +5,27 @@
 //! shape. One layer rather than seven, because each layer costs a boxed future and a
 //! service clone per request.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
 
 use super::error::{self, ApiError};
 use super::{extract, ops};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What the envelope needs: the request timeout and where request ids come from.
+/// The layer: the request timeout and where request ids come from. Written out rather
+/// than made with `axum::middleware::from_fn`, which clones and boxes the inner service
+/// on every request.
 #[derive(Clone)]
 pub struct Envelope {
     timeout: Duration,
@@ -35,35 +41,77 @@ impl Envelope {
     }
 }
 
-pub async fn envelope(State(envelope): State<Envelope>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let request_id = match request.headers().get(&REQUEST_ID) {
-        Some(given) => given.clone(),
-        None => envelope.ids.next(),
-    };
-    let togai = error::speaks_togai(request.uri().path());
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = if extract::has_nul(request.uri()) {
-        ApiError::BadRequest("the URL must not contain NUL characters (%00)".into()).into_response()
-    } else if extract::declares_too_long_body(request.headers()) {
-        ApiError::PayloadTooLarge.into_response()
-    } else {
-        // Dropping the handler on timeout rolls back its open transaction.
-        match tokio::time::timeout(envelope.timeout, next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => ApiError::TimedOut(envelope.timeout.as_millis()).into_response(),
+impl<S> Layer<S> for Envelope {
+    type Service = Enveloped<S>;
+
+    fn layer(&self, inner: S) -> Enveloped<S> {
+        Enveloped {
+            inner,
+            envelope: self.clone(),
         }
-    };
-    let elapsed = started.elapsed();
-    ops::record(&method, route.as_ref(), response.status(), elapsed);
-    tracing::debug!(
-        request_id = ?request_id, %method, route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        status = response.status().as_u16(), ?elapsed, "request finished"
-    );
-    let mut response = error::render(response, togai);
-    response.headers_mut().insert(REQUEST_ID, request_id);
-    response
+    }
+}
+
+/// A service with the envelope around it.
+#[derive(Clone)]
+pub struct Enveloped<S> {
+    inner: S,
+    envelope: Envelope,
+}
+
+impl<S> Service<Request> for Enveloped<S>
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let request_id = match request.headers().get(&REQUEST_ID) {
+            Some(given) => given.clone(),
+            None => self.envelope.ids.next(),
+        };
+        let togai = error::speaks_togai(request.uri().path());
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = request.method().clone();
+        let handled = if extract::has_nul(request.uri()) {
+            Err(ApiError::BadRequest(
+                "the URL must not contain NUL characters (%00)".into(),
+            ))
+        } else if extract::declares_too_long_body(request.headers()) {
+            Err(ApiError::PayloadTooLarge)
+        } else {
+            Ok(self.inner.call(request))
+        };
+        let timeout = self.envelope.timeout;
+        Box::pin(async move {
+            let response = match handled {
+                Err(refused) => refused.into_response(),
+                // Dropping the handler on timeout rolls back its open transaction.
+                Ok(handled) => match tokio::time::timeout(timeout, handled).await {
+                    Ok(Ok(response)) => response.into_response(),
+                    Err(_) => ApiError::TimedOut(timeout.as_millis()).into_response(),
+                },
+            };
+            let elapsed = started.elapsed();
+            ops::record(&method, route.as_ref(), response.status(), elapsed);
+            tracing::debug!(
+                request_id = ?request_id, %method, route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                status = response.status().as_u16(), ?elapsed, "request finished"
+            );
+            let mut response = error::render(response, togai);
+            response.headers_mut().insert(REQUEST_ID, request_id);
+            Ok(response)
+        })
+    }
 }
 
 /// Request ids unique across processes and restarts without a system call per request:

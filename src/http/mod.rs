@@ -131,10 +131,7 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
     api.fallback(ops::no_route)
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(
-                    envelope::Envelope::new(settings.request_timeout),
-                    envelope::envelope,
-                ))
+                .layer(envelope::Envelope::new(settings.request_timeout))
                 .layer(CatchPanicLayer::new()),
         )
         .with_state(state)
