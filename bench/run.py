@@ -300,11 +300,9 @@ def print_table(lite, pg):
         (each round's figure over the baseline measured right before it)."""
         if len(bases) != len(figures):
             bases = [median_round(bases)] * len(figures)
-        ratios = sorted(figure[0] / base[0] for figure, base in zip(figures, bases))
-        ratio = statistics.median(ratios)
+        ratio, spread = median_ratio(figure[0] / base[0] for figure, base in zip(figures, bases))
         figure, base = median_round(figures), median_round(bases)
         verdict = "" if target is None else ("met" if ratio >= target else "NOT met")
-        spread = f" ({', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
         rows.append((label, f"{figure[0]:,.0f} req/s", f"p99 {figure[1]:.2f} ms", f"{base_label} {base[0]:,.0f}/s",
                      f"{ratio:.2f}x{spread}", f">= {target:.2f}x {verdict}" if target else ""))
 
@@ -317,11 +315,10 @@ def print_table(lite, pg):
         throughput(f"{name} activate (one key)", r["activate"], r["validate"], "validate", None)
         throughput(f"{name} ingest", r["ingest"], r["write baseline"], write_label, write_target)
         throughput(f"{name} license_quantity (1M)", r["quantity"], r["validate"], "validate", 0.80)
-        ratios = sorted(deep[1] / first[1] for first, deep in zip(r["first page"], r["deep page"]))
-        ratio, spread = statistics.median(ratios), ", ".join(f"{x:.2f}" for x in ratios)
-        first, deep = median_latency(r["first page"]), median_latency(r["deep page"])
+        ratio, spread = median_ratio(deep[1] / first[1] for first, deep in zip(r["first page"], r["deep page"]))
+        first, deep = median_round(r["first page"], by=P99), median_round(r["deep page"], by=P99)
         rows.append((f"{name} page 100k deep", f"{deep[0]:,.0f} req/s", f"p99 {deep[1]:.2f} ms",
-                     f"first page p99 {first[1]:.2f} ms", f"{ratio:.2f}x latency ({spread})",
+                     f"first page p99 {first[1]:.2f} ms", f"{ratio:.2f}x latency{spread}",
                      "<= 1.50x " + ("met" if ratio <= 1.5 else "NOT met")))
         rows.append((f"{name} backdated insert (10k later)", f"median {r['head']:.1f} ms", "",
                      f"append {r['append']:.1f} ms", f"{r['head'] / r['append']:.1f}x latency", ""))
@@ -340,14 +337,19 @@ def print_table(lite, pg):
         print(line(row))
 
 
-def median_round(measured):
-    """The (requests per second, p99) of the round with the median throughput."""
-    return sorted(measured)[len(measured) // 2]
+RPS, P99 = 0, 1
 
 
-def median_latency(measured):
-    """The (requests per second, p99) of the round with the median p99."""
-    return sorted(measured, key=lambda m: m[1])[len(measured) // 2]
+def median_round(measured, by=RPS):
+    """The (requests per second, p99) of the round with the median of one of the two."""
+    return sorted(measured, key=lambda m: m[by])[len(measured) // 2]
+
+
+def median_ratio(ratios):
+    """The median of the rounds' ratios, and all of them in brackets."""
+    ratios = sorted(ratios)
+    spread = f" ({', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
+    return statistics.median(ratios), spread
 
 
 if __name__ == "__main__":
