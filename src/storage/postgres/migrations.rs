@@ -6,6 +6,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_license_keys.sql")),
     (3, include_str!("migrations/0003_ledger_write_indexes.sql")),
+    (
+        4,
+        include_str!("migrations/0004_ledger_entries_unreferenced_business.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting
