@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_ledger_write_indexes.sql"),
     include_str!("migrations/0004_pair_index_covers_quantity.sql"),
     include_str!("migrations/0005_validity_index.sql"),
+    include_str!("migrations/0006_pair_index_account_first.sql"),
 ];
 
 /// Answers a write's caller once its group's commit is known.
