@@ -113,11 +113,13 @@ pub enum Param<'a> {
 pub const ENTRY_COLUMNS: &str =
     "seq, account_id, license_id, absolute, effective_from, metadata, created_at";
 
-/// The listing query and its parameters; `placeholder(n)` writes the n-th (1-based) one.
+/// The listing query and its parameters; `placeholder(n)` writes the n-th (1-based) one,
+/// and `source` is what the query reads from: `ledger_entries`, or it with an index hint.
 pub fn list_entries<'a>(
     business_id: &'a str,
     query: &'a ListEntries,
     placeholder: fn(usize) -> String,
+    source: &str,
 ) -> (String, Vec<Param<'a>>) {
     let mut params = vec![Param::Text(business_id)];
     let mut conditions = vec![format!("business_id = {}", placeholder(1))];
@@ -150,7 +152,7 @@ pub fn list_entries<'a>(
         ));
     }
     let sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE {} \
+        "SELECT {ENTRY_COLUMNS} FROM {source} WHERE {} \
          ORDER BY {column} {direction}, seq {direction} LIMIT {}",
         conditions.join(" AND "),
         query.limit
@@ -173,7 +175,7 @@ mod tests {
             after: Some((5, 6)),
             limit: 11,
         };
-        let (sql, params) = list_entries("bus", &query, |n| format!("${n}"));
+        let (sql, params) = list_entries("bus", &query, |n| format!("${n}"), "ledger_entries");
         assert!(
             sql.contains(
                 "business_id = $1 AND account_id = $2 AND (effective_from, seq) > ($3, $4)"

@@ -127,7 +127,8 @@ impl LedgerStore for PgStore {
         business_id: &str,
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
-        let (sql, bound) = sql::list_entries(business_id, query, |n| format!("${n}"));
+        let (sql, bound) =
+            sql::list_entries(business_id, query, |n| format!("${n}"), "ledger_entries");
         let rows = self.query(&sql, &params(&bound)).await?;
         rows.iter().map(listed_entry).collect()
     }

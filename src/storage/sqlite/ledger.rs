@@ -52,7 +52,7 @@ impl LedgerStore for SqliteStore {
         business_id: &str,
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
-        let (sql, params) = sql::list_entries(business_id, query, |n| format!("?{n}"));
+        let (sql, params) = listing(business_id, query);
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
             let rows = stmt
@@ -260,6 +260,22 @@ fn append(
 }
 
 /// The instant and absolute quantity of the last entry of the pair at or before `at`.
+/// The listing query and its parameters. Without statistics, SQLite would serve an
+/// account's listing by walking all of the business's entries in the listing's order and
+/// checking each one's account (175-305 ms at 1M entries); the pair index holds the
+/// account's entries alone.
+pub(super) fn listing<'a>(
+    business_id: &'a str,
+    query: &'a ListEntries,
+) -> (String, Vec<sql::Param<'a>>) {
+    let source = if query.account_id.is_some() {
+        "ledger_entries INDEXED BY ledger_entries_by_pair"
+    } else {
+        "ledger_entries"
+    };
+    sql::list_entries(business_id, query, |n| format!("?{n}"), source)
+}
+
 fn governing(
     conn: &Connection,
     business_id: &str,

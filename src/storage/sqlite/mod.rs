@@ -493,6 +493,7 @@ mod tests {
     use crate::domain::ids::{AccountId, LicenseId};
     use crate::domain::ledger::UpdateType;
     use crate::domain::time::MICROS_PER_DAY;
+    use crate::storage::sql::{EntrySort, ListEntries};
     use crate::storage::{AccountStore, LedgerStore};
 
     /// A store on a private file, with one business; returns the business's id too.
@@ -569,6 +570,41 @@ mod tests {
                 .await,
             Err(StorageError::UnknownApiKey)
         ));
+    }
+
+    /// An account's listing, in either order, reads the account's entries through the
+    /// pair index; left to itself, SQLite walks all of the business's entries instead.
+    #[tokio::test]
+    async fn an_accounts_listing_reads_the_pair_index() {
+        let (store, business) = store_with_business().await;
+        for sort in [EntrySort::CreatedAt, EntrySort::EffectiveFrom] {
+            let query = ListEntries {
+                account_id: Some(acme_seats().0),
+                license_id: None,
+                effective_from: None,
+                sort,
+                descending: true,
+                after: Some((5, 6)),
+                limit: 50,
+            };
+            let (sql, params) = ledger::listing(&business, &query);
+            let plan: Vec<String> = store
+                .read(|conn| {
+                    let mut stmt = conn
+                        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                        .map_err(internal)?;
+                    let steps = stmt
+                        .query_map(rusqlite::params_from_iter(&params), |r| r.get(3))
+                        .map_err(internal)?;
+                    steps.map(|step| step.map_err(internal)).collect()
+                })
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("INDEX ledger_entries_by_pair")),
+                "{plan:?}"
+            );
+        }
     }
 
     /// A write given up by its caller while it waited for the writer never happens.
