@@ -29,25 +29,32 @@ const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
      WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
      ORDER BY effective_from DESC, seq DESC LIMIT 1";
 
-/// A new entry, with its absolute quantity resolved.
-const INSERT_ENTRY: &str = "INSERT INTO ledger_entries
-     (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// The insert of a new entry, its absolute quantity resolved (parameters `$1` to `$9`).
+macro_rules! insert_entry {
+    () => {
+        "INSERT INTO ledger_entries
+             (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    };
+}
+
+/// A new entry alone.
+const INSERT_ENTRY: &str = insert_entry!();
 
 /// A new entry, the later entries it re-resolves (`$10`: their seqs, `$11`: their new
 /// absolute quantities), and the response stored for its idempotency key (`$12`, `$13`).
-const INSERT_ENTRY_AND_RESOLVE: &str = "WITH inserted AS (
-         INSERT INTO ledger_entries
-             (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-     ), resolved AS (
+const INSERT_ENTRY_AND_RESOLVE: &str = concat!(
+    "WITH inserted AS (",
+    insert_entry!(),
+    "), resolved AS (
          UPDATE ledger_entries AS e SET absolute = c.absolute
          FROM UNNEST($10::BIGINT[], $11::NUMERIC[]) AS c (seq, absolute)
          WHERE e.seq = c.seq
      ), answered AS (
          UPDATE ledger_idempotency SET response = $12 WHERE business_id = $1 AND key = $13
      )
-     SELECT 1";
+     SELECT 1"
+);
 
 /// The pair's lock, held until the transaction ends: writers of one pair take turns.
 const LOCK_PAIR: &str =
