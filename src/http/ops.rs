@@ -14,7 +14,7 @@ use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
-use utoipa_scalar::{Scalar, Servable};
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -68,9 +68,10 @@ pub async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
 }
 
-/// `/docs`: the OpenAPI document rendered for people.
-pub fn docs() -> Scalar<utoipa::openapi::OpenApi> {
-    Scalar::with_url("/docs", ApiDoc::openapi())
+/// `/docs`: the OpenAPI document rendered for people, by Swagger UI. Its scripts are
+/// served from the binary, so the page works where the browser cannot reach the internet.
+pub fn docs() -> SwaggerUi {
+    SwaggerUi::new("/docs").config(Config::new(["/openapi.json"]))
 }
 
 pub async fn no_route(request: Request) -> ApiError {
