@@ -13,6 +13,7 @@ mod migrations;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{
@@ -91,6 +92,32 @@ pub struct PgStore {
     shared: SharedConnections,
 }
 
+/// A connection whose server stops acknowledging what it sent is closed after this long.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle connection is probed after this long without traffic, then at the interval.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+/// `tokio-postgres`'s own idle time before the first probe.
+const DRIVER_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// A server that vanishes without closing its connections (a host that dies, a failover
+/// that moves its address) would leave them open: TCP gives up on a connection with a
+/// statement in flight after about 15 minutes, and never on an idle one, and each request
+/// that took one would wait out its timeout. With these settings the kernel closes such
+/// a connection within about half a minute, and the pool replaces it. Settings the URL
+/// gives (`tcp_user_timeout`, `keepalives`, `keepalives_idle`, `keepalives_interval`) win.
+fn notice_silent_servers(config: &mut tokio_postgres::Config) {
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    if config.get_keepalives_idle() == DRIVER_KEEPALIVES_IDLE {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+}
+
 impl PgStore {
     pub async fn open(options: &StorageOptions) -> Result<Self, OpenError> {
         let mut config: tokio_postgres::Config = options
@@ -98,6 +125,7 @@ impl PgStore {
             .parse()
             .map_err(|e| OpenError::Failed(format!("invalid PostgreSQL URL: {e}")))?;
         config.connect_timeout(options.timeout);
+        notice_silent_servers(&mut config);
         // A connection that lost its server is noticed by the driver and never handed out
         // again; a per-checkout test query would cost a round trip on every request.
         let manager = Manager::from_config(
@@ -524,4 +552,40 @@ async fn insert_api_key(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configured(url: &str) -> tokio_postgres::Config {
+        let mut config = url.parse().unwrap();
+        notice_silent_servers(&mut config);
+        config
+    }
+
+    #[test]
+    fn silent_servers_are_noticed_unless_the_url_says_otherwise() {
+        let config = configured("postgres://postgres@127.0.0.1/test");
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+
+        let config = configured(
+            "postgres://postgres@127.0.0.1/test?tcp_user_timeout=60&keepalives_idle=120&keepalives_interval=30",
+        );
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(60))
+        );
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(120));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(30))
+        );
+
+        let config = configured("postgres://postgres@127.0.0.1/test?keepalives=0");
+        assert!(!config.get_keepalives());
+    }
 }
