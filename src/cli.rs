@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `api-key create`.
+//! The command line: `serve`, `migrate`, `api-key create|list|revoke`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -34,6 +34,10 @@ enum Command {
 enum ApiKeyCommand {
     /// Create an API key (and its business if new); prints the key as the last line.
     Create(CreateKeyArgs),
+    /// List API keys: id, business, access, creation (never the secret).
+    List(ListKeysArgs),
+    /// Revoke an API key: requests that present it get 401 from then on.
+    Revoke(RevokeKeyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -86,6 +90,23 @@ struct CreateKeyArgs {
     database: DatabaseArgs,
 }
 
+#[derive(Args)]
+struct ListKeysArgs {
+    /// Only this business's keys.
+    #[arg(long)]
+    business: Option<String>,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+#[derive(Args)]
+struct RevokeKeyArgs {
+    /// The key's id (`key_…`), as `api-key list` shows it.
+    id: String,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
 /// Environment variables this program reads; any other `LICENSED_*` is probably a typo.
 const KNOWN_VARIABLES: &[&str] = &[
     "LICENSED_DATABASE_URL",
@@ -112,6 +133,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("migrations applied");
         }),
         Command::ApiKey(ApiKeyCommand::Create(args)) => create_key(args).await,
+        Command::ApiKey(ApiKeyCommand::List(args)) => list_keys(args).await,
+        Command::ApiKey(ApiKeyCommand::Revoke(args)) => revoke_key(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -236,7 +259,7 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
     let store = open(&args.database).await?;
     let business_id = store.ensure_business(&name).await?;
     let key = ApiKeySecret::generate();
-    store
+    let id = store
         .create_api_key(&business_id, key.digest(), args.read_only)
         .await?;
     let access = if args.read_only {
@@ -245,9 +268,63 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
         "read-write"
     };
     println!(
-        "Created a {access} API key for business `{name}` ({business_id}); it is shown only once:"
+        "Created {access} API key {id} for business `{name}` ({business_id}); it is shown only once:"
     );
     println!("{}", key.expose());
+    Ok(())
+}
+
+async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
+    let store = open(&args.database).await?;
+    let keys = store.list_api_keys().await?;
+    let rows: Vec<[String; 4]> = keys
+        .into_iter()
+        .filter(|key| args.business.as_ref().is_none_or(|b| *b == key.business))
+        .map(|key| {
+            let access = if key.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            };
+            [
+                key.id,
+                key.business,
+                access.to_owned(),
+                key.created_at.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "BUSINESS", "ACCESS", "CREATED"].map(str::to_owned);
+    let widths: Vec<usize> = (0..3)
+        .map(|column| {
+            let cells = std::iter::once(&header).chain(&rows);
+            cells.map(|row| row[column].len()).max().unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        println!(
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    }
+    Ok(())
+}
+
+async fn revoke_key(args: RevokeKeyArgs) -> Result<(), Failure> {
+    let store = open(&args.database).await?;
+    if !store.revoke_api_key(&args.id).await? {
+        return Err(Failure::Runtime(format!(
+            "no API key has the id `{}`",
+            args.id
+        )));
+    }
+    eprintln!("Revoked API key {}.", args.id);
     Ok(())
 }
 

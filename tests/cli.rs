@@ -23,6 +23,8 @@ fn every_command_has_help() {
         &["serve", "--help"],
         &["migrate", "--help"],
         &["api-key", "create", "--help"],
+        &["api-key", "list", "--help"],
+        &["api-key", "revoke", "--help"],
     ] {
         let out = licensed().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -176,6 +178,92 @@ async fn api_key_create_prints_a_working_key_on_the_last_line() {
             "{backend:?}"
         );
         assert_eq!(status_with_key(&served.url, &reader).await, 200);
+        assert_eq!(served.terminate().code(), Some(0));
+    }
+}
+
+/// Runs `licensed` with these arguments on the database; its exit code, stdout and stderr.
+fn run_on(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = licensed()
+        .args(args)
+        .env("LICENSED_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_listed_without_their_secrets_and_revoked() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(database) = TestDatabase::create(backend).await else {
+            continue;
+        };
+        let create = |business: &str| {
+            let (code, stdout, stderr) = run_on(
+                &database.url,
+                &["api-key", "create", "--business", business],
+            );
+            assert_eq!(code, Some(0), "{stderr}");
+            let id = stdout
+                .split_whitespace()
+                .find(|w| w.starts_with("key_"))
+                .unwrap()
+                .to_owned();
+            (id, stdout.lines().last().unwrap().trim().to_owned())
+        };
+        let (kept_id, kept) = create("acme");
+        let (revoked_id, revoked) = create("zeta");
+
+        let (code, listing, _) = run_on(&database.url, &["api-key", "list"]);
+        assert_eq!(code, Some(0));
+        let lines: Vec<&str> = listing.lines().collect();
+        assert!(lines[0].starts_with("ID"), "{listing}");
+        assert!(
+            lines[1].starts_with(&kept_id) && lines[1].contains("acme"),
+            "{listing}"
+        );
+        assert!(
+            lines[2].starts_with(&revoked_id) && lines[2].contains("zeta"),
+            "{listing}"
+        );
+        assert!(lines[1].contains("read-write"), "{listing}");
+        assert!(
+            !listing.contains(&kept) && !listing.contains("lsk_"),
+            "a secret is listed: {listing}"
+        );
+        let (_, only_zeta, _) = run_on(&database.url, &["api-key", "list", "--business", "zeta"]);
+        assert_eq!(only_zeta.lines().count(), 2, "{only_zeta}");
+
+        // PostgreSQL servers check the key on every request: one that runs sees the revoke
+        // at once. A SQLite file is held by one process, so the server is started after.
+        let running = (backend == Backend::Postgres).then(|| Served::start(&database.url, None));
+        if let Some(running) = &running {
+            assert_eq!(status_with_key(&running.url, &revoked).await, 200);
+        }
+        let (code, _, stderr) = run_on(&database.url, &["api-key", "revoke", &revoked_id]);
+        assert_eq!(code, Some(0), "{stderr}");
+        if let Some(running) = running {
+            assert_eq!(status_with_key(&running.url, &revoked).await, 401);
+            assert_eq!(running.terminate().code(), Some(0));
+        }
+        let (code, _, stderr) = run_on(&database.url, &["api-key", "revoke", &revoked_id]);
+        assert_eq!(code, Some(1), "{backend:?}: a second revoke");
+        assert!(stderr.contains(&revoked_id), "{stderr}");
+        let (_, listing, _) = run_on(&database.url, &["api-key", "list"]);
+        assert!(!listing.contains(&revoked_id), "{listing}");
+
+        let served = Served::start(&database.url, None);
+        assert_eq!(
+            status_with_key(&served.url, &kept).await,
+            200,
+            "{backend:?}"
+        );
+        assert_eq!(
+            status_with_key(&served.url, &revoked).await,
+            401,
+            "{backend:?}"
+        );
         assert_eq!(served.terminate().code(), Some(0));
     }
 }

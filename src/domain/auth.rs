@@ -7,6 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::time::Timestamp;
+
 const PREFIX: &str = "lsk_";
 
 /// A secret API key as given to its holder.
@@ -62,6 +64,15 @@ pub struct Principal {
     /// The business's default brand, reported on its license keys and products.
     pub brand_id: String,
     pub read_only: bool,
+}
+
+/// What an operator sees of an API key: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub business: String,
+    pub read_only: bool,
+    pub created_at: Timestamp,
 }
 
 #[cfg(test)]

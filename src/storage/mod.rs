@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::auth::{KeyDigest, Principal};
+use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, BusinessName, LicenseId};
@@ -95,12 +95,17 @@ pub trait AccountStore: Send + Sync {
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>>;
     /// Creates the business if no business has that name; returns its id.
     async fn ensure_business(&self, name: &BusinessName) -> Result<String>;
+    /// Creates an API key; returns its id.
     async fn create_api_key(
         &self,
         business_id: &str,
         digest: KeyDigest,
         read_only: bool,
-    ) -> Result<()>;
+    ) -> Result<String>;
+    /// Every API key, by business name, then oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
+    /// Deletes the API key with that id; false if there is none.
+    async fn revoke_api_key(&self, id: &str) -> Result<bool>;
     /// On a database that has never been bootstrapped and holds no business, creates
     /// business `default` with an admin key of that digest. True if it did. Runs once
     /// even when several processes start together.

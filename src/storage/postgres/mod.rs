@@ -27,7 +27,7 @@ use super::{
     Access, AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
     admit_key,
 };
-use crate::domain::auth::{ApiKeySecret, KeyDigest, Principal};
+use crate::domain::auth::{ApiKeyInfo, ApiKeySecret, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
 
@@ -422,8 +422,31 @@ impl AccountStore for PgStore {
         business_id: &str,
         digest: KeyDigest,
         read_only: bool,
-    ) -> Result<()> {
+    ) -> Result<String> {
         insert_api_key(&*self.conn().await?, business_id, digest, read_only).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        let rows = self.query(super::sql::LIST_API_KEYS, &[]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    id: row.try_get(0).map_err(super::sql::corrupt)?,
+                    business: row.try_get(1).map_err(super::sql::corrupt)?,
+                    read_only: row.try_get(2).map_err(super::sql::corrupt)?,
+                    created_at: super::sql::timestamp(
+                        row.try_get(3).map_err(super::sql::corrupt)?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .execute("DELETE FROM api_keys WHERE id = $1", &[&id])
+            .await?
+            > 0)
     }
 
     async fn bootstrap(&self, digest: KeyDigest) -> Result<bool> {
@@ -538,12 +561,13 @@ async fn insert_api_key(
     business_id: &str,
     digest: KeyDigest,
     read_only: bool,
-) -> Result<()> {
+) -> Result<String> {
+    let id = new_id("key");
     execute(
         client,
         "INSERT INTO api_keys (id, business_id, digest, read_only, created_at) VALUES ($1, $2, $3, $4, $5)",
         &[
-            &new_id("key"),
+            &id,
             &business_id,
             &&digest.0[..],
             &read_only,
@@ -551,7 +575,7 @@ async fn insert_api_key(
         ],
     )
     .await?;
-    Ok(())
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use super::{
     AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
 };
-use crate::domain::auth::{KeyDigest, Principal};
+use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
 
@@ -333,10 +333,47 @@ impl AccountStore for SqliteStore {
         business_id: &str,
         digest: KeyDigest,
         read_only: bool,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let business_id = business_id.to_owned();
         self.write(move |tx| insert_api_key(tx, &business_id, digest, read_only))
             .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(super::sql::LIST_API_KEYS)
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?))
+                })
+                .map_err(internal)?;
+            rows.map(|row| {
+                let (id, business, read_only, created_at) = row.map_err(internal)?;
+                Ok(ApiKeyInfo {
+                    id,
+                    business,
+                    read_only,
+                    created_at: super::sql::timestamp(created_at)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// `licensed api-key revoke` cannot run beside a server on the same file (see
+    /// [`KnownKeys`]); a store that revokes a key itself forgets every key it remembers.
+    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        let revoked = self
+            .write(move |tx| {
+                tx.execute("DELETE FROM api_keys WHERE id = ?1", [&id])
+                    .map_err(internal)
+            })
+            .await?;
+        self.known_keys.forget_all();
+        Ok(revoked > 0)
     }
 
     async fn bootstrap(&self, digest: KeyDigest) -> Result<bool> {
@@ -414,8 +451,9 @@ impl HealthStore for SqliteStore {
 }
 
 /// API keys found so far, by digest. This process holds the database file exclusively
-/// (`unix-excl`) and never changes an API key once created, so a key found in committed
-/// data stays as it was for the life of the process: it is read from the database once.
+/// (`unix-excl`), so no other process can revoke a key while it runs, and an API key is
+/// never changed once created: a key found in committed data stays as it was until this
+/// process revokes one. It is read from the database once.
 /// Unknown digests are not remembered (a client could send endless ones).
 #[derive(Default)]
 struct KnownKeys(RwLock<HashMap<[u8; 32], Principal>>);
@@ -423,6 +461,12 @@ struct KnownKeys(RwLock<HashMap<[u8; 32], Principal>>);
 impl KnownKeys {
     fn get(&self, digest: KeyDigest) -> Option<Principal> {
         self.0.read().ok()?.get(&digest.0).cloned()
+    }
+
+    fn forget_all(&self) {
+        if let Ok(mut known) = self.0.write() {
+            known.clear();
+        }
     }
 
     /// Call only with a principal read from committed data: a key inserted by a write
@@ -475,13 +519,14 @@ fn insert_api_key(
     business_id: &str,
     digest: KeyDigest,
     read_only: bool,
-) -> Result<()> {
+) -> Result<String> {
+    let id = new_id("key");
     tx.execute(
         "INSERT INTO api_keys (id, business_id, digest, read_only, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![new_id("key"), business_id, &digest.0[..], read_only, Timestamp::now().micros()],
+        params![id, business_id, &digest.0[..], read_only, Timestamp::now().micros()],
     )
     .map_err(internal)?;
-    Ok(())
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -570,6 +615,28 @@ mod tests {
                 .await,
             Err(StorageError::UnknownApiKey)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_is_not_remembered() {
+        let (store, business) = store_with_business().await;
+        let admin = KeyDigest::of("lsk_admin");
+        let id = store.create_api_key(&business, admin, false).await.unwrap();
+        let (account, license) = acme_seats();
+        let pair = (&account, &license);
+        let now = Timestamp::now();
+        store.quantity_at_for_key(admin, pair, now).await.unwrap();
+
+        assert!(store.revoke_api_key(&id).await.unwrap());
+        assert!(matches!(
+            store.quantity_at_for_key(admin, pair, now).await,
+            Err(StorageError::UnknownApiKey)
+        ));
+        assert!(matches!(
+            store.append_entry_for_key(admin, &add("1")).await,
+            Err(StorageError::UnknownApiKey)
+        ));
+        assert!(!store.revoke_api_key(&id).await.unwrap());
     }
 
     /// An account's listing, in either order, reads the account's entries through the
