@@ -544,27 +544,20 @@ async fn listing_pages_with_a_signed_next_token(server: TestServer) {
         .await
         .expect(200);
 
+    let first = "/license_updates?account_id=acme&pageSize=3&_sort=effective_from";
+    let pages = common::ledger_pages(first.to_owned(), "pageSize=3&", async |path| {
+        server.get(&path).await.expect(200).json.clone()
+    })
+    .await;
     let mut seen = Vec::new();
-    let mut token: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let path = match &token {
-            None => "/license_updates?account_id=acme&pageSize=3&_sort=effective_from".to_owned(),
-            Some(t) => format!("/license_updates?pageSize=3&nextToken={t}"),
-        };
-        let page = server.get(&path).await;
-        page.expect(200);
-        pages += 1;
-        for entry in page.json["data"].as_array().unwrap() {
-            assert_eq!(entry["accountId"], "acme", "the token carries the filter");
-            seen.push(entry["quantity"].as_i64().unwrap());
-        }
-        match page.json.get("nextToken") {
-            Some(next) => token = Some(next.as_str().unwrap().to_owned()),
-            None => break,
-        }
+    for entry in pages
+        .iter()
+        .flat_map(|page| page["data"].as_array().unwrap())
+    {
+        assert_eq!(entry["accountId"], "acme", "the token carries the filter");
+        seen.push(entry["quantity"].as_i64().unwrap());
     }
-    assert_eq!(pages, 3);
+    assert_eq!(pages.len(), 3);
     // effective_from descending: the four on Jan 1 first? No: descending puts Jan 2 first.
     assert_eq!(seen.len(), 7);
     let mut sorted = seen.clone();

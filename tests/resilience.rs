@@ -48,20 +48,13 @@ async fn get(client: &reqwest::Client, url: &str, path: &str) -> Value {
 
 /// Every entry of one pair, in ledger order, following `nextToken`.
 async fn ledger(client: &reqwest::Client, url: &str, license: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let path = match &token {
-            None => format!("/license_updates?licenseId={license}&_sort=effective_from:asc"),
-            Some(t) => format!("/license_updates?nextToken={t}"),
-        };
-        let page = get(client, url, &path).await;
-        all.extend(page["data"].as_array().unwrap().iter().cloned());
-        match page.get("nextToken").and_then(Value::as_str) {
-            Some(next) => token = Some(next.to_owned()),
-            None => return all,
-        }
-    }
+    let first = format!("/license_updates?licenseId={license}&_sort=effective_from:asc");
+    let pages = common::ledger_pages(first, "", async |path| get(client, url, &path).await).await;
+    (pages
+        .iter()
+        .flat_map(|page| page["data"].as_array().unwrap()))
+    .cloned()
+    .collect()
 }
 
 /// Acknowledged writes keep arriving while the server is killed with SIGKILL at a random

@@ -17,6 +17,25 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+/// The pages of a ledger listing, from the one at `first` on, each next one asked for by
+/// its `nextToken` after `then` (query parameters, say `pageSize=3&`, or empty); `fetch`
+/// answers a path with its page.
+pub async fn ledger_pages(
+    first: String,
+    then: &str,
+    mut fetch: impl AsyncFnMut(String) -> Value,
+) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut path = Some(first);
+    while let Some(current) = path {
+        let page = fetch(current).await;
+        path = (page.get("nextToken").and_then(Value::as_str))
+            .map(|token| format!("/license_updates?{then}nextToken={token}"));
+        pages.push(page);
+    }
+    pages
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
