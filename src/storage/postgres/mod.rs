@@ -427,16 +427,15 @@ impl AccountStore for PgStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        use super::sql::{corrupt, timestamp};
         let rows = self.query(super::sql::LIST_API_KEYS, &[]).await?;
         rows.iter()
             .map(|row| {
                 Ok(ApiKeyInfo {
-                    id: row.try_get(0).map_err(super::sql::corrupt)?,
-                    business: row.try_get(1).map_err(super::sql::corrupt)?,
-                    read_only: row.try_get(2).map_err(super::sql::corrupt)?,
-                    created_at: super::sql::timestamp(
-                        row.try_get(3).map_err(super::sql::corrupt)?,
-                    )?,
+                    id: row.try_get(0).map_err(corrupt)?,
+                    business: row.try_get(1).map_err(corrupt)?,
+                    read_only: row.try_get(2).map_err(corrupt)?,
+                    created_at: timestamp(row.try_get(3).map_err(corrupt)?)?,
                 })
             })
             .collect()

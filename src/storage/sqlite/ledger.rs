@@ -36,6 +36,7 @@ impl LedgerStore for SqliteStore {
                 .write(move |tx| append(tx, &business_id, &entry, fingerprint))
                 .await;
         }
+        let revokes = self.known_keys.revokes();
         let (principal, appended) = self
             .write(move |tx| {
                 let principal = admit(principal_of_key(tx, key)?, Access::Write)?;
@@ -43,7 +44,7 @@ impl LedgerStore for SqliteStore {
                 Ok((principal, appended))
             })
             .await?;
-        self.known_keys.remember(key, &principal);
+        self.known_keys.remember(key, &principal, revokes);
         Ok(appended)
     }
 

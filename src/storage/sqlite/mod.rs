@@ -456,24 +456,41 @@ impl HealthStore for SqliteStore {
 /// process revokes one. It is read from the database once.
 /// Unknown digests are not remembered (a client could send endless ones).
 #[derive(Default)]
-struct KnownKeys(RwLock<HashMap<[u8; 32], Principal>>);
+struct KnownKeys(RwLock<Known>);
+
+#[derive(Default)]
+struct Known {
+    keys: HashMap<[u8; 32], Principal>,
+    /// How many times this process has revoked keys: a key read before a revoke is not
+    /// remembered after it.
+    revokes: u64,
+}
 
 impl KnownKeys {
     fn get(&self, digest: KeyDigest) -> Option<Principal> {
-        self.0.read().ok()?.get(&digest.0).cloned()
+        self.0.read().ok()?.keys.get(&digest.0).cloned()
+    }
+
+    /// Read before looking a key up in the database, and given to [`Self::remember`].
+    fn revokes(&self) -> u64 {
+        self.0.read().map_or(0, |known| known.revokes)
     }
 
     fn forget_all(&self) {
         if let Ok(mut known) = self.0.write() {
-            known.clear();
+            known.keys.clear();
+            known.revokes += 1;
         }
     }
 
     /// Call only with a principal read from committed data: a key inserted by a write
-    /// that is later rolled back must not be remembered.
-    fn remember(&self, digest: KeyDigest, principal: &Principal) {
-        if let Ok(mut known) = self.0.write() {
-            known.insert(digest.0, principal.clone());
+    /// that is later rolled back must not be remembered. `revokes_before` is
+    /// [`Self::revokes`] from before the read.
+    fn remember(&self, digest: KeyDigest, principal: &Principal, revokes_before: u64) {
+        if let Ok(mut known) = self.0.write()
+            && known.revokes == revokes_before
+        {
+            known.keys.insert(digest.0, principal.clone());
         }
     }
 
@@ -483,9 +500,10 @@ impl KnownKeys {
         if let Some(principal) = self.get(digest) {
             return Ok(Some(principal));
         }
+        let revokes = self.revokes();
         let found = principal_of_key(conn, digest)?;
         if let Some(principal) = &found {
-            self.remember(digest, principal);
+            self.remember(digest, principal, revokes);
         }
         Ok(found)
     }
@@ -615,6 +633,23 @@ mod tests {
                 .await,
             Err(StorageError::UnknownApiKey)
         ));
+    }
+
+    #[test]
+    fn a_key_read_before_a_revoke_is_not_remembered_after_it() {
+        let known = KnownKeys::default();
+        let digest = KeyDigest::of("lsk_admin");
+        let principal = Principal {
+            business_id: "bus_1".into(),
+            brand_id: "brnd_1".into(),
+            read_only: false,
+        };
+        let before = known.revokes();
+        known.forget_all();
+        known.remember(digest, &principal, before);
+        assert_eq!(known.get(digest), None);
+        known.remember(digest, &principal, known.revokes());
+        assert_eq!(known.get(digest), Some(principal));
     }
 
     #[tokio::test]
