@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_pair_index_covers_quantity.sql"),
     include_str!("migrations/0005_validity_index.sql"),
     include_str!("migrations/0006_pair_index_account_first.sql"),
+    include_str!("migrations/0007_license_listing_index.sql"),
 ];
 
 /// Answers a write's caller once its group's commit is known.
@@ -674,16 +675,33 @@ mod tests {
         assert!(!store.revoke_api_key(&id).await.unwrap());
     }
 
-    /// An account's listing, in either order, reads the account's entries through the
-    /// pair index; left to itself, SQLite walks all of the business's entries instead.
+    /// Each listing reads the index [`ledger::listing`] names for its filters and order;
+    /// left to itself, SQLite would walk all of the business's entries for some of them,
+    /// reading each one's row.
     #[tokio::test]
-    async fn an_accounts_listing_reads_the_pair_index() {
+    async fn a_filtered_listing_reads_the_index_of_its_filters() {
+        use EntrySort::{CreatedAt, EffectiveFrom};
         let (store, business) = store_with_business().await;
-        for sort in [EntrySort::CreatedAt, EntrySort::EffectiveFrom] {
+        let (account, license) = acme_seats();
+        let instant = Timestamp::now();
+        let (a, l, at) = (Some(&account), Some(&license), Some(instant));
+        // (filters, sort, the index that must serve them)
+        let cases = [
+            (a, None, None, CreatedAt, "pair"),
+            (a, l, None, EffectiveFrom, "pair"),
+            (None, l, None, CreatedAt, "license"),
+            (None, l, None, EffectiveFrom, "effective"),
+            (None, l, at, CreatedAt, "effective"),
+            (None, None, at, CreatedAt, "effective"),
+            (None, None, at, EffectiveFrom, "effective"),
+            (None, None, None, CreatedAt, "created"),
+            (None, None, None, EffectiveFrom, "effective"),
+        ];
+        for (account, license, effective_from, sort, index) in cases {
             let query = ListEntries {
-                account_id: Some(acme_seats().0),
-                license_id: None,
-                effective_from: None,
+                account_id: account.cloned(),
+                license_id: license.cloned(),
+                effective_from,
                 sort,
                 descending: true,
                 after: Some((5, 6)),
@@ -703,8 +721,12 @@ mod tests {
                 .unwrap();
             assert!(
                 plan.iter()
-                    .any(|step| step.contains("INDEX ledger_entries_by_pair")),
-                "{plan:?}"
+                    .any(|step| step.contains(&format!("INDEX ledger_entries_by_{index} "))),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|step| step.contains("SCAN")),
+                "{sql}: {plan:?}"
             );
         }
     }
