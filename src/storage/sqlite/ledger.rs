@@ -267,7 +267,7 @@ fn append(
 /// of the account's entries, then sorted), and a listing at one instant reads that
 /// instant's entries. A license's entries may be most of the ledger, so they are read in
 /// the listing's order: by creation from the license index; by effective time still by
-/// that walk, which a second license index would spare at the cost of every write's.
+/// that walk, which a second license index would spare at a cost to every write.
 pub(super) fn listing<'a>(
     business_id: &'a str,
     query: &'a ListEntries,
