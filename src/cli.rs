@@ -262,16 +262,17 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
     let id = store
         .create_api_key(&business_id, key.digest(), args.read_only)
         .await?;
-    let access = if args.read_only {
-        "read-only"
-    } else {
-        "read-write"
-    };
+    let access = access_name(args.read_only);
     println!(
         "Created {access} API key {id} for business `{name}` ({business_id}); it is shown only once:"
     );
     println!("{}", key.expose());
     Ok(())
+}
+
+/// What a key may do, as `api-key create` and `api-key list` print it.
+fn access_name(read_only: bool) -> &'static str {
+    if read_only { "read-only" } else { "read-write" }
 }
 
 async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
@@ -281,17 +282,8 @@ async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
         .into_iter()
         .filter(|key| args.business.as_ref().is_none_or(|b| *b == key.business))
         .map(|key| {
-            let access = if key.read_only {
-                "read-only"
-            } else {
-                "read-write"
-            };
-            [
-                key.id,
-                key.business,
-                access.to_owned(),
-                key.created_at.to_string(),
-            ]
+            let access = access_name(key.read_only).to_owned();
+            [key.id, key.business, access, key.created_at.to_string()]
         })
         .collect();
     let header = ["ID", "BUSINESS", "ACCESS", "CREATED"].map(str::to_owned);
