@@ -683,6 +683,25 @@ mod tests {
         use EntrySort::{CreatedAt, EffectiveFrom};
         let (store, business) = store_with_business().await;
         let (account, license) = acme_seats();
+        // More entries of `license` than its listing by effective time would sort.
+        let seeded = business.clone();
+        store
+            .write(move |tx| {
+                let mut insert = tx
+                    .prepare(
+                        "INSERT INTO ledger_entries (business_id, account_id, license_id, \
+                         effective_from, update_type, given, absolute, created_at) \
+                         VALUES (?1, 'acme', 'seats', ?2, 'ABSOLUTE', '1', '1', ?2)",
+                    )
+                    .map_err(internal)?;
+                for at in 0..=ledger::FEW_ENTRIES {
+                    insert.execute(params![seeded, at]).map_err(internal)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let rare = LicenseId::parse("rare").unwrap();
         let instant = Timestamp::now();
         let (a, l, at) = (Some(&account), Some(&license), Some(instant));
         // (filters, sort, the index that must serve them)
@@ -691,6 +710,7 @@ mod tests {
             (a, l, None, EffectiveFrom, "pair"),
             (None, l, None, CreatedAt, "license"),
             (None, l, None, EffectiveFrom, "effective"),
+            (None, Some(&rare), None, EffectiveFrom, "license"),
             (None, l, at, CreatedAt, "effective"),
             (None, None, at, CreatedAt, "effective"),
             (None, None, at, EffectiveFrom, "effective"),
@@ -707,16 +727,19 @@ mod tests {
                 after: Some((5, 6)),
                 limit: 50,
             };
-            let (sql, params) = ledger::listing(&business, &query);
-            let plan: Vec<String> = store
+            let (sql, plan) = store
                 .read(|conn| {
+                    let (sql, params) = ledger::listing(conn, &business, &query)?;
                     let mut stmt = conn
                         .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                         .map_err(internal)?;
                     let steps = stmt
                         .query_map(rusqlite::params_from_iter(&params), |r| r.get(3))
                         .map_err(internal)?;
-                    steps.map(|step| step.map_err(internal)).collect()
+                    let plan: Vec<String> = steps
+                        .map(|step| step.map_err(internal))
+                        .collect::<Result<_>>()?;
+                    Ok((sql, plan))
                 })
                 .unwrap();
             assert!(
