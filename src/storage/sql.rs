@@ -114,12 +114,15 @@ pub const ENTRY_COLUMNS: &str =
     "seq, account_id, license_id, absolute, effective_from, metadata, created_at";
 
 /// The listing query and its parameters; `placeholder(n)` writes the n-th (1-based) one,
-/// and `source` is what the query reads from: `ledger_entries`, or it with an index hint.
+/// `source` is what the query reads from (`ledger_entries`, or it with an index hint),
+/// and `license` is how a license filter names the license: the column, or the
+/// expression an index holds.
 pub fn list_entries<'a>(
     business_id: &'a str,
     query: &'a ListEntries,
     placeholder: fn(usize) -> String,
     source: &str,
+    license: &str,
 ) -> (String, Vec<Param<'a>>) {
     let mut params = vec![Param::Text(business_id)];
     let mut conditions = vec![format!("business_id = {}", placeholder(1))];
@@ -130,8 +133,12 @@ pub fn list_entries<'a>(
     if let Some(account) = &query.account_id {
         bind("account_id = ?", Param::Text(account.as_str()), &mut params);
     }
-    if let Some(license) = &query.license_id {
-        bind("license_id = ?", Param::Text(license.as_str()), &mut params);
+    if let Some(license_id) = &query.license_id {
+        bind(
+            &format!("{license} = ?"),
+            Param::Text(license_id.as_str()),
+            &mut params,
+        );
     }
     if let Some(at) = query.effective_from {
         bind("effective_from = ?", Param::Int(at.micros()), &mut params);
@@ -175,7 +182,13 @@ mod tests {
             after: Some((5, 6)),
             limit: 11,
         };
-        let (sql, params) = list_entries("bus", &query, |n| format!("${n}"), "ledger_entries");
+        let (sql, params) = list_entries(
+            "bus",
+            &query,
+            |n| format!("${n}"),
+            "ledger_entries",
+            "license_id",
+        );
         assert!(
             sql.contains(
                 "business_id = $1 AND account_id = $2 AND (effective_from, seq) > ($3, $4)"

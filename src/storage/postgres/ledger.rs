@@ -81,6 +81,26 @@ macro_rules! neighbours_in {
     };
 }
 
+/// The listing query and its parameters. A license alone is named as the license index
+/// names it, by an expression (see migration 0005); with an account, the pair index
+/// serves.
+pub(super) fn listing<'a>(
+    business_id: &'a str,
+    query: &'a ListEntries,
+) -> (String, Vec<sql::Param<'a>>) {
+    let license = match query.account_id {
+        None => "(license_id || '')",
+        Some(_) => "license_id",
+    };
+    sql::list_entries(
+        business_id,
+        query,
+        |n| format!("${n}"),
+        "ledger_entries",
+        license,
+    )
+}
+
 /// A new entry's neighbours in the business `$1`.
 const NEIGHBOURS: &str = neighbours_in!("$1");
 
@@ -134,8 +154,7 @@ impl LedgerStore for PgStore {
         business_id: &str,
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
-        let (sql, bound) =
-            sql::list_entries(business_id, query, |n| format!("${n}"), "ledger_entries");
+        let (sql, bound) = listing(business_id, query);
         let rows = self.query(&sql, &params(&bound)).await?;
         rows.iter().map(listed_entry).collect()
     }

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("migrations/0004_ledger_entries_unreferenced_business.sql"),
     ),
+    (5, include_str!("migrations/0005_license_listing_index.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

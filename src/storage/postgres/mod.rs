@@ -611,4 +611,75 @@ mod tests {
         let config = configured("postgres://postgres@127.0.0.1/test?keepalives=0");
         assert!(!config.get_keepalives());
     }
+
+    /// A listing by license alone reads the license index, whose license column is an
+    /// expression that the listing must name exactly as the index does.
+    #[tokio::test]
+    async fn a_license_listing_reads_the_license_index() {
+        use crate::domain::ids::LicenseId;
+        use crate::storage::sql::{EntrySort, ListEntries};
+
+        let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+        let Ok((admin, connection)) = tokio_postgres::connect(admin_url, NoTls).await else {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "PostgreSQL is required under CI=true"
+            );
+            eprintln!("skipping: PostgreSQL unreachable at {admin_url}");
+            return;
+        };
+        tokio::spawn(connection);
+        let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let options = StorageOptions {
+            url: url.clone(),
+            timeout: Duration::from_secs(30),
+            max_connections: 2,
+        };
+        let store = PgStore::open(&options).await.unwrap();
+        let conn = store.conn().await.unwrap();
+        // 100 licenses of 20 entries each, analyzed: one license is 1% of the entries.
+        conn.batch_execute(
+            "INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from,
+                                         update_type, given, absolute, created_at)
+             SELECT 'b', 'a' || i % 7, 'l' || i % 100, i, 'ABSOLUTE', 1, 1, i
+             FROM generate_series(1, 2000) i;
+             ANALYZE ledger_entries;",
+        )
+        .await
+        .unwrap();
+        let mut plans = Vec::new();
+        for sort in [EntrySort::CreatedAt, EntrySort::EffectiveFrom] {
+            let by_license = ListEntries {
+                account_id: None,
+                license_id: Some(LicenseId::parse("l7").unwrap()),
+                effective_from: None,
+                sort,
+                descending: false,
+                after: None,
+                limit: 50,
+            };
+            let (sql, bound) = ledger::listing("b", &by_license);
+            let plan = query(&conn, &format!("EXPLAIN {sql}"), &params(&bound))
+                .await
+                .unwrap();
+            plans.push(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>());
+        }
+        drop((conn, store));
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        for plan in plans {
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("ledger_entries_by_license")),
+                "{plan:#?}"
+            );
+        }
+    }
 }

@@ -302,6 +302,7 @@ pub(super) fn listing<'a>(
         query,
         |n| format!("?{n}"),
         &source,
+        "license_id",
     ))
 }
 
