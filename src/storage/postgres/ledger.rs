@@ -118,7 +118,7 @@ impl LedgerStore for PgStore {
     }
 
     /// Without an idempotency key, the key's check and the pair's lock are one statement:
-    /// the lock, under the same name as [`LOCK_PAIR`]'s, is taken only for a key that may
+    /// the lock, under the same name as `LOCK_PAIR`'s, is taken only for a key that may
     /// write. The neighbours' read travels with it and runs once the lock is held.
     async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
         if entry.idempotency_key.is_some() {

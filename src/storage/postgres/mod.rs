@@ -5,7 +5,7 @@
 //! connection is handed out without a test query, and requests that need not wait for
 //! one another (`BEGIN` and a transaction's first statement, its last one and `COMMIT`)
 //! travel together in one round trip. Point reads share a few connections, on which the
-//! statements of concurrent requests are pipelined (see [`SharedConnections`]).
+//! statements of concurrent requests are pipelined (see `SharedConnections`).
 
 mod ledger;
 mod licenses;

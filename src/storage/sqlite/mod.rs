@@ -364,7 +364,7 @@ impl AccountStore for SqliteStore {
     }
 
     /// `licensed api-key revoke` cannot run beside a server on the same file (see
-    /// [`KnownKeys`]); a store that revokes a key itself forgets every key it remembers.
+    /// `KnownKeys`); a store that revokes a key itself forgets every key it remembers.
     async fn revoke_api_key(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
         let revoked = self
