@@ -635,45 +635,51 @@ mod tests {
             .await
             .unwrap();
         let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        let options = StorageOptions {
-            url: url.clone(),
-            timeout: Duration::from_secs(30),
-            max_connections: 2,
-        };
-        let store = PgStore::open(&options).await.unwrap();
-        let conn = store.conn().await.unwrap();
-        // 100 licenses of 20 entries each, analyzed: one license is 1% of the entries.
-        conn.batch_execute(
-            "INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from,
-                                         update_type, given, absolute, created_at)
-             SELECT 'b', 'a' || i % 7, 'l' || i % 100, i, 'ABSOLUTE', 1, 1, i
-             FROM generate_series(1, 2000) i;
-             ANALYZE ledger_entries;",
-        )
-        .await
-        .unwrap();
-        let mut plans = Vec::new();
-        for sort in [EntrySort::CreatedAt, EntrySort::EffectiveFrom] {
-            let by_license = ListEntries {
-                account_id: None,
-                license_id: Some(LicenseId::parse("l7").unwrap()),
-                effective_from: None,
-                sort,
-                descending: false,
-                after: None,
-                limit: 50,
+        // Everything that can fail runs here, so that the database is dropped either way.
+        let plans = async {
+            let options = StorageOptions {
+                url,
+                timeout: Duration::from_secs(30),
+                max_connections: 2,
             };
-            let (sql, bound) = ledger::listing("b", &by_license);
-            let plan = query(&conn, &format!("EXPLAIN {sql}"), &params(&bound))
-                .await
-                .unwrap();
-            plans.push(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>());
+            let store = PgStore::open(&options).await.map_err(|e| e.to_string())?;
+            let conn = store.conn().await.map_err(|e| e.to_string())?;
+            // 100 licenses of 20 entries each, analyzed: one license is 1% of the entries.
+            conn.batch_execute(
+                "INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from,
+                                             update_type, given, absolute, created_at)
+                 SELECT 'b', 'a' || i % 7, 'l' || i % 100, i, 'ABSOLUTE', 1, 1, i
+                 FROM generate_series(1, 2000) i;
+                 ANALYZE ledger_entries;",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let license = LicenseId::parse("l7").map_err(|e| e.to_string())?;
+            let mut plans = Vec::new();
+            for sort in [EntrySort::CreatedAt, EntrySort::EffectiveFrom] {
+                let by_license = ListEntries {
+                    account_id: None,
+                    license_id: Some(license.clone()),
+                    effective_from: None,
+                    sort,
+                    descending: false,
+                    after: None,
+                    limit: 50,
+                };
+                let (sql, bound) = ledger::listing("b", &by_license);
+                let plan = query(&conn, &format!("EXPLAIN {sql}"), &params(&bound))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                plans.push(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>());
+            }
+            Ok::<_, String>(plans)
         }
-        drop((conn, store));
+        .await;
         admin
             .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .await
             .unwrap();
+        let plans = plans.unwrap();
         for plan in plans {
             assert!(
                 plan.iter()
