@@ -129,26 +129,13 @@ async fn api_key_create_prints_a_working_key_on_the_last_line() {
         );
 
         let create = |read_only: bool| {
-            let mut command = licensed();
-            command
-                .args(["api-key", "create", "--business", "acme"])
-                .env("LICENSED_DATABASE_URL", &database.url);
+            let mut args = vec!["api-key", "create", "--business", "acme"];
             if read_only {
-                command.arg("--read-only");
+                args.push("--read-only");
             }
-            let out = command.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .last()
-                .unwrap()
-                .trim()
-                .to_owned()
+            let (code, stdout, stderr) = run_on(&database.url, &args);
+            assert_eq!(code, Some(0), "{stderr}");
+            stdout.lines().last().unwrap().trim().to_owned()
         };
         let writer = create(false);
         let reader = create(true);
