@@ -124,9 +124,12 @@ impl LedgerStore for SqliteStore {
         end: Timestamp,
     ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)> {
         self.read(|conn| {
+            // One read transaction for both statements: a write committed between them
+            // would give a report that mixes two states of the ledger.
+            let snapshot = conn.unchecked_transaction().map_err(internal)?;
             let initial =
-                governing(conn, business_id, pair, start)?.map_or(Quantity::ZERO, |(_, q)| q);
-            let mut stmt = conn
+                governing(&snapshot, business_id, pair, start)?.map_or(Quantity::ZERO, |(_, q)| q);
+            let mut stmt = snapshot
                 .prepare_cached(
                     "SELECT effective_from, absolute FROM ledger_entries
                      WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3

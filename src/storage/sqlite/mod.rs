@@ -213,6 +213,14 @@ fn restart_wal(conn: &Connection) {
 
 /// Runs one write in a savepoint, so that its failure (or panic) undoes only itself.
 fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    // After a full disk or an I/O error, SQLite may roll back the group's whole
+    // transaction. A savepoint would then open a transaction of its own and its RELEASE
+    // commit it, while the group's COMMIT fails and answers it as not written.
+    if conn.is_autocommit() {
+        return Err(internal(
+            "the write's group was rolled back by an earlier error",
+        ));
+    }
     let run = |sql: &str| {
         conn.prepare_cached(sql)
             .and_then(|mut statement| statement.execute([]))
@@ -794,6 +802,73 @@ mod tests {
             "1",
             "only the write still awaited happened"
         );
+    }
+
+    /// A usage report reads one state of the ledger: a backdated write that commits while
+    /// it reads moves the quantity at its start and every later one, never only the later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_usage_history_reads_one_state_of_the_ledger() {
+        let (store, business) = store_with_business().await;
+        let store = Arc::new(store);
+        let (account, license) = acme_seats();
+        let day = |d: i64| Timestamp::from_micros(d * MICROS_PER_DAY).unwrap();
+        let on = move |d: i64| NewEntry {
+            effective_from: Some(day(d)),
+            ..add("1")
+        };
+        // Ten increments inside the report's days [10, 30).
+        for d in 11..=20 {
+            store.append_entry(&business, &on(d)).await.unwrap();
+        }
+        let backdating = tokio::spawn({
+            let (store, business) = (store.clone(), business.clone());
+            async move {
+                for i in 0..200 {
+                    store.append_entry(&business, &on(1 + i % 9)).await.unwrap();
+                }
+            }
+        });
+        let mut reports = 0;
+        while !backdating.is_finished() {
+            let (initial, changes) = store
+                .history(&business, (&account, &license), day(10), day(30))
+                .await
+                .unwrap();
+            let initial: i64 = initial.to_string().parse().unwrap();
+            let seen: Vec<i64> = (changes.iter())
+                .map(|(_, q)| q.to_string().parse().unwrap())
+                .collect();
+            let expected: Vec<i64> = (1..=10).map(|k| initial + k).collect();
+            assert_eq!(seen, expected, "report {reports}, from {initial}");
+            reports += 1;
+        }
+        backdating.await.unwrap();
+        assert!(reports > 0);
+    }
+
+    /// When SQLite rolls back a group's whole transaction (as after a full disk), the
+    /// group's later writes are refused: each would otherwise commit on its own, and then
+    /// be answered as failed by the group's COMMIT.
+    #[test]
+    fn a_write_after_its_group_was_rolled_back_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
+            .unwrap();
+        let failed = in_savepoint(&conn, |conn| {
+            // What SQLite does to the transaction on such an error.
+            conn.execute_batch("ROLLBACK").map_err(internal)?;
+            Err::<(), _>(internal("database or disk is full"))
+        });
+        assert!(failed.is_err());
+        let next = in_savepoint(&conn, |conn| {
+            conn.execute("INSERT INTO t VALUES (1)", [])
+                .map_err(internal)
+        });
+        assert!(next.is_err(), "the next write of the group is refused");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "and nothing of it was written");
     }
 
     /// Under a steady stream of commits the WAL starts over, rather than holding every
