@@ -905,6 +905,7 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         (with("quantity", json!(0.1234567)), "quantity"),
         (with("quantity", json!(1e18)), "quantity"),
         (with("updateType", json!("SOMETIMES")), "updateType"),
+        (with("updateType", json!("X".repeat(600))), "updateType"),
         (with("accountId", json!("x".repeat(51))), "accountId"),
         (with("licenseId", json!("")), "licenseId"),
         (with("effectiveFrom", json!("not a date")), "effectiveFrom"),
@@ -924,6 +925,8 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
             "message should name {field}: {}",
             reply.text
         );
+        // Togai's error schema allows messages of up to 500 characters.
+        assert!(reply.message().chars().count() <= 500, "{}", reply.text);
     }
     let raw = |text: &'static str| {
         server

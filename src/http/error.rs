@@ -215,10 +215,11 @@ pub fn render(mut response: Response, togai: bool) -> Response {
         .extensions_mut()
         .remove::<PendingError>()
         .unwrap_or_else(|| unexplained(status));
+    let message = capped(pending.message);
     let body = if togai {
-        serde_json::json!({ "message": pending.message })
+        serde_json::json!({ "message": message })
     } else {
-        serde_json::json!({ "code": pending.code, "message": pending.message })
+        serde_json::json!({ "code": pending.code, "message": message })
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.insert(
@@ -234,6 +235,21 @@ pub fn render(mut response: Response, togai: bool) -> Response {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+/// The longest error message, in characters: Togai's error schema allows no longer, and
+/// a message that quotes a long input need not repeat all of it.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+fn capped(mut message: String) -> String {
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        let cut = (message.char_indices())
+            .nth(MAX_MESSAGE_CHARS - 1)
+            .map_or(message.len(), |(at, _)| at);
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
 }
 
 /// The error of a response made by a layer rather than a handler.
@@ -261,5 +277,19 @@ fn unexplained(status: StatusCode) -> PendingError {
     PendingError {
         code,
         message: reason.to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_to_500_characters_on_a_character_boundary() {
+        let fits = "é".repeat(MAX_MESSAGE_CHARS);
+        assert_eq!(capped(fits.clone()), fits);
+        let cut = capped("é".repeat(MAX_MESSAGE_CHARS + 1));
+        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(cut.ends_with("é…"));
     }
 }
