@@ -517,6 +517,11 @@ async fn patch_is_tri_state_with_its_error_codes(server: TestServer) {
         .patch(&sub_path, json!({"expires_at": null}))
         .await
         .expect(200);
+    // A product's duration does not give a subscription's key an expiry, which no PATCH
+    // could then change.
+    let monthly = json!({"license_key_duration": {"count": 1, "interval": "Month"}});
+    let renewing = issue(&server, monthly, json!({"subscription_id": "sub_11"})).await;
+    assert_eq!(renewing.expect(201).json["expires_at"], Value::Null);
     let created_with_expiry = issue(
         &server,
         json!({}),

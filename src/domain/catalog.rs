@@ -132,10 +132,13 @@ impl LicenseKey {
 
 /// What a new key's limit and expiry are, given what was asked and the product's defaults:
 /// an absent field takes the product's default, `null` means none (unlimited, never expires).
+/// A subscription's key takes no expiry from the product: it expires with the subscription,
+/// and no expiry could be set on it or changed later.
 pub fn key_terms(
     product: &Product,
     activations_limit: Change<u32>,
     expires_at: Change<Timestamp>,
+    has_subscription: bool,
     now: Timestamp,
 ) -> (Option<u32>, Option<Timestamp>) {
     let limit = match activations_limit {
@@ -143,6 +146,7 @@ pub fn key_terms(
         other => other.apply(None),
     };
     let expiry = match expires_at {
+        Change::Unchanged if has_subscription => None,
         Change::Unchanged => product
             .license_key_duration
             .and_then(|duration| duration.expiry_from(now)),
@@ -199,16 +203,21 @@ mod tests {
         let now = Timestamp::parse("2024-03-01T00:00:00Z").unwrap();
         let year_later = Timestamp::parse("2025-03-01T00:00:00Z").unwrap();
         assert_eq!(
-            key_terms(&product(), Change::Unchanged, Change::Unchanged, now),
+            key_terms(&product(), Change::Unchanged, Change::Unchanged, false, now),
             (Some(3), Some(year_later))
         );
         assert_eq!(
-            key_terms(&product(), Change::Clear, Change::Clear, now),
+            key_terms(&product(), Change::Clear, Change::Clear, false, now),
             (None, None)
         );
         assert_eq!(
-            key_terms(&product(), Change::Set(9), Change::Set(now), now),
+            key_terms(&product(), Change::Set(9), Change::Set(now), false, now),
             (Some(9), Some(now))
+        );
+        assert_eq!(
+            key_terms(&product(), Change::Unchanged, Change::Unchanged, true, now),
+            (Some(3), None),
+            "a subscription's key keeps the product's limit but not its duration"
         );
     }
 

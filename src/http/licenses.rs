@@ -566,7 +566,13 @@ pub async fn create_license_key(
         .activations_limit
         .try_map(|l| checked_limit(l, "activations_limit"))?;
     let now = Timestamp::now();
-    let (activations_limit, expires_at) = key_terms(&product, limit, request.expires_at, now);
+    let (activations_limit, expires_at) = key_terms(
+        &product,
+        limit,
+        request.expires_at,
+        request.subscription_id.is_some(),
+        now,
+    );
     let (key, source) = match request.key {
         Some(key) => (key.to_string(), KeySource::Import),
         None => (generate_key(), KeySource::Manual),
