@@ -210,10 +210,13 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         let metrics = TcpListener::bind(address)
             .await
             .map_err(|e| Failure::Runtime(format!("cannot listen on {address}: {e}")))?;
-        tracing::info!("metrics on http://{address}/metrics");
+        let bound = metrics
+            .local_addr()
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        tracing::info!("metrics on http://{bound}/metrics");
         tokio::spawn(http::serve(
             metrics,
-            http::metrics_router(state.clone()),
+            http::metrics_router(state.clone(), &settings),
             on_stop(),
         ));
     }

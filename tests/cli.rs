@@ -93,6 +93,29 @@ async fn first_start_bootstraps_once_and_sigterm_exits_0() {
     assert_eq!(second.terminate().code(), Some(0));
 }
 
+/// With `--metrics-bind`, `/metrics` moves to its own port (the one it bound, even when
+/// asked for port 0), and its responses carry request ids like every other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_on_a_port_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
+    let mut served = Served::start_with(&url, None, &["--metrics-bind", "127.0.0.1:0"]);
+    let line = served.wait_for("metrics on http://");
+    let metrics_url = line[line.find("http://").unwrap()..].trim().to_owned();
+    let client = reqwest::Client::new();
+    let metrics = client.get(&metrics_url).send().await.unwrap();
+    assert_eq!(metrics.status(), 200, "{metrics_url}");
+    assert!(metrics.headers().contains_key("x-request-id"));
+    assert!(metrics.text().await.unwrap().contains("db_connections"));
+    let main = client
+        .get(format!("{}/metrics", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404, "not on the main port as well");
+    assert_eq!(served.terminate().code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_key_can_be_chosen() {
     let dir = tempfile::tempdir().unwrap();

@@ -138,9 +138,11 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
 }
 
 /// A router with only `/metrics`, for `--metrics-bind`.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(state: AppState, settings: &ServerSettings) -> Router {
     Router::new()
         .route("/metrics", get(ops::metrics))
+        .fallback(ops::no_route)
+        .layer(envelope::Envelope::new(settings.request_timeout))
         .with_state(state)
 }
 

@@ -48,13 +48,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
 #[utoipa::path(get, path = "/metrics", tag = "Operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Installs the recorder before the gauges are set, on a process's first scrape too.
+    let recorder = prometheus();
     let usage = state.store.connections();
     metrics::gauge!("db_connections", "state" => "idle").set(usage.idle as f64);
     metrics::gauge!("db_connections", "state" => "in_use")
         .set(usage.open.saturating_sub(usage.idle) as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus().render(),
+        recorder.render(),
     )
         .into_response()
 }
