@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -74,6 +75,11 @@ struct ServeArgs {
     /// The longest a request may take, body upload included, before it fails with 503.
     #[arg(long, env = "LICENSED_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
+    /// Behind a reverse proxy: the header in which it names the client's address (such as
+    /// X-Forwarded-For; the last address in it counts). Set it only if clients cannot
+    /// reach the server except through that proxy, since a client could write the header.
+    #[arg(long, env = "LICENSED_CLIENT_IP_HEADER")]
+    client_ip_header: Option<HeaderName>,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -201,6 +207,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         api_key_rate_limit: args.api_key_rate_limit,
         metrics_on_main: args.metrics_bind.is_none(),
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        client_ip_header: args.client_ip_header,
     };
     let state = AppState::new(store, &settings).await?;
     let listener = TcpListener::bind(args.bind)

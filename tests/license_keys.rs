@@ -854,6 +854,43 @@ async fn public_endpoints_ignore_authorization_and_are_rate_limited_per_ip(serve
     assert!((1..=60).contains(&retry));
     // Other routes are not affected by the public limit.
     limited.get("/license_keys").await.expect(200);
+    // The header a client could write is ignored unless the server is told to trust it.
+    let forwarded = |server: &TestServer, chain: &str| {
+        server
+            .client
+            .post(format!("{}/licenses/validate", server.url))
+            .header("x-forwarded-for", chain)
+            .json(&json!({"license_key": "X"}))
+            .send()
+    };
+    let status = |reply: reqwest::Response| reply.status().as_u16();
+    assert_eq!(
+        status(forwarded(&limited, "203.0.113.9").await.unwrap()),
+        429
+    );
+
+    // Behind a proxy, each client is counted by the last address the proxy's header names.
+    let proxied = TestServer::start_on(
+        common::TestDatabase::create(server.backend).await.unwrap(),
+        server.backend,
+        licensed::http::ServerSettings {
+            public_rate_limit: 2,
+            client_ip_header: Some("x-forwarded-for".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    for chain in ["203.0.113.1", "10.9.9.9, 203.0.113.1"] {
+        assert_eq!(status(forwarded(&proxied, chain).await.unwrap()), 404);
+    }
+    assert_eq!(
+        status(forwarded(&proxied, "203.0.113.1").await.unwrap()),
+        429
+    );
+    let other = forwarded(&proxied, "203.0.113.1, 2001:db8::2")
+        .await
+        .unwrap();
+    assert_eq!(status(other), 404, "another client has a limit of its own");
 
     let per_key = TestServer::start_on(
         common::TestDatabase::create(server.backend).await.unwrap(),

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::HeaderName;
 use axum::routing::{get, patch, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -50,6 +51,9 @@ pub struct ServerSettings {
     pub metrics_on_main: bool,
     /// The longest a request may take, body upload included, before it fails with 503.
     pub request_timeout: Duration,
+    /// The header in which a reverse proxy names the client's address; without it, the
+    /// public rate limit counts by the connection's peer.
+    pub client_ip_header: Option<HeaderName>,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +63,7 @@ impl Default for ServerSettings {
             api_key_rate_limit: 0,
             metrics_on_main: true,
             request_timeout: Duration::from_secs(30),
+            client_ip_header: None,
         }
     }
 }
@@ -69,7 +74,11 @@ impl AppState {
         settings: &ServerSettings,
     ) -> Result<Self, crate::storage::StorageError> {
         let tokens = TokenSigner::new(store.token_secret().await?);
-        let limits = RateLimits::new(settings.public_rate_limit, settings.api_key_rate_limit);
+        let limits = RateLimits::new(
+            settings.public_rate_limit,
+            settings.api_key_rate_limit,
+            settings.client_ip_header.clone(),
+        );
         limits.spawn_cleanup();
         Ok(Self {
             store,

@@ -1,10 +1,8 @@
 //! The public endpoints an app calls with a license key: no API key; an `Authorization`
 //! header, if sent, is ignored. Rate-limited per client IP.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
@@ -27,9 +25,7 @@ impl FromRequestParts<AppState> for PublicCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            state.limits.check_public(peer.ip())?;
-        }
+        state.limits.check_public(parts)?;
         Ok(PublicCaller)
     }
 }

@@ -2,11 +2,14 @@
 //! per API key on the others. Counted in each process's memory: with several processes
 //! behind a load balancer, each enforces the limit on the requests it sees.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::http::HeaderName;
+use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
@@ -17,19 +20,47 @@ use crate::domain::auth::KeyDigest;
 pub struct RateLimits {
     public: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     api_key: Option<Arc<DefaultKeyedRateLimiter<[u8; 32]>>>,
+    client_ip_header: Option<HeaderName>,
 }
 
 impl RateLimits {
-    /// `0` turns a limit off.
-    pub fn new(public_per_minute: u32, api_key_per_minute: u32) -> Self {
+    /// `0` turns a limit off. `client_ip_header` is the header in which a reverse proxy in
+    /// front of the server names the client's address.
+    pub fn new(
+        public_per_minute: u32,
+        api_key_per_minute: u32,
+        client_ip_header: Option<HeaderName>,
+    ) -> Self {
         Self {
             public: limiter(public_per_minute),
             api_key: limiter(api_key_per_minute),
+            client_ip_header,
         }
     }
 
-    pub fn check_public(&self, ip: IpAddr) -> Result<(), ApiError> {
-        check(self.public.as_deref(), &ip)
+    /// Counts a public request against its client's address.
+    pub fn check_public(&self, request: &Parts) -> Result<(), ApiError> {
+        let Some(limiter) = self.public.as_deref() else {
+            return Ok(());
+        };
+        match self.client_ip(request) {
+            Some(ip) => check(Some(limiter), &ip),
+            None => Ok(()),
+        }
+    }
+
+    /// The address in the proxy's header, else the connection's. A proxy appends the
+    /// address it saw to the header's list: the last one is the proxy's word, the ones
+    /// before it are whatever the client sent.
+    fn client_ip(&self, request: &Parts) -> Option<IpAddr> {
+        let forwarded = self.client_ip_header.as_ref().and_then(|name| {
+            let value = request.headers.get_all(name).iter().next_back()?;
+            let last = value.to_str().ok()?.rsplit(',').next()?.trim();
+            (last.parse().ok()).or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        });
+        forwarded.or_else(|| {
+            (request.extensions.get::<ConnectInfo<SocketAddr>>()).map(|ConnectInfo(peer)| peer.ip())
+        })
     }
 
     /// Counted only for keys that exist: unknown keys must not grow the table.
