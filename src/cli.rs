@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::http::HeaderName;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::domain::auth::ApiKeySecret;
@@ -113,23 +113,22 @@ struct RevokeKeyArgs {
     database: DatabaseArgs,
 }
 
-/// Environment variables this program reads; any other `LICENSED_*` is probably a typo.
-const KNOWN_VARIABLES: &[&str] = &[
-    "LICENSED_DATABASE_URL",
-    "LICENSED_DATABASE_TIMEOUT_MS",
-    "LICENSED_DATABASE_MAX_CONNECTIONS",
-    "LICENSED_BIND",
-    "LICENSED_METRICS_BIND",
-    "LICENSED_PUBLIC_RATE_LIMIT",
-    "LICENSED_API_KEY_RATE_LIMIT",
-    "LICENSED_REQUEST_TIMEOUT_MS",
-    "LICENSED_BOOTSTRAP_API_KEY",
-    "LICENSED_LOG",
-];
+/// Environment variables this program reads: those of its flags, and these.
+const OTHER_VARIABLES: [&str; 2] = ["LICENSED_BOOTSTRAP_API_KEY", "LICENSED_LOG"];
+
+/// Whether `name` is a variable this program reads; any other `LICENSED_*` is probably a
+/// typo.
+fn is_known_variable(name: &str) -> bool {
+    fn in_flags(command: &clap::Command, name: &str) -> bool {
+        (command.get_arguments()).any(|arg| arg.get_env().is_some_and(|env| env == name))
+            || command.get_subcommands().any(|sub| in_flags(sub, name))
+    }
+    OTHER_VARIABLES.contains(&name) || in_flags(&Cli::command(), name)
+}
 
 pub async fn run(cli: Cli) -> ExitCode {
     for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
-        if name.starts_with("LICENSED_") && !KNOWN_VARIABLES.contains(&name.as_str()) {
+        if name.starts_with("LICENSED_") && !is_known_variable(&name) {
             tracing::warn!("ignoring unknown environment variable {name}");
         }
     }
@@ -200,6 +199,18 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
     };
 
+    // The addresses are taken first: a port in use stops the start before the database
+    // is touched, and before a new database's admin key is shown for nothing.
+    let bind = |address: SocketAddr| async move {
+        TcpListener::bind(address)
+            .await
+            .map_err(|e| Failure::Runtime(format!("cannot listen on {address}: {e}")))
+    };
+    let listener = bind(args.bind).await?;
+    let metrics = match args.metrics_bind {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     let store = open(&args.database).await?;
     bootstrap(store.as_ref()).await?;
     let settings = ServerSettings {
@@ -210,13 +221,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         client_ip_header: args.client_ip_header,
     };
     let state = AppState::new(store, &settings).await?;
-    let listener = TcpListener::bind(args.bind)
-        .await
-        .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", args.bind)))?;
-    if let Some(address) = args.metrics_bind {
-        let metrics = TcpListener::bind(address)
-            .await
-            .map_err(|e| Failure::Runtime(format!("cannot listen on {address}: {e}")))?;
+    if let Some(metrics) = metrics {
         let bound = metrics
             .local_addr()
             .map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -259,6 +264,11 @@ async fn bootstrap(store: &dyn Store) -> Result<(), Failure> {
                 key.expose()
             );
         }
+    } else if given.is_some() {
+        tracing::warn!(
+            "LICENSED_BOOTSTRAP_API_KEY is not used: it applies only on a new database's \
+             first start (to add a key, run `licensed api-key create`)"
+        );
     }
     Ok(())
 }

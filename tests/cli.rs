@@ -48,14 +48,19 @@ fn every_command_has_help() {
 
 #[test]
 fn an_unknown_database_scheme_exits_2_naming_the_accepted_ones() {
-    for command in [
+    let commands = [
         &["migrate"][..],
         &["serve", "--bind", "127.0.0.1:0"],
         &["api-key", "create", "--business", "x"],
-    ] {
+    ];
+    let urls = [
+        "mysql://root:hunter2@db/x",
+        "host=db user=app password=hunter2",
+    ];
+    for (command, url) in commands.iter().flat_map(|c| urls.map(|u| (c, u))) {
         let out = licensed()
-            .args(command)
-            .args(["--database-url", "mysql://root:hunter2@db/x"])
+            .args(*command)
+            .args(["--database-url", url])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{command:?}");
@@ -133,6 +138,50 @@ async fn the_bootstrap_key_can_be_chosen() {
         200
     );
     assert_eq!(served.terminate().code(), Some(0));
+
+    // On a database that is not new, the variable changes nothing, and says so.
+    let mut again = Served::start(&url, Some("another-key"));
+    again.wait_for("LICENSED_BOOTSTRAP_API_KEY is not used");
+    assert_eq!(status_with_key(&again.url, "another-key").await, 401);
+    assert_eq!(again.terminate().code(), Some(0));
+}
+
+#[test]
+fn only_unknown_environment_variables_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("env.db").display());
+    let out = licensed()
+        .args(["migrate", "--database-url", &url])
+        .env("LICENSED_CLIENT_IP_HEADER", "X-Forwarded-For")
+        .env("LICENSED_REQUEST_TIMEOUT_MS", "1000")
+        .env("LICENSED_BIDN", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reported: Vec<&str> = (stderr.lines())
+        .filter(|line| line.contains("unknown environment variable"))
+        .collect();
+    assert_eq!(reported.len(), 1, "{stderr}");
+    assert!(reported[0].contains("LICENSED_BIDN"), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_stops_serve_before_it_touches_the_database() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = licensed()
+        .args(["serve", "--bind", &address, "--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!stderr.contains("lsk_"), "no admin key is shown: {stderr}");
+    assert!(!path.exists(), "no database was created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -274,8 +274,9 @@ pub struct StorageOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// Holds how the URL begins: its scheme, or that it has none.
     #[error(
-        "unsupported database URL `{0}`: use sqlite://PATH, sqlite::memory:, postgres://… or postgresql://…"
+        "unsupported database URL ({0}): use sqlite://PATH, sqlite::memory:, postgres://… or postgresql://…"
     )]
     UnknownScheme(String),
     #[error("cannot open the database: {0}")]
@@ -290,13 +291,14 @@ pub async fn open(options: &StorageOptions) -> std::result::Result<Arc<dyn Store
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(options).await?))
     } else {
-        Err(OpenError::UnknownScheme(
-            url.split("://")
-                .next()
-                .unwrap_or(url)
-                .chars()
-                .take(40)
-                .collect(),
-        ))
+        // Only a scheme is repeated: the rest of a URL may hold a password.
+        let scheme = (url.split_once("://"))
+            .map(|(scheme, _)| scheme)
+            .filter(|s| (1..=20).contains(&s.len()))
+            .filter(|s| (s.chars()).all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+        Err(OpenError::UnknownScheme(match scheme {
+            Some(scheme) => format!("scheme `{scheme}`"),
+            None => "no scheme".to_owned(),
+        }))
     }
 }
