@@ -3,7 +3,7 @@
 mod common;
 
 use common::process::{Served, licensed};
-use common::{Backend, TestDatabase};
+use common::{Backend, TestDatabase, TestRole};
 
 async fn status_with_key(url: &str, key: &str) -> u16 {
     reqwest::Client::new()
@@ -367,4 +367,51 @@ async fn a_sqlite_file_serves_one_process_at_a_time() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A database migrated by a newer version is refused rather than used with a schema this
+/// version does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_version_is_refused() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(database) = TestDatabase::create(backend).await else {
+            continue;
+        };
+        let (code, _, stderr) = run_on(&database.url, &["migrate"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        database
+            .execute(match backend {
+                Backend::Sqlite => "PRAGMA user_version = 99",
+                Backend::Postgres => "INSERT INTO schema_migrations VALUES (99, 0)",
+            })
+            .await;
+        let (code, _, stderr) = run_on(&database.url, &["migrate"]);
+        assert_eq!(code, Some(1), "{backend:?}: {stderr}");
+        assert!(stderr.contains("version 99"), "{backend:?}: {stderr}");
+        assert!(stderr.contains("newer licensed"), "{backend:?}: {stderr}");
+    }
+}
+
+/// Once its owner has migrated the database, a role with privileges on the tables alone
+/// (no CREATE on the schema) can serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_create_privilege_serves_a_migrated_database() {
+    let role = TestRole::create().await;
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let (code, _, stderr) = run_on(&database.url, &["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let name = &role.0;
+    database
+        .execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name};
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name};"
+        ))
+        .await;
+    let url = database.url.replace("postgres@", &format!("{name}@"));
+    let mut served = Served::start(&url, None);
+    let key = served.wait_for("lsk_").trim().to_owned();
+    assert_eq!(status_with_key(&served.url, &key).await, 200);
+    assert_eq!(served.terminate().code(), Some(0));
 }

@@ -283,6 +283,17 @@ pub enum OpenError {
     Failed(String),
 }
 
+impl OpenError {
+    /// A database whose schema a newer version of this program has migrated: this one
+    /// does not know what the newer migrations changed.
+    pub(crate) fn newer_schema(found: i64, known: usize) -> Self {
+        OpenError::Failed(format!(
+            "the database's schema is at version {found}, and this licensed knows versions up \
+             to {known}: a newer licensed has migrated it, so run that one (or a newer one)"
+        ))
+    }
+}
+
 /// Opens the database the URL names and applies its migrations.
 pub async fn open(options: &StorageOptions) -> std::result::Result<Arc<dyn Store>, OpenError> {
     let url = options.url.as_str();

@@ -100,31 +100,69 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Runs `sql` on this database as its owner, beside the server.
+    pub async fn execute(&self, sql: &str) {
+        match self.url.strip_prefix("sqlite://") {
+            Some(path) => rusqlite::Connection::open(path)
+                .and_then(|conn| conn.execute_batch(sql))
+                .unwrap(),
+            None => run_sql(&self.url, sql.to_owned()).await.unwrap(),
+        }
+    }
+}
+
 /// Runs one statement as PostgreSQL's administrator.
 async fn admin_sql(sql: String) -> Result<(), tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await?;
+    run_sql(PG_ADMIN_URL, sql).await
+}
+
+async fn run_sql(url: &str, sql: String) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     client.batch_execute(&sql).await
 }
 
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
+/// Runs one statement as PostgreSQL's administrator from a `Drop`, which runs outside any
+/// runtime guarantee: on a thread with a runtime of its own.
+fn admin_sql_on_drop(sql: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
-        // Drop runs outside any runtime guarantee, so use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            let _ = runtime.block_on(admin_sql(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )));
-        })
-        .join();
+        let _ = runtime.block_on(admin_sql(sql));
+    })
+    .join();
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            admin_sql_on_drop(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// A PostgreSQL login role of its own for one test, dropped when the test ends. Declare
+/// it before the databases it is granted privileges in, so that they are dropped first.
+pub struct TestRole(pub String);
+
+impl TestRole {
+    pub async fn create() -> Self {
+        let name = format!("licensed_role_{}", uuid::Uuid::new_v4().simple());
+        admin_sql(format!("CREATE ROLE {name} LOGIN"))
+            .await
+            .unwrap();
+        Self(name)
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        admin_sql_on_drop(format!("DROP ROLE IF EXISTS {}", self.0));
     }
 }
 

@@ -1,6 +1,8 @@
 //! The schema's migrations, embedded in the binary and applied in order at start.
 
-use deadpool_postgres::ClientWrapper;
+use deadpool_postgres::{Client, GenericClient};
+
+use crate::storage::OpenError;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
@@ -15,8 +17,13 @@ const MIGRATIONS: &[(i32, &str)] = &[
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting
 /// together take turns on an advisory lock: the first applies, the others find it done.
-pub async fn run(client: &mut ClientWrapper) -> Result<(), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+/// A start that finds every migration applied takes no lock and runs no DDL, so a role
+/// with privileges on the tables alone can serve a database its owner migrated.
+pub async fn run(client: &mut Client) -> Result<(), OpenError> {
+    if pending(&*client).await?.is_empty() {
+        return Ok(());
+    }
+    let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('licensed schema migrations', 0));
          CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -24,23 +31,46 @@ pub async fn run(client: &mut ClientWrapper) -> Result<(), tokio_postgres::Error
              applied_at BIGINT NOT NULL
          );",
     )
-    .await?;
-    let applied: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    for (version, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.batch_execute(sql).await?;
+    .await
+    .map_err(failed)?;
+    for (version, sql) in pending(&tx).await? {
+        tx.batch_execute(sql).await.map_err(failed)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[version, &crate::domain::time::Timestamp::now().micros()],
+            &[&version, &crate::domain::time::Timestamp::now().micros()],
         )
-        .await?;
+        .await
+        .map_err(failed)?;
     }
-    tx.commit().await
+    tx.commit().await.map_err(failed)
+}
+
+/// The migrations the database lacks, in order; an error if a newer version of this
+/// program has migrated it.
+async fn pending(client: &impl GenericClient) -> Result<Vec<(i32, &'static str)>, OpenError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(failed)?;
+    let applied: Vec<i32> = if exists {
+        let rows = (client
+            .query("SELECT version FROM schema_migrations", &[])
+            .await)
+            .map_err(failed)?;
+        rows.iter().map(|row| row.get(0)).collect()
+    } else {
+        Vec::new()
+    };
+    let known = MIGRATIONS.len();
+    if let Some(&newest) = applied.iter().max().filter(|&&v| v as usize > known) {
+        return Err(OpenError::newer_schema(newest.into(), known));
+    }
+    Ok((MIGRATIONS.iter().copied())
+        .filter(|(version, _)| !applied.contains(version))
+        .collect())
+}
+
+fn failed(error: tokio_postgres::Error) -> OpenError {
+    OpenError::Failed(format!("migrations: {error}"))
 }

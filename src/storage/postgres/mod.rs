@@ -146,9 +146,7 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| OpenError::Failed(format!("cannot connect to PostgreSQL: {e}")))?;
-        migrations::run(&mut conn)
-            .await
-            .map_err(|e| OpenError::Failed(format!("migrations: {e}")))?;
+        migrations::run(&mut conn).await?;
         drop(conn);
         let shared = SharedConnections::new(options.max_connections);
         Ok(Self { pool, shared })

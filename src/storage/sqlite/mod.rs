@@ -73,7 +73,7 @@ impl SqliteStore {
             (parse_path(url)?, None)
         };
         let mut writer_conn = connect(&path).map_err(|e| open_failed("open", &path, &e))?;
-        migrate(&mut writer_conn).map_err(|e| open_failed("migrate", &path, &e))?;
+        migrate(&mut writer_conn, &path)?;
         commit_to_wal(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;
         // Checkpoints run on a thread of their own (below), not inside the writer's commits;
         // a larger cache keeps the indexes the writer touches in memory.
@@ -276,15 +276,25 @@ fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
-        tx.commit()?;
+/// Applies the migrations the database lacks; refuses one that a newer version migrated.
+fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), OpenError> {
+    let failed = |error: rusqlite::Error| open_failed("migrate", path, &error);
+    let applied: i64 =
+        (conn.query_row("PRAGMA user_version", [], |row| row.get(0))).map_err(failed)?;
+    if applied > MIGRATIONS.len() as i64 {
+        return Err(OpenError::newer_schema(applied, MIGRATIONS.len()));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        apply_migration(conn, sql, index + 1).map_err(failed)?;
     }
     Ok(())
+}
+
+fn apply_migration(conn: &mut Connection, sql: &str, version: usize) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(sql)?;
+    tx.pragma_update(None, "user_version", version)?;
+    tx.commit()
 }
 
 /// Commits once, rewriting the schema version as it is. While the WAL holds no commit,
