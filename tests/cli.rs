@@ -415,3 +415,29 @@ async fn a_role_without_create_privilege_serves_a_migrated_database() {
     assert_eq!(status_with_key(&served.url, &key).await, 200);
     assert_eq!(served.terminate().code(), Some(0));
 }
+
+/// A failed request's log line carries its request id, so that the id a client reports
+/// leads to the line and its cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_request_is_logged_with_its_request_id() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("logged.db").display());
+    let mut served = Served::start_with(&url, None, &["--request-timeout-ms", "300"]);
+    let address = served.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // A body promised and never sent: the request runs over its timeout, 503.
+    let request = "POST /licenses/validate HTTP/1.1\r\nHost: x\r\nx-request-id: req-trace-me\r\n\
+                   Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 503"));
+    let line = served.wait_for("req-trace-me");
+    assert!(line.contains("request failed"), "{line}");
+    assert!(
+        line.contains("503") && line.contains("request timeout"),
+        "{line}"
+    );
+    assert_eq!(served.terminate().code(), Some(0));
+}

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
@@ -102,11 +102,20 @@ where
                 },
             };
             let elapsed = started.elapsed();
-            ops::record(&method, route.as_ref(), response.status(), elapsed);
-            tracing::debug!(
-                request_id = ?request_id, %method, route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
-                status = response.status().as_u16(), ?elapsed, "request finished"
-            );
+            let status = response.status();
+            ops::record(&method, route.as_ref(), status, elapsed);
+            let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            if status.is_server_error() {
+                // The request id ties the client's failed request to this line.
+                let cause = error::cause(&response).unwrap_or("answered outside the handlers");
+                if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    tracing::error!(?request_id, %method, route = route_name, status = status.as_u16(), cause, "request failed");
+                } else {
+                    tracing::warn!(?request_id, %method, route = route_name, status = status.as_u16(), cause, "request failed");
+                }
+            } else {
+                tracing::debug!(?request_id, %method, route = route_name, status = status.as_u16(), ?elapsed, "request finished");
+            }
             let mut response = error::render(response, togai);
             response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)

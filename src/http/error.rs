@@ -22,10 +22,12 @@ pub enum ApiError {
     RateLimited {
         retry_after_secs: u64,
     },
-    Unavailable,
+    /// The database is unavailable; why, for the log.
+    Unavailable(String),
     /// The request ran over the server's request timeout (milliseconds).
     TimedOut(u128),
-    Internal,
+    /// Something failed that the client cannot fix; why, for the log (never sent).
+    Internal(String),
     LicenseKeyNotFound,
     InactiveLicenseKey,
     LicenseKeyLimitReached,
@@ -50,9 +52,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "TIMEOUT"),
-            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             ApiError::LicenseKeyNotFound => (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND"),
             ApiError::InactiveLicenseKey => (StatusCode::FORBIDDEN, "INACTIVE_LICENSE_KEY"),
             ApiError::LicenseKeyLimitReached => (
@@ -93,13 +95,13 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 format!("too many requests: retry in {retry_after_secs} s")
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable(_) => {
                 "the database is unavailable or did not answer in time; retry later".into()
             }
             ApiError::TimedOut(ms) => format!(
                 "the request did not complete within {ms} ms; a write may or may not have taken effect"
             ),
-            ApiError::Internal => "something went wrong; the error has been logged".into(),
+            ApiError::Internal(_) => "something went wrong; the error has been logged".into(),
             ApiError::LicenseKeyNotFound => "license key not found".into(),
             ApiError::InactiveLicenseKey => ActivationError::Inactive.to_string(),
             ApiError::LicenseKeyLimitReached => ActivationError::LimitReached.to_string(),
@@ -135,14 +137,8 @@ impl From<StorageError> for ApiError {
             }
             StorageError::KeyPatch(refusal) => refusal.into(),
             StorageError::Duplicate(what) => ApiError::Conflict(what),
-            StorageError::Unavailable(reason) => {
-                tracing::warn!(%reason, "database unavailable");
-                ApiError::Unavailable
-            }
-            StorageError::Internal(reason) => {
-                tracing::error!(%reason, "storage failure");
-                ApiError::Internal
-            }
+            StorageError::Unavailable(reason) => ApiError::Unavailable(reason),
+            StorageError::Internal(reason) => ApiError::Internal(reason),
         }
     }
 }
@@ -152,6 +148,8 @@ impl From<StorageError> for ApiError {
 struct PendingError {
     code: &'static str,
     message: String,
+    /// What the server knows of a 5xx's cause: logged, never sent.
+    cause: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -169,9 +167,16 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
         }
+        let message = self.message();
+        let cause = match self {
+            ApiError::Unavailable(cause) | ApiError::Internal(cause) => Some(cause),
+            ApiError::TimedOut(ms) => Some(format!("ran over the request timeout of {ms} ms")),
+            _ => None,
+        };
         response.extensions_mut().insert(PendingError {
             code,
-            message: self.message(),
+            message,
+            cause,
         });
         response
     }
@@ -257,7 +262,7 @@ fn unexplained(status: StatusCode) -> PendingError {
     let known = match status {
         StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::PayloadTooLarge),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(ApiError::UnsupportedMediaType),
-        s if s.is_server_error() => Some(ApiError::Internal),
+        s if s.is_server_error() => Some(ApiError::Internal(String::new())),
         _ => None,
     };
     if let Some(error) = known {
@@ -265,6 +270,7 @@ fn unexplained(status: StatusCode) -> PendingError {
         return PendingError {
             code,
             message: error.message(),
+            cause: None,
         };
     }
     let code = match status {
@@ -277,7 +283,14 @@ fn unexplained(status: StatusCode) -> PendingError {
     PendingError {
         code,
         message: reason.to_lowercase(),
+        cause: None,
     }
+}
+
+/// What the server knows of an error response's cause, for the log.
+pub fn cause(response: &Response) -> Option<&str> {
+    let pending = response.extensions().get::<PendingError>()?;
+    pending.cause.as_deref()
 }
 
 #[cfg(test)]

@@ -195,9 +195,6 @@ pub fn record(method: &Method, route: Option<&MatchedPath>, status: StatusCode, 
         metrics.count.increment(1);
         metrics.latency.record(elapsed.as_secs_f64());
     });
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!("request failed with 500");
-    }
 }
 
 #[cfg(test)]
