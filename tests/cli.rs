@@ -441,3 +441,83 @@ async fn a_failed_request_is_logged_with_its_request_id() {
     );
     assert_eq!(served.terminate().code(), Some(0));
 }
+
+/// Whether each connection of `application` to PostgreSQL is encrypted.
+async fn encrypted_connections(application: &str) -> Vec<bool> {
+    let (admin, connection) = tokio_postgres::connect(common::PG_ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = admin
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// TLS to PostgreSQL as libpq's `sslmode` asks. This machine's PostgreSQL serves TLS with
+/// a self-signed certificate for the host name `localhost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_use_tls_as_sslmode_asks() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let (admin, connection) = tokio_postgres::connect(common::PG_ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let setting = |name: &'static str| {
+        let admin = &admin;
+        async move {
+            let row = admin.query_one(&format!("SHOW {name}"), &[]).await.unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    if setting("ssl").await != "on" {
+        eprintln!("skipping: this PostgreSQL does not serve TLS");
+        return;
+    }
+    let certificate = setting("ssl_cert_file").await;
+    let url = |host: &str, query: &str| database.url.replace("127.0.0.1", host) + "?" + query;
+
+    // The default (prefer) and `require` encrypt; `disable` does not.
+    for (query, encrypted) in [
+        ("application_name=tls_default", true),
+        ("sslmode=require&application_name=tls_require", true),
+        ("sslmode=disable&application_name=tls_disable", false),
+    ] {
+        let served = Served::start(&url("127.0.0.1", query), None);
+        let application = query.rsplit('=').next().unwrap();
+        let seen = encrypted_connections(application).await;
+        assert!(!seen.is_empty(), "{query}: no connection");
+        assert!(
+            seen.iter().all(|&ssl| ssl == encrypted),
+            "{query}: {seen:?}"
+        );
+        drop(served);
+    }
+
+    // Checked certificates: signed by one in sslrootcert, and for verify-full naming the
+    // host connected to (the certificate names localhost, not 127.0.0.1).
+    let root = format!("sslrootcert={certificate}");
+    for (host, query, works) in [
+        ("localhost", format!("sslmode=verify-full&{root}"), true),
+        ("127.0.0.1", format!("sslmode=verify-ca&{root}"), true),
+        ("127.0.0.1", format!("sslmode=verify-full&{root}"), false),
+        ("localhost", "sslmode=verify-full".to_owned(), false),
+        ("localhost", "sslmode=sometimes".to_owned(), false),
+    ] {
+        let (code, _, stderr) = run_on(&url(host, &query), &["migrate"]);
+        assert_eq!(code == Some(0), works, "{host} {query}: {stderr}");
+        if query == "sslmode=verify-full" {
+            assert!(stderr.contains("sslrootcert"), "{stderr}");
+        }
+        if query == "sslmode=sometimes" {
+            assert!(stderr.contains("unsupported sslmode"), "{stderr}");
+        }
+    }
+}

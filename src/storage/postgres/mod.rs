@@ -10,6 +10,7 @@
 mod ledger;
 mod licenses;
 mod migrations;
+mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,9 +20,10 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use tls::Tls;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use super::{
     Access, AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
@@ -118,19 +120,36 @@ fn notice_silent_servers(config: &mut tokio_postgres::Config) {
     }
 }
 
+/// An error and the errors under it: the pool's says only that a connection failed, and
+/// why (a TLS certificate for another host, say) is further down.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let line = error.to_string();
+        if !text.ends_with(&line) {
+            text = format!("{text}: {line}");
+        }
+        cause = error.source();
+    }
+    text
+}
+
 impl PgStore {
     pub async fn open(options: &StorageOptions) -> Result<Self, OpenError> {
-        let mut config: tokio_postgres::Config = options
+        let tls = Tls::from_url(&options.url)?;
+        let mut config: tokio_postgres::Config = tls
             .url
             .parse()
             .map_err(|e| OpenError::Failed(format!("invalid PostgreSQL URL: {e}")))?;
+        config.ssl_mode(tls.mode);
         config.connect_timeout(options.timeout);
         notice_silent_servers(&mut config);
         // A connection that lost its server is noticed by the driver and never handed out
         // again; a per-checkout test query would cost a round trip on every request.
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -142,10 +161,9 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| OpenError::Failed(e.to_string()))?;
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| OpenError::Failed(format!("cannot connect to PostgreSQL: {e}")))?;
+        let mut conn = pool.get().await.map_err(|e| {
+            OpenError::Failed(format!("cannot connect to PostgreSQL: {}", with_causes(&e)))
+        })?;
         migrations::run(&mut conn).await?;
         drop(conn);
         let shared = SharedConnections::new(options.max_connections);
@@ -618,7 +636,9 @@ mod tests {
         use crate::storage::sql::{EntrySort, ListEntries};
 
         let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
-        let Ok((admin, connection)) = tokio_postgres::connect(admin_url, NoTls).await else {
+        let Ok((admin, connection)) =
+            tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
+        else {
             assert!(
                 !std::env::var("CI").is_ok_and(|v| v == "true"),
                 "PostgreSQL is required under CI=true"

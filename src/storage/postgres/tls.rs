@@ -1,0 +1,208 @@
+//! TLS to PostgreSQL, as libpq's `sslmode` in the URL asks:
+//! - `disable`: never;
+//! - `prefer` (the default): when the server offers it;
+//! - `require`: always, or no connection;
+//! - `verify-ca`: always, with a certificate signed by one in `sslrootcert=PATH`;
+//! - `verify-full`: as `verify-ca`, and naming the host connected to.
+//!
+//! As with libpq, `prefer` and `require` do not check the server's certificate: they keep
+//! the traffic from being read on the way, not a server from posing as another.
+
+use std::sync::Arc;
+
+use percent_encoding::percent_decode_str;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::storage::OpenError;
+
+/// How to connect, read from a `postgres://` URL.
+pub struct Tls {
+    /// The URL without the parameters read here, for tokio-postgres, which knows only
+    /// some of libpq's modes and no `sslrootcert`.
+    pub url: String,
+    pub mode: SslMode,
+    pub connector: MakeRustlsConnect,
+}
+
+impl Tls {
+    pub fn from_url(url: &str) -> Result<Self, OpenError> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let (mut mode, mut root_cert) = ("prefer".to_owned(), None);
+        let mut rest = Vec::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = || percent_decode_str(value).decode_utf8_lossy().into_owned();
+            match key {
+                "sslmode" => mode = decoded(),
+                "sslrootcert" => root_cert = Some(decoded()),
+                _ => rest.push(pair),
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verified = |check_name: bool| -> Result<Arc<dyn ServerCertVerifier>, OpenError> {
+            let Some(path) = &root_cert else {
+                return Err(OpenError::Failed(format!(
+                    "sslmode={mode} needs sslrootcert=PATH: the CA certificates to check the \
+                     server's certificate against"
+                )));
+            };
+            let checked = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots(path)?),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| OpenError::Failed(format!("sslrootcert {path}: {e}")))?;
+            Ok(if check_name {
+                checked
+            } else {
+                Arc::new(AnyName(checked))
+            })
+        };
+        let unchecked = || Arc::new(Unchecked(provider.clone())) as Arc<dyn ServerCertVerifier>;
+        let (ssl_mode, verifier) = match mode.as_str() {
+            "disable" => (SslMode::Disable, unchecked()),
+            "prefer" => (SslMode::Prefer, unchecked()),
+            "require" => (SslMode::Require, unchecked()),
+            "verify-ca" => (SslMode::Require, verified(false)?),
+            "verify-full" => (SslMode::Require, verified(true)?),
+            other => {
+                return Err(OpenError::Failed(format!(
+                    "unsupported sslmode `{other}`: use disable, prefer, require, verify-ca or \
+                     verify-full"
+                )));
+            }
+        };
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| OpenError::Failed(format!("TLS: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Self {
+            url: match rest.is_empty() {
+                true => base.to_owned(),
+                false => format!("{base}?{}", rest.join("&")),
+            },
+            mode: ssl_mode,
+            connector: MakeRustlsConnect::new(config),
+        })
+    }
+}
+
+/// The certificates of a PEM file, as trust anchors.
+fn roots(path: &str) -> Result<RootCertStore, OpenError> {
+    let failed = |e: &dyn std::fmt::Display| OpenError::Failed(format!("sslrootcert {path}: {e}"));
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| failed(&e))? {
+        roots
+            .add(cert.map_err(|e| failed(&e))?)
+            .map_err(|e| failed(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(failed(&"holds no certificate"));
+    }
+    Ok(roots)
+}
+
+/// `prefer` and `require`: any certificate, though the handshake must still be signed
+/// by its key.
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signed: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            signed,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signed: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            signed,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: a certificate signed by a trusted one, whatever host it names.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match (self.0).verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            checked => checked,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signed: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, signed)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signed: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, signed)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
