@@ -175,6 +175,19 @@ impl From<storage::StorageError> for Failure {
     }
 }
 
+/// Opens a database that exists already: a key created in a new file, made because the
+/// server's `--database-url` was not given, would be a key the server never sees.
+async fn open_existing(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure> {
+    if let Some(path) = storage::sqlite::missing_file(&args.database_url) {
+        return Err(Failure::Runtime(format!(
+            "there is no database at {}: pass the server's --database-url (or set \
+             LICENSED_DATABASE_URL), or create it with `licensed migrate`",
+            path.display()
+        )));
+    }
+    open(args).await
+}
+
 async fn open(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure> {
     let options = StorageOptions {
         url: args.database_url.clone(),
@@ -276,7 +289,7 @@ async fn bootstrap(store: &dyn Store) -> Result<(), Failure> {
 async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
     let name = BusinessName::parse(args.business)
         .map_err(|e| Failure::Usage(format!("--business {e}")))?;
-    let store = open(&args.database).await?;
+    let store = open_existing(&args.database).await?;
     let business_id = store.ensure_business(&name).await?;
     let key = ApiKeySecret::generate();
     let id = store
@@ -296,7 +309,7 @@ fn access_name(read_only: bool) -> &'static str {
 }
 
 async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
-    let store = open(&args.database).await?;
+    let store = open_existing(&args.database).await?;
     let keys = store.list_api_keys().await?;
     let rows: Vec<[String; 4]> = keys
         .into_iter()
@@ -329,7 +342,7 @@ async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
 }
 
 async fn revoke_key(args: RevokeKeyArgs) -> Result<(), Failure> {
-    let store = open(&args.database).await?;
+    let store = open_existing(&args.database).await?;
     if !store.revoke_api_key(&args.id).await? {
         return Err(Failure::Runtime(format!(
             "no API key has the id `{}`",

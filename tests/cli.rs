@@ -258,6 +258,7 @@ async fn api_keys_are_listed_without_their_secrets_and_revoked() {
         let Some(database) = TestDatabase::create(backend).await else {
             continue;
         };
+        assert_eq!(run_on(&database.url, &["migrate"]).0, Some(0));
         let create = |business: &str| {
             let (code, stdout, stderr) = run_on(
                 &database.url,
@@ -520,4 +521,23 @@ async fn postgres_connections_use_tls_as_sslmode_asks() {
             assert!(stderr.contains("unsupported sslmode"), "{stderr}");
         }
     }
+}
+
+/// `api-key` commands do not create a SQLite database: a key made in a new file (the
+/// server's `--database-url` forgotten) would be one the server never sees.
+#[test]
+fn api_key_commands_refuse_a_sqlite_file_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    let url = format!("sqlite://{}", path.display());
+    for args in [
+        &["api-key", "create", "--business", "acme"][..],
+        &["api-key", "list"],
+        &["api-key", "revoke", "key_none"],
+    ] {
+        let (code, _, stderr) = run_on(&url, args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("no database at"), "{args:?}: {stderr}");
+    }
+    assert!(!path.exists(), "no file was created");
 }

@@ -247,6 +247,14 @@ fn open_failed(doing: &str, path: &std::path::Path, error: &rusqlite::Error) -> 
     })
 }
 
+/// The file a `sqlite://` URL names, if it does not exist (`sqlite::memory:` always does).
+pub fn missing_file(url: &str) -> Option<PathBuf> {
+    if url == "sqlite::memory:" || !url.starts_with("sqlite:") {
+        return None;
+    }
+    parse_path(url).ok().filter(|path| !path.exists())
+}
+
 fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
     let rest = url
         .strip_prefix("sqlite://")
