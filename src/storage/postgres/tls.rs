@@ -48,32 +48,24 @@ impl Tls {
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verified = |check_name: bool| -> Result<Arc<dyn ServerCertVerifier>, OpenError> {
+        let signed_by_roots = || {
             let Some(path) = &root_cert else {
                 return Err(OpenError::Failed(format!(
                     "sslmode={mode} needs sslrootcert=PATH: the CA certificates to check the \
                      server's certificate against"
                 )));
             };
-            let checked = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots(path)?),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| OpenError::Failed(format!("sslrootcert {path}: {e}")))?;
-            Ok(if check_name {
-                checked
-            } else {
-                Arc::new(AnyName(checked))
-            })
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots(path)?), provider.clone())
+                .build()
+                .map_err(|e| OpenError::Failed(format!("sslrootcert {path}: {e}")))
         };
-        let unchecked = || Arc::new(Unchecked(provider.clone())) as Arc<dyn ServerCertVerifier>;
-        let (ssl_mode, verifier) = match mode.as_str() {
-            "disable" => (SslMode::Disable, unchecked()),
-            "prefer" => (SslMode::Prefer, unchecked()),
-            "require" => (SslMode::Require, unchecked()),
-            "verify-ca" => (SslMode::Require, verified(false)?),
-            "verify-full" => (SslMode::Require, verified(true)?),
+        let lenient = |chain| Arc::new(Lenient(chain, provider.clone()));
+        let (ssl_mode, verifier): (_, Arc<dyn ServerCertVerifier>) = match mode.as_str() {
+            "disable" => (SslMode::Disable, lenient(None)),
+            "prefer" => (SslMode::Prefer, lenient(None)),
+            "require" => (SslMode::Require, lenient(None)),
+            "verify-ca" => (SslMode::Require, lenient(Some(signed_by_roots()?))),
+            "verify-full" => (SslMode::Require, signed_by_roots()?),
             other => {
                 return Err(OpenError::Failed(format!(
                     "unsupported sslmode `{other}`: use disable, prefer, require, verify-ca or \
@@ -113,61 +105,13 @@ fn roots(path: &str) -> Result<RootCertStore, OpenError> {
     Ok(roots)
 }
 
-/// `prefer` and `require`: any certificate, though the handshake must still be signed
-/// by its key.
+/// `prefer` and `require` (no chain to check), and `verify-ca`: a certificate signed by
+/// a trusted one, whatever host it names. Either way the handshake must be signed by the
+/// certificate's key.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
+struct Lenient(Option<Arc<WebPkiServerVerifier>>, Arc<CryptoProvider>);
 
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        signed: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            signed,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        signed: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            signed,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: a certificate signed by a trusted one, whatever host it names.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -176,7 +120,10 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match (self.0).verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let Some(chain) = &self.0 else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -190,7 +137,12 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         signed: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, signed)
+        verify_tls12_signature(
+            message,
+            cert,
+            signed,
+            &self.1.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -199,10 +151,15 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         signed: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, signed)
+        verify_tls13_signature(
+            message,
+            cert,
+            signed,
+            &self.1.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.1.signature_verification_algorithms.supported_schemes()
     }
 }
