@@ -198,12 +198,16 @@ async fn open(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure>
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
-    let signal =
-        shutdown_signal().map_err(|e| Failure::Runtime(format!("cannot watch signals: {e}")))?;
+    let mut signals = StopSignals::register()
+        .map_err(|e| Failure::Runtime(format!("cannot watch signals: {e}")))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        signal.await;
+        signals.next().await;
+        tracing::info!("shutting down: finishing requests in flight (a second signal stops now)");
         let _ = stop.send(true);
+        signals.next().await;
+        tracing::warn!("stopping now, without waiting for requests in flight");
+        std::process::exit(1);
     });
     let on_stop = move || {
         let mut stopped = stopped.clone();
@@ -224,7 +228,14 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         Some(address) => Some(bind(address).await?),
         None => None,
     };
-    let store = open(&args.database).await?;
+    // Opening may wait, for another process's migrations say: a signal stops the wait.
+    let store = tokio::select! {
+        opened = open(&args.database) => opened?,
+        () = on_stop() => {
+            tracing::info!("stopped before serving");
+            return Ok(());
+        }
+    };
     bootstrap(store.as_ref()).await?;
     let settings = ServerSettings {
         public_rate_limit: args.public_rate_limit,
@@ -353,17 +364,27 @@ async fn revoke_key(args: RevokeKeyArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Registers for SIGTERM and SIGINT (Ctrl-C) at once, so no signal that arrives while
-/// the server starts is missed; the returned future completes on the first of them.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
+/// SIGTERM and SIGINT (Ctrl-C), registered at once so that none is missed while the
+/// server starts.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next of either signal.
+    async fn next(&mut self) {
         tokio::select! {
-            _ = terminate.recv() => {},
-            _ = interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+            _ = self.interrupt.recv() => {},
         }
-        tracing::info!("shutting down: finishing requests in flight");
-    })
+    }
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::process::{Served, licensed};
 use common::{Backend, TestDatabase, TestRole};
 
@@ -540,4 +542,56 @@ fn api_key_commands_refuse_a_sqlite_file_that_does_not_exist() {
         assert!(stderr.contains("no database at"), "{args:?}: {stderr}");
     }
     assert!(!path.exists(), "no file was created");
+}
+
+/// During the drain after a first signal, a second one stops the server at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_serve_without_waiting() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("twice.db").display());
+    let mut served = Served::start(&url, None);
+    // A request kept in flight by a body that never comes (until the 30 s timeout).
+    let address = served.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = "POST /licenses/validate HTTP/1.1\r\nHost: x\r\n\
+                   Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    served.signal_terminate();
+    served.wait_for("shutting down");
+    assert!(
+        served.exits_within(Duration::from_millis(500)).is_none(),
+        "it drains"
+    );
+    served.signal_terminate();
+    let status = served
+        .exits_within(Duration::from_secs(5))
+        .expect("stopped at once");
+    assert_eq!(status.code(), Some(1));
+}
+
+/// A server waiting for another process's migrations stops on a signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_serve_while_it_waits_for_migrations() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let (holder, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("SELECT pg_advisory_lock(hashtextextended('licensed schema migrations', 0))")
+        .await
+        .unwrap();
+    let mut served = Served::spawn(&database.url, None, &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(served.exits_within(Duration::ZERO).is_none(), "it waits");
+    served.signal_terminate();
+    let status = served
+        .exits_within(Duration::from_secs(5))
+        .expect("stopped");
+    assert_eq!(status.code(), Some(0));
+    served.wait_for("stopped before serving");
 }

@@ -28,6 +28,14 @@ impl Served {
 
     /// Starts with extra `serve` flags.
     pub fn start_with(database_url: &str, bootstrap_key: Option<&str>, flags: &[&str]) -> Self {
+        let mut served = Self::spawn(database_url, bootstrap_key, flags);
+        let line = served.wait_for("listening on http://");
+        served.url = line[line.find("http://").unwrap()..].trim().to_owned();
+        served
+    }
+
+    /// Starts the process without waiting for it to listen (`url` stays empty).
+    pub fn spawn(database_url: &str, bootstrap_key: Option<&str>, flags: &[&str]) -> Self {
         let mut command = licensed();
         command
             .args([
@@ -52,15 +60,12 @@ impl Served {
                 let _ = sender.send(line);
             }
         });
-        let mut served = Self {
+        Self {
             child,
             lines,
             seen: Vec::new(),
             url: String::new(),
-        };
-        let line = served.wait_for("listening on http://");
-        served.url = line[line.find("http://").unwrap()..].trim().to_owned();
-        served
+        }
     }
 
     /// The first line so far, or to come, that contains `needle`.
@@ -91,6 +96,20 @@ impl Served {
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
+    }
+
+    /// The exit status, if the process exits within `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the process to exit by itself.
