@@ -459,11 +459,14 @@ impl AccountStore for SqliteStore {
 
 #[async_trait]
 impl HealthStore for SqliteStore {
+    /// Ready when a table reads and the writer thread answers within the timeout: a
+    /// writer stuck on its disk fails every write, and `SELECT 1` would not notice.
     async fn ping(&self) -> Result<()> {
         self.read(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
+            conn.query_row("SELECT count(*) FROM settings", [], |_| Ok(()))
                 .map_err(|e| StorageError::Unavailable(e.to_string()))
-        })
+        })?;
+        self.write(|_| Ok(())).await
     }
 
     fn connections(&self) -> PoolUsage {
@@ -820,6 +823,34 @@ mod tests {
             "1",
             "only the write still awaited happened"
         );
+    }
+
+    /// The store is not ready while its writer cannot take a write in time.
+    #[tokio::test]
+    async fn readiness_waits_for_the_writer() {
+        let options = StorageOptions {
+            url: "sqlite::memory:".into(),
+            timeout: Duration::from_millis(100),
+            max_connections: 1,
+        };
+        let store = Arc::new(SqliteStore::open(&options.url, &options).await.unwrap());
+        store.ping().await.unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let busy = store.write(move |_| {
+            std::thread::sleep(Duration::from_millis(400));
+            let _ = done.send(());
+            Ok(())
+        });
+        assert!(busy.await.is_err(), "the busy write itself times out");
+        assert!(matches!(
+            store.ping().await,
+            Err(StorageError::Unavailable(_))
+        ));
+        tokio::task::spawn_blocking(move || finished.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        store.ping().await.unwrap();
     }
 
     /// A usage report reads one state of the ledger: a backdated write that commits while
