@@ -504,16 +504,27 @@ async fn postgres_connections_use_tls_as_sslmode_asks() {
         drop(served);
     }
 
-    // Checked certificates: signed by one in sslrootcert, and for verify-full naming the
-    // host connected to (the certificate names localhost, not 127.0.0.1).
+    // Checked certificates: signed by one in sslrootcert (in every mode given one, as in
+    // libpq), and for verify-full naming the host connected to (the certificate names
+    // localhost, not 127.0.0.1). The public CAs did not sign it.
     let root = format!("sslrootcert={certificate}");
+    let public_cas = "/etc/ssl/certs/ca-certificates.crt";
     for (host, query, works) in [
         ("localhost", format!("sslmode=verify-full&{root}"), true),
         ("127.0.0.1", format!("sslmode=verify-ca&{root}"), true),
+        ("127.0.0.1", format!("sslmode=require&{root}"), true),
         ("127.0.0.1", format!("sslmode=verify-full&{root}"), false),
+        (
+            "127.0.0.1",
+            format!("sslmode=require&sslrootcert={public_cas}"),
+            false,
+        ),
         ("localhost", "sslmode=verify-full".to_owned(), false),
         ("localhost", "sslmode=sometimes".to_owned(), false),
     ] {
+        if query.contains(public_cas) && !std::path::Path::new(public_cas).exists() {
+            continue;
+        }
         let (code, _, stderr) = run_on(&url(host, &query), &["migrate"]);
         assert_eq!(code == Some(0), works, "{host} {query}: {stderr}");
         if query == "sslmode=verify-full" {
@@ -522,6 +533,23 @@ async fn postgres_connections_use_tls_as_sslmode_asks() {
         if query == "sslmode=sometimes" {
             assert!(stderr.contains("unsupported sslmode"), "{stderr}");
         }
+    }
+    // A `?` in the password is not where the parameters begin.
+    let with_password = url(
+        "postgres:a?b@localhost",
+        &format!("sslmode=verify-full&{root}"),
+    )
+    .replace("postgres@postgres:", "postgres:");
+    let (code, _, stderr) = run_on(&with_password, &["migrate"]);
+    assert_eq!(code, Some(0), "{with_password}: {stderr}");
+
+    // Over a Unix socket, where PostgreSQL offers no TLS, the default connects in clear.
+    let socket = std::path::Path::new("/var/run/postgresql");
+    if socket.join(".s.PGSQL.5432").exists() {
+        let name = database.url.rsplit('/').next().unwrap();
+        let over_socket = format!("postgres://postgres@%2Fvar%2Frun%2Fpostgresql/{name}");
+        let (code, _, stderr) = run_on(&over_socket, &["migrate"]);
+        assert_eq!(code, Some(0), "{stderr}");
     }
 }
 

@@ -142,7 +142,9 @@ impl PgStore {
             .url
             .parse()
             .map_err(|e| OpenError::Failed(format!("invalid PostgreSQL URL: {e}")))?;
-        config.ssl_mode(tls.mode);
+        if let Some(mode) = tls.mode {
+            config.ssl_mode(mode);
+        }
         config.connect_timeout(options.timeout);
         notice_silent_servers(&mut config);
         // A connection that lost its server is noticed by the driver and never handed out

@@ -5,8 +5,9 @@
 //! - `verify-ca`: always, with a certificate signed by one in `sslrootcert=PATH`;
 //! - `verify-full`: as `verify-ca`, and naming the host connected to.
 //!
-//! As with libpq, `prefer` and `require` do not check the server's certificate: they keep
-//! the traffic from being read on the way, not a server from posing as another.
+//! As with libpq, `prefer` and `require` check the certificate's signer only when
+//! `sslrootcert` is given: without it they keep the traffic from being read on the way,
+//! not a server from posing as another.
 
 use std::sync::Arc;
 
@@ -19,60 +20,80 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::storage::OpenError;
 
 /// How to connect, read from a `postgres://` URL.
 pub struct Tls {
-    /// The URL without the parameters read here, for tokio-postgres, which knows only
-    /// some of libpq's modes and no `sslrootcert`.
+    /// The URL without the parameters tokio-postgres does not know (`sslrootcert`, and
+    /// `sslmode=verify-ca` or `verify-full`); it parses the others itself.
     pub url: String,
-    pub mode: SslMode,
-    pub connector: MakeRustlsConnect,
+    /// The mode to set in place of a `verify-…` one; `None` leaves tokio-postgres's.
+    pub mode: Option<SslMode>,
+    pub connector: Connector,
 }
 
 impl Tls {
     pub fn from_url(url: &str) -> Result<Self, OpenError> {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        // The query begins after the credentials, which may hold a `?` of their own.
+        let authority = url.rfind('@').map_or(0, |at| at + 1);
+        let (base, query) = match url[authority..].find('?') {
+            Some(at) => url.split_at(authority + at),
+            None => (url, ""),
+        };
         let (mut mode, mut root_cert) = ("prefer".to_owned(), None);
         let mut rest = Vec::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        for pair in query.trim_start_matches('?').split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = || percent_decode_str(value).decode_utf8_lossy().into_owned();
             match key {
-                "sslmode" => mode = decoded(),
+                "sslmode" => {
+                    mode = decoded();
+                    if !mode.starts_with("verify-") {
+                        rest.push(pair);
+                    }
+                }
                 "sslrootcert" => root_cert = Some(decoded()),
+                "" => {}
                 _ => rest.push(pair),
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let signed_by_roots = || {
-            let Some(path) = &root_cert else {
-                return Err(OpenError::Failed(format!(
-                    "sslmode={mode} needs sslrootcert=PATH: the CA certificates to check the \
-                     server's certificate against"
-                )));
-            };
+        let signed_by_roots = |path: &str| {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots(path)?), provider.clone())
                 .build()
                 .map_err(|e| OpenError::Failed(format!("sslrootcert {path}: {e}")))
         };
         let lenient = |chain| Arc::new(Lenient(chain, provider.clone()));
-        let (ssl_mode, verifier): (_, Arc<dyn ServerCertVerifier>) = match mode.as_str() {
-            "disable" => (SslMode::Disable, lenient(None)),
-            "prefer" => (SslMode::Prefer, lenient(None)),
-            "require" => (SslMode::Require, lenient(None)),
-            "verify-ca" => (SslMode::Require, lenient(Some(signed_by_roots()?))),
-            "verify-full" => (SslMode::Require, signed_by_roots()?),
-            other => {
-                return Err(OpenError::Failed(format!(
-                    "unsupported sslmode `{other}`: use disable, prefer, require, verify-ca or \
-                     verify-full"
-                )));
-            }
-        };
+        let (ssl_mode, verifier): (_, Arc<dyn ServerCertVerifier>) =
+            match (mode.as_str(), root_cert.as_deref()) {
+                ("disable", _) => (None, lenient(None)),
+                // As libpq does, these modes check the signer too when given roots.
+                ("prefer" | "require", roots) => {
+                    (None, lenient(roots.map(signed_by_roots).transpose()?))
+                }
+                ("verify-ca", Some(roots)) => (
+                    Some(SslMode::Require),
+                    lenient(Some(signed_by_roots(roots)?)),
+                ),
+                ("verify-full", Some(roots)) => (Some(SslMode::Require), signed_by_roots(roots)?),
+                ("verify-ca" | "verify-full", None) => {
+                    return Err(OpenError::Failed(format!(
+                        "sslmode={mode} needs sslrootcert=PATH: the CA certificates to check \
+                         the server's certificate against"
+                    )));
+                }
+                (other, _) => {
+                    return Err(OpenError::Failed(format!(
+                        "unsupported sslmode `{other}`: use disable, prefer, require, verify-ca \
+                         or verify-full"
+                    )));
+                }
+            };
         let config = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| OpenError::Failed(format!("TLS: {e}")))?
@@ -85,8 +106,38 @@ impl Tls {
                 false => format!("{base}?{}", rest.join("&")),
             },
             mode: ssl_mode,
-            connector: MakeRustlsConnect::new(config),
+            connector: Connector {
+                inner: MakeRustlsConnect::new(config),
+                checks_name: mode == "verify-full",
+            },
         })
+    }
+}
+
+/// The TLS connector. tokio-postgres asks for one with an empty host name when it
+/// connects to a Unix socket (where PostgreSQL offers no TLS) or to a `hostaddr`
+/// without a `host`; rustls refuses an empty name, so another stands in for it where
+/// no name is checked. `verify-full` keeps the empty one, and so fails there.
+#[derive(Clone)]
+pub struct Connector {
+    inner: MakeRustlsConnect,
+    checks_name: bool,
+}
+
+impl<S> MakeTlsConnect<S> for Connector
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, hostname: &str) -> Result<Self::TlsConnect, Self::Error> {
+        let name = match hostname {
+            "" if !self.checks_name => "localhost",
+            name => name,
+        };
+        MakeTlsConnect::<S>::make_tls_connect(&mut self.inner, name)
     }
 }
 
@@ -105,8 +156,8 @@ fn roots(path: &str) -> Result<RootCertStore, OpenError> {
     Ok(roots)
 }
 
-/// `prefer` and `require` (no chain to check), and `verify-ca`: a certificate signed by
-/// a trusted one, whatever host it names. Either way the handshake must be signed by the
+/// Every mode but `verify-full`: with roots, a certificate signed by one of them, whatever
+/// host it names; without, any certificate. Either way the handshake must be signed by the
 /// certificate's key.
 #[derive(Debug)]
 struct Lenient(Option<Arc<WebPkiServerVerifier>>, Arc<CryptoProvider>);
