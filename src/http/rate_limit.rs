@@ -55,8 +55,11 @@ impl RateLimits {
     fn client_ip(&self, request: &Parts) -> Option<IpAddr> {
         let forwarded = self.client_ip_header.as_ref().and_then(|name| {
             let value = request.headers.get_all(name).iter().next_back()?;
-            let last = value.to_str().ok()?.rsplit(',').next()?.trim();
-            (last.parse().ok()).or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            let address = value.to_str().ok().and_then(last_address);
+            if address.is_none() {
+                unreadable_header(name);
+            }
+            address
         });
         forwarded.or_else(|| {
             (request.extensions.get::<ConnectInfo<SocketAddr>>()).map(|ConnectInfo(peer)| peer.ip())
@@ -93,6 +96,26 @@ impl RateLimits {
     }
 }
 
+/// The last address of a list such as `203.0.113.7, 10.0.0.1`, with or without a port
+/// (`[2001:db8::1]:443`) or brackets.
+fn last_address(list: &str) -> Option<IpAddr> {
+    let last = list.rsplit(',').next()?.trim();
+    let unbracketed = last.trim_start_matches('[').trim_end_matches(']');
+    (unbracketed.parse().ok()).or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// Says once that the proxy's header held no address: its requests then count against
+/// the connection's address, the proxy's, which all of them share.
+fn unreadable_header(name: &HeaderName) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            "the {name} header holds no address as its last entry; such requests count \
+             against the proxy's address (said once)"
+        );
+    });
+}
+
 fn limiter<K: std::hash::Hash + Eq + Clone>(
     per_minute: u32,
 ) -> Option<Arc<DefaultKeyedRateLimiter<K>>> {
@@ -113,4 +136,27 @@ fn check<K: std::hash::Hash + Eq + Clone>(
             retry_after_secs: wait.as_secs() + 1,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_address_of_a_proxy_header_is_read_in_any_of_its_forms() {
+        let ip = |text: &str| text.parse::<IpAddr>().ok();
+        for (header, expected) in [
+            ("203.0.113.7", ip("203.0.113.7")),
+            ("10.9.9.9, 203.0.113.7", ip("203.0.113.7")),
+            ("203.0.113.7:8443", ip("203.0.113.7")),
+            ("2001:db8::1", ip("2001:db8::1")),
+            ("[2001:db8::1]", ip("2001:db8::1")),
+            ("198.51.100.1, [2001:db8::1]:443", ip("2001:db8::1")),
+            ("203.0.113.7, unknown", None),
+            ("203.0.113.7,", None),
+            ("", None),
+        ] {
+            assert_eq!(last_address(header), expected, "{header:?}");
+        }
+    }
 }
