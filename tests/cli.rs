@@ -399,16 +399,20 @@ async fn a_database_migrated_by_a_newer_version_is_refused() {
 /// (no CREATE on the schema) can serve it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_create_privilege_serves_a_migrated_database() {
-    let role = TestRole::create().await;
+    // Declared first so that it is dropped after the database it has privileges in.
+    let role: TestRole;
     let Some(database) = TestDatabase::create(Backend::Postgres).await else {
         return;
     };
+    role = TestRole::create().await;
     let (code, _, stderr) = run_on(&database.url, &["migrate"]);
     assert_eq!(code, Some(0), "{stderr}");
     let name = &role.0;
+    // Before PostgreSQL 15, every role may create in `public` unless told otherwise.
     database
         .execute(&format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name};
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name};
              GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name};"
         ))
         .await;
@@ -585,7 +589,7 @@ async fn a_second_signal_stops_serve_without_waiting() {
     let request = "POST /licenses/validate HTTP/1.1\r\nHost: x\r\n\
                    Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
     stream.write_all(request.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     served.signal_terminate();
     served.wait_for("shutting down");
     assert!(
@@ -614,7 +618,7 @@ async fn a_signal_stops_serve_while_it_waits_for_migrations() {
         .await
         .unwrap();
     let mut served = Served::spawn(&database.url, None, &[]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(served.exits_within(Duration::ZERO).is_none(), "it waits");
     served.signal_terminate();
     let status = served

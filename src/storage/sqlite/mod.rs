@@ -120,8 +120,9 @@ impl SqliteStore {
                 return Box::new(|_| ());
             }
             let result = in_savepoint(conn, work);
+            // A write's own error says more than its group's failed commit.
             Box::new(move |committed: Result<()>| {
-                let _ = reply.send(committed.and(result));
+                let _ = reply.send(result.and_then(|written| committed.map(|()| written)));
             })
         });
         self.writer
@@ -168,8 +169,14 @@ fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>, wal_is_long: &
             continue;
         }
         let replies: Vec<Reply> = group.into_iter().map(|job| job(conn)).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if committed.is_err() {
+        let committed = if conn.is_autocommit() {
+            // SQLite rolled the group back after one of its writes failed (a full disk,
+            // say); that write answers with its own error, the others with this one.
+            Err("rolled back with its group, after another write's error".to_owned())
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+        };
+        if committed.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for reply in replies {
@@ -230,6 +237,10 @@ fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(internal("a write panicked")));
     if result.is_err() {
+        if conn.is_autocommit() {
+            // SQLite rolled back the whole transaction, savepoint included.
+            return result;
+        }
         run("ROLLBACK TO write")?;
     }
     run("RELEASE write")?;
@@ -825,19 +836,67 @@ mod tests {
         );
     }
 
+    /// When SQLite rolls a group back, the write that failed answers with its own error,
+    /// the group's others fail without being written, and the writer goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_rolled_back_answers_each_write_and_the_writer_goes_on() {
+        let (store, business) = store_with_business().await;
+        let store = Arc::new(store);
+        // Holds the writer, so that the next two writes make one group.
+        let busy = tokio::spawn({
+            let store = store.clone();
+            async move {
+                (store.write(|_| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                }))
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let failing = store.write(|conn| {
+            // What SQLite does to the transaction on a full disk.
+            conn.execute_batch("ROLLBACK").map_err(internal)?;
+            Err::<(), _>(internal("database or disk is full"))
+        });
+        let entry = add("1");
+        let other = store.append_entry(&business, &entry);
+        let (failing, other) = tokio::join!(failing, other);
+        busy.await.unwrap().unwrap();
+        let failing = failing.unwrap_err().to_string();
+        assert!(failing.contains("disk is full"), "{failing}");
+        assert!(
+            other.is_err(),
+            "the other write of the group is not acknowledged"
+        );
+
+        store.append_entry(&business, &entry).await.unwrap();
+        let (account, license) = acme_seats();
+        let (_, quantity) = store
+            .quantity_at(&business, (&account, &license), Timestamp::now())
+            .await
+            .unwrap()
+            .expect("one write");
+        assert_eq!(
+            quantity.to_string(),
+            "1",
+            "only the write after the group happened"
+        );
+    }
+
     /// The store is not ready while its writer cannot take a write in time.
     #[tokio::test]
     async fn readiness_waits_for_the_writer() {
         let options = StorageOptions {
             url: "sqlite::memory:".into(),
-            timeout: Duration::from_millis(100),
+            timeout: Duration::from_millis(500),
             max_connections: 1,
         };
         let store = Arc::new(SqliteStore::open(&options.url, &options).await.unwrap());
         store.ping().await.unwrap();
         let (done, finished) = std::sync::mpsc::channel();
         let busy = store.write(move |_| {
-            std::thread::sleep(Duration::from_millis(400));
+            std::thread::sleep(Duration::from_millis(1500));
             let _ = done.send(());
             Ok(())
         });
@@ -846,10 +905,8 @@ mod tests {
             store.ping().await,
             Err(StorageError::Unavailable(_))
         ));
-        tokio::task::spawn_blocking(move || finished.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        // Once the writer is free (or if it never ran the busy write), the store is ready.
+        let _ = tokio::task::spawn_blocking(move || finished.recv()).await;
         store.ping().await.unwrap();
     }
 
