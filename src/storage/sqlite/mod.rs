@@ -794,24 +794,39 @@ mod tests {
         }
     }
 
+    /// Keeps the writer busy for 300 ms, from about 50 ms after the call: the writes
+    /// made meanwhile wait in its queue, and make one group.
+    async fn hold_the_writer(store: &Arc<SqliteStore>) -> tokio::task::JoinHandle<Result<()>> {
+        let store = store.clone();
+        let busy = tokio::spawn(async move {
+            (store.write(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            }))
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        busy
+    }
+
+    /// The quantity of [`acme_seats`] now.
+    async fn quantity_now(store: &SqliteStore, business: &str) -> String {
+        let (account, license) = acme_seats();
+        let (_, quantity) = store
+            .quantity_at(business, (&account, &license), Timestamp::now())
+            .await
+            .unwrap()
+            .expect("a write");
+        quantity.to_string()
+    }
+
     /// A write given up by its caller while it waited for the writer never happens.
     #[tokio::test]
     async fn a_write_abandoned_before_it_runs_is_not_written() {
         let (store, business) = store_with_business().await;
         let store = Arc::new(store);
         // Keeps the writer busy while the next write waits in its queue.
-        let busy = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .write(|_| {
-                        std::thread::sleep(Duration::from_millis(300));
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let busy = hold_the_writer(&store).await;
         let entry = add("1");
         let abandoned = tokio::time::timeout(
             Duration::from_millis(50),
@@ -823,14 +838,8 @@ mod tests {
         );
         busy.await.unwrap().unwrap();
         store.append_entry(&business, &entry).await.unwrap();
-        let (account, license) = acme_seats();
-        let (_, quantity) = store
-            .quantity_at(&business, (&account, &license), Timestamp::now())
-            .await
-            .unwrap()
-            .expect("one write");
         assert_eq!(
-            quantity.to_string(),
+            quantity_now(&store, &business).await,
             "1",
             "only the write still awaited happened"
         );
@@ -843,17 +852,7 @@ mod tests {
         let (store, business) = store_with_business().await;
         let store = Arc::new(store);
         // Holds the writer, so that the next two writes make one group.
-        let busy = tokio::spawn({
-            let store = store.clone();
-            async move {
-                (store.write(|_| {
-                    std::thread::sleep(Duration::from_millis(300));
-                    Ok(())
-                }))
-                .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let busy = hold_the_writer(&store).await;
         let failing = store.write(|conn| {
             // What SQLite does to the transaction on a full disk.
             conn.execute_batch("ROLLBACK").map_err(internal)?;
@@ -871,14 +870,8 @@ mod tests {
         );
 
         store.append_entry(&business, &entry).await.unwrap();
-        let (account, license) = acme_seats();
-        let (_, quantity) = store
-            .quantity_at(&business, (&account, &license), Timestamp::now())
-            .await
-            .unwrap()
-            .expect("one write");
         assert_eq!(
-            quantity.to_string(),
+            quantity_now(&store, &business).await,
             "1",
             "only the write after the group happened"
         );
