@@ -554,6 +554,11 @@ async fn postgres_connections_use_tls_as_sslmode_asks() {
         let over_socket = format!("postgres://postgres@%2Fvar%2Frun%2Fpostgresql/{name}");
         let (code, _, stderr) = run_on(&over_socket, &["migrate"]);
         assert_eq!(code, Some(0), "{stderr}");
+        // No host name there for verify-full to check the certificate against.
+        let checked = format!("{over_socket}?sslmode=verify-full&{root}");
+        let (code, _, stderr) = run_on(&checked, &["migrate"]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("needs a host name"), "{stderr}");
     }
 }
 

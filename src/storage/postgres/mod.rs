@@ -142,9 +142,7 @@ impl PgStore {
             .url
             .parse()
             .map_err(|e| OpenError::Failed(format!("invalid PostgreSQL URL: {e}")))?;
-        if let Some(mode) = tls.mode {
-            config.ssl_mode(mode);
-        }
+        tls.configure(&mut config)?;
         config.connect_timeout(options.timeout);
         notice_silent_servers(&mut config);
         // A connection that lost its server is noticed by the driver and never handed out

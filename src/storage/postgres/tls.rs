@@ -21,7 +21,8 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_postgres::config::SslMode;
+use tokio_postgres::Config;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -33,11 +34,29 @@ pub struct Tls {
     /// `sslmode=verify-ca` or `verify-full`); it parses the others itself.
     pub url: String,
     /// The mode to set in place of a `verify-…` one; `None` leaves tokio-postgres's.
-    pub mode: Option<SslMode>,
+    mode: Option<SslMode>,
     pub connector: Connector,
 }
 
 impl Tls {
+    /// Sets the mode read here on tokio-postgres's configuration (parsed from [`Self::url`]),
+    /// and refuses `verify-full` where there is no host name to check the certificate
+    /// against: a Unix socket, or a `hostaddr` alone.
+    pub fn configure(&self, config: &mut Config) -> Result<(), OpenError> {
+        if let Some(mode) = self.mode {
+            config.ssl_mode(mode);
+        }
+        let named = (config.get_hosts().iter()).any(|host| matches!(host, Host::Tcp(_)));
+        if self.connector.checks_name && !named {
+            return Err(OpenError::Failed(
+                "sslmode=verify-full needs a host name in the URL to check the server's \
+                 certificate against (not a Unix socket, nor a hostaddr alone)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn from_url(url: &str) -> Result<Self, OpenError> {
         // The query begins after the credentials, which may hold a `?` of their own.
         let authority = url.rfind('@').map_or(0, |at| at + 1);
@@ -117,7 +136,7 @@ impl Tls {
 /// The TLS connector. tokio-postgres asks for one with an empty host name when it
 /// connects to a Unix socket (where PostgreSQL offers no TLS) or to a `hostaddr`
 /// without a `host`; rustls refuses an empty name, so another stands in for it where
-/// no name is checked. `verify-full` keeps the empty one, and so fails there.
+/// no name is checked (and [`Tls::configure`] refuses `verify-full` there).
 #[derive(Clone)]
 pub struct Connector {
     inner: MakeRustlsConnect,
