@@ -104,9 +104,8 @@ async fn first_start_bootstraps_once_and_sigterm_exits_0() {
 /// asked for port 0), and its responses carry request ids like every other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_be_served_on_a_port_of_their_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
-    let mut served = Served::start_with(&url, None, &["--metrics-bind", "127.0.0.1:0"]);
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let mut served = Served::start_with(&database.url, None, &["--metrics-bind", "127.0.0.1:0"]);
     let line = served.wait_for("metrics on http://");
     let metrics_url = line[line.find("http://").unwrap()..].trim().to_owned();
     let client = reqwest::Client::new();
@@ -423,20 +422,29 @@ async fn a_role_without_create_privilege_serves_a_migrated_database() {
     assert_eq!(served.terminate().code(), Some(0));
 }
 
+/// Sends a request whose promised body never comes, so that it stays in flight until the
+/// request timeout; the connection is returned for its answer.
+async fn stalled_request(url: &str, request_id: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST /licenses/validate HTTP/1.1\r\nHost: x\r\nx-request-id: {request_id}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
 /// A failed request's log line carries its request id, so that the id a client reports
 /// leads to the line and its cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_request_is_logged_with_its_request_id() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("logged.db").display());
-    let mut served = Served::start_with(&url, None, &["--request-timeout-ms", "300"]);
-    let address = served.url.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    // A body promised and never sent: the request runs over its timeout, 503.
-    let request = "POST /licenses/validate HTTP/1.1\r\nHost: x\r\nx-request-id: req-trace-me\r\n\
-                   Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
-    stream.write_all(request.as_bytes()).await.unwrap();
+    use tokio::io::AsyncReadExt;
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let mut served = Served::start_with(&database.url, None, &["--request-timeout-ms", "300"]);
+    // The request runs over its timeout: 503.
+    let mut stream = stalled_request(&served.url, "req-trace-me").await;
     let mut answer = vec![0u8; 4096];
     let n = stream.read(&mut answer).await.unwrap();
     assert!(answer[..n].starts_with(b"HTTP/1.1 503"));
@@ -450,11 +458,7 @@ async fn a_failed_request_is_logged_with_its_request_id() {
 }
 
 /// Whether each connection of `application` to PostgreSQL is encrypted.
-async fn encrypted_connections(application: &str) -> Vec<bool> {
-    let (admin, connection) = tokio_postgres::connect(common::PG_ADMIN_URL, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+async fn encrypted_connections(admin: &tokio_postgres::Client, application: &str) -> Vec<bool> {
     let rows = admin
         .query(
             "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
@@ -499,7 +503,7 @@ async fn postgres_connections_use_tls_as_sslmode_asks() {
     ] {
         let served = Served::start(&url("127.0.0.1", query), None);
         let application = query.rsplit('=').next().unwrap();
-        let seen = encrypted_connections(application).await;
+        let seen = encrypted_connections(&admin, application).await;
         assert!(!seen.is_empty(), "{query}: no connection");
         assert!(
             seen.iter().all(|&ssl| ssl == encrypted),
@@ -584,16 +588,10 @@ fn api_key_commands_refuse_a_sqlite_file_that_does_not_exist() {
 /// During the drain after a first signal, a second one stops the server at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_serve_without_waiting() {
-    use tokio::io::AsyncWriteExt;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("twice.db").display());
-    let mut served = Served::start(&url, None);
-    // A request kept in flight by a body that never comes (until the 30 s timeout).
-    let address = served.url.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let request = "POST /licenses/validate HTTP/1.1\r\nHost: x\r\n\
-                   Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let mut served = Served::start(&database.url, None);
+    // A request kept in flight (until the 30 s request timeout).
+    let _stream = stalled_request(&served.url, "req-in-flight").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     served.signal_terminate();
     served.wait_for("shutting down");
