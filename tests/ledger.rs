@@ -1248,3 +1248,100 @@ async fn operations_endpoints(server: TestServer) {
     wrong_method.expect(405);
     wrong_method.message();
 }
+
+/// A key revoked while its write waits for the pair's lock: the write is refused and
+/// nothing is written, rather than resolved against no entries at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_key_is_revoked_while_it_waits_is_refused_on_postgres() {
+    let Some(server) = TestServer::start(common::Backend::Postgres).await else {
+        return;
+    };
+    let writer = server.new_key("beta", false).await;
+    let seed = update(
+        "acme",
+        "seats",
+        "ABSOLUTE",
+        json!(10),
+        "2024-01-01T00:00:00Z",
+    );
+    (server
+        .call(Method::POST, "/license_updates", &writer, Some(seed))
+        .await)
+        .expect(200);
+
+    let (holder, connection) = tokio_postgres::connect(&server.database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(id || '/acme/seats', 0))
+             FROM businesses WHERE name = 'beta'",
+        )
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let (client, url) = (server.client.clone(), server.url.clone());
+        let body = update(
+            "acme",
+            "seats",
+            "RELATIVE",
+            json!(1),
+            "2024-02-01T00:00:00Z",
+        );
+        async move {
+            let response = client
+                .post(format!("{url}/license_updates"))
+                .bearer_auth(writer)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    });
+    while holder
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    server
+        .database
+        .execute("DELETE FROM api_keys WHERE business_id = (SELECT id FROM businesses WHERE name = 'beta')")
+        .await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    assert_eq!(waiting.await.unwrap(), 401);
+    let entries: i64 = holder
+        .query_one("SELECT count(*) FROM ledger_entries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(entries, 1, "only the seeded entry");
+}
+
+/// A database whose default isolation is REPEATABLE READ (some managed services set it)
+/// changes nothing: concurrent writes to one pair all count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_count_under_a_repeatable_read_default_on_postgres() {
+    let Some(database) = common::TestDatabase::create(common::Backend::Postgres).await else {
+        return;
+    };
+    database
+        .execute(
+            "DO $$ BEGIN EXECUTE format(
+                 'ALTER DATABASE %I SET default_transaction_isolation TO ''repeatable read''',
+                 current_database()); END $$",
+        )
+        .await;
+    let server =
+        TestServer::start_on(database, common::Backend::Postgres, Default::default()).await;
+    concurrent_relative_updates_on_one_pair_all_count(server).await;
+}

@@ -1262,3 +1262,71 @@ async fn inputs_the_fuzzer_found_are_refused(server: TestServer) {
         .await;
     assert!(value.expect(400).message().contains("metadata"));
 }
+
+/// A rename waiting for its instance's lock holds up no validation: a change runs on a
+/// connection of its own, not on the connections that reads share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_waiting_for_a_lock_holds_up_no_read_on_postgres() {
+    let settings = licensed::http::ServerSettings {
+        request_timeout: std::time::Duration::from_secs(2),
+        ..Default::default()
+    };
+    let Some(server) = TestServer::start_with(common::Backend::Postgres, settings).await else {
+        return;
+    };
+    let key = issue(&server, json!({}), json!({})).await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    let activated = public(
+        &server,
+        "activate",
+        json!({"license_key": text, "name": "a"}),
+    )
+    .await;
+    let instance = activated.json["id"].as_str().unwrap().to_owned();
+
+    let (holder, connection) = tokio_postgres::connect(&server.database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM license_key_instances WHERE id = '{instance}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let rename = tokio::spawn({
+        let (client, url, key) = (
+            server.client.clone(),
+            server.url.clone(),
+            server.key.clone(),
+        );
+        async move {
+            let response = client
+                .patch(format!("{url}/license_key_instances/{instance}"))
+                .bearer_auth(key)
+                .json(&json!({"name": "b"}))
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    });
+    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    while holder
+        .query_one(waiting_for_a_lock, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // More validations than there are shared connections: each one must answer.
+    for _ in 0..4 {
+        public(&server, "validate", json!({"license_key": text}))
+            .await
+            .expect(200);
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(rename.await.unwrap(), 200);
+}

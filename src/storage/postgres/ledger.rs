@@ -106,8 +106,13 @@ const NEIGHBOURS: &str = neighbours_in!("$1");
 
 /// A new entry's neighbours in the business of the API key whose digest is `$1`. Sent
 /// with the key's check, it also runs for a key refused there; its rows then go unused.
-const NEIGHBOURS_FOR_KEY: &str =
-    neighbours_in!("(SELECT business_id FROM api_keys WHERE digest = $1)");
+/// It reads the key again, after the pair's lock: one row of NULLs if the pair has no
+/// entries, and no row at all if the key was revoked while the write waited for the lock.
+const NEIGHBOURS_FOR_KEY: &str = concat!(
+    "SELECT n.* FROM api_keys k LEFT JOIN LATERAL (",
+    neighbours_in!("k.business_id"),
+    ") n ON TRUE WHERE k.digest = $1 ORDER BY n.later, n.effective_from, n.seq"
+);
 
 #[async_trait]
 impl LedgerStore for PgStore {
@@ -143,6 +148,11 @@ impl LedgerStore for PgStore {
                 )
                 .await?;
             let business_id = admitted_business(rows.first(), key, Access::Write)?;
+            if neighbours.is_empty() {
+                // Revoked after its check read it: the write is refused, as it would
+                // have been a moment later (its neighbours were read in no business).
+                return Err(StorageError::UnknownApiKey);
+            }
             append_locked(&mut tx, &business_id, entry, at, &neighbours).await
         }
         .await;
@@ -175,7 +185,7 @@ impl LedgerStore for PgStore {
         );
         let metadata = sql::json_text(metadata)?;
         let row = self
-            .query_opt(
+            .change_one(
                 &sql,
                 &[
                     &business_id,
@@ -415,14 +425,18 @@ async fn replay(
 }
 
 /// The absolute quantity just before a new entry (zero if none) and the later entries it
-/// can affect, from the rows of [`NEIGHBOURS`].
+/// can affect, from the rows of [`NEIGHBOURS`] or [`NEIGHBOURS_FOR_KEY`].
 fn decode_neighbours(rows: &[Row]) -> Result<(Quantity, Vec<StoredEntry>)> {
     let mut prior = Quantity::ZERO;
     let mut later = Vec::with_capacity(rows.len());
     for row in rows {
         let get = |e: tokio_postgres::Error| corrupt(e);
+        // `NEIGHBOURS_FOR_KEY`'s row of NULLs stands for no neighbours.
+        let Some(later_one) = row.try_get::<_, Option<bool>>(0).map_err(get)? else {
+            continue;
+        };
         let absolute: Decimal = row.try_get(5).map_err(get)?;
-        if !row.try_get::<_, bool>(0).map_err(get)? {
+        if !later_one {
             prior = quantity_of(absolute)?;
             continue;
         }

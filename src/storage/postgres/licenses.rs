@@ -379,7 +379,7 @@ impl LicenseStore for PgStore {
         id: &str,
         name: &str,
     ) -> Result<Option<Instance>> {
-        self.query_opt(
+        self.change_one(
             &format!(
                 "UPDATE license_key_instances SET name = $3 WHERE business_id = $1 AND id = $2
                  RETURNING {INSTANCE_COLUMNS}"

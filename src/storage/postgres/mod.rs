@@ -188,6 +188,13 @@ impl PgStore {
         }
     }
 
+    /// Runs one statement that changes at most one row and returns it, on a pooled
+    /// connection: a change may wait for a row's lock, and on a shared connection every
+    /// read queued behind it would wait too.
+    async fn change_one(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
+        query_opt(&*self.conn().await?, sql, params).await
+    }
+
     /// The connection in a shared slot, replacing one that has lost its server.
     async fn shared_conn(&self, slot: &SharedSlot) -> Result<Arc<Object>> {
         if let Some(conn) = slot.get() {
@@ -241,8 +248,11 @@ pub(super) async fn execute(client: &ClientWrapper, sql: &str, params: &Params<'
 /// otherwise plan anew, on every execution, a statement whose generic plan it estimates
 /// costlier than a plan for the values at hand, as it does the ledger's write (its
 /// `UNNEST` of re-resolved entries is estimated at 100 rows when its values are unknown):
-/// ingestion spent about a tenth of its CPU planning.
-const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+/// ingestion spent about a tenth of its CPU planning. READ COMMITTED whatever the
+/// database's default: a statement that follows a lock must see what the lock's previous
+/// holder committed, which a snapshot taken before the wait (REPEATABLE READ) would not.
+const BEGIN: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// A transaction on a pooled connection, ended by [`Tx::finish`] or [`Tx::commit_with`].
 /// Dropped before that (a request cancelled by its timeout), it closes its connection
