@@ -41,20 +41,41 @@ impl Quantity {
         Ok(Self(value))
     }
 
-    /// Parses the text of a JSON number (plain or with an exponent).
+    /// Parses the text of a JSON number (plain or with an exponent). The digits are read
+    /// here rather than by rust_decimal, which holds at most 28 of them: `10.` followed by
+    /// thirty zeros is 10, and `1e-30` is too precise, not too large.
     pub fn parse(text: &str) -> Result<Self, InvalidQuantity> {
-        let shown: String = text.chars().take(64).collect();
-        let decimal = if text.contains(['e', 'E']) {
-            Decimal::from_scientific(text)
-        } else {
-            Decimal::from_str_exact(text)
+        let shown = || text.chars().take(64).collect::<String>();
+        let Some(number) = DecimalText::read(text) else {
+            return Err(InvalidQuantity::NotANumber(shown()));
         };
-        match decimal {
-            Ok(value) => Self::new(value),
-            // A well-formed number that rust_decimal cannot hold is too large or too precise.
-            Err(_) if looks_numeric(text) => Err(InvalidQuantity::OutOfRange(shown)),
-            Err(_) => Err(InvalidQuantity::NotANumber(shown)),
+        let digits = || number.whole.bytes().chain(number.fraction.bytes());
+        let all = number.whole.len() + number.fraction.len();
+        let leading = digits().take_while(|&d| d == b'0').count();
+        if leading == all {
+            return Ok(Self::ZERO);
         }
+        let trailing = digits().rev().take_while(|&d| d == b'0').count();
+        let significant = all - leading - trailing;
+        // The value is `significant digits × 10^exponent`, the first digit not zero.
+        let exponent = number.exponent - number.fraction.len() as i64 + trailing as i64;
+        if significant as i64 + exponent > MAX_DIGITS {
+            return Err(InvalidQuantity::OutOfRange(shown()));
+        }
+        if exponent < -i64::from(MAX_SCALE) {
+            return Err(InvalidQuantity::TooPrecise(shown()));
+        }
+        // At most MAX_DIGITS + MAX_SCALE digits remain: an i128 holds them.
+        let mantissa = (digits().skip(leading).take(significant))
+            .fold(0i128, |m, d| m * 10 + i128::from(d - b'0'));
+        let (mantissa, scale) = match u32::try_from(exponent) {
+            Ok(up) => (mantissa * 10i128.pow(up), 0),
+            Err(_) => (mantissa, exponent.unsigned_abs() as u32),
+        };
+        let signed = if number.negative { -mantissa } else { mantissa };
+        Decimal::try_from_i128_with_scale(signed, scale)
+            .map(Self)
+            .map_err(|_| InvalidQuantity::OutOfRange(shown()))
     }
 
     pub fn decimal(self) -> Decimal {
@@ -73,12 +94,60 @@ impl Quantity {
     }
 }
 
-fn looks_numeric(text: &str) -> bool {
-    text.starts_with(|c: char| c == '-' || c.is_ascii_digit())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
+/// Digits allowed before the decimal point: every quantity is below 10^18.
+const MAX_DIGITS: i64 = 18;
+
+/// The parts of a decimal number's text: `-`, digits, `.` and digits, an exponent.
+struct DecimalText<'a> {
+    negative: bool,
+    whole: &'a str,
+    fraction: &'a str,
+    /// Saturated far beyond any exponent a quantity can have.
+    exponent: i64,
 }
+
+impl<'a> DecimalText<'a> {
+    fn read(text: &'a str) -> Option<Self> {
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+            None => (unsigned, None),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let is_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !is_digits(whole) || (mantissa.contains('.') && !is_digits(fraction)) {
+            return None;
+        }
+        let exponent = match exponent {
+            None => 0,
+            Some(exponent) => {
+                let (sign, digits) = match exponent.strip_prefix('-') {
+                    Some(digits) => (-1, digits),
+                    None => (1, exponent.strip_prefix('+').unwrap_or(exponent)),
+                };
+                if !is_digits(digits) {
+                    return None;
+                }
+                sign * digits
+                    .parse::<i64>()
+                    .map_or(EXPONENT_CAP, |e| e.min(EXPONENT_CAP))
+            }
+        };
+        Some(Self {
+            negative,
+            whole,
+            fraction,
+            exponent,
+        })
+    }
+}
+
+/// Beyond any exponent that could matter, and far from overflowing an i64 in sums with a
+/// body's length.
+const EXPONENT_CAP: i64 = 1 << 40;
 
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,6 +252,52 @@ mod tests {
             Err(InvalidQuantity::NotANumber(_))
         ));
         assert_eq!(q("999999999999999999").checked_add(q("1")), None);
+    }
+
+    #[test]
+    fn reads_any_number_of_digits_by_its_value() {
+        let ten_with_zeros = format!("10.{}", "0".repeat(40));
+        assert_eq!(q(&ten_with_zeros), q("10"));
+        assert_eq!(q("0e-50"), Quantity::ZERO);
+        assert_eq!(q("-0.000"), Quantity::ZERO);
+        assert_eq!(q("100e-2"), q("1"));
+        assert_eq!(q("0.0000010").to_string(), "0.000001");
+        assert_eq!(q("1.5E+2").to_string(), "150");
+        assert_eq!(
+            q("-999999999999999999.999999").to_string(),
+            "-999999999999999999.999999"
+        );
+        assert_eq!(q("0.000000000000000000000000000000001e33"), q("1"));
+
+        let refused = |text: &str| Quantity::parse(text).unwrap_err();
+        for too_precise in [
+            "1e-29",
+            "99999999999999999.9999999999999",
+            "1e-99999999999999999999999",
+        ] {
+            assert_eq!(
+                refused(too_precise),
+                InvalidQuantity::TooPrecise(too_precise.into())
+            );
+        }
+        for too_large in [
+            "1000000000000000000.5",
+            "1e99999999999999999999999",
+            "12345678901234567890123456.0000001",
+        ] {
+            assert_eq!(
+                refused(too_large),
+                InvalidQuantity::OutOfRange(too_large.into())
+            );
+        }
+        for not_a_number in [
+            "", "-", "1.", ".5", "1e", "1e+", "--1", "1.2.3", "0x10", "1e5.5",
+        ] {
+            assert_eq!(
+                refused(not_a_number),
+                InvalidQuantity::NotANumber(not_a_number.into())
+            );
+        }
     }
 
     #[test]
