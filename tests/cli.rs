@@ -440,20 +440,34 @@ async fn stalled_request(url: &str, request_id: &str) -> tokio::net::TcpStream {
 /// leads to the line and its cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_request_is_logged_with_its_request_id() {
-    use tokio::io::AsyncReadExt;
-    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
     let mut served = Served::start_with(&database.url, None, &["--request-timeout-ms", "300"]);
-    // The request runs over its timeout: 503.
-    let mut stream = stalled_request(&served.url, "req-trace-me").await;
-    let mut answer = vec![0u8; 4096];
-    let n = stream.read(&mut answer).await.unwrap();
-    assert!(answer[..n].starts_with(b"HTTP/1.1 503"));
+    // The keys' table locked: a validation runs over its timeout, the server's fault (503).
+    let (holder, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; LOCK TABLE license_keys IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/licenses/validate", served.url))
+        .header("x-request-id", "req-trace-me")
+        .json(&serde_json::json!({"license_key": "LK-unknown"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
     let line = served.wait_for("req-trace-me");
     assert!(line.contains("request failed"), "{line}");
     assert!(
         line.contains("503") && line.contains("request timeout"),
         "{line}"
     );
+    holder.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(served.terminate().code(), Some(0));
 }
 

@@ -928,13 +928,13 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         // Togai's error schema allows messages of up to 500 characters.
         assert!(reply.message().chars().count() <= 500, "{}", reply.text);
     }
-    let raw = |text: &'static str| {
+    let raw = |text: &str| {
         server
             .client
             .post(format!("{}/license_updates", server.url))
             .bearer_auth(&server.key)
             .header("content-type", "application/json")
-            .body(text)
+            .body(text.to_owned())
     };
     for text in [
         "{",
@@ -948,10 +948,38 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         reply.expect(400);
         reply.message();
     }
+    // Quantities are read by value: however many digits, a value within range is taken.
+    let digits = format!("1.{}", "0".repeat(40));
+    let many_zeros = format!(
+        r#"{{"accountId": "long", "licenseId": "seats", "updateType": "ABSOLUTE", "quantity": {digits}}}"#
+    );
+    let reply = common::Reply::from(raw(&many_zeros).send().await.unwrap()).await;
+    reply.expect(200);
+    assert_eq!(reply.json["quantity"], json!(1));
+    let too_precise = with("quantity", serde_json::from_str("1e-30").unwrap());
+    let reply = server.post("/license_updates", too_precise).await;
+    reply.expect(400);
+    assert!(
+        reply.message().contains("digits after the decimal point"),
+        "{}",
+        reply.text
+    );
+
+    // A path that does not percent-decode to UTF-8 is named as the problem.
+    let reply = server
+        .call(
+            Method::PATCH,
+            "/license_updates/%C3",
+            &server.key.clone(),
+            Some(json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": {}})),
+        )
+        .await;
+    reply.expect(400);
+    assert!(reply.message().contains("UTF-8"), "{}", reply.text);
     assert_eq!(
         all_entries(&server, "").await.len(),
-        0,
-        "nothing was written"
+        1,
+        "only the valid entry was written"
     );
 }
 
@@ -1011,6 +1039,23 @@ async fn authentication_and_read_only_keys(server: TestServer) {
         .call(Method::GET, "/license_updates", "lsk_not-a-key", None)
         .await
         .expect(401);
+    // The scheme's name is case-insensitive; the key is not.
+    for (header, expected) in [
+        (format!("BEARER {}", server.key), 200),
+        (format!("bearer {}", server.key), 200),
+        (format!("Bearer {}", server.key.to_uppercase()), 401),
+        (format!("Basic {}", server.key), 401),
+        (server.key.clone(), 401),
+    ] {
+        let status = (server.client)
+            .get(format!("{}/license_updates", server.url))
+            .header("Authorization", &header)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, expected, "{header}");
+    }
     server
         .call(Method::POST, "/license_updates", "", Some(body.clone()))
         .await

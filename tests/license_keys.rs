@@ -1002,6 +1002,14 @@ async fn bad_input_is_400_naming_the_field(server: TestServer) {
         "nothing was written"
     );
     assert_eq!(server.get("/products").await.json["items"], json!([]));
+
+    // A path that does not percent-decode to UTF-8 is named as the problem.
+    for path in ["/customers/%FF", "/license_keys/lic_%C3"] {
+        let reply = server.get(path).await;
+        reply.expect(400);
+        assert_eq!(reply.json["code"], "BAD_REQUEST");
+        assert!(reply.message().contains("UTF-8"), "{path}: {}", reply.text);
+    }
 }
 
 async fn businesses_are_isolated(server: TestServer) {

@@ -422,7 +422,7 @@ async fn a_database_outage_is_503_fast_and_service_resumes_by_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_slower_than_the_timeout_is_503() {
+async fn a_body_slower_than_the_timeout_is_408_and_ends_the_connection() {
     let settings = ServerSettings {
         request_timeout: Duration::from_millis(500),
         ..Default::default()
@@ -432,25 +432,66 @@ async fn a_request_slower_than_the_timeout_is_503() {
         .unwrap();
     let address = server.url.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    // Headers promise a body that never comes.
+    // Headers promise a body that never comes: the client is late, not the server.
     let request = format!(
         "POST /license_updates HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
         server.key
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let started = Instant::now();
-    let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+    let mut answer = Vec::new();
+    // The whole answer, up to the connection's end.
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
         .await
-        .expect("an answer")
+        .expect("an answer, then the connection closed")
         .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
     assert!(
-        answer.contains("did not complete within 500 ms"),
+        answer.contains("the request body did not arrive within 500 ms; nothing was written"),
         "{answer}"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
+    let entries = server.get("/license_updates").await;
+    assert_eq!(entries.json["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_the_timeout_is_503() {
+    let settings = ServerSettings {
+        request_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let Some(server) = TestServer::start_with(Backend::Postgres, settings).await else {
+        return;
+    };
+    // The ledger locked: a write runs over the timeout once its body has arrived.
+    let (holder, connection) = tokio_postgres::connect(&server.database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let response = server
+        .post(
+            "/license_updates",
+            json!({"accountId": "acme", "licenseId": "seats", "updateType": "RELATIVE", "quantity": 1}),
+        )
+        .await;
+    response.expect(503);
+    assert!(
+        response
+            .message()
+            .contains("did not complete within 500 ms"),
+        "{}",
+        response.message()
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    holder.batch_execute("ROLLBACK").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

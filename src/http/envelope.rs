@@ -1,21 +1,24 @@
 //! The one middleware every request passes through, in this order: give it a request id,
 //! refuse an encoded NUL in the URL or a body declared longer than any route reads (one
 //! sent without its length is cut off where [`extract::JsonBody`] reads it), run it under
-//! the request timeout, count it in the metrics, and write an error body in its route's
-//! shape. One layer rather than seven, because each layer costs a boxed future and a
-//! service clone per request.
+//! the request timeout (the client's 408 if its body was still arriving, else the server's
+//! 503), count it in the metrics, and write an error body in its route's shape. One layer
+//! rather than seven, because each layer costs a boxed future and a service clone per
+//! request.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
 use tower::{Layer, Service};
 
 use super::error::{self, ApiError};
@@ -82,6 +85,7 @@ where
         let togai = error::speaks_togai(request.uri().path());
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
+        let arrived = Arc::new(AtomicBool::new(false));
         let handled = if extract::has_nul(request.uri()) {
             Err(ApiError::BadRequest(
                 "the URL must not contain NUL characters (%00)".into(),
@@ -89,7 +93,7 @@ where
         } else if extract::declares_too_long_body(request.headers()) {
             Err(ApiError::PayloadTooLarge)
         } else {
-            Ok(self.inner.call(request))
+            Ok(self.inner.call(watch_arrival(request, &arrived)))
         };
         let timeout = self.envelope.timeout;
         Box::pin(async move {
@@ -98,6 +102,10 @@ where
                 // Dropping the handler on timeout rolls back its open transaction.
                 Ok(handled) => match tokio::time::timeout(timeout, handled).await {
                     Ok(Ok(response)) => response.into_response(),
+                    // A body that never arrived whole was never handled: the client is late.
+                    Err(_) if !arrived.load(Ordering::Relaxed) => {
+                        ApiError::BodyTimedOut(timeout.as_millis()).into_response()
+                    }
                     Err(_) => ApiError::TimedOut(timeout.as_millis()).into_response(),
                 },
             };
@@ -120,6 +128,47 @@ where
             response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)
         })
+    }
+}
+
+/// Lets `arrived` say when the request's body has arrived whole; a request without one
+/// (most GETs) has, and keeps its body unwrapped.
+fn watch_arrival(request: Request, arrived: &Arc<AtomicBool>) -> Request {
+    if request.body().is_end_stream() {
+        arrived.store(true, Ordering::Relaxed);
+        return request;
+    }
+    let arrived = arrived.clone();
+    request.map(|inner| Body::new(WatchedBody { inner, arrived }))
+}
+
+/// A request body that marks its arrival once its last frame is read.
+struct WatchedBody {
+    inner: Body,
+    arrived: Arc<AtomicBool>,
+}
+
+impl HttpBody for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.arrived.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -26,6 +26,8 @@ pub enum ApiError {
     Unavailable(String),
     /// The request ran over the server's request timeout (milliseconds).
     TimedOut(u128),
+    /// The request's body was still arriving when the request timeout ran out.
+    BodyTimedOut(u128),
     /// Something failed that the client cannot fix; why, for the log (never sent).
     Internal(String),
     LicenseKeyNotFound,
@@ -54,6 +56,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "TIMEOUT"),
+            ApiError::BodyTimedOut(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             ApiError::LicenseKeyNotFound => (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND"),
             ApiError::InactiveLicenseKey => (StatusCode::FORBIDDEN, "INACTIVE_LICENSE_KEY"),
@@ -101,6 +104,9 @@ impl ApiError {
             ApiError::TimedOut(ms) => format!(
                 "the request did not complete within {ms} ms; a write may or may not have taken effect"
             ),
+            ApiError::BodyTimedOut(ms) => {
+                format!("the request body did not arrive within {ms} ms; nothing was written")
+            }
             ApiError::Internal(_) => "something went wrong; the error has been logged".into(),
             ApiError::LicenseKeyNotFound => "license key not found".into(),
             ApiError::InactiveLicenseKey => ActivationError::Inactive.to_string(),
@@ -160,6 +166,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::CONFLICT {
             // Dodo's client retries a 409 unless told not to.

@@ -4,6 +4,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -36,9 +37,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = axum::body::to_bytes(request.into_body(), BODY_LIMIT)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
+        let bytes = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
+            Ok(bytes) => bytes,
+            Err(error)
+                if std::error::Error::source(&error)
+                    .is_some_and(|e| e.is::<LengthLimitError>()) =>
+            {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            Err(error) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the request body could not be read: {error}"
+                )));
+            }
+        };
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -121,6 +133,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// A route's one path parameter: 400 naming it when it does not percent-decode to UTF-8.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status().is_client_error() => Err(ApiError::BadRequest(
+                format!("the URL's path cannot be read: {}", rejection.body_text()),
+            )),
+            Err(rejection) => Err(ApiError::Internal(rejection.body_text())),
+        }
+    }
+}
+
 /// The API key a request presents, not yet checked: 401 without one.
 pub struct PresentedKey(KeyDigest);
 
@@ -132,10 +161,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.split_once(' '))
+            // An authentication scheme's name is case-insensitive (RFC 9110, 11.1).
+            .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then_some(key))
             .map(str::trim)
             .filter(|key| !key.is_empty())
             .map(|key| PresentedKey(KeyDigest::of(key)))

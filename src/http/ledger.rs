@@ -2,7 +2,7 @@
 //! Togai: the quantity at an instant and daily usage.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, MessageBody};
-use super::extract::{JsonBody, PresentedKey, Query, Reader, Writer};
+use super::extract::{JsonBody, PathParam, PresentedKey, Query, Reader, Writer};
 use super::openapi::{LedgerReadErrors, LedgerWriteErrors};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry, check_metadata};
 use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId};
@@ -310,7 +310,7 @@ pub struct LicenseIdParam {
 pub async fn update_license_entry(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    Path(segment): Path<String>,
+    PathParam(segment): PathParam,
     Query(query): Query<LicenseIdParam>,
     JsonBody(request): JsonBody<LicenseEntryDetailsUpdateRequest>,
 ) -> Result<Json<LedgerEntry>, ApiError> {

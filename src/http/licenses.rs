@@ -1,14 +1,14 @@
 //! Customers, products, license keys and instances (Dodo Payments-compatible, snake_case).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, Query, Reader, Writer};
+use super::extract::{JsonBody, PathParam, Query, Reader, Writer};
 use super::openapi::{ReadErrors, WriteErrors};
 use crate::domain::catalog::{
     Customer, Instance, KeySource, LicenseKey, Product, ProductPatch, key_terms,
@@ -205,7 +205,7 @@ pub async fn create_customer(
 pub async fn get_customer(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<CustomerView>, ApiError> {
     state
         .store
@@ -360,7 +360,7 @@ pub async fn create_product(
 pub async fn get_product(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<ProductView>, ApiError> {
     state
         .store
@@ -436,7 +436,7 @@ pub struct UpdateProduct {
 pub async fn update_product(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(request): JsonBody<UpdateProduct>,
 ) -> Result<Json<ProductView>, ApiError> {
     let text = |change: Change<LongText>| change.try_map(|t| Ok::<_, ApiError>(t.into_string()));
@@ -612,7 +612,7 @@ pub async fn create_license_key(
 pub async fn get_license_key(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<LicenseKeyView>, ApiError> {
     state
         .store
@@ -737,7 +737,7 @@ pub struct UpdateLicenseKey {
 pub async fn update_license_key(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(request): JsonBody<UpdateLicenseKey>,
 ) -> Result<Json<LicenseKeyView>, ApiError> {
     let patch = KeyPatch {
@@ -833,7 +833,7 @@ pub async fn list_instances(
 pub async fn get_instance(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<InstanceView>, ApiError> {
     state
         .store
@@ -864,7 +864,7 @@ pub struct RenameInstance {
 pub async fn rename_instance(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(request): JsonBody<RenameInstance>,
 ) -> Result<Json<InstanceView>, ApiError> {
     state
