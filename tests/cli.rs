@@ -445,10 +445,7 @@ async fn a_failed_request_is_logged_with_its_request_id() {
     };
     let mut served = Served::start_with(&database.url, None, &["--request-timeout-ms", "300"]);
     // The keys' table locked: a validation runs over its timeout, the server's fault (503).
-    let (holder, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let holder = database.connect().await;
     holder
         .batch_execute("BEGIN; LOCK TABLE license_keys IN ACCESS EXCLUSIVE MODE")
         .await
@@ -491,10 +488,7 @@ async fn postgres_connections_use_tls_as_sslmode_asks() {
     let Some(database) = TestDatabase::create(Backend::Postgres).await else {
         return;
     };
-    let (admin, connection) = tokio_postgres::connect(common::PG_ADMIN_URL, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let admin = common::connect(common::PG_ADMIN_URL).await.unwrap();
     let setting = |name: &'static str| {
         let admin = &admin;
         async move {
@@ -626,10 +620,7 @@ async fn a_signal_stops_serve_while_it_waits_for_migrations() {
     let Some(database) = TestDatabase::create(Backend::Postgres).await else {
         return;
     };
-    let (holder, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let holder = database.connect().await;
     holder
         .batch_execute("SELECT pg_advisory_lock(hashtextextended('licensed schema migrations', 0))")
         .await

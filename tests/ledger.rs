@@ -1314,10 +1314,7 @@ async fn a_write_whose_key_is_revoked_while_it_waits_is_refused_on_postgres() {
         .await)
         .expect(200);
 
-    let (holder, connection) = tokio_postgres::connect(&server.database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let holder = server.database.connect().await;
     holder
         .batch_execute(
             "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(id || '/acme/seats', 0))

@@ -1292,10 +1292,7 @@ async fn a_change_waiting_for_a_lock_holds_up_no_read_on_postgres() {
     .await;
     let instance = activated.json["id"].as_str().unwrap().to_owned();
 
-    let (holder, connection) = tokio_postgres::connect(&server.database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let holder = server.database.connect().await;
     holder
         .batch_execute(&format!(
             "BEGIN; SELECT 1 FROM license_key_instances WHERE id = '{instance}' FOR UPDATE"

@@ -467,10 +467,7 @@ async fn a_request_slower_than_the_timeout_is_503() {
         return;
     };
     // The ledger locked: a write runs over the timeout once its body has arrived.
-    let (holder, connection) = tokio_postgres::connect(&server.database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let holder = server.database.connect().await;
     holder
         .batch_execute("BEGIN; LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE")
         .await

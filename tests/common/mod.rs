@@ -110,6 +110,18 @@ impl TestDatabase {
             None => run_sql(&self.url, sql.to_owned()).await.unwrap(),
         }
     }
+
+    /// A PostgreSQL connection of the test's own to this database, to hold locks with.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.url).await.unwrap()
+    }
+}
+
+/// A PostgreSQL connection, its connection task spawned.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// Runs one statement as PostgreSQL's administrator.
@@ -118,9 +130,7 @@ async fn admin_sql(sql: String) -> Result<(), tokio_postgres::Error> {
 }
 
 async fn run_sql(url: &str, sql: String) -> Result<(), tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client.batch_execute(&sql).await
+    connect(url).await?.batch_execute(&sql).await
 }
 
 /// Runs one statement as PostgreSQL's administrator from a `Drop`, which runs outside any
