@@ -72,6 +72,19 @@ async fn public(server: &TestServer, action: &str, body: Value) -> Reply {
         .await
 }
 
+/// A new key and the id of its one activation.
+async fn issued_and_activated(server: &TestServer) -> (Reply, String) {
+    let key = issue(server, json!({}), json!({})).await;
+    let activated = public(
+        server,
+        "activate",
+        json!({"license_key": key.json["key"], "name": "a"}),
+    )
+    .await;
+    let instance = activated.json["id"].as_str().unwrap().to_owned();
+    (key, instance)
+}
+
 async fn customers_are_created_retrieved_and_listed(server: TestServer) {
     let created = server
         .post("/customers", json!({"email": "ada@example.com", "name": "Ada", "phone_number": "+44 20 7946 0000", "metadata": {"crm": "42"}}))
@@ -1013,15 +1026,7 @@ async fn bad_input_is_400_naming_the_field(server: TestServer) {
 }
 
 async fn businesses_are_isolated(server: TestServer) {
-    let key = issue(&server, json!({}), json!({})).await;
-    let text = key.json["key"].as_str().unwrap().to_owned();
-    let activated = public(
-        &server,
-        "activate",
-        json!({"license_key": text, "name": "a"}),
-    )
-    .await;
-    let instance = activated.json["id"].as_str().unwrap().to_owned();
+    let (key, instance) = issued_and_activated(&server).await;
 
     let other = server.new_key("beta", false).await;
     let get = |path: String| {
@@ -1282,15 +1287,8 @@ async fn a_change_waiting_for_a_lock_holds_up_no_read_on_postgres() {
     let Some(server) = TestServer::start_with(common::Backend::Postgres, settings).await else {
         return;
     };
-    let key = issue(&server, json!({}), json!({})).await;
+    let (key, instance) = issued_and_activated(&server).await;
     let text = key.json["key"].as_str().unwrap().to_owned();
-    let activated = public(
-        &server,
-        "activate",
-        json!({"license_key": text, "name": "a"}),
-    )
-    .await;
-    let instance = activated.json["id"].as_str().unwrap().to_owned();
 
     let holder = server.database.connect().await;
     holder

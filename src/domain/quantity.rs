@@ -269,34 +269,28 @@ mod tests {
         );
         assert_eq!(q("0.000000000000000000000000000000001e33"), q("1"));
 
-        let refused = |text: &str| Quantity::parse(text).unwrap_err();
-        for too_precise in [
-            "1e-29",
-            "99999999999999999.9999999999999",
-            "1e-99999999999999999999999",
-        ] {
-            assert_eq!(
-                refused(too_precise),
-                InvalidQuantity::TooPrecise(too_precise.into())
-            );
-        }
-        for too_large in [
-            "1000000000000000000.5",
-            "1e99999999999999999999999",
-            "12345678901234567890123456.0000001",
-        ] {
-            assert_eq!(
-                refused(too_large),
-                InvalidQuantity::OutOfRange(too_large.into())
-            );
-        }
-        for not_a_number in [
-            "", "-", "1.", ".5", "1e", "1e+", "--1", "1.2.3", "0x10", "1e5.5",
-        ] {
-            assert_eq!(
-                refused(not_a_number),
-                InvalidQuantity::NotANumber(not_a_number.into())
-            );
+        use InvalidQuantity::{NotANumber, OutOfRange, TooPrecise};
+        type Refusal = fn(String) -> InvalidQuantity;
+        let refusals: [(&str, Refusal); 16] = [
+            ("1e-29", TooPrecise),
+            ("99999999999999999.9999999999999", TooPrecise),
+            ("1e-99999999999999999999999", TooPrecise),
+            ("1000000000000000000.5", OutOfRange),
+            ("1e99999999999999999999999", OutOfRange),
+            ("12345678901234567890123456.0000001", OutOfRange),
+            ("", NotANumber),
+            ("-", NotANumber),
+            ("1.", NotANumber),
+            (".5", NotANumber),
+            ("1e", NotANumber),
+            ("1e+", NotANumber),
+            ("--1", NotANumber),
+            ("1.2.3", NotANumber),
+            ("0x10", NotANumber),
+            ("1e5.5", NotANumber),
+        ];
+        for (text, refusal) in refusals {
+            assert_eq!(Quantity::parse(text), Err(refusal(text.into())), "{text}");
         }
     }
 
