@@ -44,14 +44,17 @@ enum ApiKeyCommand {
 #[derive(Args, Clone)]
 struct DatabaseArgs {
     /// sqlite://PATH, sqlite::memory:, or postgres://USER@HOST/DB.
+    // `--help` would otherwise show the variable's value: the URL's password with it.
     #[arg(
         long,
         env = "LICENSED_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://licensed.db"
     )]
     database_url: String,
     /// How long a request may wait for the database before it fails with 503, in milliseconds.
-    #[arg(long, env = "LICENSED_DATABASE_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "LICENSED_DATABASE_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     database_timeout_ms: u64,
     /// PostgreSQL connections per process.
     #[arg(long, env = "LICENSED_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
@@ -72,7 +75,8 @@ struct ServeArgs {
     /// Requests per minute per API key on the other routes (0: unlimited).
     #[arg(long, env = "LICENSED_API_KEY_RATE_LIMIT", default_value_t = 0)]
     api_key_rate_limit: u32,
-    /// The longest a request may take, body upload included, before it fails with 503.
+    /// The longest a request may take, body upload included, before it fails (408 while its
+    /// body is still arriving, else 503).
     #[arg(long, env = "LICENSED_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
     /// Behind a reverse proxy: the header in which it names the client's address (such as

@@ -5,12 +5,18 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let (filter, refused) = match EnvFilter::try_from_env("LICENSED_LOG") {
+        Ok(filter) => (filter, None),
+        Err(_) if std::env::var_os("LICENSED_LOG").is_none() => (EnvFilter::new("info"), None),
+        Err(error) => (EnvFilter::new("info"), Some(error)),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("LICENSED_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(error) = refused {
+        tracing::warn!(%error, "LICENSED_LOG is not a valid filter; logging at info");
+    }
     licensed::cli::run(licensed::cli::Cli::parse()).await
 }

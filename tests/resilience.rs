@@ -492,27 +492,44 @@ async fn a_request_slower_than_the_timeout_is_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_trickling_its_headers_is_disconnected() {
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let server = TestServer::start(Backend::Sqlite).await.unwrap();
     let address = server.url.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    // Headers begun and never finished; nothing at all; the start of an HTTP/2 preface.
+    let openings: [&[u8]; 3] = [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        b"",
+        b"PRI * HTTP/2.0\r\n",
+    ];
     let started = Instant::now();
-    let mut buffer = [0u8; 1024];
-    // The server closes the connection (read returns 0 or an error) instead of waiting forever.
-    let closed = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the connection is still open after 20 s");
+    let connections = openings.map(|opening| {
+        let address = address.clone();
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            stream.write_all(opening).await.unwrap();
+            let mut buffer = [0u8; 1024];
+            // The server closes the connection (read returns 0 or an error) instead of
+            // waiting forever.
+            tokio::time::timeout(Duration::from_secs(20), async {
+                loop {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await
+            .is_ok()
+        })
+    });
+    for (connection, opening) in connections.into_iter().zip(openings) {
+        let closed = connection.await.unwrap();
+        assert!(
+            closed,
+            "still open after 20 s: {:?}",
+            String::from_utf8_lossy(opening)
+        );
+    }
     assert!(
         started.elapsed() >= Duration::from_secs(5),
         "closed too early: {:?}",

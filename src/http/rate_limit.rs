@@ -44,7 +44,7 @@ impl RateLimits {
             return Ok(());
         };
         match self.client_ip(request) {
-            Some(ip) => check(Some(limiter), &ip),
+            Some(ip) => check(Some(limiter), &client_of(ip)),
             None => Ok(()),
         }
     }
@@ -54,8 +54,8 @@ impl RateLimits {
     /// before it are whatever the client sent.
     fn client_ip(&self, request: &Parts) -> Option<IpAddr> {
         let forwarded = self.client_ip_header.as_ref().and_then(|name| {
-            let value = request.headers.get_all(name).iter().next_back()?;
-            let address = value.to_str().ok().and_then(last_address);
+            let value = request.headers.get_all(name).iter().next_back();
+            let address = value.and_then(|v| v.to_str().ok()).and_then(last_address);
             if address.is_none() {
                 unreadable_header(name);
             }
@@ -104,14 +104,26 @@ fn last_address(list: &str) -> Option<IpAddr> {
     (unbracketed.parse().ok()).or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
-/// Says once that the proxy's header held no address: its requests then count against
-/// the connection's address, the proxy's, which all of them share.
+/// Whom a request is counted against: its IPv4 address, or the /64 network of its IPv6
+/// address, since one host commonly holds a whole /64 and could change address at will.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// Says once that the proxy's header was missing or held no address: its requests then
+/// count against the connection's address, the proxy's, which all of them share.
 fn unreadable_header(name: &HeaderName) {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
         tracing::warn!(
-            "the {name} header holds no address as its last entry; such requests count \
-             against the proxy's address (said once)"
+            "a request came without an address as the last entry of its {name} header; such \
+             requests count against the proxy's address (said once)"
         );
     });
 }
@@ -158,5 +170,21 @@ mod tests {
         ] {
             assert_eq!(last_address(header), expected, "{header:?}");
         }
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_network() {
+        let client = |text: &str| client_of(text.parse().unwrap());
+        assert_eq!(
+            client("2001:db8:1:2:aaaa::1"),
+            client("2001:db8:1:2:bbbb::2")
+        );
+        assert_eq!(
+            client("2001:db8:1:2::1"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(client("2001:db8:1:2::1"), client("2001:db8:1:3::1"));
+        assert_eq!(client("::ffff:203.0.113.7"), client("203.0.113.7"));
+        assert_ne!(client("203.0.113.7"), client("203.0.113.8"));
     }
 }
