@@ -635,3 +635,42 @@ async fn a_signal_stops_serve_while_it_waits_for_migrations() {
     assert_eq!(status.code(), Some(0));
     served.wait_for("stopped before serving");
 }
+
+/// `--help` shows where the database URL comes from but not its value, which may hold a
+/// password; a database timeout of 0 is a usage error; a log filter that does not parse
+/// is reported rather than silently replaced.
+#[test]
+fn configuration_mistakes_are_told_and_secrets_are_not() {
+    let help = licensed()
+        .args(["serve", "--help"])
+        .env("LICENSED_DATABASE_URL", "postgres://app:s3cret@db/licensed")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success());
+    assert!(text.contains("LICENSED_DATABASE_URL"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+
+    let zero = licensed()
+        .args(["serve", "--database-timeout-ms", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--database-timeout-ms"));
+
+    let misspelt = licensed()
+        .args([
+            "api-key",
+            "list",
+            "--database-url",
+            "sqlite:///nonexistent/licensed.db",
+        ])
+        .env("LICENSED_LOG", "licensed=debgu")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&misspelt.stderr);
+    assert!(
+        stderr.contains("LICENSED_LOG is not a valid filter"),
+        "{stderr}"
+    );
+}

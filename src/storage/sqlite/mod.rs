@@ -163,7 +163,7 @@ fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>, wal_is_long: &
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = begin_group(conn) {
             // The jobs are dropped unrun; their callers get an error.
             tracing::error!(%error, "cannot begin a write transaction");
             continue;
@@ -186,6 +186,15 @@ fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>, wal_is_long: &
             restart_wal(conn);
         }
     }
+}
+
+/// Begins a group's transaction. One left open, by a COMMIT that failed and a ROLLBACK
+/// that failed after it, would refuse every BEGIN from then on: it is rolled back first.
+fn begin_group(conn: &Connection) -> rusqlite::Result<()> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")
 }
 
 /// How often the checkpointer moves committed pages from the WAL into the database.
@@ -236,14 +245,20 @@ fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R
     run("SAVEPOINT write")?;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
         .unwrap_or_else(|_| Err(internal("a write panicked")));
-    if result.is_err() {
-        if conn.is_autocommit() {
-            // SQLite rolled back the whole transaction, savepoint included.
-            return result;
-        }
-        run("ROLLBACK TO write")?;
+    if result.is_err() && conn.is_autocommit() {
+        // SQLite rolled back the whole transaction, savepoint included.
+        return result;
     }
-    run("RELEASE write")?;
+    let ended = match result {
+        Err(_) => run("ROLLBACK TO write").and_then(|_| run("RELEASE write")),
+        Ok(_) => run("RELEASE write"),
+    };
+    if let Err(error) = ended {
+        // What the write did can be neither kept nor undone alone: undo the whole group,
+        // whose COMMIT then fails and answers every write of it as not written.
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(error);
+    }
     result
 }
 
@@ -968,6 +983,55 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 0, "and nothing of it was written");
+    }
+
+    /// A transaction left open by a failed COMMIT and ROLLBACK does not stop the writer:
+    /// the next group rolls it back and begins its own.
+    #[test]
+    fn a_group_begins_after_a_transaction_left_open() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1)")
+            .unwrap();
+        begin_group(&conn).unwrap();
+        assert!(!conn.is_autocommit());
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "what the open transaction held was not committed");
+    }
+
+    /// A write whose savepoint cannot be ended (here, because the write ended it itself)
+    /// takes its group down, rather than leaving in the group's transaction whatever it did.
+    #[test]
+    fn a_savepoint_that_cannot_be_ended_rolls_its_group_back() {
+        for succeeds in [true, false] {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
+                .unwrap();
+            let insert = |conn: &Connection, x: i64| {
+                conn.execute("INSERT INTO t VALUES (?1)", [x])
+                    .map_err(internal)
+            };
+            in_savepoint(&conn, |conn| insert(conn, 0)).unwrap();
+            let ended_early = in_savepoint(&conn, |conn| {
+                insert(conn, 1)?;
+                conn.execute_batch("RELEASE write").map_err(internal)?;
+                if succeeds {
+                    Ok(())
+                } else {
+                    Err(internal("refused"))
+                }
+            });
+            assert!(ended_early.is_err(), "succeeds: {succeeds}");
+            assert!(
+                conn.is_autocommit(),
+                "the group's transaction is rolled back"
+            );
+            let rows: i64 = conn
+                .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(rows, 0, "nothing of the group is left to commit");
+        }
     }
 
     /// Under a steady stream of commits the WAL starts over, rather than holding every
