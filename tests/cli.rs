@@ -674,3 +674,40 @@ fn configuration_mistakes_are_told_and_secrets_are_not() {
         "{stderr}"
     );
 }
+
+/// On PostgreSQL, the connections that point reads share are counted as shared, not as
+/// in use: an idle server has none in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_has_no_database_connection_in_use() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let served = Served::start_with(&database.url, None, &[]);
+    let client = reqwest::Client::new();
+    // Reads that ride the shared connections, and finish.
+    for _ in 0..4 {
+        let validated = client
+            .post(format!("{}/licenses/validate", served.url))
+            .json(&serde_json::json!({"license_key": "LK-unknown"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(validated.status(), 404);
+    }
+    let metrics = client
+        .get(format!("{}/metrics", served.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |state: &str| {
+        let name = format!("db_connections{{state=\"{state}\"}} ");
+        let line = metrics.lines().find(|line| line.starts_with(&name));
+        line.and_then(|line| line[name.len()..].trim().parse::<f64>().ok())
+    };
+    assert_eq!(gauge("in_use"), Some(0.0), "{metrics}");
+    assert_eq!(gauge("shared"), Some(2.0), "{metrics}");
+    assert_eq!(served.terminate().code(), Some(0));
+}

@@ -52,8 +52,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let recorder = prometheus();
     let usage = state.store.connections();
     metrics::gauge!("db_connections", "state" => "idle").set(usage.idle as f64);
-    metrics::gauge!("db_connections", "state" => "in_use")
-        .set(usage.open.saturating_sub(usage.idle) as f64);
+    metrics::gauge!("db_connections", "state" => "in_use").set(usage.in_use() as f64);
+    metrics::gauge!("db_connections", "state" => "shared").set(usage.shared as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         recorder.render(),

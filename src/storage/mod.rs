@@ -119,7 +119,7 @@ pub trait AccountStore: Send + Sync {
 pub trait HealthStore: Send + Sync {
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
-    /// Connections open to the database and how many of them are idle.
+    /// Connections open to the database: how many are idle, and how many are shared.
     fn connections(&self) -> PoolUsage;
 }
 
@@ -127,6 +127,16 @@ pub trait HealthStore: Send + Sync {
 pub struct PoolUsage {
     pub open: usize,
     pub idle: usize,
+    /// Held for good by the point reads that share them (PostgreSQL): neither idle nor
+    /// taken by one request.
+    pub shared: usize,
+}
+
+impl PoolUsage {
+    /// Connections taken by a request each.
+    pub fn in_use(&self) -> usize {
+        self.open.saturating_sub(self.idle + self.shared)
+    }
 }
 
 /// The license-updates ledger.

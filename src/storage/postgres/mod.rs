@@ -61,6 +61,14 @@ impl SharedConnections {
         }
     }
 
+    /// How many of the shared connections are open.
+    fn open(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot.get().is_some())
+            .count()
+    }
+
     /// The next slot in turn, or `None` if the pool is too small to share.
     fn next(&self) -> Option<&SharedSlot> {
         if self.slots.is_empty() {
@@ -543,6 +551,7 @@ impl HealthStore for PgStore {
         PoolUsage {
             open: status.size,
             idle: status.available,
+            shared: self.shared.open(),
         }
     }
 }

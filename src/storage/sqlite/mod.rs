@@ -502,6 +502,7 @@ impl HealthStore for SqliteStore {
         PoolUsage {
             open: readers + 1,
             idle: readers,
+            shared: 0,
         }
     }
 }
