@@ -980,10 +980,13 @@ mod tests {
                 .map_err(internal)
         });
         assert!(next.is_err(), "the next write of the group is refused");
-        let rows: i64 = conn
-            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
-            .unwrap();
+        let rows = rows_of_t(&conn);
         assert_eq!(rows, 0, "and nothing of it was written");
+    }
+
+    fn rows_of_t(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap()
     }
 
     /// A transaction left open by a failed COMMIT and ROLLBACK does not stop the writer:
@@ -995,9 +998,7 @@ mod tests {
             .unwrap();
         begin_group(&conn).unwrap();
         assert!(!conn.is_autocommit());
-        let rows: i64 = conn
-            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
-            .unwrap();
+        let rows = rows_of_t(&conn);
         assert_eq!(rows, 0, "what the open transaction held was not committed");
     }
 
@@ -1028,9 +1029,7 @@ mod tests {
                 conn.is_autocommit(),
                 "the group's transaction is rolled back"
             );
-            let rows: i64 = conn
-                .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
-                .unwrap();
+            let rows = rows_of_t(&conn);
             assert_eq!(rows, 0, "nothing of the group is left to commit");
         }
     }
