@@ -85,7 +85,7 @@ where
         let togai = error::speaks_togai(request.uri().path());
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        let arrived = Arc::new(AtomicBool::new(false));
+        let (request, body_arrived) = watch_arrival(request);
         let handled = if extract::has_nul(request.uri()) {
             Err(ApiError::BadRequest(
                 "the URL must not contain NUL characters (%00)".into(),
@@ -93,7 +93,7 @@ where
         } else if extract::declares_too_long_body(request.headers()) {
             Err(ApiError::PayloadTooLarge)
         } else {
-            Ok(self.inner.call(watch_arrival(request, &arrived)))
+            Ok(self.inner.call(request))
         };
         let timeout = self.envelope.timeout;
         Box::pin(async move {
@@ -103,7 +103,9 @@ where
                 Ok(handled) => match tokio::time::timeout(timeout, handled).await {
                     Ok(Ok(response)) => response.into_response(),
                     // A body that never arrived whole was never handled: the client is late.
-                    Err(_) if !arrived.load(Ordering::Relaxed) => {
+                    Err(_)
+                        if body_arrived.is_some_and(|arrived| !arrived.load(Ordering::Relaxed)) =>
+                    {
                         ApiError::BodyTimedOut(timeout.as_millis()).into_response()
                     }
                     Err(_) => ApiError::TimedOut(timeout.as_millis()).into_response(),
@@ -131,15 +133,21 @@ where
     }
 }
 
-/// Lets `arrived` say when the request's body has arrived whole; a request without one
-/// (most GETs) has, and keeps its body unwrapped.
-fn watch_arrival(request: Request, arrived: &Arc<AtomicBool>) -> Request {
+/// The request, its body made to say when it has arrived whole, and the flag it sets. A
+/// request without a body (most GETs) is left as it is, with no flag.
+fn watch_arrival(request: Request) -> (Request, Option<Arc<AtomicBool>>) {
     if request.body().is_end_stream() {
-        arrived.store(true, Ordering::Relaxed);
-        return request;
+        return (request, None);
     }
-    let arrived = arrived.clone();
-    request.map(|inner| Body::new(WatchedBody { inner, arrived }))
+    let arrived = Arc::new(AtomicBool::new(false));
+    let flag = arrived.clone();
+    let request = request.map(|inner| {
+        Body::new(WatchedBody {
+            inner,
+            arrived: flag,
+        })
+    });
+    (request, Some(arrived))
 }
 
 /// A request body that marks its arrival once its last frame is read.

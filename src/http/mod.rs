@@ -49,7 +49,8 @@ pub struct ServerSettings {
     pub api_key_rate_limit: u32,
     /// Serve `/metrics` on the main router (false when it has a listener of its own).
     pub metrics_on_main: bool,
-    /// The longest a request may take, body upload included, before it fails with 503.
+    /// The longest a request may take, body upload included, before it fails: 408 while
+    /// its body is still arriving, else 503.
     pub request_timeout: Duration,
     /// The header in which a reverse proxy names the client's address; without it, the
     /// public rate limit counts by the connection's peer.

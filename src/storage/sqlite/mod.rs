@@ -966,9 +966,7 @@ mod tests {
     /// be answered as failed by the group's COMMIT.
     #[test]
     fn a_write_after_its_group_was_rolled_back_is_refused() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
-            .unwrap();
+        let conn = group_on_scratch_table();
         let failed = in_savepoint(&conn, |conn| {
             // What SQLite does to the transaction on such an error.
             conn.execute_batch("ROLLBACK").map_err(internal)?;
@@ -982,6 +980,14 @@ mod tests {
         assert!(next.is_err(), "the next write of the group is refused");
         let rows = rows_of_t(&conn);
         assert_eq!(rows, 0, "and nothing of it was written");
+    }
+
+    /// A connection to a scratch table `t`, inside a group's transaction.
+    fn group_on_scratch_table() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
+            .unwrap();
+        conn
     }
 
     fn rows_of_t(conn: &Connection) -> i64 {
@@ -1007,9 +1013,7 @@ mod tests {
     #[test]
     fn a_savepoint_that_cannot_be_ended_rolls_its_group_back() {
         for succeeds in [true, false] {
-            let conn = Connection::open_in_memory().unwrap();
-            conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
-                .unwrap();
+            let conn = group_on_scratch_table();
             let insert = |conn: &Connection, x: i64| {
                 conn.execute("INSERT INTO t VALUES (?1)", [x])
                     .map_err(internal)
