@@ -410,11 +410,23 @@ async fn keys_list_with_every_filter_and_page(server: TestServer) {
     );
     assert!(ids(&server.get("/license_keys?page_size=2&page_number=3").await).is_empty());
 
-    for bad in ["page_size=0", "page_size=101"] {
+    for bad in [
+        "page_size=0",
+        "page_size=101",
+        "page_size=99999999999999999999",
+        "page_number=100001",
+        "page_number=99999999999999999999",
+    ] {
         server
             .get(&format!("/license_keys?{bad}"))
             .await
             .expect(422);
+    }
+    for bad in ["page_size=ten", "page_number=1.5"] {
+        server
+            .get(&format!("/license_keys?{bad}"))
+            .await
+            .expect(400);
     }
     server.get("/license_keys?page_size=100").await.expect(200);
     assert!(
@@ -445,7 +457,7 @@ async fn keys_list_with_every_filter_and_page(server: TestServer) {
         server
             .get("/license_keys?page_number=-1")
             .await
-            .expect(400)
+            .expect(422)
             .message()
             .contains("page_number")
     );

@@ -12,6 +12,37 @@ use super::error::ApiError;
 use crate::domain::auth::{KeyDigest, Principal};
 use crate::storage::{Access, admit};
 
+/// A whole number from a query string, within `range`: 422 for a number outside it, however
+/// many digits it has, and 400 for text that is no whole number.
+pub fn bounded_integer(
+    field: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ApiError> {
+    let text = text.trim();
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "`{field}` must be a whole number, got `{}`",
+            shorten(text)
+        )));
+    }
+    match text.parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ApiError::Unprocessable(format!(
+            "`{field}` must be between {} and {}, got {}",
+            range.start(),
+            range.end(),
+            shorten(text)
+        ))),
+    }
+}
+
+/// The first 40 characters of a client's text, to quote in an error.
+pub fn shorten(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 

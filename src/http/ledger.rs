@@ -10,16 +10,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, MessageBody};
-use super::extract::{JsonBody, PathParam, PresentedKey, Query, Reader, Writer};
+use super::extract::{
+    JsonBody, PathParam, PresentedKey, Query, Reader, Writer, bounded_integer, shorten,
+};
 use super::openapi::{LedgerReadErrors, LedgerWriteErrors};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry, check_metadata};
 use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId};
 use crate::domain::ledger::{UpdateType, daily_usage};
 use crate::domain::quantity::{Quantity, serialize_number};
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};
-use crate::storage::{Access, Appended, EntrySort, ListEntries};
+use crate::storage::{Access, Appended, EntrySort, ListEntries, MAX_ENTRY_PAGE};
 
-pub const MAX_PAGE_SIZE: u32 = 50;
 pub const MAX_USAGE_DAYS: i64 = 3660;
 
 /// Togai's `LicenseUpdateRequest`.
@@ -161,21 +162,8 @@ pub async fn list_license_updates(
     Query(params): Query<ListParams>,
 ) -> Result<Json<LicenseUpdatesPage>, ApiError> {
     let page_size = match &params.page_size {
-        None => MAX_PAGE_SIZE,
-        Some(text) => {
-            let size: i64 = text.trim().parse().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "`pageSize` must be an integer, got `{}`",
-                    shorten(text)
-                ))
-            })?;
-            if !(1..=i64::from(MAX_PAGE_SIZE)).contains(&size) {
-                return Err(ApiError::Unprocessable(format!(
-                    "`pageSize` must be between 1 and {MAX_PAGE_SIZE}, got {size}"
-                )));
-            }
-            size as u32
-        }
+        None => MAX_ENTRY_PAGE,
+        Some(text) => bounded_integer("pageSize", text, 1..=MAX_ENTRY_PAGE)?,
     };
     let (sort, descending) = parse_sort(params.sort.as_deref())?;
     let mut cursor = Cursor {
@@ -558,8 +546,4 @@ fn text_param<T>(name: &str, parsed: Result<T, InvalidText>) -> Result<T, ApiErr
 
 fn instant_param(name: &str, value: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse(value).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
-}
-
-fn shorten(text: &str) -> String {
-    text.chars().take(40).collect()
 }

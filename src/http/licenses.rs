@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, PathParam, Query, Reader, Writer};
+use super::extract::{JsonBody, PathParam, Query, Reader, Writer, bounded_integer, shorten};
 use super::openapi::{ReadErrors, WriteErrors};
 use crate::domain::catalog::{
     Customer, Instance, KeySource, LicenseKey, Product, ProductPatch, key_terms,
@@ -51,42 +51,14 @@ impl Paging {
     fn page(&self) -> Result<PageRequest, ApiError> {
         let number = match &self.page_number {
             None => 0,
-            Some(text) => text.trim().parse::<u64>().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "`page_number` must be a whole number, got `{}`",
-                    short(text)
-                ))
-            })?,
+            Some(text) => bounded_integer("page_number", text, 0..=MAX_PAGE_NUMBER)?,
         };
-        if number > u64::from(MAX_PAGE_NUMBER) {
-            return Err(ApiError::Unprocessable(format!(
-                "`page_number` must be at most {MAX_PAGE_NUMBER}, got {number}"
-            )));
-        }
-        let number = number as u32;
         let size = match &self.page_size {
             None => DEFAULT_PAGE_SIZE,
-            Some(text) => {
-                let size: i64 = text.trim().parse().map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "`page_size` must be an integer, got `{}`",
-                        short(text)
-                    ))
-                })?;
-                if !(1..=i64::from(MAX_PAGE_SIZE)).contains(&size) {
-                    return Err(ApiError::Unprocessable(format!(
-                        "`page_size` must be between 1 and {MAX_PAGE_SIZE}, got {size}"
-                    )));
-                }
-                size as u32
-            }
+            Some(text) => bounded_integer("page_size", text, 1..=MAX_PAGE_SIZE)?,
         };
         Ok(PageRequest { number, size })
     }
-}
-
-fn short(text: &str) -> String {
-    text.chars().take(40).collect()
 }
 
 fn checked_limit(limit: u32, field: &str) -> Result<u32, ApiError> {
@@ -212,7 +184,7 @@ pub async fn get_customer(
         .customer(&caller.business_id, &id)
         .await?
         .map(|c| Json(c.into()))
-        .ok_or_else(|| ApiError::NotFound(format!("customer `{}` not found", short(&id))))
+        .ok_or_else(|| ApiError::NotFound(format!("customer `{}` not found", shorten(&id))))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -371,7 +343,7 @@ pub async fn get_product(
 }
 
 fn product_not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("product `{}` not found", short(id)))
+    ApiError::NotFound(format!("product `{}` not found", shorten(id)))
 }
 
 /// Lists products, oldest first.
@@ -675,7 +647,7 @@ pub async fn list_license_keys(
                 KeyStatus::parse(&s).ok_or_else(|| {
                     ApiError::BadRequest(format!(
                         "`status` must be active, expired or disabled, got `{}`",
-                        short(&s)
+                        shorten(&s)
                     ))
                 })
             })
@@ -686,7 +658,7 @@ pub async fn list_license_keys(
                 KeySource::parse(&s).ok_or_else(|| {
                     ApiError::BadRequest(format!(
                         "`source` must be auto, import or manual, got `{}`",
-                        short(&s)
+                        shorten(&s)
                     ))
                 })
             })
@@ -781,7 +753,7 @@ impl From<Instance> for InstanceView {
 }
 
 fn instance_not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("license key instance `{}` not found", short(id)))
+    ApiError::NotFound(format!("license key instance `{}` not found", shorten(id)))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -19,7 +19,7 @@ use crate::domain::license::{ActivationError, KeyPatch, KeyStatus, PatchError};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 
-pub use sql::{EntrySort, KeyFilter, ListEntries, ListedEntry, PageRequest};
+pub use sql::{EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, PageRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

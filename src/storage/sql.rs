@@ -37,8 +37,19 @@ pub struct ListEntries {
     pub descending: bool,
     /// `(sort key in microseconds, seq)` of the last row of the previous page.
     pub after: Option<(i64, i64)>,
+    /// The rows wanted, at most [`MAX_LISTED_ENTRIES`].
     pub limit: u32,
 }
+
+/// The largest page of a ledger listing (`pageSize`).
+pub const MAX_ENTRY_PAGE: u32 = 50;
+
+/// The most rows a ledger listing reads: the largest page and one more, which tells
+/// whether there is a next page. Every listing's statement reads this many,
+/// whatever its page's size, and the store keeps the first `limit`: a page size in the
+/// statement's text would make each size a statement of its own, and PostgreSQL keeps
+/// every statement a connection prepares.
+pub const MAX_LISTED_ENTRIES: u32 = MAX_ENTRY_PAGE + 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedEntry {
@@ -160,9 +171,8 @@ pub fn list_entries<'a>(
     }
     let sql = format!(
         "SELECT {ENTRY_COLUMNS} FROM {source} WHERE {} \
-         ORDER BY {column} {direction}, seq {direction} LIMIT {}",
+         ORDER BY {column} {direction}, seq {direction} LIMIT {MAX_LISTED_ENTRIES}",
         conditions.join(" AND "),
-        query.limit
     );
     (sql, params)
 }
@@ -194,8 +204,46 @@ mod tests {
                 "business_id = $1 AND account_id = $2 AND (effective_from, seq) > ($3, $4)"
             )
         );
-        assert!(sql.ends_with("ORDER BY effective_from ASC, seq ASC LIMIT 11"));
+        assert!(sql.ends_with("ORDER BY effective_from ASC, seq ASC LIMIT 51"));
         assert_eq!(params.len(), 4);
+    }
+
+    /// PostgreSQL keeps every statement a connection prepares: a listing's text must not
+    /// change with the page asked for, or a client paging through sizes and numbers
+    /// would grow each connection's statements without end.
+    #[test]
+    fn a_listing_is_one_statement_whatever_the_page() {
+        let entries = |limit| ListEntries {
+            account_id: None,
+            license_id: None,
+            effective_from: None,
+            sort: EntrySort::CreatedAt,
+            descending: true,
+            after: None,
+            limit,
+        };
+        let entries_sql =
+            |limit| list_entries("bus", &entries(limit), |n| format!("${n}"), "t", "l").0;
+        assert_eq!(entries_sql(2), entries_sql(MAX_LISTED_ENTRIES));
+
+        let filter = KeyFilter::default();
+        let now = Timestamp::from_micros(0).unwrap();
+        let keys = |number, size| {
+            list_license_keys("bus", &filter, PageRequest { number, size }, now, |n| {
+                format!("${n}")
+            })
+        };
+        let (first, first_params) = keys(1, 10);
+        let (later, later_params) = keys(7, 100);
+        assert_eq!(first, later);
+        assert!(matches!(
+            first_params[..],
+            [_, Param::Int(10), Param::Int(0)]
+        ));
+        assert!(matches!(
+            later_params[..],
+            [_, Param::Int(100), Param::Int(600)]
+        ));
     }
 }
 
@@ -278,12 +326,15 @@ pub fn list_license_keys<'a>(
             Param::Int(now.micros()),
         ),
     }
+    // The page is bound, not written into the text: one statement for every page.
+    params.push(Param::Int(i64::from(page.size)));
+    params.push(Param::Int(page.offset()));
     let sql = format!(
         "SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE {} \
          ORDER BY created_at, id LIMIT {} OFFSET {}",
         conditions.join(" AND "),
-        page.size,
-        page.offset()
+        placeholder(params.len() - 1),
+        placeholder(params.len())
     );
     (sql, params)
 }

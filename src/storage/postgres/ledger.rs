@@ -166,7 +166,8 @@ impl LedgerStore for PgStore {
     ) -> Result<Vec<ListedEntry>> {
         let (sql, bound) = listing(business_id, query);
         let rows = self.query(&sql, &params(&bound)).await?;
-        rows.iter().map(listed_entry).collect()
+        let wanted = query.limit as usize;
+        rows.iter().take(wanted).map(listed_entry).collect()
     }
 
     async fn update_metadata(

@@ -59,7 +59,10 @@ impl LedgerStore for SqliteStore {
             let rows = stmt
                 .query_map(params_from_iter(&params), listed_entry)
                 .map_err(internal)?;
-            rows.map(|row| row.map_err(internal)?).collect()
+            let wanted = query.limit as usize;
+            rows.take(wanted)
+                .map(|row| row.map_err(internal)?)
+                .collect()
         })
     }
 
