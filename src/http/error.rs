@@ -26,6 +26,8 @@ pub enum ApiError {
     Unavailable(String),
     /// The request ran over the server's request timeout (milliseconds).
     TimedOut(u128),
+    /// The database did not finish a write in time, and may still; why, for the log.
+    WriteOutcomeUnknown(String),
     /// The request's body was still arriving when the request timeout ran out.
     BodyTimedOut(u128),
     /// Something failed that the client cannot fix; why, for the log (never sent).
@@ -55,7 +57,9 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
-            ApiError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "TIMEOUT"),
+            ApiError::TimedOut(_) | ApiError::WriteOutcomeUnknown(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "TIMEOUT")
+            }
             ApiError::BodyTimedOut(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             ApiError::LicenseKeyNotFound => (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND"),
@@ -107,6 +111,10 @@ impl ApiError {
             ApiError::BodyTimedOut(ms) => {
                 format!("the request body did not arrive within {ms} ms; nothing was written")
             }
+            ApiError::WriteOutcomeUnknown(_) => {
+                "the database did not finish the write in time; it may or may not have taken effect"
+                    .into()
+            }
             ApiError::Internal(_) => "something went wrong; the error has been logged".into(),
             ApiError::LicenseKeyNotFound => "license key not found".into(),
             ApiError::InactiveLicenseKey => ActivationError::Inactive.to_string(),
@@ -144,6 +152,7 @@ impl From<StorageError> for ApiError {
             StorageError::KeyPatch(refusal) => refusal.into(),
             StorageError::Duplicate(what) => ApiError::Conflict(what),
             StorageError::Unavailable(reason) => ApiError::Unavailable(reason),
+            StorageError::OutcomeUnknown(reason) => ApiError::WriteOutcomeUnknown(reason),
             StorageError::Internal(reason) => ApiError::Internal(reason),
         }
     }
@@ -181,7 +190,9 @@ impl IntoResponse for ApiError {
         }
         let message = self.message();
         let cause = match self {
-            ApiError::Unavailable(cause) | ApiError::Internal(cause) => Some(cause),
+            ApiError::Unavailable(cause)
+            | ApiError::WriteOutcomeUnknown(cause)
+            | ApiError::Internal(cause) => Some(cause),
             ApiError::TimedOut(ms) => Some(format!("ran over the request timeout of {ms} ms")),
             _ => None,
         };

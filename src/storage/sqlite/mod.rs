@@ -13,7 +13,7 @@ mod licenses;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, mpsc};
 use std::time::Duration;
 
@@ -45,6 +45,11 @@ type Reply = Box<dyn FnOnce(Result<()>) + Send>;
 type WriteJob = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 /// The most writes committed together.
 const MAX_GROUP: usize = 256;
+/// A write's stages, from its caller's side: waiting for the writer, begun by it, or given
+/// up by its caller before the writer reached it (and so never run).
+const QUEUED: u8 = 0;
+const BEGUN: u8 = 1;
+const GIVEN_UP: u8 = 2;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -115,8 +120,14 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (reply, answer) = oneshot::channel();
+        // Whether the writer has begun the job, or its caller has given up waiting: the
+        // one that moves it from `QUEUED` first decides whether the job runs.
+        let stage = Arc::new(AtomicU8::new(QUEUED));
+        let job_stage = stage.clone();
         let job: WriteJob = Box::new(move |conn| {
-            if reply.is_closed() {
+            let begun =
+                job_stage.compare_exchange(QUEUED, BEGUN, Ordering::AcqRel, Ordering::Acquire);
+            if begun.is_err() || reply.is_closed() {
                 return Box::new(|_| ());
             }
             let result = in_savepoint(conn, work);
@@ -133,9 +144,17 @@ impl SqliteStore {
             Ok(Err(_)) => Err(StorageError::Internal(
                 "the SQLite writer dropped a job".into(),
             )),
-            Err(_) => Err(StorageError::Unavailable(
-                "the SQLite writer did not answer in time".into(),
-            )),
+            Err(_) => {
+                match stage.compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => Err(StorageError::Unavailable(
+                        "the SQLite writer did not reach the write in time; it was not run".into(),
+                    )),
+                    Err(_) => Err(StorageError::OutcomeUnknown(
+                        "the SQLite writer began the write but did not finish it in time".into(),
+                    )),
+                }
+            }
         }
     }
 
@@ -891,6 +910,64 @@ mod tests {
             "1",
             "only the write after the group happened"
         );
+    }
+
+    /// A write whose wait runs out before the writer reaches it is never run, and says
+    /// so; one the writer has begun may still commit, and says that instead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_timed_out_write_says_whether_it_may_take_effect() {
+        let options = StorageOptions {
+            url: "sqlite::memory:".into(),
+            timeout: Duration::from_millis(300),
+            max_connections: 1,
+        };
+        let store = Arc::new(SqliteStore::open(&options.url, &options).await.unwrap());
+        let insert = |x: i64| {
+            move |conn: &Connection| {
+                conn.execute("INSERT INTO t VALUES (?1)", [x])
+                    .map(drop)
+                    .map_err(internal)
+            }
+        };
+        store
+            .write(|conn| {
+                conn.execute_batch("CREATE TABLE t (x INTEGER)")
+                    .map_err(internal)
+            })
+            .await
+            .unwrap();
+        let begun = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let slow = insert(1);
+                store
+                    .write(move |conn| {
+                        std::thread::sleep(Duration::from_millis(600));
+                        slow(conn)
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let queued = store.write(insert(2)).await;
+        assert!(
+            matches!(queued, Err(StorageError::Unavailable(_))),
+            "{queued:?}"
+        );
+        let begun = begun.await.unwrap();
+        assert!(
+            matches!(begun, Err(StorageError::OutcomeUnknown(_))),
+            "{begun:?}"
+        );
+        // Once the writer is free again, the begun write has committed and the other not.
+        while store.write(|_| Ok(())).await.is_err() {}
+        let written: String = store
+            .read(|conn| {
+                conn.query_row("SELECT group_concat(x) FROM t", [], |row| row.get(0))
+                    .map_err(internal)
+            })
+            .unwrap();
+        assert_eq!(written, "1");
     }
 
     /// The store is not ready while its writer cannot take a write in time.
