@@ -380,6 +380,24 @@ mod tests {
         assert_eq!(usage.quantity_seconds.to_string(), "993599.99999");
     }
 
+    /// The integral can need 12 decimals; it is reported with a quantity's 6, half to even.
+    #[test]
+    fn quantity_seconds_are_rounded_half_to_even_to_six_decimals() {
+        let start = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let s = Timestamp::midnight(start).micros();
+        // 0.000001 from half a second past midnight: 0.000001 × 86399.5 = 0.0863995.
+        let usage = daily_usage(Quantity::ZERO, &[(t(s + 500_000), q("0.000001"))], start, 1);
+        assert_eq!(usage.quantity_seconds.to_string(), "0.0864");
+        // 0.5 for the day's last microsecond: 0.0000005, which rounds to 0.
+        let usage = daily_usage(
+            Quantity::ZERO,
+            &[(t(s + MICROS_PER_DAY - 1), q("0.5"))],
+            start,
+            1,
+        );
+        assert_eq!(usage.quantity_seconds.to_string(), "0");
+    }
+
     fn update_type() -> impl Strategy<Value = UpdateType> {
         prop_oneof![Just(UpdateType::Relative), Just(UpdateType::Absolute)]
     }
