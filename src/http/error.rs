@@ -26,7 +26,8 @@ pub enum ApiError {
     Unavailable(String),
     /// The request ran over the server's request timeout (milliseconds).
     TimedOut(u128),
-    /// The database did not finish a write in time, and may still; why, for the log.
+    /// The database did not confirm a write, which may or may not have been made (the
+    /// wait for it ran out, or the connection was lost while it committed); why, for the log.
     WriteOutcomeUnknown(String),
     /// The request's body was still arriving when the request timeout ran out.
     BodyTimedOut(u128),
@@ -112,8 +113,7 @@ impl ApiError {
                 format!("the request body did not arrive within {ms} ms; nothing was written")
             }
             ApiError::WriteOutcomeUnknown(_) => {
-                "the database did not finish the write in time; it may or may not have taken effect"
-                    .into()
+                "the database did not confirm the write; it may or may not have taken effect".into()
             }
             ApiError::Internal(_) => "something went wrong; the error has been logged".into(),
             ApiError::LicenseKeyNotFound => "license key not found".into(),

@@ -26,8 +26,9 @@ pub enum StorageError {
     /// The database cannot be reached or did not answer in time.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
-    /// A write was under way when the wait for it ran out: it may or may not take effect.
-    #[error("the database did not finish a write in time: {0}")]
+    /// A write was under way when the wait for it ran out, or when the connection that
+    /// carried its commit was lost: it may or may not take effect.
+    #[error("the database did not confirm a write: {0}")]
     OutcomeUnknown(String),
     /// No API key has that digest.
     #[error("unknown API key")]

@@ -200,7 +200,11 @@ impl PgStore {
     /// connection: a change may wait for a row's lock, and on a shared connection every
     /// read queued behind it would wait too.
     async fn change_one(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
-        query_opt(&*self.conn().await?, sql, params).await
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(sql).await.map_err(classify)?;
+        conn.query_opt(&statement, params)
+            .await
+            .map_err(classify_commit)
     }
 
     /// The connection in a shared slot, replacing one that has lost its server.
@@ -213,9 +217,14 @@ impl PgStore {
         Ok(conn)
     }
 
-    /// Runs one statement on a pooled connection, returning the rows it changed.
+    /// Runs one statement that changes rows on a pooled connection, returning how many
+    /// it changed.
     async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64> {
-        execute(&*self.conn().await?, sql, params).await
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(sql).await.map_err(classify)?;
+        conn.execute(&statement, params)
+            .await
+            .map_err(classify_commit)
     }
 }
 
@@ -321,7 +330,9 @@ impl Tx {
         };
         match outcome {
             Ok(value) => {
-                conn.batch_execute("COMMIT").await.map_err(classify)?;
+                conn.batch_execute("COMMIT")
+                    .await
+                    .map_err(classify_commit)?;
                 Ok(value)
             }
             Err(error) => {
@@ -340,8 +351,8 @@ impl Tx {
         let (rows, committed) =
             tokio::join!(self.query(&statement, params), self.batch_execute("COMMIT"));
         self.conn = None;
-        let rows = rows.map_err(classify)?;
-        committed.map_err(classify)?;
+        let rows = rows.map_err(classify_commit)?;
+        committed.map_err(classify_commit)?;
         Ok(rows)
     }
 }
@@ -399,6 +410,15 @@ pub(super) fn classify(error: tokio_postgres::Error) -> StorageError {
         StorageError::Unavailable(error.to_string())
     } else {
         StorageError::Internal(error.to_string())
+    }
+}
+
+/// Maps the error of a round trip that carried a commit (a `COMMIT`, or a statement that
+/// commits on its own): after a lost connection, whether PostgreSQL committed is unknown.
+pub(super) fn classify_commit(error: tokio_postgres::Error) -> StorageError {
+    match classify(error) {
+        StorageError::Unavailable(reason) => StorageError::OutcomeUnknown(reason),
+        other => other,
     }
 }
 
@@ -645,6 +665,49 @@ mod tests {
 
         let config = configured("postgres://postgres@127.0.0.1/test?keepalives=0");
         assert!(!config.get_keepalives());
+    }
+
+    /// A connection lost while a commit was on its way leaves the write's outcome unknown,
+    /// and the error says so rather than "unavailable, retry".
+    #[tokio::test]
+    async fn a_commit_on_a_lost_connection_may_or_may_not_have_happened() {
+        let url = "postgres://postgres@127.0.0.1:5432/test";
+        let connect = || async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            tokio::spawn(connection);
+            Some(client)
+        };
+        let (Some(admin), Some(writer)) = (connect().await, connect().await) else {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "PostgreSQL is required under CI=true"
+            );
+            eprintln!("skipping: PostgreSQL unreachable at {url}");
+            return;
+        };
+        writer.batch_execute("BEGIN").await.unwrap();
+        let pid: i32 = writer
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        // Waits until the backend has gone.
+        admin
+            .execute("SELECT pg_terminate_backend($1, 10000)", &[&pid])
+            .await
+            .unwrap();
+        let lost = writer.batch_execute("COMMIT").await.unwrap_err();
+        let error = classify_commit(lost);
+        assert!(
+            matches!(error, StorageError::OutcomeUnknown(_)),
+            "{error:?}"
+        );
+        // Outside a commit, the same loss is an outage: nothing was written.
+        let lost = writer.batch_execute("SELECT 1").await.unwrap_err();
+        let error = classify(lost);
+        assert!(matches!(error, StorageError::Unavailable(_)), "{error:?}");
     }
 
     /// A listing by license alone reads the license index, whose license column is an
