@@ -1259,11 +1259,27 @@ async fn operations_endpoints(server: TestServer) {
     ] {
         assert!(doc.json["paths"].get(path).is_some(), "{path} undocumented");
     }
-    assert!(
-        doc.json["paths"]["/license_updates"]["post"]["responses"]
-            .get("409")
-            .is_some()
-    );
+    for (path, status) in [
+        ("/license_updates", "409"),
+        ("/license_updates", "408"),
+        ("/licenses/activate", "408"),
+    ] {
+        let responses = &doc.json["paths"][path]["post"]["responses"];
+        assert!(responses.get(status).is_some(), "{path}: no {status}");
+    }
+    // A field always sent, null when empty, is required, so generated clients need not
+    // guard against its absence.
+    let schemas = &doc.json["components"]["schemas"];
+    for (schema, field) in [
+        ("LicenseKey", "expires_at"),
+        ("LicenseKey", "activations_limit"),
+        ("Product", "description"),
+        ("Customer", "phone_number"),
+        ("LicenseQuantity", "effectiveFrom"),
+    ] {
+        let required = schemas[schema]["required"].as_array().unwrap();
+        assert!(required.contains(&json!(field)), "{schema}.{field}");
+    }
     // The docs page, and every script and style it loads, come from the server itself.
     let docs = server.call(Method::GET, "/docs", "", None).await;
     docs.expect(200);

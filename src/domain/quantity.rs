@@ -196,8 +196,9 @@ impl utoipa::PartialSchema for Quantity {
             .description(Some(
                 "An exact decimal: below 10^18 in magnitude, at most 6 digits after the point.",
             ))
-            .minimum(Some(-999_999_999_999_999_999.0))
-            .maximum(Some(999_999_999_999_999_999.0))
+            // 10^18 itself is refused: the bounds are exclusive (999…999.999999 is no f64).
+            .exclusive_minimum(Some(-1e18))
+            .exclusive_maximum(Some(1e18))
             .examples([serde_json::json!(10)])
             .into()
     }

@@ -117,7 +117,7 @@ pub struct ListParams {
     /// `created_at` or `effective_from`, optionally with `:asc` or `:desc`
     /// (default `created_at:desc`).
     #[serde(default, rename = "_sort")]
-    #[param(pattern = "^(created_at|effective_from)(:(asc|desc))?$")]
+    #[param(pattern = "^(created_at|effective_from)(:([aA][sS][cC]|[dD][eE][sS][cC]))?$")]
     sort: Option<String>,
 }
 
@@ -366,6 +366,7 @@ pub struct LicenseQuantity {
     at: Timestamp,
     quantity: Quantity,
     /// The instant of the entry that governs `at`; null if none does.
+    #[schema(required = true)]
     effective_from: Option<Timestamp>,
 }
 

@@ -111,13 +111,14 @@ pub struct CustomerView {
     email: String,
     name: String,
     /// Always null: customers are not blocked here.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     blocked_at: Option<Timestamp>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, required = true)]
     blocklist_entry_id: Option<String>,
     metadata: Metadata,
+    #[schema(required = true)]
     phone_number: Option<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, required = true)]
     preferred_locale: Option<String>,
 }
 
@@ -200,7 +201,7 @@ pub struct CustomerFilter {
     responses(
         (status = 200, description = "One page", body = Items<CustomerView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 422, description = "page_size outside 1–100", body = ErrorBody),
+        (status = 422, description = "page_size outside 1–100, or page_number over 100 000", body = ErrorBody),
         ReadErrors,
     ),
     security(("bearer" = [])))]
@@ -250,11 +251,15 @@ pub struct ProductView {
     created_at: Timestamp,
     updated_at: Timestamp,
     name: String,
+    #[schema(required = true)]
     description: Option<String>,
     /// Always true: every product here issues license keys.
     license_key_enabled: bool,
+    #[schema(required = true)]
     license_key_activations_limit: Option<u32>,
+    #[schema(required = true)]
     license_key_duration: Option<KeyDuration>,
+    #[schema(required = true)]
     license_key_activation_message: Option<String>,
     metadata: Metadata,
 }
@@ -351,7 +356,7 @@ fn product_not_found(id: &str) -> ApiError {
     responses(
         (status = 200, description = "One page", body = Items<ProductView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 422, description = "page_size outside 1–100", body = ErrorBody),
+        (status = 422, description = "page_size outside 1–100, or page_number over 100 000", body = ErrorBody),
         ReadErrors,
     ),
     security(("bearer" = [])))]
@@ -372,7 +377,8 @@ pub async fn list_products(
     }))
 }
 
-/// A change to a product: absent fields are unchanged, `null` clears.
+/// A change to a product: absent fields are unchanged; `null` clears an optional field
+/// (`name` and `metadata` cannot be cleared: `null` leaves them unchanged).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
@@ -478,9 +484,13 @@ pub struct LicenseKeyView {
     product_id: String,
     source: KeySource,
     status: KeyStatus,
+    #[schema(required = true)]
     activations_limit: Option<u32>,
+    #[schema(required = true)]
     expires_at: Option<Timestamp>,
+    #[schema(required = true)]
     payment_id: Option<String>,
+    #[schema(required = true)]
     subscription_id: Option<String>,
 }
 
@@ -621,7 +631,7 @@ pub struct LicenseKeyQuery {
     responses(
         (status = 200, description = "One page", body = Items<LicenseKeyView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 422, description = "page_size outside 1–100", body = ErrorBody),
+        (status = 422, description = "page_size outside 1–100, or page_number over 100 000", body = ErrorBody),
         ReadErrors,
     ),
     security(("bearer" = [])))]
@@ -769,7 +779,7 @@ pub struct InstanceQuery {
     responses(
         (status = 200, description = "One page", body = Items<InstanceView>),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
-        (status = 422, description = "page_size outside 1–100", body = ErrorBody),
+        (status = 422, description = "page_size outside 1–100, or page_number over 100 000", body = ErrorBody),
         ReadErrors,
     ),
     security(("bearer" = [])))]

@@ -1,4 +1,5 @@
-//! The OpenAPI document, generated from the handlers and types themselves.
+//! The OpenAPI document, generated from the handlers and types themselves. A response
+//! field the server always sends, null when it has no value, is marked `required`.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -99,10 +100,11 @@ error_set!(
     [
         (401, Unauthorized, "Missing or unknown API key"),
         (403, Forbidden, "Read-only API key"),
+        (408, BodyTimedOut, "Body still arriving at the request timeout; nothing was written"),
         (413, PayloadTooLarge, "Body over 64 KiB"),
         (415, UnsupportedMediaType, "Body is not JSON"),
         (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable, or the request timed out"),
+        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)"),
     ]
 );
 error_set!(
@@ -113,16 +115,17 @@ error_set!(
     [
         (401, Unauthorized, "Missing or unknown API key"),
         (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable, or the request timed out"),
+        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out (`TIMEOUT`)"),
     ]
 );
 error_set!(
     /// The errors of every public endpoint (no API key).
     PublicErrors(ErrorBody);
     [
+        (408, BodyTimedOut, "Body still arriving at the request timeout; nothing was written"),
         (413, PayloadTooLarge, "Body over 64 KiB"),
         (415, UnsupportedMediaType, "Body is not JSON"),
         (429, RateLimited, "Rate limited (per client IP)"),
-        (503, Unavailable, "Database unavailable, or the request timed out"),
+        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)"),
     ]
 );

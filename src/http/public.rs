@@ -46,12 +46,14 @@ pub struct CustomerLimitedDetails {
     email: String,
     name: String,
     metadata: Metadata,
+    #[schema(required = true)]
     phone_number: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ActivatedProduct {
     product_id: String,
+    #[schema(required = true)]
     name: Option<String>,
 }
 
