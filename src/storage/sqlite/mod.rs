@@ -912,16 +912,21 @@ mod tests {
         );
     }
 
+    /// A store on a scratch database whose writes are waited for `timeout`.
+    async fn scratch_store_waiting(timeout: Duration) -> Arc<SqliteStore> {
+        let options = StorageOptions {
+            url: "sqlite::memory:".into(),
+            timeout,
+            max_connections: 1,
+        };
+        Arc::new(SqliteStore::open(&options.url, &options).await.unwrap())
+    }
+
     /// A write whose wait runs out before the writer reaches it is never run, and says
     /// so; one the writer has begun may still commit, and says that instead.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_timed_out_write_says_whether_it_may_take_effect() {
-        let options = StorageOptions {
-            url: "sqlite::memory:".into(),
-            timeout: Duration::from_millis(300),
-            max_connections: 1,
-        };
-        let store = Arc::new(SqliteStore::open(&options.url, &options).await.unwrap());
+        let store = scratch_store_waiting(Duration::from_millis(300)).await;
         let insert = |x: i64| {
             move |conn: &Connection| {
                 conn.execute("INSERT INTO t VALUES (?1)", [x])
@@ -973,12 +978,7 @@ mod tests {
     /// The store is not ready while its writer cannot take a write in time.
     #[tokio::test]
     async fn readiness_waits_for_the_writer() {
-        let options = StorageOptions {
-            url: "sqlite::memory:".into(),
-            timeout: Duration::from_millis(500),
-            max_connections: 1,
-        };
-        let store = Arc::new(SqliteStore::open(&options.url, &options).await.unwrap());
+        let store = scratch_store_waiting(Duration::from_millis(500)).await;
         store.ping().await.unwrap();
         let (done, finished) = std::sync::mpsc::channel();
         let busy = store.write(move |_| {
