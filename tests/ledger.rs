@@ -1280,6 +1280,11 @@ async fn operations_endpoints(server: TestServer) {
         let required = schemas[schema]["required"].as_array().unwrap();
         assert!(required.contains(&json!(field)), "{schema}.{field}");
     }
+    // Metadata is documented with the limits the server enforces.
+    let metadata = &schemas["LicenseUpdateRequest"]["properties"]["metadata"];
+    assert_eq!(metadata["maxProperties"], 50);
+    assert_eq!(metadata["propertyNames"]["maxLength"], 100);
+    assert_eq!(metadata["additionalProperties"]["maxLength"], 500);
     // The docs page, and every script and style it loads, come from the server itself.
     let docs = server.call(Method::GET, "/docs", "", None).await;
     docs.expect(200);

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ids::{AccountId, IdempotencyKey, LicenseId, check_text};
+use super::ids::{
+    AccountId, IdempotencyKey, LicenseId, NO_CONTROL_PATTERN, NO_NUL_PATTERN, check_text,
+};
 use super::ledger::UpdateType;
 use super::quantity::Quantity;
 use super::time::Timestamp;
@@ -42,6 +44,38 @@ pub fn check_metadata(metadata: &Metadata) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The schema of metadata as [`check_metadata`] accepts it, for the API's document.
+pub fn metadata_schema() -> utoipa::openapi::schema::Object {
+    metadata_schema_of(utoipa::openapi::schema::Type::Object.into())
+}
+
+/// [`metadata_schema`], or null: an optional field, which a client may also send as null.
+pub fn optional_metadata_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::Type;
+    metadata_schema_of([Type::Object, Type::Null].into_iter().collect())
+}
+
+fn metadata_schema_of(
+    schema_type: utoipa::openapi::schema::SchemaType,
+) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_METADATA_KEY_CHARS))
+        .pattern(Some(NO_CONTROL_PATTERN));
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_METADATA_VALUE_CHARS))
+        .pattern(Some(NO_NUL_PATTERN));
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .max_properties(Some(MAX_METADATA_KEYS))
+        .property_names(Some(key))
+        .additional_properties(Some(value))
+        .build()
 }
 
 /// An entry a client asks to add.

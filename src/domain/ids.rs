@@ -31,6 +31,11 @@ pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
     }
 }
 
+/// The schema pattern of text [`check_text`] accepts: no control characters, not empty.
+pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+/// The schema pattern of free text: anything but NUL.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
 /// Declares a string newtype that can only hold a non-empty value of at most `$max` characters.
 macro_rules! bounded_string {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
@@ -72,7 +77,7 @@ macro_rules! bounded_string {
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .min_length(Some(1))
                     .max_length(Some($max))
-                    .pattern(Some("^[^\\u0000-\\u001F\\u007F-\\u009F]+$"))
+                    .pattern(Some(NO_CONTROL_PATTERN))
                     .into()
             }
         }
@@ -206,7 +211,7 @@ impl utoipa::PartialSchema for LongText {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .max_length(Some(Self::MAX_CHARS))
-            .pattern(Some("^[^\\u0000]*$"))
+            .pattern(Some(NO_NUL_PATTERN))
             .into()
     }
 }

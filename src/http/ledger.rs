@@ -14,7 +14,9 @@ use super::extract::{
     JsonBody, PathParam, PresentedKey, Query, Reader, Writer, bounded_integer, shorten,
 };
 use super::openapi::{LedgerReadErrors, LedgerWriteErrors};
-use crate::domain::entry::{LedgerEntry, Metadata, NewEntry, check_metadata};
+use crate::domain::entry::{
+    LedgerEntry, Metadata, NewEntry, check_metadata, metadata_schema, optional_metadata_schema,
+};
 use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId};
 use crate::domain::ledger::{UpdateType, daily_usage};
 use crate::domain::quantity::{Quantity, serialize_number};
@@ -41,6 +43,7 @@ pub struct LicenseUpdateRequest {
     #[serde(default)]
     idempotency_key: Option<IdempotencyKey>,
     #[serde(default)]
+    #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,
 }
 
@@ -268,6 +271,7 @@ pub struct LicenseEntryDetailsUpdateRequest {
     /// The exact instant of the entry to change.
     effective_from: Timestamp,
     /// Replaces the entry's metadata.
+    #[schema(schema_with = metadata_schema)]
     metadata: Metadata,
 }
 

@@ -13,7 +13,7 @@ use super::openapi::{ReadErrors, WriteErrors};
 use crate::domain::catalog::{
     Customer, Instance, KeySource, LicenseKey, Product, ProductPatch, key_terms,
 };
-use crate::domain::entry::{Metadata, check_metadata};
+use crate::domain::entry::{Metadata, check_metadata, optional_metadata_schema};
 use crate::domain::ids::{Email, InstanceName, KeyString, LongText, Name, ResourceId, new_id};
 use crate::domain::license::{
     Change, KeyDuration, KeyPatch, KeyStatus, check_expiry, generate_key,
@@ -98,6 +98,7 @@ pub struct CreateCustomer {
     #[schema(value_type = Option<String>, max_length = 100)]
     phone_number: Option<ResourceId>,
     #[serde(default)]
+    #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,
 }
 
@@ -239,6 +240,7 @@ pub struct CreateProduct {
     #[serde(default)]
     license_key_activation_message: Option<LongText>,
     #[serde(default)]
+    #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,
 }
 
@@ -397,6 +399,7 @@ pub struct UpdateProduct {
     #[schema(value_type = Option<String>, max_length = 5000)]
     license_key_activation_message: Change<LongText>,
     #[serde(default)]
+    #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,
 }
 
