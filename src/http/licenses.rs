@@ -95,7 +95,7 @@ pub struct CreateCustomer {
     email: Email,
     name: Name,
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 100)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100)]
     phone_number: Option<ResourceId>,
     #[serde(default)]
     #[schema(schema_with = optional_metadata_schema)]
@@ -449,13 +449,10 @@ pub async fn update_product(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLicenseKey {
-    #[schema(value_type = String, max_length = 100)]
     customer_id: ResourceId,
-    #[schema(value_type = String, max_length = 100)]
     product_id: ResourceId,
     /// A key to import; without it, a key is generated.
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 255)]
     key: Option<KeyString>,
     /// Absent: the product's default; `null`: unlimited.
     #[serde(default)]
@@ -466,10 +463,8 @@ pub struct CreateLicenseKey {
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Change<Timestamp>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 100)]
     payment_id: Option<ResourceId>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 100)]
     subscription_id: Option<ResourceId>,
 }
 
@@ -831,7 +826,6 @@ pub async fn get_instance(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameInstance {
-    #[schema(value_type = String, min_length = 1, max_length = 255)]
     name: InstanceName,
 }
 

@@ -33,10 +33,8 @@ impl FromRequestParts<AppState> for PublicCaller {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
-    #[schema(value_type = String, min_length = 1, max_length = 255)]
     license_key: KeyString,
     /// A name for this activation, such as the machine's.
-    #[schema(value_type = String, min_length = 1, max_length = 255)]
     name: InstanceName,
 }
 
@@ -123,9 +121,7 @@ pub async fn activate(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateRequest {
-    #[schema(value_type = String, min_length = 1, max_length = 255)]
     license_key: KeyString,
-    #[schema(value_type = String, max_length = 100)]
     license_key_instance_id: ResourceId,
 }
 
@@ -155,11 +151,9 @@ pub async fn deactivate(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
-    #[schema(value_type = String, min_length = 1, max_length = 255)]
     license_key: KeyString,
     /// When given, the key is valid only if this is one of its current instances.
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 100)]
     license_key_instance_id: Option<ResourceId>,
 }
 
