@@ -94,8 +94,8 @@ impl Quantity {
     }
 }
 
-/// Digits allowed before the decimal point: every quantity is below 10^18.
-const MAX_DIGITS: i64 = 18;
+/// Digits allowed before the decimal point: every quantity is below [`MAX_MAGNITUDE`].
+const MAX_DIGITS: i64 = MAX_MAGNITUDE.ilog10() as i64;
 
 /// The parts of a decimal number's text: `-`, digits, `.` and digits, an exponent.
 struct DecimalText<'a> {
