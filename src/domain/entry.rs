@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{
-    AccountId, IdempotencyKey, LicenseId, NO_CONTROL_PATTERN, NO_NUL_PATTERN, check_text,
+    AccountId, IdempotencyKey, LicenseId, NO_CONTROL_PATTERN, NO_NUL_PATTERN, check_text, shorten,
 };
 use super::ledger::UpdateType;
 use super::quantity::Quantity;
@@ -28,12 +28,8 @@ pub fn check_metadata(metadata: &Metadata) -> Result<(), String> {
         ));
     }
     for (key, value) in metadata {
-        check_text(key, MAX_METADATA_KEY_CHARS).map_err(|e| {
-            format!(
-                "`metadata` key `{}`: {e}",
-                key.chars().take(40).collect::<String>()
-            )
-        })?;
+        check_text(key, MAX_METADATA_KEY_CHARS)
+            .map_err(|e| format!("`metadata` key `{}`: {e}", shorten(key)))?;
         if value.contains('\0') {
             return Err(format!("`metadata.{key}` must not contain NUL characters"));
         }

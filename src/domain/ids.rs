@@ -31,6 +31,11 @@ pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
     }
 }
 
+/// The first 40 characters of a client's text, to quote in an error.
+pub fn shorten(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
 /// The schema pattern of text [`check_text`] accepts: no control characters, not empty.
 pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
 /// The schema pattern of free text: anything but NUL.

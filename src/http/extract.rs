@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::auth::{KeyDigest, Principal};
+use crate::domain::ids::shorten;
 use crate::storage::{Access, admit};
 
 /// A whole number from a query string, within `range`: 422 for a number outside it, however
@@ -36,11 +37,6 @@ pub fn bounded_integer(
             shorten(text)
         ))),
     }
-}
-
-/// The first 40 characters of a client's text, to quote in an error.
-pub fn shorten(text: &str) -> String {
-    text.chars().take(40).collect()
 }
 
 /// The largest request body accepted, in bytes.

@@ -10,14 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, MessageBody};
-use super::extract::{
-    JsonBody, PathParam, PresentedKey, Query, Reader, Writer, bounded_integer, shorten,
-};
+use super::extract::{JsonBody, PathParam, PresentedKey, Query, Reader, Writer, bounded_integer};
 use super::openapi::{LedgerReadErrors, LedgerWriteErrors};
 use crate::domain::entry::{
     LedgerEntry, Metadata, NewEntry, check_metadata, metadata_schema, optional_metadata_schema,
 };
-use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId};
+use crate::domain::ids::{AccountId, IdempotencyKey, InvalidText, LicenseId, shorten};
 use crate::domain::ledger::{UpdateType, daily_usage};
 use crate::domain::quantity::{Quantity, serialize_number};
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};

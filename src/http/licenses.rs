@@ -8,13 +8,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, PathParam, Query, Reader, Writer, bounded_integer, shorten};
+use super::extract::{JsonBody, PathParam, Query, Reader, Writer, bounded_integer};
 use super::openapi::{ReadErrors, WriteErrors};
 use crate::domain::catalog::{
     Customer, Instance, KeySource, LicenseKey, Product, ProductPatch, key_terms,
 };
 use crate::domain::entry::{Metadata, check_metadata, optional_metadata_schema};
-use crate::domain::ids::{Email, InstanceName, KeyString, LongText, Name, ResourceId, new_id};
+use crate::domain::ids::{
+    Email, InstanceName, KeyString, LongText, Name, ResourceId, new_id, shorten,
+};
 use crate::domain::license::{
     Change, KeyDuration, KeyPatch, KeyStatus, check_expiry, generate_key,
 };
