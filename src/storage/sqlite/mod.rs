@@ -631,7 +631,6 @@ mod tests {
     use crate::domain::entry::{Metadata, NewEntry};
     use crate::domain::ids::{AccountId, LicenseId};
     use crate::domain::ledger::UpdateType;
-    use crate::domain::time::MICROS_PER_DAY;
     use crate::storage::sql::{EntrySort, ListEntries};
     use crate::storage::{AccountStore, LedgerStore};
 
@@ -996,48 +995,6 @@ mod tests {
         store.ping().await.unwrap();
     }
 
-    /// A usage report reads one state of the ledger: a backdated write that commits while
-    /// it reads moves the quantity at its start and every later one, never only the later.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_usage_history_reads_one_state_of_the_ledger() {
-        let (store, business) = store_with_business().await;
-        let store = Arc::new(store);
-        let (account, license) = acme_seats();
-        let day = |d: i64| Timestamp::from_micros(d * MICROS_PER_DAY).unwrap();
-        let on = move |d: i64| NewEntry {
-            effective_from: Some(day(d)),
-            ..add("1")
-        };
-        // Ten increments inside the report's days [10, 30).
-        for d in 11..=20 {
-            store.append_entry(&business, &on(d)).await.unwrap();
-        }
-        let backdating = tokio::spawn({
-            let (store, business) = (store.clone(), business.clone());
-            async move {
-                for i in 0..200 {
-                    store.append_entry(&business, &on(1 + i % 9)).await.unwrap();
-                }
-            }
-        });
-        let mut reports = 0;
-        while !backdating.is_finished() {
-            let (initial, changes) = store
-                .history(&business, (&account, &license), day(10), day(30))
-                .await
-                .unwrap();
-            let initial: i64 = initial.to_string().parse().unwrap();
-            let seen: Vec<i64> = (changes.iter())
-                .map(|(_, q)| q.to_string().parse().unwrap())
-                .collect();
-            let expected: Vec<i64> = (1..=10).map(|k| initial + k).collect();
-            assert_eq!(seen, expected, "report {reports}, from {initial}");
-            reports += 1;
-        }
-        backdating.await.unwrap();
-        assert!(reports > 0);
-    }
-
     /// When SQLite rolls back a group's whole transaction (as after a full disk), the
     /// group's later writes are refused: each would otherwise commit on its own, and then
     /// be answered as failed by the group's COMMIT.
@@ -1172,75 +1129,5 @@ mod tests {
             largest < metadata_bytes / 2,
             "the WAL reached {largest} bytes for {metadata_bytes} bytes of metadata written"
         );
-    }
-
-    /// One entry of a ledger history: its day (instants collide often), whether it is
-    /// ABSOLUTE, and its quantity.
-    fn entries() -> impl proptest::strategy::Strategy<Value = Vec<(i64, bool, i64)>> {
-        use proptest::prelude::*;
-        prop::collection::vec(
-            (0..5i64, any::<bool>()).prop_flat_map(|(day, absolute)| {
-                let quantity = if absolute { 0..=5i64 } else { -3..=4i64 };
-                (Just(day), Just(absolute), quantity)
-            }),
-            1..14,
-        )
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
-
-        /// Appended, tied with or placed before earlier entries, every entry resolves as
-        /// a replay of the whole history in ledger order would: a write is refused exactly
-        /// when some quantity would go negative, and the quantity at every instant agrees.
-        #[test]
-        fn writes_in_any_order_resolve_as_the_history_replayed(history in entries()) {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async {
-                let (store, business) = store_with_business().await;
-                let (account, license) = acme_seats();
-                let instant = |day: i64| Timestamp::from_micros(day * MICROS_PER_DAY).unwrap();
-                // The quantities in effect after each entry kept so far, in ledger order.
-                let replay = |kept: &[(i64, bool, i64)]| {
-                    let mut ordered = kept.to_vec();
-                    ordered.sort_by_key(|&(day, _, _)| day); // stable: ties keep write order
-                    let mut running = 0;
-                    ordered
-                        .iter()
-                        .map(|&(day, absolute, quantity)| {
-                            running = if absolute { quantity } else { running + quantity };
-                            (day, running)
-                        })
-                        .collect::<Vec<(i64, i64)>>()
-                };
-                let mut kept = Vec::new();
-                for &(day, absolute, quantity) in &history {
-                    let mut candidate = kept.clone();
-                    candidate.push((day, absolute, quantity));
-                    let accepted = replay(&candidate).iter().all(|&(_, q)| q >= 0);
-                    let entry = NewEntry {
-                        update_type: if absolute { UpdateType::Absolute } else { UpdateType::Relative },
-                        quantity: quantity.to_string().parse().unwrap(),
-                        effective_from: Some(instant(day)),
-                        ..add("0")
-                    };
-                    let written = store.append_entry(&business, &entry).await;
-                    assert_eq!(written.is_ok(), accepted, "{entry:?} after {kept:?}: {written:?}");
-                    if accepted {
-                        kept = candidate;
-                    }
-                }
-                let resolved = replay(&kept);
-                for day in 0..5 {
-                    let expected = resolved.iter().rev().find(|&&(d, _)| d <= day).map(|&(_, q)| q);
-                    let stored = store
-                        .quantity_at(&business, (&account, &license), instant(day))
-                        .await
-                        .unwrap()
-                        .map(|(_, q)| q.to_string().parse::<i64>().unwrap());
-                    assert_eq!(stored, expected, "day {day} of {kept:?}");
-                }
-            });
-        }
     }
 }
