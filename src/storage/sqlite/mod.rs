@@ -8,8 +8,11 @@
 //! commits once, and only then answers them all. Each write stays atomic and is durable
 //! before it is acknowledged, while one disk sync serves many writes under load.
 
+mod connect;
+mod error;
 mod ledger;
 mod licenses;
+mod migrate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +21,7 @@ use std::sync::{Arc, RwLock, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
 
@@ -28,16 +31,11 @@ use super::{
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
+use connect::{commit_to_wal, connect, open_failed, parse_path};
+use error::internal;
+use migrate::migrate;
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_license_keys.sql"),
-    include_str!("migrations/0003_ledger_write_indexes.sql"),
-    include_str!("migrations/0004_pair_index_covers_quantity.sql"),
-    include_str!("migrations/0005_validity_index.sql"),
-    include_str!("migrations/0006_pair_index_account_first.sql"),
-    include_str!("migrations/0007_license_listing_index.sql"),
-];
+pub use connect::missing_file;
 
 /// Answers a write's caller once its group's commit is known.
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
@@ -281,83 +279,6 @@ fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R
     result
 }
 
-fn open_failed(doing: &str, path: &std::path::Path, error: &rusqlite::Error) -> OpenError {
-    let path = path.display();
-    OpenError::Failed(match error.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
-            "the SQLite database {path} is in use by another process: a SQLite database \
-             serves one process at a time (stop the other one, or use PostgreSQL to run several)"
-        ),
-        _ => format!("cannot {doing} SQLite database {path}: {error}"),
-    })
-}
-
-/// The file a `sqlite://` URL names, if it does not exist (`sqlite::memory:` always does).
-pub fn missing_file(url: &str) -> Option<PathBuf> {
-    if url == "sqlite::memory:" || !url.starts_with("sqlite:") {
-        return None;
-    }
-    parse_path(url).ok().filter(|path| !path.exists())
-}
-
-fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split('?').next().unwrap_or(rest);
-    if path.is_empty() {
-        return Err(OpenError::Failed(format!("`{url}` names no file")));
-    }
-    Ok(PathBuf::from(path))
-}
-
-fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    // One process owns the file: "unix-excl" holds an exclusive lock on it from the first
-    // access until the last connection closes, so each read transaction takes no file
-    // lock (and the WAL index lives in memory), and a second process is refused.
-    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), "unix-excl")?;
-    // WAL lets readers proceed during a write; synchronous=FULL makes every commit durable
-    // on power loss, not only on a crash of the process.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;
-         PRAGMA journal_size_limit = 67108864;",
-    )?;
-    Ok(conn)
-}
-
-/// Applies the migrations the database lacks; refuses one that a newer version migrated.
-fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), OpenError> {
-    let failed = |error: rusqlite::Error| open_failed("migrate", path, &error);
-    let applied: i64 =
-        (conn.query_row("PRAGMA user_version", [], |row| row.get(0))).map_err(failed)?;
-    if applied > MIGRATIONS.len() as i64 {
-        return Err(OpenError::newer_schema(applied, MIGRATIONS.len()));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
-        apply_migration(conn, sql, index + 1).map_err(failed)?;
-    }
-    Ok(())
-}
-
-fn apply_migration(conn: &mut Connection, sql: &str, version: usize) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(sql)?;
-    tx.pragma_update(None, "user_version", version)?;
-    tx.commit()
-}
-
-/// Commits once, rewriting the schema version as it is. While the WAL holds no commit,
-/// as after every open, SQLite reads the database file's size with a system call at the
-/// start of each read transaction; after a commit it takes the size from the WAL.
-fn commit_to_wal(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    conn.pragma_update(None, "user_version", version)
-}
-
 /// The shared listing queries' parameters, bound as they are.
 impl rusqlite::ToSql for super::sql::Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -366,10 +287,6 @@ impl rusqlite::ToSql for super::sql::Param<'_> {
             super::sql::Param::Int(int) => (*int).into(),
         })
     }
-}
-
-pub(super) fn internal(error: impl std::fmt::Display) -> StorageError {
-    StorageError::Internal(error.to_string())
 }
 
 #[async_trait]

@@ -1,0 +1,67 @@
+//! Opening the database: the file a URL names, and a connection with its pragmas.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::storage::OpenError;
+
+/// The file a `sqlite://` URL names, if it does not exist (`sqlite::memory:` always does).
+pub fn missing_file(url: &str) -> Option<PathBuf> {
+    if url == "sqlite::memory:" || !url.starts_with("sqlite:") {
+        return None;
+    }
+    parse_path(url).ok().filter(|path| !path.exists())
+}
+
+pub(super) fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() {
+        return Err(OpenError::Failed(format!("`{url}` names no file")));
+    }
+    Ok(PathBuf::from(path))
+}
+
+pub(super) fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    // One process owns the file: "unix-excl" holds an exclusive lock on it from the first
+    // access until the last connection closes, so each read transaction takes no file
+    // lock (and the WAL index lives in memory), and a second process is refused.
+    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), "unix-excl")?;
+    // WAL lets readers proceed during a write; synchronous=FULL makes every commit durable
+    // on power loss, not only on a crash of the process.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA journal_size_limit = 67108864;",
+    )?;
+    Ok(conn)
+}
+
+/// Commits once, rewriting the schema version as it is. While the WAL holds no commit,
+/// as after every open, SQLite reads the database file's size with a system call at the
+/// start of each read transaction; after a commit it takes the size from the WAL.
+pub(super) fn commit_to_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    conn.pragma_update(None, "user_version", version)
+}
+
+pub(super) fn open_failed(
+    doing: &str,
+    path: &std::path::Path,
+    error: &rusqlite::Error,
+) -> OpenError {
+    let path = path.display();
+    OpenError::Failed(match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "the SQLite database {path} is in use by another process: a SQLite database \
+             serves one process at a time (stop the other one, or use PostgreSQL to run several)"
+        ),
+        _ => format!("cannot {doing} SQLite database {path}: {error}"),
+    })
+}

@@ -1,0 +1,37 @@
+//! The schema: the migrations in order, and applying those a database lacks.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::connect::open_failed;
+use crate::storage::OpenError;
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_license_keys.sql"),
+    include_str!("migrations/0003_ledger_write_indexes.sql"),
+    include_str!("migrations/0004_pair_index_covers_quantity.sql"),
+    include_str!("migrations/0005_validity_index.sql"),
+    include_str!("migrations/0006_pair_index_account_first.sql"),
+    include_str!("migrations/0007_license_listing_index.sql"),
+];
+
+/// Applies the migrations the database lacks; refuses one that a newer version migrated.
+pub(super) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), OpenError> {
+    let failed = |error: rusqlite::Error| open_failed("migrate", path, &error);
+    let applied: i64 =
+        (conn.query_row("PRAGMA user_version", [], |row| row.get(0))).map_err(failed)?;
+    if applied > MIGRATIONS.len() as i64 {
+        return Err(OpenError::newer_schema(applied, MIGRATIONS.len()));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        apply_migration(conn, sql, index + 1).map_err(failed)?;
+    }
+    Ok(())
+}
+
+fn apply_migration(conn: &mut Connection, sql: &str, version: usize) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(sql)?;
+    tx.pragma_update(None, "user_version", version)?;
+    tx.commit()
+}
