@@ -8,22 +8,23 @@
 //! commits once, and only then answers them all. Each write stays atomic and is durable
 //! before it is acknowledged, while one disk sync serves many writes under load.
 
+mod checkpoint;
 mod connect;
 mod error;
 mod ledger;
 mod licenses;
 mod migrate;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use thread_local::ThreadLocal;
-use tokio::sync::oneshot;
 
 use super::{
     AccountStore, HealthStore, OpenError, PoolUsage, Result, StorageError, StorageOptions,
@@ -31,23 +32,13 @@ use super::{
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
+use checkpoint::run_checkpointer;
 use connect::{commit_to_wal, connect, open_failed, parse_path};
 use error::internal;
 use migrate::migrate;
+use writer::{WriteJob, run_writer};
 
 pub use connect::missing_file;
-
-/// Answers a write's caller once its group's commit is known.
-type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-/// A write: runs on the writer's connection inside a savepoint, returns its reply.
-type WriteJob = Box<dyn FnOnce(&Connection) -> Reply + Send>;
-/// The most writes committed together.
-const MAX_GROUP: usize = 256;
-/// A write's stages, from its caller's side: waiting for the writer, begun by it, or given
-/// up by its caller before the writer reached it (and so never run).
-const QUEUED: u8 = 0;
-const BEGUN: u8 = 1;
-const GIVEN_UP: u8 = 2;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -110,52 +101,6 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work` atomically on the writer thread; answers after its group commits. A
-    /// write whose caller has gone (its request timed out or was cancelled) before the
-    /// writer reaches it is not run.
-    async fn write<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        let (reply, answer) = oneshot::channel();
-        // Whether the writer has begun the job, or its caller has given up waiting: the
-        // one that moves it from `QUEUED` first decides whether the job runs.
-        let stage = Arc::new(AtomicU8::new(QUEUED));
-        let job_stage = stage.clone();
-        let job: WriteJob = Box::new(move |conn| {
-            let begun =
-                job_stage.compare_exchange(QUEUED, BEGUN, Ordering::AcqRel, Ordering::Acquire);
-            if begun.is_err() || reply.is_closed() {
-                return Box::new(|_| ());
-            }
-            let result = in_savepoint(conn, work);
-            // A write's own error says more than its group's failed commit.
-            Box::new(move |committed: Result<()>| {
-                let _ = reply.send(result.and_then(|written| committed.map(|()| written)));
-            })
-        });
-        self.writer
-            .send(job)
-            .map_err(|_| StorageError::Internal("the SQLite writer thread stopped".into()))?;
-        match tokio::time::timeout(self.timeout, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StorageError::Internal(
-                "the SQLite writer dropped a job".into(),
-            )),
-            Err(_) => {
-                match stage.compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => Err(StorageError::Unavailable(
-                        "the SQLite writer did not reach the write in time; it was not run".into(),
-                    )),
-                    Err(_) => Err(StorageError::OutcomeUnknown(
-                        "the SQLite writer began the write but did not finish it in time".into(),
-                    )),
-                }
-            }
-        }
-    }
-
     /// Runs `work` inline on this thread's read connection.
     fn read<R>(&self, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let conn = self
@@ -168,115 +113,6 @@ impl SqliteStore {
             .map_err(internal)?;
         work(conn)
     }
-}
-
-/// The writer thread: groups whatever writes are waiting into one transaction.
-fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>, wal_is_long: &AtomicBool) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        if let Err(error) = begin_group(conn) {
-            // The jobs are dropped unrun; their callers get an error.
-            tracing::error!(%error, "cannot begin a write transaction");
-            continue;
-        }
-        let replies: Vec<Reply> = group.into_iter().map(|job| job(conn)).collect();
-        let committed = if conn.is_autocommit() {
-            // SQLite rolled the group back after one of its writes failed (a full disk,
-            // say); that write answers with its own error, the others with this one.
-            Err("rolled back with its group, after another write's error".to_owned())
-        } else {
-            conn.execute_batch("COMMIT").map_err(|e| e.to_string())
-        };
-        if committed.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for reply in replies {
-            reply(committed.clone().map_err(StorageError::Internal));
-        }
-        if wal_is_long.swap(false, Ordering::Relaxed) {
-            restart_wal(conn);
-        }
-    }
-}
-
-/// Begins a group's transaction. One left open, by a COMMIT that failed and a ROLLBACK
-/// that failed after it, would refuse every BEGIN from then on: it is rolled back first.
-fn begin_group(conn: &Connection) -> rusqlite::Result<()> {
-    if !conn.is_autocommit() {
-        conn.execute_batch("ROLLBACK")?;
-    }
-    conn.execute_batch("BEGIN IMMEDIATE")
-}
-
-/// How often the checkpointer moves committed pages from the WAL into the database.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-/// The WAL's length, in pages, from which the checkpointer makes the next commit write
-/// the WAL from its start again.
-const WAL_RESTART_PAGES: i64 = 2048;
-
-/// Copies the WAL into the database in the background (PASSIVE: it never blocks readers
-/// or the writer), so that commits only append to the WAL, and says when the WAL is long.
-fn run_checkpointer(conn: &Connection, stop: &mpsc::Receiver<()>, wal_is_long: &AtomicBool) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(1)
-        }) {
-            Ok(pages) => wal_is_long.store(pages >= WAL_RESTART_PAGES, Ordering::Relaxed),
-            Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
-        }
-    }
-}
-
-/// Under a steady stream of commits, PASSIVE checkpoints never catch up with the last one,
-/// and SQLite starts the WAL over only once every page in it is copied: the WAL would
-/// grow without end. The writer, between two groups, copies the rest itself and waits for
-/// readers of older pages to finish (RESTART), so that the next commit writes the WAL
-/// from its start again.
-fn restart_wal(conn: &Connection) {
-    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-        tracing::warn!(%error, "WAL checkpoint failed");
-    }
-}
-
-/// Runs one write in a savepoint, so that its failure (or panic) undoes only itself.
-fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-    // After a full disk or an I/O error, SQLite may roll back the group's whole
-    // transaction. A savepoint would then open a transaction of its own and its RELEASE
-    // commit it, while the group's COMMIT fails and answers it as not written.
-    if conn.is_autocommit() {
-        return Err(internal(
-            "the write's group was rolled back by an earlier error",
-        ));
-    }
-    let run = |sql: &str| {
-        conn.prepare_cached(sql)
-            .and_then(|mut statement| statement.execute([]))
-            .map_err(internal)
-    };
-    run("SAVEPOINT write")?;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
-        .unwrap_or_else(|_| Err(internal("a write panicked")));
-    if result.is_err() && conn.is_autocommit() {
-        // SQLite rolled back the whole transaction, savepoint included.
-        return result;
-    }
-    let ended = match result {
-        Err(_) => run("ROLLBACK TO write").and_then(|_| run("RELEASE write")),
-        Ok(_) => run("RELEASE write"),
-    };
-    if let Err(error) = ended {
-        // What the write did can be neither kept nor undone alone: undo the whole group,
-        // whose COMMIT then fails and answers every write of it as not written.
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(error);
-    }
-    result
 }
 
 /// The shared listing queries' parameters, bound as they are.
@@ -910,83 +746,6 @@ mod tests {
         // Once the writer is free (or if it never ran the busy write), the store is ready.
         let _ = tokio::task::spawn_blocking(move || finished.recv()).await;
         store.ping().await.unwrap();
-    }
-
-    /// When SQLite rolls back a group's whole transaction (as after a full disk), the
-    /// group's later writes are refused: each would otherwise commit on its own, and then
-    /// be answered as failed by the group's COMMIT.
-    #[test]
-    fn a_write_after_its_group_was_rolled_back_is_refused() {
-        let conn = group_on_scratch_table();
-        let failed = in_savepoint(&conn, |conn| {
-            // What SQLite does to the transaction on such an error.
-            conn.execute_batch("ROLLBACK").map_err(internal)?;
-            Err::<(), _>(internal("database or disk is full"))
-        });
-        assert!(failed.is_err());
-        let next = in_savepoint(&conn, |conn| {
-            conn.execute("INSERT INTO t VALUES (1)", [])
-                .map_err(internal)
-        });
-        assert!(next.is_err(), "the next write of the group is refused");
-        let rows = rows_of_t(&conn);
-        assert_eq!(rows, 0, "and nothing of it was written");
-    }
-
-    /// A connection to a scratch table `t`, inside a group's transaction.
-    fn group_on_scratch_table() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
-            .unwrap();
-        conn
-    }
-
-    fn rows_of_t(conn: &Connection) -> i64 {
-        conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0))
-            .unwrap()
-    }
-
-    /// A transaction left open by a failed COMMIT and ROLLBACK does not stop the writer:
-    /// the next group rolls it back and begins its own.
-    #[test]
-    fn a_group_begins_after_a_transaction_left_open() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1)")
-            .unwrap();
-        begin_group(&conn).unwrap();
-        assert!(!conn.is_autocommit());
-        let rows = rows_of_t(&conn);
-        assert_eq!(rows, 0, "what the open transaction held was not committed");
-    }
-
-    /// A write whose savepoint cannot be ended (here, because the write ended it itself)
-    /// takes its group down, rather than leaving in the group's transaction whatever it did.
-    #[test]
-    fn a_savepoint_that_cannot_be_ended_rolls_its_group_back() {
-        for succeeds in [true, false] {
-            let conn = group_on_scratch_table();
-            let insert = |conn: &Connection, x: i64| {
-                conn.execute("INSERT INTO t VALUES (?1)", [x])
-                    .map_err(internal)
-            };
-            in_savepoint(&conn, |conn| insert(conn, 0)).unwrap();
-            let ended_early = in_savepoint(&conn, |conn| {
-                insert(conn, 1)?;
-                conn.execute_batch("RELEASE write").map_err(internal)?;
-                if succeeds {
-                    Ok(())
-                } else {
-                    Err(internal("refused"))
-                }
-            });
-            assert!(ended_early.is_err(), "succeeds: {succeeds}");
-            assert!(
-                conn.is_autocommit(),
-                "the group's transaction is rolled back"
-            );
-            let rows = rows_of_t(&conn);
-            assert_eq!(rows, 0, "nothing of the group is left to commit");
-        }
     }
 
     /// Under a steady stream of commits the WAL starts over, rather than holding every
