@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
+use super::SqliteStore;
+use super::accounts::principal_of_key;
 use super::error::internal;
-use super::{SqliteStore, principal_of_key};
 use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use super::error::internal;
-use super::{KnownKeys, SqliteStore, ledger};
-use crate::domain::auth::{KeyDigest, Principal};
+use super::{SqliteStore, ledger};
+use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{Metadata, NewEntry};
 use crate::domain::ids::{AccountId, BusinessName, LicenseId};
 use crate::domain::ledger::UpdateType;
@@ -92,23 +92,6 @@ async fn api_keys_are_remembered_once_found() {
             .await,
         Err(StorageError::UnknownApiKey)
     ));
-}
-
-#[test]
-fn a_key_read_before_a_revoke_is_not_remembered_after_it() {
-    let known = KnownKeys::default();
-    let digest = KeyDigest::of("lsk_admin");
-    let principal = Principal {
-        business_id: "bus_1".into(),
-        brand_id: "brnd_1".into(),
-        read_only: false,
-    };
-    let before = known.revokes();
-    known.forget_all();
-    known.remember(digest, &principal, before);
-    assert_eq!(known.get(digest), None);
-    known.remember(digest, &principal, known.revokes());
-    assert_eq!(known.get(digest), Some(principal));
 }
 
 #[tokio::test]
