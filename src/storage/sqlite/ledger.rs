@@ -271,13 +271,13 @@ fn append(
 /// The listing query and its parameters, with the index that holds the entries its
 /// filters select. Without statistics, SQLite prefers an index in the listing's order, and
 /// walked all of the business's entries reading each one's account, license or instant:
-/// 0.1-0.3 s for a page at 1M entries. So an account's listing reads the pair index (all
-/// of the account's entries, then sorted), and a listing at one instant reads that
+/// one page cost a read of the whole ledger. So an account's listing reads the pair index
+/// (all of the account's entries, then sorted), and a listing at one instant reads that
 /// instant's entries. A license's entries by creation come from the license index in that
 /// order. By effective time, a license with few entries is read whole from the license
 /// index and sorted; a license with more is found often enough in a walk of the
 /// effective-time index. (A second license index, in effective order, would serve both
-/// at a cost to every write: 9% of ingestion.)
+/// at a cost to every write.)
 pub(super) fn listing<'a>(
     conn: &Connection,
     business_id: &'a str,
@@ -315,8 +315,9 @@ pub(super) fn listing<'a>(
 }
 
 /// The most entries of a license that its listing by effective time reads whole and
-/// sorts (about 7 ms). A license with more is common enough to walk for: on average, at
-/// least one in every (the business's entries / 5 000) of the walk is the license's.
+/// sorts, while reading and sorting them stays quick. A license with more is common enough
+/// to walk for: on average, at least one in every (the business's entries / 5 000) of the
+/// walk is the license's.
 pub(super) const FEW_ENTRIES: i64 = 5_000;
 
 /// Whether the license has at most [`FEW_ENTRIES`] entries, counted in its index up to
