@@ -13,6 +13,16 @@ use super::ledger;
 use super::pool::{params, query};
 use crate::storage::{StorageError, StorageOptions};
 
+/// Ends a test that found no PostgreSQL at `url`: it is skipped, except under `CI=true`,
+/// where PostgreSQL is required and the test fails.
+fn skip_without_postgres(url: &str) {
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "PostgreSQL is required under CI=true"
+    );
+    eprintln!("skipping: PostgreSQL unreachable at {url}");
+}
+
 fn configured(url: &str) -> tokio_postgres::Config {
     let mut config = url.parse().unwrap();
     notice_silent_servers(&mut config);
@@ -57,12 +67,7 @@ async fn a_commit_on_a_lost_connection_may_or_may_not_have_happened() {
         Some(client)
     };
     let (Some(admin), Some(writer)) = (connect().await, connect().await) else {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "PostgreSQL is required under CI=true"
-        );
-        eprintln!("skipping: PostgreSQL unreachable at {url}");
-        return;
+        return skip_without_postgres(url);
     };
     writer.batch_execute("BEGIN").await.unwrap();
     let pid: i32 = writer
@@ -97,12 +102,7 @@ async fn a_license_listing_reads_the_license_index() {
     let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
     let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
     else {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "PostgreSQL is required under CI=true"
-        );
-        eprintln!("skipping: PostgreSQL unreachable at {admin_url}");
-        return;
+        return skip_without_postgres(admin_url);
     };
     tokio::spawn(connection);
     let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
