@@ -13,10 +13,11 @@ use crate::storage::Result;
 /// the generic plan each prepared statement keeps for its connection. PostgreSQL would
 /// otherwise plan anew, on every execution, a statement whose generic plan it estimates
 /// costlier than a plan for the values at hand, as it does the ledger's write (its
-/// `UNNEST` of re-resolved entries is estimated at 100 rows when its values are unknown):
-/// ingestion spent about a tenth of its CPU planning. READ COMMITTED whatever the
-/// database's default: a statement that follows a lock must see what the lock's previous
-/// holder committed, which a snapshot taken before the wait (REPEATABLE READ) would not.
+/// `UNNEST` of re-resolved entries is estimated at 100 rows when its values are unknown),
+/// and ingestion would spend much of its CPU planning the same statement again and again.
+/// READ COMMITTED whatever the database's default: a statement that follows a lock must
+/// see what the lock's previous holder committed, which a snapshot taken before the wait
+/// (REPEATABLE READ) would not.
 const BEGIN: &str =
     "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan";
 
