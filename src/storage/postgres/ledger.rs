@@ -13,7 +13,11 @@ use rust_decimal::Decimal;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Params, PgStore, Tx, admitted_business, classify, params, query};
+use super::PgStore;
+use super::accounts::admitted_business;
+use super::error::classify;
+use super::pool::{Params, params, query};
+use super::tx::Tx;
 use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};

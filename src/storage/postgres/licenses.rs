@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{PgStore, Tx, execute, params};
+use super::PgStore;
+use super::pool::{execute, params};
+use super::tx::Tx;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;

@@ -4,6 +4,14 @@ use deadpool_postgres::{Client, GenericClient};
 
 use crate::storage::OpenError;
 
+/// Version N is the same step on both backends, and a step one backend does not need is a
+/// comment-only file on that side, so that the next migration takes the same number on
+/// both. Versions 4 and 5 came before that rule and differ: here, 4 dropped the ledger's
+/// foreign key to its business and 5 added the license listing index; SQLite's 4 to 6
+/// changed only its own indexes (its pair index covering the absolute quantity, the
+/// validity index, its pair index with the account first) and its 7 is the license
+/// listing index. Versions 6 and 7 here change nothing and bring the numbering level.
+/// An applied migration is never edited or renumbered: databases record its version.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_license_keys.sql")),
@@ -13,6 +21,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/0004_ledger_entries_unreferenced_business.sql"),
     ),
     (5, include_str!("migrations/0005_license_listing_index.sql")),
+    (
+        6,
+        include_str!("migrations/0006_no_change_sqlite_only_index.sql"),
+    ),
+    (
+        7,
+        include_str!("migrations/0007_no_change_license_listing_index_was_0005.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

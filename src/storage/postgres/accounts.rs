@@ -1,0 +1,199 @@
+//! Businesses and their API keys on PostgreSQL, and the settings kept beside them (whether
+//! the server was bootstrapped, the secret that signs its tokens). An API key is stored
+//! as its digest alone, found by that digest and compared in constant time; the key
+//! itself is never written down.
+
+use async_trait::async_trait;
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::Row;
+
+use super::PgStore;
+use super::pool::{execute, query_one};
+use super::tx::Tx;
+use crate::domain::auth::{ApiKeyInfo, ApiKeySecret, KeyDigest, Principal};
+use crate::domain::ids::{BusinessName, new_id};
+use crate::domain::time::Timestamp;
+use crate::storage::{Access, AccountStore, Result, StorageError, admit_key, sql};
+
+#[async_trait]
+impl AccountStore for PgStore {
+    async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>> {
+        let row = self
+            .query_opt(
+                "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
+                 JOIN businesses b ON b.id = k.business_id WHERE k.digest = $1",
+                &[&&digest.0[..]],
+            )
+            .await?;
+        row.map_or(Ok(None), |row| principal_of(&row, digest))
+    }
+
+    async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
+        let conn = self.conn().await?;
+        execute(
+            &conn,
+            "INSERT INTO businesses (id, name, brand_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO NOTHING",
+            &[
+                &new_id("bus"),
+                &name.as_str(),
+                &new_id("brnd"),
+                &Timestamp::now().micros(),
+            ],
+        )
+        .await?;
+        // A statement of its own, so that it sees a business another process just created.
+        query_one(
+            &conn,
+            "SELECT id FROM businesses WHERE name = $1",
+            &[&name.as_str()],
+        )
+        .await?
+        .try_get(0)
+        .map_err(sql::corrupt)
+    }
+
+    async fn create_api_key(
+        &self,
+        business_id: &str,
+        digest: KeyDigest,
+        read_only: bool,
+    ) -> Result<String> {
+        insert_api_key(&*self.conn().await?, business_id, digest, read_only).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        use sql::{corrupt, timestamp};
+        let rows = self.query(sql::LIST_API_KEYS, &[]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    id: row.try_get(0).map_err(corrupt)?,
+                    business: row.try_get(1).map_err(corrupt)?,
+                    read_only: row.try_get(2).map_err(corrupt)?,
+                    created_at: timestamp(row.try_get(3).map_err(corrupt)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .execute("DELETE FROM api_keys WHERE id = $1", &[&id])
+            .await?
+            > 0)
+    }
+
+    async fn bootstrap(&self, digest: KeyDigest) -> Result<bool> {
+        let tx = Tx::open(self).await?;
+        let outcome = async {
+            // Of several processes starting together, only the one whose insert lands
+            // bootstraps.
+            let first = !tx
+                .begin_with(
+                    "INSERT INTO settings (name, value) VALUES ('bootstrapped', '1')
+                     ON CONFLICT (name) DO NOTHING RETURNING 1",
+                    &[],
+                )
+                .await?
+                .is_empty();
+            let empty: bool = query_one(&tx, "SELECT NOT EXISTS (SELECT 1 FROM businesses)", &[])
+                .await?
+                .try_get(0)
+                .map_err(sql::corrupt)?;
+            if !(first && empty) {
+                return Ok(false);
+            }
+            let business_id = new_id("bus");
+            execute(
+                &tx,
+                "INSERT INTO businesses (id, name, brand_id, created_at) VALUES ($1, 'default', $2, $3)",
+                &[&business_id, &new_id("brnd"), &Timestamp::now().micros()],
+            )
+            .await?;
+            insert_api_key(&tx, &business_id, digest, false).await?;
+            Ok(true)
+        }
+        .await;
+        tx.finish(outcome).await
+    }
+
+    async fn token_secret(&self) -> Result<Vec<u8>> {
+        let conn = self.conn().await?;
+        execute(
+            &conn,
+            "INSERT INTO settings (name, value) VALUES ('token_secret', $1) ON CONFLICT (name) DO NOTHING",
+            &[&ApiKeySecret::generate().expose()],
+        )
+        .await?;
+        let secret: String = query_one(
+            &conn,
+            "SELECT value FROM settings WHERE name = 'token_secret'",
+            &[],
+        )
+        .await?
+        .try_get(0)
+        .map_err(sql::corrupt)?;
+        Ok(secret.into_bytes())
+    }
+}
+
+/// The principal in a row that starts with `business_id, digest, read_only, brand_id` of
+/// an `api_keys` row found by `digest`, if the digests match.
+fn principal_of(row: &Row, digest: KeyDigest) -> Result<Option<Principal>> {
+    let Some(read_only) = read_only_of(row, digest)? else {
+        return Ok(None);
+    };
+    Ok(Some(Principal {
+        business_id: row.try_get(0).map_err(sql::corrupt)?,
+        read_only,
+        brand_id: row.try_get(3).map_err(sql::corrupt)?,
+    }))
+}
+
+/// The business of the key in a row that starts with `business_id, digest, read_only` of
+/// an `api_keys` row found by `digest`, if the key allows `access`.
+pub(super) fn admitted_business(
+    row: Option<&Row>,
+    digest: KeyDigest,
+    access: Access,
+) -> Result<String> {
+    admit_key(
+        row.map_or(Ok(None), |row| read_only_of(row, digest))?,
+        access,
+    )?;
+    let row = row.ok_or(StorageError::UnknownApiKey)?;
+    row.try_get(0).map_err(sql::corrupt)
+}
+
+/// Whether the key is read-only, in a row that starts with `business_id, digest,
+/// read_only` of an `api_keys` row found by `digest`; `None` if the digests differ.
+fn read_only_of(row: &Row, digest: KeyDigest) -> Result<Option<bool>> {
+    let stored: &[u8] = row.try_get(1).map_err(sql::corrupt)?;
+    if !digest.matches(stored) {
+        return Ok(None);
+    }
+    row.try_get(2).map(Some).map_err(sql::corrupt)
+}
+
+async fn insert_api_key(
+    client: &ClientWrapper,
+    business_id: &str,
+    digest: KeyDigest,
+    read_only: bool,
+) -> Result<String> {
+    let id = new_id("key");
+    execute(
+        client,
+        "INSERT INTO api_keys (id, business_id, digest, read_only, created_at) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &id,
+            &business_id,
+            &&digest.0[..],
+            &read_only,
+            &Timestamp::now().micros(),
+        ],
+    )
+    .await?;
+    Ok(id)
+}

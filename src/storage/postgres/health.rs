@@ -1,0 +1,26 @@
+//! Whether the database answers, and how many connections the store holds.
+
+use async_trait::async_trait;
+
+use super::PgStore;
+use crate::storage::{HealthStore, PoolUsage, Result, StorageError};
+
+#[async_trait]
+impl HealthStore for PgStore {
+    async fn ping(&self) -> Result<()> {
+        let conn = self.conn().await?;
+        conn.simple_query("SELECT 1")
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    fn connections(&self) -> PoolUsage {
+        let status = self.pool.status();
+        PoolUsage {
+            open: status.size,
+            idle: status.available,
+            shared: self.shared.open(),
+        }
+    }
+}

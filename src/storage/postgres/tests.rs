@@ -1,0 +1,166 @@
+//! Tests of the PostgreSQL backend's own parts: connection settings, error
+//! classification and the plans of its queries. The behaviour every backend shares is
+//! tested in `tests/`.
+
+use std::time::Duration;
+
+use super::PgStore;
+use super::connect::{
+    KEEPALIVES_IDLE, KEEPALIVES_INTERVAL, TCP_USER_TIMEOUT, notice_silent_servers,
+};
+use super::error::{classify, classify_commit};
+use super::ledger;
+use super::pool::{params, query};
+use crate::storage::{StorageError, StorageOptions};
+
+/// Ends a test that found no PostgreSQL at `url`: it is skipped, except under `CI=true`,
+/// where PostgreSQL is required and the test fails.
+fn skip_without_postgres(url: &str) {
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "PostgreSQL is required under CI=true"
+    );
+    eprintln!("skipping: PostgreSQL unreachable at {url}");
+}
+
+fn configured(url: &str) -> tokio_postgres::Config {
+    let mut config = url.parse().unwrap();
+    notice_silent_servers(&mut config);
+    config
+}
+
+#[test]
+fn silent_servers_are_noticed_unless_the_url_says_otherwise() {
+    let config = configured("postgres://postgres@127.0.0.1/test");
+    assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+    assert!(config.get_keepalives());
+    assert_eq!(config.get_keepalives_idle(), KEEPALIVES_IDLE);
+    assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+
+    let config = configured(
+        "postgres://postgres@127.0.0.1/test?tcp_user_timeout=60&keepalives_idle=120&keepalives_interval=30",
+    );
+    assert_eq!(
+        config.get_tcp_user_timeout(),
+        Some(&Duration::from_secs(60))
+    );
+    assert_eq!(config.get_keepalives_idle(), Duration::from_secs(120));
+    assert_eq!(
+        config.get_keepalives_interval(),
+        Some(Duration::from_secs(30))
+    );
+
+    let config = configured("postgres://postgres@127.0.0.1/test?keepalives=0");
+    assert!(!config.get_keepalives());
+}
+
+/// A connection lost while a commit was on its way leaves the write's outcome unknown,
+/// and the error says so rather than "unavailable, retry".
+#[tokio::test]
+async fn a_commit_on_a_lost_connection_may_or_may_not_have_happened() {
+    let url = "postgres://postgres@127.0.0.1:5432/test";
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        Some(client)
+    };
+    let (Some(admin), Some(writer)) = (connect().await, connect().await) else {
+        return skip_without_postgres(url);
+    };
+    writer.batch_execute("BEGIN").await.unwrap();
+    let pid: i32 = writer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Waits until the backend has gone.
+    admin
+        .execute("SELECT pg_terminate_backend($1, 10000)", &[&pid])
+        .await
+        .unwrap();
+    let lost = writer.batch_execute("COMMIT").await.unwrap_err();
+    let error = classify_commit(lost);
+    assert!(
+        matches!(error, StorageError::OutcomeUnknown(_)),
+        "{error:?}"
+    );
+    // Outside a commit, the same loss is an outage: nothing was written.
+    let lost = writer.batch_execute("SELECT 1").await.unwrap_err();
+    let error = classify(lost);
+    assert!(matches!(error, StorageError::Unavailable(_)), "{error:?}");
+}
+
+/// A listing by license alone reads the license index, whose license column is an
+/// expression that the listing must name exactly as the index does.
+#[tokio::test]
+async fn a_license_listing_reads_the_license_index() {
+    use crate::domain::ids::LicenseId;
+    use crate::storage::sql::{EntrySort, ListEntries};
+
+    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
+    else {
+        return skip_without_postgres(admin_url);
+    };
+    tokio::spawn(connection);
+    let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    // Everything that can fail runs here, so that the database is dropped either way.
+    let plans = async {
+        let options = StorageOptions {
+            url,
+            timeout: Duration::from_secs(30),
+            max_connections: 2,
+        };
+        let store = PgStore::open(&options).await.map_err(|e| e.to_string())?;
+        let conn = store.conn().await.map_err(|e| e.to_string())?;
+        // 100 licenses of 20 entries each, analyzed: one license is 1% of the entries.
+        conn.batch_execute(
+            "INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from,
+                                         update_type, given, absolute, created_at)
+             SELECT 'b', 'a' || i % 7, 'l' || i % 100, i, 'ABSOLUTE', 1, 1, i
+             FROM generate_series(1, 2000) i;
+             ANALYZE ledger_entries;",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let license = LicenseId::parse("l7").map_err(|e| e.to_string())?;
+        let mut plans = Vec::new();
+        for sort in [EntrySort::CreatedAt, EntrySort::EffectiveFrom] {
+            let by_license = ListEntries {
+                account_id: None,
+                license_id: Some(license.clone()),
+                effective_from: None,
+                sort,
+                descending: false,
+                after: None,
+                limit: 50,
+            };
+            let (sql, bound) = ledger::listing("b", &by_license);
+            let plan = query(&conn, &format!("EXPLAIN {sql}"), &params(&bound))
+                .await
+                .map_err(|e| e.to_string())?;
+            plans.push(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>());
+        }
+        Ok::<_, String>(plans)
+    }
+    .await;
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    let plans = plans.unwrap();
+    for plan in plans {
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("ledger_entries_by_license")),
+            "{plan:#?}"
+        );
+    }
+}
