@@ -1,8 +1,9 @@
 //! Where the data is kept: one interface, implemented by SQLite (embedded, the default)
 //! and PostgreSQL (shared by many server processes). Each backend embeds its migrations.
 
+mod listing;
 pub mod postgres;
-mod sql;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::domain::license::{ActivationError, KeyPatch, KeyStatus, PatchError};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 
-pub use sql::{EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, PageRequest};
+pub use listing::{EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, PageRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

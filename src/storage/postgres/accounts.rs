@@ -13,7 +13,7 @@ use super::tx::Tx;
 use crate::domain::auth::{ApiKeyInfo, ApiKeySecret, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::{Access, AccountStore, Result, StorageError, admit_key, sql};
+use crate::storage::{Access, AccountStore, Result, StorageError, admit_key, rows};
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -50,7 +50,7 @@ impl AccountStore for PgStore {
         )
         .await?
         .try_get(0)
-        .map_err(sql::corrupt)
+        .map_err(rows::corrupt)
     }
 
     async fn create_api_key(
@@ -63,8 +63,8 @@ impl AccountStore for PgStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
-        use sql::{corrupt, timestamp};
-        let rows = self.query(sql::LIST_API_KEYS, &[]).await?;
+        use rows::{corrupt, timestamp};
+        let rows = self.query(rows::LIST_API_KEYS, &[]).await?;
         rows.iter()
             .map(|row| {
                 Ok(ApiKeyInfo {
@@ -100,7 +100,7 @@ impl AccountStore for PgStore {
             let empty: bool = query_one(&tx, "SELECT NOT EXISTS (SELECT 1 FROM businesses)", &[])
                 .await?
                 .try_get(0)
-                .map_err(sql::corrupt)?;
+                .map_err(rows::corrupt)?;
             if !(first && empty) {
                 return Ok(false);
             }
@@ -133,7 +133,7 @@ impl AccountStore for PgStore {
         )
         .await?
         .try_get(0)
-        .map_err(sql::corrupt)?;
+        .map_err(rows::corrupt)?;
         Ok(secret.into_bytes())
     }
 }
@@ -145,9 +145,9 @@ fn principal_of(row: &Row, digest: KeyDigest) -> Result<Option<Principal>> {
         return Ok(None);
     };
     Ok(Some(Principal {
-        business_id: row.try_get(0).map_err(sql::corrupt)?,
+        business_id: row.try_get(0).map_err(rows::corrupt)?,
         read_only,
-        brand_id: row.try_get(3).map_err(sql::corrupt)?,
+        brand_id: row.try_get(3).map_err(rows::corrupt)?,
     }))
 }
 
@@ -163,17 +163,17 @@ pub(super) fn admitted_business(
         access,
     )?;
     let row = row.ok_or(StorageError::UnknownApiKey)?;
-    row.try_get(0).map_err(sql::corrupt)
+    row.try_get(0).map_err(rows::corrupt)
 }
 
 /// Whether the key is read-only, in a row that starts with `business_id, digest,
 /// read_only` of an `api_keys` row found by `digest`; `None` if the digests differ.
 fn read_only_of(row: &Row, digest: KeyDigest) -> Result<Option<bool>> {
-    let stored: &[u8] = row.try_get(1).map_err(sql::corrupt)?;
+    let stored: &[u8] = row.try_get(1).map_err(rows::corrupt)?;
     if !digest.matches(stored) {
         return Ok(None);
     }
-    row.try_get(2).map(Some).map_err(sql::corrupt)
+    row.try_get(2).map(Some).map_err(rows::corrupt)
 }
 
 async fn insert_api_key(

@@ -24,9 +24,10 @@ use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
-use crate::storage::sql::{
-    self, ENTRY_COLUMNS, EntryRow, ListEntries, ListedEntry, corrupt, timestamp,
-};
+use crate::storage::listing::{ListEntries, ListedEntry};
+use crate::storage::listing::{Param, list_entries};
+use crate::storage::rows;
+use crate::storage::rows::{ENTRY_COLUMNS, EntryRow, corrupt, timestamp};
 use crate::storage::{Access, AccountStore, Appended, LedgerStore, Result, StorageError, admit};
 
 const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
@@ -91,12 +92,12 @@ macro_rules! neighbours_in {
 pub(super) fn listing<'a>(
     business_id: &'a str,
     query: &'a ListEntries,
-) -> (String, Vec<sql::Param<'a>>) {
+) -> (String, Vec<Param<'a>>) {
     let license = match query.account_id {
         None => "(license_id || '')",
         Some(_) => "license_id",
     };
-    sql::list_entries(
+    list_entries(
         business_id,
         query,
         |n| format!("${n}"),
@@ -188,7 +189,7 @@ impl LedgerStore for PgStore {
                  ORDER BY seq DESC LIMIT 1)
              RETURNING {ENTRY_COLUMNS}"
         );
-        let metadata = sql::json_text(metadata)?;
+        let metadata = rows::json_text(metadata)?;
         let row = self
             .change_one(
                 &sql,
@@ -369,14 +370,14 @@ async fn append_locked(
         metadata: entry.metadata.clone(),
         created_at: now,
     };
-    let metadata = entry.metadata.as_ref().map(sql::json_text).transpose()?;
+    let metadata = entry.metadata.as_ref().map(rows::json_text).transpose()?;
     let (seqs, absolutes): (Vec<i64>, Vec<Decimal>) = insertion
         .changed
         .iter()
         .map(|(seq, q)| (*seq, q.decimal()))
         .unzip();
     let response = idempotency_key
-        .map(|_| sql::json_text(&written))
+        .map(|_| rows::json_text(&written))
         .transpose()?;
     let entry_params: [&(dyn ToSql + Sync); 9] = [
         &business_id,

@@ -13,10 +13,11 @@ use super::tx::Tx;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
-use crate::storage::sql::{
-    self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
-    LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, corrupt,
-    duration_columns, json_text, timestamp,
+use crate::storage::listing::list_license_keys;
+use crate::storage::listing::{KeyFilter, PageRequest};
+use crate::storage::rows::{
+    CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, LICENSE_KEY_COLUMNS,
+    LicenseKeyRow, PRODUCT_COLUMNS, ProductRow, corrupt, duration_columns, json_text, timestamp,
 };
 use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
@@ -304,10 +305,9 @@ impl LicenseStore for PgStore {
         filter: &KeyFilter,
         page: PageRequest,
     ) -> Result<Vec<LicenseKey>> {
-        let (sql, bound) =
-            sql::list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
-                format!("${n}")
-            });
+        let (sql, bound) = list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
+            format!("${n}")
+        });
         self.query(&sql, &params(&bound))
             .await?
             .iter()

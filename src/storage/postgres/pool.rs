@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use super::PgStore;
 use super::error::{classify, classify_commit, pool_error};
 use crate::storage::Result;
-use crate::storage::sql::Param;
+use crate::storage::listing::Param;
 
 /// Connections taken from the pool for good and shared by point reads. Statements that
 /// callers send at once on one `tokio-postgres` client are pipelined: they go out

@@ -97,7 +97,7 @@ async fn a_commit_on_a_lost_connection_may_or_may_not_have_happened() {
 #[tokio::test]
 async fn a_license_listing_reads_the_license_index() {
     use crate::domain::ids::LicenseId;
-    use crate::storage::sql::{EntrySort, ListEntries};
+    use crate::storage::listing::{EntrySort, ListEntries};
 
     let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
     let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await

@@ -13,7 +13,7 @@ use super::error::internal;
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::ids::{BusinessName, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::{AccountStore, Result, sql};
+use crate::storage::{AccountStore, Result, rows};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -56,7 +56,7 @@ impl AccountStore for SqliteStore {
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(sql::LIST_API_KEYS).map_err(internal)?;
+            let mut stmt = conn.prepare_cached(rows::LIST_API_KEYS).map_err(internal)?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?))
@@ -68,7 +68,7 @@ impl AccountStore for SqliteStore {
                     id,
                     business,
                     read_only,
-                    created_at: sql::timestamp(created_at)?,
+                    created_at: rows::timestamp(created_at)?,
                 })
             })
             .collect()

@@ -13,9 +13,10 @@ use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
-use crate::storage::sql::{
-    self, ENTRY_COLUMNS, EntryRow, EntrySort, ListEntries, ListedEntry, corrupt, timestamp,
-};
+use crate::storage::listing::{EntrySort, ListEntries, ListedEntry};
+use crate::storage::listing::{Param, list_entries};
+use crate::storage::rows;
+use crate::storage::rows::{ENTRY_COLUMNS, EntryRow, corrupt, timestamp};
 use crate::storage::{Access, Appended, LedgerStore, Result, StorageError, admit};
 
 #[async_trait]
@@ -79,7 +80,7 @@ impl LedgerStore for SqliteStore {
             business_id.to_owned(),
             account.as_str().to_owned(),
             license.as_str().to_owned(),
-            sql::json_text(metadata)?,
+            rows::json_text(metadata)?,
         );
         self.write(move |tx| {
             let (business_id, account, license, metadata) = args;
@@ -218,7 +219,7 @@ fn append(
     };
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
-    let metadata = entry.metadata.as_ref().map(sql::json_text).transpose()?;
+    let metadata = entry.metadata.as_ref().map(rows::json_text).transpose()?;
     tx.prepare_cached(
         "INSERT INTO ledger_entries
              (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)
@@ -256,7 +257,7 @@ fn append(
         created_at: now,
     };
     if let Some((key, fingerprint)) = claim {
-        let response = sql::json_text(&written)?;
+        let response = rows::json_text(&written)?;
         tx.prepare_cached(
             "INSERT INTO ledger_idempotency (business_id, key, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
         )
@@ -282,7 +283,7 @@ pub(super) fn listing<'a>(
     conn: &Connection,
     business_id: &'a str,
     query: &'a ListEntries,
-) -> Result<(String, Vec<sql::Param<'a>>)> {
+) -> Result<(String, Vec<Param<'a>>)> {
     let index = match (
         &query.account_id,
         &query.license_id,
@@ -305,7 +306,7 @@ pub(super) fn listing<'a>(
         Some(index) => format!("ledger_entries INDEXED BY {index}"),
         None => "ledger_entries".to_owned(),
     };
-    Ok(sql::list_entries(
+    Ok(list_entries(
         business_id,
         query,
         |n| format!("?{n}"),

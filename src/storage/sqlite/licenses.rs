@@ -10,10 +10,11 @@ use super::error::internal;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
-use crate::storage::sql::{
-    self, CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, KeyFilter,
-    LICENSE_KEY_COLUMNS, LicenseKeyRow, PRODUCT_COLUMNS, PageRequest, ProductRow, duration_columns,
-    json_text, timestamp,
+use crate::storage::listing::list_license_keys;
+use crate::storage::listing::{KeyFilter, PageRequest};
+use crate::storage::rows::{
+    CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, LICENSE_KEY_COLUMNS,
+    LicenseKeyRow, PRODUCT_COLUMNS, ProductRow, duration_columns, json_text, timestamp,
 };
 use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
@@ -320,10 +321,9 @@ impl LicenseStore for SqliteStore {
         filter: &KeyFilter,
         page: PageRequest,
     ) -> Result<Vec<LicenseKey>> {
-        let (sql, params) =
-            sql::list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
-                format!("?{n}")
-            });
+        let (sql, params) = list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
+            format!("?{n}")
+        });
         self.read(|conn| {
             many(conn, &sql, params_from_iter(&params), key_row)?
                 .into_iter()

@@ -114,11 +114,11 @@ impl SqliteStore {
 }
 
 /// The shared listing queries' parameters, bound as they are.
-impl rusqlite::ToSql for super::sql::Param<'_> {
+impl rusqlite::ToSql for super::listing::Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         Ok(match self {
-            super::sql::Param::Text(text) => (*text).into(),
-            super::sql::Param::Int(int) => (*int).into(),
+            super::listing::Param::Text(text) => (*text).into(),
+            super::listing::Param::Int(int) => (*int).into(),
         })
     }
 }

@@ -13,7 +13,7 @@ use crate::domain::entry::{Metadata, NewEntry};
 use crate::domain::ids::{AccountId, BusinessName, LicenseId};
 use crate::domain::ledger::UpdateType;
 use crate::domain::time::Timestamp;
-use crate::storage::sql::{EntrySort, ListEntries};
+use crate::storage::listing::{EntrySort, ListEntries};
 use crate::storage::{
     AccountStore, HealthStore, LedgerStore, Result, StorageError, StorageOptions,
 };
