@@ -2,7 +2,7 @@
 //! and their activations (instances).
 
 use super::entry::Metadata;
-use super::license::{Change, KeyDuration, KeyState};
+use super::license::{ActivationError, Change, KeyDuration, KeyState};
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,29 @@ impl LicenseKey {
         }
     }
 
+    /// A new instance of this key, counted, if the activation rules allow one at `now`.
+    pub fn activate(
+        &mut self,
+        id: String,
+        name: String,
+        now: Timestamp,
+    ) -> Result<Instance, ActivationError> {
+        self.state().check_activation(now)?;
+        self.instances_count += 1;
+        Ok(Instance {
+            id,
+            business_id: self.business_id.clone(),
+            license_key_id: self.id.clone(),
+            name,
+            created_at: now,
+        })
+    }
+
+    /// Stops counting one of the key's instances, which the caller has removed.
+    pub fn deactivate(&mut self) {
+        self.instances_count = self.instances_count.saturating_sub(1);
+    }
+
     pub fn set_state(&mut self, state: KeyState) {
         self.disabled = state.disabled;
         self.expires_at = state.expires_at;
@@ -235,5 +258,44 @@ mod tests {
         assert_eq!(p.description.as_deref(), Some("d"));
         assert_eq!(p.license_key_activations_limit, Some(3));
         assert_eq!(p.updated_at, now);
+    }
+
+    #[test]
+    fn an_activation_counts_its_instance_until_the_limit() {
+        let now = Timestamp::parse("2024-03-01T00:00:00Z").unwrap();
+        let mut key = LicenseKey {
+            id: "lic_1".into(),
+            business_id: "bus_1".into(),
+            key: "K".into(),
+            customer_id: "cus_1".into(),
+            product_id: "pdt_1".into(),
+            source: KeySource::Manual,
+            activations_limit: Some(1),
+            instances_count: 0,
+            disabled: false,
+            expires_at: None,
+            payment_id: None,
+            subscription_id: None,
+            created_at: now,
+        };
+        let instance = key.activate("lki_1".into(), "laptop".into(), now).unwrap();
+        assert_eq!(instance.license_key_id, "lic_1");
+        assert_eq!(instance.business_id, "bus_1");
+        assert_eq!(key.instances_count, 1);
+        assert_eq!(
+            key.activate("lki_2".into(), "desktop".into(), now),
+            Err(ActivationError::LimitReached)
+        );
+        assert_eq!(
+            key.instances_count, 1,
+            "a refused activation counts nothing"
+        );
+        key.deactivate();
+        assert_eq!(key.instances_count, 0);
+        key.disabled = true;
+        assert_eq!(
+            key.activate("lki_3".into(), "phone".into(), now),
+            Err(ActivationError::Inactive)
+        );
     }
 }

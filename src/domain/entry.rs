@@ -102,6 +102,24 @@ impl NewEntry {
         ]);
         Sha256::digest(canonical.to_string().as_bytes()).into()
     }
+
+    /// The entry as written at `effective_from` (the request's, or the write's instant
+    /// when it gave none), with the absolute quantity resolution gave it.
+    pub fn written(
+        &self,
+        absolute: Quantity,
+        effective_from: Timestamp,
+        created_at: Timestamp,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            license_id: self.license_id.clone(),
+            account_id: self.account_id.clone(),
+            quantity: absolute,
+            effective_from,
+            metadata: self.metadata.clone(),
+            created_at,
+        }
+    }
 }
 
 /// An entry in the ledger, shaped exactly as the Togai `LicenseUpdateResponse`.

@@ -223,6 +223,82 @@ impl utoipa::PartialSchema for LongText {
 
 impl utoipa::ToSchema for LongText {}
 
+/// Declares the id of a record this server creates. [`generate`](Self::generate) draws a
+/// new one with the record's prefix; `From<String>` takes one read back from the database
+/// or named by a client, which may name nothing (a lookup then finds nothing). The types
+/// keep one kind of id from being passed where another is meant.
+macro_rules! record_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn generate() -> Self {
+                Self(new_id($prefix))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(text: String) -> Self {
+                Self(text)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                Self(text.to_owned())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+record_id!(
+    /// A business (tenant): every record belongs to one.
+    BusinessId,
+    "bus"
+);
+record_id!(
+    /// A customer of a business.
+    CustomerId,
+    "cus"
+);
+record_id!(
+    /// A product of a business.
+    ProductId,
+    "pdt"
+);
+record_id!(
+    /// A license key's record (not its key string, which the customer types).
+    LicenseKeyId,
+    "lic"
+);
+record_id!(
+    /// One activation (instance) of a license key.
+    InstanceId,
+    "lki"
+);
+record_id!(
+    /// An API key's record (not its secret).
+    ApiKeyId,
+    "key"
+);
+
 /// A new random id with a type prefix, such as `bus_4ZbX…`.
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng;
@@ -256,5 +332,8 @@ mod tests {
         assert!(id.starts_with("bus_"));
         assert_eq!(id.len(), 26);
         assert_ne!(id, new_id("bus"));
+        assert!(CustomerId::generate().as_str().starts_with("cus_"));
+        assert!(InstanceId::generate().as_str().starts_with("lki_"));
+        assert_ne!(LicenseKeyId::generate(), LicenseKeyId::generate());
     }
 }

@@ -1,6 +1,7 @@
 //! Where the data is kept: one interface, implemented by SQLite (embedded, the default)
 //! and PostgreSQL (shared by many server processes). Each backend embeds its migrations.
 
+mod idempotency;
 mod listing;
 pub mod postgres;
 mod rows;

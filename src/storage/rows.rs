@@ -1,61 +1,27 @@
 //! How records are kept in rows, for both backends: the columns each query selects, in
 //! the order the decoders read them, and the decoding of a row into a domain record,
-//! which checks every stored value.
+//! written once for both drivers and checking every stored value.
 
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::ListedEntry;
 use crate::storage::{Result, StorageError};
 
-/// A row selected with [`ENTRY_COLUMNS`], before its values are checked.
-pub struct EntryRow {
-    pub seq: i64,
-    pub account_id: String,
-    pub license_id: String,
-    pub absolute: Quantity,
-    pub effective_from: i64,
-    pub metadata: Option<String>,
-    pub created_at: i64,
-}
-
-impl EntryRow {
-    pub fn decode(self) -> Result<ListedEntry> {
-        Ok(ListedEntry {
-            seq: self.seq,
-            entry: LedgerEntry {
-                license_id: LicenseId::parse(self.license_id).map_err(corrupt)?,
-                account_id: AccountId::parse(self.account_id).map_err(corrupt)?,
-                quantity: self.absolute,
-                effective_from: timestamp(self.effective_from)?,
-                metadata: self
-                    .metadata
-                    .map(|m| serde_json::from_str(&m))
-                    .transpose()
-                    .map_err(corrupt)?,
-                created_at: timestamp(self.created_at)?,
-            },
-        })
-    }
-}
-
-/// An instant read back from the database.
-pub fn timestamp(micros: i64) -> Result<Timestamp> {
-    Timestamp::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
-}
-
-/// A value as the JSON text a column stores (metadata, a stored response).
-pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| StorageError::Internal(format!("unstorable value: {e}")))
-}
-
-/// A stored value that does not decode: the database holds something the server never writes.
-pub fn corrupt(error: impl std::fmt::Display) -> StorageError {
-    StorageError::Internal(format!("unreadable stored value: {error}"))
+/// A row as a driver returns it, read column by column (0-based). Each backend
+/// implements it for its driver's row; a value of the wrong type is [`corrupt`].
+pub trait Columns {
+    fn text(&self, column: usize) -> Result<String>;
+    fn text_or_null(&self, column: usize) -> Result<Option<String>>;
+    fn int(&self, column: usize) -> Result<i64>;
+    fn int_or_null(&self, column: usize) -> Result<Option<i64>>;
+    fn flag(&self, column: usize) -> Result<bool>;
+    /// An exact quantity, however the backend stores it (text, or NUMERIC).
+    fn quantity(&self, column: usize) -> Result<Quantity>;
 }
 
 /// The columns every entry query selects, in the order backends decode them.
@@ -75,67 +41,41 @@ pub const LICENSE_KEY_COLUMNS: &str = "id, business_id, key, customer_id, produc
      activations_limit, instances_count, disabled, expires_at, payment_id, subscription_id, created_at";
 pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, created_at";
 
-pub struct CustomerRow {
-    pub id: String,
-    pub business_id: String,
-    pub email: String,
-    pub name: String,
-    pub phone_number: Option<String>,
-    pub metadata: String,
-    pub created_at: i64,
+/// A customer selected with [`CUSTOMER_COLUMNS`].
+pub fn customer(row: &impl Columns) -> Result<Customer> {
+    Ok(Customer {
+        id: row.text(0)?,
+        business_id: row.text(1)?,
+        email: row.text(2)?,
+        name: row.text(3)?,
+        phone_number: row.text_or_null(4)?,
+        metadata: serde_json::from_str(&row.text(5)?).map_err(corrupt)?,
+        created_at: timestamp(row.int(6)?)?,
+    })
 }
 
-impl CustomerRow {
-    pub fn decode(self) -> Result<Customer> {
-        Ok(Customer {
-            id: self.id,
-            business_id: self.business_id,
-            email: self.email,
-            name: self.name,
-            phone_number: self.phone_number,
-            metadata: serde_json::from_str(&self.metadata).map_err(corrupt)?,
-            created_at: timestamp(self.created_at)?,
-        })
-    }
-}
-
-pub struct ProductRow {
-    pub id: String,
-    pub business_id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub activations_limit: Option<i64>,
-    pub duration_count: Option<i64>,
-    pub duration_interval: Option<String>,
-    pub activation_message: Option<String>,
-    pub metadata: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl ProductRow {
-    pub fn decode(self) -> Result<Product> {
-        let duration = match (self.duration_count, self.duration_interval) {
-            (Some(count), Some(interval)) => Some(KeyDuration {
-                count: u32::try_from(count).map_err(corrupt)?,
-                interval: serde_json::from_value(serde_json::Value::String(interval))
-                    .map_err(corrupt)?,
-            }),
-            _ => None,
-        };
-        Ok(Product {
-            id: self.id,
-            business_id: self.business_id,
-            name: self.name,
-            description: self.description,
-            license_key_activations_limit: self.activations_limit.map(count).transpose()?,
-            license_key_duration: duration,
-            license_key_activation_message: self.activation_message,
-            metadata: serde_json::from_str(&self.metadata).map_err(corrupt)?,
-            created_at: timestamp(self.created_at)?,
-            updated_at: timestamp(self.updated_at)?,
-        })
-    }
+/// A product selected with [`PRODUCT_COLUMNS`].
+pub fn product(row: &impl Columns) -> Result<Product> {
+    let duration = match (row.int_or_null(5)?, row.text_or_null(6)?) {
+        (Some(count), Some(interval)) => Some(KeyDuration {
+            count: u32::try_from(count).map_err(corrupt)?,
+            interval: serde_json::from_value(serde_json::Value::String(interval))
+                .map_err(corrupt)?,
+        }),
+        _ => None,
+    };
+    Ok(Product {
+        id: row.text(0)?,
+        business_id: row.text(1)?,
+        name: row.text(2)?,
+        description: row.text_or_null(3)?,
+        license_key_activations_limit: row.int_or_null(4)?.map(count).transpose()?,
+        license_key_duration: duration,
+        license_key_activation_message: row.text_or_null(7)?,
+        metadata: serde_json::from_str(&row.text(8)?).map_err(corrupt)?,
+        created_at: timestamp(row.int(9)?)?,
+        updated_at: timestamp(row.int(10)?)?,
+    })
 }
 
 /// How a product's key duration is stored: `(count, interval name)`.
@@ -151,61 +91,88 @@ pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<S
     }
 }
 
-pub struct LicenseKeyRow {
-    pub id: String,
-    pub business_id: String,
-    pub key: String,
-    pub customer_id: String,
-    pub product_id: String,
-    pub source: String,
-    pub activations_limit: Option<i64>,
-    pub instances_count: i64,
-    pub disabled: bool,
-    pub expires_at: Option<i64>,
-    pub payment_id: Option<String>,
-    pub subscription_id: Option<String>,
-    pub created_at: i64,
+/// A license key selected with [`LICENSE_KEY_COLUMNS`].
+pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
+    let source = row.text(5)?;
+    Ok(LicenseKey {
+        id: row.text(0)?,
+        business_id: row.text(1)?,
+        key: row.text(2)?,
+        customer_id: row.text(3)?,
+        product_id: row.text(4)?,
+        source: KeySource::parse(&source).ok_or_else(|| corrupt(format!("key source {source}")))?,
+        activations_limit: row.int_or_null(6)?.map(count).transpose()?,
+        instances_count: count(row.int(7)?)?,
+        disabled: row.flag(8)?,
+        expires_at: row.int_or_null(9)?.map(timestamp).transpose()?,
+        payment_id: row.text_or_null(10)?,
+        subscription_id: row.text_or_null(11)?,
+        created_at: timestamp(row.int(12)?)?,
+    })
 }
 
-impl LicenseKeyRow {
-    pub fn decode(self) -> Result<LicenseKey> {
-        Ok(LicenseKey {
-            id: self.id,
-            business_id: self.business_id,
-            key: self.key,
-            customer_id: self.customer_id,
-            product_id: self.product_id,
-            source: KeySource::parse(&self.source)
-                .ok_or_else(|| corrupt(format!("key source {}", self.source)))?,
-            activations_limit: self.activations_limit.map(count).transpose()?,
-            instances_count: count(self.instances_count)?,
-            disabled: self.disabled,
-            expires_at: self.expires_at.map(timestamp).transpose()?,
-            payment_id: self.payment_id,
-            subscription_id: self.subscription_id,
-            created_at: timestamp(self.created_at)?,
-        })
-    }
+/// An instance selected with [`INSTANCE_COLUMNS`].
+pub fn instance(row: &impl Columns) -> Result<Instance> {
+    Ok(Instance {
+        id: row.text(0)?,
+        business_id: row.text(1)?,
+        license_key_id: row.text(2)?,
+        name: row.text(3)?,
+        created_at: timestamp(row.int(4)?)?,
+    })
 }
 
-pub struct InstanceRow {
-    pub id: String,
-    pub business_id: String,
-    pub license_key_id: String,
-    pub name: String,
-    pub created_at: i64,
+/// An entry selected with [`ENTRY_COLUMNS`].
+pub fn listed_entry(row: &impl Columns) -> Result<ListedEntry> {
+    Ok(ListedEntry {
+        seq: row.int(0)?,
+        entry: LedgerEntry {
+            account_id: AccountId::parse(row.text(1)?).map_err(corrupt)?,
+            license_id: LicenseId::parse(row.text(2)?).map_err(corrupt)?,
+            quantity: row.quantity(3)?,
+            effective_from: timestamp(row.int(4)?)?,
+            metadata: (row.text_or_null(5)?)
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(corrupt)?,
+            created_at: timestamp(row.int(6)?)?,
+        },
+    })
 }
 
-impl InstanceRow {
-    pub fn decode(self) -> Result<Instance> {
-        Ok(Instance {
-            id: self.id,
-            business_id: self.business_id,
-            license_key_id: self.license_key_id,
-            name: self.name,
-            created_at: timestamp(self.created_at)?,
-        })
-    }
+/// The columns of an entry that resolution reads, from column `first` on:
+/// `seq, effective_from, update_type, given, absolute`.
+pub fn stored_entry(row: &impl Columns, first: usize) -> Result<StoredEntry> {
+    let kind = row.text(first + 2)?;
+    Ok(StoredEntry {
+        seq: row.int(first)?,
+        effective_from: timestamp(row.int(first + 1)?)?,
+        update_type: UpdateType::parse(&kind)
+            .ok_or_else(|| corrupt(format!("update type {kind}")))?,
+        given: row.quantity(first + 3)?,
+        absolute: row.quantity(first + 4)?,
+    })
+}
+
+/// `(effective_from, absolute)` from columns `first` and `first + 1`.
+pub fn absolute_at(row: &impl Columns, first: usize) -> Result<(Timestamp, Quantity)> {
+    Ok((timestamp(row.int(first)?)?, row.quantity(first + 1)?))
+}
+
+/// An instant read back from the database.
+pub fn timestamp(micros: i64) -> Result<Timestamp> {
+    Timestamp::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
+}
+
+/// A value as the JSON text a column stores (metadata).
+pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StorageError::Internal(format!("unstorable value: {e}")))
+}
+
+/// A stored value that does not decode: the database holds something the server never writes.
+pub fn corrupt(error: impl std::fmt::Display) -> StorageError {
+    StorageError::Internal(format!("unreadable stored value: {error}"))
 }
 
 fn count(value: i64) -> Result<u32> {

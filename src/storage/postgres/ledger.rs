@@ -16,19 +16,20 @@ use tokio_postgres::types::ToSql;
 use super::PgStore;
 use super::accounts::admitted_business;
 use super::error::classify;
-use super::pool::{Params, params, query};
+use super::pool::{Params, query};
 use super::tx::Tx;
+use super::values::params;
 use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
-use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
+use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
-use crate::storage::listing::{ListEntries, ListedEntry};
-use crate::storage::listing::{Param, list_entries};
-use crate::storage::rows;
-use crate::storage::rows::{ENTRY_COLUMNS, EntryRow, corrupt, timestamp};
-use crate::storage::{Access, AccountStore, Appended, LedgerStore, Result, StorageError, admit};
+use crate::storage::listing::{ListEntries, ListedEntry, Param, list_entries};
+use crate::storage::rows::{self, Columns, ENTRY_COLUMNS, corrupt, timestamp};
+use crate::storage::{
+    Access, AccountStore, Appended, LedgerStore, Result, StorageError, admit, idempotency,
+};
 
 const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
      WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
@@ -172,7 +173,7 @@ impl LedgerStore for PgStore {
         let (sql, bound) = listing(business_id, query);
         let rows = self.query(&sql, &params(&bound)).await?;
         let wanted = query.limit as usize;
-        rows.iter().take(wanted).map(listed_entry).collect()
+        rows.iter().take(wanted).map(rows::listed_entry).collect()
     }
 
     async fn update_metadata(
@@ -203,7 +204,7 @@ impl LedgerStore for PgStore {
             )
             .await?;
         row.as_ref()
-            .map(|row| listed_entry(row).map(|listed| listed.entry))
+            .map(|row| rows::listed_entry(row).map(|listed| listed.entry))
             .transpose()
     }
 
@@ -223,7 +224,7 @@ impl LedgerStore for PgStore {
             ],
         )
         .await?
-        .map(|row| absolute_at(&row))
+        .map(|row| rows::absolute_at(&row, 0))
         .transpose()
     }
 
@@ -255,10 +256,7 @@ impl LedgerStore for PgStore {
         admitted_business(row.as_ref(), key, Access::Read)?;
         let Some(row) = row else { return Ok(None) };
         match row.try_get::<_, Option<i64>>(3).map_err(corrupt)? {
-            Some(from) => Ok(Some((
-                timestamp(from)?,
-                quantity_of(row.try_get(4).map_err(corrupt)?)?,
-            ))),
+            Some(from) => Ok(Some((timestamp(from)?, row.quantity(4)?))),
             None => Ok(None),
         }
     }
@@ -300,10 +298,12 @@ impl LedgerStore for PgStore {
         )
         .map_err(classify)?;
         let initial = match initial {
-            Some(row) => absolute_at(&row)?.1,
+            Some(row) => rows::absolute_at(&row, 0)?.1,
             None => Quantity::ZERO,
         };
-        let changes = rows.iter().map(absolute_at).collect::<Result<_>>()?;
+        let changes = (rows.iter())
+            .map(|row| rows::absolute_at(row, 0))
+            .collect::<Result<_>>()?;
         Ok((initial, changes))
     }
 }
@@ -362,14 +362,7 @@ async fn append_locked(
     let (prior, later) = decode_neighbours(neighbours)?;
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
-    let written = LedgerEntry {
-        license_id: entry.license_id.clone(),
-        account_id: entry.account_id.clone(),
-        quantity: insertion.absolute,
-        effective_from: at,
-        metadata: entry.metadata.clone(),
-        created_at: now,
-    };
+    let written = entry.written(insertion.absolute, at, now);
     let metadata = entry.metadata.as_ref().map(rows::json_text).transpose()?;
     let (seqs, absolutes): (Vec<i64>, Vec<Decimal>) = insertion
         .changed
@@ -377,7 +370,7 @@ async fn append_locked(
         .map(|(seq, q)| (*seq, q.decimal()))
         .unzip();
     let response = idempotency_key
-        .map(|_| rows::json_text(&written))
+        .map(|_| idempotency::stored_response(&written))
         .transpose()?;
     let entry_params: [&(dyn ToSql + Sync); 9] = [
         &business_id,
@@ -421,13 +414,8 @@ async fn replay(
         .first()
         .ok_or_else(|| StorageError::Internal("a claimed idempotency key vanished".into()))?;
     let stored: &[u8] = row.try_get(0).map_err(corrupt)?;
-    let response: Option<String> = row.try_get(1).map_err(corrupt)?;
-    match response {
-        Some(response) if stored == fingerprint => Ok(Appended::Replayed(
-            serde_json::from_str(&response).map_err(corrupt)?,
-        )),
-        _ => Err(StorageError::IdempotencyMismatch),
-    }
+    let response: Option<&str> = row.try_get(1).map_err(corrupt)?;
+    idempotency::replay(stored, response, fingerprint)
 }
 
 /// The absolute quantity just before a new entry (zero if none) and the later entries it
@@ -436,52 +424,15 @@ fn decode_neighbours(rows: &[Row]) -> Result<(Quantity, Vec<StoredEntry>)> {
     let mut prior = Quantity::ZERO;
     let mut later = Vec::with_capacity(rows.len());
     for row in rows {
-        let get = |e: tokio_postgres::Error| corrupt(e);
         // `NEIGHBOURS_FOR_KEY`'s row of NULLs stands for no neighbours.
-        let Some(later_one) = row.try_get::<_, Option<bool>>(0).map_err(get)? else {
+        let Some(later_one) = row.try_get::<_, Option<bool>>(0).map_err(corrupt)? else {
             continue;
         };
-        let absolute: Decimal = row.try_get(5).map_err(get)?;
-        if !later_one {
-            prior = quantity_of(absolute)?;
-            continue;
+        if later_one {
+            later.push(rows::stored_entry(row, 1)?);
+        } else {
+            prior = row.quantity(5)?;
         }
-        let kind: &str = row.try_get(3).map_err(get)?;
-        later.push(StoredEntry {
-            seq: row.try_get(1).map_err(get)?,
-            effective_from: timestamp(row.try_get(2).map_err(get)?)?,
-            update_type: UpdateType::parse(kind)
-                .ok_or_else(|| corrupt(format!("update type {kind}")))?,
-            given: quantity_of(row.try_get(4).map_err(get)?)?,
-            absolute: quantity_of(absolute)?,
-        });
     }
     Ok((prior, later))
-}
-
-/// Decodes a row selected with `ENTRY_COLUMNS`.
-fn listed_entry(row: &Row) -> Result<ListedEntry> {
-    let get = |e: tokio_postgres::Error| corrupt(e);
-    EntryRow {
-        seq: row.try_get(0).map_err(get)?,
-        account_id: row.try_get(1).map_err(get)?,
-        license_id: row.try_get(2).map_err(get)?,
-        absolute: quantity_of(row.try_get(3).map_err(get)?)?,
-        effective_from: row.try_get(4).map_err(get)?,
-        metadata: row.try_get(5).map_err(get)?,
-        created_at: row.try_get(6).map_err(get)?,
-    }
-    .decode()
-}
-
-fn quantity_of(value: Decimal) -> Result<Quantity> {
-    Quantity::new(value).map_err(corrupt)
-}
-
-/// Decodes `(effective_from, absolute)`.
-fn absolute_at(row: &Row) -> Result<(Timestamp, Quantity)> {
-    Ok((
-        timestamp(row.try_get(0).map_err(corrupt)?)?,
-        quantity_of(row.try_get(1).map_err(corrupt)?)?,
-    ))
 }

@@ -4,82 +4,21 @@
 //! constraint guards it as well.
 
 use async_trait::async_trait;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use super::pool::{execute, params};
+use super::pool::execute;
 use super::tx::Tx;
+use super::values::params;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
-use crate::storage::listing::list_license_keys;
-use crate::storage::listing::{KeyFilter, PageRequest};
+use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
 use crate::storage::rows::{
-    CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, LICENSE_KEY_COLUMNS,
-    LicenseKeyRow, PRODUCT_COLUMNS, ProductRow, corrupt, duration_columns, json_text, timestamp,
+    self, CUSTOMER_COLUMNS, Columns, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
+    duration_columns, json_text, timestamp,
 };
 use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
-
-fn customer_row(r: &Row) -> Result<Customer> {
-    CustomerRow {
-        id: r.try_get(0).map_err(corrupt)?,
-        business_id: r.try_get(1).map_err(corrupt)?,
-        email: r.try_get(2).map_err(corrupt)?,
-        name: r.try_get(3).map_err(corrupt)?,
-        phone_number: r.try_get(4).map_err(corrupt)?,
-        metadata: r.try_get(5).map_err(corrupt)?,
-        created_at: r.try_get(6).map_err(corrupt)?,
-    }
-    .decode()
-}
-
-fn product_row(r: &Row) -> Result<Product> {
-    ProductRow {
-        id: r.try_get(0).map_err(corrupt)?,
-        business_id: r.try_get(1).map_err(corrupt)?,
-        name: r.try_get(2).map_err(corrupt)?,
-        description: r.try_get(3).map_err(corrupt)?,
-        activations_limit: r.try_get(4).map_err(corrupt)?,
-        duration_count: r.try_get(5).map_err(corrupt)?,
-        duration_interval: r.try_get(6).map_err(corrupt)?,
-        activation_message: r.try_get(7).map_err(corrupt)?,
-        metadata: r.try_get(8).map_err(corrupt)?,
-        created_at: r.try_get(9).map_err(corrupt)?,
-        updated_at: r.try_get(10).map_err(corrupt)?,
-    }
-    .decode()
-}
-
-fn key_row(r: &Row) -> Result<LicenseKey> {
-    LicenseKeyRow {
-        id: r.try_get(0).map_err(corrupt)?,
-        business_id: r.try_get(1).map_err(corrupt)?,
-        key: r.try_get(2).map_err(corrupt)?,
-        customer_id: r.try_get(3).map_err(corrupt)?,
-        product_id: r.try_get(4).map_err(corrupt)?,
-        source: r.try_get(5).map_err(corrupt)?,
-        activations_limit: r.try_get(6).map_err(corrupt)?,
-        instances_count: r.try_get(7).map_err(corrupt)?,
-        disabled: r.try_get(8).map_err(corrupt)?,
-        expires_at: r.try_get(9).map_err(corrupt)?,
-        payment_id: r.try_get(10).map_err(corrupt)?,
-        subscription_id: r.try_get(11).map_err(corrupt)?,
-        created_at: r.try_get(12).map_err(corrupt)?,
-    }
-    .decode()
-}
-
-fn instance_row(r: &Row) -> Result<Instance> {
-    InstanceRow {
-        id: r.try_get(0).map_err(corrupt)?,
-        business_id: r.try_get(1).map_err(corrupt)?,
-        license_key_id: r.try_get(2).map_err(corrupt)?,
-        name: r.try_get(3).map_err(corrupt)?,
-        created_at: r.try_get(4).map_err(corrupt)?,
-    }
-    .decode()
-}
 
 /// The key with that key string, its row locked until the transaction ends. `BEGIN`
 /// travels with it.
@@ -88,7 +27,7 @@ async fn begin_and_lock_key(tx: &Tx, key: &str) -> Result<Option<LicenseKey>> {
     tx.begin_with(&sql, &[&key])
         .await?
         .first()
-        .map(key_row)
+        .map(rows::license_key)
         .transpose()
 }
 
@@ -185,7 +124,7 @@ impl LicenseStore for PgStore {
         )
         .await?
         .as_ref()
-        .map(customer_row)
+        .map(rows::customer)
         .transpose()
     }
 
@@ -205,7 +144,7 @@ impl LicenseStore for PgStore {
         )
         .await?
         .iter()
-        .map(customer_row)
+        .map(rows::customer)
         .collect()
     }
 
@@ -219,7 +158,7 @@ impl LicenseStore for PgStore {
         self.query_opt(&product_by_id(""), &[&business_id, &id])
             .await?
             .as_ref()
-            .map(product_row)
+            .map(rows::product)
             .transpose()
     }
 
@@ -233,7 +172,7 @@ impl LicenseStore for PgStore {
         )
         .await?
         .iter()
-        .map(product_row)
+        .map(rows::product)
         .collect()
     }
 
@@ -247,7 +186,7 @@ impl LicenseStore for PgStore {
         let outcome = async {
             let sql = product_by_id("FOR UPDATE");
             let rows = tx.begin_with(&sql, &[&business_id, &id]).await?;
-            let Some(mut product) = rows.first().map(product_row).transpose()? else {
+            let Some(mut product) = rows.first().map(rows::product).transpose()? else {
                 return Ok(None);
             };
             patch.apply(&mut product, Timestamp::now());
@@ -295,7 +234,7 @@ impl LicenseStore for PgStore {
         self.query_opt(&key_by_id(""), &[&business_id, &id])
             .await?
             .as_ref()
-            .map(key_row)
+            .map(rows::license_key)
             .transpose()
     }
 
@@ -311,7 +250,7 @@ impl LicenseStore for PgStore {
         self.query(&sql, &params(&bound))
             .await?
             .iter()
-            .map(key_row)
+            .map(rows::license_key)
             .collect()
     }
 
@@ -325,7 +264,7 @@ impl LicenseStore for PgStore {
         let outcome = async {
             let sql = key_by_id("FOR UPDATE");
             let rows = tx.begin_with(&sql, &[&business_id, &id]).await?;
-            let Some(mut key) = rows.first().map(key_row).transpose()? else {
+            let Some(mut key) = rows.first().map(rows::license_key).transpose()? else {
                 return Ok(None);
             };
             let state = patch.apply(key.state(), key.subscription_id.is_some())?;
@@ -346,7 +285,7 @@ impl LicenseStore for PgStore {
         )
         .await?
         .as_ref()
-        .map(instance_row)
+        .map(rows::instance)
         .transpose()
     }
 
@@ -371,7 +310,7 @@ impl LicenseStore for PgStore {
         )
         .await?
         .iter()
-        .map(instance_row)
+        .map(rows::instance)
         .collect()
     }
 
@@ -390,7 +329,7 @@ impl LicenseStore for PgStore {
         )
         .await?
         .as_ref()
-        .map(instance_row)
+        .map(rows::instance)
         .transpose()
     }
 
@@ -401,15 +340,7 @@ impl LicenseStore for PgStore {
                 .await?
                 .ok_or(StorageError::KeyNotFound)?;
             let now = Timestamp::now();
-            license.state().check_activation(now)?;
-            let instance = Instance {
-                id: instance_id.to_owned(),
-                business_id: license.business_id.clone(),
-                license_key_id: license.id.clone(),
-                name: name.to_owned(),
-                created_at: now,
-            };
-            license.instances_count += 1;
+            let instance = license.activate(instance_id.to_owned(), name.to_owned(), now)?;
             // One round trip, while the key's row is locked: the instance, the new count,
             // the customer's and product's details for the answer, and the commit.
             let rows = tx
@@ -441,8 +372,8 @@ impl LicenseStore for PgStore {
                 .ok_or_else(|| StorageError::Internal("the key's customer vanished".into()))?;
             Ok(Activation {
                 instance,
-                customer: customer_row(details)?,
-                product_name: details.try_get(7).map_err(corrupt)?,
+                customer: rows::customer(details)?,
+                product_name: details.text(7)?,
                 product_id: license.product_id,
             })
         }
@@ -465,7 +396,7 @@ impl LicenseStore for PgStore {
             if removed == 0 {
                 return Err(StorageError::KeyNotFound);
             }
-            license.instances_count = license.instances_count.saturating_sub(1);
+            license.deactivate();
             save_key_state(&mut tx, &license).await
         }
         .await;
@@ -500,11 +431,11 @@ impl LicenseStore for PgStore {
             }
         };
         let Some(row) = row else { return Ok(None) };
-        let expires_at: Option<i64> = row.try_get(1).map_err(corrupt)?;
+        let expires_at = row.int_or_null(1)?;
         Ok(Some(KeyValidity {
-            disabled: row.try_get(0).map_err(corrupt)?,
+            disabled: row.flag(0)?,
             expires_at: expires_at.map(timestamp).transpose()?,
-            has_instance: row.try_get(2).map_err(corrupt)?,
+            has_instance: row.flag(2)?,
         }))
     }
 }

@@ -19,6 +19,7 @@ mod pool;
 mod tests;
 mod tls;
 mod tx;
+mod values;
 
 use deadpool_postgres::Pool;
 

@@ -11,7 +11,6 @@ use tokio_postgres::types::ToSql;
 use super::PgStore;
 use super::error::{classify, classify_commit, pool_error};
 use crate::storage::Result;
-use crate::storage::listing::Param;
 
 /// Connections taken from the pool for good and shared by point reads. Statements that
 /// callers send at once on one `tokio-postgres` client are pipelined: they go out
@@ -154,15 +153,4 @@ pub(super) async fn query_one(
 pub(super) async fn execute(client: &ClientWrapper, sql: &str, params: &Params<'_>) -> Result<u64> {
     let statement = client.prepare_cached(sql).await.map_err(classify)?;
     client.execute(&statement, params).await.map_err(classify)
-}
-
-/// Binds the shared listing queries' parameters, in order.
-pub(super) fn params<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|param| match param {
-            Param::Text(text) => text as &(dyn ToSql + Sync),
-            Param::Int(int) => int as &(dyn ToSql + Sync),
-        })
-        .collect()
 }

@@ -10,7 +10,8 @@ use super::connect::{
 };
 use super::error::{classify, classify_commit};
 use super::ledger;
-use super::pool::{params, query};
+use super::pool::query;
+use super::values::params;
 use crate::storage::{StorageError, StorageOptions};
 
 /// Ends a test that found no PostgreSQL at `url`: it is skipped, except under `CI=true`,

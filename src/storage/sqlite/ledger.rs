@@ -2,7 +2,7 @@
 //! transaction, so resolution sees a stable pair.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::SqliteStore;
 use super::accounts::principal_of_key;
@@ -10,14 +10,12 @@ use super::error::internal;
 use crate::domain::auth::KeyDigest;
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, LicenseId};
-use crate::domain::ledger::{StoredEntry, UpdateType, resolve_insertion};
+use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
-use crate::storage::listing::{EntrySort, ListEntries, ListedEntry};
-use crate::storage::listing::{Param, list_entries};
-use crate::storage::rows;
-use crate::storage::rows::{ENTRY_COLUMNS, EntryRow, corrupt, timestamp};
-use crate::storage::{Access, Appended, LedgerStore, Result, StorageError, admit};
+use crate::storage::listing::{EntrySort, ListEntries, ListedEntry, Param, list_entries};
+use crate::storage::rows::{self, ENTRY_COLUMNS};
+use crate::storage::{Access, Appended, LedgerStore, Result, admit, idempotency};
 
 #[async_trait]
 impl LedgerStore for SqliteStore {
@@ -60,7 +58,7 @@ impl LedgerStore for SqliteStore {
             let (sql, params) = listing(conn, business_id, query)?;
             let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
             let rows = stmt
-                .query_map(params_from_iter(&params), listed_entry)
+                .query_map(params_from_iter(&params), |r| Ok(rows::listed_entry(r)))
                 .map_err(internal)?;
             let wanted = query.limit as usize;
             rows.take(wanted)
@@ -92,7 +90,7 @@ impl LedgerStore for SqliteStore {
                  RETURNING {ENTRY_COLUMNS}"
             );
             let row = tx
-                .query_row(&sql, params![business_id, account, license, at.micros(), metadata], listed_entry)
+                .query_row(&sql, params![business_id, account, license, at.micros(), metadata], |r| Ok(rows::listed_entry(r)))
                 .optional()
                 .map_err(internal)?;
             row.transpose().map(|listed| listed.map(|l| l.entry))
@@ -143,7 +141,7 @@ impl LedgerStore for SqliteStore {
                      ORDER BY effective_from, seq",
                 )
                 .map_err(internal)?;
-            let rows = stmt
+            let changes = stmt
                 .query_map(
                     params![
                         business_id,
@@ -152,14 +150,12 @@ impl LedgerStore for SqliteStore {
                         start.micros(),
                         end.micros()
                     ],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                    |r| Ok(rows::absolute_at(r, 0)),
                 )
                 .map_err(internal)?;
-            let mut changes = Vec::new();
-            for row in rows {
-                let (at, quantity) = row.map_err(internal)?;
-                changes.push((timestamp(at)?, quantity_of(&quantity)?));
-            }
+            let changes = changes
+                .map(|change| change.map_err(internal)?)
+                .collect::<Result<_>>()?;
             Ok((initial, changes))
         })
     }
@@ -193,13 +189,7 @@ fn append(
             })
             .map_err(internal)?;
         if let Some((stored, response)) = earlier {
-            return if stored == fingerprint {
-                Ok(Appended::Replayed(
-                    serde_json::from_str(&response).map_err(internal)?,
-                ))
-            } else {
-                Err(StorageError::IdempotencyMismatch)
-            };
+            return idempotency::replay(&stored, Some(&response), &fingerprint);
         }
     }
 
@@ -248,16 +238,9 @@ fn append(
             .map_err(internal)?;
     }
 
-    let written = LedgerEntry {
-        license_id: entry.license_id.clone(),
-        account_id: entry.account_id.clone(),
-        quantity: insertion.absolute,
-        effective_from: at,
-        metadata: entry.metadata.clone(),
-        created_at: now,
-    };
+    let written = entry.written(insertion.absolute, at, now);
     if let Some((key, fingerprint)) = claim {
-        let response = rows::json_text(&written)?;
+        let response = idempotency::stored_response(&written)?;
         tx.prepare_cached(
             "INSERT INTO ledger_idempotency (business_id, key, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
         )
@@ -346,22 +329,20 @@ fn governing(
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
 ) -> Result<Option<(Timestamp, Quantity)>> {
-    let row: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT effective_from, absolute FROM ledger_entries
-             WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
-             ORDER BY effective_from DESC, seq DESC LIMIT 1",
+    conn.prepare_cached(
+        "SELECT effective_from, absolute FROM ledger_entries
+         WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
+         ORDER BY effective_from DESC, seq DESC LIMIT 1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![business_id, account.as_str(), license.as_str(), at.micros()],
+            |r| Ok(rows::absolute_at(r, 0)),
         )
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                params![business_id, account.as_str(), license.as_str(), at.micros()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        })
-        .map_err(internal)?;
-    row.map(|(at, q)| Ok((timestamp(at)?, quantity_of(&q)?)))
-        .transpose()
+        .optional()
+    })
+    .map_err(internal)?
+    .transpose()
 }
 
 /// The entries after `at` that a new entry there can affect: everything up to and
@@ -383,52 +364,11 @@ fn later_entries(
              ORDER BY effective_from, seq",
         )
         .map_err(internal)?;
-    let rows = stmt
+    let entries = stmt
         .query_map(
             params![business_id, account.as_str(), license.as_str(), at.micros()],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            },
+            |r| Ok(rows::stored_entry(r, 0)),
         )
         .map_err(internal)?;
-    rows.map(|row| {
-        let (seq, at, kind, given, absolute) = row.map_err(internal)?;
-        Ok(StoredEntry {
-            seq,
-            effective_from: timestamp(at)?,
-            update_type: UpdateType::parse(&kind)
-                .ok_or_else(|| corrupt(format!("update type {kind}")))?,
-            given: quantity_of(&given)?,
-            absolute: quantity_of(&absolute)?,
-        })
-    })
-    .collect()
-}
-
-/// Decodes a row selected with `ENTRY_COLUMNS`.
-fn listed_entry(row: &Row<'_>) -> rusqlite::Result<Result<ListedEntry>> {
-    let absolute: String = row.get(3)?;
-    Ok(match quantity_of(&absolute) {
-        Err(e) => Err(e),
-        Ok(absolute) => EntryRow {
-            seq: row.get(0)?,
-            account_id: row.get(1)?,
-            license_id: row.get(2)?,
-            absolute,
-            effective_from: row.get(4)?,
-            metadata: row.get(5)?,
-            created_at: row.get(6)?,
-        }
-        .decode(),
-    })
-}
-
-fn quantity_of(text: &str) -> Result<Quantity> {
-    Quantity::parse(text).map_err(corrupt)
+    entries.map(|entry| entry.map_err(internal)?).collect()
 }

@@ -10,92 +10,38 @@ use super::error::internal;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
-use crate::storage::listing::list_license_keys;
-use crate::storage::listing::{KeyFilter, PageRequest};
+use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
 use crate::storage::rows::{
-    CUSTOMER_COLUMNS, CustomerRow, INSTANCE_COLUMNS, InstanceRow, LICENSE_KEY_COLUMNS,
-    LicenseKeyRow, PRODUCT_COLUMNS, ProductRow, duration_columns, json_text, timestamp,
+    self, CUSTOMER_COLUMNS, Columns, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
+    duration_columns, json_text, timestamp,
 };
 use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
-fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
-    Ok(CustomerRow {
-        id: r.get(0)?,
-        business_id: r.get(1)?,
-        email: r.get(2)?,
-        name: r.get(3)?,
-        phone_number: r.get(4)?,
-        metadata: r.get(5)?,
-        created_at: r.get(6)?,
-    })
-}
-
-fn product_row(r: &Row<'_>) -> rusqlite::Result<ProductRow> {
-    Ok(ProductRow {
-        id: r.get(0)?,
-        business_id: r.get(1)?,
-        name: r.get(2)?,
-        description: r.get(3)?,
-        activations_limit: r.get(4)?,
-        duration_count: r.get(5)?,
-        duration_interval: r.get(6)?,
-        activation_message: r.get(7)?,
-        metadata: r.get(8)?,
-        created_at: r.get(9)?,
-        updated_at: r.get(10)?,
-    })
-}
-
-fn key_row(r: &Row<'_>) -> rusqlite::Result<LicenseKeyRow> {
-    Ok(LicenseKeyRow {
-        id: r.get(0)?,
-        business_id: r.get(1)?,
-        key: r.get(2)?,
-        customer_id: r.get(3)?,
-        product_id: r.get(4)?,
-        source: r.get(5)?,
-        activations_limit: r.get(6)?,
-        instances_count: r.get(7)?,
-        disabled: r.get(8)?,
-        expires_at: r.get(9)?,
-        payment_id: r.get(10)?,
-        subscription_id: r.get(11)?,
-        created_at: r.get(12)?,
-    })
-}
-
-fn instance_row(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
-    Ok(InstanceRow {
-        id: r.get(0)?,
-        business_id: r.get(1)?,
-        license_key_id: r.get(2)?,
-        name: r.get(3)?,
-        created_at: r.get(4)?,
-    })
-}
-
-/// Runs a query expected to return at most one row.
+/// Runs a query expected to return at most one row, decoded by `decode`.
 fn one<T>(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
-    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+    decode: fn(&Row<'_>) -> Result<T>,
 ) -> Result<Option<T>> {
     conn.prepare_cached(sql)
-        .and_then(|mut stmt| stmt.query_row(params, map).optional())
-        .map_err(internal)
+        .and_then(|mut stmt| stmt.query_row(params, |row| Ok(decode(row))).optional())
+        .map_err(internal)?
+        .transpose()
 }
 
-/// Runs a query returning many rows.
+/// Runs a query returning many rows, each decoded by `decode`.
 fn many<T>(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
-    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+    decode: fn(&Row<'_>) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
-    let rows = stmt.query_map(params, map).map_err(internal)?;
-    rows.map(|row| row.map_err(internal)).collect()
+    let rows = stmt
+        .query_map(params, |row| Ok(decode(row)))
+        .map_err(internal)?;
+    rows.map(|row| row.map_err(internal)?).collect()
 }
 
 fn key_by_id(conn: &Connection, business_id: &str, id: &str) -> Result<Option<LicenseKey>> {
@@ -105,10 +51,8 @@ fn key_by_id(conn: &Connection, business_id: &str, id: &str) -> Result<Option<Li
             "SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE business_id = ?1 AND id = ?2"
         ),
         params![business_id, id],
-        key_row,
-    )?
-    .map(LicenseKeyRow::decode)
-    .transpose()
+        |r| rows::license_key(r),
+    )
 }
 
 fn key_by_key(conn: &Connection, key: &str) -> Result<Option<LicenseKey>> {
@@ -116,10 +60,8 @@ fn key_by_key(conn: &Connection, key: &str) -> Result<Option<LicenseKey>> {
         conn,
         &format!("SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE key = ?1"),
         params![key],
-        key_row,
-    )?
-    .map(LicenseKeyRow::decode)
-    .transpose()
+        |r| rows::license_key(r),
+    )
 }
 
 fn save_key_state(tx: &Connection, key: &LicenseKey) -> Result<()> {
@@ -203,10 +145,8 @@ impl LicenseStore for SqliteStore {
                     "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE business_id = ?1 AND id = ?2"
                 ),
                 params![business_id, id],
-                customer_row,
-            )?
-            .map(CustomerRow::decode)
-            .transpose()
+                |r| rows::customer(r),
+            )
         })
     }
 
@@ -225,11 +165,8 @@ impl LicenseStore for SqliteStore {
                      ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
                 ),
                 params![business_id, email, page.size, page.offset()],
-                customer_row,
-            )?
-            .into_iter()
-            .map(CustomerRow::decode)
-            .collect()
+                |r| rows::customer(r),
+            )
         })
     }
 
@@ -252,11 +189,8 @@ impl LicenseStore for SqliteStore {
                      ORDER BY created_at, id LIMIT ?2 OFFSET ?3"
                 ),
                 params![business_id, page.size, page.offset()],
-                product_row,
-            )?
-            .into_iter()
-            .map(ProductRow::decode)
-            .collect()
+                |r| rows::product(r),
+            )
         })
     }
 
@@ -325,10 +259,9 @@ impl LicenseStore for SqliteStore {
             format!("?{n}")
         });
         self.read(|conn| {
-            many(conn, &sql, params_from_iter(&params), key_row)?
-                .into_iter()
-                .map(LicenseKeyRow::decode)
-                .collect()
+            many(conn, &sql, params_from_iter(&params), |r| {
+                rows::license_key(r)
+            })
         })
     }
 
@@ -357,10 +290,8 @@ impl LicenseStore for SqliteStore {
                 conn,
                 &format!("SELECT {INSTANCE_COLUMNS} FROM license_key_instances WHERE business_id = ?1 AND id = ?2"),
                 params![business_id, id],
-                instance_row,
-            )?
-            .map(InstanceRow::decode)
-            .transpose()
+                |r| rows::instance(r),
+            )
         })
     }
 
@@ -379,11 +310,8 @@ impl LicenseStore for SqliteStore {
                      ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
                 ),
                 params![business_id, license_key_id, page.size, page.offset()],
-                instance_row,
-            )?
-            .into_iter()
-            .map(InstanceRow::decode)
-            .collect()
+                |r| rows::instance(r),
+            )
         })
     }
 
@@ -403,10 +331,8 @@ impl LicenseStore for SqliteStore {
                      RETURNING {INSTANCE_COLUMNS}"
                 ),
                 params![business_id, id, name],
-                instance_row,
-            )?
-            .map(InstanceRow::decode)
-            .transpose()
+                |r| rows::instance(r),
+            )
         })
         .await
     }
@@ -417,21 +343,13 @@ impl LicenseStore for SqliteStore {
             let (key, instance_id, name) = args;
             let mut license = key_by_key(tx, &key)?.ok_or(StorageError::KeyNotFound)?;
             let now = Timestamp::now();
-            license.state().check_activation(now)?;
-            let instance = Instance {
-                id: instance_id,
-                business_id: license.business_id.clone(),
-                license_key_id: license.id.clone(),
-                name,
-                created_at: now,
-            };
+            let instance = license.activate(instance_id, name, now)?;
             tx.execute(
                 "INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![instance.id, instance.business_id, instance.license_key_id, instance.name, now.micros()],
             )
             .map_err(internal)?;
-            license.instances_count += 1;
             save_key_state(tx, &license)?;
             activation(tx, &license, instance)
         })
@@ -452,7 +370,7 @@ impl LicenseStore for SqliteStore {
             if removed == 0 {
                 return Err(StorageError::KeyNotFound);
             }
-            license.instances_count = license.instances_count.saturating_sub(1);
+            license.deactivate();
             save_key_state(tx, &license)
         })
         .await
@@ -471,7 +389,7 @@ impl LicenseStore for SqliteStore {
                      WHERE i.id = ?2 AND i.license_key_id = license_keys.id)
                  FROM license_keys INDEXED BY license_keys_validity WHERE key = ?1",
                 params![key, instance_id],
-                |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?, r.get(2)?)),
+                |r| Ok((r.flag(0)?, r.int_or_null(1)?, r.flag(2)?)),
             )
         })?;
         let Some((disabled, expires_at, has_instance)) = row else {
@@ -490,10 +408,8 @@ fn product_by_id(conn: &Connection, business_id: &str, id: &str) -> Result<Optio
         conn,
         &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = ?1 AND id = ?2"),
         params![business_id, id],
-        product_row,
-    )?
-    .map(ProductRow::decode)
-    .transpose()
+        |r| rows::product(r),
+    )
 }
 
 /// The activation response's customer and product details.
@@ -502,15 +418,14 @@ fn activation(conn: &Connection, license: &LicenseKey, instance: Instance) -> Re
         conn,
         &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1"),
         params![license.customer_id],
-        customer_row,
+        |r| rows::customer(r),
     )?
-    .ok_or_else(|| internal("license key without its customer"))?
-    .decode()?;
+    .ok_or_else(|| internal("license key without its customer"))?;
     let product_name: String = one(
         conn,
         "SELECT name FROM products WHERE id = ?1",
         params![license.product_id],
-        |r| r.get(0),
+        |r| r.text(0),
     )?
     .ok_or_else(|| internal("license key without its product"))?;
     Ok(Activation {

@@ -18,6 +18,7 @@ mod licenses;
 mod migrate;
 #[cfg(test)]
 mod tests;
+mod values;
 mod writer;
 
 use std::path::PathBuf;
@@ -110,15 +111,5 @@ impl SqliteStore {
             })
             .map_err(internal)?;
         work(conn)
-    }
-}
-
-/// The shared listing queries' parameters, bound as they are.
-impl rusqlite::ToSql for super::listing::Param<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(match self {
-            super::listing::Param::Text(text) => (*text).into(),
-            super::listing::Param::Int(int) => (*int).into(),
-        })
     }
 }

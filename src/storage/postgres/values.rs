@@ -1,0 +1,49 @@
+//! How PostgreSQL's values meet the SQL both backends share: the listing queries'
+//! parameters going in, and rows coming out through [`Columns`].
+
+use rust_decimal::Decimal;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::domain::quantity::Quantity;
+use crate::storage::Result;
+use crate::storage::listing::Param;
+use crate::storage::rows::{Columns, corrupt};
+
+/// Binds the shared listing queries' parameters, in order.
+pub(super) fn params<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| match param {
+            Param::Text(text) => text as &(dyn ToSql + Sync),
+            Param::Int(int) => int as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+impl Columns for Row {
+    fn text(&self, column: usize) -> Result<String> {
+        self.try_get(column).map_err(corrupt)
+    }
+
+    fn text_or_null(&self, column: usize) -> Result<Option<String>> {
+        self.try_get(column).map_err(corrupt)
+    }
+
+    fn int(&self, column: usize) -> Result<i64> {
+        self.try_get(column).map_err(corrupt)
+    }
+
+    fn int_or_null(&self, column: usize) -> Result<Option<i64>> {
+        self.try_get(column).map_err(corrupt)
+    }
+
+    fn flag(&self, column: usize) -> Result<bool> {
+        self.try_get(column).map_err(corrupt)
+    }
+
+    fn quantity(&self, column: usize) -> Result<Quantity> {
+        let value: Decimal = self.try_get(column).map_err(corrupt)?;
+        Quantity::new(value).map_err(corrupt)
+    }
+}

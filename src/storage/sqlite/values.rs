@@ -1,0 +1,47 @@
+//! How SQLite's values meet the SQL both backends share: the listing queries'
+//! parameters going in, and rows coming out through [`Columns`].
+
+use rusqlite::Row;
+
+use crate::domain::quantity::Quantity;
+use crate::storage::Result;
+use crate::storage::listing::Param;
+use crate::storage::rows::{Columns, corrupt};
+
+/// The shared listing queries' parameters, bound as they are.
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Param::Text(text) => (*text).into(),
+            Param::Int(int) => (*int).into(),
+        })
+    }
+}
+
+impl Columns for Row<'_> {
+    fn text(&self, column: usize) -> Result<String> {
+        self.get(column).map_err(corrupt)
+    }
+
+    fn text_or_null(&self, column: usize) -> Result<Option<String>> {
+        self.get(column).map_err(corrupt)
+    }
+
+    fn int(&self, column: usize) -> Result<i64> {
+        self.get(column).map_err(corrupt)
+    }
+
+    fn int_or_null(&self, column: usize) -> Result<Option<i64>> {
+        self.get(column).map_err(corrupt)
+    }
+
+    fn flag(&self, column: usize) -> Result<bool> {
+        self.get(column).map_err(corrupt)
+    }
+
+    /// Quantities are kept as decimal text: SQLite has no exact decimal type.
+    fn quantity(&self, column: usize) -> Result<Quantity> {
+        let text: String = self.get(column).map_err(corrupt)?;
+        Quantity::parse(&text).map_err(corrupt)
+    }
+}
