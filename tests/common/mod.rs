@@ -39,6 +39,15 @@ pub async fn ledger_pages(
 /// The PostgreSQL server tests create their databases on.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// Says why a test is skipped, for the caller to return; under `CI=true`, where nothing
+/// may be skipped, fails the test instead.
+pub fn skip_unless_ci(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("nothing is skipped under CI=true: {reason}");
+    }
+    eprintln!("skipping: {reason}");
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -76,11 +85,9 @@ impl TestDatabase {
                         _dir: None,
                     }),
                     failure => {
-                        let reason = format!("{failure:?}");
-                        if std::env::var("CI").is_ok_and(|v| v == "true") {
-                            panic!("PostgreSQL is required under CI=true: {reason}");
-                        }
-                        eprintln!("skipping: PostgreSQL unreachable at {PG_ADMIN_URL}: {reason}");
+                        skip_unless_ci(&format!(
+                            "PostgreSQL unreachable at {PG_ADMIN_URL}: {failure:?}"
+                        ));
                         None
                     }
                 }
