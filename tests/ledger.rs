@@ -306,7 +306,7 @@ async fn idempotent_repeats_return_the_original_response(server: TestServer) {
 async fn concurrent_idempotent_repeats_write_once(server: TestServer) {
     let body = update("RELATIVE", 1, "2024-01-01T00:00:00Z").with("idempotencyKey", "burst");
     let server = std::sync::Arc::new(server);
-    let replies = futures_join(32, |_| {
+    let replies = common::concurrently(32, |_| {
         let server = server.clone();
         let body = body.clone();
         async move { body.post(&server, 200).await }
@@ -320,7 +320,7 @@ async fn concurrent_idempotent_repeats_write_once(server: TestServer) {
 
 async fn concurrent_relative_updates_on_one_pair_all_count(server: TestServer) {
     let server = std::sync::Arc::new(server);
-    futures_join(40, |i| {
+    common::concurrently(40, |i| {
         let server = server.clone();
         async move {
             // Spread over a few instants, including ties, arriving in any order.
@@ -342,20 +342,6 @@ async fn concurrent_relative_updates_on_one_pair_all_count(server: TestServer) {
     quantities.sort();
     assert_eq!(listed, quantities, "quantities grow along the ledger");
     assert_eq!(quantities, (1..=40).collect::<Vec<_>>());
-}
-
-/// Runs `n` futures concurrently and collects their outputs in order.
-async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<common::Reply>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = common::Reply> + Send + 'static,
-{
-    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
-    let mut out = Vec::with_capacity(n);
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
 }
 
 async fn listing_filters_in_both_spellings(server: TestServer) {

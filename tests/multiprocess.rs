@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::process::Served;
-use common::{Backend, TestDatabase};
+use common::{Backend, TestDatabase, concurrently};
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "lsk_multiprocess-admin";
@@ -98,19 +98,6 @@ impl Cluster {
             key["key"].as_str().unwrap().to_owned(),
         )
     }
-}
-
-async fn concurrently<F, Fut>(n: usize, make: F) -> Vec<(u16, Value)>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = (u16, Value)> + Send + 'static,
-{
-    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await.expect("task"));
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -36,6 +36,21 @@ pub async fn ledger_pages(
     pages
 }
 
+/// Runs `make(i)` for each `i` in `0..n` as tasks of their own, all at once; their
+/// outputs, in order of `i`.
+pub async fn concurrently<T, Fut>(n: usize, make: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let mut outputs = Vec::with_capacity(n);
+    for task in tasks {
+        outputs.push(task.await.expect("task"));
+    }
+    outputs
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
