@@ -51,6 +51,21 @@ where
     outputs
 }
 
+/// Asserts that of concurrent activations of a key whose limit is `limit`, exactly
+/// `limit` succeeded and every other was refused for the limit.
+#[track_caller]
+pub fn assert_admitted_up_to_the_limit(statuses: &[u16], limit: usize) {
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        limit,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 422),
+        "{statuses:?}"
+    );
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
