@@ -53,8 +53,8 @@ struct Ledger {
 }
 
 impl Ledger {
-    /// A ledger on `backend` and the database that holds it, dropped with the database;
-    /// `None` when the backend's tests are skipped.
+    /// A ledger on `backend`, and the database that holds it, to keep for as long as the
+    /// ledger is used; `None` when the backend's tests are skipped.
     async fn open(backend: Backend) -> Option<(Self, TestDatabase)> {
         let database = TestDatabase::create(backend).await?;
         let store = common::open_store(&database.url).await;
