@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::TestServer;
+use common::{Reply, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -30,8 +30,55 @@ backend_tests!(
     operations_endpoints,
 );
 
-fn update(account: &str, license: &str, kind: &str, quantity: Value, at: &str) -> Value {
-    json!({"accountId": account, "licenseId": license, "updateType": kind, "quantity": quantity, "effectiveFrom": at})
+/// A license update of acme's seats (another pair's with [`Update::of`]): `kind` ABSOLUTE
+/// or RELATIVE, of `quantity`, effective `at`.
+fn update(kind: &str, quantity: impl Into<Value>, at: &str) -> Update {
+    Update(json!({
+        "accountId": "acme",
+        "licenseId": "seats",
+        "updateType": kind,
+        "quantity": quantity.into(),
+        "effectiveFrom": at,
+    }))
+}
+
+/// The JSON body of a license update.
+#[derive(Clone)]
+struct Update(Value);
+
+impl Update {
+    fn json(self) -> Value {
+        self.0
+    }
+
+    /// For `account`'s `license` instead.
+    fn of(self, account: &str, license: &str) -> Self {
+        self.with("accountId", account).with("licenseId", license)
+    }
+
+    /// With `field` (`metadata`, `idempotencyKey`, …) set to `value`.
+    fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.0[field] = value.into();
+        self
+    }
+
+    /// Posts it with the server's admin key and asserts the reply's status.
+    async fn post(self, server: &TestServer, status: u16) -> Reply {
+        self.post_as(server, &server.key, status).await
+    }
+
+    /// Posts it with `key` (none if empty) and asserts the reply's status.
+    async fn post_as(self, server: &TestServer, key: &str, status: u16) -> Reply {
+        let body = self.0;
+        let reply = (server.call(Method::POST, "/license_updates", key, Some(body.clone()))).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            status,
+            "posted {body}; answered {}",
+            reply.text
+        );
+        reply
+    }
 }
 
 async fn quantity_at(server: &TestServer, account: &str, license: &str, at: &str) -> Value {
@@ -54,19 +101,9 @@ async fn all_entries(server: &TestServer, query: &str) -> Vec<Value> {
 }
 
 async fn absolute_and_relative_updates_resolve_to_absolute_quantities(server: TestServer) {
-    let first = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "ABSOLUTE",
-                json!(10),
-                "2024-01-01T00:00:00Z",
-            ),
-        )
+    let first = update("ABSOLUTE", 10, "2024-01-01T00:00:00Z")
+        .post(&server, 200)
         .await;
-    first.expect(200);
     assert_eq!(first.json["quantity"], json!(10));
     assert_eq!(first.json["effectiveFrom"], "2024-01-01T00:00:00Z");
     assert!(first.json["createdAt"].as_str().unwrap().ends_with('Z'));
@@ -89,32 +126,14 @@ async fn absolute_and_relative_updates_resolve_to_absolute_quantities(server: Te
         .into()
     );
 
-    let second = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(-3),
-                "2024-02-01T00:00:00Z",
-            ),
-        )
+    let second = update("RELATIVE", -3, "2024-02-01T00:00:00Z")
+        .post(&server, 200)
         .await;
-    assert_eq!(second.expect(200).json["quantity"], json!(7));
-    let third = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "ABSOLUTE",
-                json!(4),
-                "2024-03-01T00:00:00Z",
-            ),
-        )
+    assert_eq!(second.json["quantity"], json!(7));
+    let third = update("ABSOLUTE", 4, "2024-03-01T00:00:00Z")
+        .post(&server, 200)
         .await;
-    assert_eq!(third.expect(200).json["quantity"], json!(4));
+    assert_eq!(third.json["quantity"], json!(4));
 
     assert_eq!(
         quantity_at(&server, "acme", "seats", "2023-12-31T23:59:59Z").await,
@@ -146,41 +165,16 @@ async fn a_backdated_entry_re_resolves_later_relative_entries(server: TestServer
         ("ABSOLUTE", 1, "2024-04-01T00:00:00Z"),
         ("RELATIVE", 1, "2024-05-01T00:00:00Z"),
     ] {
-        server
-            .post(
-                "/license_updates",
-                update("acme", "seats", kind, json!(quantity), at),
-            )
-            .await
-            .expect(200);
+        update(kind, quantity, at).post(&server, 200).await;
     }
     // A future-dated entry is accepted like any other.
-    server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(5),
-                "2099-01-01T00:00:00Z",
-            ),
-        )
-        .await
-        .expect(200);
-    let backdated = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(5),
-                "2024-02-01T00:00:00Z",
-            ),
-        )
+    update("RELATIVE", 5, "2099-01-01T00:00:00Z")
+        .post(&server, 200)
         .await;
-    assert_eq!(backdated.expect(200).json["quantity"], json!(15));
+    let backdated = update("RELATIVE", 5, "2024-02-01T00:00:00Z")
+        .post(&server, 200)
+        .await;
+    assert_eq!(backdated.json["quantity"], json!(15));
 
     let entries = all_entries(&server, "_sort=effective_from:asc").await;
     let quantities: Vec<_> = entries.iter().map(|e| e["quantity"].clone()).collect();
@@ -198,47 +192,17 @@ async fn a_backdated_entry_re_resolves_later_relative_entries(server: TestServer
 }
 
 async fn a_write_that_would_go_negative_is_refused_and_nothing_is_written(server: TestServer) {
-    server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "ABSOLUTE",
-                json!(5),
-                "2024-01-01T00:00:00Z",
-            ),
-        )
-        .await
-        .expect(200);
-    server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(-4),
-                "2024-03-01T00:00:00Z",
-            ),
-        )
-        .await
-        .expect(200);
+    update("ABSOLUTE", 5, "2024-01-01T00:00:00Z")
+        .post(&server, 200)
+        .await;
+    update("RELATIVE", -4, "2024-03-01T00:00:00Z")
+        .post(&server, 200)
+        .await;
 
     // Its own quantity would be negative.
-    let own = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(-6),
-                "2024-02-01T00:00:00Z",
-            ),
-        )
+    let own = update("RELATIVE", -6, "2024-02-01T00:00:00Z")
+        .post(&server, 400)
         .await;
-    own.expect(400);
     assert!(
         own.message().contains("negative at 2024-02-01T00:00:00Z"),
         "{}",
@@ -251,19 +215,9 @@ async fn a_write_that_would_go_negative_is_refused_and_nothing_is_written(server
     );
 
     // A later entry's quantity would be negative.
-    let later = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "ABSOLUTE",
-                json!(3),
-                "2024-02-01T00:00:00Z",
-            ),
-        )
+    let later = update("ABSOLUTE", 3, "2024-02-01T00:00:00Z")
+        .post(&server, 400)
         .await;
-    later.expect(400);
     assert!(
         later.message().contains("2024-03-01T00:00:00Z"),
         "{}",
@@ -278,36 +232,13 @@ async fn a_write_that_would_go_negative_is_refused_and_nothing_is_written(server
 }
 
 async fn quantities_are_exact_decimals(server: TestServer) {
-    server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(0.1),
-                "2024-01-01T00:00:00Z",
-            ),
-        )
-        .await
-        .expect(200);
-    let sum = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(0.2),
-                "2024-01-02T00:00:00Z",
-            ),
-        )
+    update("RELATIVE", 0.1, "2024-01-01T00:00:00Z")
+        .post(&server, 200)
         .await;
-    assert!(
-        sum.expect(200).text.contains("\"quantity\":0.3,"),
-        "{}",
-        sum.text
-    );
+    let sum = update("RELATIVE", 0.2, "2024-01-02T00:00:00Z")
+        .post(&server, 200)
+        .await;
+    assert!(sum.text.contains("\"quantity\":0.3,"), "{}", sum.text);
 
     // Sent as raw text to avoid any float on the client side. However many digits it
     // is written with, a quantity is read by its value.
@@ -332,17 +263,9 @@ async fn quantities_are_exact_decimals(server: TestServer) {
             .unwrap();
         assert!(raw.contains(&format!("\"quantity\":{answered},")), "{raw}");
     }
-    let whole = server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "whole",
-                "ABSOLUTE",
-                json!(7.0),
-                "2024-01-01T00:00:00Z",
-            ),
-        )
+    let whole = update("ABSOLUTE", 7.0, "2024-01-01T00:00:00Z")
+        .of("acme", "whole")
+        .post(&server, 200)
         .await;
     assert!(
         whole.text.contains("\"quantity\":7,"),
@@ -352,75 +275,44 @@ async fn quantities_are_exact_decimals(server: TestServer) {
 }
 
 async fn idempotent_repeats_return_the_original_response(server: TestServer) {
-    let mut body = update(
-        "acme",
-        "seats",
-        "RELATIVE",
-        json!(3),
-        "2024-01-01T00:00:00Z",
-    );
-    body["idempotencyKey"] = json!("order-17");
-    let first = server.post("/license_updates", body.clone()).await;
-    first.expect(200);
+    let body = update("RELATIVE", 3, "2024-01-01T00:00:00Z").with("idempotencyKey", "order-17");
+    let first = body.clone().post(&server, 200).await;
     // A later backdated entry changes the entry's quantity, not the replayed response.
-    server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "ABSOLUTE",
-                json!(100),
-                "2023-01-01T00:00:00Z",
-            ),
-        )
-        .await
-        .expect(200);
-    let repeat = server.post("/license_updates", body.clone()).await;
-    repeat.expect(200);
+    update("ABSOLUTE", 100, "2023-01-01T00:00:00Z")
+        .post(&server, 200)
+        .await;
+    let repeat = body.clone().post(&server, 200).await;
     assert_eq!(repeat.json, first.json);
     assert_eq!(all_entries(&server, "").await.len(), 2);
 
     // An omitted effectiveFrom is part of the request: a retry that omits it is a repeat.
     let mut undated = json!({"accountId": "acme", "licenseId": "addons", "updateType": "ABSOLUTE", "quantity": 1, "idempotencyKey": "undated"});
-    let a = server.post("/license_updates", undated.clone()).await;
-    let b = server.post("/license_updates", undated.clone()).await;
-    assert_eq!(a.expect(200).json, b.expect(200).json);
+    let a = Update(undated.clone()).post(&server, 200).await;
+    let b = Update(undated.clone()).post(&server, 200).await;
+    assert_eq!(a.json, b.json);
 
     undated["quantity"] = json!(2);
-    let conflict = server.post("/license_updates", undated).await;
-    conflict.expect(409);
+    let conflict = Update(undated).post(&server, 409).await;
     assert_eq!(conflict.header("x-should-retry"), Some("false"));
     assert!(conflict.message().contains("idempotencyKey"));
     assert_eq!(all_entries(&server, "").await.len(), 3);
 
     // Keys are per business.
     let other = server.new_key("beta", false).await;
-    let elsewhere = server
-        .call(Method::POST, "/license_updates", &other, Some(body))
-        .await;
-    elsewhere.expect(200);
+    let elsewhere = body.post_as(&server, &other, 200).await;
     assert_ne!(elsewhere.json["createdAt"], first.json["createdAt"]);
 }
 
 async fn concurrent_idempotent_repeats_write_once(server: TestServer) {
-    let mut body = update(
-        "acme",
-        "seats",
-        "RELATIVE",
-        json!(1),
-        "2024-01-01T00:00:00Z",
-    );
-    body["idempotencyKey"] = json!("burst");
+    let body = update("RELATIVE", 1, "2024-01-01T00:00:00Z").with("idempotencyKey", "burst");
     let server = std::sync::Arc::new(server);
-    let replies = futures_join(32, |_| {
+    let replies = common::concurrently(32, |_| {
         let server = server.clone();
         let body = body.clone();
-        async move { server.post("/license_updates", body).await }
+        async move { body.post(&server, 200).await }
     })
     .await;
     for reply in &replies {
-        reply.expect(200);
         assert_eq!(reply.json, replies[0].json);
     }
     assert_eq!(all_entries(&server, "").await.len(), 1);
@@ -428,23 +320,15 @@ async fn concurrent_idempotent_repeats_write_once(server: TestServer) {
 
 async fn concurrent_relative_updates_on_one_pair_all_count(server: TestServer) {
     let server = std::sync::Arc::new(server);
-    let replies = futures_join(40, |i| {
+    common::concurrently(40, |i| {
         let server = server.clone();
         async move {
             // Spread over a few instants, including ties, arriving in any order.
             let at = format!("2024-01-0{}T00:00:00Z", 1 + i % 3);
-            server
-                .post(
-                    "/license_updates",
-                    update("acme", "seats", "RELATIVE", json!(1), &at),
-                )
-                .await
+            update("RELATIVE", 1, &at).post(&server, 200).await
         }
     })
     .await;
-    replies.iter().for_each(|r| {
-        r.expect(200);
-    });
     assert_eq!(
         quantity_at(&server, "acme", "seats", "2024-02-01T00:00:00Z").await,
         json!(40)
@@ -460,33 +344,16 @@ async fn concurrent_relative_updates_on_one_pair_all_count(server: TestServer) {
     assert_eq!(quantities, (1..=40).collect::<Vec<_>>());
 }
 
-/// Runs `n` futures concurrently and collects their outputs in order.
-async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<common::Reply>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = common::Reply> + Send + 'static,
-{
-    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
-    let mut out = Vec::with_capacity(n);
-    for handle in handles {
-        out.push(handle.await.unwrap());
-    }
-    out
-}
-
 async fn listing_filters_in_both_spellings(server: TestServer) {
     for (account, license, at) in [
         ("a1", "seats", "2024-01-01T00:00:00Z"),
         ("a1", "addons", "2024-01-01T00:00:00Z"),
         ("a2", "seats", "2024-01-02T00:00:00Z"),
     ] {
-        server
-            .post(
-                "/license_updates",
-                update(account, license, "ABSOLUTE", json!(1), at),
-            )
-            .await
-            .expect(200);
+        update("ABSOLUTE", 1, at)
+            .of(account, license)
+            .post(&server, 200)
+            .await;
     }
     assert_eq!(all_entries(&server, "").await.len(), 3);
     assert_eq!(all_entries(&server, "account_id=a1").await.len(), 2);
@@ -525,33 +392,14 @@ async fn listing_filters_in_both_spellings(server: TestServer) {
 
 async fn listing_pages_with_a_signed_next_token(server: TestServer) {
     for i in 0..7 {
-        server
-            .post(
-                "/license_updates",
-                update(
-                    "acme",
-                    "seats",
-                    "RELATIVE",
-                    json!(1),
-                    &format!("2024-01-0{}T00:00:00Z", 1 + i % 2),
-                ),
-            )
-            .await
-            .expect(200);
+        update("RELATIVE", 1, &format!("2024-01-0{}T00:00:00Z", 1 + i % 2))
+            .post(&server, 200)
+            .await;
     }
-    server
-        .post(
-            "/license_updates",
-            update(
-                "other",
-                "seats",
-                "ABSOLUTE",
-                json!(1),
-                "2024-01-01T00:00:00Z",
-            ),
-        )
-        .await
-        .expect(200);
+    update("ABSOLUTE", 1, "2024-01-01T00:00:00Z")
+        .of("other", "seats")
+        .post(&server, 200)
+        .await;
 
     let first = "/license_updates?account_id=acme&pageSize=3&_sort=effective_from";
     let pages = common::ledger_pages(first.to_owned(), "pageSize=3&", async |path| {
@@ -636,13 +484,7 @@ async fn listing_sorts(server: TestServer) {
         "2024-01-01T00:00:00Z",
         "2024-02-01T00:00:00Z",
     ] {
-        server
-            .post(
-                "/license_updates",
-                update("acme", "seats", "ABSOLUTE", json!(1), at),
-            )
-            .await
-            .expect(200);
+        update("ABSOLUTE", 1, at).post(&server, 200).await;
     }
     let order = |entries: Vec<Value>, field: &str| -> Vec<String> {
         entries
@@ -718,28 +560,13 @@ async fn page_size_outside_its_range_is_422(server: TestServer) {
 }
 
 async fn patch_replaces_metadata_including_the_official_clients_literal_path(server: TestServer) {
-    let mut body = update(
-        "acme",
-        "seats",
-        "ABSOLUTE",
-        json!(3),
-        "2024-01-01T00:00:00Z",
-    );
-    body["metadata"] = json!({"source": "import"});
-    server.post("/license_updates", body).await.expect(200);
-    server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(1),
-                "2024-01-01T00:00:00Z",
-            ),
-        )
-        .await
-        .expect(200);
+    update("ABSOLUTE", 3, "2024-01-01T00:00:00Z")
+        .with("metadata", json!({"source": "import"}))
+        .post(&server, 200)
+        .await;
+    update("RELATIVE", 1, "2024-01-01T00:00:00Z")
+        .post(&server, 200)
+        .await;
 
     let details = json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00.000000+0000", "metadata": {"note": "latest"}});
     let patched = server
@@ -820,19 +647,9 @@ async fn license_quantity_answers_at_any_instant(server: TestServer) {
     empty.expect(200);
     assert_eq!(empty.json["quantity"], json!(0));
     assert_eq!(empty.json["effectiveFrom"], Value::Null);
-    server
-        .post(
-            "/license_updates",
-            update(
-                "acme",
-                "seats",
-                "ABSOLUTE",
-                json!(2.5),
-                "2024-01-01T12:00:00.5Z",
-            ),
-        )
-        .await
-        .expect(200);
+    update("ABSOLUTE", 2.5, "2024-01-01T12:00:00.5Z")
+        .post(&server, 200)
+        .await;
     let reply = server
         .get("/license_quantity?account_id=acme&license_id=seats&at=2024-06-01T00:00:00Z")
         .await;
@@ -857,13 +674,7 @@ async fn license_usage_reports_each_days_maximum(server: TestServer) {
         ("ABSOLUTE", 9, "2024-03-02T00:00:00Z"),
         ("ABSOLUTE", 4, "2024-03-02T00:00:00Z"),
     ] {
-        server
-            .post(
-                "/license_updates",
-                update("acme", "seats", kind, json!(quantity), at),
-            )
-            .await
-            .expect(200);
+        update(kind, quantity, at).post(&server, 200).await;
     }
     let reply = server
         .get("/license_usage?accountId=acme&licenseId=seats&start=2024-03-01T00:00:00Z&end=2024-03-04T00:00:00Z")
@@ -897,18 +708,8 @@ async fn license_usage_reports_each_days_maximum(server: TestServer) {
 }
 
 async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer) {
-    let valid = update(
-        "acme",
-        "seats",
-        "ABSOLUTE",
-        json!(1),
-        "2024-01-01T00:00:00Z",
-    );
-    let with = |field: &str, value: Value| {
-        let mut body = valid.clone();
-        body[field] = value;
-        body
-    };
+    let valid = update("ABSOLUTE", 1, "2024-01-01T00:00:00Z");
+    let with = |field: &str, value: Value| valid.clone().with(field, value);
     let cases = [
         (with("quantity", json!("5")), "quantity"),
         (with("quantity", json!(0.1234567)), "quantity"),
@@ -922,13 +723,12 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         (with("idempotencyKey", json!(12)), "idempotencyKey"),
         (with("surprise", json!(true)), "surprise"),
         (
-            json!({"accountId": "acme", "licenseId": "seats", "quantity": 1}),
+            Update(json!({"accountId": "acme", "licenseId": "seats", "quantity": 1})),
             "updateType",
         ),
     ];
     for (body, field) in cases {
-        let reply = server.post("/license_updates", body.clone()).await;
-        reply.expect(400);
+        let reply = body.post(&server, 400).await;
         assert!(
             reply.message().contains(field),
             "message should name {field}: {}",
@@ -958,8 +758,7 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         reply.message();
     }
     let too_precise = with("quantity", serde_json::from_str("1e-30").unwrap());
-    let reply = server.post("/license_updates", too_precise).await;
-    reply.expect(400);
+    let reply = too_precise.post(&server, 400).await;
     assert!(
         reply.message().contains("digits after the decimal point"),
         "{}",
@@ -985,16 +784,10 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
 }
 
 async fn body_limits_and_content_types(server: TestServer) {
-    let mut body = update(
-        "acme",
-        "seats",
-        "ABSOLUTE",
-        json!(1),
-        "2024-01-01T00:00:00Z",
-    );
-    body["metadata"] = json!({"big": "x".repeat(70 * 1024)});
-    let reply = server.post("/license_updates", body).await;
-    reply.expect(413);
+    let reply = update("ABSOLUTE", 1, "2024-01-01T00:00:00Z")
+        .with("metadata", json!({"big": "x".repeat(70 * 1024)}))
+        .post(&server, 413)
+        .await;
     assert!(reply.message().contains("bytes"));
     // The rest of the body was not read, so the server closes the connection and says so.
     assert_eq!(reply.headers["connection"], "close");
@@ -1006,14 +799,9 @@ async fn body_limits_and_content_types(server: TestServer) {
             .bearer_auth(&server.key)
             .header("content-type", "text/plain")
             .body(
-                update(
-                    "acme",
-                    "seats",
-                    "ABSOLUTE",
-                    json!(1),
-                    "2024-01-01T00:00:00Z",
-                )
-                .to_string(),
+                update("ABSOLUTE", 1, "2024-01-01T00:00:00Z")
+                    .json()
+                    .to_string(),
             )
             .send()
             .await
@@ -1026,13 +814,7 @@ async fn body_limits_and_content_types(server: TestServer) {
 }
 
 async fn authentication_and_read_only_keys(server: TestServer) {
-    let body = update(
-        "acme",
-        "seats",
-        "ABSOLUTE",
-        json!(1),
-        "2024-01-01T00:00:00Z",
-    );
+    let body = update("ABSOLUTE", 1, "2024-01-01T00:00:00Z");
     let none = server.call(Method::GET, "/license_updates", "", None).await;
     none.expect(401);
     assert!(none.message().contains("API key"));
@@ -1057,10 +839,7 @@ async fn authentication_and_read_only_keys(server: TestServer) {
             .status();
         assert_eq!(status, expected, "{header}");
     }
-    server
-        .call(Method::POST, "/license_updates", "", Some(body.clone()))
-        .await
-        .expect(401);
+    body.clone().post_as(&server, "", 401).await;
 
     // A bad request with a bad key is refused for its key, whatever the route checks first.
     let quantity = "/license_quantity?accountId=acme&licenseId=seats";
@@ -1074,37 +853,18 @@ async fn authentication_and_read_only_keys(server: TestServer) {
         .get("/license_quantity?accountId=acme")
         .await
         .expect(400);
-    let no_quantity = json!({"accountId": "acme", "licenseId": "seats", "updateType": "ABSOLUTE"});
-    server
-        .call(
-            Method::POST,
-            "/license_updates",
-            "lsk_not-a-key",
-            Some(no_quantity.clone()),
-        )
-        .await
-        .expect(401);
+    let no_quantity =
+        Update(json!({"accountId": "acme", "licenseId": "seats", "updateType": "ABSOLUTE"}));
+    no_quantity
+        .clone()
+        .post_as(&server, "lsk_not-a-key", 401)
+        .await;
 
     let reader = server.new_key("alpha", true).await;
-    server
-        .call(
-            Method::POST,
-            "/license_updates",
-            &reader,
-            Some(body.clone()),
-        )
-        .await
-        .expect(403);
-    server
-        .call(Method::POST, "/license_updates", &reader, Some(no_quantity))
-        .await
-        .expect(403);
-    let mut idempotent = body.clone();
-    idempotent["idempotencyKey"] = json!("read-only");
-    server
-        .call(Method::POST, "/license_updates", &reader, Some(idempotent))
-        .await
-        .expect(403);
+    body.clone().post_as(&server, &reader, 403).await;
+    no_quantity.post_as(&server, &reader, 403).await;
+    let idempotent = body.clone().with("idempotencyKey", "read-only");
+    idempotent.post_as(&server, &reader, 403).await;
     let details =
         json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": {}});
     server
@@ -1116,7 +876,7 @@ async fn authentication_and_read_only_keys(server: TestServer) {
         )
         .await
         .expect(403);
-    server.post("/license_updates", body).await.expect(200);
+    body.post(&server, 200).await;
     let listed = server
         .call(Method::GET, "/license_updates", &reader, None)
         .await;
@@ -1133,15 +893,10 @@ async fn authentication_and_read_only_keys(server: TestServer) {
 }
 
 async fn businesses_are_isolated(server: TestServer) {
-    let mut body = update(
-        "acme",
-        "seats",
-        "ABSOLUTE",
-        json!(5),
-        "2024-01-01T00:00:00Z",
-    );
-    body["idempotencyKey"] = json!("k1");
-    server.post("/license_updates", body).await.expect(200);
+    update("ABSOLUTE", 5, "2024-01-01T00:00:00Z")
+        .with("idempotencyKey", "k1")
+        .post(&server, 200)
+        .await;
     let other = server.new_key("beta", false).await;
     let list = server
         .call(
@@ -1172,21 +927,10 @@ async fn businesses_are_isolated(server: TestServer) {
         .await
         .expect(404);
     // The other business's RELATIVE update starts from its own zero.
-    let relative = server
-        .call(
-            Method::POST,
-            "/license_updates",
-            &other,
-            Some(update(
-                "acme",
-                "seats",
-                "RELATIVE",
-                json!(1),
-                "2024-02-01T00:00:00Z",
-            )),
-        )
+    let relative = update("RELATIVE", 1, "2024-02-01T00:00:00Z")
+        .post_as(&server, &other, 200)
         .await;
-    assert_eq!(relative.expect(200).json["quantity"], json!(1));
+    assert_eq!(relative.json["quantity"], json!(1));
     assert_eq!(
         quantity_at(&server, "acme", "seats", "2024-03-01T00:00:00Z").await,
         json!(5)
@@ -1324,17 +1068,9 @@ async fn a_write_whose_key_is_revoked_while_it_waits_is_refused_on_postgres() {
         return;
     };
     let writer = server.new_key("beta", false).await;
-    let seed = update(
-        "acme",
-        "seats",
-        "ABSOLUTE",
-        json!(10),
-        "2024-01-01T00:00:00Z",
-    );
-    (server
-        .call(Method::POST, "/license_updates", &writer, Some(seed))
-        .await)
-        .expect(200);
+    update("ABSOLUTE", 10, "2024-01-01T00:00:00Z")
+        .post_as(&server, &writer, 200)
+        .await;
 
     let holder = server.database.connect().await;
     holder
@@ -1346,13 +1082,7 @@ async fn a_write_whose_key_is_revoked_while_it_waits_is_refused_on_postgres() {
         .unwrap();
     let waiting = tokio::spawn({
         let (client, url) = (server.client.clone(), server.url.clone());
-        let body = update(
-            "acme",
-            "seats",
-            "RELATIVE",
-            json!(1),
-            "2024-02-01T00:00:00Z",
-        );
+        let body = update("RELATIVE", 1, "2024-02-01T00:00:00Z").json();
         async move {
             let response = client
                 .post(format!("{url}/license_updates"))

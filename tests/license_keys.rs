@@ -1161,33 +1161,21 @@ async fn concurrent_activations_never_exceed_the_limit(server: TestServer) {
     .await;
     let text = key.json["key"].as_str().unwrap().to_owned();
     let server = Arc::new(server);
-    let handles: Vec<_> = (0..50)
-        .map(|i| {
-            let server = server.clone();
-            let text = text.clone();
-            tokio::spawn(async move {
-                public(
-                    &server,
-                    "activate",
-                    json!({"license_key": text, "name": format!("m{i}")}),
-                )
-                .await
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for handle in handles {
-        statuses.push(handle.await.unwrap().status.as_u16());
-    }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        7,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| *s == 201 || *s == 422),
-        "{statuses:?}"
-    );
+    let replies = common::concurrently(50, |i| {
+        let server = server.clone();
+        let text = text.clone();
+        async move {
+            public(
+                &server,
+                "activate",
+                json!({"license_key": text, "name": format!("m{i}")}),
+            )
+            .await
+        }
+    })
+    .await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    common::assert_admitted_up_to_the_limit(&statuses, 7);
     let fetched = server
         .get(&format!(
             "/license_keys/{}",
@@ -1214,12 +1202,11 @@ async fn lowering_the_limit_while_activations_race_keeps_the_invariant(server: T
     let text = key.json["key"].as_str().unwrap().to_owned();
     let path = format!("/license_keys/{}", key.json["id"].as_str().unwrap());
     let server = Arc::new(server);
-    let mut handles = Vec::new();
-    for i in 0..30 {
+    let replies = common::concurrently(30, |i| {
         let server = server.clone();
         let text = text.clone();
         let path = path.clone();
-        handles.push(tokio::spawn(async move {
+        async move {
             if i % 5 == 0 {
                 server
                     .patch(&path, json!({"activations_limit": 4 + i / 5}))
@@ -1232,10 +1219,11 @@ async fn lowering_the_limit_while_activations_race_keeps_the_invariant(server: T
                 )
                 .await
             }
-        }));
-    }
-    for handle in handles {
-        let status = handle.await.unwrap().status.as_u16();
+        }
+    })
+    .await;
+    for reply in replies {
+        let status = reply.status.as_u16();
         assert!([200, 201, 422].contains(&status), "{status}");
     }
     let fetched = server.get(&path).await;

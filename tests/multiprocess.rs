@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::process::Served;
-use common::{Backend, TestDatabase};
+use common::{Backend, TestDatabase, concurrently};
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "lsk_multiprocess-admin";
@@ -67,6 +67,12 @@ impl Cluster {
         self.send(i, reqwest::Method::POST, path, body, true).await
     }
 
+    /// Activates `key` for an instance named after `i`, without an API key.
+    async fn activate(&self, i: usize, key: &str) -> (u16, Value) {
+        let body = json!({"license_key": key, "name": format!("m{i}")});
+        (self.send(i, reqwest::Method::POST, "/licenses/activate", body, false)).await
+    }
+
     async fn get(&self, i: usize, path: &str) -> Value {
         self.send(i, reqwest::Method::GET, path, Value::Null, true)
             .await
@@ -100,19 +106,6 @@ impl Cluster {
     }
 }
 
-async fn concurrently<F, Fut>(n: usize, make: F) -> Vec<(u16, Value)>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = (u16, Value)> + Send + 'static,
-{
-    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await.expect("task"));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_activations_through_two_processes_admit_exactly_the_limit() {
     let Some((cluster, _running)) = Cluster::start(2).await else {
@@ -123,29 +116,11 @@ async fn fifty_activations_through_two_processes_admit_exactly_the_limit() {
         let results = concurrently(50, |i| {
             let cluster = cluster.clone();
             let key = key.clone();
-            async move {
-                cluster
-                    .send(
-                        i,
-                        reqwest::Method::POST,
-                        "/licenses/activate",
-                        json!({"license_key": key, "name": format!("m{i}")}),
-                        false,
-                    )
-                    .await
-            }
+            async move { cluster.activate(i, &key).await }
         })
         .await;
         let statuses: Vec<u16> = results.iter().map(|(s, _)| *s).collect();
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 201).count(),
-            7,
-            "{statuses:?}"
-        );
-        assert!(
-            statuses.iter().all(|s| *s == 201 || *s == 422),
-            "{statuses:?}"
-        );
+        common::assert_admitted_up_to_the_limit(&statuses, 7);
         let fetched = cluster.get(1, &format!("/license_keys/{id}")).await;
         assert_eq!(fetched["instances_count"], json!(7));
         let listed = cluster
@@ -180,15 +155,7 @@ async fn limits_lowered_while_three_processes_activate_are_never_exceeded() {
                         )
                         .await
                 } else {
-                    cluster
-                        .send(
-                            i,
-                            reqwest::Method::POST,
-                            "/licenses/activate",
-                            json!({"license_key": key, "name": format!("m{i}")}),
-                            false,
-                        )
-                        .await
+                    cluster.activate(i, &key).await
                 }
             }
         })

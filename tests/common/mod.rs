@@ -36,8 +36,47 @@ pub async fn ledger_pages(
     pages
 }
 
+/// Runs `make(i)` for each `i` in `0..n` as tasks of their own, all at once; their
+/// outputs, in order of `i`.
+pub async fn concurrently<T, Fut>(n: usize, make: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let mut outputs = Vec::with_capacity(n);
+    for task in tasks {
+        outputs.push(task.await.expect("task"));
+    }
+    outputs
+}
+
+/// Asserts that of concurrent activations of a key whose limit is `limit`, exactly
+/// `limit` succeeded and every other was refused for the limit.
+#[track_caller]
+pub fn assert_admitted_up_to_the_limit(statuses: &[u16], limit: usize) {
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        limit,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 422),
+        "{statuses:?}"
+    );
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Says why a test is skipped, for the caller to return; under `CI=true`, where nothing
+/// may be skipped, fails the test instead.
+pub fn skip_unless_ci(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("nothing is skipped under CI=true: {reason}");
+    }
+    eprintln!("skipping: {reason}");
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -76,11 +115,9 @@ impl TestDatabase {
                         _dir: None,
                     }),
                     failure => {
-                        let reason = format!("{failure:?}");
-                        if std::env::var("CI").is_ok_and(|v| v == "true") {
-                            panic!("PostgreSQL is required under CI=true: {reason}");
-                        }
-                        eprintln!("skipping: PostgreSQL unreachable at {PG_ADMIN_URL}: {reason}");
+                        skip_unless_ci(&format!(
+                            "PostgreSQL unreachable at {PG_ADMIN_URL}: {failure:?}"
+                        ));
                         None
                     }
                 }
