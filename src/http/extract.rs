@@ -7,8 +7,8 @@ use axum::http::request::Parts;
 use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::domain::auth::{KeyDigest, Principal};
 use crate::domain::ids::shorten;
 use crate::storage::{Access, admit};

@@ -16,9 +16,9 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::openapi::ApiDoc;
+use super::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Status {

@@ -8,10 +8,10 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::openapi::PublicErrors;
+use super::state::AppState;
 use crate::domain::catalog::Activation;
 use crate::domain::entry::Metadata;
 use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
