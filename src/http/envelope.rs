@@ -91,7 +91,9 @@ where
                 "the URL must not contain NUL characters (%00)".into(),
             ))
         } else if extract::declares_too_long_body(request.headers()) {
-            Err(ApiError::PayloadTooLarge)
+            Err(ApiError::PayloadTooLarge {
+                limit: extract::BODY_LIMIT,
+            })
         } else {
             Ok(self.inner.call(request))
         };

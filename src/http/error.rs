@@ -17,7 +17,10 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     Unprocessable(String),
-    PayloadTooLarge,
+    /// The request's body is longer than `limit` bytes.
+    PayloadTooLarge {
+        limit: usize,
+    },
     UnsupportedMediaType,
     RateLimited {
         retry_after_secs: u64,
@@ -52,7 +55,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY")
             }
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+            }
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
@@ -91,11 +96,8 @@ impl ApiError {
                 "missing or unknown API key: send `Authorization: Bearer <api key>`".into()
             }
             ApiError::Forbidden => "this API key is read-only".into(),
-            ApiError::PayloadTooLarge => {
-                format!(
-                    "the request body is larger than {} bytes",
-                    super::extract::BODY_LIMIT
-                )
+            ApiError::PayloadTooLarge { limit } => {
+                format!("the request body is larger than {limit} bytes")
             }
             ApiError::UnsupportedMediaType => {
                 "the request body must be JSON: send `Content-Type: application/json`".into()
@@ -283,7 +285,6 @@ fn capped(mut message: String) -> String {
 /// The error of a response made by a layer rather than a handler.
 fn unexplained(status: StatusCode) -> PendingError {
     let known = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::PayloadTooLarge),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(ApiError::UnsupportedMediaType),
         s if s.is_server_error() => Some(ApiError::Internal(String::new())),
         _ => None,
@@ -299,6 +300,8 @@ fn unexplained(status: StatusCode) -> PendingError {
     let code = match status {
         StatusCode::NOT_FOUND => "NOT_FOUND",
         StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        // The server's own 413s carry their limit; one made elsewhere has none to quote.
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
         StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
         _ => "BAD_REQUEST",
     };

@@ -70,7 +70,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 if std::error::Error::source(&error)
                     .is_some_and(|e| e.is::<LengthLimitError>()) =>
             {
-                return Err(ApiError::PayloadTooLarge);
+                return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT });
             }
             Err(error) => {
                 return Err(ApiError::BadRequest(format!(
