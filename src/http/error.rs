@@ -2,9 +2,13 @@
 //! writes error bodies. Ledger routes answer `{"message"}` (the Togai schema allows no
 //! other field); every other route answers `{"code", "message"}`.
 
+use std::collections::BTreeMap;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as OpenApiResponse, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::domain::license::{ActivationError, PatchError};
 use crate::storage::StorageError;
@@ -125,6 +129,120 @@ impl ApiError {
         }
     }
 }
+
+/// The errors every route of one kind may answer besides its own, which the OpenAPI
+/// document lists with each such route (see [`WriteErrors`] and its kin). Each is
+/// documented at the status the table above gives it, so that the document cannot list
+/// another status than the server answers with.
+fn write_errors() -> [(ApiError, &'static str); 7] {
+    [
+        (ApiError::Unauthorized, "Missing or unknown API key"),
+        (ApiError::Forbidden, "Read-only API key"),
+        (ApiError::BodyTimedOut(0), BODY_TIMED_OUT),
+        (ApiError::PayloadTooLarge { limit: 0 }, PAYLOAD_TOO_LARGE),
+        (ApiError::UnsupportedMediaType, UNSUPPORTED_MEDIA_TYPE),
+        (
+            ApiError::RateLimited {
+                retry_after_secs: 0,
+            },
+            "Rate limited",
+        ),
+        (ApiError::Unavailable(String::new()), UNAVAILABLE_FOR_WRITES),
+    ]
+}
+
+fn read_errors() -> [(ApiError, &'static str); 3] {
+    [
+        (ApiError::Unauthorized, "Missing or unknown API key"),
+        (
+            ApiError::RateLimited {
+                retry_after_secs: 0,
+            },
+            "Rate limited",
+        ),
+        (
+            ApiError::Unavailable(String::new()),
+            "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out (`TIMEOUT`)",
+        ),
+    ]
+}
+
+fn public_errors() -> [(ApiError, &'static str); 5] {
+    [
+        (ApiError::BodyTimedOut(0), BODY_TIMED_OUT),
+        (ApiError::PayloadTooLarge { limit: 0 }, PAYLOAD_TOO_LARGE),
+        (ApiError::UnsupportedMediaType, UNSUPPORTED_MEDIA_TYPE),
+        (
+            ApiError::RateLimited {
+                retry_after_secs: 0,
+            },
+            "Rate limited (per client IP)",
+        ),
+        (ApiError::Unavailable(String::new()), UNAVAILABLE_FOR_WRITES),
+    ]
+}
+
+const BODY_TIMED_OUT: &str = "Body still arriving at the request timeout; nothing was written";
+const PAYLOAD_TOO_LARGE: &str = "Body over 64 KiB";
+const UNSUPPORTED_MEDIA_TYPE: &str = "Body is not JSON";
+const UNAVAILABLE_FOR_WRITES: &str = "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)";
+
+/// The OpenAPI responses of `errors`, each with a body of schema `B`.
+fn documented<B: ToSchema>(
+    errors: &[(ApiError, &str)],
+) -> BTreeMap<String, RefOr<OpenApiResponse>> {
+    let content = || {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(B::name())))
+            .build()
+    };
+    (errors.iter())
+        .map(|(error, description)| {
+            let (status, _) = error.status_and_code();
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content("application/json", content())
+                .build();
+            (status.as_str().to_owned(), response.into())
+        })
+        .collect()
+}
+
+/// Declares a set of error responses for routes' `responses(…)`, so that each route lists
+/// only the responses particular to it.
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident: $errors:ident in $body:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<OpenApiResponse>> {
+                documented::<$body>(&$errors())
+            }
+        }
+    };
+}
+
+error_set!(
+    /// The errors of every ledger route that writes.
+    LedgerWriteErrors: write_errors in MessageBody
+);
+error_set!(
+    /// The errors of every authenticated route that writes, outside the ledger.
+    WriteErrors: write_errors in ErrorBody
+);
+error_set!(
+    /// The errors of every ledger route that reads.
+    LedgerReadErrors: read_errors in MessageBody
+);
+error_set!(
+    /// The errors of every authenticated route that reads, outside the ledger.
+    ReadErrors: read_errors in ErrorBody
+);
+error_set!(
+    /// The errors of every public endpoint (no API key).
+    PublicErrors: public_errors in ErrorBody
+);
 
 impl From<PatchError> for ApiError {
     fn from(refusal: PatchError) -> Self {
@@ -322,6 +440,21 @@ pub fn cause(response: &Response) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_two_errors_of_a_documented_set_share_a_status() {
+        let sets = [
+            write_errors().to_vec(),
+            read_errors().to_vec(),
+            public_errors().to_vec(),
+        ];
+        for set in sets {
+            let statuses: std::collections::BTreeSet<u16> = (set.iter())
+                .map(|(error, _)| error.status_and_code().0.as_u16())
+                .collect();
+            assert_eq!(statuses.len(), set.len(), "{set:?}");
+        }
+    }
 
     #[test]
     fn long_messages_are_cut_to_500_characters_on_a_character_boundary() {

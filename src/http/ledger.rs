@@ -8,9 +8,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, MessageBody};
+use super::error::{ApiError, LedgerReadErrors, LedgerWriteErrors, MessageBody};
 use super::extract::{JsonBody, PathParam, PresentedKey, Query, Reader, Writer, bounded_integer};
-use super::openapi::{LedgerReadErrors, LedgerWriteErrors};
 use super::state::AppState;
 use crate::domain::entry::{
     LedgerEntry, Metadata, NewEntry, check_metadata, metadata_schema, optional_metadata_schema,

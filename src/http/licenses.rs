@@ -6,9 +6,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use super::extract::{JsonBody, PathParam, Query, Reader, Writer, bounded_integer};
-use super::openapi::{ReadErrors, WriteErrors};
 use super::state::AppState;
 use crate::domain::catalog::{
     Customer, Instance, KeySource, LicenseKey, Product, ProductPatch, key_terms,

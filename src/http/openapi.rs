@@ -4,7 +4,6 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::error::{ErrorBody, MessageBody};
 use super::{ledger, licenses, ops, public};
 
 #[derive(OpenApi)]
@@ -70,62 +69,3 @@ impl Modify for BearerAuth {
         );
     }
 }
-
-/// Declares a set of error responses every route of one kind documents, so that each
-/// route lists only the responses particular to it; one list of statuses may serve
-/// several sets that differ in their body's shape.
-macro_rules! error_set {
-    ($($(#[$doc:meta])* $name:ident($body:ty)),+ ; $statuses:tt) => {
-        $(error_set!(@one $(#[$doc])* $name, $body, $statuses);)+
-    };
-    (@one $(#[$doc:meta])* $name:ident, $body:ty, [$(($status:literal, $variant:ident, $description:literal)),* $(,)?]) => {
-        $(#[$doc])*
-        #[derive(utoipa::IntoResponses)]
-        #[allow(dead_code)]
-        pub enum $name {
-            $(
-                #[doc = $description]
-                #[response(status = $status)]
-                $variant($body),
-            )*
-        }
-    };
-}
-
-error_set!(
-    /// The errors of every ledger route that writes.
-    LedgerWriteErrors(MessageBody),
-    /// The errors of every authenticated route that writes, outside the ledger.
-    WriteErrors(ErrorBody);
-    [
-        (401, Unauthorized, "Missing or unknown API key"),
-        (403, Forbidden, "Read-only API key"),
-        (408, BodyTimedOut, "Body still arriving at the request timeout; nothing was written"),
-        (413, PayloadTooLarge, "Body over 64 KiB"),
-        (415, UnsupportedMediaType, "Body is not JSON"),
-        (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)"),
-    ]
-);
-error_set!(
-    /// The errors of every ledger route that reads.
-    LedgerReadErrors(MessageBody),
-    /// The errors of every authenticated route that reads, outside the ledger.
-    ReadErrors(ErrorBody);
-    [
-        (401, Unauthorized, "Missing or unknown API key"),
-        (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out (`TIMEOUT`)"),
-    ]
-);
-error_set!(
-    /// The errors of every public endpoint (no API key).
-    PublicErrors(ErrorBody);
-    [
-        (408, BodyTimedOut, "Body still arriving at the request timeout; nothing was written"),
-        (413, PayloadTooLarge, "Body over 64 KiB"),
-        (415, UnsupportedMediaType, "Body is not JSON"),
-        (429, RateLimited, "Rate limited (per client IP)"),
-        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)"),
-    ]
-);

@@ -8,9 +8,8 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, PublicErrors};
 use super::extract::JsonBody;
-use super::openapi::PublicErrors;
 use super::state::AppState;
 use crate::domain::catalog::Activation;
 use crate::domain::entry::Metadata;
