@@ -73,8 +73,8 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         .route("/licenses/validate", post(public::validate))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/openapi.json", get(ops::openapi_json))
-        .merge(ops::docs());
+        .route("/openapi.json", get(openapi::openapi_json))
+        .merge(openapi::docs());
     if settings.metrics_on_main {
         api = api.route("/metrics", get(ops::metrics));
     }

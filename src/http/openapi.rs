@@ -1,8 +1,14 @@
-//! The OpenAPI document, generated from the handlers and types themselves. A response
-//! field the server always sends, null when it has no value, is marked `required`.
+//! The OpenAPI document, generated from the handlers and types themselves, and the routes
+//! that serve it: `/openapi.json` and its rendering at `/docs`. A response field the
+//! server always sends, null when it has no value, is marked `required`.
 
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{ledger, licenses, ops, public};
 
@@ -39,7 +45,7 @@ use super::{ledger, licenses, ops, public};
         ops::healthz,
         ops::readyz,
         ops::metrics,
-        ops::openapi_json,
+        openapi_json,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -68,4 +74,19 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// The OpenAPI 3.1 document of this server.
+#[utoipa::path(get, path = "/openapi.json", tag = "Operations",
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> Response {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
+}
+
+/// `/docs`: the OpenAPI document rendered for people, by Swagger UI. Its scripts are
+/// served from the binary, so the page works where the browser cannot reach the internet.
+pub fn docs() -> SwaggerUi {
+    SwaggerUi::new("/docs").config(Config::new(["/openapi.json"]))
 }
