@@ -1,15 +1,14 @@
 //! Where requests enter: the router, its middleware, and [`serve`], which runs the
 //! server on a listener until a shutdown signal.
 
+mod dodo;
 mod envelope;
 pub mod error;
 pub mod extract;
 mod ledger;
-mod licenses;
 pub mod openapi;
 mod ops;
 mod page_token;
-mod public;
 pub mod rate_limit;
 mod state;
 
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -42,35 +41,7 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         )
         .route("/license_quantity", get(ledger::license_quantity))
         .route("/license_usage", get(ledger::license_usage))
-        .route(
-            "/customers",
-            get(licenses::list_customers).post(licenses::create_customer),
-        )
-        .route("/customers/{customer_id}", get(licenses::get_customer))
-        .route(
-            "/products",
-            get(licenses::list_products).post(licenses::create_product),
-        )
-        .route(
-            "/products/{id}",
-            get(licenses::get_product).patch(licenses::update_product),
-        )
-        .route(
-            "/license_keys",
-            get(licenses::list_license_keys).post(licenses::create_license_key),
-        )
-        .route(
-            "/license_keys/{id}",
-            get(licenses::get_license_key).patch(licenses::update_license_key),
-        )
-        .route("/license_key_instances", get(licenses::list_instances))
-        .route(
-            "/license_key_instances/{id}",
-            get(licenses::get_instance).patch(licenses::rename_instance),
-        )
-        .route("/licenses/activate", post(public::activate))
-        .route("/licenses/deactivate", post(public::deactivate))
-        .route("/licenses/validate", post(public::validate))
+        .merge(dodo::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::openapi_json))

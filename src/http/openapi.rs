@@ -10,7 +10,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{ledger, licenses, ops, public};
+use super::dodo::{customers, instances, license_keys, products, public};
+use super::{ledger, ops};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,20 +26,20 @@ use super::{ledger, licenses, ops, public};
         ledger::update_license_entry,
         ledger::license_quantity,
         ledger::license_usage,
-        licenses::create_customer,
-        licenses::get_customer,
-        licenses::list_customers,
-        licenses::create_product,
-        licenses::get_product,
-        licenses::list_products,
-        licenses::update_product,
-        licenses::create_license_key,
-        licenses::get_license_key,
-        licenses::list_license_keys,
-        licenses::update_license_key,
-        licenses::list_instances,
-        licenses::get_instance,
-        licenses::rename_instance,
+        customers::create_customer,
+        customers::get_customer,
+        customers::list_customers,
+        products::create_product,
+        products::get_product,
+        products::list_products,
+        products::update_product,
+        license_keys::create_license_key,
+        license_keys::get_license_key,
+        license_keys::list_license_keys,
+        license_keys::update_license_key,
+        instances::list_instances,
+        instances::get_instance,
+        instances::rename_instance,
         public::activate,
         public::deactivate,
         public::validate,
