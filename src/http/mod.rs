@@ -5,19 +5,19 @@ mod dodo;
 mod envelope;
 pub mod error;
 pub mod extract;
-mod ledger;
 pub mod openapi;
 mod ops;
 mod page_token;
 pub mod rate_limit;
 mod state;
+mod togai;
 
 use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::routing::{get, patch};
+use axum::routing::get;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -31,16 +31,7 @@ pub use state::{AppState, ServerSettings};
 /// The whole HTTP application.
 pub fn router(state: AppState, settings: &ServerSettings) -> Router {
     let mut api = Router::new()
-        .route(
-            "/license_updates",
-            get(ledger::list_license_updates).post(ledger::add_license_update),
-        )
-        .route(
-            "/license_updates/{license_id}",
-            patch(ledger::update_license_entry),
-        )
-        .route("/license_quantity", get(ledger::license_quantity))
-        .route("/license_usage", get(ledger::license_usage))
+        .merge(togai::routes())
         .merge(dodo::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -11,7 +11,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::dodo::{customers, instances, license_keys, products, public};
-use super::{ledger, ops};
+use super::ops;
+use super::togai::{license_updates, quantity, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,11 +22,11 @@ use super::{ledger, ops};
                        Togai's API, and license keys compatible with Dodo Payments' API.",
     ),
     paths(
-        ledger::add_license_update,
-        ledger::list_license_updates,
-        ledger::update_license_entry,
-        ledger::license_quantity,
-        ledger::license_usage,
+        license_updates::add_license_update,
+        license_updates::list_license_updates,
+        license_updates::update_license_entry,
+        quantity::license_quantity,
+        usage::license_usage,
         customers::create_customer,
         customers::get_customer,
         customers::list_customers,
