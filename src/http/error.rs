@@ -1,6 +1,6 @@
-//! The HTTP error type: one table from error to status and code, and one place that
-//! writes error bodies. Ledger routes answer `{"message"}` (the Togai schema allows no
-//! other field); every other route answers `{"code", "message"}`.
+//! The HTTP error type: one table from error to status and code, the error responses the
+//! OpenAPI document lists, and one place that writes error bodies, in the shape the
+//! router of the route asks for ([`ErrorShape`]).
 
 use std::collections::BTreeMap;
 
@@ -278,7 +278,7 @@ impl From<StorageError> for ApiError {
     }
 }
 
-/// An error waiting for its body; [`render`] writes it in the route's shape.
+/// An error waiting for its body; [`render`] writes it in its router's shape.
 #[derive(Debug, Clone)]
 struct PendingError {
     code: &'static str,
@@ -341,20 +341,20 @@ pub struct MessageBody {
     pub message: String,
 }
 
-/// Routes that answer in Togai's shape.
-pub fn speaks_togai(path: &str) -> bool {
-    ["/license_updates", "/license_quantity", "/license_usage"]
-        .iter()
-        .any(|prefix| {
-            path.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+/// How a router's error bodies look: Togai's routes answer `{"message"}` (its schema
+/// allows no other field); every other route answers `{"code", "message"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// [`ErrorBody`].
+    CodeAndMessage,
+    /// [`MessageBody`].
+    MessageOnly,
 }
 
-/// Writes the body of an error response in its route's shape, including responses made
-/// outside the handlers (unknown routes, wrong methods, body limits, timeouts), so that
-/// all errors look alike. Other responses pass through untouched.
-pub fn render(mut response: Response, togai: bool) -> Response {
+/// Writes the body of an error response in `shape`, including responses made outside the
+/// handlers (unknown routes, wrong methods, body limits, timeouts), so that all errors
+/// look alike. Other responses pass through untouched.
+pub fn render(mut response: Response, shape: ErrorShape) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -364,10 +364,11 @@ pub fn render(mut response: Response, togai: bool) -> Response {
         .remove::<PendingError>()
         .unwrap_or_else(|| unexplained(status));
     let message = capped(pending.message);
-    let body = if togai {
-        serde_json::json!({ "message": message })
-    } else {
-        serde_json::json!({ "code": pending.code, "message": message })
+    let body = match shape {
+        ErrorShape::MessageOnly => serde_json::json!({ "message": message }),
+        ErrorShape::CodeAndMessage => {
+            serde_json::json!({ "code": pending.code, "message": message })
+        }
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.insert(

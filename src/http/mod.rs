@@ -26,36 +26,60 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use envelope::{Envelope, ShapeOf};
+use error::ErrorShape;
 pub use state::{AppState, ServerSettings};
 
-/// The whole HTTP application.
+/// The whole HTTP application: each API's routes, and the operators', inside the
+/// middleware, which writes their errors in the shape of the router they belong to.
 pub fn router(state: AppState, settings: &ServerSettings) -> Router {
-    let mut api = Router::new()
-        .merge(togai::routes())
-        .merge(dodo::routes())
+    let envelope = Envelope::new(settings.request_timeout);
+    let mut operations = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(openapi::docs());
     if settings.metrics_on_main {
-        api = api.route("/metrics", get(ops::metrics));
+        operations = operations.route("/metrics", get(ops::metrics));
     }
-    api.fallback(ops::no_route)
-        .layer(
+    let enveloped = |routes: Router<AppState>, shape: ShapeOf| {
+        routes.layer(
             ServiceBuilder::new()
-                .layer(envelope::Envelope::new(settings.request_timeout))
+                .layer(envelope.with_shape(shape))
                 .layer(CatchPanicLayer::new()),
         )
+    };
+    Router::new()
+        .merge(enveloped(togai::routes(), |_| ErrorShape::MessageOnly))
+        .merge(enveloped(dodo::routes(), |_| ErrorShape::CodeAndMessage))
+        .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
+        .merge(enveloped(unknown_routes(), shape_of_unknown_route))
         .with_state(state)
 }
 
 /// A router with only `/metrics`, for `--metrics-bind`.
 pub fn metrics_router(state: AppState, settings: &ServerSettings) -> Router {
+    let envelope = Envelope::new(settings.request_timeout);
     Router::new()
         .route("/metrics", get(ops::metrics))
-        .fallback(ops::no_route)
-        .layer(envelope::Envelope::new(settings.request_timeout))
+        .layer(envelope.clone())
+        .merge(unknown_routes().layer(envelope.with_shape(shape_of_unknown_route)))
         .with_state(state)
+}
+
+/// What answers a path that no route matches: 404.
+fn unknown_routes() -> Router<AppState> {
+    Router::new().fallback(ops::no_route)
+}
+
+/// The shape of the errors of a path no route matches: that of the API whose paths it is
+/// under, so that an unknown route looks like the routes beside it.
+fn shape_of_unknown_route(path: &str) -> ErrorShape {
+    if togai::owns(path) {
+        ErrorShape::MessageOnly
+    } else {
+        ErrorShape::CodeAndMessage
+    }
 }
 
 /// How long a client may take to send a request's headers; slower connections are
