@@ -36,8 +36,8 @@ pub struct Envelope {
     shape: ShapeOf,
 }
 
-/// The shape of a request's error body, given its path: one shape for all the routes of
-/// one API, whatever the path.
+/// The shape of a request's error body, given its path: for the routes of one API, that
+/// API's whatever the path; for a path no route matches, that of the API it is under.
 pub type ShapeOf = fn(&str) -> ErrorShape;
 
 impl Envelope {

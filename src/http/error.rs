@@ -132,8 +132,8 @@ impl ApiError {
 
 /// The errors every route of one kind may answer besides its own, which the OpenAPI
 /// document lists with each such route (see [`WriteErrors`] and its kin). Each is
-/// documented at the status the table above gives it, so that the document cannot list
-/// another status than the server answers with.
+/// documented at the status the table above gives it (its fields are placeholders), so
+/// that the document cannot list another status than the server answers with.
 fn write_errors() -> [(ApiError, &'static str); 7] {
     [
         (ApiError::Unauthorized, "Missing or unknown API key"),

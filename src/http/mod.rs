@@ -1,5 +1,7 @@
-//! Where requests enter: the router, its middleware, and [`serve`], which runs the
-//! server on a listener until a shutdown signal.
+//! Where requests enter: the router, which joins the routes of the Togai-compatible API
+//! (`togai/`), of the Dodo Payments-compatible one (`dodo/`) and the operators', each
+//! inside the middleware (`envelope.rs`); and [`serve`], which runs the server on a
+//! listener until a shutdown signal.
 
 mod dodo;
 mod envelope;
@@ -62,7 +64,7 @@ pub fn metrics_router(state: AppState, settings: &ServerSettings) -> Router {
     let envelope = Envelope::new(settings.request_timeout);
     Router::new()
         .route("/metrics", get(ops::metrics))
-        .layer(envelope.clone())
+        .layer(envelope.with_shape(|_| ErrorShape::CodeAndMessage))
         .merge(unknown_routes().layer(envelope.with_shape(shape_of_unknown_route)))
         .with_state(state)
 }
