@@ -2,9 +2,9 @@
 //! refuse an encoded NUL in the URL or a body declared longer than any route reads (one
 //! sent without its length is cut off where [`extract::JsonBody`] reads it), run it under
 //! the request timeout (the client's 408 if its body was still arriving, else the server's
-//! 503), count it in the metrics, and write an error body in its route's shape. One layer
-//! rather than seven, because each layer costs a boxed future and a service clone per
-//! request.
+//! 503), count it in the metrics, and write an error body in the shape its router asks
+//! for. One layer rather than seven, because each layer costs a boxed future and a
+//! service clone per request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,25 +21,41 @@ use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use tower::{Layer, Service};
 
-use super::error::{self, ApiError};
+use super::error::{self, ApiError, ErrorShape};
 use super::{extract, ops};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The layer: the request timeout and where request ids come from. Written out rather
-/// than made with `axum::middleware::from_fn`, which clones and boxes the inner service
-/// on every request.
+/// The layer: the request timeout, where request ids come from, and the shape of the
+/// error bodies of the routes it wraps. Written out rather than made with
+/// `axum::middleware::from_fn`, which clones and boxes the inner service on every request.
 #[derive(Clone)]
 pub struct Envelope {
     timeout: Duration,
     ids: Arc<SequentialIds>,
+    shape: ShapeOf,
 }
 
+/// The shape of a request's error body, given its path: for the routes of one API, that
+/// API's whatever the path; for a path no route matches, that of the API it is under.
+pub type ShapeOf = fn(&str) -> ErrorShape;
+
 impl Envelope {
+    /// An envelope writing `{"code", "message"}` error bodies.
     pub fn new(timeout: Duration) -> Self {
         Self {
             timeout,
             ids: Arc::default(),
+            shape: |_| ErrorShape::CodeAndMessage,
+        }
+    }
+
+    /// The same envelope, with the same request ids, writing error bodies in the shape
+    /// `shape` gives.
+    pub fn with_shape(&self, shape: ShapeOf) -> Self {
+        Self {
+            shape,
+            ..self.clone()
         }
     }
 }
@@ -82,7 +98,7 @@ where
             Some(given) => given.clone(),
             None => self.envelope.ids.next(),
         };
-        let togai = error::speaks_togai(request.uri().path());
+        let shape = (self.envelope.shape)(request.uri().path());
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         let (request, body_arrived) = watch_arrival(request);
@@ -91,7 +107,9 @@ where
                 "the URL must not contain NUL characters (%00)".into(),
             ))
         } else if extract::declares_too_long_body(request.headers()) {
-            Err(ApiError::PayloadTooLarge)
+            Err(ApiError::PayloadTooLarge {
+                limit: extract::BODY_LIMIT,
+            })
         } else {
             Ok(self.inner.call(request))
         };
@@ -126,7 +144,7 @@ where
             } else {
                 tracing::debug!(?request_id, %method, route = route_name, status = status.as_u16(), ?elapsed, "request finished");
             }
-            let mut response = error::render(response, togai);
+            let mut response = error::render(response, shape);
             response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)
         })

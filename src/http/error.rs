@@ -1,10 +1,14 @@
-//! The HTTP error type: one table from error to status and code, and one place that
-//! writes error bodies. Ledger routes answer `{"message"}` (the Togai schema allows no
-//! other field); every other route answers `{"code", "message"}`.
+//! The HTTP error type: one table from error to status and code, the error responses the
+//! OpenAPI document lists, and one place that writes error bodies, in the shape the
+//! router of the route asks for ([`ErrorShape`]).
+
+use std::collections::BTreeMap;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as OpenApiResponse, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::domain::license::{ActivationError, PatchError};
 use crate::storage::StorageError;
@@ -17,7 +21,10 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     Unprocessable(String),
-    PayloadTooLarge,
+    /// The request's body is longer than `limit` bytes.
+    PayloadTooLarge {
+        limit: usize,
+    },
     UnsupportedMediaType,
     RateLimited {
         retry_after_secs: u64,
@@ -52,7 +59,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY")
             }
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+            }
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
@@ -91,11 +100,8 @@ impl ApiError {
                 "missing or unknown API key: send `Authorization: Bearer <api key>`".into()
             }
             ApiError::Forbidden => "this API key is read-only".into(),
-            ApiError::PayloadTooLarge => {
-                format!(
-                    "the request body is larger than {} bytes",
-                    super::extract::BODY_LIMIT
-                )
+            ApiError::PayloadTooLarge { limit } => {
+                format!("the request body is larger than {limit} bytes")
             }
             ApiError::UnsupportedMediaType => {
                 "the request body must be JSON: send `Content-Type: application/json`".into()
@@ -123,6 +129,120 @@ impl ApiError {
         }
     }
 }
+
+/// The errors every route of one kind may answer besides its own, which the OpenAPI
+/// document lists with each such route (see [`WriteErrors`] and its kin). Each is
+/// documented at the status the table above gives it (its fields are placeholders), so
+/// that the document cannot list another status than the server answers with.
+fn write_errors() -> [(ApiError, &'static str); 7] {
+    [
+        (ApiError::Unauthorized, "Missing or unknown API key"),
+        (ApiError::Forbidden, "Read-only API key"),
+        (ApiError::BodyTimedOut(0), BODY_TIMED_OUT),
+        (ApiError::PayloadTooLarge { limit: 0 }, PAYLOAD_TOO_LARGE),
+        (ApiError::UnsupportedMediaType, UNSUPPORTED_MEDIA_TYPE),
+        (
+            ApiError::RateLimited {
+                retry_after_secs: 0,
+            },
+            "Rate limited",
+        ),
+        (ApiError::Unavailable(String::new()), UNAVAILABLE_FOR_WRITES),
+    ]
+}
+
+fn read_errors() -> [(ApiError, &'static str); 3] {
+    [
+        (ApiError::Unauthorized, "Missing or unknown API key"),
+        (
+            ApiError::RateLimited {
+                retry_after_secs: 0,
+            },
+            "Rate limited",
+        ),
+        (
+            ApiError::Unavailable(String::new()),
+            "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out (`TIMEOUT`)",
+        ),
+    ]
+}
+
+fn public_errors() -> [(ApiError, &'static str); 5] {
+    [
+        (ApiError::BodyTimedOut(0), BODY_TIMED_OUT),
+        (ApiError::PayloadTooLarge { limit: 0 }, PAYLOAD_TOO_LARGE),
+        (ApiError::UnsupportedMediaType, UNSUPPORTED_MEDIA_TYPE),
+        (
+            ApiError::RateLimited {
+                retry_after_secs: 0,
+            },
+            "Rate limited (per client IP)",
+        ),
+        (ApiError::Unavailable(String::new()), UNAVAILABLE_FOR_WRITES),
+    ]
+}
+
+const BODY_TIMED_OUT: &str = "Body still arriving at the request timeout; nothing was written";
+const PAYLOAD_TOO_LARGE: &str = "Body over 64 KiB";
+const UNSUPPORTED_MEDIA_TYPE: &str = "Body is not JSON";
+const UNAVAILABLE_FOR_WRITES: &str = "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)";
+
+/// The OpenAPI responses of `errors`, each with a body of schema `B`.
+fn documented<B: ToSchema>(
+    errors: &[(ApiError, &str)],
+) -> BTreeMap<String, RefOr<OpenApiResponse>> {
+    let content = || {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(B::name())))
+            .build()
+    };
+    (errors.iter())
+        .map(|(error, description)| {
+            let (status, _) = error.status_and_code();
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content("application/json", content())
+                .build();
+            (status.as_str().to_owned(), response.into())
+        })
+        .collect()
+}
+
+/// Declares a set of error responses for routes' `responses(…)`, so that each route lists
+/// only the responses particular to it.
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident: $errors:ident in $body:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<OpenApiResponse>> {
+                documented::<$body>(&$errors())
+            }
+        }
+    };
+}
+
+error_set!(
+    /// The errors of every ledger route that writes.
+    LedgerWriteErrors: write_errors in MessageBody
+);
+error_set!(
+    /// The errors of every authenticated route that writes, outside the ledger.
+    WriteErrors: write_errors in ErrorBody
+);
+error_set!(
+    /// The errors of every ledger route that reads.
+    LedgerReadErrors: read_errors in MessageBody
+);
+error_set!(
+    /// The errors of every authenticated route that reads, outside the ledger.
+    ReadErrors: read_errors in ErrorBody
+);
+error_set!(
+    /// The errors of every public endpoint (no API key).
+    PublicErrors: public_errors in ErrorBody
+);
 
 impl From<PatchError> for ApiError {
     fn from(refusal: PatchError) -> Self {
@@ -158,7 +278,7 @@ impl From<StorageError> for ApiError {
     }
 }
 
-/// An error waiting for its body; [`render`] writes it in the route's shape.
+/// An error waiting for its body; [`render`] writes it in its router's shape.
 #[derive(Debug, Clone)]
 struct PendingError {
     code: &'static str,
@@ -221,20 +341,20 @@ pub struct MessageBody {
     pub message: String,
 }
 
-/// Routes that answer in Togai's shape.
-pub fn speaks_togai(path: &str) -> bool {
-    ["/license_updates", "/license_quantity", "/license_usage"]
-        .iter()
-        .any(|prefix| {
-            path.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+/// How a router's error bodies look: Togai's routes answer `{"message"}` (its schema
+/// allows no other field); every other route answers `{"code", "message"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// [`ErrorBody`].
+    CodeAndMessage,
+    /// [`MessageBody`].
+    MessageOnly,
 }
 
-/// Writes the body of an error response in its route's shape, including responses made
-/// outside the handlers (unknown routes, wrong methods, body limits, timeouts), so that
-/// all errors look alike. Other responses pass through untouched.
-pub fn render(mut response: Response, togai: bool) -> Response {
+/// Writes the body of an error response in `shape`, including responses made outside the
+/// handlers (unknown routes, wrong methods, body limits, timeouts), so that all errors
+/// look alike. Other responses pass through untouched.
+pub fn render(mut response: Response, shape: ErrorShape) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -244,10 +364,11 @@ pub fn render(mut response: Response, togai: bool) -> Response {
         .remove::<PendingError>()
         .unwrap_or_else(|| unexplained(status));
     let message = capped(pending.message);
-    let body = if togai {
-        serde_json::json!({ "message": message })
-    } else {
-        serde_json::json!({ "code": pending.code, "message": message })
+    let body = match shape {
+        ErrorShape::MessageOnly => serde_json::json!({ "message": message }),
+        ErrorShape::CodeAndMessage => {
+            serde_json::json!({ "code": pending.code, "message": message })
+        }
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.insert(
@@ -283,7 +404,6 @@ fn capped(mut message: String) -> String {
 /// The error of a response made by a layer rather than a handler.
 fn unexplained(status: StatusCode) -> PendingError {
     let known = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::PayloadTooLarge),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(ApiError::UnsupportedMediaType),
         s if s.is_server_error() => Some(ApiError::Internal(String::new())),
         _ => None,
@@ -299,6 +419,8 @@ fn unexplained(status: StatusCode) -> PendingError {
     let code = match status {
         StatusCode::NOT_FOUND => "NOT_FOUND",
         StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        // The server's own 413s carry their limit; one made elsewhere has none to quote.
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
         StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
         _ => "BAD_REQUEST",
     };
@@ -319,6 +441,21 @@ pub fn cause(response: &Response) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_two_errors_of_a_documented_set_share_a_status() {
+        let sets = [
+            write_errors().to_vec(),
+            read_errors().to_vec(),
+            public_errors().to_vec(),
+        ];
+        for set in sets {
+            let statuses: std::collections::BTreeSet<u16> = (set.iter())
+                .map(|(error, _)| error.status_and_code().0.as_u16())
+                .collect();
+            assert_eq!(statuses.len(), set.len(), "{set:?}");
+        }
+    }
 
     #[test]
     fn long_messages_are_cut_to_500_characters_on_a_character_boundary() {

@@ -7,8 +7,8 @@ use axum::http::request::Parts;
 use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::domain::auth::{KeyDigest, Principal};
 use crate::domain::ids::shorten;
 use crate::storage::{Access, admit};
@@ -70,7 +70,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 if std::error::Error::source(&error)
                     .is_some_and(|e| e.is::<LengthLimitError>()) =>
             {
-                return Err(ApiError::PayloadTooLarge);
+                return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT });
             }
             Err(error) => {
                 return Err(ApiError::BadRequest(format!(

@@ -1,25 +1,25 @@
-//! Where requests enter: the router, its middleware, and [`serve`], which runs the
-//! server on a listener until a shutdown signal.
+//! Where requests enter: the router, which joins the routes of the Togai-compatible API
+//! (`togai/`), of the Dodo Payments-compatible one (`dodo/`) and the operators', each
+//! inside the middleware (`envelope.rs`); and [`serve`], which runs the server on a
+//! listener until a shutdown signal.
 
+mod dodo;
 mod envelope;
 pub mod error;
 pub mod extract;
-mod ledger;
-mod licenses;
 pub mod openapi;
 mod ops;
 mod page_token;
-mod public;
 pub mod rate_limit;
+mod state;
+mod togai;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::HeaderName;
-use axum::routing::{get, patch, post};
+use axum::routing::get;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -28,132 +28,60 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::storage::Store;
-use page_token::TokenSigner;
-use rate_limit::RateLimits;
+use envelope::{Envelope, ShapeOf};
+use error::ErrorShape;
+pub use state::{AppState, ServerSettings};
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    tokens: TokenSigner,
-    limits: RateLimits,
-}
-
-/// How the server behaves, beyond where it listens and which database it uses.
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    /// Requests per minute per client IP on `/licenses/*`; 0 is unlimited.
-    pub public_rate_limit: u32,
-    /// Requests per minute per API key elsewhere; 0 is unlimited.
-    pub api_key_rate_limit: u32,
-    /// Serve `/metrics` on the main router (false when it has a listener of its own).
-    pub metrics_on_main: bool,
-    /// The longest a request may take, body upload included, before it fails: 408 while
-    /// its body is still arriving, else 503.
-    pub request_timeout: Duration,
-    /// The header in which a reverse proxy names the client's address; without it, the
-    /// public rate limit counts by the connection's peer.
-    pub client_ip_header: Option<HeaderName>,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            public_rate_limit: 600,
-            api_key_rate_limit: 0,
-            metrics_on_main: true,
-            request_timeout: Duration::from_secs(30),
-            client_ip_header: None,
-        }
-    }
-}
-
-impl AppState {
-    pub async fn new(
-        store: Arc<dyn Store>,
-        settings: &ServerSettings,
-    ) -> Result<Self, crate::storage::StorageError> {
-        let tokens = TokenSigner::new(store.token_secret().await?);
-        let limits = RateLimits::new(
-            settings.public_rate_limit,
-            settings.api_key_rate_limit,
-            settings.client_ip_header.clone(),
-        );
-        limits.spawn_cleanup();
-        Ok(Self {
-            store,
-            tokens,
-            limits,
-        })
-    }
-}
-
-/// The whole HTTP application.
+/// The whole HTTP application: each API's routes, and the operators', inside the
+/// middleware, which writes their errors in the shape of the router they belong to.
 pub fn router(state: AppState, settings: &ServerSettings) -> Router {
-    let mut api = Router::new()
-        .route(
-            "/license_updates",
-            get(ledger::list_license_updates).post(ledger::add_license_update),
-        )
-        .route(
-            "/license_updates/{license_id}",
-            patch(ledger::update_license_entry),
-        )
-        .route("/license_quantity", get(ledger::license_quantity))
-        .route("/license_usage", get(ledger::license_usage))
-        .route(
-            "/customers",
-            get(licenses::list_customers).post(licenses::create_customer),
-        )
-        .route("/customers/{customer_id}", get(licenses::get_customer))
-        .route(
-            "/products",
-            get(licenses::list_products).post(licenses::create_product),
-        )
-        .route(
-            "/products/{id}",
-            get(licenses::get_product).patch(licenses::update_product),
-        )
-        .route(
-            "/license_keys",
-            get(licenses::list_license_keys).post(licenses::create_license_key),
-        )
-        .route(
-            "/license_keys/{id}",
-            get(licenses::get_license_key).patch(licenses::update_license_key),
-        )
-        .route("/license_key_instances", get(licenses::list_instances))
-        .route(
-            "/license_key_instances/{id}",
-            get(licenses::get_instance).patch(licenses::rename_instance),
-        )
-        .route("/licenses/activate", post(public::activate))
-        .route("/licenses/deactivate", post(public::deactivate))
-        .route("/licenses/validate", post(public::validate))
+    let envelope = Envelope::new(settings.request_timeout);
+    let mut operations = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/openapi.json", get(ops::openapi_json))
-        .merge(ops::docs());
+        .route("/openapi.json", get(openapi::openapi_json))
+        .merge(openapi::docs());
     if settings.metrics_on_main {
-        api = api.route("/metrics", get(ops::metrics));
+        operations = operations.route("/metrics", get(ops::metrics));
     }
-    api.fallback(ops::no_route)
-        .layer(
+    let enveloped = |routes: Router<AppState>, shape: ShapeOf| {
+        routes.layer(
             ServiceBuilder::new()
-                .layer(envelope::Envelope::new(settings.request_timeout))
+                .layer(envelope.with_shape(shape))
                 .layer(CatchPanicLayer::new()),
         )
+    };
+    Router::new()
+        .merge(enveloped(togai::routes(), |_| ErrorShape::MessageOnly))
+        .merge(enveloped(dodo::routes(), |_| ErrorShape::CodeAndMessage))
+        .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
+        .merge(enveloped(unknown_routes(), shape_of_unknown_route))
         .with_state(state)
 }
 
 /// A router with only `/metrics`, for `--metrics-bind`.
 pub fn metrics_router(state: AppState, settings: &ServerSettings) -> Router {
+    let envelope = Envelope::new(settings.request_timeout);
     Router::new()
         .route("/metrics", get(ops::metrics))
-        .fallback(ops::no_route)
-        .layer(envelope::Envelope::new(settings.request_timeout))
+        .layer(envelope.with_shape(|_| ErrorShape::CodeAndMessage))
+        .merge(unknown_routes().layer(envelope.with_shape(shape_of_unknown_route)))
         .with_state(state)
+}
+
+/// What answers a path that no route matches: 404.
+fn unknown_routes() -> Router<AppState> {
+    Router::new().fallback(ops::no_route)
+}
+
+/// The shape of the errors of a path no route matches: that of the API whose paths it is
+/// under, so that an unknown route looks like the routes beside it.
+fn shape_of_unknown_route(path: &str) -> ErrorShape {
+    if togai::owns(path) {
+        ErrorShape::MessageOnly
+    } else {
+        ErrorShape::CodeAndMessage
+    }
 }
 
 /// How long a client may take to send a request's headers; slower connections are

@@ -1,11 +1,18 @@
-//! The OpenAPI document, generated from the handlers and types themselves. A response
-//! field the server always sends, null when it has no value, is marked `required`.
+//! The OpenAPI document, generated from the handlers and types themselves, and the routes
+//! that serve it: `/openapi.json` and its rendering at `/docs`. A response field the
+//! server always sends, null when it has no value, is marked `required`.
 
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::error::{ErrorBody, MessageBody};
-use super::{ledger, licenses, ops, public};
+use super::dodo::{customers, instances, license_keys, products, public};
+use super::ops;
+use super::togai::{license_updates, quantity, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,32 +22,32 @@ use super::{ledger, licenses, ops, public};
                        Togai's API, and license keys compatible with Dodo Payments' API.",
     ),
     paths(
-        ledger::add_license_update,
-        ledger::list_license_updates,
-        ledger::update_license_entry,
-        ledger::license_quantity,
-        ledger::license_usage,
-        licenses::create_customer,
-        licenses::get_customer,
-        licenses::list_customers,
-        licenses::create_product,
-        licenses::get_product,
-        licenses::list_products,
-        licenses::update_product,
-        licenses::create_license_key,
-        licenses::get_license_key,
-        licenses::list_license_keys,
-        licenses::update_license_key,
-        licenses::list_instances,
-        licenses::get_instance,
-        licenses::rename_instance,
+        license_updates::add_license_update,
+        license_updates::list_license_updates,
+        license_updates::update_license_entry,
+        quantity::license_quantity,
+        usage::license_usage,
+        customers::create_customer,
+        customers::get_customer,
+        customers::list_customers,
+        products::create_product,
+        products::get_product,
+        products::list_products,
+        products::update_product,
+        license_keys::create_license_key,
+        license_keys::get_license_key,
+        license_keys::list_license_keys,
+        license_keys::update_license_key,
+        instances::list_instances,
+        instances::get_instance,
+        instances::rename_instance,
         public::activate,
         public::deactivate,
         public::validate,
         ops::healthz,
         ops::readyz,
         ops::metrics,
-        ops::openapi_json,
+        openapi_json,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -71,61 +78,17 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Declares a set of error responses every route of one kind documents, so that each
-/// route lists only the responses particular to it; one list of statuses may serve
-/// several sets that differ in their body's shape.
-macro_rules! error_set {
-    ($($(#[$doc:meta])* $name:ident($body:ty)),+ ; $statuses:tt) => {
-        $(error_set!(@one $(#[$doc])* $name, $body, $statuses);)+
-    };
-    (@one $(#[$doc:meta])* $name:ident, $body:ty, [$(($status:literal, $variant:ident, $description:literal)),* $(,)?]) => {
-        $(#[$doc])*
-        #[derive(utoipa::IntoResponses)]
-        #[allow(dead_code)]
-        pub enum $name {
-            $(
-                #[doc = $description]
-                #[response(status = $status)]
-                $variant($body),
-            )*
-        }
-    };
+/// The OpenAPI 3.1 document of this server.
+#[utoipa::path(get, path = "/openapi.json", tag = "Operations",
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> Response {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
 }
 
-error_set!(
-    /// The errors of every ledger route that writes.
-    LedgerWriteErrors(MessageBody),
-    /// The errors of every authenticated route that writes, outside the ledger.
-    WriteErrors(ErrorBody);
-    [
-        (401, Unauthorized, "Missing or unknown API key"),
-        (403, Forbidden, "Read-only API key"),
-        (408, BodyTimedOut, "Body still arriving at the request timeout; nothing was written"),
-        (413, PayloadTooLarge, "Body over 64 KiB"),
-        (415, UnsupportedMediaType, "Body is not JSON"),
-        (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)"),
-    ]
-);
-error_set!(
-    /// The errors of every ledger route that reads.
-    LedgerReadErrors(MessageBody),
-    /// The errors of every authenticated route that reads, outside the ledger.
-    ReadErrors(ErrorBody);
-    [
-        (401, Unauthorized, "Missing or unknown API key"),
-        (429, RateLimited, "Rate limited"),
-        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out (`TIMEOUT`)"),
-    ]
-);
-error_set!(
-    /// The errors of every public endpoint (no API key).
-    PublicErrors(ErrorBody);
-    [
-        (408, BodyTimedOut, "Body still arriving at the request timeout; nothing was written"),
-        (413, PayloadTooLarge, "Body over 64 KiB"),
-        (415, UnsupportedMediaType, "Body is not JSON"),
-        (429, RateLimited, "Rate limited (per client IP)"),
-        (503, Unavailable, "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)"),
-    ]
-);
+/// `/docs`: the OpenAPI document rendered for people, by Swagger UI. Its scripts are
+/// served from the binary, so the page works where the browser cannot reach the internet.
+pub fn docs() -> SwaggerUi {
+    SwaggerUi::new("/docs").config(Config::new(["/openapi.json"]))
+}

@@ -1,5 +1,6 @@
-//! What operators use: liveness, readiness, Prometheus metrics, the OpenAPI document and
-//! its rendering.
+//! What operators use: liveness, readiness and Prometheus metrics (the OpenAPI document
+//! is served by [`super::openapi`]); the answer to an unknown route; and the counting of
+//! requests for the metrics.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,12 +14,10 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
-use utoipa_swagger_ui::{Config, SwaggerUi};
+use utoipa::ToSchema;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::openapi::ApiDoc;
+use super::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Status {
@@ -59,21 +58,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         recorder.render(),
     )
         .into_response()
-}
-
-/// The OpenAPI 3.1 document of this server.
-#[utoipa::path(get, path = "/openapi.json", tag = "Operations",
-    responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
-pub async fn openapi_json() -> Response {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
-    ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
-}
-
-/// `/docs`: the OpenAPI document rendered for people, by Swagger UI. Its scripts are
-/// served from the binary, so the page works where the browser cannot reach the internet.
-pub fn docs() -> SwaggerUi {
-    SwaggerUi::new("/docs").config(Config::new(["/openapi.json"]))
 }
 
 pub async fn no_route(request: Request) -> ApiError {

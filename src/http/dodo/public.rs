@@ -8,14 +8,13 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
-use super::error::{ApiError, ErrorBody};
-use super::extract::JsonBody;
-use super::openapi::PublicErrors;
 use crate::domain::catalog::Activation;
 use crate::domain::entry::Metadata;
 use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
 use crate::domain::time::Timestamp;
+use crate::http::error::{ApiError, ErrorBody, PublicErrors};
+use crate::http::extract::JsonBody;
+use crate::http::state::AppState;
 
 /// A caller of the public endpoints, within its per-IP rate limit. Listed before the
 /// body in each handler, so that a limited request is refused before its body is read.

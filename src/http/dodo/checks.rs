@@ -1,0 +1,23 @@
+//! Checks of input that several Dodo resources accept: an activation limit's bound and
+//! metadata's limits.
+
+use crate::domain::entry::{Metadata, check_metadata};
+use crate::http::error::ApiError;
+
+/// The largest activation limit accepted on a key or product.
+pub const MAX_ACTIVATIONS_LIMIT: u32 = 1_000_000;
+
+pub(super) fn checked_limit(limit: u32, field: &str) -> Result<u32, ApiError> {
+    if limit > MAX_ACTIVATIONS_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "`{field}` must be at most {MAX_ACTIVATIONS_LIMIT}, got {limit}"
+        )));
+    }
+    Ok(limit)
+}
+
+pub(super) fn checked_metadata(metadata: Option<Metadata>) -> Result<Metadata, ApiError> {
+    let metadata = metadata.unwrap_or_default();
+    check_metadata(&metadata).map_err(ApiError::BadRequest)?;
+    Ok(metadata)
+}

@@ -1,0 +1,309 @@
+//! `/license_keys`: issuing license keys, and reading and changing their limit, expiry
+//! and disabled flag.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::checks::checked_limit;
+use super::listing::{Items, Paging};
+use super::products::product_not_found;
+use crate::domain::catalog::{KeySource, LicenseKey, key_terms};
+use crate::domain::ids::{KeyString, ResourceId, new_id, shorten};
+use crate::domain::license::{Change, KeyPatch, KeyStatus, check_expiry, generate_key};
+use crate::domain::time::Timestamp;
+use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
+use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
+use crate::http::state::AppState;
+use crate::storage::KeyFilter;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLicenseKey {
+    customer_id: ResourceId,
+    product_id: ResourceId,
+    /// A key to import; without it, a key is generated.
+    #[serde(default)]
+    key: Option<KeyString>,
+    /// Absent: the product's default; `null`: unlimited.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000)]
+    activations_limit: Change<u32>,
+    /// Absent: now plus the product's duration; `null`: never expires.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Change<Timestamp>,
+    #[serde(default)]
+    payment_id: Option<ResourceId>,
+    #[serde(default)]
+    subscription_id: Option<ResourceId>,
+}
+
+/// Dodo's `LicenseKey`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LicenseKey)]
+pub struct LicenseKeyView {
+    id: String,
+    brand_id: String,
+    business_id: String,
+    created_at: Timestamp,
+    customer_id: String,
+    instances_count: u32,
+    key: String,
+    product_id: String,
+    source: KeySource,
+    status: KeyStatus,
+    #[schema(required = true)]
+    activations_limit: Option<u32>,
+    #[schema(required = true)]
+    expires_at: Option<Timestamp>,
+    #[schema(required = true)]
+    payment_id: Option<String>,
+    #[schema(required = true)]
+    subscription_id: Option<String>,
+}
+
+impl LicenseKeyView {
+    fn new(k: LicenseKey, brand_id: String) -> Self {
+        Self {
+            status: k.state().status(Timestamp::now()),
+            id: k.id,
+            brand_id,
+            business_id: k.business_id,
+            created_at: k.created_at,
+            customer_id: k.customer_id,
+            instances_count: k.instances_count,
+            key: k.key,
+            product_id: k.product_id,
+            source: k.source,
+            activations_limit: k.activations_limit,
+            expires_at: k.expires_at,
+            payment_id: k.payment_id,
+            subscription_id: k.subscription_id,
+        }
+    }
+}
+
+/// Issues a license key to a customer: imported if `key` is given, else generated.
+#[utoipa::path(post, path = "/license_keys", tag = "License keys", request_body = CreateLicenseKey,
+    responses(
+        (status = 201, description = "The license key", body = LicenseKeyView),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 404, description = "Customer or product not found", body = ErrorBody),
+        (status = 409, description = "The key already exists", body = ErrorBody),
+        WriteErrors,
+    ),
+    security(("bearer" = [])))]
+pub async fn create_license_key(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    JsonBody(request): JsonBody<CreateLicenseKey>,
+) -> Result<(StatusCode, Json<LicenseKeyView>), ApiError> {
+    let business = &caller.business_id;
+    let customer = state
+        .store
+        .customer(business, request.customer_id.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("customer `{}` not found", request.customer_id))
+        })?;
+    let product = state
+        .store
+        .product(business, request.product_id.as_str())
+        .await?
+        .ok_or_else(|| product_not_found(request.product_id.as_str()))?;
+    check_expiry(request.subscription_id.is_some(), &request.expires_at)?;
+    let limit = request
+        .activations_limit
+        .try_map(|l| checked_limit(l, "activations_limit"))?;
+    let now = Timestamp::now();
+    let (activations_limit, expires_at) = key_terms(
+        &product,
+        limit,
+        request.expires_at,
+        request.subscription_id.is_some(),
+        now,
+    );
+    let (key, source) = match request.key {
+        Some(key) => (key.to_string(), KeySource::Import),
+        None => (generate_key(), KeySource::Manual),
+    };
+    let license = LicenseKey {
+        id: new_id("lic"),
+        business_id: business.clone(),
+        key,
+        customer_id: customer.id,
+        product_id: product.id,
+        source,
+        activations_limit,
+        instances_count: 0,
+        disabled: false,
+        expires_at,
+        payment_id: request.payment_id.map(|p| p.to_string()),
+        subscription_id: request.subscription_id.map(|s| s.to_string()),
+        created_at: now,
+    };
+    state.store.create_license_key(&license).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LicenseKeyView::new(license, caller.brand_id)),
+    ))
+}
+
+/// A license key by id.
+#[utoipa::path(get, path = "/license_keys/{id}", tag = "License keys",
+    params(("id" = String, Path, description = "`lic_…`")),
+    responses(
+        (status = 200, description = "The license key", body = LicenseKeyView),
+        (status = 400, description = "A malformed id (such as one with NUL)", body = ErrorBody),
+        (status = 404, description = "No such key in this business", body = ErrorBody),
+        ReadErrors,
+    ),
+    security(("bearer" = [])))]
+pub async fn get_license_key(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    PathParam(id): PathParam,
+) -> Result<Json<LicenseKeyView>, ApiError> {
+    state
+        .store
+        .license_key(&caller.business_id, &id)
+        .await?
+        .map(|k| Json(LicenseKeyView::new(k, caller.brand_id)))
+        .ok_or(ApiError::LicenseKeyNotFound)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LicenseKeyQuery {
+    #[serde(default)]
+    customer_id: Option<String>,
+    #[serde(default)]
+    product_id: Option<String>,
+    /// `active`, `expired` or `disabled`, as derived when read.
+    #[serde(default)]
+    #[param(value_type = Option<KeyStatus>)]
+    status: Option<String>,
+    #[serde(default)]
+    #[param(value_type = Option<KeySource>)]
+    source: Option<String>,
+    #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
+    created_at_gte: Option<String>,
+    #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
+    created_at_lte: Option<String>,
+}
+
+/// Lists license keys, oldest first.
+#[utoipa::path(get, path = "/license_keys", tag = "License keys", params(LicenseKeyQuery, Paging),
+    responses(
+        (status = 200, description = "One page", body = Items<LicenseKeyView>),
+        (status = 400, description = "Invalid parameter", body = ErrorBody),
+        (status = 422, description = "page_size outside 1–100, or page_number over 100 000", body = ErrorBody),
+        ReadErrors,
+    ),
+    security(("bearer" = [])))]
+pub async fn list_license_keys(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Query(query): Query<LicenseKeyQuery>,
+    Query(paging): Query<Paging>,
+) -> Result<Json<Items<LicenseKeyView>>, ApiError> {
+    let instant = |name: &str, value: Option<String>| {
+        value
+            .map(|v| {
+                Timestamp::parse(&v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
+            })
+            .transpose()
+    };
+    let filter = KeyFilter {
+        customer_id: query.customer_id,
+        product_id: query.product_id,
+        status: query
+            .status
+            .map(|s| {
+                KeyStatus::parse(&s).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "`status` must be active, expired or disabled, got `{}`",
+                        shorten(&s)
+                    ))
+                })
+            })
+            .transpose()?,
+        source: query
+            .source
+            .map(|s| {
+                KeySource::parse(&s).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "`source` must be auto, import or manual, got `{}`",
+                        shorten(&s)
+                    ))
+                })
+            })
+            .transpose()?,
+        created_at_gte: instant("created_at_gte", query.created_at_gte)?,
+        created_at_lte: instant("created_at_lte", query.created_at_lte)?,
+    };
+    let keys = state
+        .store
+        .list_license_keys(&caller.business_id, &filter, paging.page()?)
+        .await?;
+    Ok(Json(Items {
+        items: keys
+            .into_iter()
+            .map(|k| LicenseKeyView::new(k, caller.brand_id.clone()))
+            .collect(),
+    }))
+}
+
+/// A change to a license key: an absent field is unchanged, `null` clears.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLicenseKey {
+    /// `null` removes the limit.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000)]
+    activations_limit: Change<u32>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    /// `null` removes the expiry.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Change<Timestamp>,
+}
+
+/// Changes a key's limit, expiry or disabled flag.
+#[utoipa::path(patch, path = "/license_keys/{id}", tag = "License keys",
+    params(("id" = String, Path, description = "`lic_…`")),
+    request_body = UpdateLicenseKey,
+    responses(
+        (status = 200, description = "The license key", body = LicenseKeyView),
+        (status = 400, description = "Invalid input, or an expiry on a subscription's key (NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS)", body = ErrorBody),
+        (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
+        (status = 422, description = "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT", body = ErrorBody),
+        WriteErrors,
+    ),
+    security(("bearer" = [])))]
+pub async fn update_license_key(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    PathParam(id): PathParam,
+    JsonBody(request): JsonBody<UpdateLicenseKey>,
+) -> Result<Json<LicenseKeyView>, ApiError> {
+    let patch = KeyPatch {
+        activations_limit: request
+            .activations_limit
+            .try_map(|l| checked_limit(l, "activations_limit"))?,
+        disabled: request.disabled,
+        expires_at: request.expires_at,
+    };
+    state
+        .store
+        .update_license_key(&caller.business_id, &id, patch)
+        .await?
+        .map(|k| Json(LicenseKeyView::new(k, caller.brand_id)))
+        .ok_or(ApiError::LicenseKeyNotFound)
+}

@@ -1,0 +1,50 @@
+//! The Dodo Payments-compatible API (snake_case): customers, products, license keys and
+//! their instances, and the public `/licenses/*` endpoints an app calls with a key. One
+//! file per resource; [`routes`] says which path each handler answers.
+
+mod checks;
+pub mod customers;
+pub mod instances;
+pub mod license_keys;
+mod listing;
+pub mod products;
+pub mod public;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::http::state::AppState;
+
+/// The routes of the Dodo Payments-compatible API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/customers",
+            get(customers::list_customers).post(customers::create_customer),
+        )
+        .route("/customers/{customer_id}", get(customers::get_customer))
+        .route(
+            "/products",
+            get(products::list_products).post(products::create_product),
+        )
+        .route(
+            "/products/{id}",
+            get(products::get_product).patch(products::update_product),
+        )
+        .route(
+            "/license_keys",
+            get(license_keys::list_license_keys).post(license_keys::create_license_key),
+        )
+        .route(
+            "/license_keys/{id}",
+            get(license_keys::get_license_key).patch(license_keys::update_license_key),
+        )
+        .route("/license_key_instances", get(instances::list_instances))
+        .route(
+            "/license_key_instances/{id}",
+            get(instances::get_instance).patch(instances::rename_instance),
+        )
+        .route("/licenses/activate", post(public::activate))
+        .route("/licenses/deactivate", post(public::deactivate))
+        .route("/licenses/validate", post(public::validate))
+}

@@ -1,0 +1,68 @@
+//! What every handler can reach ([`AppState`]) and how the server is configured beyond
+//! its listener and database ([`ServerSettings`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderName;
+
+use super::page_token::TokenSigner;
+use super::rate_limit::RateLimits;
+use crate::storage::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub(super) tokens: TokenSigner,
+    pub(super) limits: RateLimits,
+}
+
+/// How the server behaves, beyond where it listens and which database it uses.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Requests per minute per client IP on `/licenses/*`; 0 is unlimited.
+    pub public_rate_limit: u32,
+    /// Requests per minute per API key elsewhere; 0 is unlimited.
+    pub api_key_rate_limit: u32,
+    /// Serve `/metrics` on the main router (false when it has a listener of its own).
+    pub metrics_on_main: bool,
+    /// The longest a request may take, body upload included, before it fails: 408 while
+    /// its body is still arriving, else 503.
+    pub request_timeout: Duration,
+    /// The header in which a reverse proxy names the client's address; without it, the
+    /// public rate limit counts by the connection's peer.
+    pub client_ip_header: Option<HeaderName>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            public_rate_limit: 600,
+            api_key_rate_limit: 0,
+            metrics_on_main: true,
+            request_timeout: Duration::from_secs(30),
+            client_ip_header: None,
+        }
+    }
+}
+
+impl AppState {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        settings: &ServerSettings,
+    ) -> Result<Self, crate::storage::StorageError> {
+        let tokens = TokenSigner::new(store.token_secret().await?);
+        let limits = RateLimits::new(
+            settings.public_rate_limit,
+            settings.api_key_rate_limit,
+            settings.client_ip_header.clone(),
+        );
+        limits.spawn_cleanup();
+        Ok(Self {
+            store,
+            tokens,
+            limits,
+        })
+    }
+}
