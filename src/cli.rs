@@ -9,7 +9,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::domain::auth::ApiKeySecret;
-use crate::domain::ids::BusinessName;
+use crate::domain::ids::{ApiKeyId, BusinessName};
 use crate::http::{self, AppState, ServerSettings};
 use crate::storage::{self, OpenError, StorageOptions, Store};
 
@@ -331,7 +331,12 @@ async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
         .filter(|key| args.business.as_ref().is_none_or(|b| *b == key.business))
         .map(|key| {
             let access = access_name(key.read_only).to_owned();
-            [key.id, key.business, access, key.created_at.to_string()]
+            [
+                key.id.into_string(),
+                key.business,
+                access,
+                key.created_at.to_string(),
+            ]
         })
         .collect();
     let header = ["ID", "BUSINESS", "ACCESS", "CREATED"].map(str::to_owned);
@@ -358,7 +363,10 @@ async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
 
 async fn revoke_key(args: RevokeKeyArgs) -> Result<(), Failure> {
     let store = open_existing(&args.database).await?;
-    if !store.revoke_api_key(&args.id).await? {
+    if !store
+        .revoke_api_key(&ApiKeyId::from(args.id.as_str()))
+        .await?
+    {
         return Err(Failure::Runtime(format!(
             "no API key has the id `{}`",
             args.id

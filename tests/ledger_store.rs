@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Backend, TestDatabase};
+use licensed::domain::auth::Caller;
 use licensed::domain::entry::NewEntry;
-use licensed::domain::ids::{AccountId, BusinessName, LicenseId};
+use licensed::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
 use licensed::domain::ledger::UpdateType;
 use licensed::domain::time::{MICROS_PER_DAY, Timestamp};
 use licensed::storage::{self, Appended, StorageError, Store};
@@ -49,7 +50,7 @@ mod postgres {
 #[derive(Clone)]
 struct Ledger {
     store: Arc<dyn Store>,
-    business: String,
+    business: BusinessId,
 }
 
 impl Ledger {
@@ -64,15 +65,15 @@ impl Ledger {
     }
 
     async fn append(&self, entry: &NewEntry) -> storage::Result<Appended> {
-        self.store.append_entry(&self.business, entry).await
+        self.store
+            .append_entry(&Caller::Business(self.business.clone()), entry)
+            .await
     }
 
     /// The quantity of `account`'s seats at the start of `day`, if an entry is in effect.
     async fn quantity_at(&self, account: &AccountId, day: i64) -> Option<i64> {
-        let license = seats();
-        let read = self
-            .store
-            .quantity_at(&self.business, (account, &license), instant(day));
+        let (license, caller) = (seats(), Caller::Business(self.business.clone()));
+        let read = (self.store).quantity_at(&caller, (account, &license), instant(day));
         read.await.unwrap().map(|(_, q)| whole(q))
     }
 

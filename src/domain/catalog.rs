@@ -2,13 +2,14 @@
 //! and their activations (instances).
 
 use super::entry::Metadata;
+use super::ids::BusinessId;
 use super::license::{ActivationError, Change, KeyDuration, KeyState};
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
     pub id: String,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub email: String,
     pub name: String,
     pub phone_number: Option<String>,
@@ -19,7 +20,7 @@ pub struct Customer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
     pub id: String,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub name: String,
     pub description: Option<String>,
     pub license_key_activations_limit: Option<u32>,
@@ -98,7 +99,7 @@ impl KeySource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LicenseKey {
     pub id: String,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub key: String,
     pub customer_id: String,
     pub product_id: String,
@@ -182,7 +183,7 @@ pub fn key_terms(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub id: String,
-    pub business_id: String,
+    pub business_id: BusinessId,
     pub license_key_id: String,
     pub name: String,
     pub created_at: Timestamp,
@@ -280,7 +281,7 @@ mod tests {
         };
         let instance = key.activate("lki_1".into(), "laptop".into(), now).unwrap();
         assert_eq!(instance.license_key_id, "lic_1");
-        assert_eq!(instance.business_id, "bus_1");
+        assert_eq!(instance.business_id.as_str(), "bus_1");
         assert_eq!(key.instances_count, 1);
         assert_eq!(
             key.activate("lki_2".into(), "desktop".into(), now),

@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as OpenApiResponse, ResponseBuilder};
 use utoipa::{IntoResponses, ToSchema};
 
+use crate::domain::auth::Refusal;
 use crate::domain::license::{ActivationError, PatchError};
 use crate::storage::StorageError;
 
@@ -258,8 +259,8 @@ impl From<PatchError> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
-            StorageError::UnknownApiKey => ApiError::Unauthorized,
-            StorageError::ReadOnlyApiKey => ApiError::Forbidden,
+            StorageError::Refused(Refusal::UnknownKey) => ApiError::Unauthorized,
+            StorageError::Refused(Refusal::ReadOnly) => ApiError::Forbidden,
             StorageError::Ledger(refusal) => ApiError::BadRequest(refusal.to_string()),
             StorageError::IdempotencyMismatch => ApiError::Conflict(
                 "this idempotencyKey was already used with a different request".into(),

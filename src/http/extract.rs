@@ -1,6 +1,8 @@
 //! Extractors that turn bad input into clear 4xx errors naming the problem, and the
 //! API-key check.
 
+use std::marker::PhantomData;
+
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -9,9 +11,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::domain::auth::{KeyDigest, Principal};
+use crate::domain::auth::{Access, Caller, KeyDigest, Principal, admit};
 use crate::domain::ids::shorten;
-use crate::storage::{Access, admit};
+use crate::storage::StorageError;
 
 /// A whole number from a query string, within `range`: 422 for a number outside it, however
 /// many digits it has, and 400 for text that is no whole number.
@@ -199,39 +201,83 @@ impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
 }
 
 impl PresentedKey {
-    pub fn digest(&self) -> KeyDigest {
-        self.0
-    }
-
     /// The caller, if the key exists and allows `access`, within its rate limit: a
     /// round trip of its own.
-    pub async fn check(&self, state: &AppState, access: Access) -> Result<Principal, ApiError> {
-        let principal = admit(state.store.authenticate(self.0).await?, access)?;
+    async fn check(&self, state: &AppState, access: Access) -> Result<Principal, ApiError> {
+        let principal =
+            admit(state.store.authenticate(self.0).await?, access).map_err(StorageError::from)?;
         state.limits.check_api_key(&self.0)?;
         Ok(principal)
     }
 
-    /// Before a storage call that checks the key itself (`…_for_key`), in the same round
-    /// trip as its first statement: nothing, unless API keys are rate-limited, when the
-    /// key is checked first, so that a call over the limit does not run.
-    pub async fn admit_to_checked_call(
-        &self,
-        state: &AppState,
-        access: Access,
-    ) -> Result<(), ApiError> {
+    /// Who a storage call that takes a [`Caller`] acts for: the key itself, which the
+    /// store checks in the call's first statement; but if API keys are rate-limited, the
+    /// key is checked now, so that a call over the limit does not run.
+    async fn caller(&self, state: &AppState, access: Access) -> Result<Caller, ApiError> {
         if state.limits.limits_api_keys() {
-            self.check(state, access).await?;
+            let principal = self.check(state, access).await?;
+            return Ok(Caller::Business(principal.business_id));
         }
-        Ok(())
+        Ok(Caller::Key(self.0, access))
     }
 
     /// The answer to a bad request found before the key was checked: 401 or 403 if the
     /// key does not allow `access`, as on routes that check it first; `error` otherwise.
-    pub async fn refuse(&self, state: &AppState, access: Access, error: ApiError) -> ApiError {
+    async fn refuse(&self, state: &AppState, access: Access, error: ApiError) -> ApiError {
         match self.check(state, access).await {
             Ok(_) => error,
             Err(refused) => refused,
         }
+    }
+}
+
+/// What a route needs its caller's API key to allow.
+pub trait Needs: Send {
+    const ACCESS: Access;
+}
+
+/// A route that reads.
+pub struct ToRead;
+/// A route that writes: 403 for a read-only key.
+pub struct ToWrite;
+
+impl Needs for ToRead {
+    const ACCESS: Access = Access::Read;
+}
+
+impl Needs for ToWrite {
+    const ACCESS: Access = Access::Write;
+}
+
+/// A request's caller and its input `I`, for a route whose storage call checks the key
+/// itself (it takes a [`Caller`]). The answers come in the order every route gives them:
+/// 401 without a key; for input that does not parse, 401 or 403 if the key does not
+/// allow the route, else the input's error; then the call.
+pub struct Checked<I, A> {
+    pub caller: Caller,
+    pub input: I,
+    needs: PhantomData<A>,
+}
+
+impl<I, A> FromRequest<AppState> for Checked<I, A>
+where
+    I: FromRequest<AppState, Rejection = ApiError> + Send,
+    A: Needs,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let key = PresentedKey::from_request_parts(&mut parts, state).await?;
+        let input = match I::from_request(Request::from_parts(parts, body), state).await {
+            Ok(input) => input,
+            Err(error) => return Err(key.refuse(state, A::ACCESS, error).await),
+        };
+        Ok(Checked {
+            caller: key.caller(state, A::ACCESS).await?,
+            input,
+            needs: PhantomData,
+        })
     }
 }
 

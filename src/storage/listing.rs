@@ -5,7 +5,7 @@
 use super::rows::{ENTRY_COLUMNS, LICENSE_KEY_COLUMNS};
 use crate::domain::catalog::KeySource;
 use crate::domain::entry::LedgerEntry;
-use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::license::KeyStatus;
 use crate::domain::time::Timestamp;
 
@@ -77,13 +77,13 @@ pub enum Param<'a> {
 /// and `license` is how a license filter names the license: the column, or the
 /// expression an index holds.
 pub fn list_entries<'a>(
-    business_id: &'a str,
+    business_id: &'a BusinessId,
     query: &'a ListEntries,
     placeholder: fn(usize) -> String,
     source: &str,
     license: &str,
 ) -> (String, Vec<Param<'a>>) {
-    let mut params = vec![Param::Text(business_id)];
+    let mut params = vec![Param::Text(business_id.as_str())];
     let mut conditions = vec![format!("business_id = {}", placeholder(1))];
     let mut bind = |condition: &str, param: Param<'a>, params: &mut Vec<Param<'a>>| {
         params.push(param);
@@ -152,13 +152,13 @@ pub struct KeyFilter {
 /// The license-key listing query. The status filter restates [`KeyStatus::of`] in SQL,
 /// so that paging stays in the database: disabled wins, then `expires_at <= now`.
 pub fn list_license_keys<'a>(
-    business_id: &'a str,
+    business_id: &'a BusinessId,
     filter: &'a KeyFilter,
     page: PageRequest,
     now: Timestamp,
     placeholder: fn(usize) -> String,
 ) -> (String, Vec<Param<'a>>) {
-    let mut params = vec![Param::Text(business_id)];
+    let mut params = vec![Param::Text(business_id.as_str())];
     let mut conditions = vec![format!("business_id = {}", placeholder(1))];
     let mut bind = |condition: &str, param: Param<'a>| {
         params.push(param);
@@ -210,6 +210,7 @@ mod tests {
 
     #[test]
     fn numbers_placeholders_in_order_of_the_parameters() {
+        let business = BusinessId::from("bus");
         let query = ListEntries {
             account_id: Some(AccountId::parse("acc").unwrap()),
             license_id: None,
@@ -220,7 +221,7 @@ mod tests {
             limit: 11,
         };
         let (sql, params) = list_entries(
-            "bus",
+            &business,
             &query,
             |n| format!("${n}"),
             "ledger_entries",
@@ -240,6 +241,7 @@ mod tests {
     /// would grow each connection's statements without end.
     #[test]
     fn a_listing_is_one_statement_whatever_the_page() {
+        let business = BusinessId::from("bus");
         let entries = |limit| ListEntries {
             account_id: None,
             license_id: None,
@@ -249,14 +251,22 @@ mod tests {
             after: None,
             limit,
         };
-        let entries_sql =
-            |limit| list_entries("bus", &entries(limit), |n| format!("${n}"), "t", "l").0;
+        let entries_sql = |limit| {
+            list_entries(
+                &BusinessId::from("bus"),
+                &entries(limit),
+                |n| format!("${n}"),
+                "t",
+                "l",
+            )
+            .0
+        };
         assert_eq!(entries_sql(2), entries_sql(MAX_LISTED_ENTRIES));
 
         let filter = KeyFilter::default();
         let now = Timestamp::from_micros(0).unwrap();
         let keys = |number, size| {
-            list_license_keys("bus", &filter, PageRequest { number, size }, now, |n| {
+            list_license_keys(&business, &filter, PageRequest { number, size }, now, |n| {
                 format!("${n}")
             })
         };

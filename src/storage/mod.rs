@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
+use crate::domain::auth::{ApiKeyInfo, Caller, KeyDigest, Principal, Refusal};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
-use crate::domain::ids::{AccountId, BusinessName, LicenseId};
+use crate::domain::ids::{AccountId, ApiKeyId, BusinessId, BusinessName, LicenseId};
 use crate::domain::ledger::LedgerError;
 use crate::domain::license::{ActivationError, KeyPatch, KeyStatus, PatchError};
 use crate::domain::quantity::Quantity;
@@ -32,12 +32,9 @@ pub enum StorageError {
     /// carried its commit was lost: it may or may not take effect.
     #[error("the database did not confirm a write: {0}")]
     OutcomeUnknown(String),
-    /// No API key has that digest.
-    #[error("unknown API key")]
-    UnknownApiKey,
-    /// The API key may only read.
-    #[error("the API key is read-only")]
-    ReadOnlyApiKey,
+    /// The API key does not exist, or does not allow the call.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// The ledger refused the write.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -71,47 +68,24 @@ pub enum Appended {
     Replayed(LedgerEntry),
 }
 
-/// What a call needs its API key to allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-}
-
-/// The principal of an API key, if the key exists and allows `access`.
-pub fn admit(principal: Option<Principal>, access: Access) -> Result<Principal> {
-    admit_key(principal.as_ref().map(|p| p.read_only), access)?;
-    principal.ok_or(StorageError::UnknownApiKey)
-}
-
-/// Whether an API key allows `access`, given whether it is read-only (`None`: no such
-/// key); for a call that needs nothing else of the key's principal.
-pub fn admit_key(read_only: Option<bool>, access: Access) -> Result<()> {
-    match read_only {
-        None => Err(StorageError::UnknownApiKey),
-        Some(true) if access == Access::Write => Err(StorageError::ReadOnlyApiKey),
-        Some(_) => Ok(()),
-    }
-}
-
 /// Businesses, API keys and what the server needs at start.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// The principal an API key digest belongs to, if any.
     async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>>;
     /// Creates the business if no business has that name; returns its id.
-    async fn ensure_business(&self, name: &BusinessName) -> Result<String>;
+    async fn ensure_business(&self, name: &BusinessName) -> Result<BusinessId>;
     /// Creates an API key; returns its id.
     async fn create_api_key(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         digest: KeyDigest,
         read_only: bool,
-    ) -> Result<String>;
+    ) -> Result<ApiKeyId>;
     /// Every API key, by business name, then oldest first.
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
     /// Deletes the API key with that id; false if there is none.
-    async fn revoke_api_key(&self, id: &str) -> Result<bool>;
+    async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool>;
     /// On a database that has never been bootstrapped and holds no business, creates
     /// business `default` with an admin key of that digest. True if it did. Runs once
     /// even when several processes start together.
@@ -147,25 +121,24 @@ impl PoolUsage {
 
 /// The license-updates ledger.
 ///
-/// The `…_for_key` calls act for the business of an API key not yet checked, failing
-/// with `UnknownApiKey` or `ReadOnlyApiKey` (by [`admit`]'s rule): the backend checks the
-/// key with the call's own first statement (PostgreSQL: in the same round trip; SQLite:
-/// on the same connection), instead of in a call of its own.
+/// A write and a quantity act for a [`Caller`]. Given an API key not yet checked, the
+/// backend checks it by [`admit`](crate::domain::auth::admit)'s rule with the call's own
+/// first statement (PostgreSQL: in the same round trip; SQLite: on the same connection)
+/// rather than in a call of its own, and fails with [`StorageError::Refused`].
 #[async_trait]
 pub trait LedgerStore: AccountStore {
     /// Resolves and writes an entry atomically, with its idempotency key if it has one.
-    async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended>;
-    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended>;
+    async fn append_entry(&self, caller: &Caller, entry: &NewEntry) -> Result<Appended>;
     /// One page of entries; asks for `limit` rows.
     async fn list_entries(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>>;
     /// Replaces the metadata of the latest entry of the pair at exactly `at`.
     async fn update_metadata(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         pair: (&AccountId, &LicenseId),
         at: Timestamp,
         metadata: &Metadata,
@@ -173,13 +146,7 @@ pub trait LedgerStore: AccountStore {
     /// The governing entry's instant and absolute quantity at `at`, if any entry is in effect.
     async fn quantity_at(
         &self,
-        business_id: &str,
-        pair: (&AccountId, &LicenseId),
-        at: Timestamp,
-    ) -> Result<Option<(Timestamp, Quantity)>>;
-    async fn quantity_at_for_key(
-        &self,
-        key: KeyDigest,
+        caller: &Caller,
         pair: (&AccountId, &LicenseId),
         at: Timestamp,
     ) -> Result<Option<(Timestamp, Quantity)>>;
@@ -187,7 +154,7 @@ pub trait LedgerStore: AccountStore {
     /// between `start` and `end`, in ledger order.
     async fn history(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         pair: (&AccountId, &LicenseId),
         start: Timestamp,
         end: Timestamp,
@@ -198,51 +165,55 @@ pub trait LedgerStore: AccountStore {
 #[async_trait]
 pub trait LicenseStore: Send + Sync {
     async fn create_customer(&self, customer: &Customer) -> Result<()>;
-    async fn customer(&self, business_id: &str, id: &str) -> Result<Option<Customer>>;
+    async fn customer(&self, business_id: &BusinessId, id: &str) -> Result<Option<Customer>>;
     async fn list_customers(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         email: Option<&str>,
         page: PageRequest,
     ) -> Result<Vec<Customer>>;
 
     async fn create_product(&self, product: &Product) -> Result<()>;
-    async fn product(&self, business_id: &str, id: &str) -> Result<Option<Product>>;
-    async fn list_products(&self, business_id: &str, page: PageRequest) -> Result<Vec<Product>>;
+    async fn product(&self, business_id: &BusinessId, id: &str) -> Result<Option<Product>>;
+    async fn list_products(
+        &self,
+        business_id: &BusinessId,
+        page: PageRequest,
+    ) -> Result<Vec<Product>>;
     async fn update_product(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         patch: ProductPatch,
     ) -> Result<Option<Product>>;
 
     /// Fails with `Duplicate` if the key string exists in any business.
     async fn create_license_key(&self, key: &LicenseKey) -> Result<()>;
-    async fn license_key(&self, business_id: &str, id: &str) -> Result<Option<LicenseKey>>;
+    async fn license_key(&self, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>>;
     async fn list_license_keys(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         filter: &KeyFilter,
         page: PageRequest,
     ) -> Result<Vec<LicenseKey>>;
     /// Applies the patch under a lock on the key, so it cannot race an activation.
     async fn update_license_key(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         patch: KeyPatch,
     ) -> Result<Option<LicenseKey>>;
 
-    async fn instance(&self, business_id: &str, id: &str) -> Result<Option<Instance>>;
+    async fn instance(&self, business_id: &BusinessId, id: &str) -> Result<Option<Instance>>;
     async fn list_instances(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         license_key_id: Option<&str>,
         page: PageRequest,
     ) -> Result<Vec<Instance>>;
     async fn rename_instance(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         name: &str,
     ) -> Result<Option<Instance>>;

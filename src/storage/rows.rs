@@ -4,7 +4,7 @@
 
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
 use crate::domain::entry::LedgerEntry;
-use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
 use crate::domain::quantity::Quantity;
@@ -45,7 +45,7 @@ pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, creat
 pub fn customer(row: &impl Columns) -> Result<Customer> {
     Ok(Customer {
         id: row.text(0)?,
-        business_id: row.text(1)?,
+        business_id: BusinessId::from(row.text(1)?),
         email: row.text(2)?,
         name: row.text(3)?,
         phone_number: row.text_or_null(4)?,
@@ -66,7 +66,7 @@ pub fn product(row: &impl Columns) -> Result<Product> {
     };
     Ok(Product {
         id: row.text(0)?,
-        business_id: row.text(1)?,
+        business_id: BusinessId::from(row.text(1)?),
         name: row.text(2)?,
         description: row.text_or_null(3)?,
         license_key_activations_limit: row.int_or_null(4)?.map(count).transpose()?,
@@ -96,7 +96,7 @@ pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
     let source = row.text(5)?;
     Ok(LicenseKey {
         id: row.text(0)?,
-        business_id: row.text(1)?,
+        business_id: BusinessId::from(row.text(1)?),
         key: row.text(2)?,
         customer_id: row.text(3)?,
         product_id: row.text(4)?,
@@ -115,7 +115,7 @@ pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
 pub fn instance(row: &impl Columns) -> Result<Instance> {
     Ok(Instance {
         id: row.text(0)?,
-        business_id: row.text(1)?,
+        business_id: BusinessId::from(row.text(1)?),
         license_key_id: row.text(2)?,
         name: row.text(3)?,
         created_at: timestamp(row.int(4)?)?,

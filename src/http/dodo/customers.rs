@@ -53,7 +53,7 @@ pub struct CustomerView {
 impl From<Customer> for CustomerView {
     fn from(c: Customer) -> Self {
         Self {
-            business_id: c.business_id,
+            business_id: c.business_id.into_string(),
             created_at: c.created_at,
             customer_id: c.id,
             email: c.email,

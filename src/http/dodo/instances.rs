@@ -28,7 +28,7 @@ impl From<Instance> for InstanceView {
     fn from(i: Instance) -> Self {
         Self {
             id: i.id,
-            business_id: i.business_id,
+            business_id: i.business_id.into_string(),
             created_at: i.created_at,
             license_key_id: i.license_key_id,
             name: i.name,

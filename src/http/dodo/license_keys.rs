@@ -71,7 +71,7 @@ impl LicenseKeyView {
             status: k.state().status(Timestamp::now()),
             id: k.id,
             brand_id,
-            business_id: k.business_id,
+            business_id: k.business_id.into_string(),
             created_at: k.created_at,
             customer_id: k.customer_id,
             instances_count: k.instances_count,

@@ -75,7 +75,7 @@ impl ProductView {
     fn new(p: Product, brand_id: String) -> Self {
         Self {
             product_id: p.id,
-            business_id: p.business_id,
+            business_id: p.business_id.into_string(),
             brand_id,
             created_at: p.created_at,
             updated_at: p.updated_at,

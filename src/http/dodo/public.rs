@@ -71,7 +71,7 @@ impl From<Activation> for LicenseActivateResponse {
     fn from(a: Activation) -> Self {
         Self {
             id: a.instance.id,
-            business_id: a.instance.business_id,
+            business_id: a.instance.business_id.into_string(),
             created_at: a.instance.created_at,
             customer: CustomerLimitedDetails {
                 customer_id: a.customer.id,

@@ -2,7 +2,7 @@
 //! entries a page at a time, and replacing an entry's metadata.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,10 +16,10 @@ use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, LedgerReadErrors, LedgerWriteErrors, MessageBody};
 use crate::http::extract::{
-    JsonBody, PathParam, PresentedKey, Query, Reader, Writer, bounded_integer,
+    Checked, JsonBody, PathParam, Query, Reader, ToWrite, Writer, bounded_integer,
 };
 use crate::http::state::AppState;
-use crate::storage::{Access, Appended, EntrySort, ListEntries, MAX_ENTRY_PAGE};
+use crate::storage::{Appended, EntrySort, ListEntries, MAX_ENTRY_PAGE};
 
 /// Togai's `LicenseUpdateRequest`.
 #[derive(Deserialize, ToSchema)]
@@ -58,20 +58,25 @@ pub struct LicenseUpdateRequest {
 )]
 pub async fn add_license_update(
     State(state): State<AppState>,
-    key: PresentedKey,
-    body: Result<JsonBody<LicenseUpdateRequest>, ApiError>,
+    Checked {
+        caller,
+        input: entry,
+        ..
+    }: Checked<NewEntry, ToWrite>,
 ) -> Result<Json<LedgerEntry>, ApiError> {
-    let entry = match body.and_then(|JsonBody(request)| new_entry(request)) {
-        Ok(entry) => entry,
-        Err(error) => return Err(key.refuse(&state, Access::Write, error).await),
-    };
-    key.admit_to_checked_call(&state, Access::Write).await?;
-    match state
-        .store
-        .append_entry_for_key(key.digest(), &entry)
-        .await?
-    {
+    match state.store.append_entry(&caller, &entry).await? {
         Appended::Created(entry) | Appended::Replayed(entry) => Ok(Json(entry)),
+    }
+}
+
+/// The body of a license update, as the entry it asks for.
+impl FromRequest<AppState> for NewEntry {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let JsonBody(request) =
+            JsonBody::<LicenseUpdateRequest>::from_request(request, state).await?;
+        new_entry(request)
     }
 }
 

@@ -2,7 +2,7 @@
 //! instant.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -11,9 +11,8 @@ use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, LedgerReadErrors, MessageBody};
-use crate::http::extract::{PresentedKey, Query};
+use crate::http::extract::{Checked, Query, ToRead};
 use crate::http::state::AppState;
-use crate::storage::Access;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -56,17 +55,16 @@ pub struct LicenseQuantity {
 )]
 pub async fn license_quantity(
     State(state): State<AppState>,
-    key: PresentedKey,
-    params: Result<Query<QuantityParams>, ApiError>,
+    Checked { caller, input, .. }: Checked<QuantityRequest, ToRead>,
 ) -> Result<Json<LicenseQuantity>, ApiError> {
-    let ((account, license), at) = match params.and_then(|Query(params)| quantity_request(params)) {
-        Ok(request) => request,
-        Err(error) => return Err(key.refuse(&state, Access::Read, error).await),
-    };
-    key.admit_to_checked_call(&state, Access::Read).await?;
+    let QuantityRequest {
+        account,
+        license,
+        at,
+    } = input;
     let governing = state
         .store
-        .quantity_at_for_key(key.digest(), (&account, &license), at)
+        .quantity_at(&caller, (&account, &license), at)
         .await?;
     Ok(Json(LicenseQuantity {
         account_id: account,
@@ -75,6 +73,28 @@ pub async fn license_quantity(
         quantity: governing.map_or(Quantity::ZERO, |(_, q)| q),
         effective_from: governing.map(|(from, _)| from),
     }))
+}
+
+/// What a quantity is asked for: a pair, at an instant (now if the query names none).
+pub struct QuantityRequest {
+    account: AccountId,
+    license: LicenseId,
+    at: Timestamp,
+}
+
+impl FromRequest<AppState> for QuantityRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, _) = request.into_parts();
+        let Query(params) = Query::<QuantityParams>::from_request_parts(&mut parts, state).await?;
+        let ((account, license), at) = quantity_request(params)?;
+        Ok(QuantityRequest {
+            account,
+            license,
+            at,
+        })
+    }
 }
 
 fn quantity_request(

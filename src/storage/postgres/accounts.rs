@@ -10,10 +10,13 @@ use tokio_postgres::Row;
 use super::PgStore;
 use super::pool::{execute, query_one};
 use super::tx::Tx;
-use crate::domain::auth::{ApiKeyInfo, ApiKeySecret, KeyDigest, Principal};
-use crate::domain::ids::{BusinessName, new_id};
+use crate::domain::auth::{
+    Access, ApiKeyInfo, ApiKeySecret, KeyDigest, Principal, Refusal, admit_key,
+};
+use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::{Access, AccountStore, Result, StorageError, admit_key, rows};
+use crate::storage::rows::{self, Columns};
+use crate::storage::{AccountStore, Result};
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -28,14 +31,14 @@ impl AccountStore for PgStore {
         row.map_or(Ok(None), |row| principal_of(&row, digest))
     }
 
-    async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
+    async fn ensure_business(&self, name: &BusinessName) -> Result<BusinessId> {
         let conn = self.conn().await?;
         execute(
             &conn,
             "INSERT INTO businesses (id, name, brand_id, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
             &[
-                &new_id("bus"),
+                &BusinessId::generate(),
                 &name.as_str(),
                 &new_id("brnd"),
                 &Timestamp::now().micros(),
@@ -49,16 +52,16 @@ impl AccountStore for PgStore {
             &[&name.as_str()],
         )
         .await?
-        .try_get(0)
-        .map_err(rows::corrupt)
+        .text(0)
+        .map(BusinessId::from)
     }
 
     async fn create_api_key(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         digest: KeyDigest,
         read_only: bool,
-    ) -> Result<String> {
+    ) -> Result<ApiKeyId> {
         insert_api_key(&*self.conn().await?, business_id, digest, read_only).await
     }
 
@@ -68,7 +71,7 @@ impl AccountStore for PgStore {
         rows.iter()
             .map(|row| {
                 Ok(ApiKeyInfo {
-                    id: row.try_get(0).map_err(corrupt)?,
+                    id: ApiKeyId::from(row.text(0)?),
                     business: row.try_get(1).map_err(corrupt)?,
                     read_only: row.try_get(2).map_err(corrupt)?,
                     created_at: timestamp(row.try_get(3).map_err(corrupt)?)?,
@@ -77,7 +80,7 @@ impl AccountStore for PgStore {
             .collect()
     }
 
-    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+    async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool> {
         Ok(self
             .execute("DELETE FROM api_keys WHERE id = $1", &[&id])
             .await?
@@ -104,7 +107,7 @@ impl AccountStore for PgStore {
             if !(first && empty) {
                 return Ok(false);
             }
-            let business_id = new_id("bus");
+            let business_id = BusinessId::generate();
             execute(
                 &tx,
                 "INSERT INTO businesses (id, name, brand_id, created_at) VALUES ($1, 'default', $2, $3)",
@@ -145,7 +148,7 @@ fn principal_of(row: &Row, digest: KeyDigest) -> Result<Option<Principal>> {
         return Ok(None);
     };
     Ok(Some(Principal {
-        business_id: row.try_get(0).map_err(rows::corrupt)?,
+        business_id: BusinessId::from(row.text(0)?),
         read_only,
         brand_id: row.try_get(3).map_err(rows::corrupt)?,
     }))
@@ -157,13 +160,13 @@ pub(super) fn admitted_business(
     row: Option<&Row>,
     digest: KeyDigest,
     access: Access,
-) -> Result<String> {
+) -> Result<BusinessId> {
     admit_key(
         row.map_or(Ok(None), |row| read_only_of(row, digest))?,
         access,
     )?;
-    let row = row.ok_or(StorageError::UnknownApiKey)?;
-    row.try_get(0).map_err(rows::corrupt)
+    let row = row.ok_or(Refusal::UnknownKey)?;
+    row.text(0).map(BusinessId::from)
 }
 
 /// Whether the key is read-only, in a row that starts with `business_id, digest,
@@ -178,11 +181,11 @@ fn read_only_of(row: &Row, digest: KeyDigest) -> Result<Option<bool>> {
 
 async fn insert_api_key(
     client: &ClientWrapper,
-    business_id: &str,
+    business_id: &BusinessId,
     digest: KeyDigest,
     read_only: bool,
-) -> Result<String> {
-    let id = new_id("key");
+) -> Result<ApiKeyId> {
+    let id = ApiKeyId::generate();
     execute(
         client,
         "INSERT INTO api_keys (id, business_id, digest, read_only, created_at) VALUES ($1, $2, $3, $4, $5)",

@@ -19,17 +19,15 @@ use super::error::classify;
 use super::pool::{Params, query};
 use super::tx::Tx;
 use super::values::params;
-use crate::domain::auth::KeyDigest;
+use crate::domain::auth::{Access, Caller, Refusal, admit};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
-use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{ListEntries, ListedEntry, Param, list_entries};
 use crate::storage::rows::{self, Columns, ENTRY_COLUMNS, corrupt, timestamp};
-use crate::storage::{
-    Access, AccountStore, Appended, LedgerStore, Result, StorageError, admit, idempotency,
-};
+use crate::storage::{AccountStore, Appended, LedgerStore, Result, StorageError, idempotency};
 
 const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
      WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
@@ -91,7 +89,7 @@ macro_rules! neighbours_in {
 /// names it, by an expression (see migration 0005); with an account, the pair index
 /// serves.
 pub(super) fn listing<'a>(
-    business_id: &'a str,
+    business_id: &'a BusinessId,
     query: &'a ListEntries,
 ) -> (String, Vec<Param<'a>>) {
     let license = match query.account_id {
@@ -122,20 +120,19 @@ const NEIGHBOURS_FOR_KEY: &str = concat!(
 
 #[async_trait]
 impl LedgerStore for PgStore {
-    async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended> {
-        let mut tx = Tx::open(self).await?;
-        let outcome = append(&mut tx, business_id, entry).await;
-        tx.finish(outcome).await
-    }
-
-    /// Without an idempotency key, the key's check and the pair's lock are one statement:
-    /// the lock, under the same name as `LOCK_PAIR`'s, is taken only for a key that may
-    /// write. The neighbours' read travels with it and runs once the lock is held.
-    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
-        if entry.idempotency_key.is_some() {
-            let principal = admit(self.authenticate(key).await?, Access::Write)?;
-            return self.append_entry(&principal.business_id, entry).await;
-        }
+    /// For an API key that must allow writing, without an idempotency key, the key's
+    /// check and the pair's lock are one statement: the lock, under the same name as
+    /// `LOCK_PAIR`'s, is taken only for a key that may write. The neighbours' read travels
+    /// with it and runs once the lock is held.
+    async fn append_entry(&self, caller: &Caller, entry: &NewEntry) -> Result<Appended> {
+        let key = match caller {
+            Caller::Key(key, Access::Write) if entry.idempotency_key.is_none() => *key,
+            Caller::Key(key, access) => {
+                let principal = admit(self.authenticate(*key).await?, *access)?;
+                return self.append_for(&principal.business_id, entry).await;
+            }
+            Caller::Business(business_id) => return self.append_for(business_id, entry).await,
+        };
         let at = entry.effective_from.unwrap_or_else(Timestamp::now);
         let pair = (entry.account_id.as_str(), entry.license_id.as_str());
         let neighbours_params: &Params = &[&&key.0[..], &pair.0, &pair.1, &at.micros()];
@@ -157,7 +154,7 @@ impl LedgerStore for PgStore {
             if neighbours.is_empty() {
                 // Revoked after its check read it: the write is refused, as it would
                 // have been a moment later (its neighbours were read in no business).
-                return Err(StorageError::UnknownApiKey);
+                return Err(Refusal::UnknownKey.into());
             }
             append_locked(&mut tx, &business_id, entry, at, &neighbours).await
         }
@@ -167,7 +164,7 @@ impl LedgerStore for PgStore {
 
     async fn list_entries(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
         let (sql, bound) = listing(business_id, query);
@@ -178,7 +175,7 @@ impl LedgerStore for PgStore {
 
     async fn update_metadata(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         (account, license): (&AccountId, &LicenseId),
         at: Timestamp,
         metadata: &Metadata,
@@ -208,32 +205,31 @@ impl LedgerStore for PgStore {
             .transpose()
     }
 
+    /// For an API key, the key's check and the quantity are one statement.
     async fn quantity_at(
         &self,
-        business_id: &str,
+        caller: &Caller,
         (account, license): (&AccountId, &LicenseId),
         at: Timestamp,
     ) -> Result<Option<(Timestamp, Quantity)>> {
-        self.query_opt(
-            GOVERNING,
-            &[
-                &business_id,
-                &account.as_str(),
-                &license.as_str(),
-                &at.micros(),
-            ],
-        )
-        .await?
-        .map(|row| rows::absolute_at(&row, 0))
-        .transpose()
-    }
-
-    async fn quantity_at_for_key(
-        &self,
-        key: KeyDigest,
-        (account, license): (&AccountId, &LicenseId),
-        at: Timestamp,
-    ) -> Result<Option<(Timestamp, Quantity)>> {
+        let (key, access) = match caller {
+            Caller::Key(key, access) => (*key, *access),
+            Caller::Business(business_id) => {
+                return self
+                    .query_opt(
+                        GOVERNING,
+                        &[
+                            business_id,
+                            &account.as_str(),
+                            &license.as_str(),
+                            &at.micros(),
+                        ],
+                    )
+                    .await?
+                    .map(|row| rows::absolute_at(&row, 0))
+                    .transpose();
+            }
+        };
         let row = self
             .query_opt(
                 "SELECT k.business_id, k.digest, k.read_only, g.effective_from, g.absolute
@@ -253,7 +249,7 @@ impl LedgerStore for PgStore {
                 ],
             )
             .await?;
-        admitted_business(row.as_ref(), key, Access::Read)?;
+        admitted_business(row.as_ref(), key, access)?;
         let Some(row) = row else { return Ok(None) };
         match row.try_get::<_, Option<i64>>(3).map_err(corrupt)? {
             Some(from) => Ok(Some((timestamp(from)?, row.quantity(4)?))),
@@ -263,7 +259,7 @@ impl LedgerStore for PgStore {
 
     async fn history(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         (account, license): (&AccountId, &LicenseId),
         start: Timestamp,
         end: Timestamp,
@@ -308,9 +304,18 @@ impl LedgerStore for PgStore {
     }
 }
 
+impl PgStore {
+    /// Appends for a business whose key has been checked.
+    async fn append_for(&self, business_id: &BusinessId, entry: &NewEntry) -> Result<Appended> {
+        let mut tx = Tx::open(self).await?;
+        let outcome = append(&mut tx, business_id, entry).await;
+        tx.finish(outcome).await
+    }
+}
+
 /// Claims the idempotency key and locks the pair, reads the neighbours, resolves, and
 /// writes and commits; a replay or a refusal leaves the transaction to the caller.
-async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appended> {
+async fn append(tx: &mut Tx, business_id: &BusinessId, entry: &NewEntry) -> Result<Appended> {
     let key = entry.idempotency_key.as_ref().map(|k| k.as_str());
     let at = entry.effective_from.unwrap_or_else(Timestamp::now);
     let pair = (entry.account_id.as_str(), entry.license_id.as_str());
@@ -350,7 +355,7 @@ async fn append(tx: &mut Tx, business_id: &str, entry: &NewEntry) -> Result<Appe
 /// caller.
 async fn append_locked(
     tx: &mut Tx,
-    business_id: &str,
+    business_id: &BusinessId,
     entry: &NewEntry,
     at: Timestamp,
     neighbours: &[Row],
@@ -400,7 +405,7 @@ async fn append_locked(
 /// The response stored for an idempotency key already claimed, if the request matches.
 async fn replay(
     client: &ClientWrapper,
-    business_id: &str,
+    business_id: &BusinessId,
     key: &str,
     fingerprint: &[u8],
 ) -> Result<Appended> {

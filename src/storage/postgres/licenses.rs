@@ -11,6 +11,7 @@ use super::pool::execute;
 use super::tx::Tx;
 use super::values::params;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::ids::BusinessId;
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
@@ -117,7 +118,7 @@ impl LicenseStore for PgStore {
         Ok(())
     }
 
-    async fn customer(&self, business_id: &str, id: &str) -> Result<Option<Customer>> {
+    async fn customer(&self, business_id: &BusinessId, id: &str) -> Result<Option<Customer>> {
         self.query_opt(
             &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE business_id = $1 AND id = $2"),
             &[&business_id, &id],
@@ -130,7 +131,7 @@ impl LicenseStore for PgStore {
 
     async fn list_customers(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         email: Option<&str>,
         page: PageRequest,
     ) -> Result<Vec<Customer>> {
@@ -154,7 +155,7 @@ impl LicenseStore for PgStore {
         Ok(())
     }
 
-    async fn product(&self, business_id: &str, id: &str) -> Result<Option<Product>> {
+    async fn product(&self, business_id: &BusinessId, id: &str) -> Result<Option<Product>> {
         self.query_opt(&product_by_id(""), &[&business_id, &id])
             .await?
             .as_ref()
@@ -162,7 +163,11 @@ impl LicenseStore for PgStore {
             .transpose()
     }
 
-    async fn list_products(&self, business_id: &str, page: PageRequest) -> Result<Vec<Product>> {
+    async fn list_products(
+        &self,
+        business_id: &BusinessId,
+        page: PageRequest,
+    ) -> Result<Vec<Product>> {
         self.query(
             &format!(
                 "SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = $1
@@ -178,7 +183,7 @@ impl LicenseStore for PgStore {
 
     async fn update_product(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         patch: ProductPatch,
     ) -> Result<Option<Product>> {
@@ -230,7 +235,7 @@ impl LicenseStore for PgStore {
         Ok(())
     }
 
-    async fn license_key(&self, business_id: &str, id: &str) -> Result<Option<LicenseKey>> {
+    async fn license_key(&self, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>> {
         self.query_opt(&key_by_id(""), &[&business_id, &id])
             .await?
             .as_ref()
@@ -240,7 +245,7 @@ impl LicenseStore for PgStore {
 
     async fn list_license_keys(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         filter: &KeyFilter,
         page: PageRequest,
     ) -> Result<Vec<LicenseKey>> {
@@ -256,7 +261,7 @@ impl LicenseStore for PgStore {
 
     async fn update_license_key(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         patch: KeyPatch,
     ) -> Result<Option<LicenseKey>> {
@@ -276,7 +281,7 @@ impl LicenseStore for PgStore {
         tx.finish(outcome).await
     }
 
-    async fn instance(&self, business_id: &str, id: &str) -> Result<Option<Instance>> {
+    async fn instance(&self, business_id: &BusinessId, id: &str) -> Result<Option<Instance>> {
         self.query_opt(
             &format!(
                 "SELECT {INSTANCE_COLUMNS} FROM license_key_instances WHERE business_id = $1 AND id = $2"
@@ -291,7 +296,7 @@ impl LicenseStore for PgStore {
 
     async fn list_instances(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         license_key_id: Option<&str>,
         page: PageRequest,
     ) -> Result<Vec<Instance>> {
@@ -316,7 +321,7 @@ impl LicenseStore for PgStore {
 
     async fn rename_instance(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         name: &str,
     ) -> Result<Option<Instance>> {

@@ -12,6 +12,7 @@ use super::error::{classify, classify_commit};
 use super::ledger;
 use super::pool::query;
 use super::values::params;
+use crate::domain::ids::BusinessId;
 use crate::storage::{StorageError, StorageOptions};
 
 /// Ends a test that found no PostgreSQL at `url`: it is skipped, except under `CI=true`,
@@ -143,7 +144,8 @@ async fn a_license_listing_reads_the_license_index() {
                 after: None,
                 limit: 50,
             };
-            let (sql, bound) = ledger::listing("b", &by_license);
+            let business = BusinessId::from("b");
+            let (sql, bound) = ledger::listing(&business, &by_license);
             let plan = query(&conn, &format!("EXPLAIN {sql}"), &params(&bound))
                 .await
                 .map_err(|e| e.to_string())?;

@@ -1,10 +1,12 @@
 //! How PostgreSQL's values meet the SQL both backends share: the listing queries'
 //! parameters going in, and rows coming out through [`Columns`].
 
+use bytes::BytesMut;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
+use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
 use crate::domain::quantity::Quantity;
 use crate::storage::Result;
 use crate::storage::listing::Param;
@@ -47,3 +49,33 @@ impl Columns for Row {
         Quantity::new(value).map_err(corrupt)
     }
 }
+
+/// Record ids are bound as the text they are.
+macro_rules! bind_as_text {
+    ($($id:ty),*) => {$(
+        impl ToSql for $id {
+            fn to_sql(
+                &self,
+                ty: &Type,
+                out: &mut BytesMut,
+            ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as ToSql>::accepts(ty)
+            }
+
+            to_sql_checked!();
+        }
+    )*};
+}
+
+bind_as_text!(
+    BusinessId,
+    CustomerId,
+    ProductId,
+    LicenseKeyId,
+    InstanceId,
+    ApiKeyId
+);

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use super::error::internal;
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
-use crate::domain::ids::{BusinessName, new_id};
+use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, new_id};
 use crate::domain::time::Timestamp;
 use crate::storage::{AccountStore, Result, rows};
 
@@ -21,14 +21,14 @@ impl AccountStore for SqliteStore {
         self.read(|conn| self.known_keys.principal(conn, digest))
     }
 
-    async fn ensure_business(&self, name: &BusinessName) -> Result<String> {
+    async fn ensure_business(&self, name: &BusinessName) -> Result<BusinessId> {
         let name = name.as_str().to_owned();
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO businesses (id, name, brand_id, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO NOTHING",
                 params![
-                    new_id("bus"),
+                    BusinessId::generate(),
                     name,
                     new_id("brnd"),
                     Timestamp::now().micros()
@@ -36,8 +36,9 @@ impl AccountStore for SqliteStore {
             )
             .map_err(internal)?;
             tx.query_row("SELECT id FROM businesses WHERE name = ?1", [&name], |r| {
-                r.get(0)
+                r.get::<_, String>(0)
             })
+            .map(BusinessId::from)
             .map_err(internal)
         })
         .await
@@ -45,11 +46,11 @@ impl AccountStore for SqliteStore {
 
     async fn create_api_key(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         digest: KeyDigest,
         read_only: bool,
-    ) -> Result<String> {
-        let business_id = business_id.to_owned();
+    ) -> Result<ApiKeyId> {
+        let business_id = business_id.clone();
         self.write(move |tx| insert_api_key(tx, &business_id, digest, read_only))
             .await
     }
@@ -59,13 +60,18 @@ impl AccountStore for SqliteStore {
             let mut stmt = conn.prepare_cached(rows::LIST_API_KEYS).map_err(internal)?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
                 })
                 .map_err(internal)?;
             rows.map(|row| {
                 let (id, business, read_only, created_at) = row.map_err(internal)?;
                 Ok(ApiKeyInfo {
-                    id,
+                    id: ApiKeyId::from(id),
                     business,
                     read_only,
                     created_at: rows::timestamp(created_at)?,
@@ -77,8 +83,8 @@ impl AccountStore for SqliteStore {
 
     /// `licensed api-key revoke` cannot run beside a server on the same file (see
     /// `KnownKeys`); a store that revokes a key itself forgets every key it remembers.
-    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
+    async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool> {
+        let id = id.clone();
         let revoked = self
             .write(move |tx| {
                 tx.execute("DELETE FROM api_keys WHERE id = ?1", [&id])
@@ -107,7 +113,7 @@ impl AccountStore for SqliteStore {
             if !(first && empty) {
                 return Ok(false);
             }
-            let business_id = new_id("bus");
+            let business_id = BusinessId::generate();
             tx.execute(
                 "INSERT INTO businesses (id, name, brand_id, created_at) VALUES (?1, 'default', ?2, ?3)",
                 params![business_id, new_id("brnd"), Timestamp::now().micros()],
@@ -222,7 +228,7 @@ pub(super) fn principal_of_key(conn: &Connection, digest: KeyDigest) -> Result<O
         .map_err(internal)?;
     Ok(row.filter(|(_, stored, _, _)| digest.matches(stored)).map(
         |(business_id, _, read_only, brand_id)| Principal {
-            business_id,
+            business_id: BusinessId::from(business_id),
             brand_id,
             read_only,
         },
@@ -231,11 +237,11 @@ pub(super) fn principal_of_key(conn: &Connection, digest: KeyDigest) -> Result<O
 
 fn insert_api_key(
     tx: &Connection,
-    business_id: &str,
+    business_id: &BusinessId,
     digest: KeyDigest,
     read_only: bool,
-) -> Result<String> {
-    let id = new_id("key");
+) -> Result<ApiKeyId> {
+    let id = ApiKeyId::generate();
     tx.execute(
         "INSERT INTO api_keys (id, business_id, digest, read_only, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, business_id, &digest.0[..], read_only, Timestamp::now().micros()],

@@ -7,32 +7,34 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::SqliteStore;
 use super::accounts::principal_of_key;
 use super::error::internal;
-use crate::domain::auth::KeyDigest;
+use crate::domain::auth::{Caller, admit};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
-use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{EntrySort, ListEntries, ListedEntry, Param, list_entries};
 use crate::storage::rows::{self, ENTRY_COLUMNS};
-use crate::storage::{Access, Appended, LedgerStore, Result, admit, idempotency};
+use crate::storage::{Appended, LedgerStore, Result, idempotency};
 
 #[async_trait]
 impl LedgerStore for SqliteStore {
-    async fn append_entry(&self, business_id: &str, entry: &NewEntry) -> Result<Appended> {
-        let business_id = business_id.to_owned();
-        let (entry, fingerprint) = (entry.clone(), fingerprint_if_keyed(entry));
-        self.write(move |tx| append(tx, &business_id, &entry, fingerprint))
-            .await
-    }
-
     /// A key not yet known is checked in the write's own job, on the writer's connection,
     /// whose cache is warm (a read connection would first drop its cache, stale after every
     /// commit), and remembered once that write has committed.
-    async fn append_entry_for_key(&self, key: KeyDigest, entry: &NewEntry) -> Result<Appended> {
+    async fn append_entry(&self, caller: &Caller, entry: &NewEntry) -> Result<Appended> {
         let (entry, fingerprint) = (entry.clone(), fingerprint_if_keyed(entry));
+        let (key, access) = match caller {
+            Caller::Business(business_id) => {
+                let business_id = business_id.clone();
+                return self
+                    .write(move |tx| append(tx, &business_id, &entry, fingerprint))
+                    .await;
+            }
+            Caller::Key(key, access) => (*key, *access),
+        };
         if let Some(principal) = self.known_keys.get(key) {
-            let business_id = admit(Some(principal), Access::Write)?.business_id;
+            let business_id = admit(Some(principal), access)?.business_id;
             return self
                 .write(move |tx| append(tx, &business_id, &entry, fingerprint))
                 .await;
@@ -40,7 +42,7 @@ impl LedgerStore for SqliteStore {
         let revokes = self.known_keys.revokes();
         let (principal, appended) = self
             .write(move |tx| {
-                let principal = admit(principal_of_key(tx, key)?, Access::Write)?;
+                let principal = admit(principal_of_key(tx, key)?, access)?;
                 let appended = append(tx, &principal.business_id, &entry, fingerprint)?;
                 Ok((principal, appended))
             })
@@ -51,7 +53,7 @@ impl LedgerStore for SqliteStore {
 
     async fn list_entries(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
         self.read(|conn| {
@@ -69,7 +71,7 @@ impl LedgerStore for SqliteStore {
 
     async fn update_metadata(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         (account, license): (&AccountId, &LicenseId),
         at: Timestamp,
         metadata: &Metadata,
@@ -98,31 +100,25 @@ impl LedgerStore for SqliteStore {
         .await
     }
 
+    /// For an API key, the key and the quantity on one pooled connection.
     async fn quantity_at(
         &self,
-        business_id: &str,
+        caller: &Caller,
         pair: (&AccountId, &LicenseId),
         at: Timestamp,
     ) -> Result<Option<(Timestamp, Quantity)>> {
-        self.read(|conn| governing(conn, business_id, pair, at))
-    }
-
-    /// The key and the quantity on one pooled connection.
-    async fn quantity_at_for_key(
-        &self,
-        key: KeyDigest,
-        pair: (&AccountId, &LicenseId),
-        at: Timestamp,
-    ) -> Result<Option<(Timestamp, Quantity)>> {
-        self.read(|conn| {
-            let principal = admit(self.known_keys.principal(conn, key)?, Access::Read)?;
-            governing(conn, &principal.business_id, pair, at)
+        self.read(|conn| match caller {
+            Caller::Business(business_id) => governing(conn, business_id, pair, at),
+            Caller::Key(key, access) => {
+                let principal = admit(self.known_keys.principal(conn, *key)?, *access)?;
+                governing(conn, &principal.business_id, pair, at)
+            }
         })
     }
 
     async fn history(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         pair: (&AccountId, &LicenseId),
         start: Timestamp,
         end: Timestamp,
@@ -170,7 +166,7 @@ fn fingerprint_if_keyed(entry: &NewEntry) -> Option<[u8; 32]> {
 /// `fingerprint` is [`fingerprint_if_keyed`]'s; without it, a keyed write computes its own.
 fn append(
     tx: &Connection,
-    business_id: &str,
+    business_id: &BusinessId,
     entry: &NewEntry,
     fingerprint: Option<[u8; 32]>,
 ) -> Result<Appended> {
@@ -264,7 +260,7 @@ fn append(
 /// at a cost to every write.)
 pub(super) fn listing<'a>(
     conn: &Connection,
-    business_id: &'a str,
+    business_id: &'a BusinessId,
     query: &'a ListEntries,
 ) -> Result<(String, Vec<Param<'a>>)> {
     let index = match (
@@ -306,7 +302,11 @@ pub(super) const FEW_ENTRIES: i64 = 5_000;
 
 /// Whether the license has at most [`FEW_ENTRIES`] entries, counted in its index up to
 /// one more than that.
-fn has_few_entries(conn: &Connection, business_id: &str, license: &LicenseId) -> Result<bool> {
+fn has_few_entries(
+    conn: &Connection,
+    business_id: &BusinessId,
+    license: &LicenseId,
+) -> Result<bool> {
     conn.prepare_cached(
         "SELECT count(*) FROM (
              SELECT 1 FROM ledger_entries INDEXED BY ledger_entries_by_license
@@ -325,7 +325,7 @@ fn has_few_entries(conn: &Connection, business_id: &str, license: &LicenseId) ->
 /// The instant and absolute quantity of the last entry of the pair at or before `at`.
 fn governing(
     conn: &Connection,
-    business_id: &str,
+    business_id: &BusinessId,
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
 ) -> Result<Option<(Timestamp, Quantity)>> {
@@ -349,7 +349,7 @@ fn governing(
 /// including the instant of the next ABSOLUTE entry.
 fn later_entries(
     conn: &Connection,
-    business_id: &str,
+    business_id: &BusinessId,
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
 ) -> Result<Vec<StoredEntry>> {

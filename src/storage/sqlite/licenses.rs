@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::SqliteStore;
 use super::error::internal;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::ids::BusinessId;
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
@@ -44,7 +45,7 @@ fn many<T>(
     rows.map(|row| row.map_err(internal)?).collect()
 }
 
-fn key_by_id(conn: &Connection, business_id: &str, id: &str) -> Result<Option<LicenseKey>> {
+fn key_by_id(conn: &Connection, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>> {
     one(
         conn,
         &format!(
@@ -137,7 +138,7 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn customer(&self, business_id: &str, id: &str) -> Result<Option<Customer>> {
+    async fn customer(&self, business_id: &BusinessId, id: &str) -> Result<Option<Customer>> {
         self.read(|conn| {
             one(
                 conn,
@@ -152,7 +153,7 @@ impl LicenseStore for SqliteStore {
 
     async fn list_customers(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         email: Option<&str>,
         page: PageRequest,
     ) -> Result<Vec<Customer>> {
@@ -176,11 +177,15 @@ impl LicenseStore for SqliteStore {
             .await
     }
 
-    async fn product(&self, business_id: &str, id: &str) -> Result<Option<Product>> {
+    async fn product(&self, business_id: &BusinessId, id: &str) -> Result<Option<Product>> {
         self.read(|conn| product_by_id(conn, business_id, id))
     }
 
-    async fn list_products(&self, business_id: &str, page: PageRequest) -> Result<Vec<Product>> {
+    async fn list_products(
+        &self,
+        business_id: &BusinessId,
+        page: PageRequest,
+    ) -> Result<Vec<Product>> {
         self.read(|conn| {
             many(
                 conn,
@@ -196,7 +201,7 @@ impl LicenseStore for SqliteStore {
 
     async fn update_product(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         patch: ProductPatch,
     ) -> Result<Option<Product>> {
@@ -245,13 +250,13 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn license_key(&self, business_id: &str, id: &str) -> Result<Option<LicenseKey>> {
+    async fn license_key(&self, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>> {
         self.read(|conn| key_by_id(conn, business_id, id))
     }
 
     async fn list_license_keys(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         filter: &KeyFilter,
         page: PageRequest,
     ) -> Result<Vec<LicenseKey>> {
@@ -267,7 +272,7 @@ impl LicenseStore for SqliteStore {
 
     async fn update_license_key(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         patch: KeyPatch,
     ) -> Result<Option<LicenseKey>> {
@@ -284,7 +289,7 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn instance(&self, business_id: &str, id: &str) -> Result<Option<Instance>> {
+    async fn instance(&self, business_id: &BusinessId, id: &str) -> Result<Option<Instance>> {
         self.read(|conn| {
             one(
                 conn,
@@ -297,7 +302,7 @@ impl LicenseStore for SqliteStore {
 
     async fn list_instances(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         license_key_id: Option<&str>,
         page: PageRequest,
     ) -> Result<Vec<Instance>> {
@@ -317,7 +322,7 @@ impl LicenseStore for SqliteStore {
 
     async fn rename_instance(
         &self,
-        business_id: &str,
+        business_id: &BusinessId,
         id: &str,
         name: &str,
     ) -> Result<Option<Instance>> {
@@ -403,7 +408,7 @@ impl LicenseStore for SqliteStore {
     }
 }
 
-fn product_by_id(conn: &Connection, business_id: &str, id: &str) -> Result<Option<Product>> {
+fn product_by_id(conn: &Connection, business_id: &BusinessId, id: &str) -> Result<Option<Product>> {
     one(
         conn,
         &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = ?1 AND id = ?2"),

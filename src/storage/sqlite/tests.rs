@@ -8,9 +8,9 @@ use rusqlite::{Connection, params};
 
 use super::error::internal;
 use super::{SqliteStore, ledger};
-use crate::domain::auth::KeyDigest;
+use crate::domain::auth::{Access, Caller, KeyDigest, Refusal};
 use crate::domain::entry::{Metadata, NewEntry};
-use crate::domain::ids::{AccountId, BusinessName, LicenseId};
+use crate::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
 use crate::domain::ledger::UpdateType;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{EntrySort, ListEntries};
@@ -19,7 +19,7 @@ use crate::storage::{
 };
 
 /// A store on a private file, with one business; returns the business's id too.
-async fn store_with_business() -> (SqliteStore, String) {
+async fn store_with_business() -> (SqliteStore, BusinessId) {
     let options = StorageOptions {
         url: "sqlite::memory:".into(),
         timeout: Duration::from_secs(30),
@@ -70,27 +70,36 @@ async fn api_keys_are_remembered_once_found() {
     let entry = add("2");
     // The first write finds the admin key in the writer's job, the second remembers it.
     for _ in 0..2 {
-        store.append_entry_for_key(admin, &entry).await.unwrap();
+        store
+            .append_entry(&Caller::Key(admin, Access::Write), &entry)
+            .await
+            .unwrap();
     }
     // The read finds the read-only key; the write then refuses it from memory.
     let now = Timestamp::now();
     let (_, quantity) = store
-        .quantity_at_for_key(reader, pair, now)
+        .quantity_at(&Caller::Key(reader, Access::Read), pair, now)
         .await
         .unwrap()
         .expect("two writes");
     assert_eq!(quantity.to_string(), "4");
     assert!(matches!(
-        store.append_entry_for_key(reader, &entry).await,
-        Err(StorageError::ReadOnlyApiKey)
+        store
+            .append_entry(&Caller::Key(reader, Access::Write), &entry)
+            .await,
+        Err(StorageError::Refused(Refusal::ReadOnly))
     ));
     let principal = store.authenticate(admin).await.unwrap().expect("created");
     assert_eq!(principal.business_id, business);
     assert!(matches!(
         store
-            .quantity_at_for_key(KeyDigest::of("lsk_unknown"), pair, now)
+            .quantity_at(
+                &Caller::Key(KeyDigest::of("lsk_unknown"), Access::Read),
+                pair,
+                now
+            )
             .await,
-        Err(StorageError::UnknownApiKey)
+        Err(StorageError::Refused(Refusal::UnknownKey))
     ));
 }
 
@@ -102,16 +111,23 @@ async fn a_revoked_key_is_not_remembered() {
     let (account, license) = acme_seats();
     let pair = (&account, &license);
     let now = Timestamp::now();
-    store.quantity_at_for_key(admin, pair, now).await.unwrap();
+    store
+        .quantity_at(&Caller::Key(admin, Access::Read), pair, now)
+        .await
+        .unwrap();
 
     assert!(store.revoke_api_key(&id).await.unwrap());
     assert!(matches!(
-        store.quantity_at_for_key(admin, pair, now).await,
-        Err(StorageError::UnknownApiKey)
+        store
+            .quantity_at(&Caller::Key(admin, Access::Read), pair, now)
+            .await,
+        Err(StorageError::Refused(Refusal::UnknownKey))
     ));
     assert!(matches!(
-        store.append_entry_for_key(admin, &add("1")).await,
-        Err(StorageError::UnknownApiKey)
+        store
+            .append_entry(&Caller::Key(admin, Access::Write), &add("1"))
+            .await,
+        Err(StorageError::Refused(Refusal::UnknownKey))
     ));
     assert!(!store.revoke_api_key(&id).await.unwrap());
 }
@@ -211,10 +227,14 @@ async fn hold_the_writer(store: &Arc<SqliteStore>) -> tokio::task::JoinHandle<Re
 }
 
 /// The quantity of [`acme_seats`] now.
-async fn quantity_now(store: &SqliteStore, business: &str) -> String {
+async fn quantity_now(store: &SqliteStore, business: &BusinessId) -> String {
     let (account, license) = acme_seats();
     let (_, quantity) = store
-        .quantity_at(business, (&account, &license), Timestamp::now())
+        .quantity_at(
+            &Caller::Business(business.clone()),
+            (&account, &license),
+            Timestamp::now(),
+        )
         .await
         .unwrap()
         .expect("a write");
@@ -229,16 +249,20 @@ async fn a_write_abandoned_before_it_runs_is_not_written() {
     // Keeps the writer busy while the next write waits in its queue.
     let busy = hold_the_writer(&store).await;
     let entry = add("1");
+    let caller = Caller::Business(business.clone());
     let abandoned = tokio::time::timeout(
         Duration::from_millis(50),
-        store.append_entry(&business, &entry),
+        store.append_entry(&caller, &entry),
     );
     assert!(
         abandoned.await.is_err(),
         "the write waited behind the busy one"
     );
     busy.await.unwrap().unwrap();
-    store.append_entry(&business, &entry).await.unwrap();
+    store
+        .append_entry(&Caller::Business(business.clone()), &entry)
+        .await
+        .unwrap();
     assert_eq!(
         quantity_now(&store, &business).await,
         "1",
@@ -260,7 +284,8 @@ async fn a_group_rolled_back_answers_each_write_and_the_writer_goes_on() {
         Err::<(), _>(internal("database or disk is full"))
     });
     let entry = add("1");
-    let other = store.append_entry(&business, &entry);
+    let caller = Caller::Business(business.clone());
+    let other = store.append_entry(&caller, &entry);
     let (failing, other) = tokio::join!(failing, other);
     busy.await.unwrap().unwrap();
     let failing = failing.unwrap_err().to_string();
@@ -270,7 +295,10 @@ async fn a_group_rolled_back_answers_each_write_and_the_writer_goes_on() {
         "the other write of the group is not acknowledged"
     );
 
-    store.append_entry(&business, &entry).await.unwrap();
+    store
+        .append_entry(&Caller::Business(business.clone()), &entry)
+        .await
+        .unwrap();
     assert_eq!(
         quantity_now(&store, &business).await,
         "1",
@@ -400,7 +428,10 @@ async fn the_wal_starts_over_under_steady_writes() {
                         metadata: Some(metadata.clone()),
                         idempotency_key: None,
                     };
-                    store.append_entry(&business, &entry).await.unwrap();
+                    store
+                        .append_entry(&Caller::Business(business.clone()), &entry)
+                        .await
+                        .unwrap();
                 }
             })
         })

@@ -3,6 +3,7 @@
 
 use rusqlite::Row;
 
+use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
 use crate::domain::quantity::Quantity;
 use crate::storage::Result;
 use crate::storage::listing::Param;
@@ -45,3 +46,23 @@ impl Columns for Row<'_> {
         Quantity::parse(&text).map_err(corrupt)
     }
 }
+
+/// Record ids are bound as the text they are.
+macro_rules! bind_as_text {
+    ($($id:ty),*) => {$(
+        impl rusqlite::ToSql for $id {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+    )*};
+}
+
+bind_as_text!(
+    BusinessId,
+    CustomerId,
+    ProductId,
+    LicenseKeyId,
+    InstanceId,
+    ApiKeyId
+);
