@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{
@@ -122,17 +121,14 @@ impl NewEntry {
     }
 }
 
-/// An entry in the ledger, shaped exactly as the Togai `LicenseUpdateResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(as = LicenseUpdateResponse)]
+/// An entry in the ledger, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub license_id: LicenseId,
     pub account_id: AccountId,
     /// The entry's absolute quantity under the current ledger.
     pub quantity: Quantity,
     pub effective_from: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
     /// When the entry arrived.
     pub created_at: Timestamp,

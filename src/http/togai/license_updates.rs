@@ -49,7 +49,7 @@ pub struct LicenseUpdateRequest {
     post, path = "/license_updates", tag = "Ledger", operation_id = "addLicenseUpdateEntry",
     request_body = LicenseUpdateRequest,
     responses(
-        (status = 200, description = "The entry, with its absolute quantity", body = LedgerEntry),
+        (status = 200, description = "The entry, with its absolute quantity", body = LicenseUpdateResponse),
         (status = 400, description = "Invalid input, or a quantity would become negative", body = MessageBody),
         (status = 409, description = "idempotencyKey reused with a different request", body = MessageBody),
         LedgerWriteErrors,
@@ -63,9 +63,9 @@ pub async fn add_license_update(
         input: entry,
         ..
     }: Checked<NewEntry, ToWrite>,
-) -> Result<Json<LedgerEntry>, ApiError> {
+) -> Result<Json<LicenseUpdateResponse>, ApiError> {
     match state.store.append_entry(&caller, &entry).await? {
-        Appended::Created(entry) | Appended::Replayed(entry) => Ok(Json(entry)),
+        Appended::Created(entry) | Appended::Replayed(entry) => Ok(Json(entry.into())),
     }
 }
 
@@ -130,22 +130,60 @@ pub struct ListParams {
 #[serde(rename_all = "camelCase")]
 #[schema(as = GetLicenseUpdatesResponse)]
 pub struct LicenseUpdatesPage {
-    data: Vec<LedgerEntry>,
+    data: Vec<LicenseUpdateResponse>,
     /// Present when there is a next page.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 500)]
     next_token: Option<String>,
 }
 
+/// An entry in the ledger, shaped exactly as the Togai `LicenseUpdateResponse`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = LicenseUpdateResponse)]
+pub struct LicenseUpdateResponse {
+    license_id: LicenseId,
+    account_id: AccountId,
+    /// The entry's absolute quantity under the current ledger.
+    quantity: Quantity,
+    effective_from: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
+    /// When the entry arrived.
+    created_at: Timestamp,
+}
+
+impl From<LedgerEntry> for LicenseUpdateResponse {
+    fn from(entry: LedgerEntry) -> Self {
+        LicenseUpdateResponse {
+            license_id: entry.license_id,
+            account_id: entry.account_id,
+            quantity: entry.quantity,
+            effective_from: entry.effective_from,
+            metadata: entry.metadata,
+            created_at: entry.created_at,
+        }
+    }
+}
+
 /// Where a page ends, signed into `nextToken` with the filters and sort it belongs to.
+/// The names on the wire are short: the token travels in every next-page URL.
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
 struct Cursor {
-    a: Option<AccountId>,
-    l: Option<LicenseId>,
-    e: Option<i64>,
-    s: EntrySort,
-    d: bool,
-    k: (i64, i64),
+    #[serde(rename = "a")]
+    account_id: Option<AccountId>,
+    #[serde(rename = "l")]
+    license_id: Option<LicenseId>,
+    /// In microseconds.
+    #[serde(rename = "e")]
+    effective_from: Option<i64>,
+    #[serde(rename = "s")]
+    sort: EntrySort,
+    #[serde(rename = "d")]
+    descending: bool,
+    /// The position of the page's last row: its sort key in microseconds, and its seq.
+    #[serde(rename = "k")]
+    after: (i64, i64),
 }
 
 /// Lists ledger entries, newest first unless `_sort` says otherwise.
@@ -171,23 +209,23 @@ pub async fn list_license_updates(
     };
     let (sort, descending) = parse_sort(params.sort.as_deref())?;
     let mut cursor = Cursor {
-        a: params
+        account_id: params
             .account_id
             .map(|a| text_param("account_id", AccountId::parse(a)))
             .transpose()?,
-        l: params
+        license_id: params
             .license_id
             .map(|l| text_param("licenseId", LicenseId::parse(l)))
             .transpose()?,
-        e: params
+        effective_from: params
             .effective_from
             .as_deref()
             .map(|e| instant_param("effectiveFrom", e))
             .transpose()?
             .map(Timestamp::micros),
-        s: sort,
-        d: descending,
-        k: (0, 0),
+        sort,
+        descending,
+        after: (0, 0),
     };
     let mut after = None;
     if let Some(token) = &params.next_token {
@@ -196,28 +234,33 @@ pub async fn list_license_updates(
             .verify(token)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let agrees = |given: bool, same: bool| !given || same;
-        if !(agrees(cursor.a.is_some(), cursor.a == previous.a)
-            && agrees(cursor.l.is_some(), cursor.l == previous.l)
-            && agrees(cursor.e.is_some(), cursor.e == previous.e)
-            && agrees(
-                params.sort.is_some(),
-                (sort, descending) == (previous.s, previous.d),
-            ))
-        {
+        if !(agrees(
+            cursor.account_id.is_some(),
+            cursor.account_id == previous.account_id,
+        ) && agrees(
+            cursor.license_id.is_some(),
+            cursor.license_id == previous.license_id,
+        ) && agrees(
+            cursor.effective_from.is_some(),
+            cursor.effective_from == previous.effective_from,
+        ) && agrees(
+            params.sort.is_some(),
+            (sort, descending) == (previous.sort, previous.descending),
+        )) {
             return Err(ApiError::BadRequest(
                 "nextToken belongs to a listing with other filters or sort; omit them or pass the same".into(),
             ));
         }
-        after = Some(previous.k);
+        after = Some(previous.after);
         cursor = previous;
     }
 
     let query = ListEntries {
-        account_id: cursor.a.clone(),
-        license_id: cursor.l.clone(),
-        effective_from: cursor.e.and_then(Timestamp::from_micros),
-        sort: cursor.s,
-        descending: cursor.d,
+        account_id: cursor.account_id.clone(),
+        license_id: cursor.license_id.clone(),
+        effective_from: cursor.effective_from.and_then(Timestamp::from_micros),
+        sort: cursor.sort,
+        descending: cursor.descending,
         after,
         limit: page_size + 1,
     };
@@ -228,14 +271,14 @@ pub async fn list_license_updates(
     let next_token = if rows.len() > page_size as usize {
         rows.truncate(page_size as usize);
         rows.last().map(|last| {
-            cursor.k = last.position(cursor.s);
+            cursor.after = last.position(cursor.sort);
             state.tokens.sign(&cursor)
         })
     } else {
         None
     };
     Ok(Json(LicenseUpdatesPage {
-        data: rows.into_iter().map(|row| row.entry).collect(),
+        data: rows.into_iter().map(|row| row.entry.into()).collect(),
         next_token,
     }))
 }
@@ -293,7 +336,7 @@ pub struct LicenseIdParam {
     params(("license_id" = String, Path, max_length = 50, description = "The license id"), LicenseIdParam),
     request_body = LicenseEntryDetailsUpdateRequest,
     responses(
-        (status = 200, description = "The updated entry", body = LedgerEntry),
+        (status = 200, description = "The updated entry", body = LicenseUpdateResponse),
         (status = 400, description = "Invalid input", body = MessageBody),
         (status = 404, description = "No entry of that license and account at that instant", body = MessageBody),
         LedgerWriteErrors,
@@ -306,7 +349,7 @@ pub async fn update_license_entry(
     PathParam(segment): PathParam,
     Query(query): Query<LicenseIdParam>,
     JsonBody(request): JsonBody<LicenseEntryDetailsUpdateRequest>,
-) -> Result<Json<LedgerEntry>, ApiError> {
+) -> Result<Json<LicenseUpdateResponse>, ApiError> {
     let from_query = query
         .license_id
         .map(|id| text_param("licenseId", LicenseId::parse(id)))
@@ -337,7 +380,7 @@ pub async fn update_license_entry(
             &request.metadata,
         )
         .await?
-        .map(Json)
+        .map(|entry| Json(entry.into()))
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "no license update of license `{license}` for account `{}` effective at {}",
