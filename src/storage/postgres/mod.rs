@@ -15,6 +15,7 @@ mod ledger;
 mod licenses;
 mod migrate;
 mod pool;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -25,7 +26,7 @@ use deadpool_postgres::Pool;
 
 use super::{OpenError, Result, StorageOptions};
 use error::with_causes;
-use pool::SharedConnections;
+use shared::SharedConnections;
 
 pub struct PgStore {
     pool: Pool,

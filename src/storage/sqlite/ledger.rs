@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::SqliteStore;
-use super::accounts::principal_of_key;
 use super::error::internal;
+use super::known_keys::principal_of_key;
 use crate::domain::auth::{Caller, admit};
 use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};

@@ -13,6 +13,7 @@ mod checkpoint;
 mod connect;
 mod error;
 mod health;
+mod known_keys;
 mod ledger;
 mod licenses;
 mod migrate;
@@ -24,18 +25,17 @@ mod writer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
 
 use rusqlite::Connection;
 use thread_local::ThreadLocal;
 
 use super::{OpenError, Result, StorageOptions};
-use accounts::KnownKeys;
 use checkpoint::run_checkpointer;
 use connect::{commit_to_wal, connect, open_failed, parse_path};
 use error::internal;
+use known_keys::KnownKeys;
 use migrate::migrate;
-use writer::{WriteJob, run_writer};
+use writer::{WriteJob, WriteQueue, run_writer};
 
 pub use connect::missing_file;
 
@@ -46,11 +46,10 @@ pub struct SqliteStore {
     /// the caches of the core the worker runs on.
     readers: ThreadLocal<Connection>,
     readers_open: AtomicUsize,
-    writer: mpsc::Sender<WriteJob>,
+    writer: WriteQueue,
     known_keys: KnownKeys,
     /// Dropped with the store, which ends the checkpointer thread.
     _stop_checkpoints: mpsc::Sender<()>,
-    timeout: Duration,
     /// Holds the directory of a `sqlite::memory:` database until the store is dropped.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -92,12 +91,22 @@ impl SqliteStore {
             path,
             readers: ThreadLocal::new(),
             readers_open: AtomicUsize::new(0),
-            writer,
+            writer: WriteQueue {
+                jobs: writer,
+                timeout: options.timeout,
+            },
             known_keys: KnownKeys::default(),
             _stop_checkpoints: stop_checkpoints,
-            timeout: options.timeout,
             _scratch: scratch,
         })
+    }
+
+    /// Runs `work` atomically on the writer thread ([`WriteQueue::write`]).
+    async fn write<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.writer.write(work).await
     }
 
     /// Runs `work` inline on this thread's read connection.

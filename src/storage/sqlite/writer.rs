@@ -3,11 +3,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::SqliteStore;
 use super::checkpoint::restart_wal;
 use super::error::internal;
 use crate::storage::{Result, StorageError};
@@ -24,7 +24,13 @@ const QUEUED: u8 = 0;
 const BEGUN: u8 = 1;
 const GIVEN_UP: u8 = 2;
 
-impl SqliteStore {
+/// Where writes wait for the writer thread, and how long each may wait.
+pub(super) struct WriteQueue {
+    pub(super) jobs: mpsc::Sender<WriteJob>,
+    pub(super) timeout: Duration,
+}
+
+impl WriteQueue {
     /// Runs `work` atomically on the writer thread; answers after its group commits. A
     /// write whose caller has gone (its request timed out or was cancelled) before the
     /// writer reaches it is not run.
@@ -49,7 +55,7 @@ impl SqliteStore {
                 let _ = reply.send(result.and_then(|written| committed.map(|()| written)));
             })
         });
-        self.writer
+        self.jobs
             .send(job)
             .map_err(|_| StorageError::Internal("the SQLite writer thread stopped".into()))?;
         match tokio::time::timeout(self.timeout, answer).await {
