@@ -1,6 +1,7 @@
-//! API keys: generated with a CSPRNG, shown once, stored only as a SHA-256 digest.
-//! A digest without a salt is enough because the keys carry 256 random bits: there is
-//! no dictionary to attack.
+//! API keys and who may call what. Keys are generated with a CSPRNG, shown once, and
+//! stored only as a SHA-256 digest: a digest without a salt is enough because the keys
+//! carry 256 random bits, so there is no dictionary to attack. The rule of what a key
+//! allows ([`admit`]) is here, and every backend and extractor applies it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
