@@ -1,9 +1,9 @@
 //! Customers and products, as far as license keys need them, and the records of keys
 //! and their activations (instances).
 
-use super::entry::Metadata;
 use super::ids::BusinessId;
 use super::license::{ActivationError, Change, KeyDuration, KeyState};
+use super::metadata::Metadata;
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +216,7 @@ mod tests {
                 interval: Interval::Year,
             }),
             license_key_activation_message: None,
-            metadata: Metadata::new(),
+            metadata: Metadata::default(),
             created_at: at,
             updated_at: at,
         }

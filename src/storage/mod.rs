@@ -14,10 +14,11 @@ use async_trait::async_trait;
 
 use crate::domain::auth::{ApiKeyInfo, Caller, KeyDigest, Principal, Refusal};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
-use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
+use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::ids::{AccountId, ApiKeyId, BusinessId, BusinessName, LicenseId};
 use crate::domain::ledger::LedgerError;
 use crate::domain::license::{ActivationError, KeyPatch, KeyStatus, PatchError};
+use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 

@@ -7,6 +7,7 @@ use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
+use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::ListedEntry;
@@ -49,7 +50,7 @@ pub fn customer(row: &impl Columns) -> Result<Customer> {
         email: row.text(2)?,
         name: row.text(3)?,
         phone_number: row.text_or_null(4)?,
-        metadata: serde_json::from_str(&row.text(5)?).map_err(corrupt)?,
+        metadata: metadata(&row.text(5)?)?,
         created_at: timestamp(row.int(6)?)?,
     })
 }
@@ -72,7 +73,7 @@ pub fn product(row: &impl Columns) -> Result<Product> {
         license_key_activations_limit: row.int_or_null(4)?.map(count).transpose()?,
         license_key_duration: duration,
         license_key_activation_message: row.text_or_null(7)?,
-        metadata: serde_json::from_str(&row.text(8)?).map_err(corrupt)?,
+        metadata: metadata(&row.text(8)?)?,
         created_at: timestamp(row.int(9)?)?,
         updated_at: timestamp(row.int(10)?)?,
     })
@@ -131,10 +132,7 @@ pub fn listed_entry(row: &impl Columns) -> Result<ListedEntry> {
             license_id: LicenseId::parse(row.text(2)?).map_err(corrupt)?,
             quantity: row.quantity(3)?,
             effective_from: timestamp(row.int(4)?)?,
-            metadata: (row.text_or_null(5)?)
-                .map(|m| serde_json::from_str(&m))
-                .transpose()
-                .map_err(corrupt)?,
+            metadata: (row.text_or_null(5)?).map(|m| metadata(&m)).transpose()?,
             created_at: timestamp(row.int(6)?)?,
         },
     })
@@ -162,6 +160,13 @@ pub fn absolute_at(row: &impl Columns, first: usize) -> Result<(Timestamp, Quant
 /// An instant read back from the database.
 pub fn timestamp(micros: i64) -> Result<Timestamp> {
     Timestamp::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
+}
+
+/// Metadata from the JSON text a column stores.
+fn metadata(text: &str) -> Result<Metadata> {
+    serde_json::from_str(text)
+        .map(Metadata::from_stored)
+        .map_err(corrupt)
 }
 
 /// A value as the JSON text a column stores (metadata).

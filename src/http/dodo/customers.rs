@@ -6,11 +6,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::checks::checked_metadata;
 use super::listing::{Items, Paging};
 use crate::domain::catalog::Customer;
-use crate::domain::entry::{Metadata, optional_metadata_schema};
 use crate::domain::ids::{Email, Name, ResourceId, new_id, shorten};
+use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
@@ -86,7 +85,7 @@ pub async fn create_customer(
         email: request.email.as_str().to_owned(),
         name: request.name.to_string(),
         phone_number: request.phone_number.map(|p| p.to_string()),
-        metadata: checked_metadata(request.metadata)?,
+        metadata: request.metadata.unwrap_or_default(),
         created_at: Timestamp::now(),
     };
     state.store.create_customer(&customer).await?;

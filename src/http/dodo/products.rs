@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::checks::{checked_limit, checked_metadata};
+use super::checks::checked_limit;
 use super::listing::{Items, Paging};
 use crate::domain::catalog::{Product, ProductPatch};
-use crate::domain::entry::{Metadata, optional_metadata_schema};
 use crate::domain::ids::{LongText, Name, new_id, shorten};
 use crate::domain::license::{Change, KeyDuration};
+use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
@@ -120,7 +120,7 @@ pub async fn create_product(
         license_key_activation_message: request
             .license_key_activation_message
             .map(LongText::into_string),
-        metadata: checked_metadata(request.metadata)?,
+        metadata: request.metadata.unwrap_or_default(),
         created_at: now,
         updated_at: now,
     };
@@ -236,10 +236,7 @@ pub async fn update_product(
             .license_key_duration
             .try_map(|d| checked_duration(d, "license_key_duration"))?,
         license_key_activation_message: text(request.license_key_activation_message)?,
-        metadata: request
-            .metadata
-            .map(|m| checked_metadata(Some(m)))
-            .transpose()?,
+        metadata: request.metadata,
     };
     state
         .store

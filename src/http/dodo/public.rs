@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::catalog::Activation;
-use crate::domain::entry::Metadata;
 use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
+use crate::domain::metadata::Metadata;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, PublicErrors};
 use crate::http::extract::JsonBody;
