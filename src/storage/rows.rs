@@ -4,7 +4,9 @@
 
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
 use crate::domain::entry::LedgerEntry;
-use crate::domain::ids::{AccountId, BusinessId, LicenseId};
+use crate::domain::ids::{
+    AccountId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
+};
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
 use crate::domain::metadata::Metadata;
@@ -45,7 +47,7 @@ pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, creat
 /// A customer selected with [`CUSTOMER_COLUMNS`].
 pub fn customer(row: &impl Columns) -> Result<Customer> {
     Ok(Customer {
-        id: row.text(0)?,
+        id: CustomerId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
         email: row.text(2)?,
         name: row.text(3)?,
@@ -66,7 +68,7 @@ pub fn product(row: &impl Columns) -> Result<Product> {
         _ => None,
     };
     Ok(Product {
-        id: row.text(0)?,
+        id: ProductId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
         name: row.text(2)?,
         description: row.text_or_null(3)?,
@@ -96,11 +98,11 @@ pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<S
 pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
     let source = row.text(5)?;
     Ok(LicenseKey {
-        id: row.text(0)?,
+        id: LicenseKeyId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
         key: row.text(2)?,
-        customer_id: row.text(3)?,
-        product_id: row.text(4)?,
+        customer_id: CustomerId::from(row.text(3)?),
+        product_id: ProductId::from(row.text(4)?),
         source: KeySource::parse(&source).ok_or_else(|| corrupt(format!("key source {source}")))?,
         activations_limit: row.int_or_null(6)?.map(count).transpose()?,
         instances_count: count(row.int(7)?)?,
@@ -115,9 +117,9 @@ pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
 /// An instance selected with [`INSTANCE_COLUMNS`].
 pub fn instance(row: &impl Columns) -> Result<Instance> {
     Ok(Instance {
-        id: row.text(0)?,
+        id: InstanceId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
-        license_key_id: row.text(2)?,
+        license_key_id: LicenseKeyId::from(row.text(2)?),
         name: row.text(3)?,
         created_at: timestamp(row.int(4)?)?,
     })
