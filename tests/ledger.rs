@@ -638,6 +638,18 @@ async fn patch_replaces_metadata_including_the_official_clients_literal_path(ser
     assert!(incomplete.expect(400).message().contains("metadata"));
     let not_strings = server.patch("/license_updates/seats", json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": {"n": 1}})).await;
     assert!(not_strings.expect(400).message().contains("metadata"));
+    let many: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let too_many = server
+        .patch(
+            "/license_updates/seats",
+            json!({"accountId": "acme", "effectiveFrom": "2024-01-01T00:00:00Z", "metadata": many}),
+        )
+        .await;
+    assert_eq!(
+        too_many.expect(400).message(),
+        "invalid `metadata`: has 51 keys; at most 50 are allowed"
+    );
 }
 
 async fn license_quantity_answers_at_any_instant(server: TestServer) {
@@ -720,6 +732,8 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         (with("licenseId", json!("")), "licenseId"),
         (with("effectiveFrom", json!("not a date")), "effectiveFrom"),
         (with("metadata", json!({"k": 1})), "metadata"),
+        (with("metadata", json!({"": "v"})), "metadata"),
+        (with("metadata", json!({"k": "x".repeat(501)})), "metadata"),
         (with("idempotencyKey", json!(12)), "idempotencyKey"),
         (with("surprise", json!(true)), "surprise"),
         (

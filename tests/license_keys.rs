@@ -1273,7 +1273,37 @@ async fn inputs_the_fuzzer_found_are_refused(server: TestServer) {
             json!({"email": "a@b.c", "name": "A", "metadata": {"k": "a\u{0}b"}}),
         )
         .await;
-    assert!(value.expect(400).message().contains("metadata"));
+    assert_eq!(
+        value.expect(400).message(),
+        "invalid `metadata`: the value of `k` must not contain NUL characters"
+    );
+
+    // Metadata over its limits is refused on every route that takes it.
+    let product = server.post("/products", json!({"name": "P"})).await;
+    let path = format!(
+        "/products/{}",
+        product.expect(201).json["product_id"].as_str().unwrap()
+    );
+    let long_key = server
+        .patch(&path, json!({"metadata": {"k".repeat(101): "v"}}))
+        .await;
+    assert_eq!(
+        long_key.expect(400).message(),
+        format!(
+            "invalid `metadata`: key `{}` must be at most 100 characters, got 101",
+            "k".repeat(40)
+        )
+    );
+    let long_value = server
+        .post(
+            "/products",
+            json!({"name": "P", "metadata": {"k": "x".repeat(501)}}),
+        )
+        .await;
+    assert_eq!(
+        long_value.expect(400).message(),
+        "invalid `metadata`: the value of `k` must be at most 500 characters"
+    );
 }
 
 /// A rename waiting for its instance's lock holds up no validation: a change runs on a

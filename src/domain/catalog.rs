@@ -1,14 +1,14 @@
 //! Customers and products, as far as license keys need them, and the records of keys
 //! and their activations (instances).
 
-use super::entry::Metadata;
-use super::ids::BusinessId;
+use super::ids::{BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
 use super::license::{ActivationError, Change, KeyDuration, KeyState};
+use super::metadata::Metadata;
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
-    pub id: String,
+    pub id: CustomerId,
     pub business_id: BusinessId,
     pub email: String,
     pub name: String,
@@ -19,7 +19,7 @@ pub struct Customer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
-    pub id: String,
+    pub id: ProductId,
     pub business_id: BusinessId,
     pub name: String,
     pub description: Option<String>,
@@ -98,11 +98,11 @@ impl KeySource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LicenseKey {
-    pub id: String,
+    pub id: LicenseKeyId,
     pub business_id: BusinessId,
     pub key: String,
-    pub customer_id: String,
-    pub product_id: String,
+    pub customer_id: CustomerId,
+    pub product_id: ProductId,
     pub source: KeySource,
     pub activations_limit: Option<u32>,
     pub instances_count: u32,
@@ -126,7 +126,7 @@ impl LicenseKey {
     /// A new instance of this key, counted, if the activation rules allow one at `now`.
     pub fn activate(
         &mut self,
-        id: String,
+        id: InstanceId,
         name: String,
         now: Timestamp,
     ) -> Result<Instance, ActivationError> {
@@ -182,9 +182,9 @@ pub fn key_terms(
 /// One activation of a license key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    pub id: String,
+    pub id: InstanceId,
     pub business_id: BusinessId,
-    pub license_key_id: String,
+    pub license_key_id: LicenseKeyId,
     pub name: String,
     pub created_at: Timestamp,
 }
@@ -194,7 +194,7 @@ pub struct Instance {
 pub struct Activation {
     pub instance: Instance,
     pub customer: Customer,
-    pub product_id: String,
+    pub product_id: ProductId,
     pub product_name: String,
 }
 
@@ -216,7 +216,7 @@ mod tests {
                 interval: Interval::Year,
             }),
             license_key_activation_message: None,
-            metadata: Metadata::new(),
+            metadata: Metadata::default(),
             created_at: at,
             updated_at: at,
         }
@@ -280,7 +280,7 @@ mod tests {
             created_at: now,
         };
         let instance = key.activate("lki_1".into(), "laptop".into(), now).unwrap();
-        assert_eq!(instance.license_key_id, "lic_1");
+        assert_eq!(instance.license_key_id.as_str(), "lic_1");
         assert_eq!(instance.business_id.as_str(), "bus_1");
         assert_eq!(key.instances_count, 1);
         assert_eq!(

@@ -1,5 +1,5 @@
 //! The rules of the business, free of I/O: ledger resolution and usage, quantities,
-//! instants, identifiers and API keys.
+//! instants, identifiers, metadata and API keys.
 
 pub mod auth;
 pub mod catalog;
@@ -7,5 +7,6 @@ pub mod entry;
 pub mod ids;
 pub mod ledger;
 pub mod license;
+pub mod metadata;
 pub mod quantity;
 pub mod time;

@@ -162,15 +162,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A route's one path parameter: 400 naming it when it does not percent-decode to UTF-8.
-pub struct PathParam(pub String);
+/// A route's one path parameter, as text or as the record id it names (which may name
+/// nothing: the lookup then finds nothing): 400 when it does not percent-decode to UTF-8.
+pub struct PathParam<T = String>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+impl<S: Send + Sync, T: From<String>> FromRequestParts<S> for PathParam<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Ok(axum::extract::Path(value)) => Ok(Self(T::from(value))),
             Err(rejection) if rejection.status().is_client_error() => Err(ApiError::BadRequest(
                 format!("the URL's path cannot be read: {}", rejection.body_text()),
             )),

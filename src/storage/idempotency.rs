@@ -3,11 +3,14 @@
 //! here: rows written by any earlier version decode with it, whatever later becomes of
 //! the API's response type or of how the domain's types serialize.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::domain::entry::{LedgerEntry, Metadata};
+use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::rows::corrupt;
@@ -23,7 +26,7 @@ struct StoredResponse {
     quantity: Box<RawValue>,
     effective_from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata>,
+    metadata: Option<BTreeMap<String, String>>,
     created_at: String,
 }
 
@@ -36,7 +39,7 @@ pub fn stored_response(entry: &LedgerEntry) -> Result<String> {
         account_id: entry.account_id.as_str().to_owned(),
         quantity: RawValue::from_string(entry.quantity.to_string()).map_err(unstorable)?,
         effective_from: entry.effective_from.to_string(),
-        metadata: entry.metadata.clone(),
+        metadata: entry.metadata.as_ref().map(|m| m.as_map().clone()),
         created_at: entry.created_at.to_string(),
     };
     serde_json::to_string(&stored).map_err(unstorable)
@@ -66,7 +69,7 @@ fn decode(text: &str) -> Result<LedgerEntry> {
         account_id: AccountId::parse(stored.account_id).map_err(corrupt)?,
         quantity: Quantity::parse(stored.quantity.get()).map_err(corrupt)?,
         effective_from: instant(&stored.effective_from)?,
-        metadata: stored.metadata,
+        metadata: stored.metadata.map(Metadata::from_stored),
         created_at: instant(&stored.created_at)?,
     })
 }

@@ -5,7 +5,7 @@
 use super::rows::{ENTRY_COLUMNS, LICENSE_KEY_COLUMNS};
 use crate::domain::catalog::KeySource;
 use crate::domain::entry::LedgerEntry;
-use crate::domain::ids::{AccountId, BusinessId, LicenseId};
+use crate::domain::ids::{AccountId, BusinessId, CustomerId, LicenseId, ProductId};
 use crate::domain::license::KeyStatus;
 use crate::domain::time::Timestamp;
 
@@ -141,8 +141,8 @@ impl PageRequest {
 /// Filters of the license-key listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyFilter {
-    pub customer_id: Option<String>,
-    pub product_id: Option<String>,
+    pub customer_id: Option<CustomerId>,
+    pub product_id: Option<ProductId>,
     pub status: Option<KeyStatus>,
     pub source: Option<KeySource>,
     pub created_at_gte: Option<Timestamp>,
@@ -165,10 +165,10 @@ pub fn list_license_keys<'a>(
         conditions.push(condition.replace('?', &placeholder(params.len())));
     };
     if let Some(customer) = &filter.customer_id {
-        bind("customer_id = ?", Param::Text(customer));
+        bind("customer_id = ?", Param::Text(customer.as_str()));
     }
     if let Some(product) = &filter.product_id {
-        bind("product_id = ?", Param::Text(product));
+        bind("product_id = ?", Param::Text(product.as_str()));
     }
     if let Some(source) = filter.source {
         bind("source = ?", Param::Text(source.as_str()));

@@ -14,10 +14,14 @@ use async_trait::async_trait;
 
 use crate::domain::auth::{ApiKeyInfo, Caller, KeyDigest, Principal, Refusal};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
-use crate::domain::entry::{LedgerEntry, Metadata, NewEntry};
-use crate::domain::ids::{AccountId, ApiKeyId, BusinessId, BusinessName, LicenseId};
+use crate::domain::entry::{LedgerEntry, NewEntry};
+use crate::domain::ids::{
+    AccountId, ApiKeyId, BusinessId, BusinessName, CustomerId, InstanceId, InstanceName, KeyString,
+    LicenseId, LicenseKeyId, ProductId,
+};
 use crate::domain::ledger::LedgerError;
 use crate::domain::license::{ActivationError, KeyPatch, KeyStatus, PatchError};
+use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 
@@ -165,7 +169,8 @@ pub trait LedgerStore: AccountStore {
 #[async_trait]
 pub trait LicenseStore: Send + Sync {
     async fn create_customer(&self, customer: &Customer) -> Result<()>;
-    async fn customer(&self, business_id: &BusinessId, id: &str) -> Result<Option<Customer>>;
+    async fn customer(&self, business_id: &BusinessId, id: &CustomerId)
+    -> Result<Option<Customer>>;
     async fn list_customers(
         &self,
         business_id: &BusinessId,
@@ -174,7 +179,7 @@ pub trait LicenseStore: Send + Sync {
     ) -> Result<Vec<Customer>>;
 
     async fn create_product(&self, product: &Product) -> Result<()>;
-    async fn product(&self, business_id: &BusinessId, id: &str) -> Result<Option<Product>>;
+    async fn product(&self, business_id: &BusinessId, id: &ProductId) -> Result<Option<Product>>;
     async fn list_products(
         &self,
         business_id: &BusinessId,
@@ -183,13 +188,17 @@ pub trait LicenseStore: Send + Sync {
     async fn update_product(
         &self,
         business_id: &BusinessId,
-        id: &str,
+        id: &ProductId,
         patch: ProductPatch,
     ) -> Result<Option<Product>>;
 
     /// Fails with `Duplicate` if the key string exists in any business.
     async fn create_license_key(&self, key: &LicenseKey) -> Result<()>;
-    async fn license_key(&self, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>>;
+    async fn license_key(
+        &self,
+        business_id: &BusinessId,
+        id: &LicenseKeyId,
+    ) -> Result<Option<LicenseKey>>;
     async fn list_license_keys(
         &self,
         business_id: &BusinessId,
@@ -200,34 +209,40 @@ pub trait LicenseStore: Send + Sync {
     async fn update_license_key(
         &self,
         business_id: &BusinessId,
-        id: &str,
+        id: &LicenseKeyId,
         patch: KeyPatch,
     ) -> Result<Option<LicenseKey>>;
 
-    async fn instance(&self, business_id: &BusinessId, id: &str) -> Result<Option<Instance>>;
+    async fn instance(&self, business_id: &BusinessId, id: &InstanceId)
+    -> Result<Option<Instance>>;
     async fn list_instances(
         &self,
         business_id: &BusinessId,
-        license_key_id: Option<&str>,
+        license_key_id: Option<&LicenseKeyId>,
         page: PageRequest,
     ) -> Result<Vec<Instance>>;
     async fn rename_instance(
         &self,
         business_id: &BusinessId,
-        id: &str,
-        name: &str,
+        id: &InstanceId,
+        name: &InstanceName,
     ) -> Result<Option<Instance>>;
 
-    /// Adds an instance to the key with that key string, if the activation rules allow,
-    /// atomically with its count. `instance` carries the new id, name and time.
-    async fn activate(&self, key: &str, instance_id: &str, name: &str) -> Result<Activation>;
+    /// Adds an instance with that new id and name to the key with that key string, if the
+    /// activation rules allow, atomically with its count.
+    async fn activate(
+        &self,
+        key: &KeyString,
+        instance_id: &InstanceId,
+        name: &InstanceName,
+    ) -> Result<Activation>;
     /// Removes the key's instance; `KeyNotFound` if the key or its instance does not exist.
-    async fn deactivate(&self, key: &str, instance_id: &str) -> Result<()>;
+    async fn deactivate(&self, key: &KeyString, instance_id: &InstanceId) -> Result<()>;
     /// What validating the key with that key string needs, in any business.
     async fn key_validity(
         &self,
-        key: &str,
-        instance_id: Option<&str>,
+        key: &KeyString,
+        instance_id: Option<&InstanceId>,
     ) -> Result<Option<KeyValidity>>;
 }
 

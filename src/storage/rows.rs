@@ -4,9 +4,12 @@
 
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
 use crate::domain::entry::LedgerEntry;
-use crate::domain::ids::{AccountId, BusinessId, LicenseId};
+use crate::domain::ids::{
+    AccountId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
+};
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
+use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::ListedEntry;
@@ -44,12 +47,12 @@ pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, creat
 /// A customer selected with [`CUSTOMER_COLUMNS`].
 pub fn customer(row: &impl Columns) -> Result<Customer> {
     Ok(Customer {
-        id: row.text(0)?,
+        id: CustomerId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
         email: row.text(2)?,
         name: row.text(3)?,
         phone_number: row.text_or_null(4)?,
-        metadata: serde_json::from_str(&row.text(5)?).map_err(corrupt)?,
+        metadata: metadata(&row.text(5)?)?,
         created_at: timestamp(row.int(6)?)?,
     })
 }
@@ -65,14 +68,14 @@ pub fn product(row: &impl Columns) -> Result<Product> {
         _ => None,
     };
     Ok(Product {
-        id: row.text(0)?,
+        id: ProductId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
         name: row.text(2)?,
         description: row.text_or_null(3)?,
         license_key_activations_limit: row.int_or_null(4)?.map(count).transpose()?,
         license_key_duration: duration,
         license_key_activation_message: row.text_or_null(7)?,
-        metadata: serde_json::from_str(&row.text(8)?).map_err(corrupt)?,
+        metadata: metadata(&row.text(8)?)?,
         created_at: timestamp(row.int(9)?)?,
         updated_at: timestamp(row.int(10)?)?,
     })
@@ -95,11 +98,11 @@ pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<S
 pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
     let source = row.text(5)?;
     Ok(LicenseKey {
-        id: row.text(0)?,
+        id: LicenseKeyId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
         key: row.text(2)?,
-        customer_id: row.text(3)?,
-        product_id: row.text(4)?,
+        customer_id: CustomerId::from(row.text(3)?),
+        product_id: ProductId::from(row.text(4)?),
         source: KeySource::parse(&source).ok_or_else(|| corrupt(format!("key source {source}")))?,
         activations_limit: row.int_or_null(6)?.map(count).transpose()?,
         instances_count: count(row.int(7)?)?,
@@ -114,9 +117,9 @@ pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
 /// An instance selected with [`INSTANCE_COLUMNS`].
 pub fn instance(row: &impl Columns) -> Result<Instance> {
     Ok(Instance {
-        id: row.text(0)?,
+        id: InstanceId::from(row.text(0)?),
         business_id: BusinessId::from(row.text(1)?),
-        license_key_id: row.text(2)?,
+        license_key_id: LicenseKeyId::from(row.text(2)?),
         name: row.text(3)?,
         created_at: timestamp(row.int(4)?)?,
     })
@@ -131,10 +134,7 @@ pub fn listed_entry(row: &impl Columns) -> Result<ListedEntry> {
             license_id: LicenseId::parse(row.text(2)?).map_err(corrupt)?,
             quantity: row.quantity(3)?,
             effective_from: timestamp(row.int(4)?)?,
-            metadata: (row.text_or_null(5)?)
-                .map(|m| serde_json::from_str(&m))
-                .transpose()
-                .map_err(corrupt)?,
+            metadata: (row.text_or_null(5)?).map(|m| metadata(&m)).transpose()?,
             created_at: timestamp(row.int(6)?)?,
         },
     })
@@ -162,6 +162,13 @@ pub fn absolute_at(row: &impl Columns, first: usize) -> Result<(Timestamp, Quant
 /// An instant read back from the database.
 pub fn timestamp(micros: i64) -> Result<Timestamp> {
     Timestamp::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
+}
+
+/// Metadata from the JSON text a column stores.
+fn metadata(text: &str) -> Result<Metadata> {
+    serde_json::from_str(text)
+        .map(Metadata::from_stored)
+        .map_err(corrupt)
 }
 
 /// A value as the JSON text a column stores (metadata).

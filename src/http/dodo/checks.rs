@@ -1,7 +1,5 @@
-//! Checks of input that several Dodo resources accept: an activation limit's bound and
-//! metadata's limits.
+//! Checks of input that several Dodo resources accept: an activation limit's bound.
 
-use crate::domain::entry::{Metadata, check_metadata};
 use crate::http::error::ApiError;
 
 /// The largest activation limit accepted on a key or product.
@@ -14,10 +12,4 @@ pub(super) fn checked_limit(limit: u32, field: &str) -> Result<u32, ApiError> {
         )));
     }
     Ok(limit)
-}
-
-pub(super) fn checked_metadata(metadata: Option<Metadata>) -> Result<Metadata, ApiError> {
-    let metadata = metadata.unwrap_or_default();
-    check_metadata(&metadata).map_err(ApiError::BadRequest)?;
-    Ok(metadata)
 }

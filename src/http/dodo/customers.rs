@@ -6,11 +6,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::checks::checked_metadata;
 use super::listing::{Items, Paging};
 use crate::domain::catalog::Customer;
-use crate::domain::entry::{Metadata, optional_metadata_schema};
-use crate::domain::ids::{Email, Name, ResourceId, new_id, shorten};
+use crate::domain::ids::{CustomerId, Email, Name, ResourceId, shorten};
+use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
@@ -55,7 +54,7 @@ impl From<Customer> for CustomerView {
         Self {
             business_id: c.business_id.into_string(),
             created_at: c.created_at,
-            customer_id: c.id,
+            customer_id: c.id.into_string(),
             email: c.email,
             name: c.name,
             blocked_at: None,
@@ -81,12 +80,12 @@ pub async fn create_customer(
     JsonBody(request): JsonBody<CreateCustomer>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
     let customer = Customer {
-        id: new_id("cus"),
+        id: CustomerId::generate(),
         business_id: caller.business_id,
         email: request.email.as_str().to_owned(),
         name: request.name.to_string(),
         phone_number: request.phone_number.map(|p| p.to_string()),
-        metadata: checked_metadata(request.metadata)?,
+        metadata: request.metadata.unwrap_or_default(),
         created_at: Timestamp::now(),
     };
     state.store.create_customer(&customer).await?;
@@ -106,14 +105,18 @@ pub async fn create_customer(
 pub async fn get_customer(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<CustomerId>,
 ) -> Result<Json<CustomerView>, ApiError> {
     state
         .store
         .customer(&caller.business_id, &id)
         .await?
         .map(|c| Json(c.into()))
-        .ok_or_else(|| ApiError::NotFound(format!("customer `{}` not found", shorten(&id))))
+        .ok_or_else(|| customer_not_found(&id))
+}
+
+fn customer_not_found(id: &CustomerId) -> ApiError {
+    ApiError::NotFound(format!("customer `{}` not found", shorten(id.as_str())))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::listing::{Items, Paging};
 use crate::domain::catalog::Instance;
-use crate::domain::ids::{InstanceName, shorten};
+use crate::domain::ids::{InstanceId, InstanceName, LicenseKeyId, shorten};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
@@ -27,17 +27,20 @@ pub struct InstanceView {
 impl From<Instance> for InstanceView {
     fn from(i: Instance) -> Self {
         Self {
-            id: i.id,
+            id: i.id.into_string(),
             business_id: i.business_id.into_string(),
             created_at: i.created_at,
-            license_key_id: i.license_key_id,
+            license_key_id: i.license_key_id.into_string(),
             name: i.name,
         }
     }
 }
 
-fn instance_not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("license key instance `{}` not found", shorten(id)))
+fn instance_not_found(id: &InstanceId) -> ApiError {
+    ApiError::NotFound(format!(
+        "license key instance `{}` not found",
+        shorten(id.as_str())
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -63,13 +66,10 @@ pub async fn list_instances(
     Query(query): Query<InstanceQuery>,
     Query(paging): Query<Paging>,
 ) -> Result<Json<Items<InstanceView>>, ApiError> {
+    let license_key_id = query.license_key_id.map(LicenseKeyId::from);
     let instances = state
         .store
-        .list_instances(
-            &caller.business_id,
-            query.license_key_id.as_deref(),
-            paging.page()?,
-        )
+        .list_instances(&caller.business_id, license_key_id.as_ref(), paging.page()?)
         .await?;
     Ok(Json(Items {
         items: instances.into_iter().map(Into::into).collect(),
@@ -89,7 +89,7 @@ pub async fn list_instances(
 pub async fn get_instance(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<InstanceId>,
 ) -> Result<Json<InstanceView>, ApiError> {
     state
         .store
@@ -119,12 +119,12 @@ pub struct RenameInstance {
 pub async fn rename_instance(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<InstanceId>,
     JsonBody(request): JsonBody<RenameInstance>,
 ) -> Result<Json<InstanceView>, ApiError> {
     state
         .store
-        .rename_instance(&caller.business_id, &id, request.name.as_str())
+        .rename_instance(&caller.business_id, &id, &request.name)
         .await?
         .map(|i| Json(i.into()))
         .ok_or_else(|| instance_not_found(&id))

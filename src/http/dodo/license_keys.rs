@@ -11,7 +11,7 @@ use super::checks::checked_limit;
 use super::listing::{Items, Paging};
 use super::products::product_not_found;
 use crate::domain::catalog::{KeySource, LicenseKey, key_terms};
-use crate::domain::ids::{KeyString, ResourceId, new_id, shorten};
+use crate::domain::ids::{CustomerId, KeyString, LicenseKeyId, ProductId, ResourceId, shorten};
 use crate::domain::license::{Change, KeyPatch, KeyStatus, check_expiry, generate_key};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
@@ -69,14 +69,14 @@ impl LicenseKeyView {
     fn new(k: LicenseKey, brand_id: String) -> Self {
         Self {
             status: k.state().status(Timestamp::now()),
-            id: k.id,
+            id: k.id.into_string(),
             brand_id,
             business_id: k.business_id.into_string(),
             created_at: k.created_at,
-            customer_id: k.customer_id,
+            customer_id: k.customer_id.into_string(),
             instances_count: k.instances_count,
             key: k.key,
-            product_id: k.product_id,
+            product_id: k.product_id.into_string(),
             source: k.source,
             activations_limit: k.activations_limit,
             expires_at: k.expires_at,
@@ -104,16 +104,17 @@ pub async fn create_license_key(
     let business = &caller.business_id;
     let customer = state
         .store
-        .customer(business, request.customer_id.as_str())
+        .customer(business, &CustomerId::from(request.customer_id.as_str()))
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("customer `{}` not found", request.customer_id))
         })?;
+    let product_id = ProductId::from(request.product_id.as_str());
     let product = state
         .store
-        .product(business, request.product_id.as_str())
+        .product(business, &product_id)
         .await?
-        .ok_or_else(|| product_not_found(request.product_id.as_str()))?;
+        .ok_or_else(|| product_not_found(&product_id))?;
     check_expiry(request.subscription_id.is_some(), &request.expires_at)?;
     let limit = request
         .activations_limit
@@ -131,7 +132,7 @@ pub async fn create_license_key(
         None => (generate_key(), KeySource::Manual),
     };
     let license = LicenseKey {
-        id: new_id("lic"),
+        id: LicenseKeyId::generate(),
         business_id: business.clone(),
         key,
         customer_id: customer.id,
@@ -165,7 +166,7 @@ pub async fn create_license_key(
 pub async fn get_license_key(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<LicenseKeyId>,
 ) -> Result<Json<LicenseKeyView>, ApiError> {
     state
         .store
@@ -220,8 +221,8 @@ pub async fn list_license_keys(
             .transpose()
     };
     let filter = KeyFilter {
-        customer_id: query.customer_id,
-        product_id: query.product_id,
+        customer_id: query.customer_id.map(CustomerId::from),
+        product_id: query.product_id.map(ProductId::from),
         status: query
             .status
             .map(|s| {
@@ -290,7 +291,7 @@ pub struct UpdateLicenseKey {
 pub async fn update_license_key(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<LicenseKeyId>,
     JsonBody(request): JsonBody<UpdateLicenseKey>,
 ) -> Result<Json<LicenseKeyView>, ApiError> {
     let patch = KeyPatch {

@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::checks::{checked_limit, checked_metadata};
+use super::checks::checked_limit;
 use super::listing::{Items, Paging};
 use crate::domain::catalog::{Product, ProductPatch};
-use crate::domain::entry::{Metadata, optional_metadata_schema};
-use crate::domain::ids::{LongText, Name, new_id, shorten};
+use crate::domain::ids::{LongText, Name, ProductId, shorten};
 use crate::domain::license::{Change, KeyDuration};
+use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
@@ -74,7 +74,7 @@ pub struct ProductView {
 impl ProductView {
     fn new(p: Product, brand_id: String) -> Self {
         Self {
-            product_id: p.id,
+            product_id: p.id.into_string(),
             business_id: p.business_id.into_string(),
             brand_id,
             created_at: p.created_at,
@@ -105,7 +105,7 @@ pub async fn create_product(
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
     let now = Timestamp::now();
     let product = Product {
-        id: new_id("pdt"),
+        id: ProductId::generate(),
         business_id: caller.business_id,
         name: request.name.to_string(),
         description: request.description.map(LongText::into_string),
@@ -120,7 +120,7 @@ pub async fn create_product(
         license_key_activation_message: request
             .license_key_activation_message
             .map(LongText::into_string),
-        metadata: checked_metadata(request.metadata)?,
+        metadata: request.metadata.unwrap_or_default(),
         created_at: now,
         updated_at: now,
     };
@@ -144,7 +144,7 @@ pub async fn create_product(
 pub async fn get_product(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<ProductId>,
 ) -> Result<Json<ProductView>, ApiError> {
     state
         .store
@@ -154,8 +154,8 @@ pub async fn get_product(
         .ok_or_else(|| product_not_found(&id))
 }
 
-pub(super) fn product_not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("product `{}` not found", shorten(id)))
+pub(super) fn product_not_found(id: &ProductId) -> ApiError {
+    ApiError::NotFound(format!("product `{}` not found", shorten(id.as_str())))
 }
 
 /// Lists products, oldest first.
@@ -222,7 +222,7 @@ pub struct UpdateProduct {
 pub async fn update_product(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    PathParam(id): PathParam,
+    PathParam(id): PathParam<ProductId>,
     JsonBody(request): JsonBody<UpdateProduct>,
 ) -> Result<Json<ProductView>, ApiError> {
     let text = |change: Change<LongText>| change.try_map(|t| Ok::<_, ApiError>(t.into_string()));
@@ -236,10 +236,7 @@ pub async fn update_product(
             .license_key_duration
             .try_map(|d| checked_duration(d, "license_key_duration"))?,
         license_key_activation_message: text(request.license_key_activation_message)?,
-        metadata: request
-            .metadata
-            .map(|m| checked_metadata(Some(m)))
-            .transpose()?,
+        metadata: request.metadata,
     };
     state
         .store

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::catalog::Activation;
-use crate::domain::entry::Metadata;
-use crate::domain::ids::{InstanceName, KeyString, ResourceId, new_id};
+use crate::domain::ids::{InstanceId, InstanceName, KeyString, ResourceId};
+use crate::domain::metadata::Metadata;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, PublicErrors};
 use crate::http::extract::JsonBody;
@@ -70,20 +70,20 @@ pub struct LicenseActivateResponse {
 impl From<Activation> for LicenseActivateResponse {
     fn from(a: Activation) -> Self {
         Self {
-            id: a.instance.id,
+            id: a.instance.id.into_string(),
             business_id: a.instance.business_id.into_string(),
             created_at: a.instance.created_at,
             customer: CustomerLimitedDetails {
-                customer_id: a.customer.id,
+                customer_id: a.customer.id.into_string(),
                 email: a.customer.email,
                 name: a.customer.name,
                 metadata: a.customer.metadata,
                 phone_number: a.customer.phone_number,
             },
-            license_key_id: a.instance.license_key_id,
+            license_key_id: a.instance.license_key_id.into_string(),
             name: a.instance.name,
             product: ActivatedProduct {
-                product_id: a.product_id,
+                product_id: a.product_id.into_string(),
                 name: Some(a.product_name),
             },
         }
@@ -108,11 +108,7 @@ pub async fn activate(
 ) -> Result<(StatusCode, Json<LicenseActivateResponse>), ApiError> {
     let activation = state
         .store
-        .activate(
-            request.license_key.as_str(),
-            &new_id("lki"),
-            request.name.as_str(),
-        )
+        .activate(&request.license_key, &InstanceId::generate(), &request.name)
         .await?;
     Ok((StatusCode::CREATED, Json(activation.into())))
 }
@@ -140,8 +136,8 @@ pub async fn deactivate(
     state
         .store
         .deactivate(
-            request.license_key.as_str(),
-            request.license_key_instance_id.as_str(),
+            &request.license_key,
+            &InstanceId::from(request.license_key_instance_id.as_str()),
         )
         .await?;
     Ok(StatusCode::OK)
@@ -176,11 +172,10 @@ pub async fn validate(
 ) -> Result<Json<LicenseValidateResponse>, ApiError> {
     let instance = request
         .license_key_instance_id
-        .as_ref()
-        .map(ResourceId::as_str);
+        .map(|id| InstanceId::from(id.as_str()));
     let validity = state
         .store
-        .key_validity(request.license_key.as_str(), instance)
+        .key_validity(&request.license_key, instance.as_ref())
         .await?
         .ok_or(ApiError::LicenseKeyNotFound)?;
     Ok(Json(LicenseValidateResponse {

@@ -7,11 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::params::{instant_param, text_param};
-use crate::domain::entry::{
-    LedgerEntry, Metadata, NewEntry, check_metadata, metadata_schema, optional_metadata_schema,
-};
+use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::ids::{AccountId, IdempotencyKey, LicenseId, shorten};
 use crate::domain::ledger::UpdateType;
+use crate::domain::metadata::{Metadata, metadata_schema, optional_metadata_schema};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, LedgerReadErrors, LedgerWriteErrors, MessageBody};
@@ -81,9 +80,6 @@ impl FromRequest<AppState> for NewEntry {
 }
 
 fn new_entry(request: LicenseUpdateRequest) -> Result<NewEntry, ApiError> {
-    if let Some(metadata) = &request.metadata {
-        check_metadata(metadata).map_err(ApiError::BadRequest)?;
-    }
     Ok(NewEntry {
         account_id: request.account_id,
         license_id: request.license_id,
@@ -369,7 +365,6 @@ pub async fn update_license_entry(
         }
         from_path
     };
-    check_metadata(&request.metadata).map_err(ApiError::BadRequest)?;
     let pair = (&request.account_id, &license);
     state
         .store

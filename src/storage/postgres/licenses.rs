@@ -11,7 +11,9 @@ use super::pool::execute;
 use super::tx::Tx;
 use super::values::params;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
-use crate::domain::ids::BusinessId;
+use crate::domain::ids::{
+    BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
+};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
@@ -23,9 +25,9 @@ use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
 
 /// The key with that key string, its row locked until the transaction ends. `BEGIN`
 /// travels with it.
-async fn begin_and_lock_key(tx: &Tx, key: &str) -> Result<Option<LicenseKey>> {
+async fn begin_and_lock_key(tx: &Tx, key: &KeyString) -> Result<Option<LicenseKey>> {
     let sql = format!("SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE key = $1 FOR UPDATE");
-    tx.begin_with(&sql, &[&key])
+    tx.begin_with(&sql, &[&key.as_str()])
         .await?
         .first()
         .map(rows::license_key)
@@ -118,7 +120,11 @@ impl LicenseStore for PgStore {
         Ok(())
     }
 
-    async fn customer(&self, business_id: &BusinessId, id: &str) -> Result<Option<Customer>> {
+    async fn customer(
+        &self,
+        business_id: &BusinessId,
+        id: &CustomerId,
+    ) -> Result<Option<Customer>> {
         self.query_opt(
             &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE business_id = $1 AND id = $2"),
             &[&business_id, &id],
@@ -155,7 +161,7 @@ impl LicenseStore for PgStore {
         Ok(())
     }
 
-    async fn product(&self, business_id: &BusinessId, id: &str) -> Result<Option<Product>> {
+    async fn product(&self, business_id: &BusinessId, id: &ProductId) -> Result<Option<Product>> {
         self.query_opt(&product_by_id(""), &[&business_id, &id])
             .await?
             .as_ref()
@@ -184,7 +190,7 @@ impl LicenseStore for PgStore {
     async fn update_product(
         &self,
         business_id: &BusinessId,
-        id: &str,
+        id: &ProductId,
         patch: ProductPatch,
     ) -> Result<Option<Product>> {
         let mut tx = Tx::open(self).await?;
@@ -235,7 +241,11 @@ impl LicenseStore for PgStore {
         Ok(())
     }
 
-    async fn license_key(&self, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>> {
+    async fn license_key(
+        &self,
+        business_id: &BusinessId,
+        id: &LicenseKeyId,
+    ) -> Result<Option<LicenseKey>> {
         self.query_opt(&key_by_id(""), &[&business_id, &id])
             .await?
             .as_ref()
@@ -262,7 +272,7 @@ impl LicenseStore for PgStore {
     async fn update_license_key(
         &self,
         business_id: &BusinessId,
-        id: &str,
+        id: &LicenseKeyId,
         patch: KeyPatch,
     ) -> Result<Option<LicenseKey>> {
         let mut tx = Tx::open(self).await?;
@@ -281,7 +291,11 @@ impl LicenseStore for PgStore {
         tx.finish(outcome).await
     }
 
-    async fn instance(&self, business_id: &BusinessId, id: &str) -> Result<Option<Instance>> {
+    async fn instance(
+        &self,
+        business_id: &BusinessId,
+        id: &InstanceId,
+    ) -> Result<Option<Instance>> {
         self.query_opt(
             &format!(
                 "SELECT {INSTANCE_COLUMNS} FROM license_key_instances WHERE business_id = $1 AND id = $2"
@@ -297,7 +311,7 @@ impl LicenseStore for PgStore {
     async fn list_instances(
         &self,
         business_id: &BusinessId,
-        license_key_id: Option<&str>,
+        license_key_id: Option<&LicenseKeyId>,
         page: PageRequest,
     ) -> Result<Vec<Instance>> {
         self.query(
@@ -322,15 +336,15 @@ impl LicenseStore for PgStore {
     async fn rename_instance(
         &self,
         business_id: &BusinessId,
-        id: &str,
-        name: &str,
+        id: &InstanceId,
+        name: &InstanceName,
     ) -> Result<Option<Instance>> {
         self.change_one(
             &format!(
                 "UPDATE license_key_instances SET name = $3 WHERE business_id = $1 AND id = $2
                  RETURNING {INSTANCE_COLUMNS}"
             ),
-            &[&business_id, &id, &name],
+            &[&business_id, &id, &name.as_str()],
         )
         .await?
         .as_ref()
@@ -338,14 +352,19 @@ impl LicenseStore for PgStore {
         .transpose()
     }
 
-    async fn activate(&self, key: &str, instance_id: &str, name: &str) -> Result<Activation> {
+    async fn activate(
+        &self,
+        key: &KeyString,
+        instance_id: &InstanceId,
+        name: &InstanceName,
+    ) -> Result<Activation> {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
             let mut license = begin_and_lock_key(&tx, key)
                 .await?
                 .ok_or(StorageError::KeyNotFound)?;
             let now = Timestamp::now();
-            let instance = license.activate(instance_id.to_owned(), name.to_owned(), now)?;
+            let instance = license.activate(instance_id.clone(), name.as_str().to_owned(), now)?;
             // One round trip, while the key's row is locked: the instance, the new count,
             // the customer's and product's details for the answer, and the commit.
             let rows = tx
@@ -386,7 +405,7 @@ impl LicenseStore for PgStore {
         tx.finish(outcome).await
     }
 
-    async fn deactivate(&self, key: &str, instance_id: &str) -> Result<()> {
+    async fn deactivate(&self, key: &KeyString, instance_id: &InstanceId) -> Result<()> {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
             let mut license = begin_and_lock_key(&tx, key)
@@ -410,12 +429,13 @@ impl LicenseStore for PgStore {
 
     async fn key_validity(
         &self,
-        key: &str,
-        instance_id: Option<&str>,
+        key: &KeyString,
+        instance_id: Option<&InstanceId>,
     ) -> Result<Option<KeyValidity>> {
         // Two statements rather than one with `$2 IS NULL OR EXISTS (…)`: PostgreSQL would
         // plan that one anew on every execution, its plan for a NULL instance looking
         // cheaper than the generic plan.
+        let key = key.as_str();
         let row = match instance_id {
             None => {
                 self.query_opt(

@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::SqliteStore;
 use super::error::internal;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
-use crate::domain::ids::BusinessId;
+use crate::domain::ids::{
+    BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
+};
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
@@ -45,7 +47,11 @@ fn many<T>(
     rows.map(|row| row.map_err(internal)?).collect()
 }
 
-fn key_by_id(conn: &Connection, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>> {
+fn key_by_id(
+    conn: &Connection,
+    business_id: &BusinessId,
+    id: &LicenseKeyId,
+) -> Result<Option<LicenseKey>> {
     one(
         conn,
         &format!(
@@ -56,11 +62,11 @@ fn key_by_id(conn: &Connection, business_id: &BusinessId, id: &str) -> Result<Op
     )
 }
 
-fn key_by_key(conn: &Connection, key: &str) -> Result<Option<LicenseKey>> {
+fn key_by_key(conn: &Connection, key: &KeyString) -> Result<Option<LicenseKey>> {
     one(
         conn,
         &format!("SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE key = ?1"),
-        params![key],
+        params![key.as_str()],
         |r| rows::license_key(r),
     )
 }
@@ -138,7 +144,11 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn customer(&self, business_id: &BusinessId, id: &str) -> Result<Option<Customer>> {
+    async fn customer(
+        &self,
+        business_id: &BusinessId,
+        id: &CustomerId,
+    ) -> Result<Option<Customer>> {
         self.read(|conn| {
             one(
                 conn,
@@ -177,7 +187,7 @@ impl LicenseStore for SqliteStore {
             .await
     }
 
-    async fn product(&self, business_id: &BusinessId, id: &str) -> Result<Option<Product>> {
+    async fn product(&self, business_id: &BusinessId, id: &ProductId) -> Result<Option<Product>> {
         self.read(|conn| product_by_id(conn, business_id, id))
     }
 
@@ -202,10 +212,10 @@ impl LicenseStore for SqliteStore {
     async fn update_product(
         &self,
         business_id: &BusinessId,
-        id: &str,
+        id: &ProductId,
         patch: ProductPatch,
     ) -> Result<Option<Product>> {
-        let (business_id, id) = (business_id.to_owned(), id.to_owned());
+        let (business_id, id) = (business_id.clone(), id.clone());
         self.write(move |tx| {
             let Some(mut product) = product_by_id(tx, &business_id, &id)? else {
                 return Ok(None);
@@ -250,7 +260,11 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn license_key(&self, business_id: &BusinessId, id: &str) -> Result<Option<LicenseKey>> {
+    async fn license_key(
+        &self,
+        business_id: &BusinessId,
+        id: &LicenseKeyId,
+    ) -> Result<Option<LicenseKey>> {
         self.read(|conn| key_by_id(conn, business_id, id))
     }
 
@@ -273,10 +287,10 @@ impl LicenseStore for SqliteStore {
     async fn update_license_key(
         &self,
         business_id: &BusinessId,
-        id: &str,
+        id: &LicenseKeyId,
         patch: KeyPatch,
     ) -> Result<Option<LicenseKey>> {
-        let (business_id, id) = (business_id.to_owned(), id.to_owned());
+        let (business_id, id) = (business_id.clone(), id.clone());
         self.write(move |tx| {
             let Some(mut key) = key_by_id(tx, &business_id, &id)? else {
                 return Ok(None);
@@ -289,7 +303,11 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn instance(&self, business_id: &BusinessId, id: &str) -> Result<Option<Instance>> {
+    async fn instance(
+        &self,
+        business_id: &BusinessId,
+        id: &InstanceId,
+    ) -> Result<Option<Instance>> {
         self.read(|conn| {
             one(
                 conn,
@@ -303,7 +321,7 @@ impl LicenseStore for SqliteStore {
     async fn list_instances(
         &self,
         business_id: &BusinessId,
-        license_key_id: Option<&str>,
+        license_key_id: Option<&LicenseKeyId>,
         page: PageRequest,
     ) -> Result<Vec<Instance>> {
         self.read(|conn| {
@@ -323,10 +341,10 @@ impl LicenseStore for SqliteStore {
     async fn rename_instance(
         &self,
         business_id: &BusinessId,
-        id: &str,
-        name: &str,
+        id: &InstanceId,
+        name: &InstanceName,
     ) -> Result<Option<Instance>> {
-        let args = (business_id.to_owned(), id.to_owned(), name.to_owned());
+        let args = (business_id.clone(), id.clone(), name.clone());
         self.write(move |tx| {
             let (business_id, id, name) = args;
             one(
@@ -335,15 +353,20 @@ impl LicenseStore for SqliteStore {
                     "UPDATE license_key_instances SET name = ?3 WHERE business_id = ?1 AND id = ?2
                      RETURNING {INSTANCE_COLUMNS}"
                 ),
-                params![business_id, id, name],
+                params![business_id, id, name.as_str()],
                 |r| rows::instance(r),
             )
         })
         .await
     }
 
-    async fn activate(&self, key: &str, instance_id: &str, name: &str) -> Result<Activation> {
-        let args = (key.to_owned(), instance_id.to_owned(), name.to_owned());
+    async fn activate(
+        &self,
+        key: &KeyString,
+        instance_id: &InstanceId,
+        name: &InstanceName,
+    ) -> Result<Activation> {
+        let args = (key.clone(), instance_id.clone(), name.as_str().to_owned());
         self.write(move |tx| {
             let (key, instance_id, name) = args;
             let mut license = key_by_key(tx, &key)?.ok_or(StorageError::KeyNotFound)?;
@@ -361,8 +384,8 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn deactivate(&self, key: &str, instance_id: &str) -> Result<()> {
-        let args = (key.to_owned(), instance_id.to_owned());
+    async fn deactivate(&self, key: &KeyString, instance_id: &InstanceId) -> Result<()> {
+        let args = (key.clone(), instance_id.clone());
         self.write(move |tx| {
             let (key, instance_id) = args;
             let mut license = key_by_key(tx, &key)?.ok_or(StorageError::KeyNotFound)?;
@@ -383,8 +406,8 @@ impl LicenseStore for SqliteStore {
 
     async fn key_validity(
         &self,
-        key: &str,
-        instance_id: Option<&str>,
+        key: &KeyString,
+        instance_id: Option<&InstanceId>,
     ) -> Result<Option<KeyValidity>> {
         let row = self.read(|conn| {
             one(
@@ -393,7 +416,7 @@ impl LicenseStore for SqliteStore {
                      SELECT 1 FROM license_key_instances i
                      WHERE i.id = ?2 AND i.license_key_id = license_keys.id)
                  FROM license_keys INDEXED BY license_keys_validity WHERE key = ?1",
-                params![key, instance_id],
+                params![key.as_str(), instance_id],
                 |r| Ok((r.flag(0)?, r.int_or_null(1)?, r.flag(2)?)),
             )
         })?;
@@ -408,7 +431,11 @@ impl LicenseStore for SqliteStore {
     }
 }
 
-fn product_by_id(conn: &Connection, business_id: &BusinessId, id: &str) -> Result<Option<Product>> {
+fn product_by_id(
+    conn: &Connection,
+    business_id: &BusinessId,
+    id: &ProductId,
+) -> Result<Option<Product>> {
     one(
         conn,
         &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = ?1 AND id = ?2"),

@@ -9,9 +9,10 @@ use rusqlite::{Connection, params};
 use super::error::internal;
 use super::{SqliteStore, ledger};
 use crate::domain::auth::{Access, Caller, KeyDigest, Refusal};
-use crate::domain::entry::{Metadata, NewEntry};
+use crate::domain::entry::NewEntry;
 use crate::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
 use crate::domain::ledger::UpdateType;
+use crate::domain::metadata::Metadata;
 use crate::domain::time::Timestamp;
 use crate::storage::listing::{EntrySort, ListEntries};
 use crate::storage::{
@@ -410,9 +411,12 @@ async fn the_wal_starts_over_under_steady_writes() {
         .await
         .unwrap();
     // 8 KB of metadata per entry: the WAL holds at least that much per write it keeps.
-    let metadata: Metadata = (0..16)
-        .map(|i| (format!("k{i}"), "x".repeat(500)))
-        .collect();
+    let metadata = Metadata::parse(
+        (0..16)
+            .map(|i| (format!("k{i}"), "x".repeat(500)))
+            .collect(),
+    )
+    .unwrap();
     let metadata_bytes = (WRITERS * WRITES_EACH * 16 * 500) as u64;
     let tasks: Vec<_> = (0..WRITERS)
         .map(|writer| {
