@@ -13,8 +13,9 @@ use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::storage::error::{Result, StorageError};
 use crate::storage::rows::corrupt;
-use crate::storage::{Appended, Result, StorageError};
+use crate::storage::store::Appended;
 
 /// `ledger_idempotency.response`: the entry as first answered, with its instants as
 /// RFC 3339 text and its quantity as a JSON number.

@@ -2,7 +2,7 @@
 //! both backends share, written once: only the placeholder syntax differs (`?1` for
 //! SQLite, `$1` for PostgreSQL).
 
-use super::rows::{ENTRY_COLUMNS, LICENSE_KEY_COLUMNS};
+use super::columns::{ENTRY_COLUMNS, LICENSE_KEY_COLUMNS};
 use crate::domain::catalog::KeySource;
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{AccountId, BusinessId, CustomerId, LicenseId, ProductId};

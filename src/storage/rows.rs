@@ -1,6 +1,6 @@
-//! How records are kept in rows, for both backends: the columns each query selects, in
-//! the order the decoders read them, and the decoding of a row into a domain record,
-//! written once for both drivers and checking every stored value.
+//! How records are read back from rows, for both backends: the decoding of a row
+//! selected with the columns of `columns.rs` into a domain record, written once for both
+//! drivers and checking every stored value.
 
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
 use crate::domain::entry::LedgerEntry;
@@ -12,8 +12,8 @@ use crate::domain::license::KeyDuration;
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::ListedEntry;
-use crate::storage::{Result, StorageError};
 
 /// A row as a driver returns it, read column by column (0-based). Each backend
 /// implements it for its driver's row; a value of the wrong type is [`corrupt`].
@@ -26,23 +26,6 @@ pub trait Columns {
     /// An exact quantity, however the backend stores it (text, or NUMERIC).
     fn quantity(&self, column: usize) -> Result<Quantity>;
 }
-
-/// The columns every entry query selects, in the order backends decode them.
-pub const ENTRY_COLUMNS: &str =
-    "seq, account_id, license_id, absolute, effective_from, metadata, created_at";
-
-/// Every API key with its business's name, for `licensed api-key list`.
-pub const LIST_API_KEYS: &str = "SELECT k.id, b.name, k.read_only, k.created_at FROM api_keys k
-     JOIN businesses b ON b.id = k.business_id ORDER BY b.name, k.created_at, k.id";
-
-pub const CUSTOMER_COLUMNS: &str =
-    "id, business_id, email, name, phone_number, metadata, created_at";
-pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \
-     license_key_duration_count, license_key_duration_interval, license_key_activation_message, \
-     metadata, created_at, updated_at";
-pub const LICENSE_KEY_COLUMNS: &str = "id, business_id, key, customer_id, product_id, source, \
-     activations_limit, instances_count, disabled, expires_at, payment_id, subscription_id, created_at";
-pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, created_at";
 
 /// A customer selected with [`CUSTOMER_COLUMNS`].
 pub fn customer(row: &impl Columns) -> Result<Customer> {

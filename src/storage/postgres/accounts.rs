@@ -15,8 +15,10 @@ use crate::domain::auth::{
 };
 use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, new_id};
 use crate::domain::time::Timestamp;
+use crate::storage::columns::LIST_API_KEYS;
+use crate::storage::error::Result;
 use crate::storage::rows::{self, Columns};
-use crate::storage::{AccountStore, Result};
+use crate::storage::store::AccountStore;
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -67,7 +69,7 @@ impl AccountStore for PgStore {
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         use rows::{corrupt, timestamp};
-        let rows = self.query(rows::LIST_API_KEYS, &[]).await?;
+        let rows = self.query(LIST_API_KEYS, &[]).await?;
         rows.iter()
             .map(|row| {
                 Ok(ApiKeyInfo {

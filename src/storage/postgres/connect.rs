@@ -6,7 +6,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use super::tls::Tls;
-use crate::storage::{OpenError, StorageOptions};
+use crate::storage::error::OpenError;
+use crate::storage::store::StorageOptions;
 
 /// A connection whose server stops acknowledging what it sent is closed after this long.
 pub(super) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);

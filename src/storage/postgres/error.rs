@@ -4,7 +4,7 @@
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
-use crate::storage::StorageError;
+use crate::storage::error::StorageError;
 
 /// An error and the errors under it: the pool's says only that a connection failed, and
 /// why (a TLS certificate for another host, say) is further down.

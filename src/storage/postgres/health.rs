@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use super::PgStore;
-use crate::storage::{HealthStore, PoolUsage, Result, StorageError};
+use crate::storage::error::{Result, StorageError};
+use crate::storage::store::{HealthStore, PoolUsage};
 
 #[async_trait]
 impl HealthStore for PgStore {

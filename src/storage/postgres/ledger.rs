@@ -26,9 +26,12 @@ use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::storage::columns::ENTRY_COLUMNS;
+use crate::storage::error::{Result, StorageError};
+use crate::storage::idempotency;
 use crate::storage::listing::{ListEntries, ListedEntry, Param, list_entries};
-use crate::storage::rows::{self, Columns, ENTRY_COLUMNS, corrupt, timestamp};
-use crate::storage::{AccountStore, Appended, LedgerStore, Result, StorageError, idempotency};
+use crate::storage::rows::{self, Columns, corrupt, timestamp};
+use crate::storage::store::{AccountStore, Appended, LedgerStore};
 
 const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
      WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4

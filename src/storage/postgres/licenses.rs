@@ -16,12 +16,13 @@ use crate::domain::ids::{
 };
 use crate::domain::license::KeyPatch;
 use crate::domain::time::Timestamp;
-use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
-use crate::storage::rows::{
-    self, CUSTOMER_COLUMNS, Columns, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
-    duration_columns, json_text, timestamp,
+use crate::storage::columns::{
+    CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
 };
-use crate::storage::{KeyValidity, LicenseStore, Result, StorageError};
+use crate::storage::error::{Result, StorageError};
+use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
+use crate::storage::rows::{self, Columns, duration_columns, json_text, timestamp};
+use crate::storage::store::{KeyValidity, LicenseStore};
 
 /// The key with that key string, its row locked until the transaction ends. `BEGIN`
 /// travels with it.

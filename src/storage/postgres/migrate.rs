@@ -2,7 +2,7 @@
 
 use deadpool_postgres::{Client, GenericClient};
 
-use crate::storage::OpenError;
+use crate::storage::error::OpenError;
 
 /// Version N is the same step on both backends, and a step one backend does not need is a
 /// comment-only file on that side, so that the next migration takes the same number on

@@ -24,7 +24,8 @@ mod values;
 
 use deadpool_postgres::Pool;
 
-use super::{OpenError, Result, StorageOptions};
+use crate::storage::error::{OpenError, Result};
+use crate::storage::store::StorageOptions;
 use error::with_causes;
 use shared::SharedConnections;
 

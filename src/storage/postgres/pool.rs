@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use super::PgStore;
 use super::error::{classify, classify_commit, pool_error};
 use super::shared::SharedSlot;
-use crate::storage::Result;
+use crate::storage::error::Result;
 
 /// A statement's parameters, in order.
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];

@@ -13,7 +13,8 @@ use super::ledger;
 use super::pool::query;
 use super::values::params;
 use crate::domain::ids::BusinessId;
-use crate::storage::{StorageError, StorageOptions};
+use crate::storage::error::StorageError;
+use crate::storage::store::StorageOptions;
 
 /// Ends a test that found no PostgreSQL at `url`: it is skipped, except under `CI=true`,
 /// where PostgreSQL is required and the test fails.

@@ -26,7 +26,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::storage::OpenError;
+use crate::storage::error::OpenError;
 
 /// How to connect, read from a `postgres://` URL.
 pub struct Tls {

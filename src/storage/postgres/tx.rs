@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::PgStore;
 use super::error::{classify, classify_commit};
 use super::pool::{Params, Sql, query};
-use crate::storage::Result;
+use crate::storage::error::Result;
 
 /// Starts a [`Tx`]: its statements, all of which find the rows they change by key, run
 /// the generic plan each prepared statement keeps for its connection. PostgreSQL would

@@ -8,7 +8,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
 use crate::domain::quantity::Quantity;
-use crate::storage::Result;
+use crate::storage::error::Result;
 use crate::storage::listing::Param;
 use crate::storage::rows::{Columns, corrupt};
 

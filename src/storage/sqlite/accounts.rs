@@ -9,7 +9,10 @@ use super::error::internal;
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::{AccountStore, Result, rows};
+use crate::storage::columns::LIST_API_KEYS;
+use crate::storage::error::Result;
+use crate::storage::rows;
+use crate::storage::store::AccountStore;
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -53,7 +56,7 @@ impl AccountStore for SqliteStore {
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(rows::LIST_API_KEYS).map_err(internal)?;
+            let mut stmt = conn.prepare_cached(LIST_API_KEYS).map_err(internal)?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok((

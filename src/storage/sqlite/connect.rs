@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::storage::OpenError;
+use crate::storage::error::OpenError;
 
 /// The file a `sqlite://` URL names, if it does not exist (`sqlite::memory:` always does).
 pub fn missing_file(url: &str) -> Option<PathBuf> {

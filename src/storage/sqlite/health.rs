@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use crate::storage::{HealthStore, PoolUsage, Result, StorageError};
+use crate::storage::error::{Result, StorageError};
+use crate::storage::store::{HealthStore, PoolUsage};
 
 #[async_trait]
 impl HealthStore for SqliteStore {

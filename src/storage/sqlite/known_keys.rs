@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::error::internal;
 use crate::domain::auth::{KeyDigest, Principal};
 use crate::domain::ids::BusinessId;
-use crate::storage::Result;
+use crate::storage::error::Result;
 
 /// API keys found so far, by digest. This process holds the database file exclusively
 /// (`unix-excl`), so no other process can revoke a key while it runs, and an API key is

@@ -14,9 +14,12 @@ use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::storage::columns::ENTRY_COLUMNS;
+use crate::storage::error::Result;
+use crate::storage::idempotency;
 use crate::storage::listing::{EntrySort, ListEntries, ListedEntry, Param, list_entries};
-use crate::storage::rows::{self, ENTRY_COLUMNS};
-use crate::storage::{Appended, LedgerStore, Result, idempotency};
+use crate::storage::rows::{self};
+use crate::storage::store::{Appended, LedgerStore};
 
 #[async_trait]
 impl LedgerStore for SqliteStore {

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::connect::open_failed;
-use crate::storage::OpenError;
+use crate::storage::error::OpenError;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),

@@ -29,7 +29,8 @@ use std::sync::{Arc, mpsc};
 use rusqlite::Connection;
 use thread_local::ThreadLocal;
 
-use super::{OpenError, Result, StorageOptions};
+use crate::storage::error::{OpenError, Result};
+use crate::storage::store::StorageOptions;
 use checkpoint::run_checkpointer;
 use connect::{commit_to_wal, connect, open_failed, parse_path};
 use error::internal;

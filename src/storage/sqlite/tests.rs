@@ -14,10 +14,9 @@ use crate::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
 use crate::domain::ledger::UpdateType;
 use crate::domain::metadata::Metadata;
 use crate::domain::time::Timestamp;
+use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::{EntrySort, ListEntries};
-use crate::storage::{
-    AccountStore, HealthStore, LedgerStore, Result, StorageError, StorageOptions,
-};
+use crate::storage::store::{AccountStore, HealthStore, LedgerStore, StorageOptions};
 
 /// A store on a private file, with one business; returns the business's id too.
 async fn store_with_business() -> (SqliteStore, BusinessId) {

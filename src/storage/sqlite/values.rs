@@ -5,7 +5,7 @@ use rusqlite::Row;
 
 use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
 use crate::domain::quantity::Quantity;
-use crate::storage::Result;
+use crate::storage::error::Result;
 use crate::storage::listing::Param;
 use crate::storage::rows::{Columns, corrupt};
 

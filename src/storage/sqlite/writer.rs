@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::checkpoint::restart_wal;
 use super::error::internal;
-use crate::storage::{Result, StorageError};
+use crate::storage::error::{Result, StorageError};
 
 /// Answers a write's caller once its group's commit is known.
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;

@@ -1,0 +1,231 @@
+//! The one interface both backends implement: the store's traits, what their calls
+//! return, and how to reach the database.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::auth::{ApiKeyInfo, Caller, KeyDigest, Principal};
+use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::entry::{LedgerEntry, NewEntry};
+use crate::domain::ids::{
+    AccountId, ApiKeyId, BusinessId, BusinessName, CustomerId, InstanceId, InstanceName, KeyString,
+    LicenseId, LicenseKeyId, ProductId,
+};
+use crate::domain::license::{KeyPatch, KeyStatus};
+use crate::domain::metadata::Metadata;
+use crate::domain::quantity::Quantity;
+use crate::domain::time::Timestamp;
+
+use super::error::Result;
+use super::listing::{KeyFilter, ListEntries, ListedEntry, PageRequest};
+
+/// The outcome of adding a ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    Created(LedgerEntry),
+    /// A repeat of an earlier request with the same idempotency key: its original response.
+    Replayed(LedgerEntry),
+}
+
+/// Businesses, API keys and what the server needs at start.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// The principal an API key digest belongs to, if any.
+    async fn authenticate(&self, digest: KeyDigest) -> Result<Option<Principal>>;
+    /// Creates the business if no business has that name; returns its id.
+    async fn ensure_business(&self, name: &BusinessName) -> Result<BusinessId>;
+    /// Creates an API key; returns its id.
+    async fn create_api_key(
+        &self,
+        business_id: &BusinessId,
+        digest: KeyDigest,
+        read_only: bool,
+    ) -> Result<ApiKeyId>;
+    /// Every API key, by business name, then oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
+    /// Deletes the API key with that id; false if there is none.
+    async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool>;
+    /// On a database that has never been bootstrapped and holds no business, creates
+    /// business `default` with an admin key of that digest. True if it did. Runs once
+    /// even when several processes start together.
+    async fn bootstrap(&self, digest: KeyDigest) -> Result<bool>;
+    /// A random secret kept in the database, shared by every process (signs page tokens).
+    async fn token_secret(&self) -> Result<Vec<u8>>;
+}
+
+/// What operators watch.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Connections open to the database: how many are idle, and how many are shared.
+    fn connections(&self) -> PoolUsage;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub open: usize,
+    pub idle: usize,
+    /// Held for good by the point reads that share them (PostgreSQL): neither idle nor
+    /// taken by one request.
+    pub shared: usize,
+}
+
+impl PoolUsage {
+    /// Connections taken by a request each.
+    pub fn in_use(&self) -> usize {
+        self.open.saturating_sub(self.idle + self.shared)
+    }
+}
+
+/// The license-updates ledger.
+///
+/// A write and a quantity act for a [`Caller`]. Given an API key not yet checked, the
+/// backend checks it by [`admit`](crate::domain::auth::admit)'s rule with the call's own
+/// first statement (PostgreSQL: in the same round trip; SQLite: on the same connection)
+/// rather than in a call of its own, and fails with [`StorageError::Refused`].
+#[async_trait]
+pub trait LedgerStore: AccountStore {
+    /// Resolves and writes an entry atomically, with its idempotency key if it has one.
+    async fn append_entry(&self, caller: &Caller, entry: &NewEntry) -> Result<Appended>;
+    /// One page of entries; asks for `limit` rows.
+    async fn list_entries(
+        &self,
+        business_id: &BusinessId,
+        query: &ListEntries,
+    ) -> Result<Vec<ListedEntry>>;
+    /// Replaces the metadata of the latest entry of the pair at exactly `at`.
+    async fn update_metadata(
+        &self,
+        business_id: &BusinessId,
+        pair: (&AccountId, &LicenseId),
+        at: Timestamp,
+        metadata: &Metadata,
+    ) -> Result<Option<LedgerEntry>>;
+    /// The governing entry's instant and absolute quantity at `at`, if any entry is in effect.
+    async fn quantity_at(
+        &self,
+        caller: &Caller,
+        pair: (&AccountId, &LicenseId),
+        at: Timestamp,
+    ) -> Result<Option<(Timestamp, Quantity)>>;
+    /// The quantity in effect at `start`, then `(instant, absolute)` of every entry strictly
+    /// between `start` and `end`, in ledger order.
+    async fn history(
+        &self,
+        business_id: &BusinessId,
+        pair: (&AccountId, &LicenseId),
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<(Quantity, Vec<(Timestamp, Quantity)>)>;
+}
+
+/// Customers, products, license keys and their activations.
+#[async_trait]
+pub trait LicenseStore: Send + Sync {
+    async fn create_customer(&self, customer: &Customer) -> Result<()>;
+    async fn customer(&self, business_id: &BusinessId, id: &CustomerId)
+    -> Result<Option<Customer>>;
+    async fn list_customers(
+        &self,
+        business_id: &BusinessId,
+        email: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Vec<Customer>>;
+
+    async fn create_product(&self, product: &Product) -> Result<()>;
+    async fn product(&self, business_id: &BusinessId, id: &ProductId) -> Result<Option<Product>>;
+    async fn list_products(
+        &self,
+        business_id: &BusinessId,
+        page: PageRequest,
+    ) -> Result<Vec<Product>>;
+    async fn update_product(
+        &self,
+        business_id: &BusinessId,
+        id: &ProductId,
+        patch: ProductPatch,
+    ) -> Result<Option<Product>>;
+
+    /// Fails with `Duplicate` if the key string exists in any business.
+    async fn create_license_key(&self, key: &LicenseKey) -> Result<()>;
+    async fn license_key(
+        &self,
+        business_id: &BusinessId,
+        id: &LicenseKeyId,
+    ) -> Result<Option<LicenseKey>>;
+    async fn list_license_keys(
+        &self,
+        business_id: &BusinessId,
+        filter: &KeyFilter,
+        page: PageRequest,
+    ) -> Result<Vec<LicenseKey>>;
+    /// Applies the patch under a lock on the key, so it cannot race an activation.
+    async fn update_license_key(
+        &self,
+        business_id: &BusinessId,
+        id: &LicenseKeyId,
+        patch: KeyPatch,
+    ) -> Result<Option<LicenseKey>>;
+
+    async fn instance(&self, business_id: &BusinessId, id: &InstanceId)
+    -> Result<Option<Instance>>;
+    async fn list_instances(
+        &self,
+        business_id: &BusinessId,
+        license_key_id: Option<&LicenseKeyId>,
+        page: PageRequest,
+    ) -> Result<Vec<Instance>>;
+    async fn rename_instance(
+        &self,
+        business_id: &BusinessId,
+        id: &InstanceId,
+        name: &InstanceName,
+    ) -> Result<Option<Instance>>;
+
+    /// Adds an instance with that new id and name to the key with that key string, if the
+    /// activation rules allow, atomically with its count.
+    async fn activate(
+        &self,
+        key: &KeyString,
+        instance_id: &InstanceId,
+        name: &InstanceName,
+    ) -> Result<Activation>;
+    /// Removes the key's instance; `KeyNotFound` if the key or its instance does not exist.
+    async fn deactivate(&self, key: &KeyString, instance_id: &InstanceId) -> Result<()>;
+    /// What validating the key with that key string needs, in any business.
+    async fn key_validity(
+        &self,
+        key: &KeyString,
+        instance_id: Option<&InstanceId>,
+    ) -> Result<Option<KeyValidity>>;
+}
+
+/// A license key's status fields, and whether the instance named with it (if any) is one
+/// of its current instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyValidity {
+    pub disabled: bool,
+    pub expires_at: Option<Timestamp>,
+    pub has_instance: bool,
+}
+
+impl KeyValidity {
+    pub fn valid_at(&self, now: Timestamp) -> bool {
+        KeyStatus::of(self.disabled, self.expires_at, now) == KeyStatus::Active && self.has_instance
+    }
+}
+
+pub trait Store: AccountStore + LedgerStore + LicenseStore + HealthStore {}
+impl<T: AccountStore + LedgerStore + LicenseStore + HealthStore> Store for T {}
+
+/// How to reach and use the database.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    pub url: String,
+    /// How long a request may wait for the database before it fails with 503.
+    pub timeout: Duration,
+    /// Connections to PostgreSQL per process.
+    pub max_connections: u32,
+}
