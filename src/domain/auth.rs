@@ -99,8 +99,9 @@ pub enum Caller {
     /// A business whose API key has been checked.
     Business(BusinessId),
     /// An API key not yet checked, and what the call needs it to allow. The store checks
-    /// it by [`admit`]'s rule in the operation's own first statement, which saves the
-    /// round trip a check of its own would take.
+    /// it by [`admit`]'s rule with the operation itself, which saves the round trip a
+    /// check of its own would take (where it can: PostgreSQL checks the key of a write
+    /// that carries an idempotency key in a round trip first).
     Key(KeyDigest, Access),
 }
 

@@ -61,6 +61,10 @@ macro_rules! bounded_string {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
         }
 
         impl std::fmt::Display for $name {

@@ -62,10 +62,6 @@ impl Metadata {
         &self.0
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter()
-    }
-
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -83,7 +79,7 @@ impl<'de> Deserialize<'de> for Metadata {
 }
 
 /// Responses document metadata as the plain map it wraps, under the name utoipa gives
-/// that map, as they did before this type existed: the published document stays the same.
+/// that map, which the published document and its clients already use.
 impl utoipa::PartialSchema for Metadata {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         <BTreeMap<String, String> as utoipa::PartialSchema>::schema()

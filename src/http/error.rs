@@ -256,11 +256,19 @@ impl From<PatchError> for ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::UnknownKey => ApiError::Unauthorized,
+            Refusal::ReadOnly => ApiError::Forbidden,
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
-            StorageError::Refused(Refusal::UnknownKey) => ApiError::Unauthorized,
-            StorageError::Refused(Refusal::ReadOnly) => ApiError::Forbidden,
+            StorageError::Refused(refusal) => refusal.into(),
             StorageError::Ledger(refusal) => ApiError::BadRequest(refusal.to_string()),
             StorageError::IdempotencyMismatch => ApiError::Conflict(
                 "this idempotencyKey was already used with a different request".into(),

@@ -13,7 +13,6 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::domain::auth::{Access, Caller, KeyDigest, Principal, admit};
 use crate::domain::ids::shorten;
-use crate::storage::StorageError;
 
 /// A whole number from a query string, within `range`: 422 for a number outside it, however
 /// many digits it has, and 400 for text that is no whole number.
@@ -181,7 +180,7 @@ impl<S: Send + Sync, T: From<String>> FromRequestParts<S> for PathParam<T> {
 }
 
 /// The API key a request presents, not yet checked: 401 without one.
-pub struct PresentedKey(KeyDigest);
+struct PresentedKey(KeyDigest);
 
 impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
     type Rejection = ApiError;
@@ -205,19 +204,18 @@ impl PresentedKey {
     /// The caller, if the key exists and allows `access`, within its rate limit: a
     /// round trip of its own.
     async fn check(&self, state: &AppState, access: Access) -> Result<Principal, ApiError> {
-        let principal =
-            admit(state.store.authenticate(self.0).await?, access).map_err(StorageError::from)?;
+        let principal = admit(state.store.authenticate(self.0).await?, access)?;
         state.limits.check_api_key(&self.0)?;
         Ok(principal)
     }
 
-    /// Who a storage call that takes a [`Caller`] acts for: the key itself, which the
-    /// store checks in the call's first statement; but if API keys are rate-limited, the
-    /// key is checked now, so that a call over the limit does not run.
+    /// Who a storage call that takes a [`Caller`] acts for: the key, which the store
+    /// checks with the call itself. If API keys are rate-limited, the key is also checked
+    /// first, so that a call over the limit does not run; the store still checks it, so a
+    /// key revoked in between is refused.
     async fn caller(&self, state: &AppState, access: Access) -> Result<Caller, ApiError> {
         if state.limits.limits_api_keys() {
-            let principal = self.check(state, access).await?;
-            return Ok(Caller::Business(principal.business_id));
+            self.check(state, access).await?;
         }
         Ok(Caller::Key(self.0, access))
     }
@@ -233,14 +231,14 @@ impl PresentedKey {
 }
 
 /// What a route needs its caller's API key to allow.
-pub trait Needs: Send {
+pub(crate) trait Needs: Send {
     const ACCESS: Access;
 }
 
 /// A route that reads.
-pub struct ToRead;
+pub(crate) struct ToRead;
 /// A route that writes: 403 for a read-only key.
-pub struct ToWrite;
+pub(crate) struct ToWrite;
 
 impl Needs for ToRead {
     const ACCESS: Access = Access::Read;
@@ -254,7 +252,7 @@ impl Needs for ToWrite {
 /// itself (it takes a [`Caller`]). The answers come in the order every route gives them:
 /// 401 without a key; for input that does not parse, 401 or 403 if the key does not
 /// allow the route, else the input's error; then the call.
-pub struct Checked<I, A> {
+pub(crate) struct Checked<I, A> {
     pub caller: Caller,
     pub input: I,
     needs: PhantomData<A>,

@@ -2,10 +2,11 @@
 //! selected with the columns of `columns.rs` into a domain record, written once for both
 //! drivers and checking every stored value.
 
+use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{
-    AccountId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
+    AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
 };
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
@@ -14,6 +15,7 @@ use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::ListedEntry;
+use crate::storage::store::KeyValidity;
 
 /// A row as a driver returns it, read column by column (0-based). Each backend
 /// implements it for its driver's row; a value of the wrong type is [`corrupt`].
@@ -25,9 +27,11 @@ pub trait Columns {
     fn flag(&self, column: usize) -> Result<bool>;
     /// An exact quantity, however the backend stores it (text, or NUMERIC).
     fn quantity(&self, column: usize) -> Result<Quantity>;
+    /// Whether the column holds `digest` (compared in constant time).
+    fn digest_matches(&self, column: usize, digest: KeyDigest) -> Result<bool>;
 }
 
-/// A customer selected with [`CUSTOMER_COLUMNS`].
+/// A customer selected with [`CUSTOMER_COLUMNS`](crate::storage::columns::CUSTOMER_COLUMNS).
 pub fn customer(row: &impl Columns) -> Result<Customer> {
     Ok(Customer {
         id: CustomerId::from(row.text(0)?),
@@ -40,7 +44,7 @@ pub fn customer(row: &impl Columns) -> Result<Customer> {
     })
 }
 
-/// A product selected with [`PRODUCT_COLUMNS`].
+/// A product selected with [`PRODUCT_COLUMNS`](crate::storage::columns::PRODUCT_COLUMNS).
 pub fn product(row: &impl Columns) -> Result<Product> {
     let duration = match (row.int_or_null(5)?, row.text_or_null(6)?) {
         (Some(count), Some(interval)) => Some(KeyDuration {
@@ -64,20 +68,7 @@ pub fn product(row: &impl Columns) -> Result<Product> {
     })
 }
 
-/// How a product's key duration is stored: `(count, interval name)`.
-pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<String>) {
-    match duration {
-        Some(d) => (
-            Some(i64::from(d.count)),
-            serde_json::to_value(d.interval)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned)),
-        ),
-        None => (None, None),
-    }
-}
-
-/// A license key selected with [`LICENSE_KEY_COLUMNS`].
+/// A license key selected with [`LICENSE_KEY_COLUMNS`](crate::storage::columns::LICENSE_KEY_COLUMNS).
 pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
     let source = row.text(5)?;
     Ok(LicenseKey {
@@ -97,7 +88,7 @@ pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
     })
 }
 
-/// An instance selected with [`INSTANCE_COLUMNS`].
+/// An instance selected with [`INSTANCE_COLUMNS`](crate::storage::columns::INSTANCE_COLUMNS).
 pub fn instance(row: &impl Columns) -> Result<Instance> {
     Ok(Instance {
         id: InstanceId::from(row.text(0)?),
@@ -108,7 +99,39 @@ pub fn instance(row: &impl Columns) -> Result<Instance> {
     })
 }
 
-/// An entry selected with [`ENTRY_COLUMNS`].
+/// The principal of an API key found by `digest`, from `business_id, digest, read_only,
+/// brand_id`: `None` if the stored digest is not `digest`.
+pub fn principal(row: &impl Columns, digest: KeyDigest) -> Result<Option<Principal>> {
+    if !row.digest_matches(1, digest)? {
+        return Ok(None);
+    }
+    Ok(Some(Principal {
+        business_id: BusinessId::from(row.text(0)?),
+        read_only: row.flag(2)?,
+        brand_id: row.text(3)?,
+    }))
+}
+
+/// An API key as [`LIST_API_KEYS`](crate::storage::columns::LIST_API_KEYS) lists it.
+pub fn api_key_info(row: &impl Columns) -> Result<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        id: ApiKeyId::from(row.text(0)?),
+        business: row.text(1)?,
+        read_only: row.flag(2)?,
+        created_at: timestamp(row.int(3)?)?,
+    })
+}
+
+/// What validation needs of a key, from `disabled, expires_at, has_instance`.
+pub fn key_validity(row: &impl Columns) -> Result<KeyValidity> {
+    Ok(KeyValidity {
+        disabled: row.flag(0)?,
+        expires_at: row.int_or_null(1)?.map(timestamp).transpose()?,
+        has_instance: row.flag(2)?,
+    })
+}
+
+/// An entry selected with [`ENTRY_COLUMNS`](crate::storage::columns::ENTRY_COLUMNS).
 pub fn listed_entry(row: &impl Columns) -> Result<ListedEntry> {
     Ok(ListedEntry {
         seq: row.int(0)?,
@@ -152,12 +175,6 @@ fn metadata(text: &str) -> Result<Metadata> {
     serde_json::from_str(text)
         .map(Metadata::from_stored)
         .map_err(corrupt)
-}
-
-/// A value as the JSON text a column stores (metadata).
-pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| StorageError::Internal(format!("unstorable value: {e}")))
 }
 
 /// A stored value that does not decode: the database holds something the server never writes.

@@ -83,8 +83,10 @@ impl PoolUsage {
 ///
 /// A write and a quantity act for a [`Caller`]. Given an API key not yet checked, the
 /// backend checks it by [`admit`](crate::domain::auth::admit)'s rule with the call's own
-/// first statement (PostgreSQL: in the same round trip; SQLite: on the same connection)
-/// rather than in a call of its own, and fails with [`StorageError::Refused`].
+/// first statement (PostgreSQL: in the same round trip, except for a write with an
+/// idempotency key, whose key is checked first; SQLite: on the same connection) rather
+/// than in a call of its own, and fails with
+/// [`StorageError::Refused`](crate::storage::StorageError::Refused).
 #[async_trait]
 pub trait LedgerStore: AccountStore {
     /// Resolves and writes an entry atomically, with its idempotency key if it has one.

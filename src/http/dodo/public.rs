@@ -137,7 +137,7 @@ pub async fn deactivate(
         .store
         .deactivate(
             &request.license_key,
-            &InstanceId::from(request.license_key_instance_id.as_str()),
+            &InstanceId::from(request.license_key_instance_id.into_string()),
         )
         .await?;
     Ok(StatusCode::OK)
@@ -172,7 +172,7 @@ pub async fn validate(
 ) -> Result<Json<LicenseValidateResponse>, ApiError> {
     let instance = request
         .license_key_instance_id
-        .map(|id| InstanceId::from(id.as_str()));
+        .map(|id| InstanceId::from(id.into_string()));
     let validity = state
         .store
         .key_validity(&request.license_key, instance.as_ref())

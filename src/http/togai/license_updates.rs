@@ -75,20 +75,16 @@ impl FromRequest<AppState> for NewEntry {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let JsonBody(request) =
             JsonBody::<LicenseUpdateRequest>::from_request(request, state).await?;
-        new_entry(request)
+        Ok(NewEntry {
+            account_id: request.account_id,
+            license_id: request.license_id,
+            update_type: request.update_type,
+            quantity: request.quantity,
+            effective_from: request.effective_from,
+            metadata: request.metadata,
+            idempotency_key: request.idempotency_key,
+        })
     }
-}
-
-fn new_entry(request: LicenseUpdateRequest) -> Result<NewEntry, ApiError> {
-    Ok(NewEntry {
-        account_id: request.account_id,
-        license_id: request.license_id,
-        update_type: request.update_type,
-        quantity: request.quantity,
-        effective_from: request.effective_from,
-        metadata: request.metadata,
-        idempotency_key: request.idempotency_key,
-    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -134,6 +130,8 @@ pub struct LicenseUpdatesPage {
 }
 
 /// An entry in the ledger, shaped exactly as the Togai `LicenseUpdateResponse`.
+// `deny_unknown_fields` and `default` change nothing when serializing; utoipa reads them
+// into the schema (no additional properties; `metadata` optional), as Togai's says.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = LicenseUpdateResponse)]

@@ -30,7 +30,7 @@ impl AccountStore for PgStore {
                 &[&&digest.0[..]],
             )
             .await?;
-        row.map_or(Ok(None), |row| principal_of(&row, digest))
+        row.map_or(Ok(None), |row| rows::principal(&row, digest))
     }
 
     async fn ensure_business(&self, name: &BusinessName) -> Result<BusinessId> {
@@ -68,18 +68,8 @@ impl AccountStore for PgStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
-        use rows::{corrupt, timestamp};
-        let rows = self.query(LIST_API_KEYS, &[]).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyInfo {
-                    id: ApiKeyId::from(row.text(0)?),
-                    business: row.try_get(1).map_err(corrupt)?,
-                    read_only: row.try_get(2).map_err(corrupt)?,
-                    created_at: timestamp(row.try_get(3).map_err(corrupt)?)?,
-                })
-            })
-            .collect()
+        let keys = self.query(LIST_API_KEYS, &[]).await?;
+        keys.iter().map(rows::api_key_info).collect()
     }
 
     async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool> {
@@ -143,19 +133,6 @@ impl AccountStore for PgStore {
     }
 }
 
-/// The principal in a row that starts with `business_id, digest, read_only, brand_id` of
-/// an `api_keys` row found by `digest`, if the digests match.
-fn principal_of(row: &Row, digest: KeyDigest) -> Result<Option<Principal>> {
-    let Some(read_only) = read_only_of(row, digest)? else {
-        return Ok(None);
-    };
-    Ok(Some(Principal {
-        business_id: BusinessId::from(row.text(0)?),
-        read_only,
-        brand_id: row.try_get(3).map_err(rows::corrupt)?,
-    }))
-}
-
 /// The business of the key in a row that starts with `business_id, digest, read_only` of
 /// an `api_keys` row found by `digest`, if the key allows `access`.
 pub(super) fn admitted_business(
@@ -174,11 +151,10 @@ pub(super) fn admitted_business(
 /// Whether the key is read-only, in a row that starts with `business_id, digest,
 /// read_only` of an `api_keys` row found by `digest`; `None` if the digests differ.
 fn read_only_of(row: &Row, digest: KeyDigest) -> Result<Option<bool>> {
-    let stored: &[u8] = row.try_get(1).map_err(rows::corrupt)?;
-    if !digest.matches(stored) {
+    if !row.digest_matches(1, digest)? {
         return Ok(None);
     }
-    row.try_get(2).map(Some).map_err(rows::corrupt)
+    row.flag(2).map(Some)
 }
 
 async fn insert_api_key(

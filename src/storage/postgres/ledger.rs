@@ -26,6 +26,7 @@ use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::storage::columns;
 use crate::storage::columns::ENTRY_COLUMNS;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::idempotency;
@@ -191,7 +192,7 @@ impl LedgerStore for PgStore {
                  ORDER BY seq DESC LIMIT 1)
              RETURNING {ENTRY_COLUMNS}"
         );
-        let metadata = rows::json_text(metadata)?;
+        let metadata = columns::json_text(metadata)?;
         let row = self
             .change_one(
                 &sql,
@@ -372,7 +373,11 @@ async fn append_locked(
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
     let written = entry.written(insertion.absolute, at, now);
-    let metadata = entry.metadata.as_ref().map(rows::json_text).transpose()?;
+    let metadata = entry
+        .metadata
+        .as_ref()
+        .map(columns::json_text)
+        .transpose()?;
     let (seqs, absolutes): (Vec<i64>, Vec<Decimal>) = insertion
         .changed
         .iter()

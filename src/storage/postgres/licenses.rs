@@ -19,9 +19,10 @@ use crate::domain::time::Timestamp;
 use crate::storage::columns::{
     CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
 };
+use crate::storage::columns::{duration_columns, json_text};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
-use crate::storage::rows::{self, Columns, duration_columns, json_text, timestamp};
+use crate::storage::rows::{self, Columns};
 use crate::storage::store::{KeyValidity, LicenseStore};
 
 /// The key with that key string, its row locked until the transaction ends. `BEGIN`
@@ -456,13 +457,7 @@ impl LicenseStore for PgStore {
                 .await?
             }
         };
-        let Some(row) = row else { return Ok(None) };
-        let expires_at = row.int_or_null(1)?;
-        Ok(Some(KeyValidity {
-            disabled: row.flag(0)?,
-            expires_at: expires_at.map(timestamp).transpose()?,
-            has_instance: row.flag(2)?,
-        }))
+        row.as_ref().map(rows::key_validity).transpose()
     }
 }
 

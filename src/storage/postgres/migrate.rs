@@ -4,14 +4,14 @@ use deadpool_postgres::{Client, GenericClient};
 
 use crate::storage::error::OpenError;
 
-/// Version N is the same step on both backends, and a step one backend does not need is a
-/// comment-only file on that side, so that the next migration takes the same number on
-/// both. Versions 4 and 5 came before that rule and differ: here, 4 dropped the ledger's
-/// foreign key to its business and 5 added the license listing index; SQLite's 4 to 6
-/// changed only its own indexes (its pair index covering the absolute quantity, the
-/// validity index, its pair index with the account first) and its 7 is the license
-/// listing index. Versions 6 and 7 here change nothing and bring the numbering level.
-/// An applied migration is never edited or renumbered: databases record its version.
+/// Version N is the same step on both backends. A step one backend does not need takes
+/// no file on that side, and its number is skipped there: numbers are versions, not a
+/// count, and a skipped one costs a database nothing (no version to record, no owner
+/// needed to migrate it). Versions 4 and 5 came before that rule and differ: here, 4
+/// dropped the ledger's foreign key to its business and 5 added the license listing
+/// index; SQLite's 4 to 6 changed only its own indexes and its 7 is the license listing
+/// index. So this side skips 6 and 7, and the next step is 8 on both. An applied
+/// migration is never edited or renumbered: databases record its version.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_license_keys.sql")),
@@ -21,14 +21,6 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/0004_ledger_entries_unreferenced_business.sql"),
     ),
     (5, include_str!("migrations/0005_license_listing_index.sql")),
-    (
-        6,
-        include_str!("migrations/0006_no_change_sqlite_only_index.sql"),
-    ),
-    (
-        7,
-        include_str!("migrations/0007_no_change_license_listing_index_was_0005.sql"),
-    ),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting
@@ -78,9 +70,10 @@ async fn pending(client: &impl GenericClient) -> Result<Vec<(i32, &'static str)>
     } else {
         Vec::new()
     };
-    let known = MIGRATIONS.len();
-    if let Some(&newest) = applied.iter().max().filter(|&&v| v as usize > known) {
-        return Err(OpenError::newer_schema(newest.into(), known));
+    // The newest version known is the last one's number, not the count: numbers skip.
+    let known = MIGRATIONS.last().map_or(0, |&(version, _)| version);
+    if let Some(&newest) = applied.iter().max().filter(|&&v| v > known) {
+        return Err(OpenError::newer_schema(newest.into(), known as usize));
     }
     Ok((MIGRATIONS.iter().copied())
         .filter(|(version, _)| !applied.contains(version))

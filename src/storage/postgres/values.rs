@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::Row;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
+use crate::domain::auth::KeyDigest;
 use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
 use crate::domain::quantity::Quantity;
 use crate::storage::error::Result;
@@ -42,6 +43,11 @@ impl Columns for Row {
 
     fn flag(&self, column: usize) -> Result<bool> {
         self.try_get(column).map_err(corrupt)
+    }
+
+    fn digest_matches(&self, column: usize, digest: KeyDigest) -> Result<bool> {
+        let stored: &[u8] = self.try_get(column).map_err(corrupt)?;
+        Ok(digest.matches(stored))
     }
 
     fn quantity(&self, column: usize) -> Result<Quantity> {

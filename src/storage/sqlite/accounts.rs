@@ -57,26 +57,10 @@ impl AccountStore for SqliteStore {
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(LIST_API_KEYS).map_err(internal)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                })
+            let keys = stmt
+                .query_map([], |r| Ok(rows::api_key_info(r)))
                 .map_err(internal)?;
-            rows.map(|row| {
-                let (id, business, read_only, created_at) = row.map_err(internal)?;
-                Ok(ApiKeyInfo {
-                    id: ApiKeyId::from(id),
-                    business,
-                    read_only,
-                    created_at: rows::timestamp(created_at)?,
-                })
-            })
-            .collect()
+            keys.map(|key| key.map_err(internal)?).collect()
         })
     }
 

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::error::internal;
 use crate::domain::auth::{KeyDigest, Principal};
-use crate::domain::ids::BusinessId;
 use crate::storage::error::Result;
+use crate::storage::rows;
 
 /// API keys found so far, by digest. This process holds the database file exclusively
 /// (`unix-excl`), so no other process can revoke a key while it runs, and an API key is
@@ -76,25 +76,17 @@ impl KnownKeys {
 
 /// The principal of the API key with that digest, if any.
 pub(super) fn principal_of_key(conn: &Connection, digest: KeyDigest) -> Result<Option<Principal>> {
-    let row: Option<(String, Vec<u8>, bool, String)> = conn
-        .prepare_cached(
-            "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
-             JOIN businesses b ON b.id = k.business_id WHERE k.digest = ?1",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row([&digest.0[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
+    conn.prepare_cached(
+        "SELECT k.business_id, k.digest, k.read_only, b.brand_id FROM api_keys k
+         JOIN businesses b ON b.id = k.business_id WHERE k.digest = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row([&digest.0[..]], |r| Ok(rows::principal(r, digest)))
             .optional()
-        })
-        .map_err(internal)?;
-    Ok(row.filter(|(_, stored, _, _)| digest.matches(stored)).map(
-        |(business_id, _, read_only, brand_id)| Principal {
-            business_id: BusinessId::from(business_id),
-            brand_id,
-            read_only,
-        },
-    ))
+    })
+    .map_err(internal)?
+    .transpose()
+    .map(Option::flatten)
 }
 
 #[cfg(test)]

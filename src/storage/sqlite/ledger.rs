@@ -14,11 +14,12 @@ use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::storage::columns;
 use crate::storage::columns::ENTRY_COLUMNS;
 use crate::storage::error::Result;
 use crate::storage::idempotency;
 use crate::storage::listing::{EntrySort, ListEntries, ListedEntry, Param, list_entries};
-use crate::storage::rows::{self};
+use crate::storage::rows;
 use crate::storage::store::{Appended, LedgerStore};
 
 #[async_trait]
@@ -84,7 +85,7 @@ impl LedgerStore for SqliteStore {
             business_id.to_owned(),
             account.as_str().to_owned(),
             license.as_str().to_owned(),
-            rows::json_text(metadata)?,
+            columns::json_text(metadata)?,
         );
         self.write(move |tx| {
             let (business_id, account, license, metadata) = args;
@@ -209,7 +210,11 @@ fn append(
     };
     let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
 
-    let metadata = entry.metadata.as_ref().map(rows::json_text).transpose()?;
+    let metadata = entry
+        .metadata
+        .as_ref()
+        .map(columns::json_text)
+        .transpose()?;
     tx.prepare_cached(
         "INSERT INTO ledger_entries
              (business_id, account_id, license_id, effective_from, update_type, given, absolute, metadata, created_at)

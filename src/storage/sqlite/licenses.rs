@@ -16,9 +16,10 @@ use crate::domain::time::Timestamp;
 use crate::storage::columns::{
     CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
 };
+use crate::storage::columns::{duration_columns, json_text};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
-use crate::storage::rows::{self, Columns, duration_columns, json_text, timestamp};
+use crate::storage::rows::{self, Columns};
 use crate::storage::store::{KeyValidity, LicenseStore};
 
 /// Runs a query expected to return at most one row, decoded by `decode`.
@@ -410,7 +411,7 @@ impl LicenseStore for SqliteStore {
         key: &KeyString,
         instance_id: Option<&InstanceId>,
     ) -> Result<Option<KeyValidity>> {
-        let row = self.read(|conn| {
+        self.read(|conn| {
             one(
                 conn,
                 "SELECT disabled, expires_at, ?2 IS NULL OR EXISTS (
@@ -418,17 +419,9 @@ impl LicenseStore for SqliteStore {
                      WHERE i.id = ?2 AND i.license_key_id = license_keys.id)
                  FROM license_keys INDEXED BY license_keys_validity WHERE key = ?1",
                 params![key.as_str(), instance_id],
-                |r| Ok((r.flag(0)?, r.int_or_null(1)?, r.flag(2)?)),
+                |r| rows::key_validity(r),
             )
-        })?;
-        let Some((disabled, expires_at, has_instance)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(KeyValidity {
-            disabled,
-            expires_at: expires_at.map(timestamp).transpose()?,
-            has_instance,
-        }))
+        })
     }
 }
 

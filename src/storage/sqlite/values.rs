@@ -3,6 +3,7 @@
 
 use rusqlite::Row;
 
+use crate::domain::auth::KeyDigest;
 use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
 use crate::domain::quantity::Quantity;
 use crate::storage::error::Result;
@@ -38,6 +39,11 @@ impl Columns for Row<'_> {
 
     fn flag(&self, column: usize) -> Result<bool> {
         self.get(column).map_err(corrupt)
+    }
+
+    fn digest_matches(&self, column: usize, digest: KeyDigest) -> Result<bool> {
+        let stored = self.get_ref(column).map_err(corrupt)?;
+        Ok(digest.matches(stored.as_blob().map_err(corrupt)?))
     }
 
     /// Quantities are kept as decimal text: SQLite has no exact decimal type.

@@ -1,2 +1,0 @@
--- Step 6 changed only SQLite's indexes (SQLite's pair index puts the account first);
--- PostgreSQL needed no change. This file keeps the two backends' versions in step.

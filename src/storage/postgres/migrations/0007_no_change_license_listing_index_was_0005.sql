@@ -1,3 +1,0 @@
--- Step 7 is SQLite's license listing index, which PostgreSQL received as step 5;
--- PostgreSQL needed no change. From step 8 on, a version is the same step on both
--- backends.
