@@ -88,22 +88,15 @@ impl FromRequest<AppState> for QuantityRequest {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let (mut parts, _) = request.into_parts();
         let Query(params) = Query::<QuantityParams>::from_request_parts(&mut parts, state).await?;
-        let ((account, license), at) = quantity_request(params)?;
+        let (account, license) = pair_params(params.account_id, params.license_id)?;
+        let at = match params.at.as_deref() {
+            Some(at) => instant_param("at", at)?,
+            None => Timestamp::now(),
+        };
         Ok(QuantityRequest {
             account,
             license,
             at,
         })
     }
-}
-
-fn quantity_request(
-    params: QuantityParams,
-) -> Result<((AccountId, LicenseId), Timestamp), ApiError> {
-    let pair = pair_params(params.account_id, params.license_id)?;
-    let at = match params.at.as_deref() {
-        Some(at) => instant_param("at", at)?,
-        None => Timestamp::now(),
-    };
-    Ok((pair, at))
 }
