@@ -256,3 +256,252 @@ async fn concurrent_relative_updates_on_one_account_all_count() {
         );
     }
 }
+
+/// A key of a new customer and of a product made of `product`, issued with `extra`.
+async fn seats_key(cluster: &Cluster, product: Value, extra: Value) -> (String, String) {
+    let (_, customer) = (cluster.post(
+        0,
+        "/customers",
+        json!({"email": "c@example.com", "name": "C"}),
+    ))
+    .await;
+    let (_, product) = cluster.post(1, "/products", product).await;
+    let mut body =
+        json!({"customer_id": customer["customer_id"], "product_id": product["product_id"]});
+    (body.as_object_mut().unwrap()).extend(extra.as_object().unwrap().clone());
+    let (status, key) = cluster.post(2, "/license_keys", body).await;
+    assert_eq!(status, 201, "{key}");
+    (
+        key["id"].as_str().unwrap().to_owned(),
+        key["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The ids of a key's instances, listed by process `i`.
+async fn instance_ids(cluster: &Cluster, i: usize, id: &str) -> Vec<String> {
+    let path = format!("/license_key_instances?page_size=100&license_key_id={id}");
+    let listed = cluster.get(i, &path).await;
+    (listed["items"].as_array().unwrap().iter())
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Sends `/licenses/{action}` for an instance of `key` to process `i`.
+async fn instance_call(
+    cluster: &Cluster,
+    i: usize,
+    action: &str,
+    key: &str,
+    instance: &str,
+) -> (u16, Value) {
+    let body = json!({"license_key": key, "license_key_instance_id": instance});
+    (cluster.send(
+        i,
+        reqwest::Method::POST,
+        &format!("/licenses/{action}"),
+        body,
+        false,
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn activations_through_three_processes_racing_seat_decreases_keep_to_the_seats() {
+    const START: i64 = 8;
+    const DECREASES: usize = 6;
+    const ACTIVATIONS: usize = 30;
+    let Some((cluster, _running)) = Cluster::start(3).await else {
+        return;
+    };
+    for trial in 0..TRIALS {
+        let license = format!("race-{trial}");
+        let (status, entry) = cluster
+            .post(
+                0,
+                "/license_updates",
+                json!({"accountId": "acme", "licenseId": license, "updateType": "ABSOLUTE",
+                "quantity": START, "effectiveFrom": "2024-01-01T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{entry}");
+        let seats = json!({"account_id": "acme", "license_id": license});
+        let (id, key) = seats_key(&cluster, json!({"name": "P"}), json!({"seats": seats})).await;
+        // Every process reads the key first, as a process that kept what it read would.
+        for i in 0..3 {
+            let fetched = cluster.get(i, &format!("/license_keys/{id}")).await;
+            assert_eq!(fetched["activations_limit"], json!(START), "{fetched}");
+        }
+
+        let race = concurrently(ACTIVATIONS + DECREASES, |i| {
+            let (cluster, key, license) = (cluster.clone(), key.clone(), license.clone());
+            async move {
+                let decrease = i % 6 == 0;
+                let sent = std::time::Instant::now();
+                let (status, reply) = if decrease {
+                    let body = json!({"accountId": "acme", "licenseId": license, "updateType": "RELATIVE", "quantity": -1});
+                    cluster.post(i, "/license_updates", body).await
+                } else {
+                    cluster.activate(i, &key).await
+                };
+                let timed = common::Timed {
+                    change: decrease.then_some(-1),
+                    sent,
+                    answered: std::time::Instant::now(),
+                    status,
+                };
+                (timed, reply)
+            }
+        })
+        .await;
+        for (timed, reply) in &race {
+            let expected: &[u16] = if timed.change.is_some() {
+                &[200]
+            } else {
+                &[201, 422]
+            };
+            assert!(expected.contains(&timed.status), "{timed:?}: {reply}");
+        }
+        let race: Vec<common::Timed> = race.into_iter().map(|(timed, _)| timed).collect();
+        common::assert_each_activation_fitted(START, &race);
+        let succeeded = race.iter().filter(|t| t.status == 201).count() as i64;
+        let end = START - DECREASES as i64;
+        assert!(
+            succeeded <= START,
+            "{succeeded} activations over {START} seats"
+        );
+        assert!(
+            succeeded >= end,
+            "refused while seats were free: {succeeded}"
+        );
+        for i in 0..3 {
+            let fetched = cluster.get(i, &format!("/license_keys/{id}")).await;
+            assert_eq!(fetched["activations_limit"], json!(end), "{fetched}");
+        }
+
+        // Settled: every process sees the seats that are left, and no more.
+        let more = concurrently(6, |i| {
+            let (cluster, key) = (cluster.clone(), key.clone());
+            async move { cluster.activate(i, &key).await.0 }
+        })
+        .await;
+        let free = (end - succeeded).max(0) as usize;
+        common::assert_admitted_up_to_the_limit(&more, free);
+        let total = succeeded as usize + free;
+        let listed = instance_ids(&cluster, 1, &id).await;
+        assert_eq!(listed.len(), total);
+        for i in 0..3 {
+            let fetched = cluster.get(i, &format!("/license_keys/{id}")).await;
+            assert_eq!(fetched["instances_count"], json!(total), "{fetched}");
+        }
+        let mut valid = 0;
+        for (i, instance) in listed.iter().enumerate() {
+            let (status, reply) = instance_call(&cluster, i, "validate", &key, instance).await;
+            assert_eq!(status, 200, "{reply}");
+            valid += usize::from(reply["valid"] == json!(true));
+        }
+        assert_eq!(valid, total.min(end as usize), "instances within the seats");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_sweep_dead_instances_once() {
+    const TRIALS: usize = 2;
+    let Some((cluster, mut running)) = Cluster::start(2).await else {
+        return;
+    };
+    let rows = async |key_id: &str| {
+        (running._database)
+            .count(&format!(
+                "SELECT count(*) FROM license_key_instances WHERE license_key_id = '{key_id}'"
+            ))
+            .await
+    };
+    let instant = |value: &Value| {
+        chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+            .unwrap()
+            .to_utc()
+    };
+    let sleep_until = async |at: chrono::DateTime<chrono::Utc>| {
+        if let Ok(wait) = (at - chrono::Utc::now()).to_std() {
+            tokio::time::sleep(wait).await;
+        }
+    };
+    for _ in 0..TRIALS {
+        let product =
+            json!({"name": "P", "heartbeat_interval": 2, "license_key_activations_limit": 5});
+        // Nothing but the sweepers deletes the dead instances of `quiet`; activations
+        // arriving as they die race the sweepers on `busy`.
+        let quiet = seats_key(&cluster, product.clone(), json!({})).await;
+        let busy = seats_key(&cluster, product, json!({})).await;
+        let mut kept = Vec::new();
+        let mut doomed = Vec::new();
+        let mut death = chrono::Utc::now();
+        for (id, key) in [&quiet, &busy] {
+            for i in 0..4 {
+                let (status, instance) = cluster.activate(i, key).await;
+                assert_eq!(status, 201, "{instance}");
+                let instance_id = instance["id"].as_str().unwrap().to_owned();
+                if i == 0 {
+                    kept.push((key.clone(), instance_id));
+                } else {
+                    death = death.max(instant(&instance["heartbeat_expires_at"]));
+                    doomed.push((id.clone(), key.clone(), instance_id));
+                }
+            }
+        }
+
+        let beating = async {
+            for round in 0..6 {
+                tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+                for (key, instance) in &kept {
+                    let (status, reply) =
+                        instance_call(&cluster, round, "heartbeat", key, instance).await;
+                    assert_eq!((status, &reply["valid"]), (200, &json!(true)), "{reply}");
+                }
+            }
+        };
+        let dying = async {
+            sleep_until(death + chrono::TimeDelta::milliseconds(50)).await;
+            let statuses = concurrently(6, |i| {
+                let (cluster, key) = (cluster.clone(), busy.1.clone());
+                async move { cluster.activate(i, &key).await.0 }
+            })
+            .await;
+            // The dead hold no seat: four join the one kept alive.
+            common::assert_admitted_up_to_the_limit(&statuses, 4);
+            sleep_until(death + chrono::TimeDelta::milliseconds(1300)).await;
+            assert_eq!(
+                rows(&quiet.0).await,
+                1,
+                "the dead of the quiet key are deleted"
+            );
+            assert_eq!(rows(&busy.0).await, 5);
+            for (i, (id, expected)) in [(&quiet.0, 1), (&busy.0, 5)].into_iter().enumerate() {
+                for process in [i, i + 1] {
+                    assert_eq!(instance_ids(&cluster, process, id).await.len(), expected);
+                    let fetched = cluster.get(process, &format!("/license_keys/{id}")).await;
+                    assert_eq!(fetched["instances_count"], json!(expected), "{fetched}");
+                }
+            }
+            for (i, (_, key, instance)) in doomed.iter().enumerate() {
+                let (status, reply) = instance_call(&cluster, i, "heartbeat", key, instance).await;
+                assert_eq!(
+                    (status, &reply["code"]),
+                    (404, &json!("LICENSE_KEY_INSTANCE_DEAD")),
+                    "{reply}"
+                );
+            }
+        };
+        tokio::join!(beating, dying);
+        for (key, instance) in &kept {
+            let (status, reply) = instance_call(&cluster, 1, "validate", key, instance).await;
+            assert_eq!((status, &reply["valid"]), (200, &json!(true)), "{reply}");
+        }
+    }
+    for server in &mut running._servers {
+        let errors: Vec<_> = (server.logged().iter())
+            .filter(|line| line.contains("ERROR"))
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}

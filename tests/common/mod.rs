@@ -66,6 +66,49 @@ pub fn assert_admitted_up_to_the_limit(statuses: &[u16], limit: usize) {
     );
 }
 
+/// One request of a race between activations of a ledger-bound key and writes to its
+/// pair: when it was sent and answered, and its status.
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    /// `None` for an activation; for a ledger write, the change of quantity it makes.
+    pub change: Option<i64>,
+    pub sent: std::time::Instant,
+    pub answered: std::time::Instant,
+    pub status: u16,
+}
+
+/// Asserts that each activation that succeeded in `race` fitted the seats of a pair whose
+/// quantity was `start` before it: it committed between its sending and its answer, so
+/// into a state that held at least itself and every success answered before it was
+/// sent, and at most `start` plus the increases sent before it was answered, minus the
+/// decreases answered before it was sent.
+#[track_caller]
+pub fn assert_each_activation_fitted(start: i64, race: &[Timed]) {
+    for (i, activation) in race.iter().enumerate() {
+        if activation.change.is_some() || activation.status != 201 {
+            continue;
+        }
+        let before = |t: &Timed| t.answered < activation.sent;
+        let held = 1
+            + (race.iter())
+                .filter(|t| t.change.is_none() && t.status == 201 && before(t))
+                .count() as i64;
+        let most: i64 = start
+            + (race.iter())
+                .filter(|t| t.status == 200)
+                .filter_map(|t| match t.change {
+                    Some(change) if change > 0 && t.sent < activation.answered => Some(change),
+                    Some(change) if change < 0 && before(t) => Some(change),
+                    _ => None,
+                })
+                .sum::<i64>();
+        assert!(
+            held <= most,
+            "activation {i} succeeded into a state of {held} instances over {most} seats: {race:?}"
+        );
+    }
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -145,6 +188,16 @@ impl TestDatabase {
                 .and_then(|conn| conn.execute_batch(sql))
                 .unwrap(),
             None => run_sql(&self.url, sql.to_owned()).await.unwrap(),
+        }
+    }
+
+    /// The one integer `sql` answers on this database, read beside the server.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self.url.strip_prefix("sqlite://") {
+            Some(path) => rusqlite::Connection::open(path)
+                .and_then(|conn| conn.query_row(sql, [], |row| row.get(0)))
+                .unwrap(),
+            None => (self.connect().await.query_one(sql, &[]).await.unwrap()).get(0),
         }
     }
 

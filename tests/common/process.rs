@@ -85,6 +85,14 @@ impl Served {
         }
     }
 
+    /// Every line written so far.
+    pub fn logged(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.signal_terminate();
