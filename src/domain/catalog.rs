@@ -2,8 +2,9 @@
 //! and their activations (instances).
 
 use super::ids::{BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
-use super::license::{ActivationError, Change, KeyDuration, KeyState};
+use super::license::{ActivationError, Change, KeyDuration, KeyPatch, KeyState, PatchError};
 use super::metadata::Metadata;
+use super::seats::{Fingerprint, HeartbeatInterval, SeatBinding};
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Product {
     pub license_key_activations_limit: Option<u32>,
     pub license_key_duration: Option<KeyDuration>,
     pub license_key_activation_message: Option<String>,
+    /// The heartbeat interval of the product's new keys; none: no heartbeats.
+    pub heartbeat_interval: Option<HeartbeatInterval>,
     pub metadata: Metadata,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -39,6 +42,7 @@ pub struct ProductPatch {
     pub license_key_activations_limit: Change<u32>,
     pub license_key_duration: Change<KeyDuration>,
     pub license_key_activation_message: Change<String>,
+    pub heartbeat_interval: Change<HeartbeatInterval>,
     pub metadata: Option<Metadata>,
 }
 
@@ -57,6 +61,7 @@ impl ProductPatch {
         product.license_key_activation_message = self
             .license_key_activation_message
             .apply(product.license_key_activation_message.take());
+        product.heartbeat_interval = self.heartbeat_interval.apply(product.heartbeat_interval);
         if let Some(metadata) = self.metadata {
             product.metadata = metadata;
         }
@@ -104,12 +109,18 @@ pub struct LicenseKey {
     pub customer_id: CustomerId,
     pub product_id: ProductId,
     pub source: KeySource,
+    /// `None` is unlimited. A key bound to seats has the pair's figure at the instant the
+    /// key was read (not stored with the key).
     pub activations_limit: Option<u32>,
+    /// Its live instances: a dead one stops counting at once, before it is deleted.
     pub instances_count: u32,
     pub disabled: bool,
     pub expires_at: Option<Timestamp>,
     pub payment_id: Option<String>,
     pub subscription_id: Option<String>,
+    pub heartbeat_interval: Option<HeartbeatInterval>,
+    /// The ledger pair whose quantity is the key's limit.
+    pub seats: Option<SeatBinding>,
     pub created_at: Timestamp,
 }
 
@@ -123,22 +134,67 @@ impl LicenseKey {
         }
     }
 
-    /// A new instance of this key, counted, if the activation rules allow one at `now`.
+    /// The limit as the key's row stores it: none for a key bound to seats, whose limit
+    /// is read from the ledger.
+    pub fn stored_limit(&self) -> Option<u32> {
+        match self.seats {
+            Some(_) => None,
+            None => self.activations_limit,
+        }
+    }
+
+    /// A new instance of this key, counted, if the activation rules allow one at `now`
+    /// (for a key bound to seats, `activations_limit` must be the pair's figure at `now`).
+    /// Activation is the instance's first heartbeat.
     pub fn activate(
         &mut self,
         id: InstanceId,
         name: String,
+        fingerprint: Option<Fingerprint>,
         now: Timestamp,
     ) -> Result<Instance, ActivationError> {
         self.state().check_activation(now)?;
         self.instances_count += 1;
-        Ok(Instance {
+        let mut instance = Instance {
             id,
             business_id: self.business_id.clone(),
             license_key_id: self.id.clone(),
             name,
+            fingerprint: fingerprint.map(Fingerprint::into_string),
             created_at: now,
-        })
+            last_heartbeat_at: None,
+            heartbeat_expires_at: None,
+        };
+        instance.beat(self.heartbeat_interval, now);
+        Ok(instance)
+    }
+
+    /// The answer to an activation from a machine that already holds one of the key's
+    /// live instances: that instance, beaten, if the key is active. It takes no seat.
+    pub fn reactivate(
+        &self,
+        mut instance: Instance,
+        now: Timestamp,
+    ) -> Result<Instance, ActivationError> {
+        if self.state().status(now) != super::license::KeyStatus::Active {
+            return Err(ActivationError::Inactive);
+        }
+        instance.beat(self.heartbeat_interval, now);
+        Ok(instance)
+    }
+
+    /// Applies a PATCH, or says why it is refused. For a key bound to seats, the limit
+    /// it keeps is the figure it was read with: the store reads the new one.
+    pub fn apply(&mut self, patch: &KeyPatch) -> Result<(), PatchError> {
+        let state = patch.apply(
+            self.state(),
+            self.subscription_id.is_some(),
+            self.seats.is_some(),
+        )?;
+        self.set_state(state);
+        self.seats = patch.seats.clone().apply(self.seats.take());
+        self.heartbeat_interval = patch.heartbeat_interval.apply(self.heartbeat_interval);
+        Ok(())
     }
 
     /// Stops counting one of the key's instances, which the caller has removed.
@@ -154,29 +210,47 @@ impl LicenseKey {
     }
 }
 
-/// What a new key's limit and expiry are, given what was asked and the product's defaults:
-/// an absent field takes the product's default, `null` means none (unlimited, never expires).
-/// A subscription's key takes no expiry from the product: it expires with the subscription,
-/// and no expiry could be set on it or changed later.
+/// What a new key starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTerms {
+    pub activations_limit: Option<u32>,
+    pub expires_at: Option<Timestamp>,
+    pub heartbeat_interval: Option<HeartbeatInterval>,
+}
+
+/// What a new key's limit, expiry and heartbeat interval are, given what was asked and the
+/// product's defaults: an absent field takes the product's default, `null` means none
+/// (unlimited, never expires, no heartbeats). A subscription's key takes no expiry from
+/// the product: it expires with the subscription, and no expiry could be set on it or
+/// changed later.
 pub fn key_terms(
     product: &Product,
     activations_limit: Change<u32>,
     expires_at: Change<Timestamp>,
+    heartbeat_interval: Change<HeartbeatInterval>,
     has_subscription: bool,
     now: Timestamp,
-) -> (Option<u32>, Option<Timestamp>) {
-    let limit = match activations_limit {
+) -> KeyTerms {
+    let activations_limit = match activations_limit {
         Change::Unchanged => product.license_key_activations_limit,
         other => other.apply(None),
     };
-    let expiry = match expires_at {
+    let expires_at = match expires_at {
         Change::Unchanged if has_subscription => None,
         Change::Unchanged => product
             .license_key_duration
             .and_then(|duration| duration.expiry_from(now)),
         other => other.apply(None),
     };
-    (limit, expiry)
+    let heartbeat_interval = match heartbeat_interval {
+        Change::Unchanged => product.heartbeat_interval,
+        other => other.apply(None),
+    };
+    KeyTerms {
+        activations_limit,
+        expires_at,
+        heartbeat_interval,
+    }
 }
 
 /// One activation of a license key.
@@ -186,7 +260,25 @@ pub struct Instance {
     pub business_id: BusinessId,
     pub license_key_id: LicenseKeyId,
     pub name: String,
+    pub fingerprint: Option<String>,
     pub created_at: Timestamp,
+    /// Both none when the key has no heartbeat interval.
+    pub last_heartbeat_at: Option<Timestamp>,
+    pub heartbeat_expires_at: Option<Timestamp>,
+}
+
+impl Instance {
+    /// A heartbeat at `now`: the next one is due within the key's interval.
+    pub fn beat(&mut self, interval: Option<HeartbeatInterval>, now: Timestamp) {
+        self.last_heartbeat_at = interval.map(|_| now);
+        self.heartbeat_expires_at = interval.map(|i| i.deadline_after(now));
+    }
+
+    /// Dead: it missed its deadline, and no longer counts.
+    pub fn is_dead_at(&self, now: Timestamp) -> bool {
+        self.heartbeat_expires_at
+            .is_some_and(|deadline| deadline <= now)
+    }
 }
 
 /// A successful activation, with what the app is told about it.
@@ -216,6 +308,7 @@ mod tests {
                 interval: Interval::Year,
             }),
             license_key_activation_message: None,
+            heartbeat_interval: HeartbeatInterval::new(60),
             metadata: Metadata::default(),
             created_at: at,
             updated_at: at,
@@ -226,21 +319,44 @@ mod tests {
     fn new_keys_take_the_products_defaults_unless_told_otherwise() {
         let now = Timestamp::parse("2024-03-01T00:00:00Z").unwrap();
         let year_later = Timestamp::parse("2025-03-01T00:00:00Z").unwrap();
+        let terms = |limit, expiry, interval, subscription| {
+            let t = key_terms(&product(), limit, expiry, interval, subscription, now);
+            (
+                t.activations_limit,
+                t.expires_at,
+                t.heartbeat_interval.map(HeartbeatInterval::seconds),
+            )
+        };
         assert_eq!(
-            key_terms(&product(), Change::Unchanged, Change::Unchanged, false, now),
-            (Some(3), Some(year_later))
+            terms(
+                Change::Unchanged,
+                Change::Unchanged,
+                Change::Unchanged,
+                false
+            ),
+            (Some(3), Some(year_later), Some(60))
         );
         assert_eq!(
-            key_terms(&product(), Change::Clear, Change::Clear, false, now),
-            (None, None)
+            terms(Change::Clear, Change::Clear, Change::Clear, false),
+            (None, None, None)
         );
         assert_eq!(
-            key_terms(&product(), Change::Set(9), Change::Set(now), false, now),
-            (Some(9), Some(now))
+            terms(
+                Change::Set(9),
+                Change::Set(now),
+                Change::Set(HeartbeatInterval::new(5).unwrap()),
+                false
+            ),
+            (Some(9), Some(now), Some(5))
         );
         assert_eq!(
-            key_terms(&product(), Change::Unchanged, Change::Unchanged, true, now),
-            (Some(3), None),
+            terms(
+                Change::Unchanged,
+                Change::Unchanged,
+                Change::Unchanged,
+                true
+            ),
+            (Some(3), None, Some(60)),
             "a subscription's key keeps the product's limit but not its duration"
         );
     }
@@ -277,14 +393,18 @@ mod tests {
             expires_at: None,
             payment_id: None,
             subscription_id: None,
+            heartbeat_interval: None,
+            seats: None,
             created_at: now,
         };
-        let instance = key.activate("lki_1".into(), "laptop".into(), now).unwrap();
+        let instance = key
+            .activate("lki_1".into(), "laptop".into(), None, now)
+            .unwrap();
         assert_eq!(instance.license_key_id.as_str(), "lic_1");
         assert_eq!(instance.business_id.as_str(), "bus_1");
         assert_eq!(key.instances_count, 1);
         assert_eq!(
-            key.activate("lki_2".into(), "desktop".into(), now),
+            key.activate("lki_2".into(), "desktop".into(), None, now),
             Err(ActivationError::LimitReached)
         );
         assert_eq!(
@@ -295,8 +415,37 @@ mod tests {
         assert_eq!(key.instances_count, 0);
         key.disabled = true;
         assert_eq!(
-            key.activate("lki_3".into(), "phone".into(), now),
+            key.activate("lki_3".into(), "phone".into(), None, now),
             Err(ActivationError::Inactive)
         );
+    }
+
+    #[test]
+    fn an_instance_of_a_key_with_heartbeats_dies_at_its_deadline() {
+        let now = Timestamp::parse("2024-03-01T00:00:00Z").unwrap();
+        let later = |s: i64| now.plus_micros(s * 1_000_000).unwrap();
+        let mut instance = Instance {
+            id: "lki_1".into(),
+            business_id: "bus_1".into(),
+            license_key_id: "lic_1".into(),
+            name: "laptop".into(),
+            fingerprint: None,
+            created_at: now,
+            last_heartbeat_at: None,
+            heartbeat_expires_at: None,
+        };
+        assert!(
+            !instance.is_dead_at(later(1_000_000)),
+            "no interval: never dies"
+        );
+        instance.beat(HeartbeatInterval::new(10), now);
+        assert_eq!(instance.last_heartbeat_at, Some(now));
+        assert_eq!(instance.heartbeat_expires_at, Some(later(10)));
+        assert!(!instance.is_dead_at(later(9)));
+        assert!(instance.is_dead_at(later(10)));
+        instance.beat(HeartbeatInterval::new(10), later(9));
+        assert!(!instance.is_dead_at(later(18)));
+        instance.beat(None, later(9));
+        assert_eq!(instance.heartbeat_expires_at, None);
     }
 }

@@ -5,6 +5,7 @@ use chrono::{Days, Months};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::seats::{HeartbeatInterval, SeatBinding};
 use super::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -111,11 +112,14 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Change<T> {
 }
 
 /// A change to a license key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyPatch {
     pub activations_limit: Change<u32>,
     pub disabled: Option<bool>,
     pub expires_at: Change<Timestamp>,
+    pub heartbeat_interval: Change<HeartbeatInterval>,
+    /// Binds the key to a ledger pair's seats, or (cleared) unbinds it.
+    pub seats: Change<SeatBinding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +130,14 @@ pub enum PatchError {
         "the expiry of a subscription's license key follows the subscription and cannot be set"
     )]
     ExpiryOnSubscriptionKey,
+    #[error(
+        "`seats` and `activations_limit` cannot be set together: a key bound to seats takes its limit from the ledger"
+    )]
+    LimitWithSeats,
+    #[error(
+        "this key's activations limit follows the ledger pair it is bound to; send `\"seats\": null` with the limit to unbind it"
+    )]
+    LimitFollowsSeats,
 }
 
 /// A subscription's key expires with the subscription: no expiry may be set on it.
@@ -140,12 +152,30 @@ pub fn check_expiry(
 }
 
 impl KeyPatch {
-    /// The key after this change, or why the change is refused.
-    pub fn apply(&self, key: KeyState, has_subscription: bool) -> Result<KeyState, PatchError> {
+    /// The key after this change, or why the change is refused. A key bound to seats
+    /// (`bound`, or bound by this change) keeps the figure it has: its instances count
+    /// never refuses a binding. Unbinding without a limit keeps the figure as the limit.
+    pub fn apply(
+        &self,
+        key: KeyState,
+        has_subscription: bool,
+        bound: bool,
+    ) -> Result<KeyState, PatchError> {
         check_expiry(has_subscription, &self.expires_at)?;
+        let limit_given = self.activations_limit != Change::Unchanged;
+        let bound_after = match self.seats {
+            Change::Set(_) if limit_given => return Err(PatchError::LimitWithSeats),
+            Change::Set(_) => true,
+            Change::Clear => false,
+            Change::Unchanged if bound && limit_given => {
+                return Err(PatchError::LimitFollowsSeats);
+            }
+            Change::Unchanged => bound,
+        };
         let activations_limit = self.activations_limit.apply(key.activations_limit);
         if let Some(limit) = activations_limit
             && limit < key.instances_count
+            && !bound_after
         {
             return Err(PatchError::LimitBelowInstances {
                 limit,
@@ -282,14 +312,17 @@ mod tests {
             expires_at: Some(t("2025-01-01T00:00:00Z")),
             ..key(Some(5), 3)
         };
-        assert_eq!(KeyPatch::default().apply(current, false), Ok(current));
+        assert_eq!(
+            KeyPatch::default().apply(current, false, false),
+            Ok(current)
+        );
         let cleared = KeyPatch {
             activations_limit: Change::Clear,
             expires_at: Change::Clear,
             ..Default::default()
         };
         assert_eq!(
-            cleared.apply(current, false),
+            cleared.apply(current, false, false),
             Ok(KeyState {
                 activations_limit: None,
                 expires_at: None,
@@ -300,7 +333,7 @@ mod tests {
             disabled: Some(true),
             ..Default::default()
         };
-        assert!(disable.apply(current, false).unwrap().disabled);
+        assert!(disable.apply(current, false, false).unwrap().disabled);
     }
 
     #[test]
@@ -311,11 +344,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            to(3).apply(current, false).unwrap().activations_limit,
+            to(3)
+                .apply(current, false, false)
+                .unwrap()
+                .activations_limit,
             Some(3)
         );
         assert_eq!(
-            to(2).apply(current, false),
+            to(2).apply(current, false, false),
             Err(PatchError::LimitBelowInstances { limit: 2, count: 3 })
         );
     }
@@ -328,15 +364,76 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            set.apply(current, true),
+            set.apply(current, true, false),
             Err(PatchError::ExpiryOnSubscriptionKey)
         );
-        assert!(set.apply(current, false).is_ok());
+        assert!(set.apply(current, false, false).is_ok());
         let clear = KeyPatch {
             expires_at: Change::Clear,
             ..Default::default()
         };
-        assert!(clear.apply(current, true).is_ok());
+        assert!(clear.apply(current, true, false).is_ok());
+    }
+
+    #[test]
+    fn a_bound_key_takes_no_limit_and_is_never_refused_for_its_instances() {
+        let seats = || {
+            Change::Set(SeatBinding {
+                account_id: crate::domain::ids::AccountId::parse("acc").unwrap(),
+                license_id: crate::domain::ids::LicenseId::parse("seats").unwrap(),
+            })
+        };
+        let over_seat = key(Some(1), 3);
+        let bind = KeyPatch {
+            seats: seats(),
+            ..Default::default()
+        };
+        assert_eq!(bind.apply(over_seat, false, false), Ok(over_seat));
+        let bind_with_limit = KeyPatch {
+            seats: seats(),
+            activations_limit: Change::Set(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            bind_with_limit.apply(over_seat, false, false),
+            Err(PatchError::LimitWithSeats)
+        );
+        let limit_only = KeyPatch {
+            activations_limit: Change::Clear,
+            ..Default::default()
+        };
+        assert_eq!(
+            limit_only.apply(over_seat, false, true),
+            Err(PatchError::LimitFollowsSeats)
+        );
+        let unbind = KeyPatch {
+            seats: Change::Clear,
+            ..Default::default()
+        };
+        assert_eq!(
+            unbind
+                .apply(key(Some(4), 3), false, true)
+                .unwrap()
+                .activations_limit,
+            Some(4),
+            "unbinding keeps the figure as the limit"
+        );
+        assert_eq!(
+            unbind.apply(over_seat, false, true),
+            Err(PatchError::LimitBelowInstances { limit: 1, count: 3 })
+        );
+        let unbind_unlimited = KeyPatch {
+            seats: Change::Clear,
+            activations_limit: Change::Clear,
+            ..Default::default()
+        };
+        assert_eq!(
+            unbind_unlimited
+                .apply(over_seat, false, true)
+                .unwrap()
+                .activations_limit,
+            None
+        );
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod ledger;
 pub mod license;
 pub mod metadata;
 pub mod quantity;
+pub mod seats;
 pub mod time;

@@ -42,6 +42,7 @@ pub enum ApiError {
     /// Something failed that the client cannot fix; why, for the log (never sent).
     Internal(String),
     LicenseKeyNotFound,
+    LicenseKeyInstanceDead,
     InactiveLicenseKey,
     LicenseKeyLimitReached,
     LimitBelowInstances(String),
@@ -74,6 +75,9 @@ impl ApiError {
             ApiError::BodyTimedOut(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             ApiError::LicenseKeyNotFound => (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND"),
+            ApiError::LicenseKeyInstanceDead => {
+                (StatusCode::NOT_FOUND, "LICENSE_KEY_INSTANCE_DEAD")
+            }
             ApiError::InactiveLicenseKey => (StatusCode::FORBIDDEN, "INACTIVE_LICENSE_KEY"),
             ApiError::LicenseKeyLimitReached => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -124,6 +128,10 @@ impl ApiError {
             }
             ApiError::Internal(_) => "something went wrong; the error has been logged".into(),
             ApiError::LicenseKeyNotFound => "license key not found".into(),
+            ApiError::LicenseKeyInstanceDead => {
+                "this instance missed its heartbeat deadline and was released: activate again"
+                    .into()
+            }
             ApiError::InactiveLicenseKey => ActivationError::Inactive.to_string(),
             ApiError::LicenseKeyLimitReached => ActivationError::LimitReached.to_string(),
             ApiError::NoExpiryOnSubscriptionKey => PatchError::ExpiryOnSubscriptionKey.to_string(),
@@ -252,6 +260,9 @@ impl From<PatchError> for ApiError {
                 ApiError::LimitBelowInstances(refusal.to_string())
             }
             PatchError::ExpiryOnSubscriptionKey => ApiError::NoExpiryOnSubscriptionKey,
+            PatchError::LimitWithSeats | PatchError::LimitFollowsSeats => {
+                ApiError::BadRequest(refusal.to_string())
+            }
         }
     }
 }
@@ -274,6 +285,7 @@ impl From<StorageError> for ApiError {
                 "this idempotencyKey was already used with a different request".into(),
             ),
             StorageError::KeyNotFound => ApiError::LicenseKeyNotFound,
+            StorageError::InstanceDead => ApiError::LicenseKeyInstanceDead,
             StorageError::Activation(ActivationError::Inactive) => ApiError::InactiveLicenseKey,
             StorageError::Activation(ActivationError::LimitReached) => {
                 ApiError::LicenseKeyLimitReached

@@ -44,6 +44,7 @@ use super::togai::{license_updates, quantity, usage};
         public::activate,
         public::deactivate,
         public::validate,
+        public::heartbeat,
         ops::healthz,
         ops::readyz,
         ops::metrics,

@@ -59,6 +59,7 @@ impl AppState {
             settings.client_ip_header.clone(),
         );
         limits.spawn_cleanup();
+        crate::jobs::sweeper::spawn(Arc::downgrade(&store));
         Ok(Self {
             store,
             tokens,

@@ -17,10 +17,43 @@ pub const CUSTOMER_COLUMNS: &str =
     "id, business_id, email, name, phone_number, metadata, created_at";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \
      license_key_duration_count, license_key_duration_interval, license_key_activation_message, \
-     metadata, created_at, updated_at";
+     metadata, created_at, updated_at, heartbeat_interval";
+/// A key as stored. Its `instances_count` may still count instances that died since the
+/// last sweep, and a key bound to seats stores no limit: reads use [`license_key_columns_at`],
+/// writes remove the dead first and read the seats under the pair's lock.
 pub const LICENSE_KEY_COLUMNS: &str = "id, business_id, key, customer_id, product_id, source, \
-     activations_limit, instances_count, disabled, expires_at, payment_id, subscription_id, created_at";
-pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, created_at";
+     activations_limit, instances_count, disabled, expires_at, payment_id, subscription_id, created_at, \
+     heartbeat_interval, seats_account_id, seats_license_id";
+pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, created_at, \
+     fingerprint, last_heartbeat_at, heartbeat_expires_at";
+
+/// A key's columns as read at the instant the placeholder `now` binds: then the count of
+/// its instances dead at that instant, and, for a key bound to seats, its pair's quantity
+/// then (null if the pair has no entry by then). Decoded by
+/// [`rows::license_key_at`](crate::storage::rows::license_key_at).
+pub fn license_key_columns_at(now: &str) -> String {
+    format!(
+        "{LICENSE_KEY_COLUMNS}, \
+         CASE WHEN heartbeat_interval IS NULL THEN 0 ELSE (
+             SELECT count(*) FROM license_key_instances dead
+             WHERE dead.license_key_id = license_keys.id AND dead.heartbeat_expires_at <= {now}) END, \
+         CASE WHEN seats_account_id IS NULL THEN NULL ELSE (
+             SELECT absolute FROM ledger_entries seat
+             WHERE seat.business_id = license_keys.business_id
+               AND seat.account_id = license_keys.seats_account_id
+               AND seat.license_id = license_keys.seats_license_id AND seat.effective_from <= {now}
+             ORDER BY seat.effective_from DESC, seat.seq DESC LIMIT 1) END"
+    )
+}
+
+/// After a key's heartbeat interval changed (`?2`, seconds, or null: off) at `?3`, every
+/// live instance of key `?1` keeps its last beat, or beats now if it had none, and is due
+/// one new interval after it; with no interval, neither. SQLite's text; PostgreSQL's
+/// differs only in its typed placeholders.
+pub const RETIME_INSTANCES: &str = "UPDATE license_key_instances SET
+         last_heartbeat_at = CASE WHEN ?2 IS NULL THEN NULL ELSE COALESCE(last_heartbeat_at, ?3) END,
+         heartbeat_expires_at = COALESCE(last_heartbeat_at, ?3) + ?2 * 1000000
+     WHERE license_key_id = ?1";
 
 /// How a product's key duration is stored: `(count, interval name)`.
 pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<String>) {

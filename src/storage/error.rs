@@ -25,6 +25,9 @@ pub enum StorageError {
     /// No license key has that key string.
     #[error("license key not found")]
     KeyNotFound,
+    /// The instance missed its heartbeat deadline and is gone: its app must activate again.
+    #[error("license key instance is dead")]
+    InstanceDead,
     /// The activation rules refused.
     #[error(transparent)]
     Activation(#[from] ActivationError),

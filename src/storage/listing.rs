@@ -2,7 +2,7 @@
 //! both backends share, written once: only the placeholder syntax differs (`?1` for
 //! SQLite, `$1` for PostgreSQL).
 
-use super::columns::{ENTRY_COLUMNS, LICENSE_KEY_COLUMNS};
+use super::columns::{ENTRY_COLUMNS, license_key_columns_at};
 use crate::domain::catalog::KeySource;
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{AccountId, BusinessId, CustomerId, LicenseId, ProductId};
@@ -158,7 +158,8 @@ pub fn list_license_keys<'a>(
     now: Timestamp,
     placeholder: fn(usize) -> String,
 ) -> (String, Vec<Param<'a>>) {
-    let mut params = vec![Param::Text(business_id.as_str())];
+    // The instant the keys are read at: their live instances and seats then.
+    let mut params = vec![Param::Text(business_id.as_str()), Param::Int(now.micros())];
     let mut conditions = vec![format!("business_id = {}", placeholder(1))];
     let mut bind = |condition: &str, param: Param<'a>| {
         params.push(param);
@@ -182,21 +183,22 @@ pub fn list_license_keys<'a>(
     match filter.status {
         None => {}
         Some(KeyStatus::Disabled) => conditions.push("disabled".into()),
-        Some(KeyStatus::Expired) => bind(
-            "NOT disabled AND expires_at IS NOT NULL AND expires_at <= ?",
-            Param::Int(now.micros()),
-        ),
-        Some(KeyStatus::Active) => bind(
-            "NOT disabled AND (expires_at IS NULL OR expires_at > ?)",
-            Param::Int(now.micros()),
-        ),
+        Some(KeyStatus::Expired) => conditions.push(format!(
+            "NOT disabled AND expires_at IS NOT NULL AND expires_at <= {}",
+            placeholder(2)
+        )),
+        Some(KeyStatus::Active) => conditions.push(format!(
+            "NOT disabled AND (expires_at IS NULL OR expires_at > {})",
+            placeholder(2)
+        )),
     }
     // The page is bound, not written into the text: one statement for every page.
     params.push(Param::Int(i64::from(page.size)));
     params.push(Param::Int(page.offset()));
     let sql = format!(
-        "SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE {} \
+        "SELECT {} FROM license_keys WHERE {} \
          ORDER BY created_at, id LIMIT {} OFFSET {}",
+        license_key_columns_at(&placeholder(2)),
         conditions.join(" AND "),
         placeholder(params.len() - 1),
         placeholder(params.len())
@@ -275,11 +277,11 @@ mod tests {
         assert_eq!(first, later);
         assert!(matches!(
             first_params[..],
-            [_, Param::Int(10), Param::Int(0)]
+            [_, _, Param::Int(10), Param::Int(0)]
         ));
         assert!(matches!(
             later_params[..],
-            [_, Param::Int(100), Param::Int(600)]
+            [_, _, Param::Int(100), Param::Int(600)]
         ));
     }
 }

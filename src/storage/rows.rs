@@ -12,6 +12,7 @@ use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
+use crate::domain::seats::{HeartbeatInterval, SeatBinding, seats_in};
 use crate::domain::time::Timestamp;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::ListedEntry;
@@ -27,6 +28,7 @@ pub trait Columns {
     fn flag(&self, column: usize) -> Result<bool>;
     /// An exact quantity, however the backend stores it (text, or NUMERIC).
     fn quantity(&self, column: usize) -> Result<Quantity>;
+    fn quantity_or_null(&self, column: usize) -> Result<Option<Quantity>>;
     /// Whether the column holds `digest` (compared in constant time).
     fn digest_matches(&self, column: usize, digest: KeyDigest) -> Result<bool>;
 }
@@ -65,11 +67,30 @@ pub fn product(row: &impl Columns) -> Result<Product> {
         metadata: metadata(&row.text(8)?)?,
         created_at: timestamp(row.int(9)?)?,
         updated_at: timestamp(row.int(10)?)?,
+        heartbeat_interval: heartbeat_interval(row.int_or_null(11)?)?,
     })
+}
+
+fn heartbeat_interval(stored: Option<i64>) -> Result<Option<HeartbeatInterval>> {
+    stored
+        .map(|seconds| {
+            u32::try_from(seconds)
+                .ok()
+                .and_then(HeartbeatInterval::new)
+                .ok_or_else(|| corrupt(format!("heartbeat interval {seconds}")))
+        })
+        .transpose()
 }
 
 /// A license key selected with [`LICENSE_KEY_COLUMNS`](crate::storage::columns::LICENSE_KEY_COLUMNS).
 pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
+    license_key_after(row, 0)
+}
+
+/// A license key whose [`LICENSE_KEY_COLUMNS`](crate::storage::columns::LICENSE_KEY_COLUMNS)
+/// start at column `first`.
+pub fn license_key_after(row: &impl Columns, first: usize) -> Result<LicenseKey> {
+    let row = &Offset { row, first };
     let source = row.text(5)?;
     Ok(LicenseKey {
         id: LicenseKeyId::from(row.text(0)?),
@@ -85,7 +106,60 @@ pub fn license_key(row: &impl Columns) -> Result<LicenseKey> {
         payment_id: row.text_or_null(10)?,
         subscription_id: row.text_or_null(11)?,
         created_at: timestamp(row.int(12)?)?,
+        heartbeat_interval: heartbeat_interval(row.int_or_null(13)?)?,
+        seats: match (row.text_or_null(14)?, row.text_or_null(15)?) {
+            (Some(account), Some(license)) => Some(SeatBinding {
+                account_id: AccountId::parse(account).map_err(corrupt)?,
+                license_id: LicenseId::parse(license).map_err(corrupt)?,
+            }),
+            _ => None,
+        },
     })
+}
+
+/// The columns of a row from `first` on, numbered from 0.
+struct Offset<'a, R> {
+    row: &'a R,
+    first: usize,
+}
+
+impl<R: Columns> Columns for Offset<'_, R> {
+    fn text(&self, column: usize) -> Result<String> {
+        self.row.text(self.first + column)
+    }
+    fn text_or_null(&self, column: usize) -> Result<Option<String>> {
+        self.row.text_or_null(self.first + column)
+    }
+    fn int(&self, column: usize) -> Result<i64> {
+        self.row.int(self.first + column)
+    }
+    fn int_or_null(&self, column: usize) -> Result<Option<i64>> {
+        self.row.int_or_null(self.first + column)
+    }
+    fn flag(&self, column: usize) -> Result<bool> {
+        self.row.flag(self.first + column)
+    }
+    fn quantity(&self, column: usize) -> Result<Quantity> {
+        self.row.quantity(self.first + column)
+    }
+    fn quantity_or_null(&self, column: usize) -> Result<Option<Quantity>> {
+        self.row.quantity_or_null(self.first + column)
+    }
+    fn digest_matches(&self, column: usize, digest: KeyDigest) -> Result<bool> {
+        self.row.digest_matches(self.first + column, digest)
+    }
+}
+
+/// A license key selected with
+/// [`license_key_columns_at`](crate::storage::columns::license_key_columns_at): its live
+/// instances counted, and a bound key's limit the seats its pair has then.
+pub fn license_key_at(row: &impl Columns) -> Result<LicenseKey> {
+    let mut key = license_key(row)?;
+    key.instances_count = key.instances_count.saturating_sub(count(row.int(16)?)?);
+    if key.seats.is_some() {
+        key.activations_limit = Some(row.quantity_or_null(17)?.map_or(0, seats_in));
+    }
+    Ok(key)
 }
 
 /// An instance selected with [`INSTANCE_COLUMNS`](crate::storage::columns::INSTANCE_COLUMNS).
@@ -96,6 +170,9 @@ pub fn instance(row: &impl Columns) -> Result<Instance> {
         license_key_id: LicenseKeyId::from(row.text(2)?),
         name: row.text(3)?,
         created_at: timestamp(row.int(4)?)?,
+        fingerprint: row.text_or_null(5)?,
+        last_heartbeat_at: row.int_or_null(6)?.map(timestamp).transpose()?,
+        heartbeat_expires_at: row.int_or_null(7)?.map(timestamp).transpose()?,
     })
 }
 

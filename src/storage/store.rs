@@ -15,6 +15,7 @@ use crate::domain::ids::{
 use crate::domain::license::{KeyPatch, KeyStatus};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
+use crate::domain::seats::Fingerprint;
 use crate::domain::time::Timestamp;
 
 use super::error::Result;
@@ -187,30 +188,49 @@ pub trait LicenseStore: Send + Sync {
     ) -> Result<Option<Instance>>;
 
     /// Adds an instance with that new id and name to the key with that key string, if the
-    /// activation rules allow, atomically with its count.
+    /// activation rules allow, atomically with its count; first deletes the key's dead
+    /// instances. A fingerprint of one of the key's live instances answers that instance
+    /// instead, beaten, and takes no seat. A key bound to seats is checked against its
+    /// pair's quantity in the state the activation commits into.
     async fn activate(
         &self,
         key: &KeyString,
         instance_id: &InstanceId,
         name: &InstanceName,
+        fingerprint: Option<&Fingerprint>,
     ) -> Result<Activation>;
     /// Removes the key's instance; `KeyNotFound` if the key or its instance does not exist.
     async fn deactivate(&self, key: &KeyString, instance_id: &InstanceId) -> Result<()>;
+    /// A heartbeat of the key's instance: `KeyNotFound` if the key or the instance is
+    /// unknown, `InstanceDead` if the instance missed its deadline.
+    async fn heartbeat(&self, key: &KeyString, instance_id: &InstanceId) -> Result<Heartbeat>;
     /// What validating the key with that key string needs, in any business.
     async fn key_validity(
         &self,
         key: &KeyString,
         instance_id: Option<&InstanceId>,
     ) -> Result<Option<KeyValidity>>;
+    /// Deletes the instances dead at `now` (each with its key's count) and forgets the ids
+    /// of instances gone for longer than the retention; how many instances it deleted.
+    /// Several sweepers on one database share the work without waiting on each other.
+    async fn sweep(&self, now: Timestamp) -> Result<u64>;
 }
 
 /// A license key's status fields, and whether the instance named with it (if any) is one
-/// of its current instances.
+/// of its current instances: live, and within the key's seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyValidity {
     pub disabled: bool,
     pub expires_at: Option<Timestamp>,
     pub has_instance: bool,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub validity: KeyValidity,
+    /// None when the key has no heartbeat interval.
+    pub heartbeat_expires_at: Option<Timestamp>,
 }
 
 impl KeyValidity {

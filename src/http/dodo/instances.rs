@@ -22,6 +22,14 @@ pub struct InstanceView {
     created_at: Timestamp,
     license_key_id: String,
     name: String,
+    #[schema(required = true)]
+    fingerprint: Option<String>,
+    /// Null when the key has no heartbeat interval.
+    #[schema(required = true)]
+    last_heartbeat_at: Option<Timestamp>,
+    /// When the instance dies unless it beats again; null without a heartbeat interval.
+    #[schema(required = true)]
+    heartbeat_expires_at: Option<Timestamp>,
 }
 
 impl From<Instance> for InstanceView {
@@ -32,6 +40,9 @@ impl From<Instance> for InstanceView {
             created_at: i.created_at,
             license_key_id: i.license_key_id.into_string(),
             name: i.name,
+            fingerprint: i.fingerprint,
+            last_heartbeat_at: i.last_heartbeat_at,
+            heartbeat_expires_at: i.heartbeat_expires_at,
         }
     }
 }

@@ -10,9 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::checks::checked_limit;
 use super::listing::{Items, Paging};
 use super::products::product_not_found;
+use crate::domain::auth::Caller;
 use crate::domain::catalog::{KeySource, LicenseKey, key_terms};
+use crate::domain::ids::BusinessId;
 use crate::domain::ids::{CustomerId, KeyString, LicenseKeyId, ProductId, ResourceId, shorten};
-use crate::domain::license::{Change, KeyPatch, KeyStatus, check_expiry, generate_key};
+use crate::domain::license::{Change, KeyPatch, KeyStatus, PatchError, check_expiry, generate_key};
+use crate::domain::seats::{HeartbeatInterval, SeatBinding};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
@@ -39,6 +42,13 @@ pub struct CreateLicenseKey {
     payment_id: Option<ResourceId>,
     #[serde(default)]
     subscription_id: Option<ResourceId>,
+    /// Absent: the product's; `null`: no heartbeats.
+    #[serde(default)]
+    #[schema(value_type = Option<HeartbeatInterval>)]
+    heartbeat_interval: Change<HeartbeatInterval>,
+    /// Binds the key's limit to a ledger pair's quantity (not with `activations_limit`).
+    #[serde(default)]
+    seats: Option<SeatBinding>,
 }
 
 /// Dodo's `LicenseKey`.
@@ -63,6 +73,11 @@ pub struct LicenseKeyView {
     payment_id: Option<String>,
     #[schema(required = true)]
     subscription_id: Option<String>,
+    #[schema(required = true)]
+    heartbeat_interval: Option<HeartbeatInterval>,
+    /// The ledger pair whose quantity is the limit; null when the key is not bound.
+    #[schema(required = true)]
+    seats: Option<SeatBinding>,
 }
 
 impl LicenseKeyView {
@@ -82,6 +97,8 @@ impl LicenseKeyView {
             expires_at: k.expires_at,
             payment_id: k.payment_id,
             subscription_id: k.subscription_id,
+            heartbeat_interval: k.heartbeat_interval,
+            seats: k.seats,
         }
     }
 }
@@ -90,8 +107,8 @@ impl LicenseKeyView {
 #[utoipa::path(post, path = "/license_keys", tag = "License keys", request_body = CreateLicenseKey,
     responses(
         (status = 201, description = "The license key", body = LicenseKeyView),
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 404, description = "Customer or product not found", body = ErrorBody),
+        (status = 400, description = "Invalid input, or `seats` with `activations_limit`", body = ErrorBody),
+        (status = 404, description = "Customer or product not found, or a seats pair with no ledger entry in this business", body = ErrorBody),
         (status = 409, description = "The key already exists", body = ErrorBody),
         WriteErrors,
     ),
@@ -119,11 +136,18 @@ pub async fn create_license_key(
     let limit = request
         .activations_limit
         .try_map(|l| checked_limit(l, "activations_limit"))?;
+    if let Some(seats) = &request.seats {
+        if limit != Change::Unchanged {
+            return Err(PatchError::LimitWithSeats.into());
+        }
+        check_pair(&state, business, seats).await?;
+    }
     let now = Timestamp::now();
-    let (activations_limit, expires_at) = key_terms(
+    let terms = key_terms(
         &product,
         limit,
         request.expires_at,
+        request.heartbeat_interval,
         request.subscription_id.is_some(),
         now,
     );
@@ -138,19 +162,51 @@ pub async fn create_license_key(
         customer_id: customer.id,
         product_id: product.id,
         source,
-        activations_limit,
+        activations_limit: terms.activations_limit,
         instances_count: 0,
         disabled: false,
-        expires_at,
+        expires_at: terms.expires_at,
         payment_id: request.payment_id.map(|p| p.to_string()),
         subscription_id: request.subscription_id.map(|s| s.to_string()),
+        heartbeat_interval: terms.heartbeat_interval,
+        seats: request.seats,
         created_at: now,
     };
     state.store.create_license_key(&license).await?;
+    // A bound key answers its figure now, as every read of it does.
+    let license = match license.seats {
+        None => license,
+        Some(_) => state
+            .store
+            .license_key(business, &license.id)
+            .await?
+            .ok_or(ApiError::LicenseKeyNotFound)?,
+    };
     Ok((
         StatusCode::CREATED,
         Json(LicenseKeyView::new(license, caller.brand_id)),
     ))
+}
+
+/// A key may be bound only to a pair the ledger of its business knows.
+async fn check_pair(
+    state: &AppState,
+    business: &BusinessId,
+    seats: &SeatBinding,
+) -> Result<(), ApiError> {
+    let pair = (&seats.account_id, &seats.license_id);
+    let caller = Caller::Business(business.clone());
+    match state
+        .store
+        .quantity_at(&caller, pair, Timestamp::LAST)
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound(format!(
+            "no ledger entry for account `{}` and license `{}`: record the seats with POST /license_updates first",
+            seats.account_id, seats.license_id
+        ))),
+    }
 }
 
 /// A license key by id.
@@ -274,16 +330,25 @@ pub struct UpdateLicenseKey {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Change<Timestamp>,
+    /// `null` turns heartbeats off: the key's instances never die.
+    #[serde(default)]
+    #[schema(value_type = Option<HeartbeatInterval>)]
+    heartbeat_interval: Change<HeartbeatInterval>,
+    /// Binds the key's limit to a ledger pair's quantity; `null` unbinds it, keeping the
+    /// figure it has as its limit unless `activations_limit` is given too.
+    #[serde(default)]
+    #[schema(value_type = Option<SeatBinding>)]
+    seats: Change<SeatBinding>,
 }
 
-/// Changes a key's limit, expiry or disabled flag.
+/// Changes a key's limit, expiry, disabled flag, heartbeat interval or seat binding.
 #[utoipa::path(patch, path = "/license_keys/{id}", tag = "License keys",
     params(("id" = String, Path, description = "`lic_…`")),
     request_body = UpdateLicenseKey,
     responses(
         (status = 200, description = "The license key", body = LicenseKeyView),
-        (status = 400, description = "Invalid input, or an expiry on a subscription's key (NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS)", body = ErrorBody),
-        (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
+        (status = 400, description = "Invalid input, `seats` with `activations_limit`, a limit on a key bound to seats, or an expiry on a subscription's key (NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS)", body = ErrorBody),
+        (status = 404, description = "LICENSE_KEY_NOT_FOUND, or a seats pair with no ledger entry in this business", body = ErrorBody),
         (status = 422, description = "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT", body = ErrorBody),
         WriteErrors,
     ),
@@ -300,7 +365,12 @@ pub async fn update_license_key(
             .try_map(|l| checked_limit(l, "activations_limit"))?,
         disabled: request.disabled,
         expires_at: request.expires_at,
+        heartbeat_interval: request.heartbeat_interval,
+        seats: request.seats,
     };
+    if let Change::Set(seats) = &patch.seats {
+        check_pair(&state, &caller.business_id, seats).await?;
+    }
     state
         .store
         .update_license_key(&caller.business_id, &id, patch)

@@ -47,4 +47,5 @@ pub fn routes() -> Router<AppState> {
         .route("/licenses/activate", post(public::activate))
         .route("/licenses/deactivate", post(public::deactivate))
         .route("/licenses/validate", post(public::validate))
+        .route("/licenses/heartbeat", post(public::heartbeat))
 }

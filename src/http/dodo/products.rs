@@ -12,6 +12,7 @@ use crate::domain::catalog::{Product, ProductPatch};
 use crate::domain::ids::{LongText, Name, ProductId, shorten};
 use crate::domain::license::{Change, KeyDuration};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
+use crate::domain::seats::HeartbeatInterval;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
@@ -44,6 +45,9 @@ pub struct CreateProduct {
     /// Shown to the customer when a key is activated.
     #[serde(default)]
     license_key_activation_message: Option<LongText>,
+    /// The heartbeat interval of the product's new keys, in seconds; none: no heartbeats.
+    #[serde(default)]
+    heartbeat_interval: Option<HeartbeatInterval>,
     #[serde(default)]
     #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,
@@ -68,6 +72,8 @@ pub struct ProductView {
     license_key_duration: Option<KeyDuration>,
     #[schema(required = true)]
     license_key_activation_message: Option<String>,
+    #[schema(required = true)]
+    heartbeat_interval: Option<HeartbeatInterval>,
     metadata: Metadata,
 }
 
@@ -85,6 +91,7 @@ impl ProductView {
             license_key_activations_limit: p.license_key_activations_limit,
             license_key_duration: p.license_key_duration,
             license_key_activation_message: p.license_key_activation_message,
+            heartbeat_interval: p.heartbeat_interval,
             metadata: p.metadata,
         }
     }
@@ -120,6 +127,7 @@ pub async fn create_product(
         license_key_activation_message: request
             .license_key_activation_message
             .map(LongText::into_string),
+        heartbeat_interval: request.heartbeat_interval,
         metadata: request.metadata.unwrap_or_default(),
         created_at: now,
         updated_at: now,
@@ -203,12 +211,16 @@ pub struct UpdateProduct {
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 5000)]
     license_key_activation_message: Change<LongText>,
+    /// `null` turns heartbeats off for the product's new keys.
+    #[serde(default)]
+    #[schema(value_type = Option<HeartbeatInterval>)]
+    heartbeat_interval: Change<HeartbeatInterval>,
     #[serde(default)]
     #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,
 }
 
-/// Changes a product. Keys already issued keep their limit and expiry.
+/// Changes a product. Keys already issued keep their limit, expiry and heartbeat interval.
 #[utoipa::path(patch, path = "/products/{id}", tag = "Products",
     params(("id" = String, Path, description = "`pdt_…`")),
     request_body = UpdateProduct,
@@ -236,6 +248,7 @@ pub async fn update_product(
             .license_key_duration
             .try_map(|d| checked_duration(d, "license_key_duration"))?,
         license_key_activation_message: text(request.license_key_activation_message)?,
+        heartbeat_interval: request.heartbeat_interval,
         metadata: request.metadata,
     };
     state

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::domain::catalog::Activation;
 use crate::domain::ids::{InstanceId, InstanceName, KeyString, ResourceId};
 use crate::domain::metadata::Metadata;
+use crate::domain::seats::Fingerprint;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, PublicErrors};
 use crate::http::extract::JsonBody;
@@ -35,6 +36,10 @@ pub struct ActivateRequest {
     license_key: KeyString,
     /// A name for this activation, such as the machine's.
     name: InstanceName,
+    /// The app's stable id of its machine: activating again from a machine that holds a
+    /// live instance of the key answers that instance and takes no new seat.
+    #[serde(default)]
+    fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -65,6 +70,14 @@ pub struct LicenseActivateResponse {
     license_key_id: String,
     name: String,
     product: ActivatedProduct,
+    #[schema(required = true)]
+    fingerprint: Option<String>,
+    /// Null when the key has no heartbeat interval.
+    #[schema(required = true)]
+    last_heartbeat_at: Option<Timestamp>,
+    /// When the instance dies unless it beats again; null without a heartbeat interval.
+    #[schema(required = true)]
+    heartbeat_expires_at: Option<Timestamp>,
 }
 
 impl From<Activation> for LicenseActivateResponse {
@@ -82,6 +95,9 @@ impl From<Activation> for LicenseActivateResponse {
             },
             license_key_id: a.instance.license_key_id.into_string(),
             name: a.instance.name,
+            fingerprint: a.instance.fingerprint,
+            last_heartbeat_at: a.instance.last_heartbeat_at,
+            heartbeat_expires_at: a.instance.heartbeat_expires_at,
             product: ActivatedProduct {
                 product_id: a.product_id.into_string(),
                 name: Some(a.product_name),
@@ -91,10 +107,12 @@ impl From<Activation> for LicenseActivateResponse {
 }
 
 /// Activates a license key for one instance (machine, seat), if it is active and below
-/// its activation limit.
+/// its activation limit (for a key bound to seats, the seats its ledger pair has now). With
+/// the fingerprint of one of the key's live instances, answers that instance instead: no
+/// new seat is taken.
 #[utoipa::path(post, path = "/licenses/activate", tag = "Licenses (public)", request_body = ActivateRequest,
     responses(
-        (status = 201, description = "The new instance", body = LicenseActivateResponse),
+        (status = 201, description = "The new instance, or the machine's own live instance", body = LicenseActivateResponse),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 403, description = "INACTIVE_LICENSE_KEY: disabled or expired", body = ErrorBody),
         (status = 404, description = "LICENSE_KEY_NOT_FOUND", body = ErrorBody),
@@ -108,7 +126,12 @@ pub async fn activate(
 ) -> Result<(StatusCode, Json<LicenseActivateResponse>), ApiError> {
     let activation = state
         .store
-        .activate(&request.license_key, &InstanceId::generate(), &request.name)
+        .activate(
+            &request.license_key,
+            &InstanceId::generate(),
+            &request.name,
+            request.fingerprint.as_ref(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(activation.into())))
 }
@@ -157,7 +180,8 @@ pub struct LicenseValidateResponse {
     valid: bool,
 }
 
-/// Whether a key is active (and, if an instance id is given, activated there).
+/// Whether a key is active (and, if an instance id is given, activated there: live, and
+/// within the key's seats).
 #[utoipa::path(post, path = "/licenses/validate", tag = "Licenses (public)", request_body = ValidateRequest,
     responses(
         (status = 200, description = "Whether the key is valid", body = LicenseValidateResponse),
@@ -180,5 +204,49 @@ pub async fn validate(
         .ok_or(ApiError::LicenseKeyNotFound)?;
     Ok(Json(LicenseValidateResponse {
         valid: validity.valid_at(Timestamp::now()),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    license_key: KeyString,
+    license_key_instance_id: ResourceId,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// What `/licenses/validate` with this instance answers.
+    valid: bool,
+    /// The deadline of the next beat; null when the key has no heartbeat interval.
+    #[schema(required = true)]
+    heartbeat_expires_at: Option<Timestamp>,
+}
+
+/// Tells the server the instance is still running: it keeps its seat for one more
+/// heartbeat interval. An app beats every half interval, and activates again (with its
+/// fingerprint) after a `LICENSE_KEY_INSTANCE_DEAD`.
+#[utoipa::path(post, path = "/licenses/heartbeat", tag = "Licenses (public)", request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "The beat is recorded", body = HeartbeatResponse),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 404, description = "LICENSE_KEY_NOT_FOUND: no such key, or the instance is not this key's; LICENSE_KEY_INSTANCE_DEAD: the instance missed its deadline and must activate again", body = ErrorBody),
+        PublicErrors,
+    ))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    _: PublicCaller,
+    JsonBody(request): JsonBody<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let beat = state
+        .store
+        .heartbeat(
+            &request.license_key,
+            &InstanceId::from(request.license_key_instance_id.into_string()),
+        )
+        .await?;
+    Ok(Json(HeartbeatResponse {
+        valid: beat.validity.valid_at(Timestamp::now()),
+        heartbeat_expires_at: beat.heartbeat_expires_at,
     }))
 }

@@ -34,7 +34,7 @@ use crate::storage::listing::{ListEntries, ListedEntry, Param, list_entries};
 use crate::storage::rows::{self, Columns, corrupt, timestamp};
 use crate::storage::store::{AccountStore, Appended, LedgerStore};
 
-const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
+pub(super) const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
      WHERE business_id = $1 AND account_id = $2 AND license_id = $3 AND effective_from <= $4
      ORDER BY effective_from DESC, seq DESC LIMIT 1";
 
@@ -66,7 +66,7 @@ const INSERT_ENTRY_AND_RESOLVE: &str = concat!(
 );
 
 /// The pair's lock, held until the transaction ends: writers of one pair take turns.
-const LOCK_PAIR: &str =
+pub(super) const LOCK_PAIR: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))";
 
 /// The read of a new entry's neighbours at `$4` in the pair (`$2`, `$3`) of the business

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
+use super::ledger::{GOVERNING, LOCK_PAIR};
 use super::pool::execute;
+use super::pool::{query, query_one};
 use super::tx::Tx;
 use super::values::params;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
@@ -15,15 +17,21 @@ use crate::domain::ids::{
     BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
 };
 use crate::domain::license::KeyPatch;
+use crate::domain::seats::{
+    DEPARTED_RETENTION_MICROS, Fingerprint, SeatBinding, has_seat, seats_in,
+};
 use crate::domain::time::Timestamp;
 use crate::storage::columns::{
     CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
 };
-use crate::storage::columns::{duration_columns, json_text};
+use crate::storage::columns::{duration_columns, json_text, license_key_columns_at};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
+use crate::storage::rows::timestamp;
 use crate::storage::rows::{self, Columns};
-use crate::storage::store::{KeyValidity, LicenseStore};
+use crate::storage::store::{Heartbeat, KeyValidity, LicenseStore};
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::Row;
 
 /// The key with that key string, its row locked until the transaction ends. `BEGIN`
 /// travels with it.
@@ -36,30 +44,146 @@ async fn begin_and_lock_key(tx: &Tx, key: &KeyString) -> Result<Option<LicenseKe
         .transpose()
 }
 
+const SAVE_KEY_STATE: &str = "UPDATE license_keys SET activations_limit = $2, instances_count = $3,
+         disabled = $4, expires_at = $5, heartbeat_interval = $6, seats_account_id = $7,
+         seats_license_id = $8
+     WHERE id = $1";
+
+/// Saves the key's state and commits.
 async fn save_key_state(tx: &mut Tx, key: &LicenseKey) -> Result<()> {
     tx.commit_with(
-        "UPDATE license_keys SET activations_limit = $2, instances_count = $3, disabled = $4, expires_at = $5
-         WHERE id = $1",
+        SAVE_KEY_STATE,
         &[
             &key.id,
-            &key.activations_limit.map(i64::from),
+            &key.stored_limit().map(i64::from),
             &i64::from(key.instances_count),
             &key.disabled,
             &key.expires_at.map(Timestamp::micros),
+            &key.heartbeat_interval.map(|i| i64::from(i.seconds())),
+            &key.seats.as_ref().map(|s| s.account_id.as_str()),
+            &key.seats.as_ref().map(|s| s.license_id.as_str()),
         ],
     )
     .await?;
     Ok(())
 }
 
+/// Brings a key locked for a write to `now`: deletes its dead instances (recording why
+/// they went) and, for a key bound to seats, takes its pair's figure as the limit, read
+/// under the pair's lock when `lock_pair` (an activation: no ledger write of the pair can
+/// commit between the read and the activation's commit).
+async fn settle(tx: &Tx, key: &mut LicenseKey, now: Timestamp, lock_pair: bool) -> Result<()> {
+    if key.heartbeat_interval.is_some() {
+        let rows = query(
+            tx,
+            "WITH gone AS (
+                 DELETE FROM license_key_instances WHERE license_key_id = $1 AND heartbeat_expires_at <= $2
+                 RETURNING id, business_id, license_key_id, name, fingerprint, created_at, heartbeat_expires_at
+             ), departed AS (
+                 INSERT INTO departed_instances
+                     (id, business_id, license_key_id, name, fingerprint, created_at, reason, departed_at)
+                 SELECT id, business_id, license_key_id, name, fingerprint, created_at, 'heartbeat', heartbeat_expires_at
+                 FROM gone ON CONFLICT (id) DO NOTHING
+             )
+             SELECT count(*) FROM gone",
+            &[&key.id, &now.micros()],
+        )
+        .await?;
+        let dead = rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
+        key.instances_count = key
+            .instances_count
+            .saturating_sub(u32::try_from(dead).unwrap_or(u32::MAX));
+    }
+    if let Some(seats) = &key.seats {
+        let figure = if lock_pair {
+            let (account, license, at) = (
+                seats.account_id.as_str(),
+                seats.license_id.as_str(),
+                now.micros(),
+            );
+            let pair: [&(dyn ToSql + Sync); 3] = [&key.business_id, &account, &license];
+            let read: [&(dyn ToSql + Sync); 4] = [&key.business_id, &account, &license, &at];
+            let (_, governing) = tx.two((LOCK_PAIR, &pair), (GOVERNING, &read)).await?;
+            figure_of(governing.first())?
+        } else {
+            seat_figure(tx, &key.business_id, seats, now).await?
+        };
+        key.activations_limit = Some(figure);
+    }
+    Ok(())
+}
+
+/// The seats a pair has at `now`.
+async fn seat_figure(
+    client: &ClientWrapper,
+    business_id: &BusinessId,
+    seats: &SeatBinding,
+    now: Timestamp,
+) -> Result<u32> {
+    let governing = query(
+        client,
+        GOVERNING,
+        &[
+            business_id,
+            &seats.account_id.as_str(),
+            &seats.license_id.as_str(),
+            &now.micros(),
+        ],
+    )
+    .await?;
+    figure_of(governing.first())
+}
+
+/// The seats in the quantity a [`GOVERNING`] read found; none without an entry.
+fn figure_of(governing: Option<&Row>) -> Result<u32> {
+    let quantity = governing.map(|r| r.quantity(1)).transpose()?;
+    Ok(quantity.map_or(0, seats_in))
+}
+
+/// Whether a live instance of a settled key has a seat: how many live instances are
+/// older, against the key's figure.
+async fn has_seat_now(
+    client: &ClientWrapper,
+    key: &LicenseKey,
+    instance_id: &InstanceId,
+    created_at: Timestamp,
+    now: Timestamp,
+) -> Result<bool> {
+    if key.seats.is_none() {
+        return Ok(true);
+    }
+    let older = query_one(
+        client,
+        "SELECT count(*) FROM license_key_instances
+         WHERE license_key_id = $1 AND (heartbeat_expires_at IS NULL OR heartbeat_expires_at > $2)
+           AND (created_at < $3 OR (created_at = $3 AND id < $4))",
+        &[&key.id, &now.micros(), &created_at.micros(), &instance_id],
+    )
+    .await?
+    .int(0)?;
+    Ok(has_seat(
+        older.try_into().unwrap_or(u64::MAX),
+        key.activations_limit,
+    ))
+}
+
+/// The activation answer's customer and product details, in the statement that commits.
+fn with_details(change: &str) -> String {
+    format!(
+        "WITH change AS ({change})
+         SELECT {CUSTOMER_COLUMNS}, (SELECT name FROM products WHERE id = $2)
+         FROM customers WHERE id = $1"
+    )
+}
+
 const INSERT_PRODUCT: &str = "INSERT INTO products (id, business_id, name, description,
          license_key_activations_limit, license_key_duration_count, license_key_duration_interval,
-         license_key_activation_message, metadata, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+         license_key_activation_message, metadata, created_at, updated_at, heartbeat_interval)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const UPDATE_PRODUCT: &str = "UPDATE products SET name = $3, description = $4,
          license_key_activations_limit = $5, license_key_duration_count = $6,
          license_key_duration_interval = $7, license_key_activation_message = $8, metadata = $9,
-         updated_at = $11
+         updated_at = $11, heartbeat_interval = $12
      WHERE id = $1 AND business_id = $2 AND created_at = $10";
 
 /// A product's columns as stored, for [`INSERT_PRODUCT`] and [`UPDATE_PRODUCT`].
@@ -70,6 +194,7 @@ struct ProductColumns<'a> {
     metadata: String,
     created_at: i64,
     updated_at: i64,
+    heartbeat_interval: Option<i64>,
 }
 
 impl<'a> ProductColumns<'a> {
@@ -81,10 +206,11 @@ impl<'a> ProductColumns<'a> {
             metadata: json_text(&product.metadata)?,
             created_at: product.created_at.micros(),
             updated_at: product.updated_at.micros(),
+            heartbeat_interval: product.heartbeat_interval.map(|i| i64::from(i.seconds())),
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.product.id,
             &self.product.business_id,
@@ -97,6 +223,7 @@ impl<'a> ProductColumns<'a> {
             &self.metadata,
             &self.created_at,
             &self.updated_at,
+            &self.heartbeat_interval,
         ]
     }
 }
@@ -215,8 +342,9 @@ impl LicenseStore for PgStore {
         let inserted = self
             .execute(
                 "INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source, activations_limit,
-                     instances_count, disabled, expires_at, payment_id, subscription_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     instances_count, disabled, expires_at, payment_id, subscription_id, created_at,
+                     heartbeat_interval, seats_account_id, seats_license_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                  ON CONFLICT (key) DO NOTHING",
                 &[
                     &k.id,
@@ -225,13 +353,16 @@ impl LicenseStore for PgStore {
                     &k.customer_id,
                     &k.product_id,
                     &k.source.as_str(),
-                    &k.activations_limit.map(i64::from),
+                    &k.stored_limit().map(i64::from),
                     &i64::from(k.instances_count),
                     &k.disabled,
                     &k.expires_at.map(Timestamp::micros),
                     &k.payment_id,
                     &k.subscription_id,
                     &k.created_at.micros(),
+                    &k.heartbeat_interval.map(|i| i64::from(i.seconds())),
+                    &k.seats.as_ref().map(|s| s.account_id.as_str()),
+                    &k.seats.as_ref().map(|s| s.license_id.as_str()),
                 ],
             )
             .await?;
@@ -248,10 +379,14 @@ impl LicenseStore for PgStore {
         business_id: &BusinessId,
         id: &LicenseKeyId,
     ) -> Result<Option<LicenseKey>> {
-        self.query_opt(&key_by_id(""), &[&business_id, &id])
+        let sql = format!(
+            "SELECT {} FROM license_keys WHERE business_id = $1 AND id = $2",
+            license_key_columns_at("$3")
+        );
+        self.query_opt(&sql, &[&business_id, &id, &Timestamp::now().micros()])
             .await?
             .as_ref()
-            .map(rows::license_key)
+            .map(rows::license_key_at)
             .transpose()
     }
 
@@ -267,7 +402,7 @@ impl LicenseStore for PgStore {
         self.query(&sql, &params(&bound))
             .await?
             .iter()
-            .map(rows::license_key)
+            .map(rows::license_key_at)
             .collect()
     }
 
@@ -284,8 +419,29 @@ impl LicenseStore for PgStore {
             let Some(mut key) = rows.first().map(rows::license_key).transpose()? else {
                 return Ok(None);
             };
-            let state = patch.apply(key.state(), key.subscription_id.is_some())?;
-            key.set_state(state);
+            let now = Timestamp::now();
+            settle(&tx, &mut key, now, false).await?;
+            let interval_before = key.heartbeat_interval;
+            key.apply(&patch)?;
+            if key.heartbeat_interval != interval_before {
+                execute(
+                    &tx,
+                    "UPDATE license_key_instances SET
+                         last_heartbeat_at = CASE WHEN $2::BIGINT IS NULL THEN NULL
+                                                  ELSE COALESCE(last_heartbeat_at, $3) END,
+                         heartbeat_expires_at = COALESCE(last_heartbeat_at, $3) + $2::BIGINT * 1000000
+                     WHERE license_key_id = $1",
+                    &[
+                        &key.id,
+                        &key.heartbeat_interval.map(|i| i64::from(i.seconds())),
+                        &now.micros(),
+                    ],
+                )
+                .await?;
+            }
+            if key.seats.is_some() {
+                settle(&tx, &mut key, now, false).await?;
+            }
             save_key_state(&mut tx, &key).await?;
             Ok(Some(key))
         }
@@ -300,9 +456,10 @@ impl LicenseStore for PgStore {
     ) -> Result<Option<Instance>> {
         self.query_opt(
             &format!(
-                "SELECT {INSTANCE_COLUMNS} FROM license_key_instances WHERE business_id = $1 AND id = $2"
+                "SELECT {INSTANCE_COLUMNS} FROM license_key_instances WHERE business_id = $1 AND id = $2
+                   AND (heartbeat_expires_at IS NULL OR heartbeat_expires_at > $3)"
             ),
-            &[&business_id, &id],
+            &[&business_id, &id, &Timestamp::now().micros()],
         )
         .await?
         .as_ref()
@@ -320,6 +477,7 @@ impl LicenseStore for PgStore {
             &format!(
                 "SELECT {INSTANCE_COLUMNS} FROM license_key_instances
                  WHERE business_id = $1 AND ($2::TEXT IS NULL OR license_key_id = $2)
+                   AND (heartbeat_expires_at IS NULL OR heartbeat_expires_at > $5)
                  ORDER BY created_at, id LIMIT $3 OFFSET $4"
             ),
             &[
@@ -327,6 +485,7 @@ impl LicenseStore for PgStore {
                 &license_key_id,
                 &i64::from(page.size),
                 &page.offset(),
+                &Timestamp::now().micros(),
             ],
         )
         .await?
@@ -344,9 +503,15 @@ impl LicenseStore for PgStore {
         self.change_one(
             &format!(
                 "UPDATE license_key_instances SET name = $3 WHERE business_id = $1 AND id = $2
+                   AND (heartbeat_expires_at IS NULL OR heartbeat_expires_at > $4)
                  RETURNING {INSTANCE_COLUMNS}"
             ),
-            &[&business_id, &id, &name.as_str()],
+            &[
+                &business_id,
+                &id,
+                &name.as_str(),
+                &Timestamp::now().micros(),
+            ],
         )
         .await?
         .as_ref()
@@ -359,6 +524,7 @@ impl LicenseStore for PgStore {
         key: &KeyString,
         instance_id: &InstanceId,
         name: &InstanceName,
+        fingerprint: Option<&Fingerprint>,
     ) -> Result<Activation> {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
@@ -366,33 +532,79 @@ impl LicenseStore for PgStore {
                 .await?
                 .ok_or(StorageError::KeyNotFound)?;
             let now = Timestamp::now();
-            let instance = license.activate(instance_id.clone(), name.as_str().to_owned(), now)?;
-            // One round trip, while the key's row is locked: the instance, the new count,
-            // the customer's and product's details for the answer, and the commit.
-            let rows = tx
-                .commit_with(
+            settle(&tx, &mut license, now, true).await?;
+            let known = match fingerprint {
+                None => None,
+                Some(fingerprint) => query(
+                    &tx,
                     &format!(
-                        "WITH instance AS (
-                             INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at)
-                             VALUES ($1, $2, $3, $4, $5)
-                         ), counted AS (
-                             UPDATE license_keys SET instances_count = $6 WHERE id = $3
-                         )
-                         SELECT {CUSTOMER_COLUMNS}, (SELECT name FROM products WHERE id = $8)
-                         FROM customers WHERE id = $7"
+                        "SELECT {INSTANCE_COLUMNS} FROM license_key_instances
+                         WHERE license_key_id = $1 AND fingerprint = $2"
                     ),
-                    &[
-                        &instance.id,
-                        &instance.business_id,
-                        &instance.license_key_id,
-                        &instance.name,
-                        &now.micros(),
-                        &i64::from(license.instances_count),
-                        &license.customer_id,
-                        &license.product_id,
-                    ],
+                    &[&license.id, &fingerprint.as_str()],
                 )
-                .await?;
+                .await?
+                .first()
+                .map(rows::instance)
+                .transpose()?,
+            };
+            // One round trip, while the key's row is locked: the instance (new, or the
+            // machine's own beaten again), the count, the answer's details, and the commit.
+            let (instance, rows) = match known {
+                Some(known) => {
+                    let instance = license.reactivate(known, now)?;
+                    let rows = tx
+                        .commit_with(
+                            &with_details(
+                                "UPDATE license_key_instances SET last_heartbeat_at = $4, heartbeat_expires_at = $5
+                                 WHERE id = $3",
+                            ),
+                            &[
+                                &license.customer_id,
+                                &license.product_id,
+                                &instance.id,
+                                &instance.last_heartbeat_at.map(Timestamp::micros),
+                                &instance.heartbeat_expires_at.map(Timestamp::micros),
+                            ],
+                        )
+                        .await?;
+                    (instance, rows)
+                }
+                None => {
+                    let instance = license.activate(
+                        instance_id.clone(),
+                        name.as_str().to_owned(),
+                        fingerprint.cloned(),
+                        now,
+                    )?;
+                    let rows = tx
+                        .commit_with(
+                            &with_details(
+                                "WITH counted AS (
+                                     UPDATE license_keys SET instances_count = $7 WHERE id = $5
+                                 )
+                                 INSERT INTO license_key_instances (id, business_id, license_key_id, name,
+                                     created_at, fingerprint, last_heartbeat_at, heartbeat_expires_at)
+                                 VALUES ($3, $4, $5, $6, $8, $9, $10, $11)",
+                            ),
+                            &[
+                                &license.customer_id,
+                                &license.product_id,
+                                &instance.id,
+                                &instance.business_id,
+                                &instance.license_key_id,
+                                &instance.name,
+                                &i64::from(license.instances_count),
+                                &now.micros(),
+                                &instance.fingerprint,
+                                &instance.last_heartbeat_at.map(Timestamp::micros),
+                                &instance.heartbeat_expires_at.map(Timestamp::micros),
+                            ],
+                        )
+                        .await?;
+                    (instance, rows)
+                }
+            };
             let details = rows
                 .first()
                 .ok_or_else(|| StorageError::Internal("the key's customer vanished".into()))?;
@@ -413,10 +625,19 @@ impl LicenseStore for PgStore {
             let mut license = begin_and_lock_key(&tx, key)
                 .await?
                 .ok_or(StorageError::KeyNotFound)?;
+            let now = Timestamp::now();
+            settle(&tx, &mut license, now, false).await?;
             let removed = execute(
                 &tx,
-                "DELETE FROM license_key_instances WHERE id = $1 AND license_key_id = $2",
-                &[&instance_id, &license.id],
+                "WITH gone AS (
+                     DELETE FROM license_key_instances WHERE id = $1 AND license_key_id = $2
+                     RETURNING id, business_id, license_key_id, name, fingerprint, created_at
+                 )
+                 INSERT INTO departed_instances
+                     (id, business_id, license_key_id, name, fingerprint, created_at, reason, departed_at)
+                 SELECT id, business_id, license_key_id, name, fingerprint, created_at, 'deactivated', $3
+                 FROM gone ON CONFLICT (id) DO NOTHING",
+                &[&instance_id, &license.id, &now.micros()],
             )
             .await?;
             if removed == 0 {
@@ -429,6 +650,63 @@ impl LicenseStore for PgStore {
         tx.finish(outcome).await
     }
 
+    async fn heartbeat(&self, key: &KeyString, instance_id: &InstanceId) -> Result<Heartbeat> {
+        let now = Timestamp::now();
+        // One statement: the beat (a live instance's deadline moves one interval past now,
+        // as `HeartbeatInterval::deadline_after` says), and what the answer needs.
+        let sql = format!(
+            "WITH k AS (
+                 SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE key = $1
+             ), beat AS (
+                 UPDATE license_key_instances i SET
+                     last_heartbeat_at = CASE WHEN k.heartbeat_interval IS NULL THEN NULL ELSE $3 END,
+                     heartbeat_expires_at = $3 + k.heartbeat_interval * 1000000
+                 FROM k
+                 WHERE i.id = $2 AND i.license_key_id = k.id
+                   AND (i.heartbeat_expires_at IS NULL OR i.heartbeat_expires_at > $3)
+                 RETURNING i.heartbeat_expires_at, i.created_at
+             )
+             SELECT k.*,
+                 (SELECT count(*) FROM beat), (SELECT heartbeat_expires_at FROM beat),
+                 (SELECT created_at FROM beat),
+                 EXISTS (SELECT 1 FROM license_key_instances i WHERE i.id = $2 AND i.license_key_id = k.id)
+                 OR EXISTS (SELECT 1 FROM departed_instances d
+                            WHERE d.id = $2 AND d.license_key_id = k.id AND d.reason = 'heartbeat')
+             FROM k"
+        );
+        let row = self
+            .query_opt(&sql, &[&key.as_str(), &instance_id, &now.micros()])
+            .await?
+            .ok_or(StorageError::KeyNotFound)?;
+        let mut license = rows::license_key(&row)?;
+        if row.int(16)? == 0 {
+            return Err(if row.flag(19)? {
+                StorageError::InstanceDead
+            } else {
+                StorageError::KeyNotFound
+            });
+        }
+        let heartbeat_expires_at = row.int_or_null(17)?.map(timestamp).transpose()?;
+        let created_at = timestamp(row.int(18)?)?;
+        let has_instance = match &license.seats {
+            None => true,
+            Some(seats) => {
+                let conn = self.conn().await?;
+                license.activations_limit =
+                    Some(seat_figure(&conn, &license.business_id, seats, now).await?);
+                has_seat_now(&conn, &license, instance_id, created_at, now).await?
+            }
+        };
+        Ok(Heartbeat {
+            validity: KeyValidity {
+                disabled: license.disabled,
+                expires_at: license.expires_at,
+                has_instance,
+            },
+            heartbeat_expires_at,
+        })
+    }
+
     async fn key_validity(
         &self,
         key: &KeyString,
@@ -437,6 +715,7 @@ impl LicenseStore for PgStore {
         // Two statements rather than one with `$2 IS NULL OR EXISTS (…)`: PostgreSQL would
         // plan that one anew on every execution, its plan for a NULL instance looking
         // cheaper than the generic plan.
+        let now = Timestamp::now();
         let key = key.as_str();
         let row = match instance_id {
             None => {
@@ -448,16 +727,73 @@ impl LicenseStore for PgStore {
             }
             Some(instance_id) => {
                 self.query_opt(
-                    "SELECT disabled, expires_at, EXISTS (
-                         SELECT 1 FROM license_key_instances i
-                         WHERE i.id = $2 AND i.license_key_id = license_keys.id)
-                     FROM license_keys WHERE key = $1",
-                    &[&key, &instance_id],
+                    &format!(
+                        "SELECT disabled, expires_at, i.id IS NOT NULL, i.created_at, {LICENSE_KEY_COLUMNS}
+                         FROM license_keys LEFT JOIN LATERAL (
+                             SELECT id, created_at FROM license_key_instances i
+                             WHERE i.id = $2 AND i.license_key_id = license_keys.id
+                               AND (i.heartbeat_expires_at IS NULL OR i.heartbeat_expires_at > $3)
+                         ) i ON TRUE
+                         WHERE key = $1"
+                    ),
+                    &[&key, &instance_id, &now.micros()],
                 )
                 .await?
             }
         };
-        row.as_ref().map(rows::key_validity).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let mut validity = rows::key_validity(&row)?;
+        // Only a bound key's instance can be over seat: the rare, slower path.
+        if let Some(instance_id) = instance_id
+            && validity.has_instance
+        {
+            let mut license = rows::license_key_after(&row, 4)?;
+            if let Some(seats) = &license.seats {
+                let conn = self.conn().await?;
+                license.activations_limit =
+                    Some(seat_figure(&conn, &license.business_id, seats, now).await?);
+                let created_at = timestamp(row.int(3)?)?;
+                validity.has_instance =
+                    has_seat_now(&conn, &license, instance_id, created_at, now).await?;
+            }
+        }
+        Ok(Some(validity))
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Result<u64> {
+        let forget_before = now.micros().saturating_sub(DEPARTED_RETENTION_MICROS);
+        // Keys another transaction holds (an activation, another process's sweep) are
+        // skipped, not waited for: their dead are deleted by that holder or the next sweep.
+        let row = self
+            .query_opt(
+                "WITH dying AS (
+                     SELECT DISTINCT license_key_id FROM license_key_instances
+                     WHERE heartbeat_expires_at <= $1 LIMIT 1000
+                 ), locked AS (
+                     SELECT id FROM license_keys WHERE id IN (SELECT license_key_id FROM dying)
+                     FOR UPDATE SKIP LOCKED
+                 ), gone AS (
+                     DELETE FROM license_key_instances i USING locked
+                     WHERE i.license_key_id = locked.id AND i.heartbeat_expires_at <= $1
+                     RETURNING i.id, i.business_id, i.license_key_id, i.name, i.fingerprint, i.created_at,
+                         i.heartbeat_expires_at
+                 ), departed AS (
+                     INSERT INTO departed_instances
+                         (id, business_id, license_key_id, name, fingerprint, created_at, reason, departed_at)
+                     SELECT id, business_id, license_key_id, name, fingerprint, created_at, 'heartbeat', heartbeat_expires_at
+                     FROM gone ON CONFLICT (id) DO NOTHING
+                 ), counted AS (
+                     UPDATE license_keys k SET instances_count = k.instances_count - g.n
+                     FROM (SELECT license_key_id, count(*) AS n FROM gone GROUP BY license_key_id) g
+                     WHERE k.id = g.license_key_id
+                 ), forgotten AS (
+                     DELETE FROM departed_instances WHERE departed_at < $2
+                 )
+                 SELECT count(*) FROM gone",
+                &[&now.micros(), &forget_before],
+            )
+            .await?;
+        Ok(row.map(|r| r.int(0)).transpose()?.unwrap_or(0) as u64)
     }
 }
 

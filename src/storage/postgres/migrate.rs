@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/0004_ledger_entries_unreferenced_business.sql"),
     ),
     (5, include_str!("migrations/0005_license_listing_index.sql")),
+    (9, include_str!("migrations/0009_seats.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

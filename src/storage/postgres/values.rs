@@ -54,6 +54,11 @@ impl Columns for Row {
         let value: Decimal = self.try_get(column).map_err(corrupt)?;
         Quantity::new(value).map_err(corrupt)
     }
+
+    fn quantity_or_null(&self, column: usize) -> Result<Option<Quantity>> {
+        let value: Option<Decimal> = self.try_get(column).map_err(corrupt)?;
+        value.map(|v| Quantity::new(v).map_err(corrupt)).transpose()
+    }
 }
 
 /// Record ids are bound as the text they are.

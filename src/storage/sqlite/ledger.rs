@@ -332,7 +332,7 @@ fn has_few_entries(
 }
 
 /// The instant and absolute quantity of the last entry of the pair at or before `at`.
-fn governing(
+pub(super) fn governing(
     conn: &Connection,
     business_id: &BusinessId,
     (account, license): (&AccountId, &LicenseId),

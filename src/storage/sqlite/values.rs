@@ -51,6 +51,12 @@ impl Columns for Row<'_> {
         let text: String = self.get(column).map_err(corrupt)?;
         Quantity::parse(&text).map_err(corrupt)
     }
+
+    fn quantity_or_null(&self, column: usize) -> Result<Option<Quantity>> {
+        let text: Option<String> = self.get(column).map_err(corrupt)?;
+        text.map(|t| Quantity::parse(&t).map_err(corrupt))
+            .transpose()
+    }
 }
 
 /// Record ids are bound as the text they are.

@@ -1,0 +1,3 @@
+//! Work every `serve` process does in the background, beside the requests it answers.
+
+pub mod sweeper;
