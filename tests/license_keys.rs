@@ -818,9 +818,18 @@ async fn instances_are_listed_retrieved_and_renamed(server: TestServer) {
     let fields: HashSet<_> = one.json.as_object().unwrap().keys().cloned().collect();
     assert_eq!(
         fields,
-        ["id", "business_id", "created_at", "license_key_id", "name"]
-            .map(String::from)
-            .into()
+        [
+            "id",
+            "business_id",
+            "created_at",
+            "license_key_id",
+            "name",
+            "fingerprint",
+            "last_heartbeat_at",
+            "heartbeat_expires_at"
+        ]
+        .map(String::from)
+        .into()
     );
     let renamed = server
         .patch(

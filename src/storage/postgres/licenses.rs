@@ -167,10 +167,11 @@ async fn has_seat_now(
     ))
 }
 
-/// The activation answer's customer and product details, in the statement that commits.
-fn with_details(change: &str) -> String {
+/// The activation answer's customer and product details, after `changes` (named
+/// data-modifying statements), in the statement that commits.
+fn with_details(changes: &str) -> String {
     format!(
-        "WITH change AS ({change})
+        "WITH {changes}
          SELECT {CUSTOMER_COLUMNS}, (SELECT name FROM products WHERE id = $2)
          FROM customers WHERE id = $1"
     )
@@ -556,8 +557,10 @@ impl LicenseStore for PgStore {
                     let rows = tx
                         .commit_with(
                             &with_details(
-                                "UPDATE license_key_instances SET last_heartbeat_at = $4, heartbeat_expires_at = $5
-                                 WHERE id = $3",
+                                "beat AS (
+                                     UPDATE license_key_instances SET last_heartbeat_at = $4, heartbeat_expires_at = $5
+                                     WHERE id = $3
+                                 )",
                             ),
                             &[
                                 &license.customer_id,
@@ -580,12 +583,13 @@ impl LicenseStore for PgStore {
                     let rows = tx
                         .commit_with(
                             &with_details(
-                                "WITH counted AS (
+                                "counted AS (
                                      UPDATE license_keys SET instances_count = $7 WHERE id = $5
-                                 )
-                                 INSERT INTO license_key_instances (id, business_id, license_key_id, name,
-                                     created_at, fingerprint, last_heartbeat_at, heartbeat_expires_at)
-                                 VALUES ($3, $4, $5, $6, $8, $9, $10, $11)",
+                                 ), instance AS (
+                                     INSERT INTO license_key_instances (id, business_id, license_key_id, name,
+                                         created_at, fingerprint, last_heartbeat_at, heartbeat_expires_at)
+                                     VALUES ($3, $4, $5, $6, $8, $9, $10, $11)
+                                 )",
                             ),
                             &[
                                 &license.customer_id,
@@ -728,12 +732,14 @@ impl LicenseStore for PgStore {
             Some(instance_id) => {
                 self.query_opt(
                     &format!(
-                        "SELECT disabled, expires_at, i.id IS NOT NULL, i.created_at, {LICENSE_KEY_COLUMNS}
+                        "SELECT disabled, expires_at, live.instance_id IS NOT NULL, live.instance_created_at,
+                             {LICENSE_KEY_COLUMNS}
                          FROM license_keys LEFT JOIN LATERAL (
-                             SELECT id, created_at FROM license_key_instances i
+                             SELECT id AS instance_id, created_at AS instance_created_at
+                             FROM license_key_instances i
                              WHERE i.id = $2 AND i.license_key_id = license_keys.id
                                AND (i.heartbeat_expires_at IS NULL OR i.heartbeat_expires_at > $3)
-                         ) i ON TRUE
+                         ) live ON TRUE
                          WHERE key = $1"
                     ),
                     &[&key, &instance_id, &now.micros()],
