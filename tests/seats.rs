@@ -1269,3 +1269,81 @@ async fn activations_racing_ledger_writes_keep_to_the_seats(server: TestServer) 
         assert_eq!(valid, total.min(end as usize), "valid instances");
     }
 }
+
+/// An activation held up between its seat check and its commit (by a lock the test
+/// takes on the business row, which its new instance refers to) keeps its pair's ledger
+/// writes waiting: a decrease that committed meanwhile would leave the activation
+/// committing into a state with more instances than seats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_decrease_cannot_commit_inside_an_activation_on_postgres() {
+    let Some(server) = TestServer::start(common::Backend::Postgres).await else {
+        return;
+    };
+    ledger_from_2024(&server, "seats", json!(2)).await;
+    let key = Key::bound(&server, "seats").await;
+    key.activated(&server, "first").await;
+
+    let holder = server.database.connect().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM businesses WHERE id = \
+             (SELECT business_id FROM license_keys WHERE id = '{}') FOR UPDATE",
+            key.id
+        ))
+        .await
+        .unwrap();
+    let send = |path: &'static str, body: Value, auth: bool| {
+        let (client, url, api_key) = (
+            server.client.clone(),
+            server.url.clone(),
+            server.key.clone(),
+        );
+        tokio::spawn(async move {
+            let mut request = client.post(format!("{url}{path}")).json(&body);
+            if auth {
+                request = request.bearer_auth(api_key);
+            }
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    let activation = send(
+        "/licenses/activate",
+        json!({"license_key": key.text, "name": "second"}),
+        false,
+    );
+    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity \
+        WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while holder
+        .query_one(waiting_for_a_lock, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the activation never waited");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut decrease = send(
+        "/license_updates",
+        json!({"accountId": "acme", "licenseId": "seats", "updateType": "RELATIVE", "quantity": -1}),
+        true,
+    );
+    let during = tokio::time::timeout(std::time::Duration::from_millis(1500), &mut decrease).await;
+    let decreased_during_the_hold = during.is_ok();
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (status, text) = activation.await.unwrap();
+    let (decrease_status, decrease_text) = match during {
+        Ok(done) => done.unwrap(),
+        Err(_) => decrease.await.unwrap(),
+    };
+    assert_eq!(decrease_status, 200, "{decrease_text}");
+    assert!([201, 422].contains(&status), "{text}");
+    assert!(
+        !(decreased_during_the_hold && status == 201),
+        "the activation committed after the decrease left one seat for its one instance: {text}"
+    );
+    let listed = key.listed(&server).await.len() as u64;
+    assert_eq!(key.instances_count(&server).await, listed);
+}
