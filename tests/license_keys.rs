@@ -391,7 +391,7 @@ async fn keys_list_with_every_filter_and_page(server: TestServer) {
         [id(&a), id(&b)]
     );
 
-    // Pages: 0, absent and 1 are the first page; the client's auto-pagination then asks for 2.
+    // Pages count from 0, as in Dodo's API reference: absent and 0 are the first page.
     assert_eq!(
         ids(&server.get("/license_keys?page_size=2").await),
         [id(&a), id(&b)]
@@ -402,13 +402,33 @@ async fn keys_list_with_every_filter_and_page(server: TestServer) {
     );
     assert_eq!(
         ids(&server.get("/license_keys?page_size=2&page_number=1").await),
-        [id(&a), id(&b)]
-    );
-    assert_eq!(
-        ids(&server.get("/license_keys?page_size=2&page_number=2").await),
         [c_id.as_str()]
     );
-    assert!(ids(&server.get("/license_keys?page_size=2&page_number=3").await).is_empty());
+    assert!(ids(&server.get("/license_keys?page_size=2&page_number=2").await).is_empty());
+    // Dodo's Python and JavaScript clients count from 1 and say so in X-Stainless-Lang:
+    // absent, 0 and 1 are then the first page, 2 the second.
+    for lang in ["python", "js"] {
+        let page = |number: &str| {
+            let query = match number {
+                "" => "page_size=2".to_owned(),
+                n => format!("page_size=2&page_number={n}"),
+            };
+            server
+                .client
+                .get(format!("{}/license_keys?{query}", server.url))
+                .bearer_auth(&server.key)
+                .header("X-Stainless-Lang", lang)
+                .send()
+        };
+        for first in ["", "0", "1"] {
+            let reply = Reply::from(page(first).await.unwrap()).await;
+            assert_eq!(ids(&reply), [id(&a), id(&b)], "{lang}, page {first:?}");
+        }
+        let second = Reply::from(page("2").await.unwrap()).await;
+        assert_eq!(ids(&second), [c_id.as_str()], "{lang}");
+        let third = Reply::from(page("3").await.unwrap()).await;
+        assert!(ids(&third).is_empty(), "{lang}");
+    }
 
     for bad in [
         "page_size=0",
@@ -806,10 +826,23 @@ async fn instances_are_listed_retrieved_and_renamed(server: TestServer) {
     );
     let page = server
         .get(&format!(
-            "/license_key_instances?license_key_id={id}&page_size=2&page_number=2"
+            "/license_key_instances?license_key_id={id}&page_size=2&page_number=1"
         ))
         .await;
     assert_eq!(page.json["items"].as_array().unwrap().len(), 1);
+    let from_js = server
+        .client
+        .get(format!(
+            "{}/license_key_instances?license_key_id={id}&page_size=2&page_number=2",
+            server.url
+        ))
+        .bearer_auth(&server.key)
+        .header("X-Stainless-Lang", "js")
+        .send()
+        .await
+        .unwrap();
+    let from_js = Reply::from(from_js).await;
+    assert_eq!(from_js.json["items"], page.json["items"]);
 
     let one = server
         .get(&format!("/license_key_instances/{}", instances[0]))

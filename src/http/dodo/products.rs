@@ -14,7 +14,7 @@ use crate::domain::license::{Change, KeyDuration};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
+use crate::http::extract::{JsonBody, PathParam, Reader, Writer};
 use crate::http::state::AppState;
 
 fn checked_duration(duration: KeyDuration, field: &str) -> Result<KeyDuration, ApiError> {
@@ -170,11 +170,11 @@ pub(super) fn product_not_found(id: &ProductId) -> ApiError {
 pub async fn list_products(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Query(paging): Query<Paging>,
+    Paging(page): Paging,
 ) -> Result<Json<Items<ProductView>>, ApiError> {
     let products = state
         .store
-        .list_products(&caller.business_id, paging.page()?)
+        .list_products(&caller.business_id, page)
         .await?;
     Ok(Json(Items {
         items: products
