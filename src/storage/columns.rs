@@ -17,7 +17,7 @@ pub const CUSTOMER_COLUMNS: &str =
     "id, business_id, email, name, phone_number, metadata, created_at";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \
      license_key_duration_count, license_key_duration_interval, license_key_activation_message, \
-     metadata, created_at, updated_at";
+     metadata, created_at, updated_at, details";
 pub const LICENSE_KEY_COLUMNS: &str = "id, business_id, key, customer_id, product_id, source, \
      activations_limit, instances_count, disabled, expires_at, payment_id, subscription_id, created_at";
 pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, created_at";
@@ -35,7 +35,7 @@ pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<S
     }
 }
 
-/// A value as the JSON text a column stores (metadata).
+/// A value as the JSON text a column stores (metadata, a product's details).
 pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| StorageError::Internal(format!("unstorable value: {e}")))

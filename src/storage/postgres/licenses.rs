@@ -54,12 +54,12 @@ async fn save_key_state(tx: &mut Tx, key: &LicenseKey) -> Result<()> {
 
 const INSERT_PRODUCT: &str = "INSERT INTO products (id, business_id, name, description,
          license_key_activations_limit, license_key_duration_count, license_key_duration_interval,
-         license_key_activation_message, metadata, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+         license_key_activation_message, metadata, created_at, updated_at, details)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const UPDATE_PRODUCT: &str = "UPDATE products SET name = $3, description = $4,
          license_key_activations_limit = $5, license_key_duration_count = $6,
          license_key_duration_interval = $7, license_key_activation_message = $8, metadata = $9,
-         updated_at = $11
+         updated_at = $11, details = $12
      WHERE id = $1 AND business_id = $2 AND created_at = $10";
 
 /// A product's columns as stored, for [`INSERT_PRODUCT`] and [`UPDATE_PRODUCT`].
@@ -70,6 +70,7 @@ struct ProductColumns<'a> {
     metadata: String,
     created_at: i64,
     updated_at: i64,
+    details: String,
 }
 
 impl<'a> ProductColumns<'a> {
@@ -81,10 +82,11 @@ impl<'a> ProductColumns<'a> {
             metadata: json_text(&product.metadata)?,
             created_at: product.created_at.micros(),
             updated_at: product.updated_at.micros(),
+            details: json_text(&product.details)?,
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.product.id,
             &self.product.business_id,
@@ -97,6 +99,7 @@ impl<'a> ProductColumns<'a> {
             &self.metadata,
             &self.created_at,
             &self.updated_at,
+            &self.details,
         ]
     }
 }
