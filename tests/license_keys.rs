@@ -380,6 +380,30 @@ async fn products_refuse_what_dodos_schema_refuses(server: TestServer) {
             json!({"name": "P", "credit_entitlements": [{"credit_entitlement_id": "cde_1", "credits_amount": "-3"}]}),
             "credits_amount",
         ),
+        // serde would read a struct from an array of its fields' values.
+        (
+            json!({"name": "P", "price": ["one_time_price", "USD", 5]}),
+            "price",
+        ),
+        (
+            json!({"name": "P", "digital_product_delivery": [null, null]}),
+            "digital_product_delivery",
+        ),
+        (
+            json!({"name": "P", "license_key_duration": [1, "Day"]}),
+            "license_key_duration",
+        ),
+        (
+            json!({"name": "P", "entitlements": [["ent_1"]]}),
+            "entitlements",
+        ),
+        (
+            json!({"name": "P", "price": {"type": "usage_based_price", "currency": "USD",
+                "fixed_price": 1, "payment_frequency_count": 1, "payment_frequency_interval": "Month",
+                "subscription_period_count": 1, "subscription_period_interval": "Year",
+                "meters": [["mtr_1"]]}}),
+            "price.meters",
+        ),
     ];
     for (body, field) in bad {
         let reply = server.post("/products", body.clone()).await;

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod ledger;
 pub mod license;
 pub mod metadata;
+pub mod object;
 pub mod pricing;
 pub mod quantity;
 pub mod time;

@@ -10,6 +10,7 @@ use utoipa::openapi::{RefOr, SchemaFormat};
 
 use super::ids::{LongText, Name, ResourceId, shorten};
 use super::license::Interval;
+use super::object::Object;
 
 /// The currencies Dodo's clients accept, as their `Currency` types list them.
 pub const CURRENCIES: [&str; 145] = [
@@ -378,7 +379,7 @@ struct PriceFields {
     #[serde(default)]
     zero_amount_payment_method_optional: Option<bool>,
     #[serde(default)]
-    meters: Option<Vec<Meter>>,
+    meters: Option<Vec<Object<Meter>>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -516,7 +517,10 @@ impl TryFrom<PriceFields> for Price {
                 zero_amount_payment_method_optional: f.zero_amount_payment_method_optional,
             },
             PriceKind::UsageBased => {
-                if let Some(meters) = &f.meters
+                let meters: Option<Vec<Meter>> = f
+                    .meters
+                    .map(|meters| meters.into_iter().map(Object::into_inner).collect());
+                if let Some(meters) = &meters
                     && meters.len() > MAX_METERS
                 {
                     return Err(format!(
@@ -549,7 +553,7 @@ impl TryFrom<PriceFields> for Price {
                     )?,
                     discount: f.discount,
                     discount_bps: f.discount_bps,
-                    meters: f.meters,
+                    meters,
                     purchasing_power_parity: f.purchasing_power_parity,
                     tax_inclusive: f.tax_inclusive,
                 }
@@ -560,7 +564,8 @@ impl TryFrom<PriceFields> for Price {
 
 impl<'de> Deserialize<'de> for Price {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        PriceFields::deserialize(deserializer)?
+        Object::<PriceFields>::deserialize(deserializer)?
+            .into_inner()
             .try_into()
             .map_err(serde::de::Error::custom)
     }

@@ -14,6 +14,7 @@ use crate::domain::catalog::{Delivery, DetailsPatch, Product, ProductDetails, Pr
 use crate::domain::ids::{LongText, Name, ProductId, ResourceId, WebUrl, shorten};
 use crate::domain::license::{Change, Interval, KeyDuration};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
+use crate::domain::object::Object;
 use crate::domain::pricing::{
     Amount, Currency, Percent, PeriodCount, Price, PricingMode, TaxCategory, UnitPrice,
 };
@@ -124,8 +125,8 @@ pub struct AttachCreditEntitlement {
 /// no id can name one here, and what a product answers about them (their names and
 /// integrations) cannot be made up. So an attachment is refused, and lists stay empty.
 fn no_entitlements(
-    entitlements: Option<&[AttachEntitlement]>,
-    credit_entitlements: Option<&[AttachCreditEntitlement]>,
+    entitlements: Option<&[Object<AttachEntitlement>]>,
+    credit_entitlements: Option<&[Object<AttachCreditEntitlement>]>,
 ) -> Result<(), ApiError> {
     let refused = |field: &str, what: &str, id: &ResourceId| {
         Err(ApiError::Unprocessable(format!(
@@ -135,13 +136,13 @@ fn no_entitlements(
         )))
     };
     if let Some(first) = entitlements.and_then(<[_]>::first) {
-        return refused("entitlements", "entitlement", &first.entitlement_id);
+        return refused("entitlements", "entitlement", &first.0.entitlement_id);
     }
     if let Some(first) = credit_entitlements.and_then(<[_]>::first) {
         return refused(
             "credit_entitlements",
             "credit entitlement",
-            &first.credit_entitlement_id,
+            &first.0.credit_entitlement_id,
         );
     }
     Ok(())
@@ -162,8 +163,8 @@ pub struct DeliveryRequest {
 }
 
 impl DeliveryRequest {
-    fn checked(self) -> Result<Delivery, ApiError> {
-        if let Some(file) = self.files.as_deref().and_then(<[_]>::first) {
+    fn checked(Object(request): Object<Self>) -> Result<Delivery, ApiError> {
+        if let Some(file) = request.files.as_deref().and_then(<[_]>::first) {
             return Err(ApiError::Unprocessable(format!(
                 "`digital_product_delivery.files[0]`: no uploaded file `{}` here: this server \
                  keeps no files (link to them with `external_url`)",
@@ -171,8 +172,8 @@ impl DeliveryRequest {
             )));
         }
         Ok(Delivery {
-            external_url: self.external_url,
-            instructions: self.instructions,
+            external_url: request.external_url,
+            instructions: request.instructions,
         })
     }
 }
@@ -189,7 +190,8 @@ pub struct CreateProduct {
     license_key_activations_limit: Option<u32>,
     /// How long the product's new keys last; none means forever.
     #[serde(default)]
-    license_key_duration: Option<KeyDuration>,
+    #[schema(value_type = Option<KeyDuration>)]
+    license_key_duration: Option<Object<KeyDuration>>,
     /// Shown to the customer when a key is activated.
     #[serde(default)]
     license_key_activation_message: Option<LongText>,
@@ -213,7 +215,8 @@ pub struct CreateProduct {
     #[serde(default)]
     image: Option<WebUrl>,
     #[serde(default)]
-    digital_product_delivery: Option<DeliveryRequest>,
+    #[schema(value_type = Option<DeliveryRequest>)]
+    digital_product_delivery: Option<Object<DeliveryRequest>>,
     #[serde(default)]
     pricing_mode: Option<PricingMode>,
     /// Whether a purchase issues a key (default true); keys can be issued here either way.
@@ -221,12 +224,12 @@ pub struct CreateProduct {
     license_key_enabled: Option<bool>,
     /// This server keeps no credit entitlements: the list must be empty.
     #[serde(default)]
-    #[schema(max_items = 0)]
-    credit_entitlements: Option<Vec<AttachCreditEntitlement>>,
+    #[schema(value_type = Option<Vec<AttachCreditEntitlement>>, max_items = 0)]
+    credit_entitlements: Option<Vec<Object<AttachCreditEntitlement>>>,
     /// This server keeps no entitlements: the list must be empty.
     #[serde(default)]
-    #[schema(max_items = 0)]
-    entitlements: Option<Vec<AttachEntitlement>>,
+    #[schema(value_type = Option<Vec<AttachEntitlement>>, max_items = 0)]
+    entitlements: Option<Vec<Object<AttachEntitlement>>>,
 }
 
 /// How a buyer gets the product: Dodo's `DigitalProductDelivery`.
@@ -424,7 +427,7 @@ pub async fn create_product(
             .transpose()?,
         license_key_duration: request
             .license_key_duration
-            .map(|d| checked_duration(d, "license_key_duration"))
+            .map(|d| checked_duration(d.into_inner(), "license_key_duration"))
             .transpose()?,
         license_key_activation_message: request
             .license_key_activation_message
@@ -504,7 +507,7 @@ pub struct UpdateProduct {
     license_key_activations_limit: Change<u32>,
     #[serde(default)]
     #[schema(value_type = Option<KeyDuration>)]
-    license_key_duration: Change<KeyDuration>,
+    license_key_duration: Change<Object<KeyDuration>>,
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 5000)]
     license_key_activation_message: Change<LongText>,
@@ -525,7 +528,7 @@ pub struct UpdateProduct {
     image: Change<WebUrl>,
     #[serde(default)]
     #[schema(value_type = Option<DeliveryRequest>)]
-    digital_product_delivery: Change<DeliveryRequest>,
+    digital_product_delivery: Change<Object<DeliveryRequest>>,
     #[serde(default)]
     #[schema(value_type = Option<PricingMode>)]
     pricing_mode: Change<PricingMode>,
@@ -533,12 +536,12 @@ pub struct UpdateProduct {
     license_key_enabled: Option<bool>,
     /// This server keeps no credit entitlements: the list must be empty.
     #[serde(default)]
-    #[schema(max_items = 0)]
-    credit_entitlements: Option<Vec<AttachCreditEntitlement>>,
+    #[schema(value_type = Option<Vec<AttachCreditEntitlement>>, max_items = 0)]
+    credit_entitlements: Option<Vec<Object<AttachCreditEntitlement>>>,
     /// This server keeps no entitlements: the list must be empty.
     #[serde(default)]
-    #[schema(max_items = 0)]
-    entitlements: Option<Vec<AttachEntitlement>>,
+    #[schema(value_type = Option<Vec<AttachEntitlement>>, max_items = 0)]
+    entitlements: Option<Vec<Object<AttachEntitlement>>>,
 }
 
 /// Changes a product. Keys already issued keep their limit and expiry.
@@ -573,7 +576,7 @@ pub async fn update_product(
             .try_map(|l| checked_limit(l, "license_key_activations_limit"))?,
         license_key_duration: request
             .license_key_duration
-            .try_map(|d| checked_duration(d, "license_key_duration"))?,
+            .try_map(|d| checked_duration(d.into_inner(), "license_key_duration"))?,
         license_key_activation_message: text(request.license_key_activation_message)?,
         metadata: request.metadata,
         details: DetailsPatch {
