@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 backend_tests!(
     customers_are_created_retrieved_and_listed,
     products_carry_license_key_defaults,
+    products_take_dodos_price_and_descriptive_fields,
+    products_refuse_what_dodos_schema_refuses,
     keys_are_generated_or_imported_with_the_products_defaults,
     duplicate_keys_are_409_across_businesses,
     keys_list_with_every_filter_and_page,
@@ -190,6 +192,275 @@ async fn products_carry_license_key_defaults(server: TestServer) {
         )
         .await;
     assert!(bad.expect(400).message().contains("interval"));
+}
+
+fn recurring_price() -> Value {
+    json!({"type": "recurring_price", "currency": "EUR", "price": 1200,
+        "payment_frequency_count": 1, "payment_frequency_interval": "Month",
+        "subscription_period_count": 20, "subscription_period_interval": "Year",
+        "trial_period_days": 14, "tax_inclusive": true})
+}
+
+async fn products_take_dodos_price_and_descriptive_fields(server: TestServer) {
+    // Without Dodo's fields: the documented defaults, which Dodo's strict decoders accept.
+    let plain = server.post("/products", json!({"name": "Plain"})).await;
+    plain.expect(201);
+    let price = &plain.json["price"];
+    assert_eq!(
+        (&price["type"], &price["currency"], &price["price"]),
+        (&json!("one_time_price"), &json!("USD"), &json!(0))
+    );
+    assert_eq!(plain.json["tax_category"], "saas");
+    assert_eq!(plain.json["is_recurring"], false);
+    assert_eq!(plain.json["license_key_enabled"], true);
+    assert_eq!(plain.json["credit_entitlements"], json!([]));
+    assert_eq!(plain.json["entitlements"], json!([]));
+    for field in [
+        "addons",
+        "image",
+        "digital_product_delivery",
+        "pricing_mode",
+        "product_collection_id",
+    ] {
+        assert_eq!(plain.json.get(field), Some(&Value::Null), "{field}");
+    }
+
+    let brand = plain.json["brand_id"].clone();
+    let created = server
+        .post(
+            "/products",
+            json!({"name": "Pro", "price": recurring_price(), "tax_category": "edtech",
+                "addons": ["adn_1"], "brand_id": brand, "image": "https://cdn.example.com/pro.png",
+                "digital_product_delivery": {"external_url": "https://example.com/get", "instructions": "Sign in"},
+                "pricing_mode": "by_country", "license_key_enabled": false,
+                "entitlements": [], "credit_entitlements": [],
+                "license_key_activations_limit": 2}),
+        )
+        .await;
+    created.expect(201);
+    let id = created.json["product_id"].as_str().unwrap().to_owned();
+    for (field, value) in recurring_price().as_object().unwrap() {
+        assert_eq!(&created.json["price"][field], value, "price.{field}");
+    }
+    assert_eq!(created.json["is_recurring"], true);
+    assert_eq!(created.json["tax_category"], "edtech");
+    assert_eq!(created.json["addons"], json!(["adn_1"]));
+    assert_eq!(created.json["image"], "https://cdn.example.com/pro.png");
+    assert_eq!(
+        created.json["digital_product_delivery"],
+        json!({"files": [], "external_url": "https://example.com/get", "instructions": "Sign in"})
+    );
+    assert_eq!(created.json["pricing_mode"], "by_country");
+    assert_eq!(created.json["license_key_enabled"], false);
+    assert_eq!(created.json["license_key_activations_limit"], 2);
+    let path = format!("/products/{id}");
+    assert_eq!(server.get(&path).await.expect(200).json, created.json);
+
+    // A PATCH changes what it names: null clears what can be cleared and leaves the
+    // price, tax category and flag as they are.
+    let patched = server
+        .patch(
+            &path,
+            json!({"price": {"type": "usage_based_price", "currency": "USD", "fixed_price": 300,
+                    "payment_frequency_count": 1, "payment_frequency_interval": "Month",
+                    "subscription_period_count": 1, "subscription_period_interval": "Year",
+                    "meters": [{"meter_id": "mtr_1", "price_per_unit": "0.5"}]},
+                "tax_category": null, "addons": null, "image": null, "pricing_mode": "by_currency",
+                "digital_product_delivery": {"instructions": "Check your email", "files": []},
+                "entitlements": []}),
+        )
+        .await;
+    patched.expect(200);
+    assert_eq!(patched.json["price"]["type"], "usage_based_price");
+    assert_eq!(patched.json["price"]["meters"][0]["meter_id"], "mtr_1");
+    assert_eq!(patched.json["is_recurring"], true);
+    assert_eq!(patched.json["tax_category"], "edtech", "null leaves it");
+    assert_eq!(patched.json["addons"], Value::Null);
+    assert_eq!(patched.json["image"], Value::Null);
+    assert_eq!(patched.json["pricing_mode"], "by_currency");
+    assert_eq!(
+        patched.json["digital_product_delivery"],
+        json!({"files": [], "external_url": null, "instructions": "Check your email"})
+    );
+    assert_eq!(patched.json["license_key_enabled"], false);
+    assert_eq!(patched.json["license_key_activations_limit"], 2);
+    assert_eq!(server.get(&path).await.json, patched.json);
+
+    // Lists answer Dodo's ProductListResponse: the amount as `price`, the object as
+    // `price_detail`.
+    let listed = server.get("/products").await;
+    let items = listed.expect(200).json["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["price"], 0);
+    assert_eq!(items[0]["currency"], "USD");
+    assert_eq!(items[0]["is_recurring"], false);
+    let pro = &items[1];
+    assert_eq!(pro["product_id"], id.as_str());
+    assert_eq!(
+        pro["price"], 300,
+        "a usage-based price lists its fixed part"
+    );
+    assert_eq!(pro["currency"], "USD");
+    assert_eq!(pro["price_detail"], patched.json["price"]);
+    assert_eq!(pro["tax_category"], "edtech");
+    assert_eq!(pro["pricing_mode"], "by_currency");
+    assert_eq!(pro["tax_inclusive"], Value::Null);
+    assert_eq!(pro["entitlements"], json!([]));
+    assert_eq!(pro["name"], "Pro");
+
+    // A product made before these fields were kept answers the defaults.
+    server
+        .database
+        .execute(&format!(
+            "UPDATE products SET details = NULL WHERE id = '{id}'"
+        ))
+        .await;
+    let old = server.get(&path).await;
+    assert_eq!(old.expect(200).json["price"], plain.json["price"]);
+    assert_eq!(old.json["tax_category"], "saas");
+    assert_eq!(old.json["license_key_enabled"], true);
+    assert_eq!(old.json["license_key_activations_limit"], 2);
+}
+
+async fn products_refuse_what_dodos_schema_refuses(server: TestServer) {
+    let one_time = |extra: Value| {
+        let mut price = json!({"type": "one_time_price", "currency": "USD", "price": 100});
+        price
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"name": "P", "price": price})
+    };
+    let bad = [
+        (json!({"name": "P", "price": 100}), "price"),
+        (
+            json!({"name": "P", "price": {"currency": "USD", "price": 1}}),
+            "type",
+        ),
+        (one_time(json!({"type": "free"})), "free"),
+        (one_time(json!({"currency": "XYZ"})), "price.currency"),
+        (one_time(json!({"price": -1})), "price.price"),
+        (one_time(json!({"price": "100"})), "price.price"),
+        (one_time(json!({"discount": 101})), "price.discount"),
+        (
+            one_time(json!({"discount_bps": 10001})),
+            "price.discount_bps",
+        ),
+        (
+            one_time(json!({"trial_period_days": 7})),
+            "trial_period_days",
+        ),
+        (
+            json!({"name": "P", "price": {"type": "recurring_price", "currency": "USD", "price": 1}}),
+            "payment_frequency_count",
+        ),
+        (
+            json!({"name": "P", "tax_category": "groceries"}),
+            "tax_category",
+        ),
+        (
+            json!({"name": "P", "pricing_mode": "by_planet"}),
+            "pricing_mode",
+        ),
+        (json!({"name": "P", "addons": [""]}), "addons"),
+        (json!({"name": "P", "image": "not a url"}), "image"),
+        (
+            json!({"name": "P", "license_key_enabled": "yes"}),
+            "license_key_enabled",
+        ),
+        (
+            json!({"name": "P", "digital_product_delivery": {"external_url": "javascript:alert(1)"}}),
+            "digital_product_delivery.external_url",
+        ),
+        (
+            json!({"name": "P", "entitlements": [{"id": "ent_1"}]}),
+            "entitlements",
+        ),
+        (
+            json!({"name": "P", "credit_entitlements": [{"credit_entitlement_id": "cde_1", "credits_amount": "-3"}]}),
+            "credits_amount",
+        ),
+        // serde would read a struct from an array of its fields' values.
+        (
+            json!({"name": "P", "price": ["one_time_price", "USD", 5]}),
+            "price",
+        ),
+        (
+            json!({"name": "P", "digital_product_delivery": [null, null]}),
+            "digital_product_delivery",
+        ),
+        (
+            json!({"name": "P", "license_key_duration": [1, "Day"]}),
+            "license_key_duration",
+        ),
+        (
+            json!({"name": "P", "entitlements": [["ent_1"]]}),
+            "entitlements",
+        ),
+        (
+            json!({"name": "P", "price": {"type": "usage_based_price", "currency": "USD",
+                "fixed_price": 1, "payment_frequency_count": 1, "payment_frequency_interval": "Month",
+                "subscription_period_count": 1, "subscription_period_interval": "Year",
+                "meters": [["mtr_1"]]}}),
+            "price.meters",
+        ),
+    ];
+    for (body, field) in bad {
+        let reply = server.post("/products", body.clone()).await;
+        assert!(
+            reply.expect(400).message().contains(field),
+            "{body}: {}",
+            reply.text
+        );
+    }
+    // Well-formed references to what this server does not have: 422, naming the field.
+    let unknown = [
+        (json!({"name": "P", "brand_id": "brnd_other"}), "brand_id"),
+        (
+            json!({"name": "P", "entitlements": [{"entitlement_id": "ent_1"}]}),
+            "entitlements",
+        ),
+        (
+            json!({"name": "P", "credit_entitlements": [{"credit_entitlement_id": "cde_1", "credits_amount": "10"}]}),
+            "credit_entitlements",
+        ),
+        (
+            json!({"name": "P", "digital_product_delivery": {"files": ["file_1"]}}),
+            "files",
+        ),
+    ];
+    for (body, field) in unknown {
+        let reply = server.post("/products", body.clone()).await;
+        assert!(
+            reply.expect(422).message().contains(field),
+            "{body}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(
+        server.get("/products").await.json["items"],
+        json!([]),
+        "nothing was written"
+    );
+
+    let id = product(&server, json!({"name": "P"})).await;
+    let path = format!("/products/{id}");
+    let before = server.get(&path).await.json;
+    let reply = server
+        .patch(
+            &path,
+            json!({"price": {"type": "one_time_price", "currency": "USD"}}),
+        )
+        .await;
+    assert!(reply.expect(400).message().contains("price"));
+    let reply = server
+        .patch(
+            &path,
+            json!({"entitlements": [{"entitlement_id": "ent_1"}]}),
+        )
+        .await;
+    assert!(reply.expect(422).message().contains("entitlements"));
+    assert_eq!(server.get(&path).await.json, before, "nothing was written");
 }
 
 async fn keys_are_generated_or_imported_with_the_products_defaults(server: TestServer) {
@@ -391,7 +662,7 @@ async fn keys_list_with_every_filter_and_page(server: TestServer) {
         [id(&a), id(&b)]
     );
 
-    // Pages: 0, absent and 1 are the first page; the client's auto-pagination then asks for 2.
+    // Pages count from 0, as in Dodo's API reference: absent and 0 are the first page.
     assert_eq!(
         ids(&server.get("/license_keys?page_size=2").await),
         [id(&a), id(&b)]
@@ -402,13 +673,33 @@ async fn keys_list_with_every_filter_and_page(server: TestServer) {
     );
     assert_eq!(
         ids(&server.get("/license_keys?page_size=2&page_number=1").await),
-        [id(&a), id(&b)]
-    );
-    assert_eq!(
-        ids(&server.get("/license_keys?page_size=2&page_number=2").await),
         [c_id.as_str()]
     );
-    assert!(ids(&server.get("/license_keys?page_size=2&page_number=3").await).is_empty());
+    assert!(ids(&server.get("/license_keys?page_size=2&page_number=2").await).is_empty());
+    // Dodo's Python and JavaScript clients count from 1 and say so in X-Stainless-Lang:
+    // absent, 0 and 1 are then the first page, 2 the second.
+    for lang in ["python", "js"] {
+        let page = |number: &str| {
+            let query = match number {
+                "" => "page_size=2".to_owned(),
+                n => format!("page_size=2&page_number={n}"),
+            };
+            server
+                .client
+                .get(format!("{}/license_keys?{query}", server.url))
+                .bearer_auth(&server.key)
+                .header("X-Stainless-Lang", lang)
+                .send()
+        };
+        for first in ["", "0", "1"] {
+            let reply = Reply::from(page(first).await.unwrap()).await;
+            assert_eq!(ids(&reply), [id(&a), id(&b)], "{lang}, page {first:?}");
+        }
+        let second = Reply::from(page("2").await.unwrap()).await;
+        assert_eq!(ids(&second), [c_id.as_str()], "{lang}");
+        let third = Reply::from(page("3").await.unwrap()).await;
+        assert!(ids(&third).is_empty(), "{lang}");
+    }
 
     for bad in [
         "page_size=0",
@@ -806,10 +1097,23 @@ async fn instances_are_listed_retrieved_and_renamed(server: TestServer) {
     );
     let page = server
         .get(&format!(
-            "/license_key_instances?license_key_id={id}&page_size=2&page_number=2"
+            "/license_key_instances?license_key_id={id}&page_size=2&page_number=1"
         ))
         .await;
     assert_eq!(page.json["items"].as_array().unwrap().len(), 1);
+    let from_js = server
+        .client
+        .get(format!(
+            "{}/license_key_instances?license_key_id={id}&page_size=2&page_number=2",
+            server.url
+        ))
+        .bearer_auth(&server.key)
+        .header("X-Stainless-Lang", "js")
+        .send()
+        .await
+        .unwrap();
+    let from_js = Reply::from(from_js).await;
+    assert_eq!(from_js.json["items"], page.json["items"]);
 
     let one = server
         .get(&format!("/license_key_instances/{}", instances[0]))

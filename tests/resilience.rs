@@ -163,7 +163,7 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
     )
     .await;
     let mut listed = Vec::new();
-    for page in 1.. {
+    for page in 0.. {
         let items = get(
             &client,
             &restarted.url,

@@ -1,9 +1,14 @@
 //! Customers and products, as far as license keys need them, and the records of keys
 //! and their activations (instances).
 
-use super::ids::{BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{
+    BusinessId, CustomerId, InstanceId, LicenseKeyId, LongText, ProductId, ResourceId, WebUrl,
+};
 use super::license::{ActivationError, Change, KeyDuration, KeyPatch, KeyState, PatchError};
 use super::metadata::Metadata;
+use super::pricing::{Price, PricingMode, TaxCategory};
 use super::seats::{Fingerprint, HeartbeatInterval, SeatBinding};
 use super::time::Timestamp;
 
@@ -30,8 +35,48 @@ pub struct Product {
     /// The heartbeat interval of the product's new keys; none: no heartbeats.
     pub heartbeat_interval: Option<HeartbeatInterval>,
     pub metadata: Metadata,
+    pub details: ProductDetails,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// What Dodo's product says besides its license-key defaults: how it is sold and
+/// delivered. Recorded for the vendor and echoed; none of it changes how keys behave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductDetails {
+    pub price: Price,
+    pub tax_category: TaxCategory,
+    pub pricing_mode: Option<PricingMode>,
+    /// The add-ons offered with a subscription, by id.
+    pub addons: Option<Vec<ResourceId>>,
+    pub image: Option<WebUrl>,
+    pub digital_product_delivery: Option<Delivery>,
+    /// Whether a purchase issues a key, for the vendor's payment flow; keys can be issued
+    /// here for any product.
+    pub license_key_enabled: bool,
+}
+
+impl Default for ProductDetails {
+    /// What a product answers when created without them: free, once, in USD, SaaS, and
+    /// issuing license keys (what products here are for).
+    fn default() -> Self {
+        Self {
+            price: Price::default(),
+            tax_category: TaxCategory::default(),
+            pricing_mode: None,
+            addons: None,
+            image: None,
+            digital_product_delivery: None,
+            license_key_enabled: true,
+        }
+    }
+}
+
+/// Where a buyer finds the product: a link and instructions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub external_url: Option<WebUrl>,
+    pub instructions: Option<LongText>,
 }
 
 /// A change to a product: each field absent (unchanged), null (cleared) or set.
@@ -44,6 +89,40 @@ pub struct ProductPatch {
     pub license_key_activation_message: Change<String>,
     pub heartbeat_interval: Change<HeartbeatInterval>,
     pub metadata: Option<Metadata>,
+    pub details: DetailsPatch,
+}
+
+/// A change to a product's [`ProductDetails`]: a price, tax category or flag can be
+/// replaced but not cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DetailsPatch {
+    pub price: Option<Price>,
+    pub tax_category: Option<TaxCategory>,
+    pub pricing_mode: Change<PricingMode>,
+    pub addons: Change<Vec<ResourceId>>,
+    pub image: Change<WebUrl>,
+    pub digital_product_delivery: Change<Delivery>,
+    pub license_key_enabled: Option<bool>,
+}
+
+impl DetailsPatch {
+    fn apply(self, details: &mut ProductDetails) {
+        if let Some(price) = self.price {
+            details.price = price;
+        }
+        if let Some(category) = self.tax_category {
+            details.tax_category = category;
+        }
+        details.pricing_mode = self.pricing_mode.apply(details.pricing_mode);
+        details.addons = self.addons.apply(details.addons.take());
+        details.image = self.image.apply(details.image.take());
+        details.digital_product_delivery = self
+            .digital_product_delivery
+            .apply(details.digital_product_delivery.take());
+        if let Some(enabled) = self.license_key_enabled {
+            details.license_key_enabled = enabled;
+        }
+    }
 }
 
 impl ProductPatch {
@@ -65,6 +144,7 @@ impl ProductPatch {
         if let Some(metadata) = self.metadata {
             product.metadata = metadata;
         }
+        self.details.apply(&mut product.details);
         product.updated_at = now;
     }
 }
@@ -310,6 +390,7 @@ mod tests {
             license_key_activation_message: None,
             heartbeat_interval: HeartbeatInterval::new(60),
             metadata: Metadata::default(),
+            details: ProductDetails::default(),
             created_at: at,
             updated_at: at,
         }
@@ -375,6 +456,20 @@ mod tests {
         assert_eq!(p.description.as_deref(), Some("d"));
         assert_eq!(p.license_key_activations_limit, Some(3));
         assert_eq!(p.updated_at, now);
+
+        ProductPatch {
+            details: DetailsPatch {
+                tax_category: Some(TaxCategory::EBook),
+                license_key_enabled: Some(false),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .apply(&mut p, now);
+        assert_eq!(p.details.tax_category, TaxCategory::EBook);
+        assert!(!p.details.license_key_enabled);
+        assert_eq!(p.details.price, Price::default(), "the price is unchanged");
+        assert_eq!(p.description.as_deref(), Some("d"));
     }
 
     #[test]

@@ -227,6 +227,57 @@ impl utoipa::PartialSchema for LongText {
 
 impl utoipa::ToSchema for LongText {}
 
+/// An absolute `http` or `https` URL (a product's image, a download page): no spaces or
+/// control characters, at most 2000 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct WebUrl(String);
+
+impl WebUrl {
+    pub const MAX_CHARS: usize = 2000;
+    /// The schema pattern of what [`WebUrl`]'s parse accepts, character for character.
+    const PATTERN: &str = "^https?://[^ \\u0000-\\u001F\\u007F-\\u009F]+$";
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for WebUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"));
+        let got = text.chars().count();
+        match rest {
+            _ if got > Self::MAX_CHARS => Err(serde::de::Error::custom(InvalidText::TooLong {
+                max: Self::MAX_CHARS,
+                got,
+            })),
+            Some(rest) if !rest.is_empty() && !rest.chars().any(|c| c == ' ' || c.is_control()) => {
+                Ok(Self(text))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "`{}` is not an http(s) URL without spaces",
+                shorten(&text)
+            ))),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for WebUrl {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(Self::MAX_CHARS))
+            .pattern(Some(Self::PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for WebUrl {}
+
 /// Declares the id of a record this server creates. [`generate`](Self::generate) draws a
 /// new one with the record's prefix; `From<String>` takes one read back from the database
 /// or named by a client, which may name nothing (a lookup then finds nothing). The types

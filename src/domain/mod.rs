@@ -1,5 +1,5 @@
 //! The rules of the business, free of I/O: ledger resolution and usage, quantities,
-//! instants, identifiers, metadata and API keys.
+//! instants, identifiers, metadata, prices and API keys.
 
 pub mod auth;
 pub mod catalog;
@@ -8,6 +8,8 @@ pub mod ids;
 pub mod ledger;
 pub mod license;
 pub mod metadata;
+pub mod object;
+pub mod pricing;
 pub mod quantity;
 pub mod seats;
 pub mod time;

@@ -17,7 +17,7 @@ pub const CUSTOMER_COLUMNS: &str =
     "id, business_id, email, name, phone_number, metadata, created_at";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \
      license_key_duration_count, license_key_duration_interval, license_key_activation_message, \
-     metadata, created_at, updated_at, heartbeat_interval";
+     metadata, created_at, updated_at, details, heartbeat_interval";
 /// A key as stored. Its `instances_count` may still count instances that died since the
 /// last sweep, and a key bound to seats stores no limit: reads use [`license_key_columns_at`],
 /// writes remove the dead first and read the seats under the pair's lock.
@@ -68,7 +68,7 @@ pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<S
     }
 }
 
-/// A value as the JSON text a column stores (metadata).
+/// A value as the JSON text a column stores (metadata, a product's details).
 pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| StorageError::Internal(format!("unstorable value: {e}")))

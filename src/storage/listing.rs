@@ -125,16 +125,17 @@ pub fn list_entries<'a>(
     (sql, params)
 }
 
-/// A 1-based page of a list ordered by creation.
+/// A page of a list ordered by creation: `size` items after the first `index` pages
+/// (the first page is 0, however the client numbered it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
-    pub number: u32,
+    pub index: u32,
     pub size: u32,
 }
 
 impl PageRequest {
     pub fn offset(&self) -> i64 {
-        i64::from(self.number.max(1) - 1) * i64::from(self.size)
+        i64::from(self.index) * i64::from(self.size)
     }
 }
 
@@ -267,13 +268,13 @@ mod tests {
 
         let filter = KeyFilter::default();
         let now = Timestamp::from_micros(0).unwrap();
-        let keys = |number, size| {
-            list_license_keys(&business, &filter, PageRequest { number, size }, now, |n| {
+        let keys = |index, size| {
+            list_license_keys(&business, &filter, PageRequest { index, size }, now, |n| {
                 format!("${n}")
             })
         };
-        let (first, first_params) = keys(1, 10);
-        let (later, later_params) = keys(7, 100);
+        let (first, first_params) = keys(0, 10);
+        let (later, later_params) = keys(6, 100);
         assert_eq!(first, later);
         assert!(matches!(
             first_params[..],

@@ -3,7 +3,7 @@
 //! drivers and checking every stored value.
 
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
-use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product};
+use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product, ProductDetails};
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
@@ -65,9 +65,14 @@ pub fn product(row: &impl Columns) -> Result<Product> {
         license_key_duration: duration,
         license_key_activation_message: row.text_or_null(7)?,
         metadata: metadata(&row.text(8)?)?,
+        // Products made before their details were kept have none: they answer the defaults.
+        details: (row.text_or_null(11)?)
+            .map(|text| serde_json::from_str::<ProductDetails>(&text).map_err(corrupt))
+            .transpose()?
+            .unwrap_or_default(),
         created_at: timestamp(row.int(9)?)?,
         updated_at: timestamp(row.int(10)?)?,
-        heartbeat_interval: heartbeat_interval(row.int_or_null(11)?)?,
+        heartbeat_interval: heartbeat_interval(row.int_or_null(12)?)?,
     })
 }
 

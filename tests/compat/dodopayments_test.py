@@ -44,13 +44,42 @@ def main():
     fetched = api.customers.retrieve(customer.customer_id)
     assert fetched.customer_id == customer.customer_id and fetched.name == "Ada Lovelace"
 
-    # Products here take license-key defaults only (the client's products.create sends a
-    # Dodo price and tax category), so this one is made with plain HTTP.
-    product = httpx.post(
-        f"{URL}/products",
-        headers={"Authorization": f"Bearer {KEY}"},
-        json={"name": "Editor Pro", "license_key_activations_limit": 2},
-    ).json()
+    created = api.products.create(
+        name="Editor Pro",
+        price={"type": "one_time_price", "currency": "EUR", "price": 4900, "discount": 0,
+               "purchasing_power_parity": False},
+        tax_category="digital_products",
+        license_key_enabled=True,
+        license_key_activations_limit=2,
+    )
+    assert created.product_id.startswith("pdt_")
+    assert created.price.type == "one_time_price" and created.price.price == 4900
+    assert created.price.currency == "EUR" and created.tax_category == "digital_products"
+    assert created.is_recurring is False and created.license_key_activations_limit == 2
+    assert created.entitlements == [] and created.credit_entitlements == []
+    product = {"product_id": created.product_id}
+    subscription = {"type": "recurring_price", "currency": "USD", "price": 900,
+                    "payment_frequency_count": 1, "payment_frequency_interval": "Month",
+                    "subscription_period_count": 20, "subscription_period_interval": "Year"}
+    assert api.products.update(created.product_id, price=subscription, description="Monthly") is None
+    fetched_product = api.products.retrieve(created.product_id)
+    assert fetched_product.price.type == "recurring_price" and fetched_product.price.price == 900
+    assert fetched_product.is_recurring is True and fetched_product.description == "Monthly"
+    assert fetched_product.tax_category == "digital_products", "absent fields are unchanged"
+    # A product made without Dodo's fields answers its defaults.
+    plain = httpx.post(f"{URL}/products", headers={"Authorization": f"Bearer {KEY}"},
+                       json={"name": "Plain"}).json()
+    plain_product = api.products.retrieve(plain["product_id"])
+    assert plain_product.price.type == "one_time_price" and plain_product.price.price == 0
+    assert plain_product.price.currency == "USD" and plain_product.tax_category == "saas"
+    listed_products = list(api.products.list(page_size=1))
+    assert [p.product_id for p in listed_products] == [created.product_id, plain["product_id"]]
+    assert listed_products[0].price == 900 and listed_products[0].currency == "USD"
+    assert listed_products[0].price_detail.type == "recurring_price"
+    assert listed_products[0].is_recurring is True
+    bad_price = expect(dodopayments.BadRequestError, lambda: api.products.create(
+        name="X", price={"type": "one_time_price", "currency": "USD", "price": -1}, tax_category="saas"))
+    assert "price.price" in bad_price.body["message"]
 
     key = api.license_keys.create(customer_id=customer.customer_id, product_id=product["product_id"], key="IMPORTED-KEY-1")
     assert key.id.startswith("lic_")
@@ -73,8 +102,12 @@ def main():
 
     for n in range(2, 4):
         api.license_keys.create(customer_id=customer.customer_id, product_id=product["product_id"], key=f"IMPORTED-KEY-{n}")
+    # This client counts pages from 1: its auto-pagination sees every key once.
     listed = [k.key for k in api.license_keys.list(customer_id=customer.customer_id, page_size=2)]
     assert listed == ["IMPORTED-KEY-1", "IMPORTED-KEY-2", "IMPORTED-KEY-3"], listed
+    for number, keys in [(1, ["IMPORTED-KEY-1", "IMPORTED-KEY-2"]), (2, ["IMPORTED-KEY-3"]), (3, [])]:
+        page = api.license_keys.list(customer_id=customer.customer_id, page_size=2, page_number=number)
+        assert [k.key for k in page.items] == keys, (number, page.items)
     assert [k.key for k in api.license_keys.list(status="disabled")] == []
 
     activation = api.licenses.activate(license_key="IMPORTED-KEY-1", name="laptop")

@@ -140,11 +140,11 @@ pub async fn list_customers(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Query(filter): Query<CustomerFilter>,
-    Query(paging): Query<Paging>,
+    Paging(page): Paging,
 ) -> Result<Json<Items<CustomerView>>, ApiError> {
     let customers = state
         .store
-        .list_customers(&caller.business_id, filter.email.as_deref(), paging.page()?)
+        .list_customers(&caller.business_id, filter.email.as_deref(), page)
         .await?;
     Ok(Json(Items {
         items: customers.into_iter().map(Into::into).collect(),

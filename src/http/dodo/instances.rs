@@ -75,12 +75,12 @@ pub async fn list_instances(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Query(query): Query<InstanceQuery>,
-    Query(paging): Query<Paging>,
+    Paging(page): Paging,
 ) -> Result<Json<Items<InstanceView>>, ApiError> {
     let license_key_id = query.license_key_id.map(LicenseKeyId::from);
     let instances = state
         .store
-        .list_instances(&caller.business_id, license_key_id.as_ref(), paging.page()?)
+        .list_instances(&caller.business_id, license_key_id.as_ref(), page)
         .await?;
     Ok(Json(Items {
         items: instances.into_iter().map(Into::into).collect(),

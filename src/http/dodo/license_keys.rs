@@ -267,7 +267,7 @@ pub async fn list_license_keys(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Query(query): Query<LicenseKeyQuery>,
-    Query(paging): Query<Paging>,
+    Paging(page): Paging,
 ) -> Result<Json<Items<LicenseKeyView>>, ApiError> {
     let instant = |name: &str, value: Option<String>| {
         value
@@ -306,7 +306,7 @@ pub async fn list_license_keys(
     };
     let keys = state
         .store
-        .list_license_keys(&caller.business_id, &filter, paging.page()?)
+        .list_license_keys(&caller.business_id, &filter, page)
         .await?;
     Ok(Json(Items {
         items: keys

@@ -179,12 +179,12 @@ fn with_details(changes: &str) -> String {
 
 const INSERT_PRODUCT: &str = "INSERT INTO products (id, business_id, name, description,
          license_key_activations_limit, license_key_duration_count, license_key_duration_interval,
-         license_key_activation_message, metadata, created_at, updated_at, heartbeat_interval)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+         license_key_activation_message, metadata, created_at, updated_at, details, heartbeat_interval)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 const UPDATE_PRODUCT: &str = "UPDATE products SET name = $3, description = $4,
          license_key_activations_limit = $5, license_key_duration_count = $6,
          license_key_duration_interval = $7, license_key_activation_message = $8, metadata = $9,
-         updated_at = $11, heartbeat_interval = $12
+         updated_at = $11, details = $12, heartbeat_interval = $13
      WHERE id = $1 AND business_id = $2 AND created_at = $10";
 
 /// A product's columns as stored, for [`INSERT_PRODUCT`] and [`UPDATE_PRODUCT`].
@@ -195,6 +195,7 @@ struct ProductColumns<'a> {
     metadata: String,
     created_at: i64,
     updated_at: i64,
+    details: String,
     heartbeat_interval: Option<i64>,
 }
 
@@ -207,11 +208,12 @@ impl<'a> ProductColumns<'a> {
             metadata: json_text(&product.metadata)?,
             created_at: product.created_at.micros(),
             updated_at: product.updated_at.micros(),
+            details: json_text(&product.details)?,
             heartbeat_interval: product.heartbeat_interval.map(|i| i64::from(i.seconds())),
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.product.id,
             &self.product.business_id,
@@ -224,6 +226,7 @@ impl<'a> ProductColumns<'a> {
             &self.metadata,
             &self.created_at,
             &self.updated_at,
+            &self.details,
             &self.heartbeat_interval,
         ]
     }

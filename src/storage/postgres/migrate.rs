@@ -10,7 +10,7 @@ use crate::storage::error::OpenError;
 /// needed to migrate it). Versions 4 and 5 came before that rule and differ: here, 4
 /// dropped the ledger's foreign key to its business and 5 added the license listing
 /// index; SQLite's 4 to 6 changed only its own indexes and its 7 is the license listing
-/// index. So this side skips 6 and 7, and the next step is 8 on both. An applied
+/// index. So this side skips 6 and 7, and from 8 on both take the same steps. An applied
 /// migration is never edited or renumbered: databases record its version.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/0004_ledger_entries_unreferenced_business.sql"),
     ),
     (5, include_str!("migrations/0005_license_listing_index.sql")),
+    (8, include_str!("migrations/0008_product_details.sql")),
     (9, include_str!("migrations/0009_seats.sql")),
 ];
 

@@ -225,13 +225,13 @@ fn write_product(tx: &Connection, product: &Product, insert: bool) -> Result<()>
     let sql = if insert {
         "INSERT INTO products (id, business_id, name, description, license_key_activations_limit,
              license_key_duration_count, license_key_duration_interval, license_key_activation_message,
-             metadata, created_at, updated_at, heartbeat_interval)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+             metadata, created_at, updated_at, details, heartbeat_interval)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     } else {
         "UPDATE products SET name = ?3, description = ?4, license_key_activations_limit = ?5,
              license_key_duration_count = ?6, license_key_duration_interval = ?7,
-             license_key_activation_message = ?8, metadata = ?9, updated_at = ?11,
-             heartbeat_interval = ?12
+             license_key_activation_message = ?8, metadata = ?9, updated_at = ?11, details = ?12,
+             heartbeat_interval = ?13
          WHERE id = ?1 AND business_id = ?2 AND created_at = ?10"
     };
     tx.execute(
@@ -248,6 +248,7 @@ fn write_product(tx: &Connection, product: &Product, insert: bool) -> Result<()>
             json_text(&product.metadata)?,
             product.created_at.micros(),
             product.updated_at.micros(),
+            json_text(&product.details)?,
             product.heartbeat_interval.map(HeartbeatInterval::seconds),
         ],
     )

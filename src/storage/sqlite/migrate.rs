@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_validity_index.sql"),
     include_str!("migrations/0006_pair_index_account_first.sql"),
     include_str!("migrations/0007_license_listing_index.sql"),
+    include_str!("migrations/0008_product_details.sql"),
     include_str!("migrations/0009_seats.sql"),
 ];
 

@@ -29,3 +29,7 @@ CREATE TABLE departed_instances (
     departed_at    INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX departed_instances_by_time ON departed_instances (departed_at);
+
+-- Validation reads whether a key is bound to seats from its index too.
+DROP INDEX license_keys_validity;
+CREATE INDEX license_keys_validity ON license_keys (key, disabled, expires_at, id, seats_account_id);
