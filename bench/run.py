@@ -7,6 +7,12 @@ axum handler (the HTTP stack's limit) for SQLite, pgbench (PostgreSQL's limit) f
 PostgreSQL. The compared pairs are measured in ROUNDS rounds, alternately, and each
 ratio is the median of its rounds' ratios: one slow moment of a shared machine then
 moves one round, not the result.
+
+With `--against PATH` (another build's `licensed`), it runs instead a paired A/B run of
+validate and activate (keys without heartbeat or seats): this build's server and that
+one, each on its own fresh database with the same seeding, measured alternately in
+AB_ROUNDS rounds (the first of each pair swapping from round to round); each ratio is
+the median of the rounds' this/that ratios.
 """
 
 import http.client
@@ -24,18 +30,26 @@ import time
 import urllib.parse
 import uuid
 
-SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-ROUNDS = 3
-BACKENDS = sys.argv[2:] or ["sqlite", "postgres"]
+ARGS = sys.argv[1:]
+AGAINST = None
+if "--against" in ARGS:
+    at = ARGS.index("--against")
+    AGAINST = os.path.abspath(ARGS[at + 1])
+    del ARGS[at:at + 2]
+SECONDS = int(ARGS[0]) if ARGS else 10
+ROUNDS, AB_ROUNDS = 3, 4
+BACKENDS = ARGS[1:] or ["sqlite", "postgres"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LICENSED = os.path.join(ROOT, "target/release/licensed")
-BARE = os.path.join(ROOT, "target/release/examples/bare_validate")
+TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
+LICENSED = os.path.join(TARGET, "release/licensed")
+BARE = os.path.join(TARGET, "release/examples/bare_validate")
 SCRIPT = os.path.join(ROOT, "bench/wrk.lua")
 ADMIN = "lsk_bench-admin"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONNECTIONS = 32
 KEYS, PAIRS, ENTRIES_PER_PAIR, DEEP, LATER = 10_000, 10_000, 100, 100_000, 10_000
-LICENSED_PORT, BARE_PORT = 18181, 18182
+INSTANCES, HEARTBEAT_INTERVAL, SEATS = 10_000, 3600, 1_000_000_000
+LICENSED_PORT, BARE_PORT, AGAINST_PORT = 18181, 18182, 18183
 DAY_US, BASE_US = 86_400_000_000, 1_704_067_200_000_000  # 2024-01-01
 
 
@@ -97,28 +111,48 @@ class Api:
         return json.loads(data) if data else None
 
 
-def seed_keys(port):
-    """A customer, a product without limits, and KEYS license keys (over HTTP)."""
-    api = Api(port)
-    customer = api.call("POST", "/customers", {"email": "bench@example.com", "name": "Bench"})
-    product = api.call("POST", "/products", {"name": "Bench"})
-    body = {"customer_id": customer["customer_id"], "product_id": product["product_id"]}
-    keys, lock = [], threading.Lock()
+def in_threads(port, count, work):
+    """work(client) called count times over 8 threads, each with its own client; the results."""
+    results, lock = [], threading.Lock()
 
-    def work(count):
+    def run(n):
         client = Api(port)
-        for _ in range(count):
-            key = client.call("POST", "/license_keys", body)["key"]
+        for _ in range(n):
+            result = work(client)
             with lock:
-                keys.append(key)
+                results.append(result)
 
-    threads = [threading.Thread(target=work, args=(KEYS // 8,)) for _ in range(8)]
+    threads = [threading.Thread(target=run, args=(count // 8 + (i < count % 8),)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    contended = api.call("POST", "/license_keys", body)["key"]
-    return keys, contended
+    return results
+
+
+def seed_keys(port, seats=True):
+    """A customer, a product without limits, KEYS license keys and one more (contended)
+    (over HTTP). With seats: also a key with a HEARTBEAT_INTERVAL and INSTANCES instances
+    activated on it, and a key bound to a ledger pair of SEATS seats (the pair given its
+    one entry with POST /license_updates)."""
+    api = Api(port)
+    customer = api.call("POST", "/customers", {"email": "bench@example.com", "name": "Bench"})
+    product = api.call("POST", "/products", {"name": "Bench"})
+    body = {"customer_id": customer["customer_id"], "product_id": product["product_id"]}
+    seeded = {"keys": in_threads(port, KEYS, lambda client: client.call("POST", "/license_keys", body)["key"]),
+              "contended": api.call("POST", "/license_keys", body)["key"]}
+    if seats:
+        beating = api.call("POST", "/license_keys", {**body, "heartbeat_interval": HEARTBEAT_INTERVAL})["key"]
+        activate = {"license_key": beating, "name": "bench"}
+        seeded["beating"] = beating
+        seeded["instances"] = in_threads(
+            port, INSTANCES, lambda client: client.call("POST", "/licenses/activate", activate, auth=False)["id"])
+        api = Api(port)  # the first connection may have been closed while idle
+        api.call("POST", "/license_updates", {"accountId": "bench-seats", "licenseId": "seats",
+                                              "updateType": "ABSOLUTE", "quantity": SEATS})
+        seeded["bound"] = api.call("POST", "/license_keys", {
+            **body, "seats": {"account_id": "bench-seats", "license_id": "seats"}})["key"]
+    return seeded
 
 
 def ledger_rows(business):
@@ -205,7 +239,7 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
     log(f"{name}: seeding {KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
     server = serve()
     try:
-        keys, contended = seed_keys(LICENSED_PORT)
+        seeded = seed_keys(LICENSED_PORT)
     finally:
         stop(server)
     # With the server stopped: a SQLite file belongs to one process at a time.
@@ -213,7 +247,9 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
     server = serve()
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
-            keys_file.write("\n".join(keys))
+            keys_file.write("\n".join(seeded["keys"]))
+        with tempfile.NamedTemporaryFile("w", suffix=".instances", delete=False) as instances_file:
+            instances_file.write("\n".join(seeded["instances"]))
         log(f"{name}: measuring")
         # Reads first, on the seeded data: measured after the writes, a read would also
         # measure the database writing back what they wrote.
@@ -227,14 +263,23 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
             "first page": lambda: wrk(LICENSED_PORT, "get", auth=ADMIN, path="/license_updates?pageSize=50"),
             "deep page": lambda: wrk(LICENSED_PORT, "get", auth=ADMIN, path=deep),
         })
-        results["activate"] = [wrk(LICENSED_PORT, "activate", key=contended)]
+        in_rounds(results, {
+            "activate": lambda: wrk(LICENSED_PORT, "activate", key=seeded["contended"]),
+            "activate bound": lambda: wrk(LICENSED_PORT, "activate", key=seeded["bound"]),
+        })
         in_rounds(results, {
             "write baseline": write_baseline,
             "ingest": lambda: wrk(LICENSED_PORT, "ingest", auth=ADMIN),
         })
+        in_rounds(results, {
+            "heartbeat baseline": write_baseline,
+            "heartbeat": lambda: wrk(LICENSED_PORT, "heartbeat", key=seeded["beating"],
+                                     instances=instances_file.name),
+        })
         results["head"], results["append"] = head_vs_append(LICENSED_PORT)
         results["rss"] = peak_rss_mib(server)
         os.unlink(keys_file.name)
+        os.unlink(instances_file.name)
     finally:
         stop(server)
 
@@ -284,6 +329,8 @@ def main():
     unknown = set(BACKENDS) - {"sqlite", "postgres"}
     if unknown:
         raise SystemExit(f"unknown backend {', '.join(sorted(unknown))}: choose sqlite, postgres or both")
+    if AGAINST:
+        return ab()
     sqlite_results, pg_results = {}, {}
     if "sqlite" in BACKENDS:
         bench_sqlite(sqlite_results)
@@ -313,7 +360,11 @@ def print_table(lite, pg):
             continue
         throughput(f"{name} validate", r["validate"], r["read baseline"], read_label, read_target)
         throughput(f"{name} activate (one key)", r["activate"], r["validate"], "validate", None)
+        throughput(f"{name} activate (one ledger-bound key)", r["activate bound"], r["activate"],
+                   "activate (one key)", None)
         throughput(f"{name} ingest", r["ingest"], r["write baseline"], write_label, write_target)
+        throughput(f"{name} heartbeat ({INSTANCES // 1000}k instances)", r["heartbeat"], r["heartbeat baseline"],
+                   write_label, write_target)
         throughput(f"{name} license_quantity (1M)", r["quantity"], r["validate"], "validate", 0.80)
         ratio, spread = median_ratio(deep[1] / first[1] for first, deep in zip(r["first page"], r["deep page"]))
         first, deep = median_round(r["first page"], by=P99), median_round(r["deep page"], by=P99)
@@ -331,6 +382,64 @@ def print_table(lite, pg):
     print(f"\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; pgbench -M prepared -c{CONNECTIONS} -j2 -T{SECONDS}; "
           f"{os.cpu_count()} cores; {ROUNDS} rounds of each compared pair, alternately: figures from the median "
           f"round, ratios the median of the rounds' ratios (all of them in brackets)\n")
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
+
+
+def ab():
+    """This build's server and AGAINST's, side by side on databases seeded alike: validate and
+    activate of keys without heartbeat or seats, alternately, AB_ROUNDS rounds."""
+    builds = (("this", LICENSED, LICENSED_PORT), ("that", AGAINST, AGAINST_PORT))
+    rows = []
+    for backend in BACKENDS:
+        servers, seeded, cleanup = {}, {}, []
+        try:
+            for name, binary, port in builds:
+                if backend == "sqlite":
+                    directory = tempfile.TemporaryDirectory()
+                    cleanup.append(directory.cleanup)
+                    url = f"sqlite://{os.path.join(directory.name, 'bench.db')}"
+                else:
+                    database = f"licensed_ab_{uuid.uuid4().hex[:8]}"
+                    psql(PG_ADMIN, f"CREATE DATABASE {database}")
+                    cleanup.append(lambda d=database: psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {d} WITH (FORCE)"))
+                    url = f"postgres://postgres@127.0.0.1:5432/{database}"
+                servers[name] = start([binary, "serve", "--bind", f"127.0.0.1:{port}", "--database-url", url,
+                                       "--public-rate-limit", "0"],
+                                      {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+                log(f"{backend}, {name} build ({binary}): seeding {KEYS} keys")
+                seeded[name] = seed_keys(port, seats=False)
+                with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
+                    keys_file.write("\n".join(seeded[name]["keys"]))
+                seeded[name]["file"] = keys_file.name
+                cleanup.append(lambda f=keys_file.name: os.unlink(f))
+            for request, measure in (
+                    ("validate", lambda name, port: wrk(port, "validate", keys=seeded[name]["file"])),
+                    ("activate (one key)", lambda name, port: wrk(port, "activate", key=seeded[name]["contended"]))):
+                measured = {"this": [], "that": []}
+                for i in range(AB_ROUNDS):
+                    for name, _, port in (builds if i % 2 == 0 else builds[::-1]):
+                        log(f"{backend} {request}, round {i + 1}: {name} build")
+                        measured[name].append(measure(name, port))
+                ratio, spread = median_ratio(new[0] / old[0] for new, old in zip(measured["this"], measured["that"]))
+                this, that = median_round(measured["this"]), median_round(measured["that"])
+                rows.append((f"{backend} {request}",
+                             f"{statistics.median(m[0] for m in measured['this']):,.0f}/s",
+                             f"{statistics.median(m[0] for m in measured['that']):,.0f}/s",
+                             f"{ratio:.2f}{spread}", f"{this[1]:.2f} / {that[1]:.2f} ms"))
+        finally:
+            for server in servers.values():
+                stop(server)
+            for step in reversed(cleanup):
+                step()
+    header = ("request", "this build (median)", "that build (median)", "this/that per round (median)",
+              "p99 of the median rounds")
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    line = lambda row: "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
+    print(f"\nthis: {LICENSED}\nthat: {AGAINST}\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; {os.cpu_count()} cores; "
+          f"{AB_ROUNDS} rounds, alternately (the first of each pair swapping), {KEYS} keys\n")
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:

@@ -2,6 +2,9 @@
 # Benchmarks licensed on SQLite and PostgreSQL beside the limits of the machine (a bare
 # axum handler, pgbench), and prints one table.
 # Usage: bench/run.sh [seconds per run, 10 by default] [sqlite|postgres]  (both backends by default)
+#        bench/run.sh [seconds] [sqlite|postgres] --against OTHER_TARGET/release/licensed
+#          runs instead a paired A/B of validate and activate: this build and that one, alternately
+# Builds into CARGO_TARGET_DIR if set (bench/run.py reads the binaries from there too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

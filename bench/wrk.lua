@@ -1,6 +1,8 @@
 -- One wrk script for every benchmark; BENCH_MODE picks the request.
 --   validate  POST /licenses/validate with a random seeded key (BENCH_KEYS: a file, one per line)
 --   activate  POST /licenses/activate of one key (BENCH_KEY), all requests contending for it
+--   heartbeat POST /licenses/heartbeat of one key (BENCH_KEY) for its instances (BENCH_INSTANCES:
+--             a file, one id per line), beaten in turn from a random starting point per thread
 --   ingest    POST /license_updates, RELATIVE +1 on one of many fresh pairs
 --   quantity  GET /license_quantity of a random seeded pair (BENCH_PAIRS of them)
 --   get       GET BENCH_PATH as is
@@ -23,6 +25,11 @@ function init(args)
         for line in io.lines(os.getenv("BENCH_KEYS")) do
             table.insert(keys, line)
         end
+    elseif mode == "heartbeat" then
+        for line in io.lines(os.getenv("BENCH_INSTANCES")) do
+            table.insert(keys, line)
+        end
+        counter = math.random(#keys)
     end
     wrk.headers["Content-Type"] = "application/json"
     if auth then
@@ -38,6 +45,10 @@ function request()
     elseif mode == "activate" then
         local body = '{"license_key":"' .. os.getenv("BENCH_KEY") .. '","name":"bench"}'
         return wrk.format("POST", "/licenses/activate", nil, body)
+    elseif mode == "heartbeat" then
+        local body = '{"license_key":"' .. os.getenv("BENCH_KEY") .. '","license_key_instance_id":"' ..
+            keys[counter % #keys + 1] .. '"}'
+        return wrk.format("POST", "/licenses/heartbeat", nil, body)
     elseif mode == "ingest" then
         local body = '{"accountId":"ingest-' .. id .. '-' .. (counter % 1000) ..
             '","licenseId":"seats","updateType":"RELATIVE","quantity":1}'
