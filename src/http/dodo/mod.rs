@@ -9,6 +9,7 @@ pub mod license_keys;
 mod listing;
 pub mod products;
 pub mod public;
+pub mod signing_keys;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -48,4 +49,5 @@ pub fn routes() -> Router<AppState> {
         .route("/licenses/deactivate", post(public::deactivate))
         .route("/licenses/validate", post(public::validate))
         .route("/licenses/heartbeat", post(public::heartbeat))
+        .route("/signing_keys", get(signing_keys::list_signing_keys))
 }
