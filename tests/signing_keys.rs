@@ -11,7 +11,10 @@ use common::{Backend, TestDatabase, TestServer};
 use reqwest::Method;
 use serde_json::Value;
 
-backend_tests!(every_business_has_one_active_key_and_no_private_half_is_shown);
+backend_tests!(
+    every_business_has_one_active_key_and_no_private_half_is_shown,
+    answers_are_signed_when_a_nonce_asks,
+);
 
 async fn every_business_has_one_active_key_and_no_private_half_is_shown(server: TestServer) {
     let listed = server.get("/signing_keys").await;
@@ -237,4 +240,275 @@ fn the_master_key_is_a_known_variable() {
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(!stderr.contains("unknown environment variable"), "{stderr}");
+}
+
+/// A raw public call with a nonce: status, headers, request body and response body.
+async fn signed_call(
+    server: &TestServer,
+    path: &str,
+    body: &str,
+    nonce: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = server
+        .client
+        .post(format!("{}{path}", server.url))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(nonce) = nonce {
+        request = request.header("Licensed-Nonce", nonce);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+/// The public key of the server key's business.
+async fn public_key(server: &TestServer, api_key: &str) -> (String, ed25519_dalek::VerifyingKey) {
+    let listed = server
+        .call(Method::GET, "/signing_keys", api_key, None)
+        .await;
+    let key = &listed.json["items"][0];
+    let hex = key["public_key_hex"].as_str().unwrap();
+    let bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let key_id = key["key_id"].as_str().unwrap().to_owned();
+    (
+        key_id,
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes.try_into().unwrap()).unwrap(),
+    )
+}
+
+/// Checks a signed answer as an app would; the key id it names, or why it fails.
+#[allow(clippy::too_many_arguments)]
+fn verify(
+    key: &ed25519_dalek::VerifyingKey,
+    method: &str,
+    path: &str,
+    nonce: &str,
+    date: &str,
+    request_body: &[u8],
+    response_body: &[u8],
+    header: &str,
+) -> Result<String, String> {
+    use ed25519_dalek::Verifier;
+    use sha2::{Digest, Sha256};
+    let field = |name: &str| {
+        let start = header
+            .find(&format!("{name}=\""))
+            .ok_or(format!("no {name}"))?
+            + name.len()
+            + 2;
+        let end = header[start..].find('"').ok_or("unterminated")? + start;
+        Ok::<_, String>(header[start..end].to_owned())
+    };
+    if field("algorithm")? != "ed25519" {
+        return Err("algorithm".into());
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let message = [
+        "licensed-response-v1".to_owned(),
+        format!("{method} {path}"),
+        nonce.to_owned(),
+        date.to_owned(),
+        b64.encode(Sha256::digest(request_body)),
+        b64.encode(Sha256::digest(response_body)),
+    ]
+    .join("\n");
+    let signature = b64.decode(field("signature")?).map_err(|e| e.to_string())?;
+    let signature = ed25519_dalek::Signature::from_slice(&signature).map_err(|e| e.to_string())?;
+    key.verify(message.as_bytes(), &signature)
+        .map_err(|e| e.to_string())?;
+    field("keyid")
+}
+
+async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
+    let (key_id, public) = public_key(&server, &server.key.clone()).await;
+    let customer = server
+        .post(
+            "/customers",
+            serde_json::json!({"email": "a@example.com", "name": "A"}),
+        )
+        .await;
+    let product = server
+        .post(
+            "/products",
+            serde_json::json!({"name": "App", "license_key_activations_limit": 1}),
+        )
+        .await;
+    let issued = server
+        .post(
+            "/license_keys",
+            serde_json::json!({"customer_id": customer.json["customer_id"], "product_id": product.json["product_id"]}),
+        )
+        .await;
+    let license_key = issued.json["key"].as_str().unwrap().to_owned();
+
+    let activate = format!(r#"{{"license_key":"{license_key}","name":"m"}}"#);
+    let validate = format!(r#"{{"license_key":"{license_key}"}}"#);
+    let cases = [
+        ("/licenses/activate", activate.clone(), 201),
+        ("/licenses/activate", activate, 422),
+        ("/licenses/validate", validate.clone(), 200),
+        (
+            "/licenses/validate",
+            r#"{"license_key":"NO-SUCH-KEY"}"#.to_owned(),
+            404,
+        ),
+        ("/licenses/validate", "{not json".to_owned(), 400),
+        (
+            "/licenses/heartbeat",
+            r#"{"license_key":"NO-SUCH-KEY","license_key_instance_id":"lki_x"}"#.to_owned(),
+            404,
+        ),
+    ];
+    for (path, body, expected) in cases {
+        let nonce = format!("n-{expected}-{}", path.len());
+        let (status, headers, response) = signed_call(&server, path, &body, Some(&nonce)).await;
+        assert_eq!(
+            status,
+            expected,
+            "{path} {body}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        let header = headers["licensed-signature"].to_str().unwrap();
+        let date = headers["date"].to_str().unwrap();
+        let check = |method: &str, path: &str, nonce: &str, date: &str, req: &[u8], resp: &[u8]| {
+            verify(&public, method, path, nonce, date, req, resp, header)
+        };
+        assert_eq!(
+            check("POST", path, &nonce, date, body.as_bytes(), &response),
+            Ok(key_id.clone()),
+            "{path} {expected}"
+        );
+        // Any change to what was signed fails: method, path, nonce, date, either body.
+        let mut other_response = response.clone();
+        other_response.push(b' ');
+        let mut other_request = body.clone().into_bytes();
+        other_request[0] ^= 1;
+        assert!(check("GET", path, &nonce, date, body.as_bytes(), &response).is_err());
+        assert!(
+            check(
+                "POST",
+                "/licenses/other",
+                &nonce,
+                date,
+                body.as_bytes(),
+                &response
+            )
+            .is_err()
+        );
+        assert!(check("POST", path, "other", date, body.as_bytes(), &response).is_err());
+        assert!(
+            check(
+                "POST",
+                path,
+                &nonce,
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+                body.as_bytes(),
+                &response
+            )
+            .is_err()
+        );
+        assert!(check("POST", path, &nonce, date, &other_request, &response).is_err());
+        assert!(check("POST", path, &nonce, date, body.as_bytes(), &other_response).is_err());
+    }
+
+    // Without a nonce, nothing is signed; a bad nonce is refused.
+    let (status, headers, _) = signed_call(&server, "/licenses/validate", &validate, None).await;
+    assert_eq!(status, 200);
+    assert!(headers.get("licensed-signature").is_none());
+    for bad in ["has space", &"x".repeat(129)] {
+        let (status, _, body) =
+            signed_call(&server, "/licenses/validate", &validate, Some(bad)).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    }
+
+    // Another business's key is signed with that business's key, which the first's
+    // public key does not verify.
+    let other = server.new_key("beta", false).await;
+    let (beta_id, beta_public) = public_key(&server, &other).await;
+    assert_ne!(beta_id, key_id);
+    let call = async |path: &str, body: serde_json::Value| {
+        server.call(Method::POST, path, &other, Some(body)).await
+    };
+    let c = call(
+        "/customers",
+        serde_json::json!({"email": "b@example.com", "name": "B"}),
+    )
+    .await;
+    let p = call("/products", serde_json::json!({"name": "B app"})).await;
+    let k = call(
+        "/license_keys",
+        serde_json::json!({"customer_id": c.json["customer_id"], "product_id": p.json["product_id"]}),
+    )
+    .await;
+    let body = format!(r#"{{"license_key":"{}"}}"#, k.json["key"].as_str().unwrap());
+    let (status, headers, response) =
+        signed_call(&server, "/licenses/validate", &body, Some("beta-nonce")).await;
+    assert_eq!(status, 200);
+    let header = headers["licensed-signature"].to_str().unwrap();
+    let date = headers["date"].to_str().unwrap();
+    let args = ("POST", "/licenses/validate", "beta-nonce", date);
+    assert_eq!(
+        verify(
+            &beta_public,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            body.as_bytes(),
+            &response,
+            header
+        ),
+        Ok(beta_id)
+    );
+    assert!(
+        verify(
+            &public,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            body.as_bytes(),
+            &response,
+            header
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_answer_is_signed_too() {
+    let settings = licensed::http::ServerSettings {
+        public_rate_limit: 1,
+        ..Default::default()
+    };
+    let server = TestServer::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    let (key_id, public) = public_key(&server, &server.key.clone()).await;
+    let body = r#"{"license_key":"NO-SUCH-KEY"}"#;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let nonce = format!("limit-{i}");
+        let (status, headers, response) =
+            signed_call(&server, "/licenses/validate", body, Some(&nonce)).await;
+        statuses.push(status);
+        let header = headers["licensed-signature"].to_str().unwrap();
+        let date = headers["date"].to_str().unwrap();
+        let checked = verify(
+            &public,
+            "POST",
+            "/licenses/validate",
+            &nonce,
+            date,
+            body.as_bytes(),
+            &response,
+            header,
+        );
+        assert_eq!(checked, Ok(key_id.clone()), "status {status}");
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
 }

@@ -19,6 +19,7 @@ pub struct AppState {
     pub(super) limits: RateLimits,
     /// Opens the signing keys' private halves when they are sealed.
     pub(super) master_key: Option<MasterKey>,
+    pub(super) request_timeout: Duration,
 }
 
 /// How the server behaves, beyond where it listens and which database it uses.
@@ -71,6 +72,7 @@ impl AppState {
             tokens,
             limits,
             master_key: settings.master_key.clone(),
+            request_timeout: settings.request_timeout,
         })
     }
 }

@@ -53,6 +53,10 @@ pub trait AccountStore: Send + Sync {
     async fn bootstrap(&self, digest: KeyDigest) -> Result<bool>;
     /// A random secret kept in the database, shared by every process (signs page tokens).
     async fn token_secret(&self) -> Result<Vec<u8>>;
+    /// The business the license key with that key string belongs to, if any.
+    async fn business_of_key(&self, key: &KeyString) -> Result<Option<BusinessId>>;
+    /// The business created first (`default` on a bootstrapped server), if any.
+    async fn first_business(&self) -> Result<Option<BusinessId>>;
     /// The id of the business with that name, if there is one.
     async fn business_id(&self, name: &BusinessName) -> Result<Option<BusinessId>>;
     /// The signing keys of one business, or of every business, oldest first.

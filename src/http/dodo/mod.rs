@@ -45,9 +45,15 @@ pub fn routes() -> Router<AppState> {
             "/license_key_instances/{id}",
             get(instances::get_instance).patch(instances::rename_instance),
         )
+        .route("/signing_keys", get(signing_keys::list_signing_keys))
+}
+
+/// The public `/licenses/*` routes an app calls with a license key, whose answers are
+/// signed on request.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
         .route("/licenses/activate", post(public::activate))
         .route("/licenses/deactivate", post(public::deactivate))
         .route("/licenses/validate", post(public::validate))
         .route("/licenses/heartbeat", post(public::heartbeat))
-        .route("/signing_keys", get(signing_keys::list_signing_keys))
 }

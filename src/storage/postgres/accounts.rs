@@ -13,7 +13,7 @@ use super::tx::Tx;
 use crate::domain::auth::{
     Access, ApiKeyInfo, ApiKeySecret, KeyDigest, Principal, Refusal, admit_key,
 };
-use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, SigningKeyId, new_id};
+use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, KeyString, SigningKeyId, new_id};
 use crate::domain::time::Timestamp;
 use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS};
 use crate::storage::error::Result;
@@ -130,6 +130,26 @@ impl AccountStore for PgStore {
         .try_get(0)
         .map_err(rows::corrupt)?;
         Ok(secret.into_bytes())
+    }
+
+    async fn business_of_key(&self, key: &KeyString) -> Result<Option<BusinessId>> {
+        self.query_opt(
+            "SELECT business_id FROM license_keys WHERE key = $1",
+            &[&key.as_str()],
+        )
+        .await?
+        .map(|row| row.text(0).map(BusinessId::from))
+        .transpose()
+    }
+
+    async fn first_business(&self) -> Result<Option<BusinessId>> {
+        self.query_opt(
+            "SELECT id FROM businesses ORDER BY created_at, id LIMIT 1",
+            &[],
+        )
+        .await?
+        .map(|row| row.text(0).map(BusinessId::from))
+        .transpose()
     }
 
     async fn business_id(&self, name: &BusinessName) -> Result<Option<BusinessId>> {

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use super::error::internal;
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
-use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, SigningKeyId, new_id};
+use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, KeyString, SigningKeyId, new_id};
 use crate::domain::time::Timestamp;
 use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS};
 use crate::storage::error::Result;
@@ -129,6 +129,32 @@ impl AccountStore for SqliteStore {
             })
             .await?;
         Ok(secret.into_bytes())
+    }
+
+    async fn business_of_key(&self, key: &KeyString) -> Result<Option<BusinessId>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT business_id FROM license_keys WHERE key = ?1",
+                [key.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|id| id.map(BusinessId::from))
+            .map_err(internal)
+        })
+    }
+
+    async fn first_business(&self) -> Result<Option<BusinessId>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT id FROM businesses ORDER BY created_at, id LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|id| id.map(BusinessId::from))
+            .map_err(internal)
+        })
     }
 
     async fn business_id(&self, name: &BusinessName) -> Result<Option<BusinessId>> {
