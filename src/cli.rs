@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 
 use crate::domain::auth::ApiKeySecret;
 use crate::domain::ids::{ApiKeyId, BusinessName};
+use crate::domain::signing::MasterKey;
 use crate::http::{self, AppState, ServerSettings};
+use crate::storage::keyring::{self, KeyringError};
 use crate::storage::{self, OpenError, StorageOptions, Store};
 
 #[derive(Parser)]
@@ -29,6 +31,25 @@ enum Command {
     /// Manage API keys.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Show or rotate a business's Ed25519 signing key.
+    #[command(name = "signing-key", subcommand)]
+    SigningKey(SigningKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum SigningKeyCommand {
+    /// Print the business's active public key: its id, then hex, then PEM.
+    Show(SigningKeyArgs),
+    /// Make a new key the active one; the old public keys stay listed.
+    Rotate(SigningKeyArgs),
+}
+
+#[derive(Args)]
+struct SigningKeyArgs {
+    #[arg(long)]
+    business: String,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 #[derive(Subcommand)]
@@ -118,7 +139,11 @@ struct RevokeKeyArgs {
 }
 
 /// Environment variables this program reads: those of its flags, and these.
-const OTHER_VARIABLES: [&str; 2] = ["LICENSED_BOOTSTRAP_API_KEY", "LICENSED_LOG"];
+const OTHER_VARIABLES: [&str; 3] = [
+    "LICENSED_BOOTSTRAP_API_KEY",
+    "LICENSED_LOG",
+    "LICENSED_MASTER_KEY",
+];
 
 /// Whether `name` is a variable this program reads; any other `LICENSED_*` is probably a
 /// typo.
@@ -144,6 +169,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::ApiKey(ApiKeyCommand::Create(args)) => create_key(args).await,
         Command::ApiKey(ApiKeyCommand::List(args)) => list_keys(args).await,
         Command::ApiKey(ApiKeyCommand::Revoke(args)) => revoke_key(args).await,
+        Command::SigningKey(SigningKeyCommand::Show(args)) => signing_key(args, false).await,
+        Command::SigningKey(SigningKeyCommand::Rotate(args)) => signing_key(args, true).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,6 +197,23 @@ impl From<OpenError> for Failure {
             OpenError::UnknownScheme(_) => Failure::Usage(error.to_string()),
             OpenError::Failed(_) => Failure::Runtime(error.to_string()),
         }
+    }
+}
+
+impl From<KeyringError> for Failure {
+    fn from(error: KeyringError) -> Self {
+        Failure::Runtime(error.to_string())
+    }
+}
+
+/// The master key from `LICENSED_MASTER_KEY` (an environment variable only: a flag would
+/// show it in the process list).
+fn master_key() -> Result<Option<MasterKey>, Failure> {
+    match std::env::var("LICENSED_MASTER_KEY") {
+        Ok(text) if !text.trim().is_empty() => MasterKey::parse(&text)
+            .map(Some)
+            .map_err(|e| Failure::Usage(e.to_string())),
+        _ => Ok(None),
     }
 }
 
@@ -241,12 +285,20 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     bootstrap(store.as_ref()).await?;
+    let master_key = master_key()?;
+    if master_key.is_none() {
+        tracing::warn!(
+            "LICENSED_MASTER_KEY is not set: signing keys are stored unencrypted in the database"
+        );
+    }
+    keyring::prepare(store.as_ref(), master_key.as_ref()).await?;
     let settings = ServerSettings {
         public_rate_limit: args.public_rate_limit,
         api_key_rate_limit: args.api_key_rate_limit,
         metrics_on_main: args.metrics_bind.is_none(),
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
         client_ip_header: args.client_ip_header,
+        master_key,
     };
     let state = AppState::new(store, &settings).await?;
     if let Some(metrics) = metrics {
@@ -315,6 +367,29 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
         "Created {access} API key {id} for business `{name}` ({business_id}); it is shown only once:"
     );
     println!("{}", key.expose());
+    Ok(())
+}
+
+async fn signing_key(args: SigningKeyArgs, rotate: bool) -> Result<(), Failure> {
+    let name = BusinessName::parse(args.business)
+        .map_err(|e| Failure::Usage(format!("--business {e}")))?;
+    let master = master_key()?;
+    let store = open_existing(&args.database).await?;
+    let business = store
+        .business_id(&name)
+        .await?
+        .ok_or_else(|| Failure::Runtime(format!("there is no business named `{name}`")))?;
+    let key = if rotate {
+        keyring::rotate(store.as_ref(), &business, master.as_ref()).await?
+    } else {
+        let keys = keyring::public_keys(store.as_ref(), &business, master.as_ref()).await?;
+        keys.into_iter()
+            .find(|k| k.active)
+            .ok_or_else(|| Failure::Runtime("the business has no active signing key".into()))?
+    };
+    println!("{}", key.id);
+    println!("{}", key.hex);
+    print!("{}", key.pem);
     Ok(())
 }
 

@@ -353,6 +353,11 @@ record_id!(
     ApiKeyId,
     "key"
 );
+record_id!(
+    /// A signing key, which a signature names so that the verifier picks its key.
+    SigningKeyId,
+    "sk"
+);
 
 /// A new random id with a type prefix, such as `bus_4ZbX…`.
 pub fn new_id(prefix: &str) -> String {

@@ -12,4 +12,5 @@ pub mod object;
 pub mod pricing;
 pub mod quantity;
 pub mod seats;
+pub mod signing;
 pub mod time;

@@ -11,6 +11,7 @@ pub mod openapi;
 mod ops;
 mod page_token;
 pub mod rate_limit;
+mod signing;
 mod state;
 mod togai;
 
@@ -54,6 +55,11 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
     Router::new()
         .merge(enveloped(togai::routes(), |_| ErrorShape::MessageOnly))
         .merge(enveloped(dodo::routes(), |_| ErrorShape::CodeAndMessage))
+        .merge(
+            enveloped(dodo::public_routes(), |_| ErrorShape::CodeAndMessage).layer(
+                axum::middleware::from_fn_with_state(state.clone(), signing::sign_responses),
+            ),
+        )
         .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
         .merge(enveloped(unknown_routes(), shape_of_unknown_route))
         .with_state(state)

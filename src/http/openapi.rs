@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::dodo::{customers, instances, license_keys, products, public};
+use super::dodo::{customers, instances, license_keys, products, public, signing_keys};
 use super::ops;
 use super::togai::{license_updates, quantity, usage};
 
@@ -45,6 +45,7 @@ use super::togai::{license_updates, quantity, usage};
         public::deactivate,
         public::validate,
         public::heartbeat,
+        signing_keys::list_signing_keys,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -57,6 +58,7 @@ use super::togai::{license_updates, quantity, usage};
         (name = "Products", description = "Products and the defaults of their license keys"),
         (name = "License keys", description = "Keys, their limits, expiry and activations"),
         (name = "Licenses (public)", description = "What an app calls with a key; no API key"),
+        (name = "Signing keys", description = "The public keys that verify signed answers and license files"),
         (name = "Operations", description = "Health, readiness, metrics and this document"),
     )
 )]

@@ -8,6 +8,7 @@ use axum::http::HeaderName;
 
 use super::page_token::TokenSigner;
 use super::rate_limit::RateLimits;
+use crate::domain::signing::MasterKey;
 use crate::storage::Store;
 
 /// What every handler can reach.
@@ -16,6 +17,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub(super) tokens: TokenSigner,
     pub(super) limits: RateLimits,
+    /// Opens the signing keys' private halves when they are sealed.
+    pub(super) master_key: Option<MasterKey>,
+    pub(super) request_timeout: Duration,
 }
 
 /// How the server behaves, beyond where it listens and which database it uses.
@@ -33,6 +37,8 @@ pub struct ServerSettings {
     /// The header in which a reverse proxy names the client's address; without it, the
     /// public rate limit counts by the connection's peer.
     pub client_ip_header: Option<HeaderName>,
+    /// Seals and opens the signing keys' private halves (`LICENSED_MASTER_KEY`).
+    pub master_key: Option<MasterKey>,
 }
 
 impl Default for ServerSettings {
@@ -43,6 +49,7 @@ impl Default for ServerSettings {
             metrics_on_main: true,
             request_timeout: Duration::from_secs(30),
             client_ip_header: None,
+            master_key: None,
         }
     }
 }
@@ -64,6 +71,8 @@ impl AppState {
             store,
             tokens,
             limits,
+            master_key: settings.master_key.clone(),
+            request_timeout: settings.request_timeout,
         })
     }
 }

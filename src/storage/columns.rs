@@ -13,6 +13,8 @@ pub const ENTRY_COLUMNS: &str =
 pub const LIST_API_KEYS: &str = "SELECT k.id, b.name, k.read_only, k.created_at FROM api_keys k
      JOIN businesses b ON b.id = k.business_id ORDER BY b.name, k.created_at, k.id";
 
+pub const SIGNING_KEY_COLUMNS: &str =
+    "id, business_id, public_key, private_key, active, created_at";
 pub const CUSTOMER_COLUMNS: &str =
     "id, business_id, email, name, phone_number, metadata, created_at";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \

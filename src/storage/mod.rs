@@ -4,6 +4,7 @@
 mod columns;
 mod error;
 mod idempotency;
+pub mod keyring;
 mod listing;
 pub mod postgres;
 mod rows;
@@ -16,7 +17,7 @@ pub use error::{OpenError, Result, StorageError};
 pub use listing::{EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, PageRequest};
 pub use store::{
     AccountStore, Appended, HealthStore, KeyValidity, LedgerStore, LicenseStore, PoolUsage,
-    StorageOptions, Store,
+    StorageOptions, Store, StoredSigningKey,
 };
 
 /// Opens the database the URL names and applies its migrations.

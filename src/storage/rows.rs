@@ -7,6 +7,7 @@ use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product,
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
+    SigningKeyId,
 };
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
@@ -16,7 +17,7 @@ use crate::domain::seats::{HeartbeatInterval, SeatBinding, seats_in};
 use crate::domain::time::Timestamp;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::ListedEntry;
-use crate::storage::store::KeyValidity;
+use crate::storage::store::{KeyValidity, StoredSigningKey};
 
 /// A row as a driver returns it, read column by column (0-based). Each backend
 /// implements it for its driver's row; a value of the wrong type is [`corrupt`].
@@ -26,6 +27,7 @@ pub trait Columns {
     fn int(&self, column: usize) -> Result<i64>;
     fn int_or_null(&self, column: usize) -> Result<Option<i64>>;
     fn flag(&self, column: usize) -> Result<bool>;
+    fn bytes(&self, column: usize) -> Result<Vec<u8>>;
     /// An exact quantity, however the backend stores it (text, or NUMERIC).
     fn quantity(&self, column: usize) -> Result<Quantity>;
     fn quantity_or_null(&self, column: usize) -> Result<Option<Quantity>>;
@@ -144,6 +146,9 @@ impl<R: Columns> Columns for Offset<'_, R> {
     fn flag(&self, column: usize) -> Result<bool> {
         self.row.flag(self.first + column)
     }
+    fn bytes(&self, column: usize) -> Result<Vec<u8>> {
+        self.row.bytes(self.first + column)
+    }
     fn quantity(&self, column: usize) -> Result<Quantity> {
         self.row.quantity(self.first + column)
     }
@@ -192,6 +197,19 @@ pub fn principal(row: &impl Columns, digest: KeyDigest) -> Result<Option<Princip
         read_only: row.flag(2)?,
         brand_id: row.text(3)?,
     }))
+}
+
+/// A signing key selected with
+/// [`SIGNING_KEY_COLUMNS`](crate::storage::columns::SIGNING_KEY_COLUMNS).
+pub fn signing_key(row: &impl Columns) -> Result<StoredSigningKey> {
+    Ok(StoredSigningKey {
+        id: SigningKeyId::from(row.text(0)?),
+        business_id: BusinessId::from(row.text(1)?),
+        public_key: row.bytes(2)?,
+        private_key: row.bytes(3)?,
+        active: row.flag(4)?,
+        created_at: timestamp(row.int(5)?)?,
+    })
 }
 
 /// An API key as [`LIST_API_KEYS`](crate::storage::columns::LIST_API_KEYS) lists it.

@@ -10,7 +10,7 @@ use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, BusinessName, CustomerId, InstanceId, InstanceName, KeyString,
-    LicenseId, LicenseKeyId, ProductId,
+    LicenseId, LicenseKeyId, ProductId, SigningKeyId,
 };
 use crate::domain::license::{KeyPatch, KeyStatus};
 use crate::domain::metadata::Metadata;
@@ -53,6 +53,43 @@ pub trait AccountStore: Send + Sync {
     async fn bootstrap(&self, digest: KeyDigest) -> Result<bool>;
     /// A random secret kept in the database, shared by every process (signs page tokens).
     async fn token_secret(&self) -> Result<Vec<u8>>;
+    /// The business the license key with that key string belongs to, if any.
+    async fn business_of_key(&self, key: &KeyString) -> Result<Option<BusinessId>>;
+    /// The business created first (`default` on a bootstrapped server), if any.
+    async fn first_business(&self) -> Result<Option<BusinessId>>;
+    /// The id of the business with that name, if there is one.
+    async fn business_id(&self, name: &BusinessName) -> Result<Option<BusinessId>>;
+    /// The signing keys of one business, or of every business, oldest first.
+    async fn signing_keys(&self, business_id: Option<&BusinessId>)
+    -> Result<Vec<StoredSigningKey>>;
+    /// The businesses without an active signing key.
+    async fn businesses_without_signing_key(&self) -> Result<Vec<BusinessId>>;
+    /// Makes `key` its business's active signing key, the others inactive, in one
+    /// transaction; with `only_if_none`, adds nothing (false) when the business has one.
+    async fn add_signing_key(&self, key: &StoredSigningKey, only_if_none: bool) -> Result<bool>;
+    /// Replaces how a signing key's private half is stored (sealed under a master key).
+    async fn reseal_signing_key(&self, id: &SigningKeyId, private_key: &[u8]) -> Result<()>;
+}
+
+/// A signing key as the database keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub id: SigningKeyId,
+    pub business_id: BusinessId,
+    pub public_key: Vec<u8>,
+    /// In clear or sealed, as `domain::signing::stored_private_key` writes it.
+    pub private_key: Vec<u8>,
+    pub active: bool,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("id", &self.id)
+            .field("business_id", &self.business_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What operators watch.

@@ -9,6 +9,7 @@ pub mod license_keys;
 mod listing;
 pub mod products;
 pub mod public;
+pub mod signing_keys;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -44,6 +45,13 @@ pub fn routes() -> Router<AppState> {
             "/license_key_instances/{id}",
             get(instances::get_instance).patch(instances::rename_instance),
         )
+        .route("/signing_keys", get(signing_keys::list_signing_keys))
+}
+
+/// The public `/licenses/*` routes an app calls with a license key, whose answers are
+/// signed on request.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
         .route("/licenses/activate", post(public::activate))
         .route("/licenses/deactivate", post(public::deactivate))
         .route("/licenses/validate", post(public::validate))

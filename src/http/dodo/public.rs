@@ -17,6 +17,26 @@ use crate::http::error::{ApiError, ErrorBody, PublicErrors};
 use crate::http::extract::JsonBody;
 use crate::http::state::AppState;
 
+/// The header that asks for a signed answer (SPEC §6), documented on every public route.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct SignedAnswer {
+    /// 1–128 visible ASCII characters the app chose at random: the answer, whatever its
+    /// status, then carries `Date` and `Licensed-Signature: keyid="…", algorithm="ed25519",
+    /// signature="…"`, an Ed25519 signature by the business's active key (see
+    /// `/signing_keys`) over `licensed-response-v1`, `METHOD path`, this nonce, the `Date`,
+    /// and the base64 SHA-256 of the request body and of the response body, joined by
+    /// newlines. An invalid nonce: 400.
+    #[param(
+        rename = "Licensed-Nonce",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[!-~]+$"
+    )]
+    #[allow(dead_code)]
+    licensed_nonce: Option<String>,
+}
+
 /// A caller of the public endpoints, within its per-IP rate limit. Listed before the
 /// body in each handler, so that a limited request is refused before its body is read.
 pub struct PublicCaller;
@@ -110,7 +130,8 @@ impl From<Activation> for LicenseActivateResponse {
 /// its activation limit (for a key bound to seats, the seats its ledger pair has now). With
 /// the fingerprint of one of the key's live instances, answers that instance instead: no
 /// new seat is taken.
-#[utoipa::path(post, path = "/licenses/activate", tag = "Licenses (public)", request_body = ActivateRequest,
+#[utoipa::path(post, path = "/licenses/activate", tag = "Licenses (public)",
+    params(SignedAnswer), request_body = ActivateRequest,
     responses(
         (status = 201, description = "The new instance, or the machine's own live instance", body = LicenseActivateResponse),
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -144,7 +165,8 @@ pub struct DeactivateRequest {
 }
 
 /// Removes one activation of a key, freeing its place.
-#[utoipa::path(post, path = "/licenses/deactivate", tag = "Licenses (public)", request_body = DeactivateRequest,
+#[utoipa::path(post, path = "/licenses/deactivate", tag = "Licenses (public)",
+    params(SignedAnswer), request_body = DeactivateRequest,
     responses(
         (status = 200, description = "Deactivated; the body is empty"),
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -182,7 +204,8 @@ pub struct LicenseValidateResponse {
 
 /// Whether a key is active (and, if an instance id is given, activated there: live, and
 /// within the key's seats).
-#[utoipa::path(post, path = "/licenses/validate", tag = "Licenses (public)", request_body = ValidateRequest,
+#[utoipa::path(post, path = "/licenses/validate", tag = "Licenses (public)",
+    params(SignedAnswer), request_body = ValidateRequest,
     responses(
         (status = 200, description = "Whether the key is valid", body = LicenseValidateResponse),
         (status = 400, description = "Invalid input", body = ErrorBody),
@@ -226,7 +249,8 @@ pub struct HeartbeatResponse {
 /// Tells the server the instance is still running: it keeps its seat for one more
 /// heartbeat interval. An app beats every half interval, and activates again (with its
 /// fingerprint) after a `LICENSE_KEY_INSTANCE_DEAD`.
-#[utoipa::path(post, path = "/licenses/heartbeat", tag = "Licenses (public)", request_body = HeartbeatRequest,
+#[utoipa::path(post, path = "/licenses/heartbeat", tag = "Licenses (public)",
+    params(SignedAnswer), request_body = HeartbeatRequest,
     responses(
         (status = 200, description = "The beat is recorded", body = HeartbeatResponse),
         (status = 400, description = "Invalid input", body = ErrorBody),

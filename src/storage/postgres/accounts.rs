@@ -13,12 +13,12 @@ use super::tx::Tx;
 use crate::domain::auth::{
     Access, ApiKeyInfo, ApiKeySecret, KeyDigest, Principal, Refusal, admit_key,
 };
-use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, new_id};
+use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, KeyString, SigningKeyId, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::columns::LIST_API_KEYS;
+use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS};
 use crate::storage::error::Result;
 use crate::storage::rows::{self, Columns};
-use crate::storage::store::AccountStore;
+use crate::storage::store::{AccountStore, StoredSigningKey};
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -130,6 +130,116 @@ impl AccountStore for PgStore {
         .try_get(0)
         .map_err(rows::corrupt)?;
         Ok(secret.into_bytes())
+    }
+
+    async fn business_of_key(&self, key: &KeyString) -> Result<Option<BusinessId>> {
+        self.query_opt(
+            "SELECT business_id FROM license_keys WHERE key = $1",
+            &[&key.as_str()],
+        )
+        .await?
+        .map(|row| row.text(0).map(BusinessId::from))
+        .transpose()
+    }
+
+    async fn first_business(&self) -> Result<Option<BusinessId>> {
+        self.query_opt(
+            "SELECT id FROM businesses ORDER BY created_at, id LIMIT 1",
+            &[],
+        )
+        .await?
+        .map(|row| row.text(0).map(BusinessId::from))
+        .transpose()
+    }
+
+    async fn business_id(&self, name: &BusinessName) -> Result<Option<BusinessId>> {
+        self.query_opt(
+            "SELECT id FROM businesses WHERE name = $1",
+            &[&name.as_str()],
+        )
+        .await?
+        .map(|row| row.text(0).map(BusinessId::from))
+        .transpose()
+    }
+
+    async fn signing_keys(
+        &self,
+        business_id: Option<&BusinessId>,
+    ) -> Result<Vec<StoredSigningKey>> {
+        self.query(
+            &format!(
+                "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys
+                 WHERE $1::TEXT IS NULL OR business_id = $1 ORDER BY business_id, created_at, id"
+            ),
+            &[&business_id],
+        )
+        .await?
+        .iter()
+        .map(rows::signing_key)
+        .collect()
+    }
+
+    async fn businesses_without_signing_key(&self) -> Result<Vec<BusinessId>> {
+        self.query(
+            "SELECT id FROM businesses b WHERE NOT EXISTS (
+                 SELECT 1 FROM signing_keys k WHERE k.business_id = b.id AND k.active)
+             ORDER BY created_at, id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.text(0).map(BusinessId::from))
+        .collect()
+    }
+
+    async fn add_signing_key(&self, key: &StoredSigningKey, only_if_none: bool) -> Result<bool> {
+        let mut tx = Tx::open(self).await?;
+        let outcome = async {
+            // The business's row, locked: rotations and first keys of one business take turns.
+            let found = tx
+                .begin_with(
+                    "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE business_id = $1 AND active)
+                     FROM businesses WHERE id = $1 FOR UPDATE",
+                    &[&key.business_id],
+                )
+                .await?;
+            let has_one = found.first().map(|row| row.flag(0)).transpose()?.unwrap_or(false);
+            if has_one && only_if_none {
+                return Ok(false);
+            }
+            // Two statements: one with both changes would not order them, and the index
+            // that allows one active key per business checks each row at once.
+            execute(
+                &tx,
+                "UPDATE signing_keys SET active = FALSE WHERE business_id = $1 AND active",
+                &[&key.business_id],
+            )
+            .await?;
+            tx.commit_with(
+                "INSERT INTO signing_keys (id, business_id, public_key, private_key, active, created_at)
+                 VALUES ($1, $2, $3, $4, TRUE, $5)",
+                &[
+                    &key.id,
+                    &key.business_id,
+                    &key.public_key,
+                    &key.private_key,
+                    &key.created_at.micros(),
+                ],
+            )
+            .await?;
+            Ok(true)
+        }
+        .await;
+        tx.finish(outcome).await
+    }
+
+    async fn reseal_signing_key(&self, id: &SigningKeyId, private_key: &[u8]) -> Result<()> {
+        self.execute(
+            "UPDATE signing_keys SET private_key = $2 WHERE id = $1",
+            &[&id, &private_key],
+        )
+        .await?;
+        Ok(())
     }
 }
 

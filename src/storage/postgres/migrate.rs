@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/0005_license_listing_index.sql")),
     (8, include_str!("migrations/0008_product_details.sql")),
     (9, include_str!("migrations/0009_seats.sql")),
+    (10, include_str!("migrations/0010_signing_keys.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

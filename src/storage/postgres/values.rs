@@ -7,7 +7,9 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::domain::auth::KeyDigest;
-use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
+use crate::domain::ids::{
+    ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId, SigningKeyId,
+};
 use crate::domain::quantity::Quantity;
 use crate::storage::error::Result;
 use crate::storage::listing::Param;
@@ -30,6 +32,10 @@ impl Columns for Row {
     }
 
     fn text_or_null(&self, column: usize) -> Result<Option<String>> {
+        self.try_get(column).map_err(corrupt)
+    }
+
+    fn bytes(&self, column: usize) -> Result<Vec<u8>> {
         self.try_get(column).map_err(corrupt)
     }
 
@@ -88,5 +94,6 @@ bind_as_text!(
     ProductId,
     LicenseKeyId,
     InstanceId,
-    ApiKeyId
+    ApiKeyId,
+    SigningKeyId
 );

@@ -2,17 +2,17 @@
 //! and looked up through the store's `KnownKeys`.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::error::internal;
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
-use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, new_id};
+use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, KeyString, SigningKeyId, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::columns::LIST_API_KEYS;
+use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS};
 use crate::storage::error::Result;
 use crate::storage::rows;
-use crate::storage::store::AccountStore;
+use crate::storage::store::{AccountStore, StoredSigningKey};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -129,6 +129,129 @@ impl AccountStore for SqliteStore {
             })
             .await?;
         Ok(secret.into_bytes())
+    }
+
+    async fn business_of_key(&self, key: &KeyString) -> Result<Option<BusinessId>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT business_id FROM license_keys WHERE key = ?1",
+                [key.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|id| id.map(BusinessId::from))
+            .map_err(internal)
+        })
+    }
+
+    async fn first_business(&self) -> Result<Option<BusinessId>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT id FROM businesses ORDER BY created_at, id LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|id| id.map(BusinessId::from))
+            .map_err(internal)
+        })
+    }
+
+    async fn business_id(&self, name: &BusinessName) -> Result<Option<BusinessId>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT id FROM businesses WHERE name = ?1",
+                [name.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|id| id.map(BusinessId::from))
+            .map_err(internal)
+        })
+    }
+
+    async fn signing_keys(
+        &self,
+        business_id: Option<&BusinessId>,
+    ) -> Result<Vec<StoredSigningKey>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys
+                     WHERE ?1 IS NULL OR business_id = ?1 ORDER BY business_id, created_at, id"
+                ))
+                .map_err(internal)?;
+            let found = stmt
+                .query_map([business_id], |r| Ok(rows::signing_key(r)))
+                .map_err(internal)?;
+            found.map(|row| row.map_err(internal)?).collect()
+        })
+    }
+
+    async fn businesses_without_signing_key(&self) -> Result<Vec<BusinessId>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM businesses b WHERE NOT EXISTS (
+                         SELECT 1 FROM signing_keys k WHERE k.business_id = b.id AND k.active)
+                     ORDER BY created_at, id",
+                )
+                .map_err(internal)?;
+            let found = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(internal)?;
+            found
+                .map(|id| id.map(BusinessId::from).map_err(internal))
+                .collect()
+        })
+    }
+
+    async fn add_signing_key(&self, key: &StoredSigningKey, only_if_none: bool) -> Result<bool> {
+        let key = key.clone();
+        self.write(move |tx| {
+            let has_one: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE business_id = ?1 AND active)",
+                    [&key.business_id],
+                    |r| r.get(0),
+                )
+                .map_err(internal)?;
+            if has_one && only_if_none {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE signing_keys SET active = 0 WHERE business_id = ?1 AND active",
+                [&key.business_id],
+            )
+            .map_err(internal)?;
+            tx.execute(
+                "INSERT INTO signing_keys (id, business_id, public_key, private_key, active, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![
+                    key.id,
+                    key.business_id,
+                    key.public_key,
+                    key.private_key,
+                    key.created_at.micros()
+                ],
+            )
+            .map_err(internal)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn reseal_signing_key(&self, id: &SigningKeyId, private_key: &[u8]) -> Result<()> {
+        let (id, private_key) = (id.clone(), private_key.to_vec());
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE signing_keys SET private_key = ?2 WHERE id = ?1",
+                params![id, private_key],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -4,7 +4,9 @@
 use rusqlite::Row;
 
 use crate::domain::auth::KeyDigest;
-use crate::domain::ids::{ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId};
+use crate::domain::ids::{
+    ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId, SigningKeyId,
+};
 use crate::domain::quantity::Quantity;
 use crate::storage::error::Result;
 use crate::storage::listing::Param;
@@ -26,6 +28,10 @@ impl Columns for Row<'_> {
     }
 
     fn text_or_null(&self, column: usize) -> Result<Option<String>> {
+        self.get(column).map_err(corrupt)
+    }
+
+    fn bytes(&self, column: usize) -> Result<Vec<u8>> {
         self.get(column).map_err(corrupt)
     }
 
@@ -76,5 +82,6 @@ bind_as_text!(
     ProductId,
     LicenseKeyId,
     InstanceId,
-    ApiKeyId
+    ApiKeyId,
+    SigningKeyId
 );

@@ -1,0 +1,198 @@
+//! Signed answers: a request to `/licenses/*` that carries `Licensed-Nonce` gets its
+//! response, whatever its status, signed with Ed25519 over the six lines of SPEC §6, so
+//! that an app holding the business's public key can tell it came from this server and
+//! answers this very request. Without the header nothing here runs beyond one lookup.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::header::DATE;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::extract::BODY_LIMIT;
+use super::state::AppState;
+use crate::domain::ids::{BusinessId, KeyString};
+use crate::storage::keyring;
+
+const NONCE: HeaderName = HeaderName::from_static("licensed-nonce");
+const SIGNATURE: HeaderName = HeaderName::from_static("licensed-signature");
+
+/// The first line of every signed message: its format's name and version.
+const MESSAGE_VERSION: &str = "licensed-response-v1";
+
+/// The nonce an app chose: 1–128 visible ASCII characters.
+fn nonce_of(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    let visible = text.bytes().all(|b| b.is_ascii_graphic());
+    ((1..=128).contains(&text.len()) && visible).then_some(text)
+}
+
+/// The text an answer's signature covers (SPEC §6).
+pub fn signed_message(
+    method: &str,
+    path: &str,
+    nonce: &str,
+    date: &str,
+    request_body: &[u8],
+    response_body: &[u8],
+) -> String {
+    let digest = |bytes: &[u8]| STANDARD.encode(Sha256::digest(bytes));
+    [
+        MESSAGE_VERSION,
+        &format!("{method} {path}"),
+        nonce,
+        date,
+        &digest(request_body),
+        &digest(response_body),
+    ]
+    .join("\n")
+}
+
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message})),
+    )
+        .into_response()
+}
+
+/// The middleware of the public routes.
+pub async fn sign_responses(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(value) = request.headers().get(NONCE) else {
+        return next.run(request).await;
+    };
+    let Some(nonce) = nonce_of(value).map(str::to_owned) else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "`Licensed-Nonce` must be 1 to 128 visible ASCII characters",
+        );
+    };
+    let (parts, body) = request.into_parts();
+    // Read here, before the envelope sees it, within the same time and size limits.
+    let request_body =
+        match tokio::time::timeout(state.request_timeout, to_bytes(body, BODY_LIMIT)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return refusal(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    &format!("the request body is larger than {BODY_LIMIT} bytes"),
+                );
+            }
+            Err(_) => {
+                return refusal(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "REQUEST_TIMEOUT",
+                    "the request body did not arrive in time; nothing was written",
+                );
+            }
+        };
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_owned();
+    let key = license_key_in(&request_body);
+    let response = next
+        .run(Request::from_parts(parts, Body::from(request_body.clone())))
+        .await;
+    let (mut parts, body) = response.into_parts();
+    // The server's own answers are small: the bound only guards against a mistake.
+    let Ok(response_body) = to_bytes(body, 16 * BODY_LIMIT).await else {
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "something went wrong; the error has been logged",
+        );
+    };
+    let signer = match signer_of(&state, key).await {
+        Ok(signer) => signer,
+        Err(reason) => {
+            tracing::warn!(%reason, "a response could not be signed");
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "the answer could not be signed; retry later",
+            );
+        }
+    };
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let message = signed_message(&method, &path, &nonce, &date, &request_body, &response_body);
+    let signature = format!(
+        "keyid=\"{}\", algorithm=\"ed25519\", signature=\"{}\"",
+        signer.id,
+        signer.sign_base64(message.as_bytes())
+    );
+    for (name, value) in [(DATE, date), (SIGNATURE, signature)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.insert(name, value);
+        }
+    }
+    Response::from_parts(parts, Body::from(response_body))
+}
+
+/// The license key a request names, if its body is JSON with one.
+fn license_key_in(body: &[u8]) -> Option<KeyString> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    KeyString::parse(value.get("license_key")?.as_str()?).ok()
+}
+
+/// The key that signs: the active key of the business the license key belongs to, or,
+/// for an answer about no known key, that of the first business.
+async fn signer_of(
+    state: &AppState,
+    key: Option<KeyString>,
+) -> Result<crate::domain::signing::SigningKeyPair, String> {
+    let store = state.store.as_ref();
+    let owner = match key {
+        Some(key) => store
+            .business_of_key(&key)
+            .await
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let business: BusinessId = match owner {
+        Some(business) => business,
+        None => store
+            .first_business()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no business exists yet")?,
+    };
+    keyring::active(store, &business, state.master_key.as_ref())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_is_six_lines_without_a_trailing_newline() {
+        let message = signed_message("POST", "/licenses/validate", "n0nce", "D", b"", b"{}");
+        let lines: Vec<&str> = message.split('\n').collect();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[0], "licensed-response-v1");
+        assert_eq!(lines[1], "POST /licenses/validate");
+        assert_eq!(lines[4], "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert!(!message.ends_with('\n'));
+    }
+
+    #[test]
+    fn nonces_are_one_to_128_visible_ascii_characters() {
+        let ok = |text: &str| nonce_of(&HeaderValue::from_str(text).unwrap()).is_some();
+        assert!(ok("a"));
+        assert!(ok(&"x".repeat(128)));
+        assert!(!ok(&"x".repeat(129)));
+        assert!(!ok("a b"));
+        assert!(!ok(""));
+    }
+}

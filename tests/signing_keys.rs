@@ -1,0 +1,514 @@
+//! Signing keys: one active Ed25519 key per business, listed by `GET /signing_keys`,
+//! shown and rotated by `licensed signing-key`, and sealed at rest under the master key.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use common::process::licensed;
+use common::{Backend, TestDatabase, TestServer};
+use reqwest::Method;
+use serde_json::Value;
+
+backend_tests!(
+    every_business_has_one_active_key_and_no_private_half_is_shown,
+    answers_are_signed_when_a_nonce_asks,
+);
+
+async fn every_business_has_one_active_key_and_no_private_half_is_shown(server: TestServer) {
+    let listed = server.get("/signing_keys").await;
+    listed.expect(200);
+    let items = listed.json["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{}", listed.json);
+    let key = &items[0];
+    assert_eq!(key["algorithm"], "ed25519");
+    assert_eq!(key["active"], true);
+    assert!(key["key_id"].as_str().unwrap().starts_with("sk_"));
+    let hex = key["public_key_hex"].as_str().unwrap();
+    assert_eq!(hex.len(), 64);
+    assert!(
+        hex.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    let pem = key["public_key_pem"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    // The PEM holds the same 32 bytes, after the 12-byte SPKI header of an Ed25519 key.
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let from_pem: String = der[12..].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(from_pem, hex);
+    let fields: Vec<&String> = key.as_object().unwrap().keys().collect();
+    assert_eq!(fields.len(), 6, "only public fields: {fields:?}");
+
+    // Read-only keys may read it; another business has a key of its own.
+    let reader = server.new_key("alpha", true).await;
+    let as_reader = server
+        .call(Method::GET, "/signing_keys", &reader, None)
+        .await;
+    assert_eq!(as_reader.expect(200).json["items"], listed.json["items"]);
+    let other = server.new_key("other", false).await;
+    let theirs = server
+        .call(Method::GET, "/signing_keys", &other, None)
+        .await;
+    let their_items = theirs.expect(200).json["items"].as_array().unwrap().clone();
+    assert_eq!(their_items.len(), 1);
+    assert_ne!(their_items[0]["public_key_hex"], key["public_key_hex"]);
+
+    let anonymous = server.client.get(format!("{}/signing_keys", server.url));
+    assert_eq!(anonymous.send().await.unwrap().status(), 401);
+}
+
+/// Runs `licensed` with these arguments on the database, with `LICENSED_MASTER_KEY` set
+/// when given; its exit code, stdout and stderr.
+fn run(url: &str, master: Option<&str>, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = licensed();
+    command.args(args).env("LICENSED_DATABASE_URL", url);
+    if let Some(master) = master {
+        command.env("LICENSED_MASTER_KEY", master);
+    }
+    let out = command.output().unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+fn master(byte: u8) -> String {
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+/// `signing-key show`'s lines: id, hex, then the PEM.
+fn shown(stdout: &str) -> (String, String) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 5, "{stdout}");
+    assert_eq!(lines[2], "-----BEGIN PUBLIC KEY-----", "{stdout}");
+    (lines[0].to_owned(), lines[1].to_owned())
+}
+
+/// Serves the database until it listens (then stops it) or exits; whether it listened,
+/// and what it wrote to stderr.
+fn serve_briefly(url: &str, master: Option<&str>) -> (bool, String) {
+    let mut command = licensed();
+    command
+        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", url])
+        .env("LICENSED_LOG", "info")
+        .env("LICENSED_BOOTSTRAP_API_KEY", "lsk_signing-test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(master) = master {
+        command.env("LICENSED_MASTER_KEY", master);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut listened = false;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("listening on http://") {
+            listened = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (listened, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_key_show_and_rotate_on_the_command_line() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(database) = TestDatabase::create(backend).await else {
+            continue;
+        };
+        let url = database.url.clone();
+        let (code, _, stderr) = run(&url, None, &["migrate"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let (code, _, stderr) = run(&url, None, &["api-key", "create", "--business", "acme"]);
+        assert_eq!(code, Some(0), "{stderr}");
+
+        let (code, first, stderr) = run(&url, None, &["signing-key", "show", "--business", "acme"]);
+        assert_eq!(code, Some(0), "{backend:?}: {stderr}");
+        let (first_id, first_hex) = shown(&first);
+        assert!(first_id.starts_with("sk_"));
+        let (_, again, _) = run(&url, None, &["signing-key", "show", "--business", "acme"]);
+        assert_eq!(again, first, "show makes no new key");
+
+        let (code, rotated, stderr) =
+            run(&url, None, &["signing-key", "rotate", "--business", "acme"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let (new_id, new_hex) = shown(&rotated);
+        assert_ne!(new_id, first_id);
+        assert_ne!(new_hex, first_hex);
+        let (_, now_shown, _) = run(&url, None, &["signing-key", "show", "--business", "acme"]);
+        assert_eq!(now_shown, rotated);
+
+        let (code, _, stderr) = run(&url, None, &["signing-key", "show", "--business", "nobody"]);
+        assert_eq!(code, Some(1));
+        assert!(stderr.contains("no business named `nobody`"), "{stderr}");
+
+        // The API lists both, the new one active.
+        let (listened, log) = serve_briefly(&url, None);
+        assert!(listened, "{log}");
+        assert!(log.contains("LICENSED_MASTER_KEY is not set"), "{log}");
+        let served = TestServer::start_on(
+            TestDatabase::alias(url.clone()),
+            backend,
+            Default::default(),
+        )
+        .await;
+        let key = served.new_key("acme", true).await;
+        let listed = served.call(Method::GET, "/signing_keys", &key, None).await;
+        let items = listed.expect(200).json["items"].as_array().unwrap().clone();
+        let summary: Vec<(Value, Value)> = items
+            .iter()
+            .map(|k| (k["key_id"].clone(), k["active"].clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (Value::from(first_id.clone()), Value::from(false)),
+                (Value::from(new_id.clone()), Value::from(true)),
+            ]
+        );
+        served.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_keys_are_sealed_under_the_master_key() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(database) = TestDatabase::create(backend).await else {
+            continue;
+        };
+        let url = database.url.clone();
+        // Keys made in clear are sealed when the server starts with a master key.
+        let (code, _, stderr) = run(&url, None, &["migrate"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let (code, _, stderr) = run(&url, None, &["api-key", "create", "--business", "acme"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let (_, clear, _) = run(&url, None, &["signing-key", "show", "--business", "acme"]);
+        let (listened, log) = serve_briefly(&url, Some(&master(1)));
+        assert!(listened, "{backend:?}: {log}");
+        assert!(!log.contains("LICENSED_MASTER_KEY is not set"), "{log}");
+
+        // From then on, the keys open with that master key only.
+        let (code, with_key, stderr) = run(
+            &url,
+            Some(&master(1)),
+            &["signing-key", "show", "--business", "acme"],
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(with_key, clear, "sealing keeps the key");
+        let (listened, log) = serve_briefly(&url, Some(&master(2)));
+        assert!(!listened, "a wrong master key must stop serve: {log}");
+        assert!(
+            log.contains("LICENSED_MASTER_KEY does not open the signing keys"),
+            "{log}"
+        );
+        let (listened, log) = serve_briefly(&url, None);
+        assert!(!listened, "a missing master key must stop serve: {log}");
+        assert!(log.contains("set LICENSED_MASTER_KEY"), "{log}");
+        let (code, _, stderr) = run(
+            &url,
+            Some(&master(2)),
+            &["signing-key", "rotate", "--business", "acme"],
+        );
+        assert_eq!(code, Some(1), "no rotation under a wrong master key");
+        assert!(stderr.contains("does not open"), "{stderr}");
+        for text in [&log, &stderr] {
+            assert!(!text.contains(&master(1)), "the master key is never shown");
+        }
+
+        let (code, _, stderr) = run(
+            &url,
+            Some("too short"),
+            &["signing-key", "show", "--business", "acme"],
+        );
+        assert_eq!(code, Some(2));
+        assert!(stderr.contains("32 bytes"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_master_key_is_a_known_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_licensed"))
+        .args(["migrate", "--database-url", "sqlite::memory:"])
+        .env("LICENSED_MASTER_KEY", master(3))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("unknown environment variable"), "{stderr}");
+}
+
+/// A raw public call with a nonce: status, headers, request body and response body.
+async fn signed_call(
+    server: &TestServer,
+    path: &str,
+    body: &str,
+    nonce: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = server
+        .client
+        .post(format!("{}{path}", server.url))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(nonce) = nonce {
+        request = request.header("Licensed-Nonce", nonce);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+/// The public key of the server key's business.
+async fn public_key(server: &TestServer, api_key: &str) -> (String, ed25519_dalek::VerifyingKey) {
+    let listed = server
+        .call(Method::GET, "/signing_keys", api_key, None)
+        .await;
+    let key = &listed.json["items"][0];
+    let hex = key["public_key_hex"].as_str().unwrap();
+    let bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let key_id = key["key_id"].as_str().unwrap().to_owned();
+    (
+        key_id,
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes.try_into().unwrap()).unwrap(),
+    )
+}
+
+/// Checks a signed answer as an app would; the key id it names, or why it fails.
+#[allow(clippy::too_many_arguments)]
+fn verify(
+    key: &ed25519_dalek::VerifyingKey,
+    method: &str,
+    path: &str,
+    nonce: &str,
+    date: &str,
+    request_body: &[u8],
+    response_body: &[u8],
+    header: &str,
+) -> Result<String, String> {
+    use ed25519_dalek::Verifier;
+    use sha2::{Digest, Sha256};
+    let field = |name: &str| {
+        let start = header
+            .find(&format!("{name}=\""))
+            .ok_or(format!("no {name}"))?
+            + name.len()
+            + 2;
+        let end = header[start..].find('"').ok_or("unterminated")? + start;
+        Ok::<_, String>(header[start..end].to_owned())
+    };
+    if field("algorithm")? != "ed25519" {
+        return Err("algorithm".into());
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let message = [
+        "licensed-response-v1".to_owned(),
+        format!("{method} {path}"),
+        nonce.to_owned(),
+        date.to_owned(),
+        b64.encode(Sha256::digest(request_body)),
+        b64.encode(Sha256::digest(response_body)),
+    ]
+    .join("\n");
+    let signature = b64.decode(field("signature")?).map_err(|e| e.to_string())?;
+    let signature = ed25519_dalek::Signature::from_slice(&signature).map_err(|e| e.to_string())?;
+    key.verify(message.as_bytes(), &signature)
+        .map_err(|e| e.to_string())?;
+    field("keyid")
+}
+
+async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
+    let (key_id, public) = public_key(&server, &server.key.clone()).await;
+    let customer = server
+        .post(
+            "/customers",
+            serde_json::json!({"email": "a@example.com", "name": "A"}),
+        )
+        .await;
+    let product = server
+        .post(
+            "/products",
+            serde_json::json!({"name": "App", "license_key_activations_limit": 1}),
+        )
+        .await;
+    let issued = server
+        .post(
+            "/license_keys",
+            serde_json::json!({"customer_id": customer.json["customer_id"], "product_id": product.json["product_id"]}),
+        )
+        .await;
+    let license_key = issued.json["key"].as_str().unwrap().to_owned();
+
+    let activate = format!(r#"{{"license_key":"{license_key}","name":"m"}}"#);
+    let validate = format!(r#"{{"license_key":"{license_key}"}}"#);
+    let cases = [
+        ("/licenses/activate", activate.clone(), 201),
+        ("/licenses/activate", activate, 422),
+        ("/licenses/validate", validate.clone(), 200),
+        (
+            "/licenses/validate",
+            r#"{"license_key":"NO-SUCH-KEY"}"#.to_owned(),
+            404,
+        ),
+        ("/licenses/validate", "{not json".to_owned(), 400),
+        (
+            "/licenses/heartbeat",
+            r#"{"license_key":"NO-SUCH-KEY","license_key_instance_id":"lki_x"}"#.to_owned(),
+            404,
+        ),
+    ];
+    for (path, body, expected) in cases {
+        let nonce = format!("n-{expected}-{}", path.len());
+        let (status, headers, response) = signed_call(&server, path, &body, Some(&nonce)).await;
+        assert_eq!(
+            status,
+            expected,
+            "{path} {body}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        let header = headers["licensed-signature"].to_str().unwrap();
+        let date = headers["date"].to_str().unwrap();
+        let check = |method: &str, path: &str, nonce: &str, date: &str, req: &[u8], resp: &[u8]| {
+            verify(&public, method, path, nonce, date, req, resp, header)
+        };
+        assert_eq!(
+            check("POST", path, &nonce, date, body.as_bytes(), &response),
+            Ok(key_id.clone()),
+            "{path} {expected}"
+        );
+        // Any change to what was signed fails: method, path, nonce, date, either body.
+        let mut other_response = response.clone();
+        other_response.push(b' ');
+        let mut other_request = body.clone().into_bytes();
+        other_request[0] ^= 1;
+        assert!(check("GET", path, &nonce, date, body.as_bytes(), &response).is_err());
+        assert!(
+            check(
+                "POST",
+                "/licenses/other",
+                &nonce,
+                date,
+                body.as_bytes(),
+                &response
+            )
+            .is_err()
+        );
+        assert!(check("POST", path, "other", date, body.as_bytes(), &response).is_err());
+        assert!(
+            check(
+                "POST",
+                path,
+                &nonce,
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+                body.as_bytes(),
+                &response
+            )
+            .is_err()
+        );
+        assert!(check("POST", path, &nonce, date, &other_request, &response).is_err());
+        assert!(check("POST", path, &nonce, date, body.as_bytes(), &other_response).is_err());
+    }
+
+    // Without a nonce, nothing is signed; a bad nonce is refused.
+    let (status, headers, _) = signed_call(&server, "/licenses/validate", &validate, None).await;
+    assert_eq!(status, 200);
+    assert!(headers.get("licensed-signature").is_none());
+    for bad in ["has space", &"x".repeat(129)] {
+        let (status, _, body) =
+            signed_call(&server, "/licenses/validate", &validate, Some(bad)).await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    }
+
+    // Another business's key is signed with that business's key, which the first's
+    // public key does not verify.
+    let other = server.new_key("beta", false).await;
+    let (beta_id, beta_public) = public_key(&server, &other).await;
+    assert_ne!(beta_id, key_id);
+    let call = async |path: &str, body: serde_json::Value| {
+        server.call(Method::POST, path, &other, Some(body)).await
+    };
+    let c = call(
+        "/customers",
+        serde_json::json!({"email": "b@example.com", "name": "B"}),
+    )
+    .await;
+    let p = call("/products", serde_json::json!({"name": "B app"})).await;
+    let k = call(
+        "/license_keys",
+        serde_json::json!({"customer_id": c.json["customer_id"], "product_id": p.json["product_id"]}),
+    )
+    .await;
+    let body = format!(r#"{{"license_key":"{}"}}"#, k.json["key"].as_str().unwrap());
+    let (status, headers, response) =
+        signed_call(&server, "/licenses/validate", &body, Some("beta-nonce")).await;
+    assert_eq!(status, 200);
+    let header = headers["licensed-signature"].to_str().unwrap();
+    let date = headers["date"].to_str().unwrap();
+    let args = ("POST", "/licenses/validate", "beta-nonce", date);
+    assert_eq!(
+        verify(
+            &beta_public,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            body.as_bytes(),
+            &response,
+            header
+        ),
+        Ok(beta_id)
+    );
+    assert!(
+        verify(
+            &public,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            body.as_bytes(),
+            &response,
+            header
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_answer_is_signed_too() {
+    let settings = licensed::http::ServerSettings {
+        public_rate_limit: 1,
+        ..Default::default()
+    };
+    let server = TestServer::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    let (key_id, public) = public_key(&server, &server.key.clone()).await;
+    let body = r#"{"license_key":"NO-SUCH-KEY"}"#;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let nonce = format!("limit-{i}");
+        let (status, headers, response) =
+            signed_call(&server, "/licenses/validate", body, Some(&nonce)).await;
+        statuses.push(status);
+        let header = headers["licensed-signature"].to_str().unwrap();
+        let date = headers["date"].to_str().unwrap();
+        let checked = verify(
+            &public,
+            "POST",
+            "/licenses/validate",
+            &nonce,
+            date,
+            body.as_bytes(),
+            &response,
+            header,
+        );
+        assert_eq!(checked, Ok(key_id.clone()), "status {status}");
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
