@@ -35,6 +35,8 @@
 //! [`LicenseFile`] offers the same steps one by one (parse, [verify](LicenseFile::verify),
 //! [decrypt](LicenseFile::decrypt)); [`verify_response`] checks a signed answer.
 
+#![warn(missing_docs)]
+
 mod error;
 mod file;
 mod key;
@@ -90,7 +92,10 @@ pub fn verify_license_file(
         }
     }
     let meta = &payload.meta;
-    if now + CLOCK_TOLERANCE < SystemTime::from(meta.issued) {
+    let behind = now
+        .checked_add(CLOCK_TOLERANCE)
+        .is_some_and(|tolerated| tolerated < SystemTime::from(meta.issued));
+    if behind {
         return Err(Error::ClockBehind {
             issued: meta.issued,
         });
