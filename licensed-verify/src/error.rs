@@ -1,0 +1,83 @@
+//! Every way a verification can fail, as one enum an app can match on.
+
+use chrono::{DateTime, Utc};
+
+/// Why a public key, a license file or a signed response was refused.
+///
+/// New variants may be added; match the ones you act on and treat the rest as "invalid".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The public key is neither 64 hex digits nor an Ed25519 `PUBLIC KEY` PEM.
+    #[error("invalid public key: {0}")]
+    InvalidPublicKey(&'static str),
+    /// The text is not enclosed in `-----BEGIN LICENSE FILE-----` / `-----END LICENSE FILE-----`
+    /// (or the `MACHINE FILE` pair).
+    #[error("malformed license file: no BEGIN/END LICENSE FILE or MACHINE FILE lines")]
+    MalformedArmor,
+    /// A part that must be standard base64 is not; the field names it (`body` or `sig`).
+    #[error("malformed license file: {field} is not base64")]
+    MalformedBase64 {
+        /// Which part failed to decode.
+        field: &'static str,
+    },
+    /// The decoded body is not the JSON `{"enc", "sig", "alg"}`.
+    #[error("malformed license file envelope: {0}")]
+    MalformedEnvelope(#[source] serde_json::Error),
+    /// `alg` (of a file) or `algorithm` (of a signature header) is not one this crate knows.
+    #[error("unknown algorithm {0:?}")]
+    UnknownAlgorithm(String),
+    /// `enc` does not have the shape its `alg` says: base64, or `ciphertext.iv.tag`.
+    #[error("malformed enc: {0}")]
+    MalformedEnc(&'static str),
+    /// The Ed25519 signature does not verify under the public key: the data was changed,
+    /// or it was signed by another key.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The key id named by the file or response is not the one the [`PublicKey`](crate::PublicKey)
+    /// was given with [`with_key_id`](crate::PublicKey::with_key_id).
+    #[error("signed by key {found:?}, expected {expected:?}")]
+    WrongKeyId {
+        /// The key id the public key was given.
+        expected: String,
+        /// The key id the signed data names.
+        found: String,
+    },
+    /// A machine file was given no fingerprint.
+    #[error("a machine file needs the machine's fingerprint")]
+    FingerprintRequired,
+    /// AES-256-GCM refused the ciphertext: the license key (or the fingerprint) is wrong.
+    #[error("decryption failed: wrong license key or fingerprint")]
+    DecryptionFailed,
+    /// The decrypted payload is not the JSON SPEC §6 describes.
+    #[error("malformed payload: {0}")]
+    MalformedPayload(#[source] serde_json::Error),
+    /// The file is valid but was issued for another license key.
+    #[error("the license file is for another license key")]
+    LicenseKeyMismatch,
+    /// The machine file is valid but was issued for another machine.
+    #[error("the machine file is for another machine")]
+    FingerprintMismatch,
+    /// The file's `meta.expiry` has passed: ask the server for a new one.
+    #[error("the license file expired at {expiry}")]
+    Expired {
+        /// `meta.expiry`.
+        expiry: DateTime<Utc>,
+    },
+    /// The license key's own expiry (`data.attributes.expiry`) has passed.
+    #[error("the license key expired at {expiry}")]
+    KeyExpired {
+        /// `data.attributes.expiry`.
+        expiry: DateTime<Utc>,
+    },
+    /// The clock reads more than 5 minutes before the file was issued: it was set back,
+    /// perhaps to keep using an expired file.
+    #[error("the clock is behind: the file was issued at {issued}")]
+    ClockBehind {
+        /// `meta.issued`.
+        issued: DateTime<Utc>,
+    },
+    /// The `Licensed-Signature` header is not `keyid="…", algorithm="…", signature="…"`.
+    #[error("malformed Licensed-Signature header: {0}")]
+    MalformedSignatureHeader(&'static str),
+}

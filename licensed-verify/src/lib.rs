@@ -1,0 +1,123 @@
+//! Offline checks of what a `licensed` server signs (SPEC §6): license and machine files,
+//! and signed answers of `/licenses/*`. No network, no async; every failure is an
+//! [`Error`] variant an app can match on.
+//!
+//! An app compiles its business's public key in (`licensed signing-key show` prints it as
+//! hex and as PEM) and checks a license file it was given, on every start:
+//!
+//! ```
+//! use std::time::SystemTime;
+//!
+//! use licensed_verify::{Error, PublicKey, verify_license_file};
+//!
+//! const PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+//! MCowBQYDK2VwAyEAKSc8CmrohddJKM4+cJUG2tCT9+KzrfTpo7P0f8KPNlQ=
+//! -----END PUBLIC KEY-----";
+//!
+//! /// Whether this machine may run, given the machine file saved at activation.
+//! fn licensed(machine_file: &str, license_key: &str, fingerprint: &str) -> bool {
+//!     let key = PublicKey::parse(PUBLIC_KEY).expect("the compiled-in key is valid");
+//!     match verify_license_file(machine_file, &key, license_key, Some(fingerprint), SystemTime::now()) {
+//!         Ok(contents) => contents.payload.data.attributes.status == "active",
+//!         Err(Error::Expired { .. }) => {
+//!             // Online again? Ask the server for a fresh file (POST /licenses/license_file).
+//!             false
+//!         }
+//!         Err(error) => {
+//!             eprintln!("license refused: {error}");
+//!             false
+//!         }
+//!     }
+//! }
+//! # assert!(!licensed("", "KEY", "fingerprint"));
+//! ```
+//!
+//! [`LicenseFile`] offers the same steps one by one (parse, [verify](LicenseFile::verify),
+//! [decrypt](LicenseFile::decrypt)); [`verify_response`] checks a signed answer.
+
+#![warn(missing_docs)]
+
+mod error;
+mod file;
+mod key;
+mod payload;
+mod response;
+
+use std::time::{Duration, SystemTime};
+
+pub use error::Error;
+pub use file::{Algorithm, FileKind, LicenseFile};
+pub use key::PublicKey;
+pub use payload::{
+    Contents, License, LicenseAttributes, Machine, MachineAttributes, Meta, Payload,
+};
+pub use response::verify_response;
+
+/// How far the clock may run behind a file's `meta.issued` (the server's clock and the
+/// app's never agree exactly) before it counts as set back.
+pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// Parses, verifies and decrypts a license or machine file, then checks that it holds at
+/// `now`:
+///
+/// - the signature verifies under `key` (and names its key id, if the key has one);
+/// - the payload is for `license_key` and, for a machine file, for `fingerprint`;
+/// - `now` is not more than [`CLOCK_TOLERANCE`] before `meta.issued`
+///   ([`Error::ClockBehind`]), nor after `meta.expiry` ([`Error::Expired`]), nor after
+///   the license key's own expiry ([`Error::KeyExpired`]).
+///
+/// Pass `SystemTime::now()` as `now`, or use [`verify_license_file_now`].
+pub fn verify_license_file(
+    text: &str,
+    key: &PublicKey,
+    license_key: &str,
+    fingerprint: Option<&str>,
+    now: SystemTime,
+) -> Result<Contents, Error> {
+    let file = LicenseFile::parse(text)?;
+    file.verify(key)?;
+    let contents = file.decrypt(license_key, fingerprint)?;
+    let payload = &contents.payload;
+    key.check_key_id(&payload.meta.key_id)?;
+    if payload.data.attributes.key != license_key {
+        return Err(Error::LicenseKeyMismatch);
+    }
+    if file.kind() == FileKind::Machine {
+        let fingerprint = fingerprint.ok_or(Error::FingerprintRequired)?;
+        let issued_for = payload
+            .machine()
+            .and_then(|m| m.attributes.fingerprint.as_deref());
+        if issued_for != Some(fingerprint) {
+            return Err(Error::FingerprintMismatch);
+        }
+    }
+    let meta = &payload.meta;
+    let behind = now
+        .checked_add(CLOCK_TOLERANCE)
+        .is_some_and(|tolerated| tolerated < SystemTime::from(meta.issued));
+    if behind {
+        return Err(Error::ClockBehind {
+            issued: meta.issued,
+        });
+    }
+    if now > SystemTime::from(meta.expiry) {
+        return Err(Error::Expired {
+            expiry: meta.expiry,
+        });
+    }
+    let key_expiry = payload.data.attributes.expiry;
+    if let Some(expiry) = key_expiry.filter(|expiry| now > SystemTime::from(*expiry)) {
+        return Err(Error::KeyExpired { expiry });
+    }
+    Ok(contents)
+}
+
+/// [`verify_license_file`] at the system clock's current time.
+pub fn verify_license_file_now(
+    text: &str,
+    key: &PublicKey,
+    license_key: &str,
+    fingerprint: Option<&str>,
+) -> Result<Contents, Error> {
+    verify_license_file(text, key, license_key, fingerprint, SystemTime::now())
+}

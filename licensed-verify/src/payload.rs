@@ -1,0 +1,123 @@
+//! The payload a license file carries (SPEC §6), as typed structs.
+//!
+//! Fields whose type SPEC §6 does not fix are kept as [`serde_json::Value`]; unknown
+//! fields are ignored, so a server that adds some does not break old apps.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Error;
+
+/// A decoded payload together with the JSON it was read from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contents {
+    /// The payload, typed.
+    pub payload: Payload,
+    /// The payload exactly as the server wrote it.
+    pub json: String,
+}
+
+impl Contents {
+    pub(crate) fn from_json(json: Vec<u8>) -> Result<Self, Error> {
+        let payload = serde_json::from_slice(&json).map_err(Error::MalformedPayload)?;
+        // serde_json accepted it, so it is UTF-8.
+        let json = String::from_utf8_lossy(&json).into_owned();
+        Ok(Self { payload, json })
+    }
+}
+
+/// `{"meta", "data", "included"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// When the file was issued and until when it holds.
+    pub meta: Meta,
+    /// The license key.
+    pub data: License,
+    /// For a machine file, the machine; empty for a license file.
+    #[serde(default)]
+    pub included: Vec<Machine>,
+}
+
+impl Payload {
+    /// The machine a machine file was issued for.
+    pub fn machine(&self) -> Option<&Machine> {
+        self.included.iter().find(|item| item.kind == "machines")
+    }
+}
+
+/// `meta`: the file's own validity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// When the file was issued.
+    pub issued: DateTime<Utc>,
+    /// `issued + ttl`: after it the file is expired, whatever the key's own expiry.
+    pub expiry: DateTime<Utc>,
+    /// The file's lifetime in seconds.
+    pub ttl: u64,
+    /// The id of the signing key that signed the file.
+    pub key_id: String,
+}
+
+/// `data`: `{"type": "licenses", "id": "lic_…", "attributes": …}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct License {
+    /// `"licenses"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The license key's id.
+    pub id: String,
+    /// What the license key says.
+    pub attributes: LicenseAttributes,
+}
+
+/// `data.attributes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseAttributes {
+    /// The license key itself.
+    pub key: String,
+    /// The key's status when the file was issued (e.g. `active`).
+    pub status: String,
+    /// The key's own expiry; `None` when it does not expire.
+    #[serde(default)]
+    pub expiry: Option<DateTime<Utc>>,
+    /// The activation limit; `None` when unlimited.
+    #[serde(default)]
+    pub max_machines: Option<u64>,
+    /// The product the key is for.
+    #[serde(default)]
+    pub product: Value,
+    /// The customer the key belongs to.
+    #[serde(default)]
+    pub customer: Value,
+    /// The key's metadata.
+    #[serde(default)]
+    pub metadata: Value,
+    /// The seats the key is bound to, if any.
+    #[serde(default)]
+    pub seats: Value,
+}
+
+/// An entry of `included`: `{"type": "machines", "id": "lki_…", "attributes": …}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `"machines"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The instance's id.
+    pub id: String,
+    /// The machine's name and fingerprint.
+    pub attributes: MachineAttributes,
+}
+
+/// `included[].attributes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineAttributes {
+    /// The instance's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The machine's fingerprint.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
