@@ -681,8 +681,10 @@ impl LicenseStore for PgStore {
                             WHERE d.id = $2 AND d.license_key_id = k.id AND d.reason = 'heartbeat')
              FROM k"
         );
+        // A write, so on a pooled connection: one beat waiting for an instance's row lock
+        // would hold up every read queued behind it on a shared connection.
         let row = self
-            .query_opt(&sql, &[&key.as_str(), &instance_id, &now.micros()])
+            .change_one(&sql, &[&key.as_str(), &instance_id, &now.micros()])
             .await?
             .ok_or(StorageError::KeyNotFound)?;
         let mut license = rows::license_key(&row)?;
