@@ -7,6 +7,7 @@ pub mod entry;
 pub mod ids;
 pub mod ledger;
 pub mod license;
+pub mod license_file;
 pub mod metadata;
 pub mod object;
 pub mod pricing;

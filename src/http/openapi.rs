@@ -10,7 +10,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::dodo::{customers, instances, license_keys, products, public, signing_keys};
+use super::dodo::{
+    customers, instances, license_files, license_keys, products, public, signing_keys,
+};
 use super::ops;
 use super::togai::{license_updates, quantity, usage};
 
@@ -38,6 +40,7 @@ use super::togai::{license_updates, quantity, usage};
         license_keys::get_license_key,
         license_keys::list_license_keys,
         license_keys::update_license_key,
+        license_files::issue_license_file,
         instances::list_instances,
         instances::get_instance,
         instances::rename_instance,
@@ -45,6 +48,7 @@ use super::togai::{license_updates, quantity, usage};
         public::deactivate,
         public::validate,
         public::heartbeat,
+        license_files::issue_own_license_file,
         signing_keys::list_signing_keys,
         ops::healthz,
         ops::readyz,

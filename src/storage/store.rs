@@ -195,6 +195,9 @@ pub trait LicenseStore: Send + Sync {
         business_id: &BusinessId,
         id: &LicenseKeyId,
     ) -> Result<Option<LicenseKey>>;
+    /// The key with that key string, in any business: what an app holding the key may
+    /// learn about it.
+    async fn license_key_with_key(&self, key: &KeyString) -> Result<Option<LicenseKey>>;
     async fn list_license_keys(
         &self,
         business_id: &BusinessId,

@@ -5,6 +5,7 @@
 mod checks;
 pub mod customers;
 pub mod instances;
+pub mod license_files;
 pub mod license_keys;
 mod listing;
 pub mod products;
@@ -40,6 +41,10 @@ pub fn routes() -> Router<AppState> {
             "/license_keys/{id}",
             get(license_keys::get_license_key).patch(license_keys::update_license_key),
         )
+        .route(
+            "/license_keys/{id}/license_file",
+            post(license_files::issue_license_file),
+        )
         .route("/license_key_instances", get(instances::list_instances))
         .route(
             "/license_key_instances/{id}",
@@ -56,4 +61,8 @@ pub fn public_routes() -> Router<AppState> {
         .route("/licenses/deactivate", post(public::deactivate))
         .route("/licenses/validate", post(public::validate))
         .route("/licenses/heartbeat", post(public::heartbeat))
+        .route(
+            "/licenses/license_file",
+            post(license_files::issue_own_license_file),
+        )
 }

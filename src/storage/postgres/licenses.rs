@@ -394,6 +394,18 @@ impl LicenseStore for PgStore {
             .transpose()
     }
 
+    async fn license_key_with_key(&self, key: &KeyString) -> Result<Option<LicenseKey>> {
+        let sql = format!(
+            "SELECT {} FROM license_keys WHERE key = $1",
+            license_key_columns_at("$2")
+        );
+        self.query_opt(&sql, &[&key.as_str(), &Timestamp::now().micros()])
+            .await?
+            .as_ref()
+            .map(rows::license_key_at)
+            .transpose()
+    }
+
     async fn list_license_keys(
         &self,
         business_id: &BusinessId,

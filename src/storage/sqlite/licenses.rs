@@ -408,6 +408,21 @@ impl LicenseStore for SqliteStore {
         self.read(|conn| key_by_id_at(conn, business_id, id, Timestamp::now()))
     }
 
+    async fn license_key_with_key(&self, key: &KeyString) -> Result<Option<LicenseKey>> {
+        let sql = format!(
+            "SELECT {} FROM license_keys WHERE key = ?1",
+            license_key_columns_at("?2")
+        );
+        self.read(|conn| {
+            one(
+                conn,
+                &sql,
+                params![key.as_str(), Timestamp::now().micros()],
+                |r| rows::license_key_at(r),
+            )
+        })
+    }
+
     async fn list_license_keys(
         &self,
         business_id: &BusinessId,
