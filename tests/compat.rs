@@ -84,3 +84,15 @@ async fn dodopayments_js_on_sqlite() {
 async fn dodopayments_js_on_postgres() {
     run_node(Backend::Postgres, "dodopayments_test.cjs").await;
 }
+
+/// License files and signed answers, checked with Python's `cryptography` rather than
+/// with our own verifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn license_files_with_python_cryptography_on_sqlite() {
+    run_python(Backend::Sqlite, "license_file_test.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn license_files_with_python_cryptography_on_postgres() {
+    run_python(Backend::Postgres, "license_file_test.py").await;
+}
