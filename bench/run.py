@@ -258,6 +258,11 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
             "validate": lambda: wrk(LICENSED_PORT, "validate", keys=keys_file.name),
             "quantity": lambda: wrk(LICENSED_PORT, "quantity", auth=ADMIN, pairs=PAIRS),
         })
+        in_rounds(results, {
+            "unsigned": lambda: wrk(LICENSED_PORT, "validate", keys=keys_file.name),
+            "signed": lambda: wrk(LICENSED_PORT, "signed", keys=keys_file.name),
+            "file": lambda: wrk(LICENSED_PORT, "file", keys=keys_file.name),
+        })
         deep = deep_page_path(LICENSED_PORT)
         in_rounds(results, {
             "first page": lambda: wrk(LICENSED_PORT, "get", auth=ADMIN, path="/license_updates?pageSize=50"),
@@ -366,6 +371,8 @@ def print_table(lite, pg):
         throughput(f"{name} heartbeat ({INSTANCES // 1000}k instances)", r["heartbeat"], r["heartbeat baseline"],
                    write_label, write_target)
         throughput(f"{name} license_quantity (1M)", r["quantity"], r["validate"], "validate", 0.80)
+        throughput(f"{name} signed validate (a nonce each)", r["signed"], r["unsigned"], "unsigned validate", 0.60)
+        throughput(f"{name} license file (public route)", r["file"], r["unsigned"], "unsigned validate", None)
         ratio, spread = median_ratio(deep[1] / first[1] for first, deep in zip(r["first page"], r["deep page"]))
         first, deep = median_round(r["first page"], by=P99), median_round(r["deep page"], by=P99)
         rows.append((f"{name} page 100k deep", f"{deep[0]:,.0f} req/s", f"p99 {deep[1]:.2f} ms",

@@ -1,5 +1,7 @@
 -- One wrk script for every benchmark; BENCH_MODE picks the request.
 --   validate  POST /licenses/validate with a random seeded key (BENCH_KEYS: a file, one per line)
+--   signed    the same with a Licensed-Nonce, new for every request: a signed answer
+--   file      POST /licenses/license_file of a random seeded key: a license file
 --   activate  POST /licenses/activate of one key (BENCH_KEY), all requests contending for it
 --   heartbeat POST /licenses/heartbeat of one key (BENCH_KEY) for its instances (BENCH_INSTANCES:
 --             a file, one id per line), beaten in turn from a random starting point per thread
@@ -21,7 +23,7 @@ end
 
 function init(args)
     math.randomseed(os.time() * 1000 + (id or 0))
-    if mode == "validate" then
+    if mode == "validate" or mode == "signed" or mode == "file" then
         for line in io.lines(os.getenv("BENCH_KEYS")) do
             table.insert(keys, line)
         end
@@ -42,6 +44,14 @@ function request()
     if mode == "validate" then
         local body = '{"license_key":"' .. keys[math.random(#keys)] .. '"}'
         return wrk.format("POST", "/licenses/validate", nil, body)
+    elseif mode == "signed" then
+        local body = '{"license_key":"' .. keys[math.random(#keys)] .. '"}'
+        local headers = {["Content-Type"] = "application/json",
+                         ["Licensed-Nonce"] = string.format("%d-%d-%d", id or 0, counter, math.random(1e9))}
+        return wrk.format("POST", "/licenses/validate", headers, body)
+    elseif mode == "file" then
+        local body = '{"license_key":"' .. keys[math.random(#keys)] .. '"}'
+        return wrk.format("POST", "/licenses/license_file", nil, body)
     elseif mode == "activate" then
         local body = '{"license_key":"' .. os.getenv("BENCH_KEY") .. '","name":"bench"}'
         return wrk.format("POST", "/licenses/activate", nil, body)

@@ -3,6 +3,10 @@
 //! that an app holding the business's public key can tell it came from this server and
 //! answers this very request. Without the header nothing here runs beyond one lookup.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::header::DATE;
@@ -17,7 +21,8 @@ use sha2::{Digest, Sha256};
 use super::extract::BODY_LIMIT;
 use super::state::AppState;
 use crate::domain::ids::{BusinessId, KeyString};
-use crate::storage::keyring;
+use crate::domain::signing::SigningKeyPair;
+use crate::storage::keyring::{self, KeyringError};
 
 const NONCE: HeaderName = HeaderName::from_static("licensed-nonce");
 const SIGNATURE: HeaderName = HeaderName::from_static("licensed-signature");
@@ -140,8 +145,13 @@ pub async fn sign_responses(
 
 /// The license key a request names, if its body is JSON with one.
 fn license_key_in(body: &[u8]) -> Option<KeyString> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    KeyString::parse(value.get("license_key")?.as_str()?).ok()
+    #[derive(serde::Deserialize)]
+    struct Named<'a> {
+        #[serde(borrow)]
+        license_key: Option<std::borrow::Cow<'a, str>>,
+    }
+    let named: Named = serde_json::from_slice(body).ok()?;
+    KeyString::parse(named.license_key?.into_owned()).ok()
 }
 
 /// The key that signs: the active key of the business the license key belongs to, or,
@@ -149,26 +159,99 @@ fn license_key_in(body: &[u8]) -> Option<KeyString> {
 async fn signer_of(
     state: &AppState,
     key: Option<KeyString>,
-) -> Result<crate::domain::signing::SigningKeyPair, String> {
-    let store = state.store.as_ref();
+) -> Result<Arc<SigningKeyPair>, String> {
     let owner = match key {
-        Some(key) => store
-            .business_of_key(&key)
-            .await
-            .map_err(|e| e.to_string())?,
+        Some(key) => state.signers.owner_of(state, key).await?,
         None => None,
     };
-    let business: BusinessId = match owner {
+    let business = match owner {
         Some(business) => business,
-        None => store
-            .first_business()
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no business exists yet")?,
+        None => state.signers.first_business(state).await?,
     };
-    keyring::active(store, &business, state.master_key.as_ref())
+    state
+        .signers
+        .active(state, &business)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// How long an opened active key is used before it is read again: a rotation made by
+/// another process is seen within this time.
+const SIGNER_TTL: Duration = Duration::from_secs(10);
+/// The most key strings whose business is remembered; past it the memory starts over.
+const MAX_OWNERS: usize = 100_000;
+
+/// An active key and when it was read.
+type Opened = (Arc<SigningKeyPair>, Instant);
+
+/// What signing needs, remembered between requests: opening a business's key (reading
+/// it, unsealing it, deriving its public half) costs more than signing with it.
+#[derive(Clone, Default)]
+pub struct Signers {
+    active: Arc<RwLock<HashMap<BusinessId, Opened>>>,
+    /// A license key never moves to another business, so its owner can be kept.
+    owners: Arc<RwLock<HashMap<KeyString, BusinessId>>>,
+    first: Arc<OnceLock<BusinessId>>,
+}
+
+impl Signers {
+    /// The business's active key, opened.
+    pub async fn active(
+        &self,
+        state: &AppState,
+        business: &BusinessId,
+    ) -> Result<Arc<SigningKeyPair>, KeyringError> {
+        let cached = read(&self.active).get(business).cloned();
+        if let Some((pair, opened)) = cached
+            && opened.elapsed() < SIGNER_TTL
+        {
+            return Ok(pair);
+        }
+        let pair = Arc::new(
+            keyring::active(state.store.as_ref(), business, state.master_key.as_ref()).await?,
+        );
+        write(&self.active).insert(business.clone(), (pair.clone(), Instant::now()));
+        Ok(pair)
+    }
+
+    async fn owner_of(
+        &self,
+        state: &AppState,
+        key: KeyString,
+    ) -> Result<Option<BusinessId>, String> {
+        if let Some(owner) = read(&self.owners).get(&key) {
+            return Ok(Some(owner.clone()));
+        }
+        let owner = (state.store.business_of_key(&key).await).map_err(|e| e.to_string())?;
+        if let Some(owner) = &owner {
+            let mut owners = write(&self.owners);
+            if owners.len() >= MAX_OWNERS {
+                owners.clear();
+            }
+            owners.insert(key, owner.clone());
+        }
+        Ok(owner)
+    }
+
+    async fn first_business(&self, state: &AppState) -> Result<BusinessId, String> {
+        if let Some(first) = self.first.get() {
+            return Ok(first.clone());
+        }
+        let first = (state.store.first_business().await)
+            .map_err(|e| e.to_string())?
+            .ok_or("no business exists yet")?;
+        Ok(self.first.get_or_init(|| first).clone())
+    }
+}
+
+// A panic while holding one of these locks leaves a map that is still whole.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

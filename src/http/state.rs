@@ -8,6 +8,7 @@ use axum::http::HeaderName;
 
 use super::page_token::TokenSigner;
 use super::rate_limit::RateLimits;
+use super::signing::Signers;
 use crate::domain::signing::MasterKey;
 use crate::storage::Store;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub(super) limits: RateLimits,
     /// Opens the signing keys' private halves when they are sealed.
     pub(super) master_key: Option<MasterKey>,
+    /// The active signing keys, opened.
+    pub(super) signers: Signers,
     pub(super) request_timeout: Duration,
 }
 
@@ -72,6 +75,7 @@ impl AppState {
             tokens,
             limits,
             master_key: settings.master_key.clone(),
+            signers: Signers::default(),
             request_timeout: settings.request_timeout,
         })
     }

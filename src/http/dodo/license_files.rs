@@ -16,7 +16,6 @@ use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, PublicErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Writer};
 use crate::http::state::AppState;
-use crate::storage::keyring;
 
 /// The media type of an armored file.
 const PEM: &str = "application/x-pem-file";
@@ -132,7 +131,7 @@ async fn issue(
             key.id
         )));
     };
-    let signer = keyring::active(store, &key.business_id, state.master_key.as_ref()).await?;
+    let signer = state.signers.active(state, &key.business_id).await?;
     let subject = FileSubject {
         key: &key,
         product: &product,
