@@ -1,11 +1,15 @@
-//! The command line: `serve`, `migrate`, `api-key create|list|revoke`.
+//! The command line: `serve`, `migrate`, `api-key create|list|revoke`,
+//! `signing-key show|rotate`, `license-file verify`.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderName;
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use licensed_verify::{LicenseFile, PublicKey};
 use tokio::net::TcpListener;
 
 use crate::domain::auth::ApiKeySecret;
@@ -34,6 +38,34 @@ enum Command {
     /// Show or rotate a business's Ed25519 signing key.
     #[command(name = "signing-key", subcommand)]
     SigningKey(SigningKeyCommand),
+    /// Check license and machine files offline.
+    #[command(name = "license-file", subcommand)]
+    LicenseFile(LicenseFileCommand),
+}
+
+#[derive(Subcommand)]
+enum LicenseFileCommand {
+    /// Verify a license or machine file offline and print its payload as JSON. Exit 0 when
+    /// valid; 1 when not, the reason on stderr.
+    Verify(VerifyFileArgs),
+}
+
+#[derive(Args)]
+struct VerifyFileArgs {
+    /// The license or machine file, as the server issued it.
+    file: PathBuf,
+    /// The business's public key (`signing-key show`): the path of a file holding it in
+    /// hex or PEM or, when no file has that name, the hex or PEM text itself.
+    // PEM text starts with `-----`, which clap would otherwise take for a flag.
+    #[arg(long, value_name = "HEX_OR_PEM_FILE", allow_hyphen_values = true)]
+    public_key: String,
+    /// The license key: decrypts an encrypted file, and checks the file is for this key.
+    #[arg(long, value_name = "KEY")]
+    license_key: Option<String>,
+    /// The machine's fingerprint, for a machine file: decrypts it (with --license-key),
+    /// and checks the file is for this machine.
+    #[arg(long, value_name = "FP", requires = "license_key")]
+    fingerprint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +203,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::ApiKey(ApiKeyCommand::Revoke(args)) => revoke_key(args).await,
         Command::SigningKey(SigningKeyCommand::Show(args)) => signing_key(args, false).await,
         Command::SigningKey(SigningKeyCommand::Rotate(args)) => signing_key(args, true).await,
+        Command::LicenseFile(LicenseFileCommand::Verify(args)) => verify_license_file(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -391,6 +424,81 @@ async fn signing_key(args: SigningKeyArgs, rotate: bool) -> Result<(), Failure> 
     println!("{}", key.hex);
     print!("{}", key.pem);
     Ok(())
+}
+
+/// All checks are `licensed-verify`'s, the very code an app runs, so that a file this
+/// accepts is one the app accepts too.
+fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
+    let name = args.file.display();
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| Failure::Runtime(format!("cannot read license file {name}: {e}")))?;
+    let key = public_key(&args.public_key)?;
+    let invalid = |error| Failure::Runtime(format!("{name} is not valid: {}", reason(error)));
+    let contents = match &args.license_key {
+        Some(license_key) => {
+            let fingerprint = args.fingerprint.as_deref();
+            licensed_verify::verify_license_file_now(&text, &key, license_key, fingerprint)
+                .map_err(invalid)?
+        }
+        // Without the license key only a plain file can be read, and it is checked for its
+        // signature and dates, not for whose key or machine it is.
+        None => {
+            let file = LicenseFile::parse(&text).map_err(invalid)?;
+            file.verify(&key).map_err(invalid)?;
+            if file.is_encrypted() {
+                return Err(Failure::Runtime(format!(
+                    "{name} is encrypted: pass --license-key (and --fingerprint for a \
+                     machine file) to read it"
+                )));
+            }
+            let contents = file.decrypt("", None).map_err(invalid)?;
+            contents
+                .payload
+                .check_time(SystemTime::now())
+                .map_err(invalid)?;
+            contents
+        }
+    };
+    // The payload as the server wrote it (not as the typed struct sees it), indented.
+    let json: serde_json::Value = serde_json::from_str(&contents.json)
+        .map_err(|e| Failure::Runtime(format!("{name}: {e}")))?;
+    let pretty =
+        serde_json::to_string_pretty(&json).map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("{pretty}");
+    // The file holds until its own expiry, or the key's if that comes first.
+    let payload = &contents.payload;
+    let key_expiry = payload.data.attributes.expiry;
+    let until = key_expiry.map_or(payload.meta.expiry, |k| k.min(payload.meta.expiry));
+    eprintln!("valid until {until}");
+    Ok(())
+}
+
+/// `--public-key`: the file by that name if there is one, else the argument is the key.
+fn public_key(arg: &str) -> Result<PublicKey, Failure> {
+    match std::fs::read_to_string(arg) {
+        Ok(text) => PublicKey::parse(&text)
+            .map_err(|e| Failure::Runtime(format!("public key file {arg}: {e}"))),
+        Err(e) if e.kind() == ErrorKind::NotFound => PublicKey::parse(arg).map_err(|e| {
+            Failure::Runtime(format!(
+                "--public-key names no file, and is not a key in hex or PEM either ({e})"
+            ))
+        }),
+        Err(e) => Err(Failure::Runtime(format!(
+            "cannot read public key file {arg}: {e}"
+        ))),
+    }
+}
+
+/// The crate's message, with a hint where the fix is on this command line.
+fn reason(error: licensed_verify::Error) -> String {
+    use licensed_verify::Error;
+    match error {
+        Error::BadSignature => {
+            format!("{error}: the file was changed, or signed by another key than --public-key")
+        }
+        Error::FingerprintRequired => format!("{error} (--fingerprint)"),
+        _ => error.to_string(),
+    }
 }
 
 /// What a key may do, as `api-key create` and `api-key list` print it.

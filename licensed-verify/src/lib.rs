@@ -64,7 +64,7 @@ pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// - the payload is for `license_key` and, for a machine file, for `fingerprint`;
 /// - `now` is not more than [`CLOCK_TOLERANCE`] before `meta.issued`
 ///   ([`Error::ClockBehind`]), nor after `meta.expiry` ([`Error::Expired`]), nor after
-///   the license key's own expiry ([`Error::KeyExpired`]).
+///   the license key's own expiry ([`Error::KeyExpired`]); see [`Payload::check_time`].
 ///
 /// Pass `SystemTime::now()` as `now`, or use [`verify_license_file_now`].
 pub fn verify_license_file(
@@ -91,24 +91,7 @@ pub fn verify_license_file(
             return Err(Error::FingerprintMismatch);
         }
     }
-    let meta = &payload.meta;
-    let behind = now
-        .checked_add(CLOCK_TOLERANCE)
-        .is_some_and(|tolerated| tolerated < SystemTime::from(meta.issued));
-    if behind {
-        return Err(Error::ClockBehind {
-            issued: meta.issued,
-        });
-    }
-    if now > SystemTime::from(meta.expiry) {
-        return Err(Error::Expired {
-            expiry: meta.expiry,
-        });
-    }
-    let key_expiry = payload.data.attributes.expiry;
-    if let Some(expiry) = key_expiry.filter(|expiry| now > SystemTime::from(*expiry)) {
-        return Err(Error::KeyExpired { expiry });
-    }
+    payload.check_time(now)?;
     Ok(contents)
 }
 

@@ -3,11 +3,13 @@
 //! Fields whose type SPEC §6 does not fix are kept as [`serde_json::Value`]; unknown
 //! fields are ignored, so a server that adds some does not break old apps.
 
+use std::time::SystemTime;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Error;
+use crate::{CLOCK_TOLERANCE, Error};
 
 /// A decoded payload together with the JSON it was read from.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +45,39 @@ impl Payload {
     /// The machine a machine file was issued for.
     pub fn machine(&self) -> Option<&Machine> {
         self.included.iter().find(|item| item.kind == "machines")
+    }
+
+    /// The checks of [`verify_license_file`](crate::verify_license_file) that need only the
+    /// payload and the clock: `now` is not more than [`CLOCK_TOLERANCE`] before
+    /// `meta.issued` ([`Error::ClockBehind`]), nor after `meta.expiry` ([`Error::Expired`]),
+    /// nor after the license key's own expiry ([`Error::KeyExpired`]).
+    ///
+    /// For a plain file read without its license key ([`LicenseFile::verify`] then
+    /// [`LicenseFile::decrypt`]), this is what is left to check; it does not tell whose
+    /// key or machine the file is for.
+    ///
+    /// [`LicenseFile::verify`]: crate::LicenseFile::verify
+    /// [`LicenseFile::decrypt`]: crate::LicenseFile::decrypt
+    pub fn check_time(&self, now: SystemTime) -> Result<(), Error> {
+        let meta = &self.meta;
+        let behind = now
+            .checked_add(CLOCK_TOLERANCE)
+            .is_some_and(|tolerated| tolerated < SystemTime::from(meta.issued));
+        if behind {
+            return Err(Error::ClockBehind {
+                issued: meta.issued,
+            });
+        }
+        if now > SystemTime::from(meta.expiry) {
+            return Err(Error::Expired {
+                expiry: meta.expiry,
+            });
+        }
+        let key_expiry = self.data.attributes.expiry;
+        if let Some(expiry) = key_expiry.filter(|expiry| now > SystemTime::from(*expiry)) {
+            return Err(Error::KeyExpired { expiry });
+        }
+        Ok(())
     }
 }
 

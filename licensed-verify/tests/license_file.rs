@@ -374,3 +374,24 @@ fn decrypt_returns_the_payload_of_a_plain_file_without_keys() {
     assert_eq!(file.algorithm(), Algorithm::Base64Ed25519);
     assert_eq!(contents.payload.included.len(), 1);
 }
+
+#[test]
+fn check_time_alone_checks_a_payload_read_without_its_license_key() {
+    let issuer = Issuer::new();
+    let issued = Utc::now() - Span::days(2);
+    let text = issuer.file(&issuer.payload(issued, 3600, None), false, None);
+    let file = LicenseFile::parse(&text).unwrap();
+    file.verify(&issuer.public_key()).unwrap();
+    let payload = file.decrypt("", None).unwrap().payload;
+    let at = |t: chrono::DateTime<Utc>| SystemTime::from(t);
+
+    assert!(payload.check_time(at(issued + Span::minutes(30))).is_ok());
+    assert!(matches!(
+        payload.check_time(SystemTime::now()),
+        Err(Error::Expired { expiry }) if expiry == issued + Span::hours(1)
+    ));
+    assert!(matches!(
+        payload.check_time(at(issued - Span::minutes(6))),
+        Err(Error::ClockBehind { .. })
+    ));
+}
