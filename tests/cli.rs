@@ -27,6 +27,9 @@ fn every_command_has_help() {
         &["api-key", "create", "--help"],
         &["api-key", "list", "--help"],
         &["api-key", "revoke", "--help"],
+        &["signing-key", "show", "--help"],
+        &["signing-key", "rotate", "--help"],
+        &["license-file", "verify", "--help"],
     ] {
         let out = licensed().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -46,9 +46,13 @@ impl PublicKey {
         Ok(Self { key, key_id: None })
     }
 
-    /// The key from either form: PEM when the text starts with `-----BEGIN`, hex otherwise.
+    /// The key from either form: PEM when the text holds a `-----BEGIN PUBLIC KEY-----`
+    /// block (lines before it, such as the id and hex that `licensed signing-key show`
+    /// prints first, are skipped), hex otherwise.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        if text.trim_start().starts_with("-----BEGIN") {
+        if let Some(start) = text.find("-----BEGIN PUBLIC KEY-----") {
+            Self::from_pem(&text[start..])
+        } else if text.trim_start().starts_with("-----BEGIN") {
             Self::from_pem(text)
         } else {
             Self::from_hex(text)

@@ -78,6 +78,9 @@ fn public_keys_parse_from_hex_and_pem() {
     let from_hex = PublicKey::from_hex(&issuer.public_key_hex()).unwrap();
     assert_eq!(from_pem, from_hex);
     assert_eq!(PublicKey::parse(&pem).unwrap(), from_pem);
+    // What `licensed signing-key show` prints: the id and the hex, then the PEM.
+    let shown = format!("sk_0123\n{}\n{pem}", issuer.public_key_hex());
+    assert_eq!(PublicKey::parse(&shown).unwrap(), from_pem);
     assert_eq!(
         PublicKey::parse(&format!(" {}\n", issuer.public_key_hex())).unwrap(),
         from_hex
