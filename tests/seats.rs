@@ -1144,6 +1144,12 @@ async fn a_decrease_puts_the_newest_instances_over_seat(server: TestServer) {
     assert_eq!(key.listed_ids(&server).await.len(), 3);
     let full = key.activate(&server, "another", None).await;
     assert_eq!(code(&full, 422), "LICENSE_KEY_LIMIT_REACHED");
+    // A machine file is issued as validation answers: not for an instance over seat.
+    for (instance, status) in [(&oldest, 200), (&newest, 422)] {
+        let body = json!({"license_key": key.text, "license_key_instance_id": instance});
+        let file = public(&server, "license_file", body).await;
+        assert_eq!(file.status, status, "{instance}: {}", file.text);
+    }
     let unbind = key.patch(&server, json!({"seats": null})).await;
     assert_eq!(
         code(&unbind, 422),
