@@ -211,6 +211,34 @@ impl<'de> Deserialize<'de> for WebhookHeaders {
     }
 }
 
+impl utoipa::PartialSchema for WebhookHeaders {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let name = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(100))
+            .pattern(Some("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"));
+        let value = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(Self::MAX_VALUE_CHARS))
+            .pattern(Some("^[\\t -~]*$"));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(Self::MAX_HEADERS))
+            .property_names(Some(name))
+            .additional_properties(Some(value))
+            .description(Some(
+                "Header names and values sent with each delivery; names are kept in lower case, \
+                 and `content-type`, `content-length`, `host`, `transfer-encoding`, \
+                 `connection` and the `webhook-*` signature headers cannot be set",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for WebhookHeaders {}
+
 /// Deliveries per second an endpoint accepts: 1 to 10 000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
