@@ -299,6 +299,7 @@ async fn bad_input_is_refused_naming_the_problem(server: TestServer) {
     };
     refused(json!({"url": "ftp://example.com/x"}), "url").await;
     refused(json!({"url": "example.com"}), "url").await;
+    refused(json!({"url": "http://[oops/"}), "host").await;
     refused(
         json!({"url": format!("https://example.com/{}", "a".repeat(2040))}),
         "2048",

@@ -75,6 +75,15 @@ impl WebhookUrl {
 
     pub fn parse(text: String) -> Result<Self, String> {
         check_web_url(&text, Self::MAX_CHARS)?;
+        let rest = text.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if !authority_is_valid(authority) {
+            return Err(format!(
+                "`{}` has no valid host: a name or IPv4 address in ASCII (punycode for \
+                 international names) or an IPv6 address in brackets, then an optional port",
+                shorten(&text)
+            ));
+        }
         Ok(Self(text))
     }
 
@@ -86,6 +95,37 @@ impl WebhookUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether a URL's authority (`[user@]host[:port]`) names a host a delivery can reach.
+fn authority_is_valid(authority: &str) -> bool {
+    if !authority.is_ascii() {
+        return false;
+    }
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let user = authority.len() - host_port.len();
+    if authority[..user].contains(['[', ']']) {
+        return false;
+    }
+    let (host_ok, port) = match host_port.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) => (ip.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            None => return false,
+        },
+        None => {
+            let (host, port) = match host_port.find(':') {
+                Some(at) => host_port.split_at(at),
+                None => (host_port, ""),
+            };
+            (!host.is_empty() && !host.contains(['[', ']']), port)
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some("") => true,
+        Some(digits) => digits.len() <= 5 && digits.parse::<u16>().is_ok(),
+    };
+    host_ok && port_ok
 }
 
 impl<'de> Deserialize<'de> for WebhookUrl {
@@ -100,6 +140,11 @@ impl utoipa::PartialSchema for WebhookUrl {
             .schema_type(utoipa::openapi::schema::Type::String)
             .max_length(Some(Self::MAX_CHARS))
             .pattern(Some(super::ids::WEB_URL_PATTERN))
+            .description(Some(
+                "An http or https URL of at most 2048 characters, whose host is a name or IPv4 \
+                 address in ASCII (punycode for international names) or an IPv6 address in \
+                 brackets",
+            ))
             .into()
     }
 }
@@ -404,6 +449,20 @@ mod tests {
         assert!(WebhookUrl::parse("https://example.com/hook".into()).is_ok());
         assert!(WebhookUrl::parse("http://10.0.0.1:8080/".into()).is_ok());
         assert!(WebhookUrl::parse("ftp://example.com".into()).is_err());
+        assert!(WebhookUrl::parse("http://[::1]:8080/x".into()).is_ok());
+        assert!(WebhookUrl::parse("https://user:pw@example.com:443".into()).is_ok());
+        for bad in [
+            "http://[/x",
+            "http://a]b/",
+            "http://[zz]/",
+            "http:///path",
+            "http://host:99999/",
+            "http://host:x/",
+            "http://exämple.com/",
+            "http://[::1/",
+        ] {
+            assert!(WebhookUrl::parse(bad.into()).is_err(), "{bad}");
+        }
         let long = format!("https://e.com/{}", "a".repeat(2048));
         assert!(WebhookUrl::parse(long).unwrap_err().contains("2048"));
     }
