@@ -59,7 +59,7 @@ async fn an_endpoint_is_created_read_changed_and_deleted(server: TestServer) {
             "url": "http://10.0.0.7:8080/licensed",
             "description": "billing",
             "disabled": true,
-            "filter_types": ["license_update.created", "license_key.created", "license_key.created"],
+            "filter_types": ["license_update.created", "license_key.created"],
             "headers": {"X-Env": "prod"},
             "metadata": {"team": "ops"},
             "rate_limit": 5,
@@ -232,6 +232,28 @@ async fn the_secret_is_32_random_bytes_and_sealed_under_the_master_key(server: T
         Backend::Postgres => "SELECT count(*) FROM webhook_endpoints WHERE get_byte(secret, 0) = 0",
     };
     assert_eq!(server.database.count(clear_rows).await, 2);
+
+    // A master key set later seals the secrets stored in clear at start, as it does the
+    // signing keys; they read back the same.
+    let master_key = licensed::domain::signing::MasterKey::parse(&master).unwrap();
+    licensed::storage::keyring::prepare(server.store.as_ref(), Some(&master_key))
+        .await
+        .unwrap();
+    assert_eq!(server.database.count(clear_rows).await, 0);
+    let resealed = TestServer::start_on(
+        common::TestDatabase::alias(server.database.url.clone()),
+        server.backend,
+        licensed::http::ServerSettings {
+            master_key: Some(master_key),
+            ..Default::default()
+        },
+    )
+    .await;
+    let after = resealed.get(&path(&a)).await;
+    assert_eq!(secret_bytes(&after.expect(200).json), bytes);
+    // Without the master key now, the server refuses to start rather than fail later.
+    let refused = licensed::storage::keyring::prepare(server.store.as_ref(), None).await;
+    assert!(refused.unwrap_err().to_string().contains("webhook secrets"));
 }
 
 async fn custom_headers_are_added_and_credentials_hidden(server: TestServer) {

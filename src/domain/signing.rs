@@ -102,11 +102,11 @@ pub enum MasterKeyError {
     #[error("LICENSED_MASTER_KEY must be 32 bytes in standard base64 (44 characters)")]
     Malformed,
     #[error(
-        "LICENSED_MASTER_KEY does not open the signing keys stored in this database: it is not the key they were sealed with"
+        "LICENSED_MASTER_KEY does not open the signing keys and webhook secrets stored in this database: it is not the key they were sealed with"
     )]
     Wrong,
     #[error(
-        "the signing keys in this database are sealed: set LICENSED_MASTER_KEY to the key they were sealed with"
+        "the signing keys and webhook secrets in this database are sealed: set LICENSED_MASTER_KEY to the key they were sealed with"
     )]
     Missing,
 }

@@ -65,6 +65,50 @@ impl EventType {
     }
 }
 
+/// The events an endpoint asks for, each named once; empty: every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterTypes(Vec<EventType>);
+
+impl FilterTypes {
+    pub fn parse(types: Vec<EventType>) -> Result<Self, String> {
+        let mut seen = Vec::with_capacity(types.len());
+        for t in types {
+            if seen.contains(&t) {
+                return Err(format!("`{}` is named twice", t.as_str()));
+            }
+            seen.push(t);
+        }
+        Ok(Self(seen))
+    }
+
+    /// The types in a fixed order.
+    pub fn into_sorted(self) -> Vec<EventType> {
+        normalized(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for FilterTypes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        FilterTypes::parse(Vec::<EventType>::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for FilterTypes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(<EventType as utoipa::PartialSchema>::schema())
+            .max_items(Some(EventType::ALL.len()))
+            .unique_items(true)
+            .description(Some(
+                "The events delivered, each at most once; empty: every event",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FilterTypes {}
+
 /// Where deliveries go: an `http` or `https` URL of at most 2048 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -396,7 +440,7 @@ pub struct EndpointPatch {
     pub url: Option<WebhookUrl>,
     pub description: Option<String>,
     pub disabled: Option<bool>,
-    pub filter_types: Option<Vec<EventType>>,
+    pub filter_types: Option<FilterTypes>,
     pub metadata: Option<Metadata>,
     pub rate_limit: Change<RateLimit>,
     /// Headers added, or replacing those of the same name.
@@ -422,7 +466,7 @@ impl EndpointPatch {
             endpoint.disabled = disabled;
         }
         if let Some(types) = self.filter_types {
-            endpoint.filter_types = normalized(types);
+            endpoint.filter_types = types.into_sorted();
         }
         if let Some(metadata) = self.metadata {
             endpoint.metadata = metadata;
@@ -503,5 +547,18 @@ mod tests {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
         assert!(serde_json::from_str::<EventType>("\"payment.succeeded\"").is_err());
+        let twice = r#"["license_key.created", "license_key.created"]"#;
+        assert!(serde_json::from_str::<FilterTypes>(twice).is_err());
+        let two = r#"["license_update.created", "license_key.created"]"#;
+        let types = serde_json::from_str::<FilterTypes>(two)
+            .unwrap()
+            .into_sorted();
+        assert_eq!(
+            types,
+            [
+                EventType::LicenseKeyCreated,
+                EventType::LicenseUpdateCreated
+            ]
+        );
     }
 }

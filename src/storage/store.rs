@@ -305,6 +305,10 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Option<Endpoint>>;
     /// Deletes the endpoint; false if the business has none with that id.
     async fn delete_webhook(&self, business_id: &BusinessId, id: &WebhookId) -> Result<bool>;
+    /// Every endpoint's id and secret as stored, in every business.
+    async fn webhook_secrets(&self) -> Result<Vec<(WebhookId, Vec<u8>)>>;
+    /// Replaces how an endpoint's secret is stored (sealed under a master key).
+    async fn reseal_webhook_secret(&self, id: &WebhookId, secret: &[u8]) -> Result<()>;
 }
 
 pub trait Store: AccountStore + LedgerStore + LicenseStore + WebhookStore + HealthStore {}

@@ -16,8 +16,8 @@ use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::signing;
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::{
-    Endpoint, EndpointPatch, EventType, RateLimit, WebhookHeaders, WebhookSecret, WebhookUrl,
-    normalized,
+    Endpoint, EndpointPatch, EventType, FilterTypes, RateLimit, WebhookHeaders, WebhookSecret,
+    WebhookUrl,
 };
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer, bounded_integer};
@@ -38,8 +38,8 @@ pub struct CreateWebhook {
     disabled: Option<bool>,
     /// The events delivered; empty or absent: every event.
     #[serde(default)]
-    #[schema(max_items = 5)]
-    filter_types: Option<Vec<EventType>>,
+    #[schema(value_type = Option<FilterTypes>)]
+    filter_types: Option<FilterTypes>,
     /// Custom headers sent with each delivery.
     #[serde(default)]
     #[schema(value_type = Option<WebhookHeaders>)]
@@ -122,7 +122,7 @@ pub async fn create_webhook(
             .map(LongText::into_string)
             .unwrap_or_default(),
         disabled: request.disabled.unwrap_or(false),
-        filter_types: normalized(request.filter_types.unwrap_or_default()),
+        filter_types: request.filter_types.unwrap_or_default().into_sorted(),
         headers: request.headers.unwrap_or_default(),
         metadata: request.metadata.unwrap_or_default(),
         rate_limit: request.rate_limit,
@@ -266,8 +266,8 @@ pub struct UpdateWebhook {
     disabled: Option<bool>,
     /// The events delivered; empty: every event.
     #[serde(default)]
-    #[schema(max_items = 5)]
-    filter_types: Option<Vec<EventType>>,
+    #[schema(value_type = Option<FilterTypes>)]
+    filter_types: Option<FilterTypes>,
     #[serde(default)]
     #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,

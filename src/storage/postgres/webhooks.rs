@@ -11,7 +11,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::webhooks::{Endpoint, EndpointPatch};
 use crate::storage::columns::{WEBHOOK_COLUMNS, json_text};
 use crate::storage::error::{Result, StorageError};
-use crate::storage::rows;
+use crate::storage::rows::{self, Columns};
 use crate::storage::store::WebhookStore;
 
 /// An endpoint's columns as stored, in [`WEBHOOK_COLUMNS`]'s order.
@@ -172,5 +172,22 @@ impl WebhookStore for PgStore {
             )
             .await?;
         Ok(deleted > 0)
+    }
+
+    async fn webhook_secrets(&self) -> Result<Vec<(WebhookId, Vec<u8>)>> {
+        self.query("SELECT id, secret FROM webhook_endpoints ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|row| Ok((WebhookId::from(row.text(0)?), row.bytes(1)?)))
+            .collect()
+    }
+
+    async fn reseal_webhook_secret(&self, id: &WebhookId, secret: &[u8]) -> Result<()> {
+        self.execute(
+            "UPDATE webhook_endpoints SET secret = $2 WHERE id = $1",
+            &[&id, &secret],
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -166,4 +166,34 @@ impl WebhookStore for SqliteStore {
         })
         .await
     }
+
+    async fn webhook_secrets(&self) -> Result<Vec<(WebhookId, Vec<u8>)>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, secret FROM webhook_endpoints ORDER BY id")
+                .map_err(internal)?;
+            let found = stmt
+                .query_map([], |r| {
+                    Ok((
+                        WebhookId::from(r.get::<_, String>(0)?),
+                        r.get::<_, Vec<u8>>(1)?,
+                    ))
+                })
+                .map_err(internal)?;
+            found.map(|row| row.map_err(internal)).collect()
+        })
+    }
+
+    async fn reseal_webhook_secret(&self, id: &WebhookId, secret: &[u8]) -> Result<()> {
+        let (id, secret) = (id.clone(), secret.to_vec());
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE webhook_endpoints SET secret = ?2 WHERE id = ?1",
+                params![id, secret],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
 }
