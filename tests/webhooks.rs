@@ -16,6 +16,7 @@ backend_tests!(
     custom_headers_are_added_and_credentials_hidden,
     bad_input_is_refused_naming_the_problem,
     read_only_keys_read_and_other_businesses_see_nothing,
+    the_openapi_document_describes_the_webhook_routes,
 );
 
 async fn create(server: &TestServer, body: Value) -> Value {
@@ -457,4 +458,49 @@ async fn read_only_keys_read_and_other_businesses_see_nothing(server: TestServer
     );
     let anonymous = server.client.get(format!("{}/webhooks", server.url));
     assert_eq!(anonymous.send().await.unwrap().status(), 401);
+}
+
+async fn the_openapi_document_describes_the_webhook_routes(server: TestServer) {
+    let doc = server.call(Method::GET, "/openapi.json", "", None).await;
+    doc.expect(200);
+    let paths = &doc.json["paths"];
+    for (path, method, statuses) in [
+        ("/webhooks", "post", &["201", "400", "401", "403"][..]),
+        ("/webhooks", "get", &["200", "400", "401", "422"]),
+        ("/webhooks/{id}", "get", &["200", "404"]),
+        ("/webhooks/{id}", "patch", &["200", "400", "403", "404"]),
+        ("/webhooks/{id}", "delete", &["204", "403", "404"]),
+        ("/webhooks/{id}/secret", "get", &["200", "403", "404"]),
+        ("/webhooks/{id}/headers", "get", &["200", "404"]),
+        (
+            "/webhooks/{id}/headers",
+            "patch",
+            &["204", "400", "403", "404"],
+        ),
+    ] {
+        let responses = &paths[path][method]["responses"];
+        for status in statuses {
+            assert!(
+                responses.get(status).is_some(),
+                "{method} {path}: no {status}"
+            );
+        }
+    }
+    let details = &doc.json["components"]["schemas"]["WebhookDetails"];
+    let required = details["required"].as_array().unwrap();
+    for field in [
+        "id",
+        "url",
+        "description",
+        "disabled",
+        "filter_types",
+        "metadata",
+        "rate_limit",
+    ] {
+        assert!(required.contains(&json!(field)), "WebhookDetails.{field}");
+    }
+    let url = &doc.json["components"]["schemas"]["WebhookUrl"];
+    assert_eq!(url["maxLength"], 2048, "{url}");
+    let types = &doc.json["components"]["schemas"]["FilterTypes"];
+    assert_eq!(types["uniqueItems"], true, "{types}");
 }
