@@ -110,6 +110,28 @@ async fn an_endpoint_is_created_read_changed_and_deleted(server: TestServer) {
     )
     .await;
     assert_eq!(first, again);
+    let other = server
+        .post(
+            "/webhooks",
+            json!({"url": "https://example.com/b", "idempotency_key": "once"}),
+        )
+        .await;
+    assert_eq!(other.expect(409).json["code"], "CONFLICT");
+    assert_eq!(other.header("x-should-retry"), Some("false"));
+    let listed = server.get("/webhooks?limit=100").await;
+    let urls: Vec<&Value> = listed.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["url"])
+        .collect();
+    assert_eq!(
+        urls.iter()
+            .filter(|u| **u == "https://example.com/a")
+            .count(),
+        1
+    );
+    assert!(!urls.iter().any(|u| *u == "https://example.com/b"));
 
     let deleted = server
         .call(

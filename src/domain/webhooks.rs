@@ -420,6 +420,9 @@ pub struct Endpoint {
     pub rate_limit: Option<RateLimit>,
     pub secret: Vec<u8>,
     pub idempotency_key: Option<String>,
+    /// With an idempotency key, [`Endpoint::request_digest`] of the request that created
+    /// it; empty without one.
+    pub idempotency_digest: Vec<u8>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -431,6 +434,24 @@ impl std::fmt::Debug for Endpoint {
             .field("business_id", &self.business_id)
             .field("url", &self.url)
             .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// A digest of what a create request asked for, which a repeat with the same
+    /// idempotency key must ask for again.
+    pub fn request_digest(&self) -> Vec<u8> {
+        use sha2::Digest;
+        let asked = serde_json::json!([
+            self.url,
+            self.description,
+            self.disabled,
+            self.filter_types,
+            self.headers,
+            self.metadata,
+            self.rate_limit,
+        ]);
+        sha2::Sha256::digest(asked.to_string().as_bytes()).to_vec()
     }
 }
 

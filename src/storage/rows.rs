@@ -306,8 +306,9 @@ pub fn webhook_endpoint(row: &impl Columns) -> Result<Endpoint> {
         },
         secret: row.bytes(9)?,
         idempotency_key: row.text_or_null(10)?,
-        created_at: timestamp(row.int(11)?)?,
-        updated_at: timestamp(row.int(12)?)?,
+        idempotency_digest: row.bytes(11)?,
+        created_at: timestamp(row.int(12)?)?,
+        updated_at: timestamp(row.int(13)?)?,
     })
 }
 

@@ -22,6 +22,7 @@ use crate::domain::webhooks::{
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer, bounded_integer};
 use crate::http::state::AppState;
+use crate::storage::StorageError;
 
 /// The most endpoints one page lists, and how many it lists unless asked.
 const MAX_LIMIT: u32 = 100;
@@ -51,8 +52,8 @@ pub struct CreateWebhook {
     #[serde(default)]
     #[schema(value_type = Option<RateLimit>)]
     rate_limit: Option<RateLimit>,
-    /// A repeated create with the same key creates nothing and answers the endpoint the
-    /// first one created.
+    /// A repeated create with the same key (and the same fields) creates nothing and
+    /// answers the endpoint the first one created; with other fields it is refused (409).
     #[serde(default)]
     #[schema(value_type = Option<IdempotencyKey>)]
     idempotency_key: Option<IdempotencyKey>,
@@ -103,6 +104,7 @@ fn webhook_not_found(id: &WebhookId) -> ApiError {
 #[utoipa::path(post, path = "/webhooks", tag = "Webhooks", request_body = CreateWebhook,
     responses(
         (status = 201, description = "The endpoint", body = WebhookView),
+        (status = 409, description = "The idempotency_key was used with a different request", body = ErrorBody),
         (status = 400, description = "Invalid input: a URL that is not http(s) or is over 2048 characters, an unknown event type, a bad header, an unknown field", body = ErrorBody),
         WriteErrors,
     ),
@@ -113,7 +115,7 @@ pub async fn create_webhook(
     JsonBody(request): JsonBody<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     let now = Timestamp::now();
-    let endpoint = Endpoint {
+    let mut endpoint = Endpoint {
         id: WebhookId::generate(),
         business_id: caller.business_id,
         url: request.url,
@@ -128,10 +130,21 @@ pub async fn create_webhook(
         rate_limit: request.rate_limit,
         secret: signing::seal(WebhookSecret::generate().bytes(), state.master_key.as_ref()),
         idempotency_key: request.idempotency_key.map(|k| k.into_string()),
+        idempotency_digest: Vec::new(),
         created_at: now,
         updated_at: now,
     };
-    let endpoint = state.store.create_webhook(&endpoint).await?;
+    if endpoint.idempotency_key.is_some() {
+        endpoint.idempotency_digest = endpoint.request_digest();
+    }
+    let endpoint = match state.store.create_webhook(&endpoint).await {
+        Err(StorageError::IdempotencyMismatch) => {
+            return Err(ApiError::Conflict(
+                "this idempotency_key was already used with a different request".into(),
+            ));
+        }
+        created => created?,
+    };
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
 

@@ -41,7 +41,7 @@ impl<'a> EndpointColumns<'a> {
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
         let e = self.endpoint;
         [
             &e.id,
@@ -55,6 +55,7 @@ impl<'a> EndpointColumns<'a> {
             &self.rate_limit,
             &e.secret,
             &e.idempotency_key,
+            &e.idempotency_digest,
             &self.created_at,
             &self.updated_at,
         ]
@@ -75,7 +76,7 @@ impl WebhookStore for PgStore {
             .change_one(
                 &format!(
                     "INSERT INTO webhook_endpoints ({WEBHOOK_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                      ON CONFLICT (business_id, idempotency_key) WHERE idempotency_key IS NOT NULL
                      DO NOTHING RETURNING id"
                 ),
@@ -97,6 +98,13 @@ impl WebhookStore for PgStore {
         .map(rows::webhook_endpoint)
         .transpose()?
         .ok_or_else(|| StorageError::Internal("an idempotent endpoint vanished".into()))
+        .and_then(|earlier| {
+            if earlier.idempotency_digest == endpoint.idempotency_digest {
+                Ok(earlier)
+            } else {
+                Err(StorageError::IdempotencyMismatch)
+            }
+        })
     }
 
     async fn webhook(&self, business_id: &BusinessId, id: &WebhookId) -> Result<Option<Endpoint>> {
@@ -153,7 +161,8 @@ impl WebhookStore for PgStore {
             tx.commit_with(
                 "UPDATE webhook_endpoints SET url = $3, description = $4, disabled = $5,
                      filter_types = $6, headers = $7, metadata = $8, rate_limit = $9, secret = $10,
-                     idempotency_key = $11, created_at = $12, updated_at = $13
+                     idempotency_key = $11, idempotency_digest = $12, created_at = $13,
+                     updated_at = $14
                  WHERE id = $1 AND business_id = $2",
                 &columns.params(),
             )

@@ -45,12 +45,13 @@ fn endpoint_by_id(
 fn write_endpoint(tx: &Connection, e: &Endpoint, insert: bool) -> Result<()> {
     let sql = if insert {
         "INSERT INTO webhook_endpoints (id, business_id, url, description, disabled, filter_types,
-             headers, metadata, rate_limit, secret, idempotency_key, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+             headers, metadata, rate_limit, secret, idempotency_key, idempotency_digest, created_at,
+             updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     } else {
         "UPDATE webhook_endpoints SET url = ?3, description = ?4, disabled = ?5,
              filter_types = ?6, headers = ?7, metadata = ?8, rate_limit = ?9, secret = ?10,
-             idempotency_key = ?11, created_at = ?12, updated_at = ?13
+             idempotency_key = ?11, idempotency_digest = ?12, created_at = ?13, updated_at = ?14
          WHERE id = ?1 AND business_id = ?2"
     };
     let types: Vec<&str> = e.filter_types.iter().map(|t| t.as_str()).collect();
@@ -68,12 +69,22 @@ fn write_endpoint(tx: &Connection, e: &Endpoint, insert: bool) -> Result<()> {
             e.rate_limit.map(|r| r.per_second()),
             e.secret,
             e.idempotency_key,
+            e.idempotency_digest,
             e.created_at.micros(),
             e.updated_at.micros(),
         ],
     )
     .map_err(internal)?;
     Ok(())
+}
+
+/// The endpoint an earlier create with the same idempotency key made, if it asked the same.
+fn replayed(earlier: Endpoint, asked: &Endpoint) -> Result<Endpoint> {
+    if earlier.idempotency_digest == asked.idempotency_digest {
+        Ok(earlier)
+    } else {
+        Err(StorageError::IdempotencyMismatch)
+    }
 }
 
 #[async_trait]
@@ -91,7 +102,7 @@ impl WebhookStore for SqliteStore {
                     params![endpoint.business_id, key],
                 )?;
                 if let Some(earlier) = earlier {
-                    return Ok(earlier);
+                    return replayed(earlier, &endpoint);
                 }
             }
             write_endpoint(tx, &endpoint, true)?;

@@ -13,6 +13,8 @@ CREATE TABLE webhook_endpoints (
     rate_limit      BIGINT,
     secret          BYTEA NOT NULL,
     idempotency_key TEXT,
+    -- A digest of the create request that used the idempotency key (empty without one).
+    idempotency_digest BYTEA NOT NULL,
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL
 );

@@ -13,6 +13,8 @@ CREATE TABLE webhook_endpoints (
     rate_limit      INTEGER,
     secret          BLOB NOT NULL,
     idempotency_key TEXT,
+    -- A digest of the create request that used the idempotency key (empty without one).
+    idempotency_digest BLOB NOT NULL,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
 ) STRICT;
