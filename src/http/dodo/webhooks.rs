@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::ids::{IdempotencyKey, LongText, WebhookId, shorten};
+use crate::domain::ids::{BusinessId, IdempotencyKey, LongText, WebhookId, shorten};
 use crate::domain::license::Change;
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::signing;
@@ -104,8 +104,8 @@ fn webhook_not_found(id: &WebhookId) -> ApiError {
 #[utoipa::path(post, path = "/webhooks", tag = "Webhooks", request_body = CreateWebhook,
     responses(
         (status = 201, description = "The endpoint", body = WebhookView),
-        (status = 409, description = "The idempotency_key was used with a different request", body = ErrorBody),
         (status = 400, description = "Invalid input: a URL that is not http(s) or is over 2048 characters, an unknown event type, a bad header, an unknown field", body = ErrorBody),
+        (status = 409, description = "The idempotency_key was used with a different request", body = ErrorBody),
         WriteErrors,
     ),
     security(("bearer" = [])))]
@@ -170,7 +170,7 @@ pub async fn get_webhook(
 
 async fn endpoint(
     state: &AppState,
-    business_id: &crate::domain::ids::BusinessId,
+    business_id: &BusinessId,
     id: &WebhookId,
 ) -> Result<Endpoint, ApiError> {
     state
@@ -323,7 +323,7 @@ pub async fn update_webhook(
 
 async fn patched(
     state: &AppState,
-    business_id: &crate::domain::ids::BusinessId,
+    business_id: &BusinessId,
     id: &WebhookId,
     patch: EndpointPatch,
 ) -> Result<Endpoint, ApiError> {
