@@ -321,7 +321,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let master_key = master_key()?;
     if master_key.is_none() {
         tracing::warn!(
-            "LICENSED_MASTER_KEY is not set: signing keys are stored unencrypted in the database"
+            "LICENSED_MASTER_KEY is not set: signing keys and webhook secrets are stored unencrypted in the database"
         );
     }
     keyring::prepare(store.as_ref(), master_key.as_ref()).await?;

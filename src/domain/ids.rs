@@ -235,34 +235,39 @@ pub struct WebUrl(String);
 
 impl WebUrl {
     pub const MAX_CHARS: usize = 2000;
-    /// The schema pattern of what [`WebUrl`]'s parse accepts, character for character.
-    const PATTERN: &str = "^https?://[^ \\u0000-\\u001F\\u007F-\\u009F]+$";
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
+/// The one rule for a web address a client gives: `http://` or `https://`, then something,
+/// with no spaces or control characters, at most `max` characters.
+pub fn check_web_url(text: &str, max: usize) -> Result<(), String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    let got = text.chars().count();
+    match rest {
+        _ if got > max => Err(InvalidText::TooLong { max, got }.to_string()),
+        Some(rest) if !rest.is_empty() && !rest.chars().any(|c| c == ' ' || c.is_control()) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "`{}` is not an http(s) URL without spaces",
+            shorten(text)
+        )),
+    }
+}
+
+/// The schema pattern of what [`check_web_url`] accepts, character for character.
+pub const WEB_URL_PATTERN: &str = "^https?://[^ \\u0000-\\u001F\\u007F-\\u009F]+$";
+
 impl<'de> Deserialize<'de> for WebUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let rest = text
-            .strip_prefix("https://")
-            .or_else(|| text.strip_prefix("http://"));
-        let got = text.chars().count();
-        match rest {
-            _ if got > Self::MAX_CHARS => Err(serde::de::Error::custom(InvalidText::TooLong {
-                max: Self::MAX_CHARS,
-                got,
-            })),
-            Some(rest) if !rest.is_empty() && !rest.chars().any(|c| c == ' ' || c.is_control()) => {
-                Ok(Self(text))
-            }
-            _ => Err(serde::de::Error::custom(format!(
-                "`{}` is not an http(s) URL without spaces",
-                shorten(&text)
-            ))),
-        }
+        check_web_url(&text, Self::MAX_CHARS).map_err(serde::de::Error::custom)?;
+        Ok(Self(text))
     }
 }
 
@@ -271,7 +276,7 @@ impl utoipa::PartialSchema for WebUrl {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .max_length(Some(Self::MAX_CHARS))
-            .pattern(Some(Self::PATTERN))
+            .pattern(Some(WEB_URL_PATTERN))
             .into()
     }
 }
@@ -352,6 +357,11 @@ record_id!(
     /// An API key's record (not its secret).
     ApiKeyId,
     "key"
+);
+record_id!(
+    /// A webhook endpoint.
+    WebhookId,
+    "wh"
 );
 record_id!(
     /// A signing key, which a signature names so that the verifier picks its key.

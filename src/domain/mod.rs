@@ -15,3 +15,4 @@ pub mod quantity;
 pub mod seats;
 pub mod signing;
 pub mod time;
+pub mod webhooks;

@@ -87,7 +87,7 @@ impl PublicKeyInfo {
     }
 }
 
-/// The 32-byte key that seals private keys at rest (`LICENSED_MASTER_KEY`, base64).
+/// The 32-byte key that seals private keys and webhook secrets at rest (`LICENSED_MASTER_KEY`, base64).
 #[derive(Clone)]
 pub struct MasterKey(Aes256Gcm);
 
@@ -102,11 +102,11 @@ pub enum MasterKeyError {
     #[error("LICENSED_MASTER_KEY must be 32 bytes in standard base64 (44 characters)")]
     Malformed,
     #[error(
-        "LICENSED_MASTER_KEY does not open the signing keys stored in this database: it is not the key they were sealed with"
+        "LICENSED_MASTER_KEY does not open the signing keys and webhook secrets stored in this database: it is not the key they were sealed with"
     )]
     Wrong,
     #[error(
-        "the signing keys in this database are sealed: set LICENSED_MASTER_KEY to the key they were sealed with"
+        "the signing keys and webhook secrets in this database are sealed: set LICENSED_MASTER_KEY to the key they were sealed with"
     )]
     Missing,
 }
@@ -126,11 +126,11 @@ impl MasterKey {
     }
 }
 
-/// A private key as stored, sealed when there is a master key.
-pub fn stored_private_key(key: &SigningKey, master: Option<&MasterKey>) -> Vec<u8> {
-    let secret = key.to_bytes();
+/// A 32-byte secret as stored, sealed when there is a master key: a signing key's private
+/// half, a webhook endpoint's secret.
+pub fn seal(secret: &[u8; 32], master: Option<&MasterKey>) -> Vec<u8> {
     match master {
-        None => [&[CLEAR][..], &secret].concat(),
+        None => [&[CLEAR][..], secret].concat(),
         Some(master) => {
             let mut nonce = [0u8; 12];
             OsRng.fill_bytes(&mut nonce);
@@ -144,16 +144,8 @@ pub fn stored_private_key(key: &SigningKey, master: Option<&MasterKey>) -> Vec<u
     }
 }
 
-/// Whether a stored private key is sealed.
-pub fn is_sealed(stored: &[u8]) -> bool {
-    stored.first() == Some(&SEALED)
-}
-
-/// A stored private key, opened with the master key if it is sealed.
-pub fn open_private_key(
-    stored: &[u8],
-    master: Option<&MasterKey>,
-) -> Result<SigningKey, MasterKeyError> {
+/// A secret [`seal`] stored, opened with the master key if it is sealed.
+pub fn open(stored: &[u8], master: Option<&MasterKey>) -> Result<[u8; 32], MasterKeyError> {
     let secret: Vec<u8> = match stored.split_first() {
         Some((&CLEAR, secret)) => secret.to_vec(),
         Some((&SEALED, rest)) if rest.len() > 12 => {
@@ -166,8 +158,25 @@ pub fn open_private_key(
         }
         _ => return Err(MasterKeyError::Wrong),
     };
-    let secret: [u8; 32] = secret.try_into().map_err(|_| MasterKeyError::Wrong)?;
-    Ok(SigningKey::from_bytes(&secret))
+    secret.try_into().map_err(|_| MasterKeyError::Wrong)
+}
+
+/// A private key as stored, sealed when there is a master key.
+pub fn stored_private_key(key: &SigningKey, master: Option<&MasterKey>) -> Vec<u8> {
+    seal(&key.to_bytes(), master)
+}
+
+/// Whether a stored private key is sealed.
+pub fn is_sealed(stored: &[u8]) -> bool {
+    stored.first() == Some(&SEALED)
+}
+
+/// A stored private key, opened with the master key if it is sealed.
+pub fn open_private_key(
+    stored: &[u8],
+    master: Option<&MasterKey>,
+) -> Result<SigningKey, MasterKeyError> {
+    Ok(SigningKey::from_bytes(&open(stored, master)?))
 }
 
 #[cfg(test)]

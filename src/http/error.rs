@@ -292,6 +292,7 @@ impl From<StorageError> for ApiError {
             }
             StorageError::KeyPatch(refusal) => refusal.into(),
             StorageError::Duplicate(what) => ApiError::Conflict(what),
+            StorageError::Invalid(why) => ApiError::BadRequest(why),
             StorageError::Unavailable(reason) => ApiError::Unavailable(reason),
             StorageError::OutcomeUnknown(reason) => ApiError::WriteOutcomeUnknown(reason),
             StorageError::Internal(reason) => ApiError::Internal(reason),

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::dodo::{
-    customers, instances, license_files, license_keys, products, public, signing_keys,
+    customers, instances, license_files, license_keys, products, public, signing_keys, webhooks,
 };
 use super::ops;
 use super::togai::{license_updates, quantity, usage};
@@ -50,6 +50,14 @@ use super::togai::{license_updates, quantity, usage};
         public::heartbeat,
         license_files::issue_own_license_file,
         signing_keys::list_signing_keys,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::update_webhook,
+        webhooks::delete_webhook,
+        webhooks::get_webhook_secret,
+        webhooks::get_webhook_headers,
+        webhooks::update_webhook_headers,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -63,6 +71,7 @@ use super::togai::{license_updates, quantity, usage};
         (name = "License keys", description = "Keys, their limits, expiry and activations"),
         (name = "Licenses (public)", description = "What an app calls with a key; no API key"),
         (name = "Signing keys", description = "The public keys that verify signed answers and license files"),
+        (name = "Webhooks", description = "Endpoints a business's events are delivered to, their secrets and custom headers"),
         (name = "Operations", description = "Health, readiness, metrics and this document"),
     )
 )]

@@ -15,6 +15,9 @@ pub const LIST_API_KEYS: &str = "SELECT k.id, b.name, k.read_only, k.created_at 
 
 pub const SIGNING_KEY_COLUMNS: &str =
     "id, business_id, public_key, private_key, active, created_at";
+pub const WEBHOOK_COLUMNS: &str = "id, business_id, url, description, disabled, filter_types, \
+     headers, metadata, rate_limit, secret, idempotency_key, idempotency_digest, created_at, \
+     updated_at";
 pub const CUSTOMER_COLUMNS: &str =
     "id, business_id, email, name, phone_number, metadata, created_at";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \

@@ -37,6 +37,9 @@ pub enum StorageError {
     /// A value that must be unique already exists.
     #[error("{0}")]
     Duplicate(String),
+    /// The change is refused by a rule of the record; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
     /// Anything else: a bug or a broken database. Never shown to clients.
     #[error("storage failure: {0}")]
     Internal(String),

@@ -1,5 +1,6 @@
 //! The signing keys as the server uses them: one active key for every business, private
-//! halves sealed under the master key when there is one, opened only to sign.
+//! halves sealed under the master key when there is one, opened only to sign. Webhook
+//! secrets are sealed under the same master key, and checked and sealed at start with them.
 
 use ed25519_dalek::VerifyingKey;
 
@@ -7,8 +8,8 @@ use super::error::StorageError;
 use super::store::{Store, StoredSigningKey};
 use crate::domain::ids::BusinessId;
 use crate::domain::signing::{
-    MasterKey, MasterKeyError, PublicKeyInfo, SigningKeyPair, is_sealed, open_private_key,
-    stored_private_key,
+    MasterKey, MasterKeyError, PublicKeyInfo, SigningKeyPair, is_sealed, open, open_private_key,
+    seal, stored_private_key,
 };
 use crate::domain::time::Timestamp;
 
@@ -21,8 +22,9 @@ pub enum KeyringError {
 }
 
 /// At start: gives every business without one a signing key, checks that the master key
-/// (or its absence) opens every stored private key, and seals those stored in clear when
-/// there is a master key now. A wrong or missing master key is an error naming it.
+/// (or its absence) opens every stored private key and webhook secret, and seals those
+/// stored in clear when there is a master key now. A wrong or missing master key is an
+/// error naming it.
 pub async fn prepare(store: &dyn Store, master: Option<&MasterKey>) -> Result<(), KeyringError> {
     for business in store.businesses_without_signing_key().await? {
         add(store, &business, master, true).await?;
@@ -32,6 +34,14 @@ pub async fn prepare(store: &dyn Store, master: Option<&MasterKey>) -> Result<()
         if master.is_some() && !is_sealed(&stored.private_key) {
             store
                 .reseal_signing_key(&stored.id, &stored_private_key(&key, master))
+                .await?;
+        }
+    }
+    for (id, stored) in store.webhook_secrets().await? {
+        let secret = open(&stored, master)?;
+        if master.is_some() && !is_sealed(&stored) {
+            store
+                .reseal_webhook_secret(&id, &seal(&secret, master))
                 .await?;
         }
     }

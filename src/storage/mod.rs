@@ -17,7 +17,7 @@ pub use error::{OpenError, Result, StorageError};
 pub use listing::{EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, PageRequest};
 pub use store::{
     AccountStore, Appended, HealthStore, KeyValidity, LedgerStore, LicenseStore, PoolUsage,
-    StorageOptions, Store, StoredSigningKey,
+    StorageOptions, Store, StoredSigningKey, WebhookStore,
 };
 
 /// Opens the database the URL names and applies its migrations.

@@ -7,7 +7,7 @@ use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product,
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
-    SigningKeyId,
+    SigningKeyId, WebhookId,
 };
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
@@ -15,6 +15,7 @@ use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::seats::{HeartbeatInterval, SeatBinding, seats_in};
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::{Endpoint, EventType, RateLimit, WebhookHeaders, WebhookUrl};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::ListedEntry;
 use crate::storage::store::{KeyValidity, StoredSigningKey};
@@ -275,6 +276,40 @@ fn metadata(text: &str) -> Result<Metadata> {
     serde_json::from_str(text)
         .map(Metadata::from_stored)
         .map_err(corrupt)
+}
+
+/// A webhook endpoint selected with
+/// [`WEBHOOK_COLUMNS`](crate::storage::columns::WEBHOOK_COLUMNS).
+pub fn webhook_endpoint(row: &impl Columns) -> Result<Endpoint> {
+    let types: Vec<String> = serde_json::from_str(&row.text(5)?).map_err(corrupt)?;
+    let filter_types = types
+        .iter()
+        .map(|t| EventType::parse(t).ok_or_else(|| corrupt(format!("event type `{t}`"))))
+        .collect::<Result<_>>()?;
+    Ok(Endpoint {
+        id: WebhookId::from(row.text(0)?),
+        business_id: BusinessId::from(row.text(1)?),
+        url: WebhookUrl::from_stored(row.text(2)?),
+        description: row.text(3)?,
+        disabled: row.flag(4)?,
+        filter_types,
+        headers: WebhookHeaders::from_stored(serde_json::from_str(&row.text(6)?).map_err(corrupt)?),
+        metadata: metadata(&row.text(7)?)?,
+        rate_limit: match row.int_or_null(8)? {
+            None => None,
+            Some(n) => Some(
+                u32::try_from(n)
+                    .ok()
+                    .and_then(RateLimit::new)
+                    .ok_or_else(|| corrupt(format!("rate limit {n}")))?,
+            ),
+        },
+        secret: row.bytes(9)?,
+        idempotency_key: row.text_or_null(10)?,
+        idempotency_digest: row.bytes(11)?,
+        created_at: timestamp(row.int(12)?)?,
+        updated_at: timestamp(row.int(13)?)?,
+    })
 }
 
 /// A stored value that does not decode: the database holds something the server never writes.

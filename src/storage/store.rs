@@ -10,13 +10,14 @@ use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, BusinessName, CustomerId, InstanceId, InstanceName, KeyString,
-    LicenseId, LicenseKeyId, ProductId, SigningKeyId,
+    LicenseId, LicenseKeyId, ProductId, SigningKeyId, WebhookId,
 };
 use crate::domain::license::{KeyPatch, KeyStatus};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::seats::Fingerprint;
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::{Endpoint, EndpointPatch};
 
 use super::error::Result;
 use super::listing::{KeyFilter, ListEntries, ListedEntry, PageRequest};
@@ -279,8 +280,39 @@ impl KeyValidity {
     }
 }
 
-pub trait Store: AccountStore + LedgerStore + LicenseStore + HealthStore {}
-impl<T: AccountStore + LedgerStore + LicenseStore + HealthStore> Store for T {}
+/// Webhook endpoints: where a business's events are delivered.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Adds the endpoint. One with an idempotency key that an endpoint of its business
+    /// already has adds nothing and answers that endpoint instead.
+    async fn create_webhook(&self, endpoint: &Endpoint) -> Result<Endpoint>;
+    async fn webhook(&self, business_id: &BusinessId, id: &WebhookId) -> Result<Option<Endpoint>>;
+    /// Up to `limit` endpoints, oldest first, after the one created at `after`'s instant
+    /// with `after`'s id (endpoints are ordered by creation, then id).
+    async fn list_webhooks(
+        &self,
+        business_id: &BusinessId,
+        after: Option<(Timestamp, &WebhookId)>,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>>;
+    /// Applies the patch under a lock on the endpoint; `Invalid` if the patch breaks a
+    /// rule of the endpoint as a whole (too many headers).
+    async fn update_webhook(
+        &self,
+        business_id: &BusinessId,
+        id: &WebhookId,
+        patch: EndpointPatch,
+    ) -> Result<Option<Endpoint>>;
+    /// Deletes the endpoint; false if the business has none with that id.
+    async fn delete_webhook(&self, business_id: &BusinessId, id: &WebhookId) -> Result<bool>;
+    /// Every endpoint's id and secret as stored, in every business.
+    async fn webhook_secrets(&self) -> Result<Vec<(WebhookId, Vec<u8>)>>;
+    /// Replaces how an endpoint's secret is stored (sealed under a master key).
+    async fn reseal_webhook_secret(&self, id: &WebhookId, secret: &[u8]) -> Result<()>;
+}
+
+pub trait Store: AccountStore + LedgerStore + LicenseStore + WebhookStore + HealthStore {}
+impl<T: AccountStore + LedgerStore + LicenseStore + WebhookStore + HealthStore> Store for T {}
 
 /// How to reach and use the database.
 #[derive(Debug, Clone)]

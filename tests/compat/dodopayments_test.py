@@ -149,7 +149,53 @@ def main():
 
     expect(dodopayments.AuthenticationError, lambda: client("lsk_wrong").customers.retrieve(customer.customer_id))
     expect(dodopayments.BadRequestError, lambda: api.customers.create(email="not-an-email", name="X"))
+    webhooks(api)
     print("dodopayments: all checks passed")
+
+
+def webhooks(api):
+    import base64
+
+    hook = api.webhooks.create(url="https://example.com/hook", description="ops",
+                               filter_types=["license_key.created", "license_update.created"],
+                               headers={"X-Env": "prod", "Authorization": "Bearer s3cret"},
+                               metadata={"team": "ops"}, rate_limit=10)
+    assert hook.id.startswith("wh_") and hook.url == "https://example.com/hook"
+    assert hook.description == "ops" and hook.disabled is False and hook.rate_limit == 10
+    assert hook.filter_types == ["license_key.created", "license_update.created"]
+    assert hook.metadata == {"team": "ops"}
+    assert api.webhooks.retrieve(hook.id) == hook
+    plain = api.webhooks.create(url="http://127.0.0.1:9/x")
+    assert plain.description == "" and plain.filter_types == [] and plain.rate_limit is None
+
+    updated = api.webhooks.update(hook.id, disabled=True, filter_types=[], rate_limit=None)
+    assert updated.disabled is True and updated.filter_types == [] and updated.rate_limit is None
+    assert updated.description == "ops" and updated.created_at == hook.created_at
+
+    # The client follows `iterator` until `done`: every endpoint once, oldest first.
+    assert [w.id for w in api.webhooks.list(limit=1)] == [hook.id, plain.id]
+    page = api.webhooks.list(limit=1)
+    assert page.done is False and page.iterator and len(page.data) == 1
+
+    secret = api.webhooks.retrieve_secret(hook.id).secret
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[len("whsec_"):])) == 32
+    expect(dodopayments.PermissionDeniedError, lambda: client(READ_ONLY_KEY).webhooks.retrieve_secret(hook.id))
+    expect(dodopayments.PermissionDeniedError, lambda: client(READ_ONLY_KEY).webhooks.delete(hook.id))
+    assert client(READ_ONLY_KEY).webhooks.retrieve(hook.id).id == hook.id
+
+    headers = api.webhooks.headers.retrieve(hook.id)
+    assert headers.headers == {"x-env": "prod"} and headers.sensitive == ["authorization"]
+    assert api.webhooks.headers.update(hook.id, headers={"X-Team": "ops"}) is None
+    assert api.webhooks.headers.retrieve(hook.id).headers == {"x-env": "prod", "x-team": "ops"}
+
+    bad = expect(dodopayments.BadRequestError, lambda: api.webhooks.create(url="ftp://example.com"))
+    assert "url" in bad.body["message"]
+    expect(dodopayments.BadRequestError,
+           lambda: api.webhooks.create(url="https://example.com", filter_types=["payment.succeeded"]))
+
+    assert api.webhooks.delete(plain.id) is None
+    expect(dodopayments.NotFoundError, lambda: api.webhooks.retrieve(plain.id))
+    assert [w.id for w in api.webhooks.list()] == [hook.id]
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ mod listing;
 pub mod products;
 pub mod public;
 pub mod signing_keys;
+pub mod webhooks;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -51,6 +52,21 @@ pub fn routes() -> Router<AppState> {
             get(instances::get_instance).patch(instances::rename_instance),
         )
         .route("/signing_keys", get(signing_keys::list_signing_keys))
+        .route(
+            "/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get_webhook)
+                .patch(webhooks::update_webhook)
+                .delete(webhooks::delete_webhook),
+        )
+        .route("/webhooks/{id}/secret", get(webhooks::get_webhook_secret))
+        .route(
+            "/webhooks/{id}/headers",
+            get(webhooks::get_webhook_headers).patch(webhooks::update_webhook_headers),
+        )
 }
 
 /// The public `/licenses/*` routes an app calls with a license key, whose answers are

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("migrations/0008_product_details.sql")),
     (9, include_str!("migrations/0009_seats.sql")),
     (10, include_str!("migrations/0010_signing_keys.sql")),
+    (11, include_str!("migrations/0011_webhook_endpoints.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

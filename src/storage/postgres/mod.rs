@@ -21,6 +21,7 @@ mod tests;
 mod tls;
 mod tx;
 mod values;
+mod webhooks;
 
 use deadpool_postgres::Pool;
 

@@ -8,7 +8,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::domain::auth::KeyDigest;
 use crate::domain::ids::{
-    ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId, SigningKeyId,
+    ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId, SigningKeyId, WebhookId,
 };
 use crate::domain::quantity::Quantity;
 use crate::storage::error::Result;
@@ -95,5 +95,6 @@ bind_as_text!(
     LicenseKeyId,
     InstanceId,
     ApiKeyId,
-    SigningKeyId
+    SigningKeyId,
+    WebhookId
 );

@@ -20,6 +20,7 @@ mod migrate;
 #[cfg(test)]
 mod tests;
 mod values;
+mod webhooks;
 mod writer;
 
 use std::path::PathBuf;

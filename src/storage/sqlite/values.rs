@@ -5,7 +5,7 @@ use rusqlite::Row;
 
 use crate::domain::auth::KeyDigest;
 use crate::domain::ids::{
-    ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId, SigningKeyId,
+    ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseKeyId, ProductId, SigningKeyId, WebhookId,
 };
 use crate::domain::quantity::Quantity;
 use crate::storage::error::Result;
@@ -83,5 +83,6 @@ bind_as_text!(
     LicenseKeyId,
     InstanceId,
     ApiKeyId,
-    SigningKeyId
+    SigningKeyId,
+    WebhookId
 );
