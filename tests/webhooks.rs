@@ -386,98 +386,54 @@ async fn bad_input_is_refused_naming_the_problem(server: TestServer) {
 async fn read_only_keys_read_and_other_businesses_see_nothing(server: TestServer) {
     let created = create(&server, json!({"url": "https://example.com/r"})).await;
     let id = created["id"].as_str().unwrap();
-    // A read-only key of the same business.
-    let reader = server.new_key("alpha", true).await;
-    let call = |method: Method, path: String, body: Option<Value>| {
-        let (server, reader) = (&server, reader.clone());
-        async move { server.call(method, &path, &reader, body).await }
-    };
-    call(Method::GET, format!("/webhooks/{id}"), None)
-        .await
-        .expect(200);
-    call(Method::GET, "/webhooks".into(), None)
-        .await
-        .expect(200);
-    call(Method::GET, format!("/webhooks/{id}/headers"), None)
-        .await
-        .expect(200);
-    call(Method::GET, format!("/webhooks/{id}/secret"), None)
-        .await
-        .expect(403);
-    call(
-        Method::POST,
-        "/webhooks".into(),
-        Some(json!({"url": "https://e.com"})),
-    )
-    .await
-    .expect(403);
-    call(
-        Method::PATCH,
-        format!("/webhooks/{id}"),
-        Some(json!({"disabled": true})),
-    )
-    .await
-    .expect(403);
-    call(
-        Method::PATCH,
-        format!("/webhooks/{id}/headers"),
-        Some(json!({"headers": {}})),
-    )
-    .await
-    .expect(403);
-    call(Method::DELETE, format!("/webhooks/{id}"), None)
-        .await
-        .expect(403);
-    assert_eq!(
-        server
-            .get(&format!("/webhooks/{id}"))
-            .await
-            .expect(200)
-            .json,
-        created
-    );
+    let one = format!("/webhooks/{id}");
+    let headers = format!("/webhooks/{id}/headers");
+    let secret = format!("/webhooks/{id}/secret");
+    let writes = [
+        (
+            Method::POST,
+            "/webhooks",
+            Some(json!({"url": "https://e.com"})),
+        ),
+        (Method::PATCH, &one, Some(json!({"disabled": true}))),
+        (
+            Method::PATCH,
+            &headers,
+            Some(json!({"headers": {"x-a": "b"}})),
+        ),
+        (Method::DELETE, &one, None),
+    ];
 
+    // A read-only key of the same business reads all but the secret, and writes nothing.
+    let reader = server.new_key("alpha", true).await;
+    for (path, status) in [
+        (&*one, 200),
+        ("/webhooks", 200),
+        (&headers, 200),
+        (&secret, 403),
+    ] {
+        let reply = server.call(Method::GET, path, &reader, None).await;
+        assert_eq!(reply.status, status, "GET {path}: {}", reply.text);
+    }
+    for (method, path, body) in writes.clone() {
+        let reply = server.call(method.clone(), path, &reader, body).await;
+        assert_eq!(reply.status, 403, "{method} {path}: {}", reply.text);
+    }
+    assert_eq!(server.get(&one).await.expect(200).json, created);
+
+    // Another business finds nothing, neither to read nor to change.
     let other = server.new_key("other", false).await;
-    let theirs = |method: Method, path: String, body: Option<Value>| {
-        let (server, other) = (&server, other.clone());
-        async move { server.call(method, &path, &other, body).await }
-    };
-    theirs(Method::GET, format!("/webhooks/{id}"), None)
-        .await
-        .expect(404);
-    theirs(Method::GET, format!("/webhooks/{id}/secret"), None)
-        .await
-        .expect(404);
-    theirs(Method::GET, format!("/webhooks/{id}/headers"), None)
-        .await
-        .expect(404);
-    theirs(
-        Method::PATCH,
-        format!("/webhooks/{id}"),
-        Some(json!({"disabled": true})),
-    )
-    .await
-    .expect(404);
-    theirs(
-        Method::PATCH,
-        format!("/webhooks/{id}/headers"),
-        Some(json!({"headers": {"x-a": "b"}})),
-    )
-    .await
-    .expect(404);
-    theirs(Method::DELETE, format!("/webhooks/{id}"), None)
-        .await
-        .expect(404);
-    let listed = theirs(Method::GET, "/webhooks".into(), None).await;
+    for path in [&one, &secret, &headers] {
+        let reply = server.call(Method::GET, path, &other, None).await;
+        assert_eq!(reply.status, 404, "GET {path}: {}", reply.text);
+    }
+    for (method, path, body) in writes.into_iter().skip(1) {
+        let reply = server.call(method.clone(), path, &other, body).await;
+        assert_eq!(reply.status, 404, "{method} {path}: {}", reply.text);
+    }
+    let listed = server.call(Method::GET, "/webhooks", &other, None).await;
     assert_eq!(listed.expect(200).json["data"], json!([]));
-    assert_eq!(
-        server
-            .get(&format!("/webhooks/{id}"))
-            .await
-            .expect(200)
-            .json,
-        created
-    );
+    assert_eq!(server.get(&one).await.expect(200).json, created);
     let anonymous = server.client.get(format!("{}/webhooks", server.url));
     assert_eq!(anonymous.send().await.unwrap().status(), 401);
 }
