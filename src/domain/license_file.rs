@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::catalog::{Customer, Instance, LicenseKey, Product};
 use super::license::KeyStatus;
 use super::signing::SigningKeyPair;
-use super::time::Timestamp;
+use super::time::{Timestamp, seconds_within};
 
 /// How long a file holds, in seconds: an hour to a year; a month when not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +45,7 @@ impl Default for FileTtl {
 
 impl<'de> Deserialize<'de> for FileTtl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seconds = u64::deserialize(deserializer)?;
-        u32::try_from(seconds)
-            .ok()
-            .and_then(Self::new)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "must be between {} and {} seconds, got {seconds}",
-                    Self::MIN_SECONDS,
-                    Self::MAX_SECONDS
-                ))
-            })
+        seconds_within(deserializer, Self::MIN_SECONDS, Self::MAX_SECONDS).map(Self)
     }
 }
 

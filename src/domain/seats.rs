@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ids::{AccountId, InvalidText, LicenseId, check_text};
 use super::quantity::Quantity;
-use super::time::Timestamp;
+use super::time::{Timestamp, seconds_within};
 
 /// How often an instance of a key must beat, in seconds: 1 s to 30 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,16 +36,7 @@ impl HeartbeatInterval {
 
 impl<'de> Deserialize<'de> for HeartbeatInterval {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seconds = u64::deserialize(deserializer)?;
-        u32::try_from(seconds)
-            .ok()
-            .and_then(Self::new)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "must be between 1 and {} seconds, got {seconds}",
-                    Self::MAX_SECONDS
-                ))
-            })
+        seconds_within(deserializer, 1, Self::MAX_SECONDS).map(Self)
     }
 }
 
