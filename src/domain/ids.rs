@@ -364,6 +364,12 @@ record_id!(
     "wh"
 );
 record_id!(
+    /// One event as delivered to webhook endpoints: the same on every attempt, and for
+    /// every endpoint the event is delivered to.
+    MessageId,
+    "msg"
+);
+record_id!(
     /// A signing key, which a signature names so that the verifier picks its key.
     SigningKeyId,
     "sk"

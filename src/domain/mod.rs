@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod entry;
+pub mod events;
 pub mod ids;
 pub mod ledger;
 pub mod license;
@@ -15,4 +16,5 @@ pub mod quantity;
 pub mod seats;
 pub mod signing;
 pub mod time;
+pub mod views;
 pub mod webhooks;

@@ -2,50 +2,15 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::listing::{Items, Paging};
-use crate::domain::catalog::Instance;
 use crate::domain::ids::{InstanceId, InstanceName, LicenseKeyId, shorten};
-use crate::domain::time::Timestamp;
+use crate::domain::views::InstanceView;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
 use crate::http::state::AppState;
-
-/// Dodo's `LicenseKeyInstance`.
-#[derive(Serialize, ToSchema)]
-#[schema(as = LicenseKeyInstance)]
-pub struct InstanceView {
-    id: String,
-    business_id: String,
-    created_at: Timestamp,
-    license_key_id: String,
-    name: String,
-    #[schema(required = true)]
-    fingerprint: Option<String>,
-    /// Null when the key has no heartbeat interval.
-    #[schema(required = true)]
-    last_heartbeat_at: Option<Timestamp>,
-    /// When the instance dies unless it beats again; null without a heartbeat interval.
-    #[schema(required = true)]
-    heartbeat_expires_at: Option<Timestamp>,
-}
-
-impl From<Instance> for InstanceView {
-    fn from(i: Instance) -> Self {
-        Self {
-            id: i.id.into_string(),
-            business_id: i.business_id.into_string(),
-            created_at: i.created_at,
-            license_key_id: i.license_key_id.into_string(),
-            name: i.name,
-            fingerprint: i.fingerprint,
-            last_heartbeat_at: i.last_heartbeat_at,
-            heartbeat_expires_at: i.heartbeat_expires_at,
-        }
-    }
-}
 
 fn instance_not_found(id: &InstanceId) -> ApiError {
     ApiError::NotFound(format!(

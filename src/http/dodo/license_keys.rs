@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::checks::checked_limit;
@@ -17,6 +17,7 @@ use crate::domain::ids::{CustomerId, KeyString, LicenseKeyId, ProductId, Resourc
 use crate::domain::license::{Change, KeyPatch, KeyStatus, PatchError, check_expiry, generate_key};
 use crate::domain::seats::{HeartbeatInterval, SeatBinding};
 use crate::domain::time::Timestamp;
+use crate::domain::views::LicenseKeyView;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
 use crate::http::state::AppState;
@@ -49,58 +50,6 @@ pub struct CreateLicenseKey {
     /// Binds the key's limit to a ledger pair's quantity (not with `activations_limit`).
     #[serde(default)]
     seats: Option<SeatBinding>,
-}
-
-/// Dodo's `LicenseKey`.
-#[derive(Serialize, ToSchema)]
-#[schema(as = LicenseKey)]
-pub struct LicenseKeyView {
-    id: String,
-    brand_id: String,
-    business_id: String,
-    created_at: Timestamp,
-    customer_id: String,
-    instances_count: u32,
-    key: String,
-    product_id: String,
-    source: KeySource,
-    status: KeyStatus,
-    #[schema(required = true)]
-    activations_limit: Option<u32>,
-    #[schema(required = true)]
-    expires_at: Option<Timestamp>,
-    #[schema(required = true)]
-    payment_id: Option<String>,
-    #[schema(required = true)]
-    subscription_id: Option<String>,
-    #[schema(required = true)]
-    heartbeat_interval: Option<HeartbeatInterval>,
-    /// The ledger pair whose quantity is the limit; null when the key is not bound.
-    #[schema(required = true)]
-    seats: Option<SeatBinding>,
-}
-
-impl LicenseKeyView {
-    fn new(k: LicenseKey, brand_id: String) -> Self {
-        Self {
-            status: k.state().status(Timestamp::now()),
-            id: k.id.into_string(),
-            brand_id,
-            business_id: k.business_id.into_string(),
-            created_at: k.created_at,
-            customer_id: k.customer_id.into_string(),
-            instances_count: k.instances_count,
-            key: k.key,
-            product_id: k.product_id.into_string(),
-            source: k.source,
-            activations_limit: k.activations_limit,
-            expires_at: k.expires_at,
-            payment_id: k.payment_id,
-            subscription_id: k.subscription_id,
-            heartbeat_interval: k.heartbeat_interval,
-            seats: k.seats,
-        }
-    }
 }
 
 /// Issues a license key to a customer: imported if `key` is given, else generated.
@@ -184,7 +133,11 @@ pub async fn create_license_key(
     };
     Ok((
         StatusCode::CREATED,
-        Json(LicenseKeyView::new(license, caller.brand_id)),
+        Json(LicenseKeyView::at(
+            license,
+            caller.brand_id,
+            Timestamp::now(),
+        )),
     ))
 }
 
@@ -228,7 +181,7 @@ pub async fn get_license_key(
         .store
         .license_key(&caller.business_id, &id)
         .await?
-        .map(|k| Json(LicenseKeyView::new(k, caller.brand_id)))
+        .map(|k| Json(LicenseKeyView::at(k, caller.brand_id, Timestamp::now())))
         .ok_or(ApiError::LicenseKeyNotFound)
 }
 
@@ -311,7 +264,7 @@ pub async fn list_license_keys(
     Ok(Json(Items {
         items: keys
             .into_iter()
-            .map(|k| LicenseKeyView::new(k, caller.brand_id.clone()))
+            .map(|k| LicenseKeyView::at(k, caller.brand_id.clone(), Timestamp::now()))
             .collect(),
     }))
 }
@@ -375,6 +328,6 @@ pub async fn update_license_key(
         .store
         .update_license_key(&caller.business_id, &id, patch)
         .await?
-        .map(|k| Json(LicenseKeyView::new(k, caller.brand_id)))
+        .map(|k| Json(LicenseKeyView::at(k, caller.brand_id, Timestamp::now())))
         .ok_or(ApiError::LicenseKeyNotFound)
 }

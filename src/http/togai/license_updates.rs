@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::params::{instant_param, text_param};
-use crate::domain::entry::{LedgerEntry, NewEntry};
+use crate::domain::entry::NewEntry;
 use crate::domain::ids::{AccountId, IdempotencyKey, LicenseId, shorten};
 use crate::domain::ledger::UpdateType;
 use crate::domain::metadata::{Metadata, metadata_schema, optional_metadata_schema};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::domain::views::LicenseUpdateResponse;
 use crate::http::error::{ApiError, LedgerReadErrors, LedgerWriteErrors, MessageBody};
 use crate::http::extract::{
     Checked, JsonBody, PathParam, Query, Reader, ToWrite, Writer, bounded_integer,
@@ -127,37 +128,6 @@ pub struct LicenseUpdatesPage {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 500)]
     next_token: Option<String>,
-}
-
-/// An entry in the ledger, shaped exactly as the Togai `LicenseUpdateResponse`.
-// `deny_unknown_fields` and `default` change nothing when serializing; utoipa reads them
-// into the schema (no additional properties; `metadata` optional), as Togai's says.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(as = LicenseUpdateResponse)]
-pub struct LicenseUpdateResponse {
-    license_id: LicenseId,
-    account_id: AccountId,
-    /// The entry's absolute quantity under the current ledger.
-    quantity: Quantity,
-    effective_from: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata>,
-    /// When the entry arrived.
-    created_at: Timestamp,
-}
-
-impl From<LedgerEntry> for LicenseUpdateResponse {
-    fn from(entry: LedgerEntry) -> Self {
-        LicenseUpdateResponse {
-            license_id: entry.license_id,
-            account_id: entry.account_id,
-            quantity: entry.quantity,
-            effective_from: entry.effective_from,
-            metadata: entry.metadata,
-            created_at: entry.created_at,
-        }
-    }
 }
 
 /// Where a page ends, signed into `nextToken` with the filters and sort it belongs to.
