@@ -505,6 +505,26 @@ pub fn normalized(mut types: Vec<EventType>) -> Vec<EventType> {
     types
 }
 
+/// Standard Webhooks' signature of one attempt: `v1,` and the base64 of HMAC-SHA256 over
+/// "<msg_id>.<timestamp>.<body>" keyed with the secret's bytes.
+pub fn signature(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    signature_with_key(secret.bytes(), msg_id, timestamp, body)
+}
+
+/// [`signature`] with a key of any length, so the specification's test vector (whose
+/// secret is 24 bytes, not the 32 of a [`WebhookSecret`]) checks the same code.
+fn signature_with_key(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(msg_id.as_bytes());
+    mac.update(b".");
+    mac.update(itoa::Buffer::new().format(timestamp).as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,6 +600,44 @@ mod tests {
                 EventType::LicenseKeyCreated,
                 EventType::LicenseUpdateCreated
             ]
+        );
+    }
+
+    /// The test vector every Standard Webhooks reference library checks (e.g. `TestWebhookSign`
+    /// in libraries/go/webhook_test.go of standard-webhooks/standard-webhooks).
+    #[test]
+    fn signatures_match_the_standard_webhooks_test_vector() {
+        let key = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let signed = signature_with_key(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(signed, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn signatures_are_keyed_with_the_secrets_bytes() {
+        let secret = WebhookSecret::from_bytes([7; 32]);
+        let signed = signature(&secret, "msg_1", 1_700_000_000, b"{}");
+        assert_eq!(
+            signed,
+            signature_with_key(&[7; 32], "msg_1", 1_700_000_000, b"{}")
+        );
+        assert_ne!(
+            signed,
+            signature(&secret, "msg_1", 1_700_000_001, b"{}"),
+            "the timestamp is signed"
+        );
+        assert_ne!(
+            signed,
+            signature(
+                &WebhookSecret::from_bytes([8; 32]),
+                "msg_1",
+                1_700_000_000,
+                b"{}"
+            )
         );
     }
 }
