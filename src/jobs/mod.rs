@@ -1,3 +1,4 @@
 //! Work every `serve` process does in the background, beside the requests it answers.
 
+pub mod delivery;
 pub mod sweeper;
