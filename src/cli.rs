@@ -13,9 +13,11 @@ use licensed_verify::{LicenseFile, PublicKey};
 use tokio::net::TcpListener;
 
 use crate::domain::auth::ApiKeySecret;
+use crate::domain::delivery::RetrySchedule;
 use crate::domain::ids::{ApiKeyId, BusinessName};
 use crate::domain::signing::MasterKey;
 use crate::http::{self, AppState, ServerSettings};
+use crate::jobs::dispatcher::DispatchOptions;
 use crate::storage::keyring::{self, KeyringError};
 use crate::storage::{self, OpenError, StorageOptions, Store};
 
@@ -137,6 +139,21 @@ struct ServeArgs {
     /// reach the server except through that proxy, since a client could write the header.
     #[arg(long, env = "LICENSED_CLIENT_IP_HEADER")]
     client_ip_header: Option<HeaderName>,
+    /// Refuse webhook deliveries to loopback, private, link-local and unique-local
+    /// addresses, checked on the address connected to (for untrusted tenants).
+    #[arg(long, env = "LICENSED_WEBHOOK_DENY_PRIVATE")]
+    webhook_deny_private: bool,
+    /// The waits between a webhook message's attempts; the message fails when they are
+    /// used up. Shorten it to watch retries happen (in tests, say).
+    #[arg(long, env = "LICENSED_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h",
+          value_parser = RetrySchedule::parse)]
+    webhook_retry_schedule: RetrySchedule,
+    /// How long a process holds an endpoint's deliveries without renewing its claim; a
+    /// killed process's endpoints are taken over once it ends. Attempts time out after
+    /// 15 s or a third of it, whichever is less.
+    #[arg(long, env = "LICENSED_WEBHOOK_LEASE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    webhook_lease_seconds: u64,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -332,8 +349,15 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
         client_ip_header: args.client_ip_header,
         master_key,
+        webhooks: DispatchOptions {
+            schedule: args.webhook_retry_schedule,
+            deny_private: args.webhook_deny_private,
+            lease: Duration::from_secs(args.webhook_lease_seconds),
+        },
     };
-    let state = AppState::new(store, &settings).await?;
+    let state = AppState::new(store, &settings)
+        .await
+        .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
     if let Some(metrics) = metrics {
         let bound = metrics
             .local_addr()

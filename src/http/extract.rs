@@ -169,13 +169,37 @@ impl<S: Send + Sync, T: From<String>> FromRequestParts<S> for PathParam<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Self(T::from(value))),
-            Err(rejection) if rejection.status().is_client_error() => Err(ApiError::BadRequest(
-                format!("the URL's path cannot be read: {}", rejection.body_text()),
-            )),
-            Err(rejection) => Err(ApiError::Internal(rejection.body_text())),
-        }
+        let axum::extract::Path(value) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(path_error)?;
+        Ok(Self(T::from(value)))
+    }
+}
+
+/// A route's two path parameters, as text, read as [`PathParam`] reads one.
+pub struct PathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path((first, second)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(path_error)?;
+        Ok(Self(first, second))
+    }
+}
+
+fn path_error(rejection: axum::extract::rejection::PathRejection) -> ApiError {
+    if rejection.status().is_client_error() {
+        ApiError::BadRequest(format!(
+            "the URL's path cannot be read: {}",
+            rejection.body_text()
+        ))
+    } else {
+        ApiError::Internal(rejection.body_text())
     }
 }
 

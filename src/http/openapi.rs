@@ -11,7 +11,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::dodo::{
-    customers, instances, license_files, license_keys, products, public, signing_keys, webhooks,
+    customers, instances, license_files, license_keys, products, public, signing_keys,
+    webhook_messages, webhooks,
 };
 use super::ops;
 use super::togai::{license_updates, quantity, usage};
@@ -58,6 +59,8 @@ use super::togai::{license_updates, quantity, usage};
         webhooks::get_webhook_secret,
         webhooks::get_webhook_headers,
         webhooks::update_webhook_headers,
+        webhook_messages::list_messages,
+        webhook_messages::retry_message,
         ops::healthz,
         ops::readyz,
         ops::metrics,

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,6 +19,8 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
+use crate::domain::time::Timestamp;
+use crate::jobs::dispatcher::DELIVERIES;
 
 #[derive(Serialize, ToSchema)]
 pub struct Status {
@@ -43,7 +46,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
     Ok(Json(Status { status: "ready" }))
 }
 
-/// Prometheus text: requests by route and status, latency, database connections.
+/// Prometheus text: requests by route and status, latency, database connections, webhook
+/// attempts by result (`webhook_deliveries_total`: delivered, retrying, failed) and the
+/// age of the oldest message not yet delivered.
 #[utoipa::path(get, path = "/metrics", tag = "Operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -53,6 +58,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("db_connections", "state" => "idle").set(usage.idle as f64);
     metrics::gauge!("db_connections", "state" => "in_use").set(usage.in_use() as f64);
     metrics::gauge!("db_connections", "state" => "shared").set(usage.shared as f64);
+    let deliveries = &DELIVERIES;
+    for (result, count) in [
+        ("delivered", &deliveries.delivered),
+        ("retrying", &deliveries.retrying),
+        ("failed", &deliveries.failed),
+    ] {
+        metrics::counter!("webhook_deliveries_total", "result" => result)
+            .absolute(count.load(Ordering::Relaxed));
+    }
+    // Unknown while the database does not answer: the gauge keeps its last value.
+    if let Ok(oldest) = state.store.oldest_undelivered().await {
+        let age = oldest.map_or(0.0, |at| {
+            (Timestamp::now().micros() - at.micros()).max(0) as f64 / 1e6
+        });
+        metrics::gauge!("webhook_oldest_undelivered_seconds").set(age);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         recorder.render(),

@@ -10,6 +10,7 @@ use super::page_token::TokenSigner;
 use super::rate_limit::RateLimits;
 use super::signing::Signers;
 use crate::domain::signing::MasterKey;
+use crate::jobs::dispatcher::{self, DispatchOptions};
 use crate::storage::Store;
 
 /// What every handler can reach.
@@ -23,6 +24,8 @@ pub struct AppState {
     /// The active signing keys, opened.
     pub(super) signers: Signers,
     pub(super) request_timeout: Duration,
+    /// How many attempts a webhook message gets (a retried one gets the last of them).
+    pub(super) webhook_attempts: u32,
 }
 
 /// How the server behaves, beyond where it listens and which database it uses.
@@ -42,6 +45,8 @@ pub struct ServerSettings {
     pub client_ip_header: Option<HeaderName>,
     /// Seals and opens the signing keys' private halves (`LICENSED_MASTER_KEY`).
     pub master_key: Option<MasterKey>,
+    /// How webhooks are delivered.
+    pub webhooks: DispatchOptions,
 }
 
 impl Default for ServerSettings {
@@ -53,15 +58,13 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(30),
             client_ip_header: None,
             master_key: None,
+            webhooks: DispatchOptions::default(),
         }
     }
 }
 
 impl AppState {
-    pub async fn new(
-        store: Arc<dyn Store>,
-        settings: &ServerSettings,
-    ) -> Result<Self, crate::storage::StorageError> {
+    pub async fn new(store: Arc<dyn Store>, settings: &ServerSettings) -> anyhow::Result<Self> {
         let tokens = TokenSigner::new(store.token_secret().await?);
         let limits = RateLimits::new(
             settings.public_rate_limit,
@@ -70,6 +73,11 @@ impl AppState {
         );
         limits.spawn_cleanup();
         crate::jobs::sweeper::spawn(Arc::downgrade(&store));
+        dispatcher::spawn(
+            Arc::downgrade(&store),
+            settings.master_key.clone(),
+            settings.webhooks.clone(),
+        )?;
         Ok(Self {
             store,
             tokens,
@@ -77,6 +85,7 @@ impl AppState {
             master_key: settings.master_key.clone(),
             signers: Signers::default(),
             request_timeout: settings.request_timeout,
+            webhook_attempts: settings.webhooks.schedule.attempts(),
         })
     }
 }

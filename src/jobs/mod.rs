@@ -1,4 +1,5 @@
 //! Work every `serve` process does in the background, beside the requests it answers.
 
 pub mod delivery;
+pub mod dispatcher;
 pub mod sweeper;

@@ -18,6 +18,9 @@ pub const SIGNING_KEY_COLUMNS: &str =
 pub const WEBHOOK_COLUMNS: &str = "id, business_id, url, description, disabled, filter_types, \
      headers, metadata, rate_limit, secret, idempotency_key, idempotency_digest, created_at, \
      updated_at";
+/// A webhook message, decoded by [`rows::message`](crate::storage::rows::message).
+pub const MESSAGE_COLUMNS: &str =
+    "id, endpoint_id, event_type, body, created_at, status, tries, next_attempt_at, attempts";
 pub const CUSTOMER_COLUMNS: &str =
     "id, business_id, email, name, phone_number, metadata, created_at";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \

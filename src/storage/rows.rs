@@ -4,10 +4,11 @@
 
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product, ProductDetails};
+use crate::domain::delivery::{Message, MessageStatus};
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{
-    AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, ProductId,
-    SigningKeyId, WebhookId,
+    AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, MessageId,
+    ProductId, SigningKeyId, WebhookId,
 };
 use crate::domain::ledger::{StoredEntry, UpdateType};
 use crate::domain::license::KeyDuration;
@@ -319,4 +320,23 @@ pub fn corrupt(error: impl std::fmt::Display) -> StorageError {
 
 fn count(value: i64) -> Result<u32> {
     u32::try_from(value).map_err(corrupt)
+}
+
+/// A webhook message selected with [`MESSAGE_COLUMNS`](crate::storage::columns::MESSAGE_COLUMNS).
+pub fn message(row: &impl Columns) -> Result<Message> {
+    let event_type = row.text(2)?;
+    let status = row.text(5)?;
+    Ok(Message {
+        id: MessageId::from(row.text(0)?),
+        endpoint_id: WebhookId::from(row.text(1)?),
+        event_type: EventType::parse(&event_type)
+            .ok_or_else(|| corrupt(format!("event type `{event_type}`")))?,
+        body: row.text(3)?,
+        created_at: timestamp(row.int(4)?)?,
+        status: MessageStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("message status `{status}`")))?,
+        tries: u32::try_from(row.int(6)?).map_err(corrupt)?,
+        next_attempt_at: row.int_or_null(7)?.map(timestamp).transpose()?,
+        attempts: serde_json::from_str(&row.text(8)?).map_err(corrupt)?,
+    })
 }

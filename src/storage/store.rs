@@ -7,10 +7,11 @@ use async_trait::async_trait;
 
 use crate::domain::auth::{ApiKeyInfo, Caller, KeyDigest, Principal};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::delivery::{Message, MessageStatus, Outcome};
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, BusinessName, CustomerId, InstanceId, InstanceName, KeyString,
-    LicenseId, LicenseKeyId, ProductId, SigningKeyId, WebhookId,
+    LicenseId, LicenseKeyId, MessageId, ProductId, SigningKeyId, WebhookId,
 };
 use crate::domain::license::{KeyPatch, KeyStatus};
 use crate::domain::metadata::Metadata;
@@ -189,8 +190,9 @@ pub trait LicenseStore: Send + Sync {
         patch: ProductPatch,
     ) -> Result<Option<Product>>;
 
-    /// Fails with `Duplicate` if the key string exists in any business.
-    async fn create_license_key(&self, key: &LicenseKey) -> Result<()>;
+    /// Fails with `Duplicate` if the key string exists in any business. `brand_id` is
+    /// the business's brand, which the key's event names.
+    async fn create_license_key(&self, key: &LicenseKey, brand_id: &str) -> Result<()>;
     async fn license_key(
         &self,
         business_id: &BusinessId,
@@ -211,6 +213,7 @@ pub trait LicenseStore: Send + Sync {
         business_id: &BusinessId,
         id: &LicenseKeyId,
         patch: KeyPatch,
+        brand_id: &str,
     ) -> Result<Option<LicenseKey>>;
 
     async fn instance(&self, business_id: &BusinessId, id: &InstanceId)
@@ -311,8 +314,71 @@ pub trait WebhookStore: Send + Sync {
     async fn reseal_webhook_secret(&self, id: &WebhookId, secret: &[u8]) -> Result<()>;
 }
 
-pub trait Store: AccountStore + LedgerStore + LicenseStore + WebhookStore + HealthStore {}
-impl<T: AccountStore + LedgerStore + LicenseStore + WebhookStore + HealthStore> Store for T {}
+/// The outbox: the messages each change recorded for its business's endpoints, and the
+/// leases that let one process at a time deliver an endpoint's messages, in order.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Leases to `owner`, until `until`, up to `limit` enabled endpoints that have a
+    /// message due at `now` and no unexpired lease of another owner.
+    async fn lease_endpoints(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>>;
+    /// Up to `limit` of the endpoint's messages due at `now`, oldest first, and the lease
+    /// renewed until `until`; `None` if `owner` no longer holds the lease.
+    async fn due_messages(
+        &self,
+        endpoint: &WebhookId,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Option<Vec<Message>>>;
+    /// Records what attempts got; `disable` turns the endpoint off (it answered 410).
+    async fn record_attempts(
+        &self,
+        endpoint: &WebhookId,
+        outcomes: &[Outcome],
+        disable: bool,
+    ) -> Result<()>;
+    /// Gives up `owner`'s lease on the endpoint.
+    async fn release_endpoint(&self, endpoint: &WebhookId, owner: &str) -> Result<()>;
+    /// The endpoint's most recent messages, newest first, with that status if given.
+    async fn messages(
+        &self,
+        business_id: &BusinessId,
+        endpoint: &WebhookId,
+        status: Option<MessageStatus>,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+    /// Makes the message due at `now`. A delivered or failed one gets one more attempt;
+    /// a pending one keeps its place in its schedule (`attempts`: how many the schedule
+    /// gives). `None` if there is no such message.
+    async fn retry_message(
+        &self,
+        business_id: &BusinessId,
+        endpoint: &WebhookId,
+        id: &MessageId,
+        now: Timestamp,
+        attempts: u32,
+    ) -> Result<Option<Message>>;
+    /// When the oldest message still pending for an enabled endpoint was recorded.
+    async fn oldest_undelivered(&self) -> Result<Option<Timestamp>>;
+    /// Deletes delivered and failed messages recorded before `before`; how many.
+    async fn forget_messages(&self, before: Timestamp) -> Result<u64>;
+}
+
+pub trait Store:
+    AccountStore + LedgerStore + LicenseStore + WebhookStore + OutboxStore + HealthStore
+{
+}
+impl<T: AccountStore + LedgerStore + LicenseStore + WebhookStore + OutboxStore + HealthStore> Store
+    for T
+{
+}
 
 /// How to reach and use the database.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 pub mod node;
 pub mod process;
 pub mod python;
+pub mod receiver;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -121,7 +121,10 @@ pub async fn create_license_key(
         seats: request.seats,
         created_at: now,
     };
-    state.store.create_license_key(&license).await?;
+    state
+        .store
+        .create_license_key(&license, &caller.brand_id)
+        .await?;
     // A bound key answers its figure now, as every read of it does.
     let license = match license.seats {
         None => license,
@@ -326,7 +329,7 @@ pub async fn update_license_key(
     }
     state
         .store
-        .update_license_key(&caller.business_id, &id, patch)
+        .update_license_key(&caller.business_id, &id, patch, &caller.brand_id)
         .await?
         .map(|k| Json(LicenseKeyView::at(k, caller.brand_id, Timestamp::now())))
         .ok_or(ApiError::LicenseKeyNotFound)

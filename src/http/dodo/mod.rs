@@ -11,6 +11,7 @@ mod listing;
 pub mod products;
 pub mod public;
 pub mod signing_keys;
+pub mod webhook_messages;
 pub mod webhooks;
 
 use axum::Router;
@@ -66,6 +67,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/webhooks/{id}/headers",
             get(webhooks::get_webhook_headers).patch(webhooks::update_webhook_headers),
+        )
+        .route(
+            "/webhooks/{id}/messages",
+            get(webhook_messages::list_messages),
+        )
+        .route(
+            "/webhooks/{id}/messages/{msg_id}/retry",
+            post(webhook_messages::retry_message),
         )
 }
 

@@ -1,6 +1,6 @@
 //! `/webhooks`: the endpoints a business's events are delivered to, managed as Dodo's
 //! webhook API does it (`client.webhooks.*`), with their secrets and custom headers.
-//! Delivery is not part of these routes.
+//! Their messages are in `webhook_messages.rs`.
 
 use std::collections::BTreeMap;
 
@@ -96,7 +96,7 @@ impl From<Endpoint> for WebhookView {
     }
 }
 
-fn webhook_not_found(id: &WebhookId) -> ApiError {
+pub(super) fn webhook_not_found(id: &WebhookId) -> ApiError {
     ApiError::NotFound(format!("webhook `{}` not found", shorten(id.as_str())))
 }
 

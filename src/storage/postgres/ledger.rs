@@ -21,6 +21,7 @@ use super::tx::Tx;
 use super::values::params;
 use crate::domain::auth::{Access, Caller, Refusal, admit};
 use crate::domain::entry::{LedgerEntry, NewEntry};
+use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::metadata::Metadata;
@@ -401,12 +402,15 @@ async fn append_locked(
     // response an idempotent repeat will get) and commits. An append with nothing to
     // re-resolve, most writes, runs a plain insert, which PostgreSQL sets up for far less
     // than the statement with three modifying parts.
+    let events = vec![Event::license_update_created(business_id, &written)];
     if seqs.is_empty() && response.is_none() {
-        tx.commit_with(INSERT_ENTRY, &entry_params).await?;
+        tx.commit_with_events(INSERT_ENTRY, &entry_params, events)
+            .await?;
     } else {
         let extra: [&(dyn ToSql + Sync); 4] = [&seqs, &absolutes, &response, &idempotency_key];
         let params: Vec<_> = entry_params.into_iter().chain(extra).collect();
-        tx.commit_with(INSERT_ENTRY_AND_RESOLVE, &params).await?;
+        tx.commit_with_events(INSERT_ENTRY_AND_RESOLVE, &params, events)
+            .await?;
     }
     Ok(Appended::Created(written))
 }

@@ -8,11 +8,13 @@ use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::ledger::{GOVERNING, LOCK_PAIR};
+use super::outbox::{RECORD, Recorded};
 use super::pool::execute;
 use super::pool::{query, query_one};
 use super::tx::Tx;
 use super::values::params;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::events::{Departure, Event};
 use crate::domain::ids::{
     BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
 };
@@ -21,6 +23,7 @@ use crate::domain::seats::{
     DEPARTED_RETENTION_MICROS, Fingerprint, SeatBinding, has_seat, seats_in,
 };
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::EventType;
 use crate::storage::columns::{
     CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
 };
@@ -49,9 +52,9 @@ const SAVE_KEY_STATE: &str = "UPDATE license_keys SET activations_limit = $2, in
          seats_license_id = $8
      WHERE id = $1";
 
-/// Saves the key's state and commits.
-async fn save_key_state(tx: &mut Tx, key: &LicenseKey) -> Result<()> {
-    tx.commit_with(
+/// Saves the key's state, records the events, and commits.
+async fn save_key_state(tx: &mut Tx, key: &LicenseKey, events: Vec<Event>) -> Result<()> {
+    tx.commit_with_events(
         SAVE_KEY_STATE,
         &[
             &key.id,
@@ -63,6 +66,7 @@ async fn save_key_state(tx: &mut Tx, key: &LicenseKey) -> Result<()> {
             &key.seats.as_ref().map(|s| s.account_id.as_str()),
             &key.seats.as_ref().map(|s| s.license_id.as_str()),
         ],
+        events,
     )
     .await?;
     Ok(())
@@ -71,28 +75,33 @@ async fn save_key_state(tx: &mut Tx, key: &LicenseKey) -> Result<()> {
 /// Brings a key locked for a write to `now`: deletes its dead instances (recording why
 /// they went) and, for a key bound to seats, takes its pair's figure as the limit, read
 /// under the pair's lock when `lock_pair` (an activation: no ledger write of the pair can
-/// commit between the read and the activation's commit).
-async fn settle(tx: &Tx, key: &mut LicenseKey, now: Timestamp, lock_pair: bool) -> Result<()> {
+/// commit between the read and the activation's commit). Returns the events of the
+/// deaths, which the write's commit records.
+async fn settle(
+    tx: &Tx,
+    key: &mut LicenseKey,
+    now: Timestamp,
+    lock_pair: bool,
+) -> Result<Vec<Event>> {
+    let mut deaths = Vec::new();
     if key.heartbeat_interval.is_some() {
-        let rows = query(
-            tx,
+        let sql = format!(
             "WITH gone AS (
                  DELETE FROM license_key_instances WHERE license_key_id = $1 AND heartbeat_expires_at <= $2
-                 RETURNING id, business_id, license_key_id, name, fingerprint, created_at, heartbeat_expires_at
+                 RETURNING {INSTANCE_COLUMNS}
              ), departed AS (
                  INSERT INTO departed_instances
                      (id, business_id, license_key_id, name, fingerprint, created_at, reason, departed_at)
                  SELECT id, business_id, license_key_id, name, fingerprint, created_at, 'heartbeat', heartbeat_expires_at
                  FROM gone ON CONFLICT (id) DO NOTHING
              )
-             SELECT count(*) FROM gone",
-            &[&key.id, &now.micros()],
-        )
-        .await?;
-        let dead = rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
+             SELECT {INSTANCE_COLUMNS} FROM gone"
+        );
+        let rows = query(tx, &sql, &[&key.id, &now.micros()]).await?;
+        deaths = departures(&rows, Departure::Heartbeat, now)?;
         key.instances_count = key
             .instances_count
-            .saturating_sub(u32::try_from(dead).unwrap_or(u32::MAX));
+            .saturating_sub(u32::try_from(deaths.len()).unwrap_or(u32::MAX));
     }
     if let Some(seats) = &key.seats {
         let figure = if lock_pair {
@@ -110,7 +119,14 @@ async fn settle(tx: &Tx, key: &mut LicenseKey, now: Timestamp, lock_pair: bool) 
         };
         key.activations_limit = Some(figure);
     }
-    Ok(())
+    Ok(deaths)
+}
+
+/// The events of the instances in `rows` (selected with `INSTANCE_COLUMNS`), deleted.
+fn departures(rows: &[Row], reason: Departure, now: Timestamp) -> Result<Vec<Event>> {
+    rows.iter()
+        .map(|row| Ok(Event::instance_deleted(&rows::instance(row)?, reason, now)))
+        .collect()
 }
 
 /// The seats a pair has at `now`.
@@ -342,14 +358,16 @@ impl LicenseStore for PgStore {
         tx.finish(outcome).await
     }
 
-    async fn create_license_key(&self, k: &LicenseKey) -> Result<()> {
-        let inserted = self
-            .execute(
+    async fn create_license_key(&self, k: &LicenseKey, brand_id: &str) -> Result<()> {
+        let mut tx = Tx::open(self).await?;
+        let outcome = async {
+            let inserted = tx
+                .begin_with(
                 "INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source, activations_limit,
                      instances_count, disabled, expires_at, payment_id, subscription_id, created_at,
                      heartbeat_interval, seats_account_id, seats_license_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                 ON CONFLICT (key) DO NOTHING",
+                 ON CONFLICT (key) DO NOTHING RETURNING 1",
                 &[
                     &k.id,
                     &k.business_id,
@@ -370,12 +388,19 @@ impl LicenseStore for PgStore {
                 ],
             )
             .await?;
-        if inserted == 0 {
-            return Err(StorageError::Duplicate(
-                "this license key already exists".into(),
-            ));
+            if inserted.is_empty() {
+                return Err(StorageError::Duplicate(
+                    "this license key already exists".into(),
+                ));
+            }
+            let created =
+                Event::license_key(EventType::LicenseKeyCreated, k, brand_id, k.created_at);
+            let recorded = Recorded::of(vec![created]);
+            tx.commit_with(RECORD, &recorded.params()).await?;
+            Ok(())
         }
-        Ok(())
+        .await;
+        tx.finish(outcome).await
     }
 
     async fn license_key(
@@ -427,6 +452,7 @@ impl LicenseStore for PgStore {
         business_id: &BusinessId,
         id: &LicenseKeyId,
         patch: KeyPatch,
+        brand_id: &str,
     ) -> Result<Option<LicenseKey>> {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
@@ -436,7 +462,7 @@ impl LicenseStore for PgStore {
                 return Ok(None);
             };
             let now = Timestamp::now();
-            settle(&tx, &mut key, now, false).await?;
+            let mut events = settle(&tx, &mut key, now, false).await?;
             let interval_before = key.heartbeat_interval;
             key.apply(&patch)?;
             if key.heartbeat_interval != interval_before {
@@ -456,9 +482,15 @@ impl LicenseStore for PgStore {
                 .await?;
             }
             if key.seats.is_some() {
-                settle(&tx, &mut key, now, false).await?;
+                events.extend(settle(&tx, &mut key, now, false).await?);
             }
-            save_key_state(&mut tx, &key).await?;
+            events.push(Event::license_key(
+                EventType::LicenseKeyUpdated,
+                &key,
+                brand_id,
+                now,
+            ));
+            save_key_state(&mut tx, &key, events).await?;
             Ok(Some(key))
         }
         .await;
@@ -548,7 +580,7 @@ impl LicenseStore for PgStore {
                 .await?
                 .ok_or(StorageError::KeyNotFound)?;
             let now = Timestamp::now();
-            settle(&tx, &mut license, now, true).await?;
+            let mut events = settle(&tx, &mut license, now, true).await?;
             let known = match fingerprint {
                 None => None,
                 Some(fingerprint) => query(
@@ -570,7 +602,7 @@ impl LicenseStore for PgStore {
                 Some(known) => {
                     let instance = license.reactivate(known, now)?;
                     let rows = tx
-                        .commit_with(
+                        .commit_with_events(
                             &with_details(
                                 "beat AS (
                                      UPDATE license_key_instances SET last_heartbeat_at = $4, heartbeat_expires_at = $5
@@ -584,6 +616,7 @@ impl LicenseStore for PgStore {
                                 &instance.last_heartbeat_at.map(Timestamp::micros),
                                 &instance.heartbeat_expires_at.map(Timestamp::micros),
                             ],
+                            events,
                         )
                         .await?;
                     (instance, rows)
@@ -595,8 +628,9 @@ impl LicenseStore for PgStore {
                         fingerprint.cloned(),
                         now,
                     )?;
+                    events.push(Event::instance_created(&instance, now));
                     let rows = tx
-                        .commit_with(
+                        .commit_with_events(
                             &with_details(
                                 "counted AS (
                                      UPDATE license_keys SET instances_count = $7 WHERE id = $5
@@ -619,6 +653,7 @@ impl LicenseStore for PgStore {
                                 &instance.last_heartbeat_at.map(Timestamp::micros),
                                 &instance.heartbeat_expires_at.map(Timestamp::micros),
                             ],
+                            events,
                         )
                         .await?;
                     (instance, rows)
@@ -645,25 +680,26 @@ impl LicenseStore for PgStore {
                 .await?
                 .ok_or(StorageError::KeyNotFound)?;
             let now = Timestamp::now();
-            settle(&tx, &mut license, now, false).await?;
-            let removed = execute(
-                &tx,
+            let mut events = settle(&tx, &mut license, now, false).await?;
+            let sql = format!(
                 "WITH gone AS (
                      DELETE FROM license_key_instances WHERE id = $1 AND license_key_id = $2
-                     RETURNING id, business_id, license_key_id, name, fingerprint, created_at
+                     RETURNING {INSTANCE_COLUMNS}
+                 ), departed AS (
+                     INSERT INTO departed_instances
+                         (id, business_id, license_key_id, name, fingerprint, created_at, reason, departed_at)
+                     SELECT id, business_id, license_key_id, name, fingerprint, created_at, 'deactivated', $3
+                     FROM gone ON CONFLICT (id) DO NOTHING
                  )
-                 INSERT INTO departed_instances
-                     (id, business_id, license_key_id, name, fingerprint, created_at, reason, departed_at)
-                 SELECT id, business_id, license_key_id, name, fingerprint, created_at, 'deactivated', $3
-                 FROM gone ON CONFLICT (id) DO NOTHING",
-                &[&instance_id, &license.id, &now.micros()],
-            )
-            .await?;
-            if removed == 0 {
+                 SELECT {INSTANCE_COLUMNS} FROM gone"
+            );
+            let removed = query(&tx, &sql, &[&instance_id, &license.id, &now.micros()]).await?;
+            if removed.is_empty() {
                 return Err(StorageError::KeyNotFound);
             }
+            events.extend(departures(&removed, Departure::Deactivated, now)?);
             license.deactivate();
-            save_key_state(&mut tx, &license).await
+            save_key_state(&mut tx, &license, events).await
         }
         .await;
         tx.finish(outcome).await
@@ -787,8 +823,7 @@ impl LicenseStore for PgStore {
         let forget_before = now.micros().saturating_sub(DEPARTED_RETENTION_MICROS);
         // Keys another transaction holds (an activation, another process's sweep) are
         // skipped, not waited for: their dead are deleted by that holder or the next sweep.
-        let row = self
-            .query_opt(
+        let sql = format!(
                 "WITH dying AS (
                      SELECT DISTINCT license_key_id FROM license_key_instances
                      WHERE heartbeat_expires_at <= $1 LIMIT 1000
@@ -798,8 +833,7 @@ impl LicenseStore for PgStore {
                  ), gone AS (
                      DELETE FROM license_key_instances i USING locked
                      WHERE i.license_key_id = locked.id AND i.heartbeat_expires_at <= $1
-                     RETURNING i.id, i.business_id, i.license_key_id, i.name, i.fingerprint, i.created_at,
-                         i.heartbeat_expires_at
+                     RETURNING i.*
                  ), departed AS (
                      INSERT INTO departed_instances
                          (id, business_id, license_key_id, name, fingerprint, created_at, reason, departed_at)
@@ -812,11 +846,22 @@ impl LicenseStore for PgStore {
                  ), forgotten AS (
                      DELETE FROM departed_instances WHERE departed_at < $2
                  )
-                 SELECT count(*) FROM gone",
-                &[&now.micros(), &forget_before],
-            )
-            .await?;
-        Ok(row.map(|r| r.int(0)).transpose()?.unwrap_or(0) as u64)
+                 SELECT {INSTANCE_COLUMNS} FROM gone"
+        );
+        let mut tx = Tx::open(self).await?;
+        let outcome = async {
+            let gone = tx
+                .begin_with(&sql, &[&now.micros(), &forget_before])
+                .await?;
+            let deaths = departures(&gone, Departure::Heartbeat, now)?;
+            if !deaths.is_empty() {
+                let recorded = Recorded::of(deaths);
+                tx.commit_with(RECORD, &recorded.params()).await?;
+            }
+            Ok(gone.len() as u64)
+        }
+        .await;
+        tx.finish(outcome).await
     }
 }
 

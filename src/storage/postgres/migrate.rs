@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (9, include_str!("migrations/0009_seats.sql")),
     (10, include_str!("migrations/0010_signing_keys.sql")),
     (11, include_str!("migrations/0011_webhook_endpoints.sql")),
+    (12, include_str!("migrations/0012_webhook_messages.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

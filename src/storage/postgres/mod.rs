@@ -14,6 +14,7 @@ mod health;
 mod ledger;
 mod licenses;
 mod migrate;
+mod outbox;
 mod pool;
 mod shared;
 #[cfg(test)]

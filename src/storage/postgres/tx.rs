@@ -6,7 +6,9 @@ use tokio_postgres::Row;
 
 use super::PgStore;
 use super::error::{classify, classify_commit};
+use super::outbox::{RECORD, Recorded};
 use super::pool::{Params, Sql, query};
+use crate::domain::events::Event;
 use crate::storage::error::Result;
 
 /// Starts a [`Tx`]: its statements, all of which find the rows they change by key, run
@@ -102,6 +104,34 @@ impl Tx {
             tokio::join!(self.query(&statement, params), self.batch_execute("COMMIT"));
         self.conn = None;
         let rows = rows.map_err(classify_commit)?;
+        committed.map_err(classify_commit)?;
+        Ok(rows)
+    }
+
+    /// Runs `last`, records `events` in the outbox, and commits, in one round trip, as
+    /// [`Tx::commit_with`] does: a change and its events commit together or not at all.
+    pub async fn commit_with_events(
+        &mut self,
+        last: &str,
+        params: &Params<'_>,
+        events: Vec<Event>,
+    ) -> Result<Vec<Row>> {
+        if events.is_empty() {
+            return self.commit_with(last, params).await;
+        }
+        let recorded = Recorded::of(events);
+        let record_params = recorded.params();
+        let (statement, record) =
+            tokio::try_join!(self.prepare_cached(last), self.prepare_cached(RECORD))
+                .map_err(classify)?;
+        let (rows, written, committed) = tokio::join!(
+            self.query(&statement, params),
+            self.execute(&record, &record_params),
+            self.batch_execute("COMMIT")
+        );
+        self.conn = None;
+        let rows = rows.map_err(classify_commit)?;
+        written.map_err(classify_commit)?;
         committed.map_err(classify_commit)?;
         Ok(rows)
     }

@@ -7,13 +7,16 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::SqliteStore;
 use super::error::internal;
 use super::known_keys::principal_of_key;
+use super::outbox::announce;
 use crate::domain::auth::{Caller, admit};
 use crate::domain::entry::{LedgerEntry, NewEntry};
+use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::ledger::{StoredEntry, resolve_insertion};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::EventType;
 use crate::storage::columns;
 use crate::storage::columns::ENTRY_COLUMNS;
 use crate::storage::error::Result;
@@ -254,6 +257,9 @@ fn append(
         })
         .map_err(internal)?;
     }
+    announce(tx, business_id, EventType::LicenseUpdateCreated, || {
+        Event::license_update_created(business_id, &written)
+    })?;
     Ok(Appended::Created(written))
 }
 

@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::SqliteStore;
 use super::error::internal;
 use super::ledger::governing;
+use super::outbox::announce;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::events::{Departure, Event};
 use crate::domain::ids::{
     BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
 };
@@ -17,6 +19,7 @@ use crate::domain::seats::{
     DEPARTED_RETENTION_MICROS, Fingerprint, HeartbeatInterval, SeatBinding, has_seat, seats_in,
 };
 use crate::domain::time::Timestamp;
+use crate::domain::webhooks::EventType;
 use crate::storage::columns::{
     CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS, RETIME_INSTANCES,
 };
@@ -99,12 +102,13 @@ fn settle(tx: &Connection, key: &mut LicenseKey, now: Timestamp) -> Result<()> {
         )
         .and_then(|mut stmt| stmt.execute(params![key.id, now.micros()]))
         .map_err(internal)?;
-        let dead = tx
-            .prepare_cached(
-                "DELETE FROM license_key_instances WHERE license_key_id = ?1 AND heartbeat_expires_at <= ?2",
-            )
-            .and_then(|mut stmt| stmt.execute(params![key.id, now.micros()]))
-            .map_err(internal)?;
+        let dead = delete_instances(
+            tx,
+            "license_key_id = ?1 AND heartbeat_expires_at <= ?2",
+            params![key.id, now.micros()],
+            Departure::Heartbeat,
+            now,
+        )?;
         key.instances_count = key
             .instances_count
             .saturating_sub(u32::try_from(dead).unwrap_or(u32::MAX));
@@ -113,6 +117,33 @@ fn settle(tx: &Connection, key: &mut LicenseKey, now: Timestamp) -> Result<()> {
         key.activations_limit = Some(seat_figure(tx, &key.business_id, seats, now)?);
     }
     Ok(())
+}
+
+/// Deletes the instances `condition` selects, and announces each departure.
+fn delete_instances(
+    tx: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+    reason: Departure,
+    now: Timestamp,
+) -> Result<usize> {
+    let gone = many(
+        tx,
+        &format!(
+            "DELETE FROM license_key_instances WHERE {condition} RETURNING {INSTANCE_COLUMNS}"
+        ),
+        params,
+        |r| rows::instance(r),
+    )?;
+    for instance in &gone {
+        announce(
+            tx,
+            &instance.business_id,
+            EventType::LicenseKeyInstanceDeleted,
+            || Event::instance_deleted(instance, reason, now),
+        )?;
+    }
+    Ok(gone.len())
 }
 
 /// The seats a pair has at `now`.
@@ -363,8 +394,8 @@ impl LicenseStore for SqliteStore {
         .await
     }
 
-    async fn create_license_key(&self, key: &LicenseKey) -> Result<()> {
-        let k = key.clone();
+    async fn create_license_key(&self, key: &LicenseKey, brand_id: &str) -> Result<()> {
+        let (k, brand_id) = (key.clone(), brand_id.to_owned());
         self.write(move |tx| {
             let inserted = tx.execute(
                 "INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source, activations_limit,
@@ -395,7 +426,9 @@ impl LicenseStore for SqliteStore {
             if inserted == 0 {
                 return Err(StorageError::Duplicate("this license key already exists".into()));
             }
-            Ok(())
+            announce(tx, &k.business_id, EventType::LicenseKeyCreated, || {
+                Event::license_key(EventType::LicenseKeyCreated, &k, &brand_id, k.created_at)
+            })
         })
         .await
     }
@@ -444,8 +477,10 @@ impl LicenseStore for SqliteStore {
         business_id: &BusinessId,
         id: &LicenseKeyId,
         patch: KeyPatch,
+        brand_id: &str,
     ) -> Result<Option<LicenseKey>> {
         let (business_id, id) = (business_id.clone(), id.clone());
+        let brand_id = brand_id.to_owned();
         self.write(move |tx| {
             let Some(mut key) = key_by_id(tx, &business_id, &id)? else {
                 return Ok(None);
@@ -469,6 +504,9 @@ impl LicenseStore for SqliteStore {
             if let Some(seats) = &key.seats {
                 key.activations_limit = Some(seat_figure(tx, &key.business_id, seats, now)?);
             }
+            announce(tx, &key.business_id, EventType::LicenseKeyUpdated, || {
+                Event::license_key(EventType::LicenseKeyUpdated, &key, &brand_id, now)
+            })?;
             Ok(Some(key))
         })
         .await
@@ -586,6 +624,12 @@ impl LicenseStore for SqliteStore {
             )
             .map_err(internal)?;
             save_key_state(tx, &license)?;
+            announce(
+                tx,
+                &license.business_id,
+                EventType::LicenseKeyInstanceCreated,
+                || Event::instance_created(&instance, now),
+            )?;
             activation(tx, &license, instance)
         })
         .await
@@ -610,11 +654,13 @@ impl LicenseStore for SqliteStore {
             if departed == 0 {
                 return Err(StorageError::KeyNotFound);
             }
-            tx.execute(
-                "DELETE FROM license_key_instances WHERE id = ?1",
+            delete_instances(
+                tx,
+                "id = ?1",
                 params![instance_id],
-            )
-            .map_err(internal)?;
+                Departure::Deactivated,
+                now,
+            )?;
             license.deactivate();
             save_key_state(tx, &license)
         })
@@ -724,12 +770,13 @@ impl LicenseStore for SqliteStore {
                 params![at],
             )
             .map_err(internal)?;
-            let swept = tx
-                .execute(
-                    "DELETE FROM license_key_instances WHERE heartbeat_expires_at <= ?1",
-                    params![at],
-                )
-                .map_err(internal)?;
+            let swept = delete_instances(
+                tx,
+                "heartbeat_expires_at <= ?1",
+                params![at],
+                Departure::Heartbeat,
+                now,
+            )?;
             tx.execute(
                 "DELETE FROM departed_instances WHERE departed_at < ?1",
                 params![forget_before],

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_seats.sql"),
     include_str!("migrations/0010_signing_keys.sql"),
     include_str!("migrations/0011_webhook_endpoints.sql"),
+    include_str!("migrations/0012_webhook_messages.sql"),
 ];
 
 /// Applies the migrations the database lacks; refuses one that a newer version migrated.

@@ -17,6 +17,7 @@ mod known_keys;
 mod ledger;
 mod licenses;
 mod migrate;
+mod outbox;
 #[cfg(test)]
 mod tests;
 mod values;

@@ -1,0 +1,355 @@
+//! The webhook dispatcher: delivers the outbox's messages. Every `serve` process runs
+//! one. It leases endpoints that have messages due, one process per endpoint at a time,
+//! and delivers each endpoint's messages in their order from a task of its own, so a slow
+//! or failing endpoint holds up no other. A lease that is not renewed (its process was
+//! killed) ends, and another process takes the endpoint over.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::domain::delivery::{AttemptLog, Message, MessageStatus, Outcome, RetrySchedule};
+use crate::domain::ids::{WebhookId, new_id};
+use crate::domain::signing::{self, MasterKey};
+use crate::domain::time::Timestamp;
+use crate::domain::webhooks::{Endpoint, WebhookSecret};
+use crate::jobs::delivery::{Attempt, Delivery, DeliveryClient, DeliveryOptions};
+use crate::storage::Store;
+
+/// How often the dispatcher looks for due messages when it found none.
+const POLL: Duration = Duration::from_millis(100);
+/// Endpoints one process delivers to at once.
+const MAX_ENDPOINTS: usize = 64;
+/// Messages read per batch, and outcomes recorded together at most.
+const BATCH: u32 = 100;
+/// Outcomes wait at most this long to be recorded.
+const RECORD_AFTER: Duration = Duration::from_millis(200);
+/// How long delivered and failed messages are kept for `GET /webhooks/{id}/messages`.
+const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const FORGET_EVERY: Duration = Duration::from_secs(600);
+
+/// How deliveries are made.
+#[derive(Debug, Clone)]
+pub struct DispatchOptions {
+    pub schedule: RetrySchedule,
+    pub deny_private: bool,
+    /// How long a process holds an endpoint without renewing its lease: a killed
+    /// process's endpoints are taken over when it ends.
+    pub lease: Duration,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        Self {
+            schedule: RetrySchedule::default(),
+            deny_private: false,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+impl DispatchOptions {
+    /// An attempt's timeout: 15 s, or a third of the lease if that is less. No attempt
+    /// starts with less than half the lease left, so each ends while its process still
+    /// holds the endpoint, and no two processes attempt one message at once.
+    pub fn timeout(&self) -> Duration {
+        DeliveryOptions::TIMEOUT.min(self.lease / 3)
+    }
+}
+
+/// Attempts by result since the process started, for `/metrics`.
+#[derive(Debug)]
+pub struct DeliveryCounts {
+    pub delivered: AtomicU64,
+    /// Failed attempts of messages that will be tried again.
+    pub retrying: AtomicU64,
+    /// Messages given up: the schedule ran out, or the endpoint answered 410.
+    pub failed: AtomicU64,
+}
+
+/// The process's attempts, whichever dispatcher made them.
+pub static DELIVERIES: DeliveryCounts = DeliveryCounts {
+    delivered: AtomicU64::new(0),
+    retrying: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+};
+
+/// Starts the dispatcher; it stops once the store is dropped. `Err` if the HTTP client
+/// cannot be built (no TLS roots).
+pub fn spawn(
+    store: Weak<dyn Store>,
+    master_key: Option<MasterKey>,
+    options: DispatchOptions,
+) -> anyhow::Result<()> {
+    let client = DeliveryClient::new(DeliveryOptions {
+        deny_private: options.deny_private,
+        timeout: options.timeout(),
+    })?;
+    let dispatcher = Arc::new(Dispatcher {
+        owner: new_id("dsp"),
+        client,
+        master_key,
+        options,
+        busy: Mutex::new(HashSet::new()),
+    });
+    tokio::spawn(dispatcher.run(store));
+    Ok(())
+}
+
+struct Dispatcher {
+    /// This process's name on its leases.
+    owner: String,
+    client: DeliveryClient,
+    master_key: Option<MasterKey>,
+    options: DispatchOptions,
+    /// The endpoints this process is delivering to.
+    busy: Mutex<HashSet<WebhookId>>,
+}
+
+impl Dispatcher {
+    async fn run(self: Arc<Self>, store: Weak<dyn Store>) {
+        let mut failing = false;
+        let mut forgotten_at = Instant::now();
+        loop {
+            let Some(store) = store.upgrade() else { return };
+            let free = MAX_ENDPOINTS.saturating_sub(self.busy().len());
+            let leased = if free == 0 {
+                Ok(Vec::new())
+            } else {
+                let now = Timestamp::now();
+                store
+                    .lease_endpoints(&self.owner, now, self.lease_end(now), free as u32)
+                    .await
+            };
+            match leased {
+                Ok(endpoints) => {
+                    if failing {
+                        tracing::info!("the webhook dispatcher reaches the database again");
+                        failing = false;
+                    }
+                    for endpoint in endpoints {
+                        if self.busy().insert(endpoint.id.clone()) {
+                            tokio::spawn(self.clone().deliver_all(store.clone(), endpoint));
+                        }
+                    }
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, "the webhook dispatcher cannot read the outbox; it will retry");
+                        failing = true;
+                    }
+                }
+            }
+            if forgotten_at.elapsed() >= FORGET_EVERY {
+                forgotten_at = Instant::now();
+                let before = Timestamp::now().plus_micros(-(RETENTION.as_micros() as i64));
+                if let Some(before) = before
+                    && let Err(error) = store.forget_messages(before).await
+                {
+                    tracing::warn!(%error, "old webhook messages could not be deleted");
+                }
+            }
+            drop(store);
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<WebhookId>> {
+        self.busy
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Delivers the endpoint's due messages, batch after batch, until none is due or the
+    /// lease is lost; then gives the lease up.
+    async fn deliver_all(self: Arc<Self>, store: Arc<dyn Store>, endpoint: Endpoint) {
+        let id = endpoint.id.clone();
+        match signing::open(&endpoint.secret, self.master_key.as_ref()) {
+            Ok(secret) => {
+                let secret = WebhookSecret::from_bytes(secret);
+                let mut pace = Pace::new(&endpoint);
+                while let Some(batch) = self.next_batch(&store, &id).await {
+                    if !self
+                        .deliver_batch(&store, &endpoint, &secret, &mut pace, batch)
+                        .await
+                    {
+                        break;
+                    }
+                }
+            }
+            // Checked at start: only a secret changed under a running server gets here.
+            Err(error) => {
+                tracing::error!(endpoint = %id, %error, "the webhook secret cannot be opened; its messages wait");
+            }
+        }
+        if let Err(error) = store.release_endpoint(&id, &self.owner).await {
+            tracing::warn!(endpoint = %id, %error, "a webhook lease could not be given up; it will end by itself");
+        }
+        self.busy().remove(&id);
+    }
+
+    /// The endpoint's next due messages, the lease renewed; `None` when none is due or the
+    /// lease is lost.
+    async fn next_batch(&self, store: &Arc<dyn Store>, id: &WebhookId) -> Option<Vec<Message>> {
+        let now = Timestamp::now();
+        match (store.due_messages(id, &self.owner, now, self.lease_end(now), BATCH)).await {
+            Ok(Some(batch)) if !batch.is_empty() => Some(batch),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(endpoint = %id, %error, "webhook messages could not be read");
+                None
+            }
+        }
+    }
+
+    /// Attempts the messages in order, recording outcomes as it goes; false when the
+    /// endpoint must be left: it is gone (410), or an outcome could not be recorded.
+    async fn deliver_batch(
+        &self,
+        store: &Arc<dyn Store>,
+        endpoint: &Endpoint,
+        secret: &WebhookSecret,
+        pace: &mut Pace,
+        batch: Vec<Message>,
+    ) -> bool {
+        // The lease was renewed as the batch was read: stop before it runs short.
+        let stop_at = Instant::now() + self.options.lease / 2;
+        let mut outcomes = Vec::new();
+        let mut since = Instant::now();
+        for message in batch {
+            pace.wait().await;
+            if Instant::now() >= stop_at {
+                break;
+            }
+            let (outcome, gone) = self.attempt(endpoint, secret, &message).await;
+            outcomes.push(outcome);
+            if gone {
+                self.record(store, endpoint, &outcomes, true).await;
+                return false;
+            }
+            if outcomes.len() >= BATCH as usize || since.elapsed() >= RECORD_AFTER {
+                if !self.record(store, endpoint, &outcomes, false).await {
+                    return false;
+                }
+                outcomes.clear();
+                since = Instant::now();
+            }
+        }
+        outcomes.is_empty() || self.record(store, endpoint, &outcomes, false).await
+    }
+
+    /// One attempt of one message, and what it leaves; true if the endpoint is gone.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        secret: &WebhookSecret,
+        message: &Message,
+    ) -> (Outcome, bool) {
+        let at = Timestamp::now();
+        let attempt = self
+            .client
+            .attempt(&Delivery {
+                url: endpoint.url.as_str(),
+                msg_id: message.id.as_str(),
+                body: message.body.as_bytes(),
+                secret,
+                headers: endpoint.headers.as_map(),
+            })
+            .await;
+        let log = match &attempt {
+            Attempt::Answered { status, .. } => AttemptLog {
+                at,
+                status_code: Some(*status),
+                error: None,
+            },
+            Attempt::Failed { error } => AttemptLog {
+                at,
+                status_code: None,
+                error: Some(error.clone()),
+            },
+        };
+        let gone = attempt.gone();
+        let (status, tries, next_attempt_at) = if attempt.delivered() {
+            DELIVERIES.delivered.fetch_add(1, Ordering::Relaxed);
+            (MessageStatus::Delivered, message.tries, None)
+        } else {
+            let after =
+                (self.options.schedule).after_failure(message.tries, gone, Timestamp::now());
+            let counter = match after.0 {
+                MessageStatus::Failed => &DELIVERIES.failed,
+                _ => &DELIVERIES.retrying,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let answer = match &attempt {
+                Attempt::Answered { status, excerpt } => format!("status {status}: {excerpt}"),
+                Attempt::Failed { error } => error.clone(),
+            };
+            match after.2 {
+                Some(next) => tracing::warn!(endpoint = %endpoint.id, message = %message.id,
+                    url = endpoint.url.as_str(), answer, retry_at = %next, "a webhook delivery failed"),
+                None if gone => tracing::warn!(endpoint = %endpoint.id, message = %message.id,
+                    url = endpoint.url.as_str(), "the endpoint answered 410 Gone: it is disabled"),
+                None => tracing::warn!(endpoint = %endpoint.id, message = %message.id,
+                    url = endpoint.url.as_str(), answer, "a webhook message failed its last attempt"),
+            }
+            after
+        };
+        let outcome = Outcome {
+            message_id: message.id.clone(),
+            log,
+            status,
+            tries,
+            next_attempt_at,
+        };
+        (outcome, gone)
+    }
+
+    fn lease_end(&self, now: Timestamp) -> Timestamp {
+        now.plus_micros(self.options.lease.as_micros() as i64)
+            .unwrap_or(Timestamp::LAST)
+    }
+
+    async fn record(
+        &self,
+        store: &Arc<dyn Store>,
+        endpoint: &Endpoint,
+        outcomes: &[Outcome],
+        disable: bool,
+    ) -> bool {
+        match store.record_attempts(&endpoint.id, outcomes, disable).await {
+            Ok(()) => true,
+            Err(error) => {
+                // Unrecorded, the messages stay pending and are delivered again.
+                tracing::warn!(endpoint = %endpoint.id, %error, "webhook attempts could not be recorded");
+                false
+            }
+        }
+    }
+}
+
+/// An endpoint's `rate_limit`: the earliest instant of its next attempt.
+struct Pace {
+    interval: Option<Duration>,
+    next: Instant,
+}
+
+impl Pace {
+    fn new(endpoint: &Endpoint) -> Self {
+        Self {
+            interval: (endpoint.rate_limit).map(|r| Duration::from_secs(1) / r.per_second()),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let now = Instant::now();
+        if self.next > now {
+            tokio::time::sleep_until(self.next.into()).await;
+        }
+        self.next = self.next.max(now) + interval;
+    }
+}

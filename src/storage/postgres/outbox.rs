@@ -1,0 +1,267 @@
+//! The webhook outbox on PostgreSQL: events recorded by the writes that make them, sent
+//! with the write's last statement and its `COMMIT`; and the dispatcher's leases, which
+//! processes take with `FOR UPDATE SKIP LOCKED` so that one at a time delivers an
+//! endpoint's messages, and a killed process's successor takes over when its lease ends.
+
+use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+
+use super::PgStore;
+use super::pool::Params;
+use crate::domain::delivery::{Message, MessageStatus, Outcome};
+use crate::domain::events::Event;
+use crate::domain::ids::{BusinessId, MessageId, WebhookId};
+use crate::domain::time::Timestamp;
+use crate::domain::webhooks::Endpoint;
+use crate::storage::columns::{MESSAGE_COLUMNS, WEBHOOK_COLUMNS, json_text};
+use crate::storage::error::Result;
+use crate::storage::rows::{self, Columns};
+use crate::storage::store::OutboxStore;
+
+/// Records events (`$1` to `$5`: their ids, businesses, types, bodies and instants, one
+/// array element per event) for every enabled endpoint of their business that takes their
+/// type, in the order given.
+pub(super) const RECORD: &str = "INSERT INTO webhook_messages
+         (id, endpoint_id, event_type, body, created_at, status, tries, next_attempt_at, attempts)
+     SELECT ev.id, e.id, ev.event_type, ev.body, ev.created_at, 'pending', 0, ev.created_at, '[]'
+     FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[]) WITH ORDINALITY
+         AS ev (id, business_id, event_type, body, created_at, n)
+     JOIN webhook_endpoints e ON e.business_id = ev.business_id AND NOT e.disabled
+         AND (e.filter_types = '[]' OR e.filter_types::jsonb ? ev.event_type)
+     ORDER BY ev.n, e.id";
+
+/// Events as [`RECORD`]'s parameters.
+pub(super) struct Recorded {
+    ids: Vec<String>,
+    businesses: Vec<String>,
+    types: Vec<&'static str>,
+    bodies: Vec<String>,
+    instants: Vec<i64>,
+}
+
+impl Recorded {
+    pub fn of(events: Vec<Event>) -> Self {
+        let mut recorded = Self {
+            ids: Vec::with_capacity(events.len()),
+            businesses: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            bodies: Vec::with_capacity(events.len()),
+            instants: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            recorded.ids.push(event.id.into_string());
+            recorded.businesses.push(event.business_id.into_string());
+            recorded.types.push(event.event_type.as_str());
+            recorded.bodies.push(event.body);
+            recorded.instants.push(event.timestamp.micros());
+        }
+        recorded
+    }
+
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.ids,
+            &self.businesses,
+            &self.types,
+            &self.bodies,
+            &self.instants,
+        ]
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn lease_endpoints(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>> {
+        let sql = format!(
+            "UPDATE webhook_endpoints SET lease_owner = $1, lease_until = $3
+             WHERE id IN (
+                 SELECT e.id FROM webhook_endpoints e
+                 WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < $2)
+                   AND EXISTS (
+                       SELECT 1 FROM webhook_messages m
+                       WHERE m.endpoint_id = e.id AND m.status = 'pending'
+                         AND m.next_attempt_at <= $2)
+                 LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING {WEBHOOK_COLUMNS}"
+        );
+        let params: &Params = &[&owner, &now.micros(), &until.micros(), &i64::from(limit)];
+        (self.query(&sql, params).await?.iter())
+            .map(rows::webhook_endpoint)
+            .collect()
+    }
+
+    async fn due_messages(
+        &self,
+        endpoint: &WebhookId,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Option<Vec<Message>>> {
+        // The renewal and the read in one statement: no messages without the lease.
+        let sql = format!(
+            "WITH held AS (
+                 UPDATE webhook_endpoints SET lease_until = $4
+                 WHERE id = $1 AND lease_owner = $2 AND NOT disabled
+                 RETURNING id AS endpoint
+             )
+             SELECT {MESSAGE_COLUMNS} FROM held
+             LEFT JOIN LATERAL (
+                 SELECT * FROM webhook_messages
+                 WHERE endpoint_id = held.endpoint AND status = 'pending' AND next_attempt_at <= $3
+                 ORDER BY seq LIMIT $5
+             ) m ON TRUE
+             ORDER BY m.seq"
+        );
+        let params: &Params = &[
+            &endpoint,
+            &owner,
+            &now.micros(),
+            &until.micros(),
+            &i64::from(limit),
+        ];
+        let found = self.query(&sql, params).await?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let mut messages = Vec::with_capacity(found.len());
+        for row in &found {
+            // A lease held with nothing due: one row of NULLs.
+            if row.text_or_null(0)?.is_some() {
+                messages.push(rows::message(row)?);
+            }
+        }
+        Ok(Some(messages))
+    }
+
+    async fn record_attempts(
+        &self,
+        endpoint: &WebhookId,
+        outcomes: &[Outcome],
+        disable: bool,
+    ) -> Result<()> {
+        let ids: Vec<&str> = outcomes.iter().map(|o| o.message_id.as_str()).collect();
+        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+        let tries: Vec<i64> = outcomes.iter().map(|o| i64::from(o.tries)).collect();
+        let next: Vec<Option<i64>> = (outcomes.iter())
+            .map(|o| o.next_attempt_at.map(Timestamp::micros))
+            .collect();
+        let logs = (outcomes.iter())
+            .map(|o| json_text(&o.log))
+            .collect::<Result<Vec<_>>>()?;
+        self.execute(
+            "WITH recorded AS (
+                 UPDATE webhook_messages m SET status = o.status, tries = o.tries,
+                     next_attempt_at = o.next, attempts = (m.attempts::jsonb || o.log::jsonb)::text
+                 FROM UNNEST($2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[])
+                     AS o (id, status, tries, next, log)
+                 WHERE m.endpoint_id = $1 AND m.id = o.id
+             )
+             UPDATE webhook_endpoints SET disabled = TRUE, updated_at = $8
+             WHERE id = $1 AND $7",
+            &[
+                &endpoint,
+                &ids,
+                &statuses,
+                &tries,
+                &next,
+                &logs,
+                &disable,
+                &Timestamp::now().micros(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn release_endpoint(&self, endpoint: &WebhookId, owner: &str) -> Result<()> {
+        self.execute(
+            "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2",
+            &[&endpoint, &owner],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn messages(
+        &self,
+        business_id: &BusinessId,
+        endpoint: &WebhookId,
+        status: Option<MessageStatus>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
+             WHERE endpoint_id = (
+                 SELECT id FROM webhook_endpoints WHERE business_id = $1 AND id = $2)
+               AND ($3::TEXT IS NULL OR status = $3)
+             ORDER BY seq DESC LIMIT $4"
+        );
+        let status = status.map(MessageStatus::as_str);
+        let params: &Params = &[&business_id, &endpoint, &status, &i64::from(limit)];
+        (self.query(&sql, params).await?.iter())
+            .map(rows::message)
+            .collect()
+    }
+
+    async fn retry_message(
+        &self,
+        business_id: &BusinessId,
+        endpoint: &WebhookId,
+        id: &MessageId,
+        now: Timestamp,
+        attempts: u32,
+    ) -> Result<Option<Message>> {
+        let sql = format!(
+            "UPDATE webhook_messages SET next_attempt_at = $4,
+                 tries = CASE WHEN status = 'pending' THEN tries ELSE $5::BIGINT - 1 END,
+                 status = 'pending'
+             WHERE endpoint_id = (
+                 SELECT id FROM webhook_endpoints WHERE business_id = $1 AND id = $2)
+               AND id = $3
+             RETURNING {MESSAGE_COLUMNS}"
+        );
+        let params: &Params = &[
+            &business_id,
+            &endpoint,
+            &id.as_str(),
+            &now.micros(),
+            &i64::from(attempts),
+        ];
+        self.change_one(&sql, params)
+            .await?
+            .as_ref()
+            .map(rows::message)
+            .transpose()
+    }
+
+    async fn oldest_undelivered(&self) -> Result<Option<Timestamp>> {
+        let row = self
+            .query_opt(
+                "SELECT min(m.created_at) FROM webhook_messages m
+                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
+                 WHERE m.status = 'pending' AND NOT e.disabled",
+                &[],
+            )
+            .await?;
+        match row {
+            Some(row) => row.int_or_null(0)?.map(rows::timestamp).transpose(),
+            None => Ok(None),
+        }
+    }
+
+    async fn forget_messages(&self, before: Timestamp) -> Result<u64> {
+        self.execute(
+            "DELETE FROM webhook_messages WHERE created_at < $1 AND status <> 'pending'",
+            &[&before.micros()],
+        )
+        .await
+    }
+}

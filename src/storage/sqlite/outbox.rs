@@ -1,0 +1,296 @@
+//! The webhook outbox on SQLite: events recorded by the writes that make them, in their
+//! transaction, and the dispatcher's leases and outcomes. One writer commits in order, so
+//! `seq` is the commit order.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStore;
+use super::error::internal;
+use crate::domain::delivery::{Message, MessageStatus, Outcome};
+use crate::domain::events::Event;
+use crate::domain::ids::{BusinessId, MessageId, WebhookId};
+use crate::domain::time::Timestamp;
+use crate::domain::webhooks::{Endpoint, EventType};
+use crate::storage::columns::{MESSAGE_COLUMNS, WEBHOOK_COLUMNS, json_text};
+use crate::storage::error::Result;
+use crate::storage::rows;
+use crate::storage::store::OutboxStore;
+
+/// Records the event `render` makes for every enabled endpoint of the business that
+/// takes `event_type`; renders it only if there is one.
+pub(super) fn announce(
+    tx: &Connection,
+    business_id: &BusinessId,
+    event_type: EventType,
+    render: impl FnOnce() -> Event,
+) -> Result<()> {
+    let endpoints: Vec<String> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT id FROM webhook_endpoints
+                 WHERE business_id = ?1 AND NOT disabled
+                   AND (filter_types = '[]' OR instr(filter_types, '\"' || ?2 || '\"') > 0)",
+            )
+            .map_err(internal)?;
+        let ids = stmt
+            .query_map(params![business_id, event_type.as_str()], |r| r.get(0))
+            .map_err(internal)?;
+        ids.collect::<rusqlite::Result<_>>().map_err(internal)?
+    };
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    let event = render();
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at, status,
+                 tries, next_attempt_at, attempts)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?5, '[]')",
+        )
+        .map_err(internal)?;
+    for endpoint in endpoints {
+        insert
+            .execute(params![
+                event.id.as_str(),
+                endpoint,
+                event.event_type.as_str(),
+                event.body,
+                event.timestamp.micros(),
+            ])
+            .map_err(internal)?;
+    }
+    Ok(())
+}
+
+fn messages_where(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
+    let found = stmt
+        .query_map(params, |r| Ok(rows::message(r)))
+        .map_err(internal)?;
+    found.map(|m| m.map_err(internal)?).collect()
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn lease_endpoints(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>> {
+        // A read first: the writer is not disturbed while nothing is due.
+        let due: bool = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM webhook_messages
+                 WHERE status = 'pending' AND next_attempt_at <= ?1)",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![now.micros()], |r| r.get(0)))
+            .map_err(internal)
+        })?;
+        if !due {
+            return Ok(Vec::new());
+        }
+        let owner = owner.to_owned();
+        self.write(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE webhook_endpoints SET lease_owner = ?1, lease_until = ?3
+                     WHERE id IN (
+                         SELECT e.id FROM webhook_endpoints e
+                         WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < ?2)
+                           AND EXISTS (
+                               SELECT 1 FROM webhook_messages m
+                               WHERE m.endpoint_id = e.id AND m.status = 'pending'
+                                 AND m.next_attempt_at <= ?2)
+                         LIMIT ?4)
+                     RETURNING {WEBHOOK_COLUMNS}"
+                ))
+                .map_err(internal)?;
+            let leased = stmt
+                .query_map(params![owner, now.micros(), until.micros(), limit], |r| {
+                    Ok(rows::webhook_endpoint(r))
+                })
+                .map_err(internal)?;
+            leased.map(|e| e.map_err(internal)?).collect()
+        })
+        .await
+    }
+
+    async fn due_messages(
+        &self,
+        endpoint: &WebhookId,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Option<Vec<Message>>> {
+        let (endpoint, owner) = (endpoint.clone(), owner.to_owned());
+        self.write(move |tx| {
+            let held = tx
+                .prepare_cached(
+                    "UPDATE webhook_endpoints SET lease_until = ?3
+                     WHERE id = ?1 AND lease_owner = ?2 AND NOT disabled",
+                )
+                .and_then(|mut stmt| stmt.execute(params![endpoint, owner, until.micros()]))
+                .map_err(internal)?;
+            if held == 0 {
+                return Ok(None);
+            }
+            messages_where(
+                tx,
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
+                     WHERE endpoint_id = ?1 AND status = 'pending' AND next_attempt_at <= ?2
+                     ORDER BY seq LIMIT ?3"
+                ),
+                params![endpoint, now.micros(), limit],
+            )
+            .map(Some)
+        })
+        .await
+    }
+
+    async fn record_attempts(
+        &self,
+        endpoint: &WebhookId,
+        outcomes: &[Outcome],
+        disable: bool,
+    ) -> Result<()> {
+        let endpoint = endpoint.clone();
+        let outcomes = outcomes.to_vec();
+        self.write(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE webhook_messages SET status = ?3, tries = ?4, next_attempt_at = ?5,
+                         attempts = json_insert(attempts, '$[#]', json(?6))
+                     WHERE endpoint_id = ?1 AND id = ?2",
+                )
+                .map_err(internal)?;
+            for outcome in &outcomes {
+                stmt.execute(params![
+                    endpoint,
+                    outcome.message_id.as_str(),
+                    outcome.status.as_str(),
+                    outcome.tries,
+                    outcome.next_attempt_at.map(Timestamp::micros),
+                    json_text(&outcome.log)?,
+                ])
+                .map_err(internal)?;
+            }
+            if disable {
+                tx.execute(
+                    "UPDATE webhook_endpoints SET disabled = 1, updated_at = ?2 WHERE id = ?1",
+                    params![endpoint, Timestamp::now().micros()],
+                )
+                .map_err(internal)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_endpoint(&self, endpoint: &WebhookId, owner: &str) -> Result<()> {
+        let (endpoint, owner) = (endpoint.clone(), owner.to_owned());
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2",
+                params![endpoint, owner],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        business_id: &BusinessId,
+        endpoint: &WebhookId,
+        status: Option<MessageStatus>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        self.read(|conn| {
+            messages_where(
+                conn,
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
+                     WHERE endpoint_id = (
+                         SELECT id FROM webhook_endpoints WHERE business_id = ?1 AND id = ?2)
+                       AND (?3 IS NULL OR status = ?3)
+                     ORDER BY seq DESC LIMIT ?4"
+                ),
+                params![
+                    business_id,
+                    endpoint,
+                    status.map(MessageStatus::as_str),
+                    limit
+                ],
+            )
+        })
+    }
+
+    async fn retry_message(
+        &self,
+        business_id: &BusinessId,
+        endpoint: &WebhookId,
+        id: &MessageId,
+        now: Timestamp,
+        attempts: u32,
+    ) -> Result<Option<Message>> {
+        let (business_id, endpoint, id) = (business_id.clone(), endpoint.clone(), id.clone());
+        self.write(move |tx| {
+            tx.prepare_cached(&format!(
+                "UPDATE webhook_messages SET next_attempt_at = ?4,
+                     tries = CASE WHEN status = 'pending' THEN tries ELSE ?5 - 1 END,
+                     status = 'pending'
+                 WHERE endpoint_id = (
+                     SELECT id FROM webhook_endpoints WHERE business_id = ?1 AND id = ?2)
+                   AND id = ?3
+                 RETURNING {MESSAGE_COLUMNS}"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![business_id, endpoint, id.as_str(), now.micros(), attempts],
+                    |r| Ok(rows::message(r)),
+                )
+                .optional()
+            })
+            .map_err(internal)?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn oldest_undelivered(&self) -> Result<Option<Timestamp>> {
+        let oldest: Option<i64> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT min(m.created_at) FROM webhook_messages m
+                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
+                 WHERE m.status = 'pending' AND NOT e.disabled",
+            )
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(internal)
+        })?;
+        oldest.map(rows::timestamp).transpose()
+    }
+
+    async fn forget_messages(&self, before: Timestamp) -> Result<u64> {
+        self.write(move |tx| {
+            let forgotten = tx
+                .execute(
+                    "DELETE FROM webhook_messages WHERE created_at < ?1 AND status <> 'pending'",
+                    params![before.micros()],
+                )
+                .map_err(internal)?;
+            Ok(forgotten as u64)
+        })
+        .await
+    }
+}
