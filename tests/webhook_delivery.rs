@@ -498,3 +498,39 @@ async fn metrics_count_deliveries_by_result(server: TestServer) {
     assert!(value("webhook_deliveries_total{result=\"retrying\"}") >= 1.0);
     assert_eq!(value("webhook_oldest_undelivered_seconds"), 0.0);
 }
+
+/// `--webhook-deny-private`: a receiver on this machine is refused, and the attempt log
+/// says why; the receiver hears nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_private_refuses_a_local_receiver() {
+    let settings = ServerSettings {
+        webhooks: DispatchOptions {
+            schedule: RetrySchedule::parse("50ms").unwrap(),
+            deny_private: true,
+            ..DispatchOptions::default()
+        },
+        ..ServerSettings::default()
+    };
+    let server = TestServer::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    let receiver = Receiver::ok().await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (literal, _) = subscribe(&server, &receiver.url, json!({})).await;
+    let (named, _) = subscribe(&server, &by_name, json!({})).await;
+    ledger(&server, 1, "ABSOLUTE").await.expect(200);
+    for (endpoint, said) in [
+        (literal, "127.0.0.1 is a loopback address"),
+        (named, "localhost resolves to"),
+    ] {
+        let failed = wait_for_status(&server, &endpoint, "failed", 1).await;
+        let attempts = failed[0]["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 2);
+        for attempt in attempts {
+            let error = attempt["error"].as_str().unwrap();
+            assert!(error.contains(said), "{error}");
+            assert_eq!(attempt["status_code"], Value::Null);
+        }
+    }
+    assert!(receiver.received().is_empty());
+}

@@ -455,6 +455,16 @@ async fn the_openapi_document_describes_the_webhook_routes(server: TestServer) {
             "patch",
             &["204", "400", "403", "404"],
         ),
+        (
+            "/webhooks/{id}/messages",
+            "get",
+            &["200", "400", "404", "422"],
+        ),
+        (
+            "/webhooks/{id}/messages/{msg_id}/retry",
+            "post",
+            &["202", "403", "404"],
+        ),
     ] {
         let responses = &paths[path][method]["responses"];
         for status in statuses {
