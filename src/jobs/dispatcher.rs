@@ -6,8 +6,10 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
 
 use crate::domain::delivery::{AttemptLog, Message, MessageStatus, Outcome, RetrySchedule};
 use crate::domain::ids::{WebhookId, new_id};
@@ -103,7 +105,9 @@ struct Dispatcher {
     client: DeliveryClient,
     master_key: Option<MasterKey>,
     options: DispatchOptions,
-    /// The endpoints this process is delivering to.
+    /// The endpoints this process is delivering to. Held while leasing, and while a task
+    /// gives its lease up and leaves: a lease is never taken for an endpoint whose task is
+    /// leaving (that lease would have no task until it ended).
     busy: Mutex<HashSet<WebhookId>>,
 }
 
@@ -113,7 +117,8 @@ impl Dispatcher {
         let mut forgotten_at = Instant::now();
         loop {
             let Some(store) = store.upgrade() else { return };
-            let free = MAX_ENDPOINTS.saturating_sub(self.busy().len());
+            let mut busy = self.busy.lock().await;
+            let free = MAX_ENDPOINTS.saturating_sub(busy.len());
             let leased = if free == 0 {
                 Ok(Vec::new())
             } else {
@@ -129,7 +134,8 @@ impl Dispatcher {
                         failing = false;
                     }
                     for endpoint in endpoints {
-                        if self.busy().insert(endpoint.id.clone()) {
+                        // A busy endpoint's task holds its lease: it was not leased again.
+                        if busy.insert(endpoint.id.clone()) {
                             tokio::spawn(self.clone().deliver_all(store.clone(), endpoint));
                         }
                     }
@@ -141,6 +147,7 @@ impl Dispatcher {
                     }
                 }
             }
+            drop(busy);
             if forgotten_at.elapsed() >= FORGET_EVERY {
                 forgotten_at = Instant::now();
                 let before = Timestamp::now().plus_micros(-(RETENTION.as_micros() as i64));
@@ -153,12 +160,6 @@ impl Dispatcher {
             drop(store);
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<WebhookId>> {
-        self.busy
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Delivers the endpoint's due messages, batch after batch, until none is due or the
@@ -183,10 +184,11 @@ impl Dispatcher {
                 tracing::error!(endpoint = %id, %error, "the webhook secret cannot be opened; its messages wait");
             }
         }
+        let mut busy = self.busy.lock().await;
         if let Err(error) = store.release_endpoint(&id, &self.owner).await {
             tracing::warn!(endpoint = %id, %error, "a webhook lease could not be given up; it will end by itself");
         }
-        self.busy().remove(&id);
+        busy.remove(&id);
     }
 
     /// The endpoint's next due messages, the lease renewed; `None` when none is due or the
