@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::catalog::{Instance, LicenseKey};
 use super::entry::LedgerEntry;
 use super::ids::{BusinessId, MessageId};
+use super::seats::Departure;
 use super::time::Timestamp;
 use super::views::{InstanceView, LicenseKeyView, LicenseUpdateResponse};
 use super::webhooks::EventType;
@@ -20,25 +21,6 @@ pub struct Event {
     pub timestamp: Timestamp,
     /// `{"business_id", "type", "timestamp", "data"}`, the JSON delivered.
     pub body: String,
-}
-
-/// Why an instance was deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Departure {
-    /// `POST /licenses/deactivate`.
-    Deactivated,
-    /// It missed its heartbeat deadline.
-    Heartbeat,
-}
-
-impl Departure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Departure::Deactivated => "deactivated",
-            Departure::Heartbeat => "heartbeat",
-        }
-    }
 }
 
 impl Event {

@@ -136,8 +136,9 @@ pub fn has_seat(older_live_instances: u64, limit: Option<u32>) -> bool {
     limit.is_none_or(|limit| older_live_instances < u64::from(limit))
 }
 
-/// Why an instance went away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an instance went away: the `reason` of its `license_key_instance.deleted` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Departure {
     /// `POST /licenses/deactivate`.
     Deactivated,

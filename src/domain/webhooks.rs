@@ -204,8 +204,9 @@ pub struct WebhookHeaders(BTreeMap<String, String>);
 impl WebhookHeaders {
     pub const MAX_HEADERS: usize = 20;
     pub const MAX_VALUE_CHARS: usize = 1000;
-    /// Headers a delivery sets itself, which no endpoint may replace.
-    const RESERVED: [&str; 8] = [
+    /// Headers a delivery sets itself, which no endpoint may replace (and which a
+    /// delivery leaves out of a stored endpoint's headers, not checked again when read).
+    pub const RESERVED: [&str; 8] = [
         "content-type",
         "content-length",
         "host",

@@ -14,23 +14,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio::time::{Instant, timeout_at};
 
 use crate::domain::time::Timestamp;
-use crate::domain::webhooks::{WebhookSecret, signature};
+use crate::domain::webhooks::{WebhookHeaders, WebhookSecret, signature};
 
 /// How much of an answer's body is kept, to show why an endpoint refused a delivery.
 const EXCERPT_BYTES: usize = 1024;
-
-/// Headers each attempt sets itself; an endpoint's custom header of one of these names is
-/// left out (the endpoint API refuses them already, but a stored row is not re-checked).
-const SET_BY_DELIVERY: [&str; 8] = [
-    "content-type",
-    "content-length",
-    "host",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
 
 /// How deliveries are made.
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +147,7 @@ impl DeliveryClient {
         }
         let mut headers = HeaderMap::with_capacity(delivery.headers.len() + 4);
         for (name, value) in delivery.headers {
-            if SET_BY_DELIVERY.contains(&name.to_ascii_lowercase().as_str()) {
+            if WebhookHeaders::RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
                 continue;
             }
             let name = HeaderName::from_bytes(name.as_bytes())

@@ -10,13 +10,14 @@ use super::error::internal;
 use super::ledger::governing;
 use super::outbox::announce;
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
-use crate::domain::events::{Departure, Event};
+use crate::domain::events::Event;
 use crate::domain::ids::{
     BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
 };
 use crate::domain::license::KeyPatch;
 use crate::domain::seats::{
-    DEPARTED_RETENTION_MICROS, Fingerprint, HeartbeatInterval, SeatBinding, has_seat, seats_in,
+    DEPARTED_RETENTION_MICROS, Departure, Fingerprint, HeartbeatInterval, SeatBinding, has_seat,
+    seats_in,
 };
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::EventType;
