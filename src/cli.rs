@@ -154,6 +154,10 @@ struct ServeArgs {
     #[arg(long, env = "LICENSED_WEBHOOK_LEASE_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     webhook_lease_seconds: u64,
+    /// Mark the console's cookies `Secure`, so that browsers send them over HTTPS only:
+    /// set it when a proxy in front serves the console over TLS.
+    #[arg(long, env = "LICENSED_CONSOLE_SECURE_COOKIE")]
+    console_secure_cookie: bool,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -354,6 +358,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             deny_private: args.webhook_deny_private,
             lease: Duration::from_secs(args.webhook_lease_seconds),
         },
+        console_secure_cookie: args.console_secure_cookie,
     };
     let state = AppState::new(store, &settings)
         .await

@@ -28,6 +28,14 @@ impl KeyStatus {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Expired => "expired",
+            KeyStatus::Disabled => "disabled",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "active" => Some(KeyStatus::Active),

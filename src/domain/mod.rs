@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod console;
 pub mod delivery;
 pub mod entry;
 pub mod events;

@@ -50,6 +50,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The status and the message a person is shown (the console shows API errors as
+    /// pages); a 5xx's cause is in the error, for the log.
+    pub(crate) fn shown(&self) -> (StatusCode, String) {
+        (self.status_and_code().0, self.message())
+    }
+
     /// The one table from error to HTTP status and machine-readable code.
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {

@@ -3,6 +3,7 @@
 //! inside the middleware (`envelope.rs`); and [`serve`], which runs the server on a
 //! listener until a shutdown signal.
 
+mod console;
 mod dodo;
 mod envelope;
 pub mod error;
@@ -61,6 +62,7 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
             ),
         )
         .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
+        .merge(console::routes().layer(CatchPanicLayer::new()))
         .merge(enveloped(unknown_routes(), shape_of_unknown_route))
         .with_state(state)
 }

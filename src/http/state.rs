@@ -24,6 +24,8 @@ pub struct AppState {
     /// The active signing keys, opened.
     pub(super) signers: Signers,
     pub(super) request_timeout: Duration,
+    /// Console cookies carry `Secure`.
+    pub(super) console_secure_cookie: bool,
     /// How many attempts a webhook message gets (a retried one gets the last of them).
     pub(super) webhook_attempts: u32,
 }
@@ -47,6 +49,8 @@ pub struct ServerSettings {
     pub master_key: Option<MasterKey>,
     /// How webhooks are delivered.
     pub webhooks: DispatchOptions,
+    /// Mark the console's cookies `Secure` (behind a proxy that terminates TLS).
+    pub console_secure_cookie: bool,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +63,7 @@ impl Default for ServerSettings {
             client_ip_header: None,
             master_key: None,
             webhooks: DispatchOptions::default(),
+            console_secure_cookie: false,
         }
     }
 }
@@ -86,6 +91,7 @@ impl AppState {
             signers: Signers::default(),
             request_timeout: settings.request_timeout,
             webhook_attempts: settings.webhooks.schedule.attempts(),
+            console_secure_cookie: settings.console_secure_cookie,
         })
     }
 }

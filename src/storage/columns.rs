@@ -21,6 +21,8 @@ pub const WEBHOOK_COLUMNS: &str = "id, business_id, url, description, disabled, 
 /// A webhook message, decoded by [`rows::message`](crate::storage::rows::message).
 pub const MESSAGE_COLUMNS: &str =
     "id, endpoint_id, event_type, body, created_at, status, tries, next_attempt_at, attempts";
+/// A console session, decoded by [`rows::console_session`](crate::storage::rows::console_session).
+pub const SESSION_COLUMNS: &str = "digest, api_key_digest, csrf_token, created_at, last_seen_at";
 pub const CUSTOMER_COLUMNS: &str =
     "id, business_id, email, name, phone_number, metadata, created_at";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \
@@ -80,4 +82,23 @@ pub fn duration_columns(duration: Option<KeyDuration>) -> (Option<i64>, Option<S
 pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| StorageError::Internal(format!("unstorable value: {e}")))
+}
+
+/// The overview's counts for business `b` at `now` (`day_ago` = now − 24 h), decoded by
+/// [`rows::overview`](crate::storage::rows::overview); `p` names a placeholder.
+pub fn overview_query(p: impl Fn(usize) -> String) -> String {
+    let (b, now, day_ago) = (p(1), p(2), p(3));
+    format!(
+        "SELECT
+             (SELECT count(*) FROM customers WHERE business_id = {b}),
+             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND NOT disabled
+                  AND (expires_at IS NULL OR expires_at > {now})),
+             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND NOT disabled
+                  AND expires_at <= {now}),
+             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND disabled),
+             (SELECT count(*) FROM license_key_instances WHERE business_id = {b} AND created_at >= {day_ago})
+               + (SELECT count(*) FROM departed_instances WHERE business_id = {b} AND created_at >= {day_ago}),
+             (SELECT count(*) FROM (SELECT DISTINCT account_id, license_id FROM ledger_entries
+                  WHERE business_id = {b}) pairs)"
+    )
 }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 pub use error::{OpenError, Result, StorageError};
 pub use listing::{EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, PageRequest};
 pub use store::{
-    AccountStore, Appended, HealthStore, KeyValidity, LedgerStore, LicenseStore, OutboxStore,
-    PoolUsage, StorageOptions, Store, StoredSigningKey, WebhookStore,
+    AccountStore, Appended, ConsoleStore, HealthStore, KeyValidity, LedgerStore, LicenseStore,
+    OutboxStore, PoolUsage, StorageOptions, Store, StoredSigningKey, WebhookStore,
 };
 
 /// Opens the database the URL names and applies its migrations.

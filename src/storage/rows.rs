@@ -4,6 +4,7 @@
 
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product, ProductDetails};
+use crate::domain::console::{ConsoleSession, Overview, SessionDigest};
 use crate::domain::delivery::{Message, MessageStatus};
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{
@@ -338,5 +339,37 @@ pub fn message(row: &impl Columns) -> Result<Message> {
         tries: u32::try_from(row.int(6)?).map_err(corrupt)?,
         next_attempt_at: row.int_or_null(7)?.map(timestamp).transpose()?,
         attempts: serde_json::from_str(&row.text(8)?).map_err(corrupt)?,
+    })
+}
+
+/// A console session selected with [`SESSION_COLUMNS`](crate::storage::columns::SESSION_COLUMNS).
+pub fn console_session(row: &impl Columns) -> Result<ConsoleSession> {
+    let digest = |column| -> Result<[u8; 32]> {
+        row.bytes(column)?
+            .try_into()
+            .map_err(|_| corrupt("a digest that is not 32 bytes"))
+    };
+    Ok(ConsoleSession {
+        digest: SessionDigest(digest(0)?),
+        api_key: KeyDigest(digest(1)?),
+        csrf_token: row.text(2)?,
+        created_at: timestamp(row.int(3)?)?,
+        last_seen_at: timestamp(row.int(4)?)?,
+    })
+}
+
+/// The overview's counts, in [`Overview`]'s order.
+pub fn overview(row: &impl Columns) -> Result<Overview> {
+    let n = |column| {
+        row.int(column)
+            .and_then(|v| u64::try_from(v).map_err(corrupt))
+    };
+    Ok(Overview {
+        customers: n(0)?,
+        keys_active: n(1)?,
+        keys_expired: n(2)?,
+        keys_disabled: n(3)?,
+        activations_last_day: n(4)?,
+        ledger_pairs: n(5)?,
     })
 }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::domain::auth::{ApiKeyInfo, Caller, KeyDigest, Principal};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::console::{ConsoleSession, Overview, SessionDigest};
 use crate::domain::delivery::{Message, MessageStatus, Outcome};
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::ids::{
@@ -371,12 +372,37 @@ pub trait OutboxStore: Send + Sync {
     async fn forget_messages(&self, before: Timestamp) -> Result<u64>;
 }
 
+/// The console's sessions, and the figures of its overview.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    async fn create_session(&self, session: &ConsoleSession) -> Result<()>;
+    /// The session with that digest if it was used since `idle_since(now)`; its last use
+    /// becomes `now` (written only when a minute old).
+    async fn session(
+        &self,
+        digest: &SessionDigest,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>>;
+    async fn delete_session(&self, digest: &SessionDigest) -> Result<()>;
+    /// Deletes the sessions not used since `idle_since`; how many.
+    async fn forget_sessions(&self, idle_since: Timestamp) -> Result<u64>;
+    /// The business's counts at `now`.
+    async fn overview(&self, business_id: &BusinessId, now: Timestamp) -> Result<Overview>;
+}
+
 pub trait Store:
-    AccountStore + LedgerStore + LicenseStore + WebhookStore + OutboxStore + HealthStore
+    AccountStore + LedgerStore + LicenseStore + WebhookStore + OutboxStore + ConsoleStore + HealthStore
 {
 }
-impl<T: AccountStore + LedgerStore + LicenseStore + WebhookStore + OutboxStore + HealthStore> Store
-    for T
+impl<
+    T: AccountStore
+        + LedgerStore
+        + LicenseStore
+        + WebhookStore
+        + OutboxStore
+        + ConsoleStore
+        + HealthStore,
+> Store for T
 {
 }
 

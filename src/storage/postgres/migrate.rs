@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (10, include_str!("migrations/0010_signing_keys.sql")),
     (11, include_str!("migrations/0011_webhook_endpoints.sql")),
     (12, include_str!("migrations/0012_webhook_messages.sql")),
+    (13, include_str!("migrations/0013_console_sessions.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod connect;
+mod console;
 mod error;
 mod health;
 mod ledger;

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_signing_keys.sql"),
     include_str!("migrations/0011_webhook_endpoints.sql"),
     include_str!("migrations/0012_webhook_messages.sql"),
+    include_str!("migrations/0013_console_sessions.sql"),
 ];
 
 /// Applies the migrations the database lacks; refuses one that a newer version migrated.

@@ -11,6 +11,7 @@
 mod accounts;
 mod checkpoint;
 mod connect;
+mod console;
 mod error;
 mod health;
 mod known_keys;

@@ -1,0 +1,97 @@
+//! `/console`: the web console for the people who issue and support licenses. Pages are
+//! rendered on the server (maud) through the same store as the API; the stylesheet and
+//! the one small script are embedded in the binary. Every form posts back with the
+//! session's CSRF token; every page is sent with headers that keep it out of frames and
+//! caches and let it load nothing from elsewhere.
+
+mod error;
+mod layout;
+mod license_keys;
+mod overview;
+mod session;
+mod sign_in;
+
+use axum::Router;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::http::state::AppState;
+
+/// The console's routes, with their headers.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(overview::overview))
+        .route(
+            "/console/sign-in",
+            get(sign_in::sign_in_page).post(sign_in::sign_in),
+        )
+        .route("/console/sign-out", post(sign_in::sign_out))
+        .route("/console/license-keys", get(license_keys::list))
+        .route("/console/license-keys/{id}", get(license_keys::detail))
+        .route(
+            "/console/license-keys/{id}/disable",
+            post(license_keys::disable),
+        )
+        .route(
+            "/console/license-keys/{id}/enable",
+            post(license_keys::enable),
+        )
+        .route(
+            "/console/license-keys/{id}/instances/{instance}/deactivate",
+            post(license_keys::deactivate),
+        )
+        .layer(axum::middleware::map_response(page_headers))
+        .route("/console/assets/console.css", get(stylesheet))
+        .route("/console/assets/console.js", get(script))
+}
+
+/// Nothing but the console's own files may load; no framing; no caching of pages that
+/// show a business's data; no referrer leaving with a URL.
+async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("assets/console.css"),
+    )
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/console.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (CACHE_CONTROL, "public, max-age=3600"),
+            (HeaderName::from_static("x-content-type-options"), "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,95 @@
+//! Who is signed in: the session cookie, read into a [`Signed`] caller with the API key's
+//! permissions, and the CSRF check every form's handler makes. The cookie is `HttpOnly`
+//! and `SameSite=Strict`; the key itself never leaves the sign-in request.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+
+use super::error::ConsoleError;
+use crate::domain::auth::Principal;
+use crate::domain::console::{ConsoleSession, SessionDigest};
+use crate::domain::time::Timestamp;
+use crate::http::state::AppState;
+
+/// The cookie naming the session.
+pub const SESSION_COOKIE: &str = "licensed_session";
+/// The cookie the sign-in form's token is checked against (before there is a session).
+pub const SIGN_IN_COOKIE: &str = "licensed_sign_in";
+
+/// A request from a signed-in session, with what its key may do.
+pub struct Signed {
+    pub session: ConsoleSession,
+    pub principal: Principal,
+}
+
+impl Signed {
+    /// Refuses a form whose CSRF token is not the session's.
+    pub fn check(&self, csrf_token: &str) -> Result<(), ConsoleError> {
+        if self.session.allows(csrf_token) {
+            Ok(())
+        } else {
+            Err(ConsoleError::Forbidden(
+                "This form has expired or did not come from the console. Reload the page and try again.".into(),
+            ))
+        }
+    }
+
+    /// Refuses a write to a read-only key, and a form without the session's token.
+    pub fn check_write(&self, csrf_token: &str) -> Result<(), ConsoleError> {
+        self.check(csrf_token)?;
+        if self.principal.read_only {
+            return Err(ConsoleError::Forbidden(
+                "This API key is read-only: it may look but not change anything.".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::SignedOut)?;
+        let digest = SessionDigest::of(token);
+        let session = (state.store.session(&digest, Timestamp::now()).await?)
+            .ok_or(ConsoleError::SignedOut)?;
+        // The key's permissions now: a revoked key ends its sessions at once.
+        let principal =
+            (state.store.authenticate(session.api_key).await?).ok_or(ConsoleError::SignedOut)?;
+        Ok(Signed { session, principal })
+    }
+}
+
+/// The value of the request's cookie `name`.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// A `Set-Cookie` for the console's paths; `None` clears the cookie.
+pub fn set_cookie(
+    name: &str,
+    value: Option<&str>,
+    secure: bool,
+) -> (axum::http::HeaderName, HeaderValue) {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = match value {
+        Some(value) => format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict{secure}"),
+        None => format!("{name}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    };
+    // Tokens are URL-safe base64: always a valid header value.
+    (
+        SET_COOKIE,
+        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("")),
+    )
+}

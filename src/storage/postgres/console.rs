@@ -1,0 +1,86 @@
+//! The console's sessions and overview on PostgreSQL, where every process sees them.
+
+use async_trait::async_trait;
+
+use super::PgStore;
+use crate::domain::console::{
+    ConsoleSession, Overview, SessionDigest, TOUCH_EVERY_MICROS, idle_since,
+};
+use crate::domain::ids::BusinessId;
+use crate::domain::time::{MICROS_PER_DAY, Timestamp};
+use crate::storage::columns::{SESSION_COLUMNS, overview_query};
+use crate::storage::error::{Result, StorageError};
+use crate::storage::rows;
+use crate::storage::store::ConsoleStore;
+
+#[async_trait]
+impl ConsoleStore for PgStore {
+    async fn create_session(&self, s: &ConsoleSession) -> Result<()> {
+        self.execute(
+            &format!(
+                "INSERT INTO console_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            ),
+            &[
+                &&s.digest.0[..],
+                &&s.api_key.0[..],
+                &s.csrf_token,
+                &s.created_at.micros(),
+                &s.last_seen_at.micros(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        digest: &SessionDigest,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM console_sessions WHERE digest = $1 AND last_seen_at >= $2"
+        );
+        let row = self
+            .query_opt(&sql, &[&&digest.0[..], &idle_since(now).micros()])
+            .await?;
+        let Some(mut session) = row.as_ref().map(rows::console_session).transpose()? else {
+            return Ok(None);
+        };
+        if now.micros() - session.last_seen_at.micros() >= TOUCH_EVERY_MICROS {
+            self.execute(
+                "UPDATE console_sessions SET last_seen_at = $2 WHERE digest = $1",
+                &[&&digest.0[..], &now.micros()],
+            )
+            .await?;
+            session.last_seen_at = now;
+        }
+        Ok(Some(session))
+    }
+
+    async fn delete_session(&self, digest: &SessionDigest) -> Result<()> {
+        self.execute(
+            "DELETE FROM console_sessions WHERE digest = $1",
+            &[&&digest.0[..]],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_sessions(&self, idle_since: Timestamp) -> Result<u64> {
+        self.execute(
+            "DELETE FROM console_sessions WHERE last_seen_at < $1",
+            &[&idle_since.micros()],
+        )
+        .await
+    }
+
+    async fn overview(&self, business_id: &BusinessId, now: Timestamp) -> Result<Overview> {
+        let sql = overview_query(|n| format!("${n}"));
+        let day_ago = now.micros() - MICROS_PER_DAY;
+        let row = self
+            .query_opt(&sql, &[&business_id, &now.micros(), &day_ago])
+            .await?
+            .ok_or_else(|| StorageError::Internal("the overview returned no row".into()))?;
+        rows::overview(&row)
+    }
+}
