@@ -75,6 +75,18 @@ async fn dodopayments_on_postgres() {
     run_python(Backend::Postgres, "dodopayments_test.py").await;
 }
 
+/// A delivery of every event type, received on 127.0.0.1 and verified with the Python
+/// client's `webhooks.unwrap`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dodopayments_webhook_events_on_sqlite() {
+    run_python(Backend::Sqlite, "webhook_events_test.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dodopayments_webhook_events_on_postgres() {
+    run_python(Backend::Postgres, "webhook_events_test.py").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dodopayments_js_on_sqlite() {
     run_node(Backend::Sqlite, "dodopayments_test.cjs").await;
