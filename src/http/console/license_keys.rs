@@ -6,7 +6,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
-use axum::http::header::LOCATION;
+use axum::http::header::{CONTENT_DISPOSITION, LOCATION};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -19,6 +19,8 @@ use crate::domain::catalog::LicenseKey;
 use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId};
 use crate::domain::license::{KeyPatch, KeyStatus};
 use crate::domain::time::Timestamp;
+use crate::http::dodo::license_files::issue as issue_file;
+use crate::http::dodo::license_keys::{CreateLicenseKey, UpdateLicenseKey, issue, update};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::storage::{KeyFilter, PageRequest};
@@ -99,6 +101,9 @@ pub async fn list(
     let selected = |value: &str, current: Option<&str>| current == Some(value);
     let body = html! {
         @if let Some(refused) = refused { (notice(Notice::Refused, refused)) }
+        @if !signed.principal.read_only {
+            p { a.button href="/console/license-keys/new" { "Issue a key" } }
+        }
         form.filters method="get" action="/console/license-keys" role="search" {
             div {
                 label for="key" { "Find by key" }
@@ -213,14 +218,40 @@ pub async fn detail(
     Path(id): Path<String>,
     Query(done): Query<Done>,
 ) -> Result<Markup, ConsoleError> {
-    let business = &signed.principal.business_id;
     let id = LicenseKeyId::from(id);
-    let key =
-        (state.store.license_key(business, &id).await?).ok_or(ApiError::LicenseKeyNotFound)?;
+    let key = (state
+        .store
+        .license_key(&signed.principal.business_id, &id)
+        .await?)
+        .ok_or(ApiError::LicenseKeyNotFound)?;
+    let done_text = match done.done.as_deref() {
+        Some("issued") => Some("The key is issued."),
+        Some("changed") => Some("The key is changed."),
+        Some("disabled") => {
+            Some("The key is disabled: validation fails and activation is refused.")
+        }
+        Some("enabled") => Some("The key is enabled again."),
+        Some("deactivated") => Some("The instance is deactivated; its seat is free."),
+        _ => None,
+    };
+    let notice = done_text.map(|text| (Notice::Done, text.to_owned()));
+    key_page(&state, &signed, key, notice, None).await
+}
+
+/// A key's page: its facts, its actions, the change form (with `edit`'s values after a
+/// refused change) and its instances.
+async fn key_page(
+    state: &AppState,
+    signed: &Signed,
+    key: LicenseKey,
+    message: Option<(Notice, String)>,
+    edit: Option<&EditKey>,
+) -> Result<Markup, ConsoleError> {
+    let business = &signed.principal.business_id;
     let instances = (state.store)
         .list_instances(
             business,
-            Some(&id),
+            Some(&key.id),
             PageRequest {
                 index: 0,
                 size: 100,
@@ -230,16 +261,10 @@ pub async fn detail(
     let now = Timestamp::now();
     let csrf = &signed.session.csrf_token;
     let writable = !signed.principal.read_only;
-    let done_text = match done.done.as_deref() {
-        Some("disabled") => {
-            Some("The key is disabled: validation fails and activation is refused.")
-        }
-        Some("enabled") => Some("The key is enabled again."),
-        Some("deactivated") => Some("The instance is deactivated; its seat is free."),
-        _ => None,
-    };
+    let values = edit_values(&key);
+    let values = edit.unwrap_or(&values);
     let body = html! {
-        @if let Some(text) = done_text { (notice(Notice::Done, text)) }
+        @if let Some((kind, text)) = &message { (notice(*kind, text)) }
         section.card aria-labelledby="facts" {
             h2 #facts { "Key" }
             dl.facts {
@@ -259,18 +284,54 @@ pub async fn detail(
                 dt { "Created" } dd { (key.created_at) }
             }
             @if writable {
-                @if key.disabled {
-                    form.inline method="post" action={ "/console/license-keys/" (key.id) "/enable" } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        button type="submit" { "Enable" }
+                div.actions {
+                    @if key.disabled {
+                        form.inline method="post" action={ "/console/license-keys/" (key.id) "/enable" } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Enable" }
+                        }
+                    } @else {
+                        form.inline method="post" action={ "/console/license-keys/" (key.id) "/disable" }
+                            data-confirm="Disable this key? Validation will fail and new activations will be refused." {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button.danger type="submit" { "Disable" }
+                        }
                     }
-                } @else {
-                    form.inline method="post" action={ "/console/license-keys/" (key.id) "/disable" }
-                        data-confirm="Disable this key? Validation will fail and new activations will be refused." {
+                    " "
+                    form.inline method="post" action={ "/console/license-keys/" (key.id) "/license-file" } {
                         input type="hidden" name="csrf" value=(csrf);
-                        button.danger type="submit" { "Disable" }
+                        button.secondary type="submit" { "Download license file" }
                     }
                 }
+            }
+        }
+        @if writable {
+            h2 #change { "Change" }
+            form.card method="post" action={ "/console/license-keys/" (key.id) "/edit" } aria-labelledby="change" {
+                input type="hidden" name="csrf" value=(csrf);
+                @if key.seats.is_none() {
+                    label for="activations_limit" { "Activation limit" }
+                    input #activations_limit type="number" name="activations_limit" min="0" max="1000000"
+                        value=(values.activations_limit) aria-describedby="limit_help";
+                    p #limit_help .help { "Empty: unlimited." }
+                }
+                label for="expires_on" { "Expires on" }
+                input #expires_on type="date" name="expires_on" value=(values.expires_on) aria-describedby="expires_help";
+                p #expires_help .help { "Empty: never." }
+                label for="heartbeat_interval" { "Heartbeat interval (seconds)" }
+                input #heartbeat_interval type="number" name="heartbeat_interval" min="1"
+                    value=(values.heartbeat_interval) aria-describedby="heartbeat_help";
+                p #heartbeat_help .help { "Empty: no heartbeats; instances never die." }
+                fieldset {
+                    legend { "Seats from the ledger" }
+                    label for="seats_account_id" { "Account" }
+                    input #seats_account_id type="text" name="seats_account_id" value=(values.seats_account_id);
+                    label for="seats_license_id" { "License" }
+                    input #seats_license_id type="text" name="seats_license_id" value=(values.seats_license_id)
+                        aria-describedby="seats_help";
+                    p #seats_help .help { "Both empty: the key is not bound; its limit is its own." }
+                }
+                button type="submit" { "Save changes" }
             }
         }
         h2 #instances { "Instances" }
@@ -312,7 +373,7 @@ pub async fn detail(
             }
         }
     };
-    Ok(page(&signed, Section::LicenseKeys, "License key", body))
+    Ok(page(signed, Section::LicenseKeys, "License key", body))
 }
 
 async fn set_disabled(
@@ -378,4 +439,319 @@ pub async fn deactivate(
     Ok(see_other(&format!(
         "/console/license-keys/{id}?done=deactivated"
     )))
+}
+
+/// The form that issues a key: a customer and a product, and optionally a limit, an
+/// expiry and a key to import; what is left empty comes from the product.
+pub async fn new_key_page(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> Result<Response, ConsoleError> {
+    new_key_form(&state, &signed, StatusCode::OK, None, &NewKey::default()).await
+}
+
+async fn new_key_form(
+    state: &AppState,
+    signed: &Signed,
+    status: StatusCode,
+    refused: Option<&str>,
+    form: &NewKey,
+) -> Result<Response, ConsoleError> {
+    let business = &signed.principal.business_id;
+    let customers = (state.store)
+        .list_customers(
+            business,
+            None,
+            PageRequest {
+                index: 0,
+                size: 100,
+            },
+        )
+        .await?;
+    let products = (state.store)
+        .list_products(
+            business,
+            PageRequest {
+                index: 0,
+                size: 100,
+            },
+        )
+        .await?;
+    let body = html! {
+        @if let Some(refused) = refused { (notice(Notice::Refused, refused)) }
+        @if customers.is_empty() || products.is_empty() {
+            p.empty { "A key is issued to a customer for a product: create both first (" code { "POST /customers" } ", " code { "POST /products" } ")." }
+        } @else {
+            form.card method="post" action="/console/license-keys/new" {
+                input type="hidden" name="csrf" value=(signed.session.csrf_token);
+                label for="customer_id" { "Customer" }
+                select #customer_id name="customer_id" required {
+                    @for c in &customers {
+                        option value=(c.id) selected[form.customer_id == c.id.as_str()] { (c.name) " <" (c.email) ">" }
+                    }
+                }
+                label for="product_id" { "Product" }
+                select #product_id name="product_id" required {
+                    @for p in &products {
+                        option value=(p.id) selected[form.product_id == p.id.as_str()] { (p.name) }
+                    }
+                }
+                label for="activations_limit" { "Activation limit" }
+                input #activations_limit type="number" name="activations_limit" min="0" max="1000000"
+                    value=(form.activations_limit) aria-describedby="limit_help";
+                p #limit_help .help { "Empty: the product's default." }
+                label for="expires_on" { "Expires on" }
+                input #expires_on type="date" name="expires_on" value=(form.expires_on) aria-describedby="expiry_help";
+                p #expiry_help .help { "Empty: the product's duration from today (or never)." }
+                label for="key" { "Key to import" }
+                input #key type="text" name="key" autocomplete="off" value=(form.key) aria-describedby="key_help";
+                p #key_help .help { "Empty: a new key is generated." }
+                button type="submit" { "Issue key" }
+            }
+        }
+    };
+    let html = page(signed, Section::LicenseKeys, "Issue a license key", body);
+    Ok((status, html).into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct NewKey {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    customer_id: String,
+    #[serde(default)]
+    product_id: String,
+    #[serde(default)]
+    activations_limit: String,
+    #[serde(default)]
+    expires_on: String,
+    #[serde(default)]
+    key: String,
+}
+
+impl NewKey {
+    /// The API's request for this form: the same checks follow.
+    fn request(&self) -> Result<CreateLicenseKey, ApiError> {
+        let mut body = serde_json::json!({
+            "customer_id": self.customer_id.trim(),
+            "product_id": self.product_id.trim(),
+        });
+        if let Some(limit) = filled(&self.activations_limit) {
+            let limit: u32 = limit.parse().map_err(|_| {
+                ApiError::BadRequest("The activation limit must be a whole number.".into())
+            })?;
+            body["activations_limit"] = limit.into();
+        }
+        if let Some(date) = filled(&self.expires_on) {
+            body["expires_at"] = format!("{date}T00:00:00Z").into();
+        }
+        if let Some(key) = filled(&self.key) {
+            body["key"] = key.into();
+        }
+        serde_json::from_value(body).map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+}
+
+fn filled(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|t| !t.is_empty())
+}
+
+pub async fn issue_key(
+    State(state): State<AppState>,
+    signed: Signed,
+    Form(form): Form<NewKey>,
+) -> Result<Response, ConsoleError> {
+    signed.check_write(&form.csrf)?;
+    let principal = &signed.principal;
+    let issued = match form.request() {
+        Ok(request) => issue(&state, &principal.business_id, &principal.brand_id, request).await,
+        Err(error) => Err(error),
+    };
+    match issued {
+        Ok(key) => Ok(see_other(&format!(
+            "/console/license-keys/{}?done=issued",
+            key.id
+        ))),
+        Err(error) => {
+            let (status, message) = error.shown();
+            if status.is_server_error() {
+                return Err(error.into());
+            }
+            new_key_form(&state, &signed, status, Some(&message), &form).await
+        }
+    }
+}
+
+/// The change form's fields, as text: each compared with the key, and only what differs
+/// is changed (so the rules of a change apply to what was changed).
+#[derive(Deserialize)]
+pub struct EditKey {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    activations_limit: String,
+    #[serde(default)]
+    expires_on: String,
+    #[serde(default)]
+    heartbeat_interval: String,
+    #[serde(default)]
+    seats_account_id: String,
+    #[serde(default)]
+    seats_license_id: String,
+}
+
+fn edit_values(key: &LicenseKey) -> EditKey {
+    EditKey {
+        csrf: String::new(),
+        activations_limit: match key.seats {
+            Some(_) => String::new(),
+            None => key
+                .activations_limit
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
+        },
+        expires_on: key.expires_at.map(date_of).unwrap_or_default(),
+        heartbeat_interval: (key.heartbeat_interval)
+            .map(|i| i.seconds().to_string())
+            .unwrap_or_default(),
+        seats_account_id: (key.seats.as_ref())
+            .map(|s| s.account_id.to_string())
+            .unwrap_or_default(),
+        seats_license_id: (key.seats.as_ref())
+            .map(|s| s.license_id.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// `YYYY-MM-DD` of an instant.
+fn date_of(at: Timestamp) -> String {
+    at.to_string().chars().take(10).collect()
+}
+
+impl EditKey {
+    /// The API's PATCH body for what differs from `key`.
+    fn patch_body(&self, key: &LicenseKey) -> Result<serde_json::Value, ApiError> {
+        let was = edit_values(key);
+        let mut body = serde_json::Map::new();
+        let number = |text: &str, what: &str| -> Result<serde_json::Value, ApiError> {
+            match filled(text) {
+                None => Ok(serde_json::Value::Null),
+                Some(n) => n.parse::<u64>().map(Into::into).map_err(|_| {
+                    ApiError::BadRequest(format!("The {what} must be a whole number."))
+                }),
+            }
+        };
+        let seats_changed = self.seats_account_id.trim() != was.seats_account_id
+            || self.seats_license_id.trim() != was.seats_license_id;
+        if seats_changed {
+            body.insert(
+                "seats".into(),
+                match (
+                    filled(&self.seats_account_id),
+                    filled(&self.seats_license_id),
+                ) {
+                    (None, None) => serde_json::Value::Null,
+                    (account, license) => serde_json::json!({
+                        "account_id": account.unwrap_or_default(),
+                        "license_id": license.unwrap_or_default(),
+                    }),
+                },
+            );
+        }
+        if self.activations_limit.trim() != was.activations_limit {
+            body.insert(
+                "activations_limit".into(),
+                number(&self.activations_limit, "activation limit")?,
+            );
+        }
+        if self.expires_on.trim() != was.expires_on {
+            body.insert(
+                "expires_at".into(),
+                match filled(&self.expires_on) {
+                    None => serde_json::Value::Null,
+                    Some(date) => format!("{date}T00:00:00Z").into(),
+                },
+            );
+        }
+        if self.heartbeat_interval.trim() != was.heartbeat_interval {
+            body.insert(
+                "heartbeat_interval".into(),
+                number(&self.heartbeat_interval, "heartbeat interval")?,
+            );
+        }
+        Ok(body.into())
+    }
+}
+
+pub async fn edit_key(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<EditKey>,
+) -> Result<Response, ConsoleError> {
+    signed.check_write(&form.csrf)?;
+    let principal = &signed.principal;
+    let id = LicenseKeyId::from(id);
+    let key = (state.store.license_key(&principal.business_id, &id).await?)
+        .ok_or(ApiError::LicenseKeyNotFound)?;
+    let changed = form.patch_body(&key).and_then(|body| {
+        serde_json::from_value::<UpdateLicenseKey>(body)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    });
+    let updated = match changed {
+        Ok(request) => {
+            update(
+                &state,
+                &principal.business_id,
+                &principal.brand_id,
+                &id,
+                request,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    match updated {
+        Ok(_) => Ok(see_other(&format!(
+            "/console/license-keys/{id}?done=changed"
+        ))),
+        Err(error) => {
+            let (status, message) = error.shown();
+            if status.is_server_error() {
+                return Err(error.into());
+            }
+            let page = key_page(
+                &state,
+                &signed,
+                key,
+                Some((Notice::Refused, message)),
+                Some(&form),
+            )
+            .await?;
+            Ok((status, page).into_response())
+        }
+    }
+}
+
+/// The key's license file, as a download.
+pub async fn license_file(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<Csrf>,
+) -> Result<Response, ConsoleError> {
+    signed.check_write(&form.csrf)?;
+    let id = LicenseKeyId::from(id);
+    let key = (state
+        .store
+        .license_key(&signed.principal.business_id, &id)
+        .await?)
+        .ok_or(ApiError::LicenseKeyNotFound)?;
+    let mut response = issue_file(&state, key, None, None, false).await?;
+    let disposition = format!("attachment; filename=\"{id}.lic\"");
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
 }

@@ -29,7 +29,19 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/license-keys", get(license_keys::list))
+        .route(
+            "/console/license-keys/new",
+            get(license_keys::new_key_page).post(license_keys::issue_key),
+        )
         .route("/console/license-keys/{id}", get(license_keys::detail))
+        .route(
+            "/console/license-keys/{id}/edit",
+            post(license_keys::edit_key),
+        )
+        .route(
+            "/console/license-keys/{id}/license-file",
+            post(license_keys::license_file),
+        )
         .route(
             "/console/license-keys/{id}/disable",
             post(license_keys::disable),

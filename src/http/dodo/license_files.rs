@@ -106,7 +106,8 @@ pub async fn issue_own_license_file(
     issue(&state, key, instance, request.ttl, request.encrypt).await
 }
 
-async fn issue(
+/// The file of `key` (or of its instance), as both routes and the console issue it.
+pub(crate) async fn issue(
     state: &AppState,
     key: LicenseKey,
     instance: Option<ResourceId>,

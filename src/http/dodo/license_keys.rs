@@ -67,7 +67,24 @@ pub async fn create_license_key(
     Writer(caller): Writer,
     JsonBody(request): JsonBody<CreateLicenseKey>,
 ) -> Result<(StatusCode, Json<LicenseKeyView>), ApiError> {
-    let business = &caller.business_id;
+    let license = issue(&state, &caller.business_id, &caller.brand_id, request).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LicenseKeyView::at(
+            license,
+            caller.brand_id,
+            Timestamp::now(),
+        )),
+    ))
+}
+
+/// Issues a key as `POST /license_keys` asks (the console's form asks the same way).
+pub(crate) async fn issue(
+    state: &AppState,
+    business: &BusinessId,
+    brand_id: &str,
+    request: CreateLicenseKey,
+) -> Result<LicenseKey, ApiError> {
     let customer = state
         .store
         .customer(business, &CustomerId::from(request.customer_id.as_str()))
@@ -89,7 +106,7 @@ pub async fn create_license_key(
         if limit != Change::Unchanged {
             return Err(PatchError::LimitWithSeats.into());
         }
-        check_pair(&state, business, seats).await?;
+        check_pair(state, business, seats).await?;
     }
     let now = Timestamp::now();
     let terms = key_terms(
@@ -121,27 +138,16 @@ pub async fn create_license_key(
         seats: request.seats,
         created_at: now,
     };
-    state
-        .store
-        .create_license_key(&license, &caller.brand_id)
-        .await?;
+    state.store.create_license_key(&license, brand_id).await?;
     // A bound key answers its figure now, as every read of it does.
-    let license = match license.seats {
-        None => license,
+    match license.seats {
+        None => Ok(license),
         Some(_) => state
             .store
             .license_key(business, &license.id)
             .await?
-            .ok_or(ApiError::LicenseKeyNotFound)?,
-    };
-    Ok((
-        StatusCode::CREATED,
-        Json(LicenseKeyView::at(
-            license,
-            caller.brand_id,
-            Timestamp::now(),
-        )),
-    ))
+            .ok_or(ApiError::LicenseKeyNotFound),
+    }
 }
 
 /// A key may be bound only to a pair the ledger of its business knows.
@@ -315,6 +321,22 @@ pub async fn update_license_key(
     PathParam(id): PathParam<LicenseKeyId>,
     JsonBody(request): JsonBody<UpdateLicenseKey>,
 ) -> Result<Json<LicenseKeyView>, ApiError> {
+    let key = update(&state, &caller.business_id, &caller.brand_id, &id, request).await?;
+    Ok(Json(LicenseKeyView::at(
+        key,
+        caller.brand_id,
+        Timestamp::now(),
+    )))
+}
+
+/// Changes a key as `PATCH /license_keys/{id}` asks (the console's form asks the same way).
+pub(crate) async fn update(
+    state: &AppState,
+    business: &BusinessId,
+    brand_id: &str,
+    id: &LicenseKeyId,
+    request: UpdateLicenseKey,
+) -> Result<LicenseKey, ApiError> {
     let patch = KeyPatch {
         activations_limit: request
             .activations_limit
@@ -325,12 +347,11 @@ pub async fn update_license_key(
         seats: request.seats,
     };
     if let Change::Set(seats) = &patch.seats {
-        check_pair(&state, &caller.business_id, seats).await?;
+        check_pair(state, business, seats).await?;
     }
     state
         .store
-        .update_license_key(&caller.business_id, &id, patch, &caller.brand_id)
+        .update_license_key(business, id, patch, brand_id)
         .await?
-        .map(|k| Json(LicenseKeyView::at(k, caller.brand_id, Timestamp::now())))
         .ok_or(ApiError::LicenseKeyNotFound)
 }
