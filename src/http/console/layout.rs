@@ -10,15 +10,24 @@ use super::session::Signed;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Overview,
+    Customers,
+    Products,
     LicenseKeys,
 }
 
 impl Section {
-    const ALL: [Section; 2] = [Section::Overview, Section::LicenseKeys];
+    const ALL: [Section; 4] = [
+        Section::Overview,
+        Section::Customers,
+        Section::Products,
+        Section::LicenseKeys,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Section::Overview => "Overview",
+            Section::Customers => "Customers",
+            Section::Products => "Products",
             Section::LicenseKeys => "License keys",
         }
     }
@@ -26,6 +35,8 @@ impl Section {
     fn path(self) -> &'static str {
         match self {
             Section::Overview => "/console",
+            Section::Customers => "/console/customers",
+            Section::Products => "/console/products",
             Section::LicenseKeys => "/console/license-keys",
         }
     }

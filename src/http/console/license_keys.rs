@@ -22,6 +22,7 @@ use crate::domain::time::Timestamp;
 use crate::http::dodo::license_files::issue as issue_file;
 use crate::http::dodo::license_keys::{CreateLicenseKey, UpdateLicenseKey, issue, update};
 use crate::http::error::ApiError;
+use crate::http::extract::parse_json;
 use crate::http::state::AppState;
 use crate::storage::{KeyFilter, PageRequest};
 
@@ -199,7 +200,7 @@ fn limit_text(key: &LicenseKey) -> String {
         .map_or("unlimited".to_owned(), |l| l.to_string())
 }
 
-fn see_other(path: &str) -> Response {
+pub(super) fn see_other(path: &str) -> Response {
     match HeaderValue::from_str(path) {
         Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
         Err(_) => StatusCode::BAD_REQUEST.into_response(),
@@ -549,7 +550,7 @@ impl NewKey {
         if let Some(key) = filled(&self.key) {
             body["key"] = key.into();
         }
-        serde_json::from_value(body).map_err(|e| ApiError::BadRequest(e.to_string()))
+        parse_json(body.to_string().as_bytes())
     }
 }
 
@@ -695,10 +696,9 @@ pub async fn edit_key(
     let id = LicenseKeyId::from(id);
     let key = (state.store.license_key(&principal.business_id, &id).await?)
         .ok_or(ApiError::LicenseKeyNotFound)?;
-    let changed = form.patch_body(&key).and_then(|body| {
-        serde_json::from_value::<UpdateLicenseKey>(body)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))
-    });
+    let changed = form
+        .patch_body(&key)
+        .and_then(|body| parse_json::<UpdateLicenseKey>(body.to_string().as_bytes()));
     let updated = match changed {
         Ok(request) => {
             update(

@@ -4,6 +4,7 @@
 //! session's CSRF token; every page is sent with headers that keep it out of frames and
 //! caches and let it load nothing from elsewhere.
 
+mod catalog;
 mod error;
 mod layout;
 mod license_keys;
@@ -28,6 +29,15 @@ pub fn routes() -> Router<AppState> {
             get(sign_in::sign_in_page).post(sign_in::sign_in),
         )
         .route("/console/sign-out", post(sign_in::sign_out))
+        .route("/console/customers", get(catalog::customers))
+        .route(
+            "/console/products",
+            get(catalog::products).post(catalog::create_product),
+        )
+        .route(
+            "/console/products/{id}",
+            get(catalog::product).post(catalog::update_product),
+        )
         .route("/console/license-keys", get(license_keys::list))
         .route(
             "/console/license-keys/new",

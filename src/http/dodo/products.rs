@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::checks::checked_limit;
 use super::listing::{Items, Paging};
 use crate::domain::catalog::{Delivery, DetailsPatch, Product, ProductDetails, ProductPatch};
-use crate::domain::ids::{LongText, Name, ProductId, ResourceId, WebUrl, shorten};
+use crate::domain::ids::{BusinessId, LongText, Name, ProductId, ResourceId, WebUrl, shorten};
 use crate::domain::license::{Change, Interval, KeyDuration};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::object::Object;
@@ -407,7 +407,21 @@ pub async fn create_product(
     Writer(caller): Writer,
     JsonBody(request): JsonBody<CreateProduct>,
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
-    check_brand(request.brand_id.as_ref(), &caller.brand_id)?;
+    let product = create(&state, &caller.business_id, &caller.brand_id, request).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ProductView::new(product, caller.brand_id)),
+    ))
+}
+
+/// Creates a product as `POST /products` asks (the console's form asks the same way).
+pub(crate) async fn create(
+    state: &AppState,
+    business: &BusinessId,
+    brand_id: &str,
+    request: CreateProduct,
+) -> Result<Product, ApiError> {
+    check_brand(request.brand_id.as_ref(), brand_id)?;
     no_entitlements(
         request.entitlements.as_deref(),
         request.credit_entitlements.as_deref(),
@@ -430,7 +444,7 @@ pub async fn create_product(
     let now = Timestamp::now();
     let product = Product {
         id: ProductId::generate(),
-        business_id: caller.business_id,
+        business_id: business.clone(),
         name: request.name.to_string(),
         description: request.description.map(LongText::into_string),
         license_key_activations_limit: request
@@ -451,10 +465,7 @@ pub async fn create_product(
         updated_at: now,
     };
     state.store.create_product(&product).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ProductView::new(product, caller.brand_id)),
-    ))
+    Ok(product)
 }
 
 /// A product by id.
@@ -579,7 +590,19 @@ pub async fn update_product(
     PathParam(id): PathParam<ProductId>,
     JsonBody(request): JsonBody<UpdateProduct>,
 ) -> Result<Json<ProductView>, ApiError> {
-    check_brand(request.brand_id.as_ref(), &caller.brand_id)?;
+    let product = update(&state, &caller.business_id, &caller.brand_id, &id, request).await?;
+    Ok(Json(ProductView::new(product, caller.brand_id)))
+}
+
+/// Changes a product as `PATCH /products/{id}` asks (the console's form asks the same way).
+pub(crate) async fn update(
+    state: &AppState,
+    business: &BusinessId,
+    brand_id: &str,
+    id: &ProductId,
+    request: UpdateProduct,
+) -> Result<Product, ApiError> {
+    check_brand(request.brand_id.as_ref(), brand_id)?;
     no_entitlements(
         request.entitlements.as_deref(),
         request.credit_entitlements.as_deref(),
@@ -611,8 +634,7 @@ pub async fn update_product(
     };
     state
         .store
-        .update_product(&caller.business_id, &id, patch)
+        .update_product(business, id, patch)
         .await?
-        .map(|p| Json(ProductView::new(p, caller.brand_id)))
-        .ok_or_else(|| product_not_found(&id))
+        .ok_or_else(|| product_not_found(id))
 }

@@ -1,0 +1,427 @@
+//! Customers and products in the console: customers listed and found by email; products
+//! listed, created and changed through the API's own create and update functions.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::error::ConsoleError;
+use super::layout::{Notice, Section, notice, page};
+use super::license_keys::see_other;
+use super::session::Signed;
+use crate::domain::catalog::Product;
+use crate::domain::ids::ProductId;
+use crate::http::dodo::products::{CreateProduct, UpdateProduct, create, update};
+use crate::http::error::ApiError;
+use crate::http::extract::parse_json;
+use crate::http::state::AppState;
+use crate::storage::PageRequest;
+
+#[derive(Deserialize, Default)]
+pub struct CustomerQuery {
+    #[serde(default)]
+    email: Option<String>,
+}
+
+pub async fn customers(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(query): Query<CustomerQuery>,
+) -> Result<Markup, ConsoleError> {
+    let email = query
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    let found = (state.store)
+        .list_customers(
+            &signed.principal.business_id,
+            email,
+            PageRequest {
+                index: 0,
+                size: 100,
+            },
+        )
+        .await?;
+    let body = html! {
+        form.filters method="get" action="/console/customers" role="search" {
+            div {
+                label for="email" { "Email" }
+                input #email type="search" name="email" value=[email] placeholder="ada@example.com";
+            }
+            div { button type="submit" { "Find" } }
+        }
+        @if found.is_empty() {
+            p.empty { @if email.is_some() { "No customer has that email." } @else { "No customers yet." } }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.muted { "Customers, newest first (up to 100)" }
+                    thead { tr {
+                        th scope="col" { "Name" }
+                        th scope="col" { "Email" }
+                        th scope="col" { "Id" }
+                        th scope="col" { "Keys" }
+                    } }
+                    tbody {
+                        @for c in &found {
+                            tr {
+                                td { (c.name) }
+                                td { (c.email) }
+                                td { code { (c.id) } }
+                                td { a href={ "/console/license-keys?customer_id=" (c.id) } { "License keys" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(&signed, Section::Customers, "Customers", body))
+}
+
+/// A product form's fields, as text.
+#[derive(Deserialize, Default, Clone)]
+pub struct ProductForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    activations_limit: String,
+    #[serde(default)]
+    duration_count: String,
+    #[serde(default)]
+    duration_interval: String,
+    #[serde(default)]
+    heartbeat_interval: String,
+}
+
+impl ProductForm {
+    fn of(p: &Product) -> Self {
+        Self {
+            csrf: String::new(),
+            name: p.name.clone(),
+            description: p.description.clone().unwrap_or_default(),
+            activations_limit: (p.license_key_activations_limit)
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
+            duration_count: (p.license_key_duration)
+                .map(|d| d.count.to_string())
+                .unwrap_or_default(),
+            duration_interval: (p.license_key_duration)
+                .and_then(|d| serde_json::to_value(d.interval).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            heartbeat_interval: (p.heartbeat_interval)
+                .map(|i| i.seconds().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The API's JSON body for these fields: all of them for a new product, those that
+    /// differ from `was` for a change.
+    fn body(&self, was: Option<&ProductForm>) -> Result<serde_json::Value, ApiError> {
+        let mut body = serde_json::Map::new();
+        let changed = |now: &str, before: fn(&ProductForm) -> &str| {
+            was.is_none_or(|was| now.trim() != before(was).trim())
+        };
+        let number = |text: &str, what: &str| -> Result<serde_json::Value, ApiError> {
+            match Some(text.trim()).filter(|t| !t.is_empty()) {
+                None => Ok(serde_json::Value::Null),
+                Some(n) => n.parse::<u64>().map(Into::into).map_err(|_| {
+                    ApiError::BadRequest(format!("The {what} must be a whole number."))
+                }),
+            }
+        };
+        if changed(&self.name, |f| &f.name) {
+            body.insert("name".into(), self.name.trim().into());
+        }
+        if changed(&self.description, |f| &f.description) {
+            let text = self.description.trim();
+            body.insert(
+                "description".into(),
+                if text.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    text.into()
+                },
+            );
+        }
+        if changed(&self.activations_limit, |f| &f.activations_limit) {
+            body.insert(
+                "license_key_activations_limit".into(),
+                number(&self.activations_limit, "activation limit")?,
+            );
+        }
+        if changed(&self.duration_count, |f| &f.duration_count)
+            || changed(&self.duration_interval, |f| &f.duration_interval)
+        {
+            let count = number(&self.duration_count, "duration")?;
+            body.insert(
+                "license_key_duration".into(),
+                if count.is_null() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!({"count": count, "interval": self.duration_interval.trim()})
+                },
+            );
+        }
+        if changed(&self.heartbeat_interval, |f| &f.heartbeat_interval) {
+            body.insert(
+                "heartbeat_interval".into(),
+                number(&self.heartbeat_interval, "heartbeat interval")?,
+            );
+        }
+        // A new product without a value leaves it out: the API's default applies.
+        if was.is_none() {
+            body.retain(|_, v| !v.is_null());
+        }
+        Ok(body.into())
+    }
+}
+
+fn product_fields(form: &ProductForm, csrf: &str) -> Markup {
+    html! {
+        input type="hidden" name="csrf" value=(csrf);
+        label for="name" { "Name" }
+        input #name type="text" name="name" required value=(form.name);
+        label for="description" { "Description" }
+        input #description type="text" name="description" value=(form.description);
+        label for="activations_limit" { "Activation limit of new keys" }
+        input #activations_limit type="number" name="activations_limit" min="0" max="1000000"
+            value=(form.activations_limit) aria-describedby="p_limit_help";
+        p #p_limit_help .help { "Empty: unlimited." }
+        fieldset {
+            legend { "New keys last" }
+            label for="duration_count" { "Count" }
+            input #duration_count type="number" name="duration_count" min="1" max="1000"
+                value=(form.duration_count) aria-describedby="p_duration_help";
+            label for="duration_interval" { "Unit" }
+            select #duration_interval name="duration_interval" {
+                @for unit in ["Day", "Week", "Month", "Year"] {
+                    option value=(unit) selected[form.duration_interval == unit] { (unit.to_lowercase()) "s" }
+                }
+            }
+            p #p_duration_help .help { "Empty count: new keys never expire." }
+        }
+        label for="heartbeat_interval" { "Heartbeat interval of new keys (seconds)" }
+        input #heartbeat_interval type="number" name="heartbeat_interval" min="1"
+            value=(form.heartbeat_interval) aria-describedby="p_heartbeat_help";
+        p #p_heartbeat_help .help { "Empty: no heartbeats." }
+    }
+}
+
+pub async fn products(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> Result<Response, ConsoleError> {
+    products_page(
+        &state,
+        &signed,
+        StatusCode::OK,
+        None,
+        &ProductForm::default(),
+    )
+    .await
+}
+
+async fn products_page(
+    state: &AppState,
+    signed: &Signed,
+    status: StatusCode,
+    message: Option<(Notice, String)>,
+    form: &ProductForm,
+) -> Result<Response, ConsoleError> {
+    let found = (state.store)
+        .list_products(
+            &signed.principal.business_id,
+            PageRequest {
+                index: 0,
+                size: 100,
+            },
+        )
+        .await?;
+    let body = html! {
+        @if let Some((kind, text)) = &message { (notice(*kind, text)) }
+        @if found.is_empty() {
+            p.empty { "No products yet." }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.muted { "Products, newest first (up to 100)" }
+                    thead { tr {
+                        th scope="col" { "Name" }
+                        th scope="col" { "Activation limit" }
+                        th scope="col" { "Keys last" }
+                        th scope="col" { "Heartbeat" }
+                        th scope="col" { "Keys" }
+                    } }
+                    tbody {
+                        @for p in &found {
+                            tr {
+                                td { a href={ "/console/products/" (p.id) } { (p.name) } }
+                                td { (p.license_key_activations_limit.map_or("unlimited".to_owned(), |l| l.to_string())) }
+                                td { (p.license_key_duration.map_or("forever".to_owned(), |d| format!("{} {:?}", d.count, d.interval).to_lowercase())) }
+                                td { (p.heartbeat_interval.map_or("none".to_owned(), |i| format!("{} s", i.seconds()))) }
+                                td { a href={ "/console/license-keys?product_id=" (p.id) } { "License keys" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !signed.principal.read_only {
+            h2 #new-product { "New product" }
+            form.card method="post" action="/console/products" aria-labelledby="new-product" {
+                (product_fields(form, &signed.session.csrf_token))
+                button type="submit" { "Create product" }
+            }
+        }
+    };
+    Ok((status, page(signed, Section::Products, "Products", body)).into_response())
+}
+
+pub async fn create_product(
+    State(state): State<AppState>,
+    signed: Signed,
+    Form(form): Form<ProductForm>,
+) -> Result<Response, ConsoleError> {
+    signed.check_write(&form.csrf)?;
+    let principal = &signed.principal;
+    let created = match form
+        .body(None)
+        .and_then(|body| parse_json::<CreateProduct>(body.to_string().as_bytes()))
+    {
+        Ok(request) => create(&state, &principal.business_id, &principal.brand_id, request).await,
+        Err(error) => Err(error),
+    };
+    match created {
+        Ok(product) => Ok(see_other(&format!(
+            "/console/products/{}?done=created",
+            product.id
+        ))),
+        Err(error) => {
+            let (status, message) = error.shown();
+            if status.is_server_error() {
+                return Err(error.into());
+            }
+            products_page(
+                &state,
+                &signed,
+                status,
+                Some((Notice::Refused, message)),
+                &form,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct Done {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn product(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(done): Query<Done>,
+) -> Result<Markup, ConsoleError> {
+    let id = ProductId::from(id);
+    let found = (state
+        .store
+        .product(&signed.principal.business_id, &id)
+        .await?)
+        .ok_or_else(|| ApiError::NotFound(format!("product `{id}` not found")))?;
+    let message = match done.done.as_deref() {
+        Some("created") => Some((Notice::Done, "The product is created.".to_owned())),
+        Some("changed") => Some((
+            Notice::Done,
+            "The product is changed. Keys already issued keep their terms.".to_owned(),
+        )),
+        _ => None,
+    };
+    Ok(product_page(
+        &signed,
+        &found,
+        message,
+        &ProductForm::of(&found),
+    ))
+}
+
+fn product_page(
+    signed: &Signed,
+    product: &Product,
+    message: Option<(Notice, String)>,
+    form: &ProductForm,
+) -> Markup {
+    let body = html! {
+        @if let Some((kind, text)) = &message { (notice(*kind, text)) }
+        p { "Id " code { (product.id) } " · " a href={ "/console/license-keys?product_id=" (product.id) } { "its license keys" } }
+        @if signed.principal.read_only {
+            dl.facts.card {
+                dt { "Name" } dd { (product.name) }
+                dt { "Activation limit" } dd { (product.license_key_activations_limit.map_or("unlimited".to_owned(), |l| l.to_string())) }
+                dt { "Heartbeat" } dd { (product.heartbeat_interval.map_or("none".to_owned(), |i| format!("{} s", i.seconds()))) }
+            }
+        } @else {
+            form.card method="post" action={ "/console/products/" (product.id) } {
+                (product_fields(form, &signed.session.csrf_token))
+                button type="submit" { "Save changes" }
+            }
+        }
+    };
+    page(signed, Section::Products, &product.name, body)
+}
+
+pub async fn update_product(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<ProductForm>,
+) -> Result<Response, ConsoleError> {
+    signed.check_write(&form.csrf)?;
+    let principal = &signed.principal;
+    let id = ProductId::from(id);
+    let found = (state.store.product(&principal.business_id, &id).await?)
+        .ok_or_else(|| ApiError::NotFound(format!("product `{id}` not found")))?;
+    let was = ProductForm::of(&found);
+    let updated = match form
+        .body(Some(&was))
+        .and_then(|body| parse_json::<UpdateProduct>(body.to_string().as_bytes()))
+    {
+        Ok(request) => {
+            update(
+                &state,
+                &principal.business_id,
+                &principal.brand_id,
+                &id,
+                request,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    match updated {
+        Ok(_) => Ok(see_other(&format!("/console/products/{id}?done=changed"))),
+        Err(error) => {
+            let (status, message) = error.shown();
+            if status.is_server_error() {
+                return Err(error.into());
+            }
+            Ok((
+                status,
+                product_page(&signed, &found, Some((Notice::Refused, message)), &form),
+            )
+                .into_response())
+        }
+    }
+}
