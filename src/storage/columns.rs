@@ -102,3 +102,13 @@ pub fn overview_query(p: impl Fn(usize) -> String) -> String {
                   WHERE business_id = {b}) pairs)"
     )
 }
+
+/// The ledger's pairs of business `p(1)`, of account `p(2)` if not null, up to `p(3)`.
+pub fn ledger_pairs_query(p: impl Fn(usize) -> String) -> String {
+    let (b, account, limit) = (p(1), p(2), p(3));
+    format!(
+        "SELECT DISTINCT account_id, license_id FROM ledger_entries
+         WHERE business_id = {b} AND ({account} IS NULL OR account_id = {account})
+         ORDER BY account_id, license_id LIMIT {limit}"
+    )
+}

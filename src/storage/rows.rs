@@ -373,3 +373,10 @@ pub fn overview(row: &impl Columns) -> Result<Overview> {
         ledger_pairs: n(5)?,
     })
 }
+
+/// An (account, license) pair from its first two columns.
+pub fn pair(row: &impl Columns) -> Result<(AccountId, LicenseId)> {
+    let account = AccountId::parse(row.text(0)?).map_err(corrupt)?;
+    let license = LicenseId::parse(row.text(1)?).map_err(corrupt)?;
+    Ok((account, license))
+}

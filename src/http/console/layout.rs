@@ -13,14 +13,16 @@ pub enum Section {
     Customers,
     Products,
     LicenseKeys,
+    Ledger,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [
+    const ALL: [Section; 5] = [
         Section::Overview,
         Section::Customers,
         Section::Products,
         Section::LicenseKeys,
+        Section::Ledger,
     ];
 
     fn label(self) -> &'static str {
@@ -29,6 +31,7 @@ impl Section {
             Section::Customers => "Customers",
             Section::Products => "Products",
             Section::LicenseKeys => "License keys",
+            Section::Ledger => "Ledger",
         }
     }
 
@@ -38,6 +41,7 @@ impl Section {
             Section::Customers => "/console/customers",
             Section::Products => "/console/products",
             Section::LicenseKeys => "/console/license-keys",
+            Section::Ledger => "/console/ledger",
         }
     }
 }

@@ -5,8 +5,10 @@
 //! caches and let it load nothing from elsewhere.
 
 mod catalog;
+mod chart;
 mod error;
 mod layout;
+mod ledger;
 mod license_keys;
 mod overview;
 mod session;
@@ -37,6 +39,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/console/products/{id}",
             get(catalog::product).post(catalog::update_product),
+        )
+        .route("/console/ledger", get(ledger::pairs))
+        .route(
+            "/console/ledger/pair",
+            get(ledger::pair).post(ledger::add_update),
         )
         .route("/console/license-keys", get(license_keys::list))
         .route(

@@ -76,7 +76,13 @@ impl FromRequest<AppState> for NewEntry {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let JsonBody(request) =
             JsonBody::<LicenseUpdateRequest>::from_request(request, state).await?;
-        Ok(NewEntry {
+        Ok(request.into())
+    }
+}
+
+impl From<LicenseUpdateRequest> for NewEntry {
+    fn from(request: LicenseUpdateRequest) -> Self {
+        NewEntry {
             account_id: request.account_id,
             license_id: request.license_id,
             update_type: request.update_type,
@@ -84,7 +90,7 @@ impl FromRequest<AppState> for NewEntry {
             effective_from: request.effective_from,
             metadata: request.metadata,
             idempotency_key: request.idempotency_key,
-        })
+        }
     }
 }
 

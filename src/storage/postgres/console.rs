@@ -6,9 +6,9 @@ use super::PgStore;
 use crate::domain::console::{
     ConsoleSession, Overview, SessionDigest, TOUCH_EVERY_MICROS, idle_since,
 };
-use crate::domain::ids::BusinessId;
+use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};
-use crate::storage::columns::{SESSION_COLUMNS, overview_query};
+use crate::storage::columns::{SESSION_COLUMNS, ledger_pairs_query, overview_query};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::rows;
 use crate::storage::store::ConsoleStore;
@@ -72,6 +72,25 @@ impl ConsoleStore for PgStore {
             &[&idle_since.micros()],
         )
         .await
+    }
+
+    async fn ledger_pairs(
+        &self,
+        business_id: &BusinessId,
+        account: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, LicenseId)>> {
+        let sql = ledger_pairs_query(|n| match n {
+            2 => "$2::TEXT".to_owned(),
+            _ => format!("${n}"),
+        });
+        let account = account.map(AccountId::as_str);
+        (self
+            .query(&sql, &[&business_id, &account, &i64::from(limit)])
+            .await?
+            .iter())
+        .map(rows::pair)
+        .collect()
     }
 
     async fn overview(&self, business_id: &BusinessId, now: Timestamp) -> Result<Overview> {

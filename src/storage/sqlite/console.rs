@@ -8,9 +8,9 @@ use super::error::internal;
 use crate::domain::console::{
     ConsoleSession, Overview, SessionDigest, TOUCH_EVERY_MICROS, idle_since,
 };
-use crate::domain::ids::BusinessId;
+use crate::domain::ids::{AccountId, BusinessId, LicenseId};
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};
-use crate::storage::columns::{SESSION_COLUMNS, overview_query};
+use crate::storage::columns::{SESSION_COLUMNS, ledger_pairs_query, overview_query};
 use crate::storage::error::Result;
 use crate::storage::rows;
 use crate::storage::store::ConsoleStore;
@@ -99,6 +99,25 @@ impl ConsoleStore for SqliteStore {
             Ok(forgotten as u64)
         })
         .await
+    }
+
+    async fn ledger_pairs(
+        &self,
+        business_id: &BusinessId,
+        account: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, LicenseId)>> {
+        let sql = ledger_pairs_query(|n| format!("?{n}"));
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+            let pairs = stmt
+                .query_map(
+                    params![business_id, account.map(AccountId::as_str), limit],
+                    |r| Ok(rows::pair(r)),
+                )
+                .map_err(internal)?;
+            pairs.map(|p| p.map_err(internal)?).collect()
+        })
     }
 
     async fn overview(&self, business_id: &BusinessId, now: Timestamp) -> Result<Overview> {

@@ -1,0 +1,376 @@
+//! The ledger in the console: its (account, license) pairs, and for one pair its quantity
+//! over a month, its daily usage, its entries and a form to add one — written through
+//! the same store call as `POST /license_updates`, under the same rules.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{Datelike, NaiveDate};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::chart;
+use super::error::ConsoleError;
+use super::layout::{Notice, Section, notice, page};
+use super::license_keys::see_other;
+use super::session::Signed;
+use crate::domain::auth::Caller;
+use crate::domain::entry::NewEntry;
+use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ledger::daily_usage;
+use crate::domain::time::{MICROS_PER_DAY, Timestamp};
+use crate::http::error::ApiError;
+use crate::http::extract::parse_json;
+use crate::http::state::AppState;
+use crate::http::togai::license_updates::LicenseUpdateRequest;
+use crate::storage::{EntrySort, ListEntries, MAX_ENTRY_PAGE};
+
+const MAX_PAIRS: u32 = 100;
+
+#[derive(Deserialize, Default)]
+pub struct PairsQuery {
+    #[serde(default)]
+    account: Option<String>,
+}
+
+pub async fn pairs(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(query): Query<PairsQuery>,
+) -> Result<Markup, ConsoleError> {
+    let business = &signed.principal.business_id;
+    let text = query
+        .account
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty());
+    let account = text.map(account_id).transpose()?;
+    let pairs = (state.store)
+        .ledger_pairs(business, account.as_ref(), MAX_PAIRS)
+        .await?;
+    let caller = Caller::Business(business.clone());
+    let now = Timestamp::now();
+    let mut rows = Vec::with_capacity(pairs.len());
+    for (account, license) in pairs {
+        let quantity = state
+            .store
+            .quantity_at(&caller, (&account, &license), now)
+            .await?;
+        rows.push((account, license, quantity.map(|(_, q)| q)));
+    }
+    let body = html! {
+        form.filters method="get" action="/console/ledger" role="search" {
+            div {
+                label for="account" { "Account" }
+                input #account type="search" name="account" value=[text] placeholder="acme";
+            }
+            div { button type="submit" { "Show" } }
+        }
+        @if rows.is_empty() {
+            p.empty { @if text.is_some() { "This account has no ledger entries." } @else { "The ledger is empty." } }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.muted { "Pairs, by account (up to " (MAX_PAIRS) ")" }
+                    thead { tr {
+                        th scope="col" { "Account" }
+                        th scope="col" { "License" }
+                        th scope="col" class="num" { "Quantity now" }
+                    } }
+                    tbody {
+                        @for (account, license, quantity) in &rows {
+                            tr {
+                                td { code { (account) } }
+                                td { a href=(pair_path(account, license, None)) { code { (license) } } }
+                                td.num { (quantity.map_or("—".to_owned(), |q| q.to_string())) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(&signed, Section::Ledger, "Ledger", body))
+}
+
+fn account_id(text: &str) -> Result<AccountId, ApiError> {
+    AccountId::parse(text).map_err(|e| ApiError::BadRequest(format!("`account`: {e}")))
+}
+
+fn license_id(text: &str) -> Result<LicenseId, ApiError> {
+    LicenseId::parse(text).map_err(|e| ApiError::BadRequest(format!("`license`: {e}")))
+}
+
+fn pair_path(account: &AccountId, license: &LicenseId, month: Option<&str>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("account", account.as_str());
+    query.append_pair("license", license.as_str());
+    if let Some(month) = month {
+        query.append_pair("month", month);
+    }
+    format!("/console/ledger/pair?{}", query.finish())
+}
+
+#[derive(Deserialize)]
+pub struct PairQuery {
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    license: String,
+    /// `YYYY-MM`; the current month if absent.
+    #[serde(default)]
+    month: Option<String>,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// The first day of `YYYY-MM`, and of the month after.
+fn month_bounds(text: &str) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").map_err(|_| {
+        ApiError::BadRequest(format!("`month` `{text}` is not a month such as 2024-03"))
+    })?;
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("`month` `{text}` is too far in the future"))
+        })?;
+    Ok((first, next))
+}
+
+fn midnight(date: NaiveDate) -> Result<Timestamp, ApiError> {
+    Timestamp::parse(&format!("{date}T00:00:00Z")).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+pub async fn pair(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(query): Query<PairQuery>,
+) -> Result<Response, ConsoleError> {
+    let message = match query.done.as_deref() {
+        Some("added") => Some((Notice::Done, "The update is in the ledger.".to_owned())),
+        _ => None,
+    };
+    pair_page(&state, &signed, &query, StatusCode::OK, message, None).await
+}
+
+async fn pair_page(
+    state: &AppState,
+    signed: &Signed,
+    query: &PairQuery,
+    status: StatusCode,
+    message: Option<(Notice, String)>,
+    form: Option<&AddUpdate>,
+) -> Result<Response, ConsoleError> {
+    let business = &signed.principal.business_id;
+    let account = account_id(query.account.trim())?;
+    let license = license_id(query.license.trim())?;
+    let now = Timestamp::now();
+    let this_month = format!("{:04}-{:02}", now.date().year(), now.date().month());
+    let month = query
+        .month
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    let month = month.unwrap_or(&this_month).to_owned();
+    let (first, next) = month_bounds(&month)?;
+    let (start, end) = (midnight(first)?, midnight(next)?);
+    let (initial, changes) = (state.store)
+        .history(business, (&account, &license), start, end)
+        .await?;
+    let days = ((end.micros() - start.micros()) / MICROS_PER_DAY) as u32;
+    let usage = daily_usage(initial, &changes, first, days);
+    let listing = ListEntries {
+        account_id: Some(account.clone()),
+        license_id: Some(license.clone()),
+        effective_from: None,
+        sort: EntrySort::EffectiveFrom,
+        descending: true,
+        after: None,
+        limit: MAX_ENTRY_PAGE,
+    };
+    let entries = state.store.list_entries(business, &listing).await?;
+    let title = format!("{account} / {license}");
+    let empty = AddUpdate::default();
+    let form = form.unwrap_or(&empty);
+    let body = html! {
+        @if let Some((kind, text)) = &message { (notice(*kind, text)) }
+        form.filters method="get" action="/console/ledger/pair" {
+            input type="hidden" name="account" value=(account);
+            input type="hidden" name="license" value=(license);
+            div {
+                label for="month" { "Month" }
+                input #month type="month" name="month" value=(month);
+            }
+            div { button type="submit" { "Show" } }
+        }
+        h2 #over-time { "Quantity over " (month) }
+        div.card {
+            (chart::quantity_over_time(&format!("The quantity of {title} over {month}"), start, end, initial, &changes))
+            p.help { "At the start of the month: " strong data-initial { (initial.to_string()) } ". "
+                (changes.len()) " change" @if changes.len() != 1 { "s" } " during the month." }
+        }
+        h2 #usage { "Daily usage" }
+        div.card {
+            (chart::daily_usage(&format!("The largest quantity of each day of {month}"), &usage.days))
+            details {
+                summary { "The figures of each day" }
+                div.table-wrap {
+                    table aria-labelledby="usage" {
+                        thead { tr {
+                            th scope="col" { "Day" }
+                            th scope="col" class="num" { "Largest" }
+                            th scope="col" class="num" { "At the end" }
+                        } }
+                        tbody {
+                            @for day in &usage.days {
+                                tr data-day=(day.date) {
+                                    td { (day.date) }
+                                    td.num { (day.max_quantity.to_string()) }
+                                    td.num { (day.end_quantity.to_string()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.help { "Quantity-days: " (usage.max_quantity_days.normalize().to_string()) }
+        }
+        h2 #entries { "Entries" }
+        @if entries.is_empty() {
+            p.empty { "No entries for this pair." }
+        } @else {
+            div.table-wrap {
+                table aria-labelledby="entries" {
+                    caption.muted { "Newest effective first (up to " (MAX_ENTRY_PAGE) ")" }
+                    thead { tr {
+                        th scope="col" { "Effective from" }
+                        th scope="col" class="num" { "Quantity" }
+                        th scope="col" { "Written" }
+                    } }
+                    tbody {
+                        @for listed in &entries {
+                            tr {
+                                td { (listed.entry.effective_from) }
+                                td.num { (listed.entry.quantity.to_string()) }
+                                td { (listed.entry.created_at) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !signed.principal.read_only {
+            h2 #add { "Add an update" }
+            form.card method="post" action="/console/ledger/pair" aria-labelledby="add" {
+                input type="hidden" name="csrf" value=(signed.session.csrf_token);
+                input type="hidden" name="account" value=(account);
+                input type="hidden" name="license" value=(license);
+                label for="update_type" { "Type" }
+                select #update_type name="update_type" {
+                    option value="ABSOLUTE" selected[form.update_type == "ABSOLUTE"] { "Absolute: the quantity becomes" }
+                    option value="RELATIVE" selected[form.update_type == "RELATIVE"] { "Relative: the quantity changes by" }
+                }
+                label for="quantity" { "Quantity" }
+                input #quantity type="text" inputmode="decimal" name="quantity" required value=(form.quantity);
+                label for="effective_from" { "Effective from (UTC)" }
+                input #effective_from type="datetime-local" name="effective_from" value=(form.effective_from)
+                    aria-describedby="effective_help";
+                p #effective_help .help { "Empty: now. An instant in the past re-resolves the entries after it." }
+                button type="submit" { "Add to the ledger" }
+            }
+        }
+    };
+    Ok((status, page(signed, Section::Ledger, &title, body)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct AddUpdate {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    license: String,
+    #[serde(default)]
+    update_type: String,
+    #[serde(default)]
+    quantity: String,
+    #[serde(default)]
+    effective_from: String,
+}
+
+impl AddUpdate {
+    /// The API's request for this form: the same checks follow.
+    fn entry(&self) -> Result<NewEntry, ApiError> {
+        let quantity: serde_json::Number = self.quantity.trim().parse().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "The quantity `{}` is not a number.",
+                self.quantity.trim()
+            ))
+        })?;
+        let mut body = serde_json::json!({
+            "accountId": self.account.trim(),
+            "licenseId": self.license.trim(),
+            "updateType": self.update_type.trim(),
+            "quantity": quantity,
+        });
+        let at = self.effective_from.trim();
+        if !at.is_empty() {
+            // A `datetime-local` has minutes, perhaps seconds, and no zone: UTC is meant.
+            let seconds = if at.len() == 16 { ":00" } else { "" };
+            body["effectiveFrom"] = format!("{at}{seconds}Z").into();
+        }
+        parse_json::<LicenseUpdateRequest>(body.to_string().as_bytes()).map(NewEntry::from)
+    }
+}
+
+pub async fn add_update(
+    State(state): State<AppState>,
+    signed: Signed,
+    Form(form): Form<AddUpdate>,
+) -> Result<Response, ConsoleError> {
+    signed.check_write(&form.csrf)?;
+    let caller = Caller::Business(signed.principal.business_id.clone());
+    let written = match form.entry() {
+        Ok(entry) => state
+            .store
+            .append_entry(&caller, &entry)
+            .await
+            .map_err(ApiError::from),
+        Err(error) => Err(error),
+    };
+    let query = PairQuery {
+        account: form.account.clone(),
+        license: form.license.clone(),
+        month: None,
+        done: None,
+    };
+    match written {
+        Ok(_) => {
+            let (account, license) = (
+                account_id(form.account.trim())?,
+                license_id(form.license.trim())?,
+            );
+            Ok(see_other(&format!(
+                "{}&done=added",
+                pair_path(&account, &license, None)
+            )))
+        }
+        Err(error) => {
+            let (status, message) = error.shown();
+            if status.is_server_error() {
+                return Err(error.into());
+            }
+            pair_page(
+                &state,
+                &signed,
+                &query,
+                status,
+                Some((Notice::Refused, message)),
+                Some(&form),
+            )
+            .await
+        }
+    }
+}
