@@ -14,15 +14,17 @@ pub enum Section {
     Products,
     LicenseKeys,
     Ledger,
+    Webhooks,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Overview,
         Section::Customers,
         Section::Products,
         Section::LicenseKeys,
         Section::Ledger,
+        Section::Webhooks,
     ];
 
     fn label(self) -> &'static str {
@@ -32,6 +34,7 @@ impl Section {
             Section::Products => "Products",
             Section::LicenseKeys => "License keys",
             Section::Ledger => "Ledger",
+            Section::Webhooks => "Webhooks",
         }
     }
 
@@ -42,6 +45,7 @@ impl Section {
             Section::Products => "/console/products",
             Section::LicenseKeys => "/console/license-keys",
             Section::Ledger => "/console/ledger",
+            Section::Webhooks => "/console/webhooks",
         }
     }
 }

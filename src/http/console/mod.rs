@@ -13,6 +13,7 @@ mod license_keys;
 mod overview;
 mod session;
 mod sign_in;
+mod webhooks;
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -44,6 +45,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/console/ledger/pair",
             get(ledger::pair).post(ledger::add_update),
+        )
+        .route("/console/webhooks", get(webhooks::endpoints))
+        .route("/console/webhooks/{id}", get(webhooks::endpoint))
+        .route("/console/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/console/webhooks/{id}/disable", post(webhooks::disable))
+        .route(
+            "/console/webhooks/{id}/messages/{message}/retry",
+            post(webhooks::retry),
         )
         .route("/console/license-keys", get(license_keys::list))
         .route(
