@@ -1,0 +1,512 @@
+//! The console over plain HTTP (SPEC §9): sessions and their rules, every page, and every
+//! form refused without its CSRF token or with a read-only key; the browser's view is in
+//! `console.rs`.
+
+mod common;
+
+use common::{Backend, TestDatabase, TestServer};
+use licensed::http::ServerSettings;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+
+backend_tests!(
+    a_session_opens_with_a_key_and_ends_with_sign_out,
+    a_revoked_key_or_an_idle_session_is_signed_out,
+    every_page_renders_for_a_signed_in_key,
+    forms_without_their_token_or_from_a_read_only_key_change_nothing,
+    forms_write_through_the_api_rules,
+    the_ledger_page_charts_the_pairs_quantity,
+);
+
+/// A browser's view of the console: its session cookie, sent by hand.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    session: Option<String>,
+}
+
+fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    (response.headers().get_all(SET_COOKIE).iter())
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_value(set_cookies: &[String], name: &str) -> Option<String> {
+    set_cookies
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, v)| *n == name && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The value of the first hidden `csrf` input of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a csrf token")
+        + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: server.url.clone(),
+            session: None,
+        }
+    }
+
+    /// Signs in with `key`: the status of the sign-in's answer.
+    async fn sign_in(&mut self, key: &str) -> StatusCode {
+        let form = self
+            .client
+            .get(format!("{}/console/sign-in", self.base))
+            .send()
+            .await
+            .unwrap();
+        let token = cookie_value(&set_cookies(&form), "licensed_sign_in").unwrap();
+        let page = form.text().await.unwrap();
+        let answer = self
+            .client
+            .post(format!("{}/console/sign-in", self.base))
+            .header(COOKIE, format!("licensed_sign_in={token}"))
+            .form(&[("csrf", csrf_of(&page).as_str()), ("api_key", key)])
+            .send()
+            .await
+            .unwrap();
+        let cookies = set_cookies(&answer);
+        if let Some(session) = cookie_value(&cookies, "licensed_session") {
+            assert!(cookies.iter().any(|c| c.starts_with("licensed_session=")
+                && c.contains("HttpOnly")
+                && c.contains("SameSite=Strict")));
+            self.session = Some(session);
+        }
+        answer.status()
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(session) = &self.session {
+            request = request.header(COOKIE, format!("licensed_session={session}"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        (status, location.unwrap_or(text))
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).form(form);
+        if let Some(session) = &self.session {
+            request = request.header(COOKIE, format!("licensed_session={session}"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        (status, location.unwrap_or(text))
+    }
+
+    /// The session's CSRF token, read from a page.
+    async fn csrf(&self) -> String {
+        let (status, page) = self.get("/console").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        csrf_of(&page)
+    }
+}
+
+async fn a_session_opens_with_a_key_and_ends_with_sign_out(server: TestServer) {
+    let mut browser = Browser::new(&server);
+    assert_eq!(
+        browser.get("/console").await,
+        (StatusCode::SEE_OTHER, "/console/sign-in".to_owned())
+    );
+    assert_eq!(browser.sign_in("lsk_wrong").await, StatusCode::UNAUTHORIZED);
+    assert!(browser.session.is_none());
+    assert_eq!(browser.sign_in(&server.key).await, StatusCode::SEE_OTHER);
+    let (status, page) = browser.get("/console").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<h1>Overview</h1>"), "{page}");
+    assert!(!page.contains(&server.key), "the key is on no page");
+
+    // The sign-in form refuses a post without its own token.
+    let (status, _) = browser
+        .post(
+            "/console/sign-in",
+            &[("csrf", "forged"), ("api_key", &server.key)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let csrf = browser.csrf().await;
+    assert_eq!(
+        browser
+            .post("/console/sign-out", &[("csrf", "nope")])
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        browser.post("/console/sign-out", &[("csrf", &csrf)]).await,
+        (StatusCode::SEE_OTHER, "/console/sign-in".to_owned())
+    );
+    assert_eq!(browser.get("/console").await.0, StatusCode::SEE_OTHER);
+    assert_eq!(
+        server
+            .database
+            .count("SELECT count(*) FROM console_sessions")
+            .await,
+        0
+    );
+}
+
+async fn a_revoked_key_or_an_idle_session_is_signed_out(server: TestServer) {
+    let key = server.new_key("alpha", false).await;
+    let mut revoked = Browser::new(&server);
+    revoked.sign_in(&key).await;
+    assert_eq!(revoked.get("/console").await.0, StatusCode::OK);
+    // The newest key of the business is the one just made: revoke it.
+    let keys = server.store.list_api_keys().await.unwrap();
+    let newest = keys.iter().max_by_key(|k| k.created_at).unwrap();
+    assert!(server.store.revoke_api_key(&newest.id).await.unwrap());
+    let mut idle = Browser::new(&server);
+    idle.sign_in(&server.key).await;
+    assert_eq!(idle.get("/console").await.0, StatusCode::OK);
+    // Twelve hours and a minute without a request.
+    let long_ago = chrono::Utc::now().timestamp_micros() - (12 * 3600 + 60) * 1_000_000;
+    server
+        .database
+        .execute(&format!(
+            "UPDATE console_sessions SET last_seen_at = {long_ago}"
+        ))
+        .await;
+    assert_eq!(idle.get("/console").await.0, StatusCode::SEE_OTHER);
+    assert_eq!(revoked.get("/console").await.0, StatusCode::SEE_OTHER);
+}
+
+/// A customer, a product and a key with one instance, over the API: the key's id and text.
+async fn seed(server: &TestServer) -> (String, String) {
+    let customer = server
+        .post(
+            "/customers",
+            json!({"email": "ada@example.com", "name": "Ada"}),
+        )
+        .await;
+    let product = server
+        .post(
+            "/products",
+            json!({"name": "Editor", "license_key_activations_limit": 3}),
+        )
+        .await;
+    let key = server
+        .post(
+            "/license_keys",
+            json!({"customer_id": customer.json["customer_id"], "product_id": product.json["product_id"]}),
+        )
+        .await;
+    key.expect(201);
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    server
+        .call(
+            reqwest::Method::POST,
+            "/licenses/activate",
+            "",
+            Some(json!({"license_key": text, "name": "laptop"})),
+        )
+        .await
+        .expect(201);
+    (key.json["id"].as_str().unwrap().to_owned(), text)
+}
+
+async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
+    let (key_id, text) = seed(&server).await;
+    server
+        .post(
+            "/license_updates",
+            json!({"accountId": "acme", "licenseId": "seats", "quantity": 5, "updateType": "ABSOLUTE"}),
+        )
+        .await
+        .expect(200);
+    let hook = server
+        .post("/webhooks", json!({"url": "http://127.0.0.1:9/h"}))
+        .await;
+    let hook = hook.json["id"].as_str().unwrap().to_owned();
+    let product = server.get("/products").await.json["items"][0]["product_id"].clone();
+    let product = product.as_str().unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    for (path, shows) in [
+        ("/console".to_owned(), "Active keys"),
+        ("/console/customers?email=ada@example.com".to_owned(), "Ada"),
+        ("/console/products".to_owned(), "Editor"),
+        (format!("/console/products/{product}"), "Save changes"),
+        (
+            "/console/license-keys?status=active".to_owned(),
+            text.as_str(),
+        ),
+        (format!("/console/license-keys/{key_id}"), "laptop"),
+        ("/console/license-keys/new".to_owned(), "Issue key"),
+        ("/console/ledger?account=acme".to_owned(), "seats"),
+        (
+            "/console/ledger/pair?account=acme&license=seats".to_owned(),
+            "Add to the ledger",
+        ),
+        ("/console/webhooks".to_owned(), "127.0.0.1:9"),
+        (format!("/console/webhooks/{hook}"), "Recent messages"),
+    ] {
+        let (status, page) = browser.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert!(page.contains(shows), "{path} shows no {shows}: {page}");
+    }
+    // Finding a key by its text opens its page.
+    let (status, location) = browser
+        .get(&format!("/console/license-keys?key={text}"))
+        .await;
+    assert_eq!(
+        (status, location),
+        (
+            StatusCode::SEE_OTHER,
+            format!("/console/license-keys/{key_id}")
+        )
+    );
+    for (path, status) in [
+        ("/console/license-keys/lic_nope", StatusCode::NOT_FOUND),
+        ("/console/products/pdt_nope", StatusCode::NOT_FOUND),
+        ("/console/webhooks/wh_nope", StatusCode::NOT_FOUND),
+        ("/console/license-keys?status=lost", StatusCode::BAD_REQUEST),
+        (
+            "/console/ledger/pair?account=acme&license=seats&month=2024-13",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, page) = browser.get(path).await;
+        assert_eq!(got, status, "{path}: {page}");
+        assert!(page.contains("role=\"alert\""), "{path}: {page}");
+    }
+}
+
+async fn forms_without_their_token_or_from_a_read_only_key_change_nothing(server: TestServer) {
+    let (key_id, _) = seed(&server).await;
+    let instance = server
+        .get(&format!("/license_key_instances?license_key_id={key_id}"))
+        .await;
+    let instance = instance.json["items"][0]["id"].as_str().unwrap().to_owned();
+    let reader = server.new_key("alpha", true).await;
+    let mut read_only = Browser::new(&server);
+    read_only.sign_in(&reader).await;
+    let (_, page) = read_only
+        .get(&format!("/console/license-keys/{key_id}"))
+        .await;
+    assert!(page.contains("read-only"));
+    assert!(!page.contains("/disable\""), "no write controls: {page}");
+    let reader_csrf = read_only.csrf().await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in(&server.key).await;
+    let posts = [
+        format!("/console/license-keys/{key_id}/disable"),
+        format!("/console/license-keys/{key_id}/edit"),
+        format!("/console/license-keys/{key_id}/instances/{instance}/deactivate"),
+        format!("/console/license-keys/{key_id}/license-file"),
+        "/console/license-keys/new".to_owned(),
+        "/console/products".to_owned(),
+        "/console/ledger/pair".to_owned(),
+    ];
+    let fields = [
+        ("activations_limit", "1"),
+        ("name", "X"),
+        ("account", "acme"),
+        ("license", "seats"),
+        ("update_type", "ABSOLUTE"),
+        ("quantity", "9"),
+    ];
+    for path in &posts {
+        let (status, page) = admin.post(path, &fields).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{path} without a token: {page}"
+        );
+        let mut with_token = fields.to_vec();
+        with_token.push(("csrf", &reader_csrf));
+        let (status, page) = read_only.post(path, &with_token).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path} read-only: {page}");
+    }
+    let key = server.get(&format!("/license_keys/{key_id}")).await;
+    assert_eq!(
+        (
+            &key.json["status"],
+            &key.json["activations_limit"],
+            &key.json["instances_count"]
+        ),
+        (&json!("active"), &json!(3), &json!(1))
+    );
+    assert_eq!(
+        server.get("/products").await.json["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(server.get("/license_updates").await.json["data"], json!([]));
+}
+
+async fn forms_write_through_the_api_rules(server: TestServer) {
+    let (key_id, _) = seed(&server).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let csrf = browser.csrf().await;
+    let path = format!("/console/license-keys/{key_id}");
+
+    // The API's rule: a limit below the current activations is refused, and said why.
+    let edit = |limit: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("activations_limit", limit.to_owned()),
+            ("expires_on", String::new()),
+            ("heartbeat_interval", String::new()),
+            ("seats_account_id", String::new()),
+            ("seats_license_id", String::new()),
+        ]
+    };
+    let form = edit("0");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = browser.post(&format!("{path}/edit"), &form).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(
+        page.contains("below the number of current activations"),
+        "{page}"
+    );
+    let form = edit("7");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        browser.post(&format!("{path}/edit"), &form).await,
+        (StatusCode::SEE_OTHER, format!("{path}?done=changed"))
+    );
+    let key = server.get(&format!("/license_keys/{key_id}")).await;
+    assert_eq!(key.json["activations_limit"], 7);
+    assert_eq!(
+        key.json["expires_at"],
+        Value::Null,
+        "cleared as the form asked"
+    );
+
+    assert_eq!(
+        browser
+            .post(&format!("{path}/disable"), &[("csrf", &csrf)])
+            .await
+            .0,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        server.get(&format!("/license_keys/{key_id}")).await.json["status"],
+        "disabled"
+    );
+    // A disabled key gets no license file: refused as the API refuses it.
+    let (status, page) = browser
+        .post(&format!("{path}/license-file"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    browser
+        .post(&format!("{path}/enable"), &[("csrf", &csrf)])
+        .await;
+    let (status, file) = browser
+        .post(&format!("{path}/license-file"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(file.starts_with("-----BEGIN LICENSE FILE-----"), "{file}");
+
+    // A refused ledger write is shown, and nothing is written.
+    let ledger = |quantity: &'static str, kind: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("account", "acme".to_owned()),
+            ("license", "seats".to_owned()),
+            ("update_type", kind.to_owned()),
+            ("quantity", quantity.to_owned()),
+            ("effective_from", String::new()),
+        ]
+    };
+    let form = ledger("-3", "RELATIVE");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = browser.post("/console/ledger/pair", &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("negative"), "{page}");
+    assert_eq!(server.get("/license_updates").await.json["data"], json!([]));
+}
+
+async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {
+    for (quantity, kind, at) in [
+        (10, "ABSOLUTE", "2024-03-01T00:00:00Z"),
+        (-3, "RELATIVE", "2024-03-10T12:00:00Z"),
+        (2, "RELATIVE", "2024-03-20T00:00:00Z"),
+    ] {
+        server
+            .post(
+                "/license_updates",
+                json!({"accountId": "acme", "licenseId": "seats", "quantity": quantity,
+                       "updateType": kind, "effectiveFrom": at}),
+            )
+            .await
+            .expect(200);
+    }
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let (status, page) = browser
+        .get("/console/ledger/pair?account=acme&license=seats&month=2024-03")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let values = |attribute: &str| -> Vec<String> {
+        page.match_indices(&format!("{attribute}=\""))
+            .map(|(at, found)| {
+                let rest = &page[at + found.len()..];
+                rest[..rest.find('"').unwrap()].to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(values("data-quantity"), ["10", "7", "9"]);
+    let maxima = values("data-max");
+    assert_eq!(maxima.len(), 31);
+    assert_eq!(maxima[0], "10");
+    assert_eq!(maxima[9], "10", "the 10th: 10 until noon");
+    assert_eq!(maxima[10], "7");
+    assert_eq!(maxima[19], "9");
+    assert_eq!(maxima[30], "9");
+}
+
+/// Sessions live in the database: one opened through one process opens pages of another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_shared_by_every_process_on_postgres() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let url = database.url.clone();
+    let first = TestServer::start_on(database, Backend::Postgres, ServerSettings::default()).await;
+    let second = TestServer::start_on(
+        TestDatabase::alias(url),
+        Backend::Postgres,
+        ServerSettings::default(),
+    )
+    .await;
+    let mut browser = Browser::new(&first);
+    browser.sign_in(&first.key).await;
+    browser.base = second.url.clone();
+    let (status, page) = browser.get("/console").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let csrf = csrf_of(&page);
+    browser.post("/console/sign-out", &[("csrf", &csrf)]).await;
+    browser.base = first.url.clone();
+    assert_eq!(browser.get("/console").await.0, StatusCode::SEE_OTHER);
+}
