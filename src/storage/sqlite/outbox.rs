@@ -84,11 +84,14 @@ impl OutboxStore for SqliteStore {
         until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Endpoint>> {
-        // A read first: the writer is not disturbed while nothing is due.
+        // A read first: the writer is not disturbed while nothing is due, or while what
+        // is due is already being delivered.
         let due: bool = self.read(|conn| {
             conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM webhook_messages
-                 WHERE status = 'pending' AND next_attempt_at <= ?1)",
+                "SELECT EXISTS (SELECT 1 FROM webhook_messages m
+                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
+                 WHERE m.status = 'pending' AND m.next_attempt_at <= ?1
+                   AND NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < ?1))",
             )
             .and_then(|mut stmt| stmt.query_row(params![now.micros()], |r| r.get(0)))
             .map_err(internal)
