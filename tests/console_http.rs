@@ -271,6 +271,23 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
         assert_eq!(status, StatusCode::OK, "{path}: {page}");
         assert!(page.contains(shows), "{path} shows no {shows}: {page}");
     }
+    let (_, overview) = browser.get("/console").await;
+    for (value, label) in [
+        (1, "Customers"),
+        (1, "Active keys"),
+        (0, "Disabled keys"),
+        (1, "Activations in the last 24 h"),
+        (1, "Ledger pairs"),
+    ] {
+        let shown = overview
+            .split("<li class=\"figure\">")
+            .find(|figure| figure.contains(&format!(">{label}<")))
+            .unwrap_or_else(|| panic!("no {label}: {overview}"));
+        assert!(
+            shown.contains(&format!("<span class=\"value\">{value}</span>")),
+            "{label}: {shown}"
+        );
+    }
     // Finding a key by its text opens its page.
     let (status, location) = browser
         .get(&format!("/console/license-keys?key={text}"))

@@ -2,8 +2,9 @@
 //! and how a value that is neither text nor a number is written into its column;
 //! written once for both backends.
 
-use crate::domain::license::KeyDuration;
+use crate::domain::license::{KeyDuration, KeyStatus};
 use crate::storage::error::{Result, StorageError};
+use crate::storage::listing::status_condition;
 
 /// The columns every entry query selects, in the order backends decode them.
 pub const ENTRY_COLUMNS: &str =
@@ -88,14 +89,14 @@ pub fn json_text(value: &impl serde::Serialize) -> Result<String> {
 /// [`rows::overview`](crate::storage::rows::overview); `p` names a placeholder.
 pub fn overview_query(p: impl Fn(usize) -> String) -> String {
     let (b, now, day_ago) = (p(1), p(2), p(3));
+    let [active, expired, disabled] = [KeyStatus::Active, KeyStatus::Expired, KeyStatus::Disabled]
+        .map(|s| status_condition(s, &now));
     format!(
         "SELECT
              (SELECT count(*) FROM customers WHERE business_id = {b}),
-             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND NOT disabled
-                  AND (expires_at IS NULL OR expires_at > {now})),
-             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND NOT disabled
-                  AND expires_at <= {now}),
-             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND disabled),
+             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND {active}),
+             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND {expired}),
+             (SELECT count(*) FROM license_keys WHERE business_id = {b} AND {disabled}),
              (SELECT count(*) FROM license_key_instances WHERE business_id = {b} AND created_at >= {day_ago})
                + (SELECT count(*) FROM departed_instances WHERE business_id = {b} AND created_at >= {day_ago}),
              (SELECT count(*) FROM (SELECT DISTINCT account_id, license_id FROM ledger_entries

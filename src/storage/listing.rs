@@ -150,6 +150,18 @@ pub struct KeyFilter {
     pub created_at_lte: Option<Timestamp>,
 }
 
+/// The condition a key of that status meets at the instant `now` binds: [`KeyStatus::of`]
+/// in SQL (disabled wins, then `expires_at <= now`), for listings and counts.
+pub fn status_condition(status: KeyStatus, now: &str) -> String {
+    match status {
+        KeyStatus::Disabled => "disabled".into(),
+        KeyStatus::Expired => {
+            format!("NOT disabled AND expires_at IS NOT NULL AND expires_at <= {now}")
+        }
+        KeyStatus::Active => format!("NOT disabled AND (expires_at IS NULL OR expires_at > {now})"),
+    }
+}
+
 /// The license-key listing query. The status filter restates [`KeyStatus::of`] in SQL,
 /// so that paging stays in the database: disabled wins, then `expires_at <= now`.
 pub fn list_license_keys<'a>(
@@ -181,17 +193,8 @@ pub fn list_license_keys<'a>(
     if let Some(at) = filter.created_at_lte {
         bind("created_at <= ?", Param::Int(at.micros()));
     }
-    match filter.status {
-        None => {}
-        Some(KeyStatus::Disabled) => conditions.push("disabled".into()),
-        Some(KeyStatus::Expired) => conditions.push(format!(
-            "NOT disabled AND expires_at IS NOT NULL AND expires_at <= {}",
-            placeholder(2)
-        )),
-        Some(KeyStatus::Active) => conditions.push(format!(
-            "NOT disabled AND (expires_at IS NULL OR expires_at > {})",
-            placeholder(2)
-        )),
+    if let Some(status) = filter.status {
+        conditions.push(status_condition(status, &placeholder(2)));
     }
     // The page is bound, not written into the text: one statement for every page.
     params.push(Param::Int(i64::from(page.size)));
