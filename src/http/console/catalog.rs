@@ -9,8 +9,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::ConsoleError;
+use super::forms::{Done, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
-use super::license_keys::see_other;
 use super::session::Signed;
 use crate::domain::catalog::Product;
 use crate::domain::ids::ProductId;
@@ -307,10 +307,7 @@ pub async fn create_product(
             product.id
         ))),
         Err(error) => {
-            let (status, message) = error.shown();
-            if status.is_server_error() {
-                return Err(error.into());
-            }
+            let (status, message) = refusal(error)?;
             products_page(
                 &state,
                 &signed,
@@ -321,12 +318,6 @@ pub async fn create_product(
             .await
         }
     }
-}
-
-#[derive(Deserialize, Default)]
-pub struct Done {
-    #[serde(default)]
-    done: Option<String>,
 }
 
 pub async fn product(
@@ -413,10 +404,7 @@ pub async fn update_product(
     match updated {
         Ok(_) => Ok(see_other(&format!("/console/products/{id}?done=changed"))),
         Err(error) => {
-            let (status, message) = error.shown();
-            if status.is_server_error() {
-                return Err(error.into());
-            }
+            let (status, message) = refusal(error)?;
             Ok((
                 status,
                 product_page(&signed, &found, Some((Notice::Refused, message)), &form),

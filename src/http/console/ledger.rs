@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::chart;
 use super::error::ConsoleError;
+use super::forms::{refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
-use super::license_keys::see_other;
 use super::session::Signed;
 use crate::domain::auth::Caller;
 use crate::domain::entry::NewEntry;
@@ -358,10 +358,7 @@ pub async fn add_update(
             )))
         }
         Err(error) => {
-            let (status, message) = error.shown();
-            if status.is_server_error() {
-                return Err(error.into());
-            }
+            let (status, message) = refusal(error)?;
             pair_page(
                 &state,
                 &signed,

@@ -6,15 +6,15 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_DISPOSITION, LOCATION};
+use axum::http::header::CONTENT_DISPOSITION;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::ConsoleError;
+use super::forms::{Csrf, Done, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
-use super::sign_in::Csrf;
 use crate::domain::catalog::LicenseKey;
 use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId};
 use crate::domain::license::{KeyPatch, KeyStatus};
@@ -198,19 +198,6 @@ fn status_badge(key: &LicenseKey, now: Timestamp) -> Markup {
 fn limit_text(key: &LicenseKey) -> String {
     key.activations_limit
         .map_or("unlimited".to_owned(), |l| l.to_string())
-}
-
-pub(super) fn see_other(path: &str) -> Response {
-    match HeaderValue::from_str(path) {
-        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
-        Err(_) => StatusCode::BAD_REQUEST.into_response(),
-    }
-}
-
-#[derive(Deserialize, Default)]
-pub struct Done {
-    #[serde(default)]
-    done: Option<String>,
 }
 
 pub async fn detail(
@@ -575,10 +562,7 @@ pub async fn issue_key(
             key.id
         ))),
         Err(error) => {
-            let (status, message) = error.shown();
-            if status.is_server_error() {
-                return Err(error.into());
-            }
+            let (status, message) = refusal(error)?;
             new_key_form(&state, &signed, status, Some(&message), &form).await
         }
     }
@@ -717,10 +701,7 @@ pub async fn edit_key(
             "/console/license-keys/{id}?done=changed"
         ))),
         Err(error) => {
-            let (status, message) = error.shown();
-            if status.is_server_error() {
-                return Err(error.into());
-            }
+            let (status, message) = refusal(error)?;
             let page = key_page(
                 &state,
                 &signed,

@@ -7,6 +7,7 @@
 mod catalog;
 mod chart;
 mod error;
+mod forms;
 mod layout;
 mod ledger;
 mod license_keys;

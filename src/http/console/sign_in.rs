@@ -11,6 +11,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::error::ConsoleError;
+use super::forms::Csrf;
 use super::layout::{Notice, bare, notice};
 use super::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Signed, cookie, set_cookie};
 use crate::domain::auth::KeyDigest;
@@ -84,12 +85,6 @@ pub async fn sign_in(
         ]),
     )
         .into_response())
-}
-
-#[derive(Deserialize)]
-pub struct Csrf {
-    #[serde(default)]
-    pub csrf: String,
 }
 
 pub async fn sign_out(

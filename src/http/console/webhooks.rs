@@ -9,10 +9,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::ConsoleError;
+use super::forms::{Csrf, see_other};
 use super::layout::{Notice, Section, notice, page};
-use super::license_keys::see_other;
 use super::session::Signed;
-use super::sign_in::Csrf;
 use crate::domain::delivery::MessageStatus;
 use crate::domain::ids::{MessageId, WebhookId};
 use crate::domain::time::Timestamp;

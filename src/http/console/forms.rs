@@ -1,0 +1,43 @@
+//! What the console's forms share: the CSRF field, the notice a redirect after a form
+//! names, the redirect itself, and telling a refused form (shown again, with the API's
+//! words) from a failure (an error page).
+
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::error::ConsoleError;
+use crate::http::error::ApiError;
+
+/// A form with nothing but its session's token.
+#[derive(Deserialize)]
+pub struct Csrf {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// `?done=…`: what the form before the redirect did, for the page to say.
+#[derive(Deserialize, Default)]
+pub struct Done {
+    #[serde(default)]
+    pub done: Option<String>,
+}
+
+/// 303 to `path`, after a form.
+pub fn see_other(path: &str) -> Response {
+    match HeaderValue::from_str(path) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
+}
+
+/// What a refused form shows again: its status and the API's message. A failure of the
+/// server's own is no refusal: it becomes the error page.
+pub fn refusal(error: ApiError) -> Result<(StatusCode, String), ConsoleError> {
+    let (status, message) = error.shown();
+    if status.is_server_error() {
+        return Err(error.into());
+    }
+    Ok((status, message))
+}
