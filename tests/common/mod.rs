@@ -3,6 +3,7 @@
 //! backends with [`backend_tests!`].
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod node;
 pub mod process;
 pub mod python;
