@@ -13,6 +13,14 @@ validate and activate (keys without heartbeat or seats): this build's server and
 one, each on its own fresh database with the same seeding, measured alternately in
 AB_ROUNDS rounds (the first of each pair swapping from round to round); each ratio is
 the median of the rounds' this/that ratios.
+
+The webhook rows (after the other writes): ingest with no endpoint, then with one
+endpoint subscribed (a new one each round, pointing at examples/webhook_receiver.rs,
+which answers 200 and counts); while the dispatcher delivers what that ingest wrote, the
+receiver's count and the server's `webhook_oldest_undelivered_seconds` are sampled until
+it reaches 0, and the endpoint (with its messages) is then deleted. Delivery throughput is
+the messages received from the start of the writes until the last one, over that time.
+With `--webhooks-only`, only those rows are measured (the ledger seeded as usual, no keys).
 """
 
 import http.client
@@ -36,6 +44,9 @@ if "--against" in ARGS:
     at = ARGS.index("--against")
     AGAINST = os.path.abspath(ARGS[at + 1])
     del ARGS[at:at + 2]
+WEBHOOKS_ONLY = "--webhooks-only" in ARGS
+if WEBHOOKS_ONLY:
+    ARGS.remove("--webhooks-only")
 SECONDS = int(ARGS[0]) if ARGS else 10
 ROUNDS, AB_ROUNDS = 3, 4
 BACKENDS = ARGS[1:] or ["sqlite", "postgres"]
@@ -43,13 +54,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
 LICENSED = os.path.join(TARGET, "release/licensed")
 BARE = os.path.join(TARGET, "release/examples/bare_validate")
+RECEIVER = os.path.join(TARGET, "release/examples/webhook_receiver")
 SCRIPT = os.path.join(ROOT, "bench/wrk.lua")
 ADMIN = "lsk_bench-admin"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONNECTIONS = 32
 KEYS, PAIRS, ENTRIES_PER_PAIR, DEEP, LATER = 10_000, 10_000, 100, 100_000, 10_000
 INSTANCES, HEARTBEAT_INTERVAL, SEATS = 10_000, 3600, 1_000_000_000
-LICENSED_PORT, BARE_PORT, AGAINST_PORT = 18181, 18182, 18183
+LICENSED_PORT, BARE_PORT, AGAINST_PORT, RECEIVER_PORT = 18181, 18182, 18183, 18184
+# How long a round waits for the dispatcher to deliver its backlog, and how often it looks.
+DRAIN_LIMIT, SAMPLE_EVERY = 600, 0.2
 DAY_US, BASE_US = 86_400_000_000, 1_704_067_200_000_000  # 2024-01-01
 
 
@@ -232,20 +246,99 @@ def in_rounds(results, measures):
             results[name].append(measure())
 
 
+def get_text(port, path):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
+def received():
+    """How many deliveries the receiver has answered since it started."""
+    return int(get_text(RECEIVER_PORT, "/count"))
+
+
+def outbox_lag(port):
+    """The server's webhook_oldest_undelivered_seconds."""
+    metrics = get_text(port, "/metrics")
+    return float(re.search(r"^webhook_oldest_undelivered_seconds (\S+)$", metrics, re.M).group(1))
+
+
+def ingest_subscribed(port, delivery):
+    """Ingest with one endpoint subscribed to the receiver: (requests per second, p99). The
+    endpoint is new; once the dispatcher has delivered all that the run wrote (the outbox lag
+    back to 0), it is deleted with its messages. Appends to `delivery` (events per second
+    from the start of the writes to the last delivery, the largest lag sampled, events
+    delivered, of them during the writes, seconds of the writes, seconds to drain after)."""
+    api = Api(port)
+    endpoint = api.call("POST", "/webhooks", {"url": f"http://127.0.0.1:{RECEIVER_PORT}/hook"})["id"]
+    samples, writing = [], threading.Event()
+    writing.set()
+
+    def sample():
+        while writing.is_set():
+            samples.append((time.monotonic(), received(), outbox_lag(port)))
+            time.sleep(SAMPLE_EVERY)
+
+    before, started = received(), time.monotonic()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    figure = wrk(port, "ingest", auth=ADMIN)
+    writing.clear()
+    sampler.join()
+    ended, during = time.monotonic(), received()
+    while True:
+        samples.append((time.monotonic(), received(), outbox_lag(port)))
+        if samples[-1][2] == 0 or samples[-1][0] - ended > DRAIN_LIMIT:
+            break
+        time.sleep(SAMPLE_EVERY)
+    drained = samples[-1][2] == 0
+    total = samples[-1][1]
+    last = next(at for at, count, _ in samples if count == total)  # the sample that saw the last delivery
+    rate = (total - before) / (last - started)
+    lag = max(lag for _, _, lag in samples)
+    log(f"  webhook delivery: {total - before} events ({during - before} during the writes), "
+        f"{rate:,.0f}/s, {max(last - ended, 0):.1f} s to drain after the writes, largest lag {lag:.1f} s"
+        + ("" if drained else f" (NOT drained after {DRAIN_LIMIT} s)"))
+    delivery.append((rate, lag, total - before, during - before, ended - started, max(last - ended, 0), drained))
+    api = Api(port)
+    api.call("DELETE", f"/webhooks/{endpoint}")
+    return figure
+
+
+def webhook_rounds(results, delivery):
+    """ROUNDS rounds of ingest without an endpoint, then with one (its delivery measured)."""
+    receiver = start([RECEIVER, f"127.0.0.1:{RECEIVER_PORT}"])
+    try:
+        in_rounds(results, {
+            "ingest (no endpoint)": lambda: wrk(LICENSED_PORT, "ingest", auth=ADMIN),
+            "ingest (one endpoint)": lambda: ingest_subscribed(LICENSED_PORT, delivery),
+        })
+    finally:
+        stop(receiver)
+
+
 def bench_licensed(name, database_url, seed_ledger, results, read_baseline, write_baseline):
     serve = lambda: start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
                            "--public-rate-limit", "0"],
                           {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
-    log(f"{name}: seeding {KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
+    log(f"{name}: seeding {0 if WEBHOOKS_ONLY else KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
     server = serve()
     try:
-        seeded = seed_keys(LICENSED_PORT)
+        seeded = None if WEBHOOKS_ONLY else seed_keys(LICENSED_PORT)
     finally:
         stop(server)
     # With the server stopped: a SQLite file belongs to one process at a time.
     seed_ledger()
     server = serve()
     try:
+        if WEBHOOKS_ONLY:
+            log(f"{name}: measuring the webhook rows only")
+            webhook_rounds(results, results.setdefault("delivery", []))
+            results["rss"] = peak_rss_mib(server)
+            return
         with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
             keys_file.write("\n".join(seeded["keys"]))
         with tempfile.NamedTemporaryFile("w", suffix=".instances", delete=False) as instances_file:
@@ -282,6 +375,8 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
                                      instances=instances_file.name),
         })
         results["head"], results["append"] = head_vs_append(LICENSED_PORT)
+        # Last, so that the outbox they fill touches none of the rows above.
+        webhook_rounds(results, results.setdefault("delivery", []))
         results["rss"] = peak_rss_mib(server)
         os.unlink(keys_file.name)
         os.unlink(instances_file.name)
@@ -358,11 +453,19 @@ def print_table(lite, pg):
         rows.append((label, f"{figure[0]:,.0f} req/s", f"p99 {figure[1]:.2f} ms", f"{base_label} {base[0]:,.0f}/s",
                      f"{ratio:.2f}x{spread}", f">= {target:.2f}x {verdict}" if target else ""))
 
-    for name, r, read_label, read_target, write_label, write_target in (
-            ("SQLite", lite, "bare handler", 0.70, "bare handler", 0.20),
-            ("PostgreSQL", pg, "pgbench -S", 0.60, "pgbench -N", 0.80)):
-        if not r:
-            continue
+    def webhook_rows(name, r):
+        throughput(f"{name} ingest (one subscribed endpoint)", r["ingest (one endpoint)"],
+                   r["ingest (no endpoint)"], "no endpoint", 0.80)
+        delivery = r["delivery"]
+        rates = sorted(d[0] for d in delivery)
+        rate, lag, events, _, _, drain, drained = sorted(delivery)[len(delivery) // 2]
+        written = median_round(r["ingest (one endpoint)"])
+        rows.append((f"{name} webhook delivery (one endpoint)", f"{rate:,.0f} events/s",
+                     f"largest lag {lag:.1f} s" + ("" if drained else " (not drained)"),
+                     f"{events:,} written at {written[0]:,.0f}/s", "(" + ", ".join(f"{x:,.0f}" for x in rates) + ")",
+                     ">= 1,000/s " + ("met" if rate >= 1000 else "NOT met")))
+
+    def all_rows(name, r, read_label, read_target, write_label, write_target):
         throughput(f"{name} validate", r["validate"], r["read baseline"], read_label, read_target)
         throughput(f"{name} activate (one key)", r["activate"], r["validate"], "validate", None)
         throughput(f"{name} activate (one ledger-bound key)", r["activate bound"], r["activate"],
@@ -380,8 +483,17 @@ def print_table(lite, pg):
                      "<= 1.50x " + ("met" if ratio <= 1.5 else "NOT met")))
         rows.append((f"{name} backdated insert (10k later)", f"median {r['head']:.1f} ms", "",
                      f"append {r['append']:.1f} ms", f"{r['head'] / r['append']:.1f}x latency", ""))
-        rows.append((f"{name} peak RSS", f"{r['rss']:.1f} MiB", "", "", "",
-                     "<= 100 MiB " + ("met" if r["rss"] <= 100 else "NOT met")))
+
+    for name, r, read_label, read_target, write_label, write_target in (
+            ("SQLite", lite, "bare handler", 0.70, "bare handler", 0.20),
+            ("PostgreSQL", pg, "pgbench -S", 0.60, "pgbench -N", 0.80)):
+        if "validate" in r:
+            all_rows(name, r, read_label, read_target, write_label, write_target)
+        if "ingest (one endpoint)" in r:
+            webhook_rows(name, r)
+        if "rss" in r:
+            rows.append((f"{name} peak RSS", f"{r['rss']:.1f} MiB", "", "", "",
+                         "<= 100 MiB " + ("met" if r["rss"] <= 100 else "NOT met")))
 
     header = ("benchmark", "figure", "latency", "baseline (measured just before)", "ratio", "target")
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
