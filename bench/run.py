@@ -16,11 +16,13 @@ the median of the rounds' this/that ratios.
 
 The webhook rows (after the other writes): ingest with no endpoint, then with one
 endpoint subscribed (a new one each round, pointing at examples/webhook_receiver.rs,
-which answers 200 and counts); while the dispatcher delivers what that ingest wrote, the
-receiver's count and the server's `webhook_oldest_undelivered_seconds` are sampled until
-it reaches 0, and the endpoint (with its messages) is then deleted. Delivery throughput is
-the messages received from the start of the writes until the last one, over that time.
-With `--webhooks-only`, only those rows are measured (the ledger seeded as usual, no keys).
+which answers 200 and counts), in alternating rounds. The receiver's count and the
+server's `webhook_oldest_undelivered_seconds` are sampled while the dispatcher delivers
+what that ingest wrote, until the lag is back to 0: delivery beside ingest. Then a
+backlog: the receiver is stopped (SIGSTOP) while ingest writes for BACKLOG_SECONDS, let
+go, and timed until the last message is delivered: delivery throughput is those messages
+over that time. The endpoint is then deleted with its messages. With `--webhooks-only`,
+only those rows are measured (the ledger seeded as usual, no keys).
 """
 
 import http.client
@@ -28,6 +30,7 @@ import json
 import os
 import random
 import re
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -62,8 +65,10 @@ CONNECTIONS = 32
 KEYS, PAIRS, ENTRIES_PER_PAIR, DEEP, LATER = 10_000, 10_000, 100, 100_000, 10_000
 INSTANCES, HEARTBEAT_INTERVAL, SEATS = 10_000, 3600, 1_000_000_000
 LICENSED_PORT, BARE_PORT, AGAINST_PORT, RECEIVER_PORT = 18181, 18182, 18183, 18184
-# How long a round waits for the dispatcher to deliver its backlog, and how often it looks.
-DRAIN_LIMIT, SAMPLE_EVERY = 600, 0.2
+# The webhook rows: how long ingest writes a backlog while the receiver is stopped (at most:
+# the attempt it holds times out after 15 s), how long a round waits for the dispatcher to
+# deliver what was written, and how often it looks.
+BACKLOG_SECONDS, DRAIN_LIMIT, SAMPLE_EVERY = 10, 600, 0.2
 DAY_US, BASE_US = 86_400_000_000, 1_704_067_200_000_000  # 2024-01-01
 
 
@@ -95,10 +100,10 @@ def peak_rss_mib(process):
     return float("nan")
 
 
-def wrk(port, mode, **env):
-    """(requests per second, p99 latency in ms) of one wrk run."""
+def wrk(port, mode, seconds=None, **env):
+    """(requests per second, p99 latency in ms) of one wrk run (of SECONDS unless told)."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "-s", SCRIPT, f"http://127.0.0.1:{port}"],
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds or SECONDS}s", "-s", SCRIPT, f"http://127.0.0.1:{port}"],
         env={**os.environ, "BENCH_MODE": mode, **{f"BENCH_{k.upper()}": str(v) for k, v in env.items()}},
         capture_output=True, text=True, check=True).stdout
     rps, p99, errors = re.search(r"RESULT (\S+) (\S+) (\S+)", out).groups()
@@ -266,55 +271,88 @@ def outbox_lag(port):
     return float(re.search(r"^webhook_oldest_undelivered_seconds (\S+)$", metrics, re.M).group(1))
 
 
-def ingest_subscribed(port, delivery):
-    """Ingest with one endpoint subscribed to the receiver: (requests per second, p99). The
-    endpoint is new; once the dispatcher has delivered all that the run wrote (the outbox lag
-    back to 0), it is deleted with its messages. Appends to `delivery` (events per second
-    from the start of the writes to the last delivery, the largest lag sampled, events
-    delivered, of them during the writes, seconds of the writes, seconds to drain after)."""
-    api = Api(port)
-    endpoint = api.call("POST", "/webhooks", {"url": f"http://127.0.0.1:{RECEIVER_PORT}/hook"})["id"]
-    samples, writing = [], threading.Event()
+def sampled_ingest(port, samples, count=True, seconds=None):
+    """An ingest run, sampling (time, the receiver's count or None, outbox lag) meanwhile."""
+    writing = threading.Event()
     writing.set()
 
     def sample():
         while writing.is_set():
-            samples.append((time.monotonic(), received(), outbox_lag(port)))
+            samples.append((time.monotonic(), received() if count else None, outbox_lag(port)))
             time.sleep(SAMPLE_EVERY)
 
-    before, started = received(), time.monotonic()
     sampler = threading.Thread(target=sample)
     sampler.start()
-    figure = wrk(port, "ingest", auth=ADMIN)
-    writing.clear()
-    sampler.join()
-    ended, during = time.monotonic(), received()
+    try:
+        return wrk(port, "ingest", seconds=seconds, auth=ADMIN)
+    finally:
+        writing.clear()
+        sampler.join()
+
+
+def until_delivered(port, samples, since):
+    """Samples until the outbox lag is 0, or DRAIN_LIMIT seconds after `since`; whether it is."""
     while True:
         samples.append((time.monotonic(), received(), outbox_lag(port)))
-        if samples[-1][2] == 0 or samples[-1][0] - ended > DRAIN_LIMIT:
-            break
+        if samples[-1][2] == 0 or samples[-1][0] - since > DRAIN_LIMIT:
+            return samples[-1][2] == 0
         time.sleep(SAMPLE_EVERY)
-    drained = samples[-1][2] == 0
+
+
+def last_delivery(samples):
+    """The receiver's final count, and the time of the first sample that saw it."""
     total = samples[-1][1]
-    last = next(at for at, count, _ in samples if count == total)  # the sample that saw the last delivery
-    rate = (total - before) / (last - started)
-    lag = max(lag for _, _, lag in samples)
-    log(f"  webhook delivery: {total - before} events ({during - before} during the writes), "
-        f"{rate:,.0f}/s, {max(last - ended, 0):.1f} s to drain after the writes, largest lag {lag:.1f} s"
-        + ("" if drained else f" (NOT drained after {DRAIN_LIMIT} s)"))
-    delivery.append((rate, lag, total - before, during - before, ended - started, max(last - ended, 0), drained))
+    return total, next(at for at, count, _ in samples if count == total)
+
+
+def ingest_subscribed(port, receiver, beside, backlog):
+    """Ingest with one endpoint subscribed to the receiver: (requests per second, p99). The
+    endpoint is new, and deleted with its messages at the end. Also measures its delivery:
+    - beside the ingest run, the receiver answering: appends to `beside` (events per second
+      from the start of the writes to the last delivery, the largest lag sampled, events,
+      of them delivered during the writes, whether all were delivered);
+    - of a backlog: the receiver stopped (SIGSTOP) while ingest writes for BACKLOG_SECONDS,
+      then let go: appends to `backlog` (events per second from then to the last delivery,
+      the largest lag sampled, events, seconds to deliver them, whether all were)."""
+    api = Api(port)
+    endpoint = api.call("POST", "/webhooks", {"url": f"http://127.0.0.1:{RECEIVER_PORT}/hook"})["id"]
+    samples, before, started = [], received(), time.monotonic()
+    figure = sampled_ingest(port, samples)
+    ended, during = time.monotonic(), received()
+    drained = until_delivered(port, samples, ended)
+    total, last = last_delivery(samples)
+    rate, lag = (total - before) / (last - started), max(lag for _, _, lag in samples)
+    log(f"  delivery beside ingest: {total - before} events, {during - before} of them during the writes, "
+        f"{rate:,.0f}/s, largest lag {lag:.1f} s" + ("" if drained else f" (NOT delivered after {DRAIN_LIMIT} s)"))
+    beside.append((rate, lag, total - before, during - before, drained))
+
+    samples, before = [], received()
+    receiver.send_signal(signal.SIGSTOP)
+    try:
+        written = sampled_ingest(port, samples, count=False, seconds=min(SECONDS, BACKLOG_SECONDS))
+    finally:
+        receiver.send_signal(signal.SIGCONT)
+    resumed, waiting = time.monotonic(), samples[-1][2]
+    drained = until_delivered(port, samples, resumed)
+    total, last = last_delivery([s for s in samples if s[1] is not None])
+    rate, lag = (total - before) / (last - resumed), max(lag for _, _, lag in samples)
+    log(f"  delivery of a backlog: {total - before} events (written at {written[0]:,.0f}/s, the oldest "
+        f"{waiting:.1f} s old when the receiver was let go) in {last - resumed:.1f} s, {rate:,.0f}/s, "
+        f"largest lag {lag:.1f} s" + ("" if drained else f" (NOT delivered after {DRAIN_LIMIT} s)"))
+    backlog.append((rate, lag, total - before, last - resumed, drained))
     api = Api(port)
     api.call("DELETE", f"/webhooks/{endpoint}")
     return figure
 
 
-def webhook_rounds(results, delivery):
-    """ROUNDS rounds of ingest without an endpoint, then with one (its delivery measured)."""
+def webhook_rounds(results):
+    """ROUNDS rounds of ingest without an endpoint, then with one (and its deliveries)."""
     receiver = start([RECEIVER, f"127.0.0.1:{RECEIVER_PORT}"])
+    beside, backlog = results.setdefault("delivery beside", []), results.setdefault("delivery backlog", [])
     try:
         in_rounds(results, {
             "ingest (no endpoint)": lambda: wrk(LICENSED_PORT, "ingest", auth=ADMIN),
-            "ingest (one endpoint)": lambda: ingest_subscribed(LICENSED_PORT, delivery),
+            "ingest (one endpoint)": lambda: ingest_subscribed(LICENSED_PORT, receiver, beside, backlog),
         })
     finally:
         stop(receiver)
@@ -336,7 +374,7 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
     try:
         if WEBHOOKS_ONLY:
             log(f"{name}: measuring the webhook rows only")
-            webhook_rounds(results, results.setdefault("delivery", []))
+            webhook_rounds(results)
             results["rss"] = peak_rss_mib(server)
             return
         with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
@@ -376,7 +414,7 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
         })
         results["head"], results["append"] = head_vs_append(LICENSED_PORT)
         # Last, so that the outbox they fill touches none of the rows above.
-        webhook_rounds(results, results.setdefault("delivery", []))
+        webhook_rounds(results)
         results["rss"] = peak_rss_mib(server)
         os.unlink(keys_file.name)
         os.unlink(instances_file.name)
@@ -456,13 +494,18 @@ def print_table(lite, pg):
     def webhook_rows(name, r):
         throughput(f"{name} ingest (one subscribed endpoint)", r["ingest (one endpoint)"],
                    r["ingest (no endpoint)"], "no endpoint", 0.80)
-        delivery = r["delivery"]
-        rates = sorted(d[0] for d in delivery)
-        rate, lag, events, _, _, drain, drained = sorted(delivery)[len(delivery) // 2]
         written = median_round(r["ingest (one endpoint)"])
-        rows.append((f"{name} webhook delivery (one endpoint)", f"{rate:,.0f} events/s",
-                     f"largest lag {lag:.1f} s" + ("" if drained else " (not drained)"),
-                     f"{events:,} written at {written[0]:,.0f}/s", "(" + ", ".join(f"{x:,.0f}" for x in rates) + ")",
+        rates = lambda rounds: "(" + ", ".join(f"{m[0]:,.0f}" for m in sorted(rounds)) + ")"
+        undelivered = lambda drained: "" if drained else " (not all delivered)"
+        rate, lag, events, during, drained = sorted(r["delivery beside"])[len(r["delivery beside"]) // 2]
+        rows.append((f"{name} webhook delivery beside that ingest", f"{rate:,.0f} events/s",
+                     f"largest lag {lag:.1f} s{undelivered(drained)}",
+                     f"written at {written[0]:,.0f}/s, {during / events:.0%} delivered meanwhile",
+                     rates(r["delivery beside"]), ""))
+        rate, lag, events, seconds, drained = sorted(r["delivery backlog"])[len(r["delivery backlog"]) // 2]
+        rows.append((f"{name} webhook delivery of a backlog", f"{rate:,.0f} events/s",
+                     f"largest lag {lag:.1f} s{undelivered(drained)}",
+                     f"{events:,} events delivered in {seconds:.1f} s", rates(r["delivery backlog"]),
                      ">= 1,000/s " + ("met" if rate >= 1000 else "NOT met")))
 
     def all_rows(name, r, read_label, read_target, write_label, write_target):
@@ -501,6 +544,10 @@ def print_table(lite, pg):
     print(f"\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; pgbench -M prepared -c{CONNECTIONS} -j2 -T{SECONDS}; "
           f"{os.cpu_count()} cores; {ROUNDS} rounds of each compared pair, alternately: figures from the median "
           f"round, ratios the median of the rounds' ratios (all of them in brackets)\n")
+    if "delivery backlog" in lite or "delivery backlog" in pg:
+        print(f"webhooks: one endpoint, examples/webhook_receiver answering 200; a backlog written by "
+              f"{min(SECONDS, BACKLOG_SECONDS)} s of ingest while the receiver is stopped, delivered after; "
+              f"lag: webhook_oldest_undelivered_seconds sampled every {SAMPLE_EVERY} s\n")
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
