@@ -13,6 +13,16 @@ validate and activate (keys without heartbeat or seats): this build's server and
 one, each on its own fresh database with the same seeding, measured alternately in
 AB_ROUNDS rounds (the first of each pair swapping from round to round); each ratio is
 the median of the rounds' this/that ratios.
+
+The webhook rows (after the other writes): ingest with no endpoint, then with one
+endpoint subscribed (a new one each round, pointing at examples/webhook_receiver.rs,
+which answers 200 and counts), in alternating rounds. The receiver's count and the
+server's `webhook_oldest_undelivered_seconds` are sampled while the dispatcher delivers
+what that ingest wrote, until the lag is back to 0: delivery beside ingest. Then a
+backlog: the receiver is stopped (SIGSTOP) while ingest writes for BACKLOG_SECONDS, let
+go, and timed until the last message is delivered: delivery throughput is those messages
+over that time. The endpoint is then deleted with its messages. With `--webhooks-only`,
+only those rows are measured (the ledger seeded as usual, no keys).
 """
 
 import http.client
@@ -20,6 +30,7 @@ import json
 import os
 import random
 import re
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -36,6 +47,9 @@ if "--against" in ARGS:
     at = ARGS.index("--against")
     AGAINST = os.path.abspath(ARGS[at + 1])
     del ARGS[at:at + 2]
+WEBHOOKS_ONLY = "--webhooks-only" in ARGS
+if WEBHOOKS_ONLY:
+    ARGS.remove("--webhooks-only")
 SECONDS = int(ARGS[0]) if ARGS else 10
 ROUNDS, AB_ROUNDS = 3, 4
 BACKENDS = ARGS[1:] or ["sqlite", "postgres"]
@@ -43,13 +57,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
 LICENSED = os.path.join(TARGET, "release/licensed")
 BARE = os.path.join(TARGET, "release/examples/bare_validate")
+RECEIVER = os.path.join(TARGET, "release/examples/webhook_receiver")
 SCRIPT = os.path.join(ROOT, "bench/wrk.lua")
 ADMIN = "lsk_bench-admin"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONNECTIONS = 32
 KEYS, PAIRS, ENTRIES_PER_PAIR, DEEP, LATER = 10_000, 10_000, 100, 100_000, 10_000
 INSTANCES, HEARTBEAT_INTERVAL, SEATS = 10_000, 3600, 1_000_000_000
-LICENSED_PORT, BARE_PORT, AGAINST_PORT = 18181, 18182, 18183
+LICENSED_PORT, BARE_PORT, AGAINST_PORT, RECEIVER_PORT = 18181, 18182, 18183, 18184
+# The webhook rows: how long ingest writes a backlog while the receiver is stopped (at most:
+# the attempt it holds times out after 15 s), how long a round waits for the dispatcher to
+# deliver what was written, and how often it looks.
+BACKLOG_SECONDS, DRAIN_LIMIT, SAMPLE_EVERY = 10, 600, 0.2
 DAY_US, BASE_US = 86_400_000_000, 1_704_067_200_000_000  # 2024-01-01
 
 
@@ -81,10 +100,10 @@ def peak_rss_mib(process):
     return float("nan")
 
 
-def wrk(port, mode, **env):
-    """(requests per second, p99 latency in ms) of one wrk run."""
+def wrk(port, mode, seconds=None, **env):
+    """(requests per second, p99 latency in ms) of one wrk run (of SECONDS unless told)."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "-s", SCRIPT, f"http://127.0.0.1:{port}"],
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds or SECONDS}s", "-s", SCRIPT, f"http://127.0.0.1:{port}"],
         env={**os.environ, "BENCH_MODE": mode, **{f"BENCH_{k.upper()}": str(v) for k, v in env.items()}},
         capture_output=True, text=True, check=True).stdout
     rps, p99, errors = re.search(r"RESULT (\S+) (\S+) (\S+)", out).groups()
@@ -232,20 +251,132 @@ def in_rounds(results, measures):
             results[name].append(measure())
 
 
+def get_text(port, path):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
+def received():
+    """How many deliveries the receiver has answered since it started."""
+    return int(get_text(RECEIVER_PORT, "/count"))
+
+
+def outbox_lag(port):
+    """The server's webhook_oldest_undelivered_seconds."""
+    metrics = get_text(port, "/metrics")
+    return float(re.search(r"^webhook_oldest_undelivered_seconds (\S+)$", metrics, re.M).group(1))
+
+
+def sampled_ingest(port, samples, count=True, seconds=None):
+    """An ingest run, sampling (time, the receiver's count or None, outbox lag) meanwhile."""
+    writing = threading.Event()
+    writing.set()
+
+    def sample():
+        while writing.is_set():
+            samples.append((time.monotonic(), received() if count else None, outbox_lag(port)))
+            time.sleep(SAMPLE_EVERY)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        return wrk(port, "ingest", seconds=seconds, auth=ADMIN)
+    finally:
+        writing.clear()
+        sampler.join()
+
+
+def until_delivered(port, samples, since):
+    """Samples until the outbox lag is 0, or DRAIN_LIMIT seconds after `since`; whether it is."""
+    while True:
+        samples.append((time.monotonic(), received(), outbox_lag(port)))
+        if samples[-1][2] == 0 or samples[-1][0] - since > DRAIN_LIMIT:
+            return samples[-1][2] == 0
+        time.sleep(SAMPLE_EVERY)
+
+
+def last_delivery(samples):
+    """The receiver's final count, and the time of the first sample that saw it."""
+    total = samples[-1][1]
+    return total, next(at for at, count, _ in samples if count == total)
+
+
+def ingest_subscribed(port, receiver, beside, backlog):
+    """Ingest with one endpoint subscribed to the receiver: (requests per second, p99). The
+    endpoint is new, and deleted with its messages at the end. Also measures its delivery:
+    - beside the ingest run, the receiver answering: appends to `beside` (events per second
+      from the start of the writes to the last delivery, the largest lag sampled, events,
+      of them delivered during the writes, whether all were delivered);
+    - of a backlog: the receiver stopped (SIGSTOP) while ingest writes for BACKLOG_SECONDS,
+      then let go: appends to `backlog` (events per second from then to the last delivery,
+      the largest lag sampled, events, seconds to deliver them, whether all were)."""
+    api = Api(port)
+    endpoint = api.call("POST", "/webhooks", {"url": f"http://127.0.0.1:{RECEIVER_PORT}/hook"})["id"]
+    samples, before, started = [], received(), time.monotonic()
+    figure = sampled_ingest(port, samples)
+    ended, during = time.monotonic(), received()
+    drained = until_delivered(port, samples, ended)
+    total, last = last_delivery(samples)
+    rate, lag = (total - before) / (last - started), max(lag for _, _, lag in samples)
+    log(f"  delivery beside ingest: {total - before} events, {during - before} of them during the writes, "
+        f"{rate:,.0f}/s, largest lag {lag:.1f} s" + ("" if drained else f" (NOT delivered after {DRAIN_LIMIT} s)"))
+    beside.append((rate, lag, total - before, during - before, drained))
+
+    samples, before = [], received()
+    receiver.send_signal(signal.SIGSTOP)
+    try:
+        written = sampled_ingest(port, samples, count=False, seconds=min(SECONDS, BACKLOG_SECONDS))
+    finally:
+        receiver.send_signal(signal.SIGCONT)
+    resumed, waiting = time.monotonic(), samples[-1][2]
+    drained = until_delivered(port, samples, resumed)
+    total, last = last_delivery([s for s in samples if s[1] is not None])
+    rate, lag = (total - before) / (last - resumed), max(lag for _, _, lag in samples)
+    log(f"  delivery of a backlog: {total - before} events (written at {written[0]:,.0f}/s, the oldest "
+        f"{waiting:.1f} s old when the receiver was let go) in {last - resumed:.1f} s, {rate:,.0f}/s, "
+        f"largest lag {lag:.1f} s" + ("" if drained else f" (NOT delivered after {DRAIN_LIMIT} s)"))
+    backlog.append((rate, lag, total - before, last - resumed, drained))
+    api = Api(port)
+    api.call("DELETE", f"/webhooks/{endpoint}")
+    return figure
+
+
+def webhook_rounds(results):
+    """ROUNDS rounds of ingest without an endpoint, then with one (and its deliveries)."""
+    receiver = start([RECEIVER, f"127.0.0.1:{RECEIVER_PORT}"])
+    beside, backlog = results.setdefault("delivery beside", []), results.setdefault("delivery backlog", [])
+    try:
+        in_rounds(results, {
+            "ingest (no endpoint)": lambda: wrk(LICENSED_PORT, "ingest", auth=ADMIN),
+            "ingest (one endpoint)": lambda: ingest_subscribed(LICENSED_PORT, receiver, beside, backlog),
+        })
+    finally:
+        stop(receiver)
+
+
 def bench_licensed(name, database_url, seed_ledger, results, read_baseline, write_baseline):
     serve = lambda: start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
                            "--public-rate-limit", "0"],
                           {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
-    log(f"{name}: seeding {KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
+    log(f"{name}: seeding {0 if WEBHOOKS_ONLY else KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
     server = serve()
     try:
-        seeded = seed_keys(LICENSED_PORT)
+        seeded = None if WEBHOOKS_ONLY else seed_keys(LICENSED_PORT)
     finally:
         stop(server)
     # With the server stopped: a SQLite file belongs to one process at a time.
     seed_ledger()
     server = serve()
     try:
+        if WEBHOOKS_ONLY:
+            log(f"{name}: measuring the webhook rows only")
+            webhook_rounds(results)
+            results["rss"] = peak_rss_mib(server)
+            return
         with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
             keys_file.write("\n".join(seeded["keys"]))
         with tempfile.NamedTemporaryFile("w", suffix=".instances", delete=False) as instances_file:
@@ -282,6 +413,8 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
                                      instances=instances_file.name),
         })
         results["head"], results["append"] = head_vs_append(LICENSED_PORT)
+        # Last, so that the outbox they fill touches none of the rows above.
+        webhook_rounds(results)
         results["rss"] = peak_rss_mib(server)
         os.unlink(keys_file.name)
         os.unlink(instances_file.name)
@@ -358,11 +491,24 @@ def print_table(lite, pg):
         rows.append((label, f"{figure[0]:,.0f} req/s", f"p99 {figure[1]:.2f} ms", f"{base_label} {base[0]:,.0f}/s",
                      f"{ratio:.2f}x{spread}", f">= {target:.2f}x {verdict}" if target else ""))
 
-    for name, r, read_label, read_target, write_label, write_target in (
-            ("SQLite", lite, "bare handler", 0.70, "bare handler", 0.20),
-            ("PostgreSQL", pg, "pgbench -S", 0.60, "pgbench -N", 0.80)):
-        if not r:
-            continue
+    def webhook_rows(name, r):
+        throughput(f"{name} ingest (one subscribed endpoint)", r["ingest (one endpoint)"],
+                   r["ingest (no endpoint)"], "no endpoint", 0.80)
+        written = median_round(r["ingest (one endpoint)"])
+        rates = lambda rounds: "(" + ", ".join(f"{m[0]:,.0f}" for m in sorted(rounds)) + ")"
+        undelivered = lambda drained: "" if drained else " (not all delivered)"
+        rate, lag, events, during, drained = sorted(r["delivery beside"])[len(r["delivery beside"]) // 2]
+        rows.append((f"{name} webhook delivery beside that ingest", f"{rate:,.0f} events/s",
+                     f"largest lag {lag:.1f} s{undelivered(drained)}",
+                     f"written at {written[0]:,.0f}/s, {during / events:.0%} delivered meanwhile",
+                     rates(r["delivery beside"]), ""))
+        rate, lag, events, seconds, drained = sorted(r["delivery backlog"])[len(r["delivery backlog"]) // 2]
+        rows.append((f"{name} webhook delivery of a backlog", f"{rate:,.0f} events/s",
+                     f"largest lag {lag:.1f} s{undelivered(drained)}",
+                     f"{events:,} events delivered in {seconds:.1f} s", rates(r["delivery backlog"]),
+                     ">= 1,000/s " + ("met" if rate >= 1000 else "NOT met")))
+
+    def all_rows(name, r, read_label, read_target, write_label, write_target):
         throughput(f"{name} validate", r["validate"], r["read baseline"], read_label, read_target)
         throughput(f"{name} activate (one key)", r["activate"], r["validate"], "validate", None)
         throughput(f"{name} activate (one ledger-bound key)", r["activate bound"], r["activate"],
@@ -380,8 +526,17 @@ def print_table(lite, pg):
                      "<= 1.50x " + ("met" if ratio <= 1.5 else "NOT met")))
         rows.append((f"{name} backdated insert (10k later)", f"median {r['head']:.1f} ms", "",
                      f"append {r['append']:.1f} ms", f"{r['head'] / r['append']:.1f}x latency", ""))
-        rows.append((f"{name} peak RSS", f"{r['rss']:.1f} MiB", "", "", "",
-                     "<= 100 MiB " + ("met" if r["rss"] <= 100 else "NOT met")))
+
+    for name, r, read_label, read_target, write_label, write_target in (
+            ("SQLite", lite, "bare handler", 0.70, "bare handler", 0.20),
+            ("PostgreSQL", pg, "pgbench -S", 0.60, "pgbench -N", 0.80)):
+        if "validate" in r:
+            all_rows(name, r, read_label, read_target, write_label, write_target)
+        if "ingest (one endpoint)" in r:
+            webhook_rows(name, r)
+        if "rss" in r:
+            rows.append((f"{name} peak RSS", f"{r['rss']:.1f} MiB", "", "", "",
+                         "<= 100 MiB " + ("met" if r["rss"] <= 100 else "NOT met")))
 
     header = ("benchmark", "figure", "latency", "baseline (measured just before)", "ratio", "target")
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
@@ -389,6 +544,10 @@ def print_table(lite, pg):
     print(f"\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; pgbench -M prepared -c{CONNECTIONS} -j2 -T{SECONDS}; "
           f"{os.cpu_count()} cores; {ROUNDS} rounds of each compared pair, alternately: figures from the median "
           f"round, ratios the median of the rounds' ratios (all of them in brackets)\n")
+    if "delivery backlog" in lite or "delivery backlog" in pg:
+        print(f"webhooks: one endpoint, examples/webhook_receiver answering 200; a backlog written by "
+              f"{min(SECONDS, BACKLOG_SECONDS)} s of ingest while the receiver is stopped, delivered after; "
+              f"lag: webhook_oldest_undelivered_seconds sampled every {SAMPLE_EVERY} s\n")
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
