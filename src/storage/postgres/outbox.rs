@@ -1,6 +1,7 @@
 //! The webhook outbox on PostgreSQL: events recorded by the writes that make them, sent
 //! with the write's last statement and its `COMMIT`; and the dispatcher's leases, which
-//! processes take with `FOR UPDATE SKIP LOCKED` so that one at a time delivers an
+//! processes take with `FOR NO KEY UPDATE SKIP LOCKED` (which the key-share locks of
+//! messages being inserted for the endpoint do not block) so that one at a time delivers an
 //! endpoint's messages, and a killed process's successor takes over when its lease ends.
 
 use async_trait::async_trait;
@@ -87,7 +88,7 @@ impl OutboxStore for PgStore {
                        SELECT 1 FROM webhook_messages m
                        WHERE m.endpoint_id = e.id AND m.status = 'pending'
                          AND m.next_attempt_at <= $2)
-                 LIMIT $4 FOR UPDATE SKIP LOCKED)
+                 LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED)
              RETURNING {WEBHOOK_COLUMNS}"
         );
         let params: &Params = &[&owner, &now.micros(), &until.micros(), &i64::from(limit)];
