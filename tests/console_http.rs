@@ -91,22 +91,17 @@ impl Browser {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, String) {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(session) = &self.session {
-            request = request.header(COOKIE, format!("licensed_session={session}"));
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .map(|l| l.to_str().unwrap().to_owned());
-        let text = response.text().await.unwrap();
-        (status, location.unwrap_or(text))
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-        let mut request = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.send(self.client.post(format!("{}{path}", self.base)).form(form))
+            .await
+    }
+
+    /// Sends with the session's cookie: the status, and where it redirects or else the body.
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> (StatusCode, String) {
         if let Some(session) = &self.session {
             request = request.header(COOKIE, format!("licensed_session={session}"));
         }
