@@ -22,7 +22,7 @@ async fn count() -> String {
     RECEIVED.load(Ordering::Relaxed).to_string()
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let address = std::env::args()
         .nth(1)

@@ -375,13 +375,16 @@ record_id!(
     "sk"
 );
 
-/// A new random id with a type prefix, such as `bus_4ZbX…`.
+/// A new random id with a type prefix, such as `bus_4ZbX…`. Drawn from the thread's
+/// CSPRNG (seeded from the operating system), not from the operating system per
+/// character: ids are made on the write paths, where 22 system calls each would show.
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng;
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rngs::OsRng;
-    let suffix: String = (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+    use rand::distributions::Alphanumeric;
+    let suffix: String = rand::thread_rng()
+        .sample_iter(Alphanumeric)
+        .take(22)
+        .map(char::from)
         .collect();
     format!("{prefix}_{suffix}")
 }
