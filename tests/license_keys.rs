@@ -27,6 +27,7 @@ backend_tests!(
     businesses_are_isolated,
     read_only_keys_cannot_write,
     concurrent_activations_never_exceed_the_limit,
+    concurrent_activations_of_machines_take_one_seat_each,
     lowering_the_limit_while_activations_race_keeps_the_invariant,
     inputs_the_fuzzer_found_are_refused,
 );
@@ -1502,7 +1503,96 @@ async fn concurrent_activations_never_exceed_the_limit(server: TestServer) {
             key.json["id"].as_str().unwrap()
         ))
         .await;
-    assert_eq!(listed.json["items"].as_array().unwrap().len(), 7);
+    let listed: HashSet<&str> = (listed.json["items"].as_array().unwrap().iter())
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    let answered: HashSet<&str> = (replies.iter())
+        .filter(|r| r.status.as_u16() == 201)
+        .map(|r| r.json["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 7);
+    assert_eq!(
+        answered, listed,
+        "each admitted activation has its own instance"
+    );
+    for refused in replies.iter().filter(|r| r.status.as_u16() == 422) {
+        assert_eq!(refused.json["code"], "LICENSE_KEY_LIMIT_REACHED");
+    }
+}
+
+/// Machines (fingerprints) activating again while others race for the last seats: a
+/// machine's activations all answer its one instance, and take one seat between them.
+async fn concurrent_activations_of_machines_take_one_seat_each(server: TestServer) {
+    let key = issue(
+        &server,
+        json!({"license_key_activations_limit": 6}),
+        json!({}),
+    )
+    .await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    let known = public(
+        &server,
+        "activate",
+        json!({"license_key": text, "name": "m0", "fingerprint": "machine-0"}),
+    )
+    .await;
+    let known = known.expect(201).json["id"].as_str().unwrap().to_owned();
+    let server = Arc::new(server);
+    // Every third request is one of four machines (machine-0 already activated); the
+    // rest have no fingerprint.
+    let replies = common::concurrently(48, |i| {
+        let server = server.clone();
+        let text = text.clone();
+        async move {
+            let mut body = json!({"license_key": text, "name": format!("m{i}")});
+            if i % 3 == 0 {
+                body["fingerprint"] = json!(format!("machine-{}", i / 3 % 4));
+            }
+            public(&server, "activate", body).await
+        }
+    })
+    .await;
+    let mut machines: std::collections::HashMap<String, HashSet<String>> = Default::default();
+    let mut admitted = HashSet::new();
+    for (i, reply) in replies.iter().enumerate() {
+        match reply.status.as_u16() {
+            201 => {
+                let id = reply.json["id"].as_str().unwrap().to_owned();
+                if i % 3 == 0 {
+                    let machine = format!("machine-{}", i / 3 % 4);
+                    assert_eq!(reply.json["fingerprint"], json!(machine));
+                    machines.entry(machine).or_default().insert(id.clone());
+                    admitted.insert(id);
+                } else {
+                    assert!(admitted.insert(id), "an instance answered twice");
+                }
+            }
+            422 => assert_eq!(reply.json["code"], "LICENSE_KEY_LIMIT_REACHED"),
+            status => panic!("{status}: {:?}", reply.json),
+        }
+    }
+    for (machine, ids) in &machines {
+        assert_eq!(ids.len(), 1, "{machine} got one instance: {ids:?}");
+    }
+    assert_eq!(
+        machines["machine-0"],
+        HashSet::from([known.clone()]),
+        "a machine already activated gets its instance back"
+    );
+    admitted.insert(known);
+    let path = format!("/license_keys/{}", key.json["id"].as_str().unwrap());
+    let fetched = server.get(&path).await;
+    assert_eq!(fetched.json["instances_count"], json!(6));
+    let listed = server
+        .get(&format!(
+            "/license_key_instances?page_size=100&license_key_id={}",
+            key.json["id"].as_str().unwrap()
+        ))
+        .await;
+    let listed: HashSet<String> = (listed.json["items"].as_array().unwrap().iter())
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, admitted);
 }
 
 async fn lowering_the_limit_while_activations_race_keeps_the_invariant(server: TestServer) {
@@ -1675,4 +1765,91 @@ async fn a_change_waiting_for_a_lock_holds_up_no_read_on_postgres() {
     }
     holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(rename.await.unwrap(), 200);
+}
+
+/// Activations that arrive while the key's row is locked wait together, and are then
+/// made together: each answered as it would be alone, in turn (the limit reached part
+/// way through, a machine's second activation answered with its first's instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activations_waiting_for_a_locked_key_are_answered_each_in_turn_on_postgres() {
+    let Some(server) = TestServer::start(common::Backend::Postgres).await else {
+        return;
+    };
+    let key = issue(
+        &server,
+        json!({"license_key_activations_limit": 5}),
+        json!({}),
+    )
+    .await;
+    let (id, text) = (
+        key.json["id"].as_str().unwrap().to_owned(),
+        key.json["key"].as_str().unwrap().to_owned(),
+    );
+    let holder = server.database.connect().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM license_keys WHERE id = '{id}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let server = Arc::new(server);
+    let activate = |i: usize| {
+        let (server, text) = (server.clone(), text.clone());
+        tokio::spawn(async move {
+            let mut body = json!({"license_key": text, "name": format!("m{i}")});
+            if i % 4 == 1 {
+                body["fingerprint"] = json!("one-machine");
+            }
+            public(&server, "activate", body).await
+        })
+    };
+    let first = activate(0);
+    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity \
+        WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    while holder
+        .query_one(waiting_for_a_lock, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let rest: Vec<_> = (1..16).map(activate).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    let mut replies = vec![first.await.unwrap()];
+    for reply in rest {
+        replies.push(reply.await.unwrap());
+    }
+    let mut admitted = HashSet::new();
+    let mut machine = HashSet::new();
+    for (i, reply) in replies.iter().enumerate() {
+        match reply.status.as_u16() {
+            201 if i % 4 == 1 => {
+                machine.insert(reply.json["id"].as_str().unwrap().to_owned());
+            }
+            201 => assert!(admitted.insert(reply.json["id"].as_str().unwrap().to_owned())),
+            422 => assert_eq!(reply.json["code"], "LICENSE_KEY_LIMIT_REACHED"),
+            status => panic!("{status}: {}", reply.text),
+        }
+    }
+    assert!(
+        machine.len() <= 1,
+        "one instance for the machine: {machine:?}"
+    );
+    admitted.extend(machine);
+    assert_eq!(admitted.len(), 5);
+    let fetched = server.get(&format!("/license_keys/{id}")).await;
+    assert_eq!(fetched.json["instances_count"], json!(5));
+    let listed = server
+        .get(&format!(
+            "/license_key_instances?page_size=100&license_key_id={id}"
+        ))
+        .await;
+    let listed: HashSet<String> = (listed.json["items"].as_array().unwrap().iter())
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, admitted);
 }

@@ -20,6 +20,7 @@ backend_tests!(
     keys_inherit_override_or_turn_off_the_interval,
     activation_is_the_first_beat_and_beats_extend_the_deadline,
     a_missed_deadline_frees_the_seat_at_once,
+    a_machine_activating_again_counts_out_the_dead_it_deletes,
     the_sweeper_deletes_dead_instances_and_never_live_ones,
     heartbeat_refusals_and_keys_without_an_interval,
     patching_the_interval_starts_recomputes_or_clears_deadlines,
@@ -703,6 +704,31 @@ async fn a_missed_deadline_frees_the_seat_at_once(server: TestServer) {
     let returning = key.activate(&server, "gone", Some("fp-gone")).await;
     assert_eq!(code(&returning, 422), "LICENSE_KEY_LIMIT_REACHED");
     key.deactivate(&server, &dead).await.expect(404);
+}
+
+async fn a_machine_activating_again_counts_out_the_dead_it_deletes(server: TestServer) {
+    let key = Key::issue(
+        &server,
+        json!({"license_key_activations_limit": 3, "heartbeat_interval": 1}),
+        json!({}),
+    )
+    .await;
+    let dying = key.activate(&server, "dying", None).await;
+    let death = instant(&dying.expect(201).json["heartbeat_expires_at"]);
+    sleep_until(death - millis(500)).await;
+    let machine = key.activate(&server, "machine", Some("fp-machine")).await;
+    let machine = machine.expect(201).json["id"].as_str().unwrap().to_owned();
+
+    sleep_until(death + millis(100)).await;
+    let again = key.activate(&server, "machine", Some("fp-machine")).await;
+    assert_eq!(again.expect(201).json["id"], json!(machine));
+    assert_eq!(key.listed_ids(&server).await, [machine]);
+    assert_eq!(key.instances_count(&server).await, 1);
+    // The count the limit is checked against is the live one: two seats are left.
+    key.activated(&server, "second").await;
+    key.activated(&server, "third").await;
+    let over = key.activate(&server, "fourth", None).await;
+    assert_eq!(code(&over, 422), "LICENSE_KEY_LIMIT_REACHED");
 }
 
 async fn the_sweeper_deletes_dead_instances_and_never_live_ones(server: TestServer) {

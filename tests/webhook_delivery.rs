@@ -50,6 +50,7 @@ delivery_tests!(
     a_message_is_sent_again_on_request,
     an_endpoint_answering_410_is_disabled,
     a_refused_change_announces_nothing,
+    concurrent_activations_announce_each_instance_once,
     messages_are_delivered_in_commit_order_with_custom_headers,
     the_rate_limit_spaces_deliveries,
     a_slow_endpoint_holds_up_no_other,
@@ -426,6 +427,48 @@ async fn a_refused_change_announces_nothing(server: TestServer) {
     );
     assert_eq!(received[2].json()["data"]["quantity"], 4);
     assert_eq!(messages(&server, &id, "").await.len(), 3);
+}
+
+/// Activations racing for one key's last seats: each instance made is announced once,
+/// and a refused activation announces nothing.
+async fn concurrent_activations_announce_each_instance_once(server: TestServer) {
+    let receiver = Receiver::ok().await;
+    let (id, _) = subscribe(
+        &server,
+        &receiver.url,
+        json!({"filter_types": ["license_key_instance.created"]}),
+    )
+    .await;
+    let (_, key) = issue_key(&server, json!({"license_key_activations_limit": 5})).await;
+    let server = std::sync::Arc::new(server);
+    let replies = common::concurrently(30, |i| {
+        let server = server.clone();
+        let key = key.clone();
+        async move {
+            let body = json!({"license_key": key, "name": format!("m{i}")});
+            licenses(&server, "activate", body).await
+        }
+    })
+    .await;
+    let mut admitted: Vec<String> = (replies.iter())
+        .filter(|r| r.status.as_u16() == 201)
+        .map(|r| r.json["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(admitted.len(), 5);
+    assert!(
+        replies
+            .iter()
+            .all(|r| [201, 422].contains(&r.status.as_u16()))
+    );
+    receiver.wait_for(5, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut announced: Vec<String> = (receiver.received().iter())
+        .map(|r| r.json()["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    admitted.sort();
+    announced.sort();
+    assert_eq!(announced, admitted);
+    assert_eq!(messages(&server, &id, "").await.len(), 5);
 }
 
 async fn messages_are_delivered_in_commit_order_with_custom_headers(server: TestServer) {

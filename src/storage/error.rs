@@ -4,7 +4,7 @@ use crate::domain::auth::Refusal;
 use crate::domain::ledger::LedgerError;
 use crate::domain::license::{ActivationError, PatchError};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// The database cannot be reached or did not answer in time.
     #[error("the database is unavailable: {0}")]

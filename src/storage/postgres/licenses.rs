@@ -1,12 +1,16 @@
 //! Customers, products, license keys and instances on PostgreSQL. Activation,
 //! deactivation and patches lock the key's row (`FOR UPDATE`) for their transaction, so
 //! the activation limit holds across every process sharing the database; a CHECK
-//! constraint guards it as well.
+//! constraint guards it as well. Activations of one key that arrive while it is locked
+//! are made together in the next transaction (see `batches`).
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
+use super::batches::Batches;
 use super::ledger::{GOVERNING, LOCK_PAIR};
 use super::outbox::{RECORD, Recorded};
 use super::pool::execute;
@@ -33,7 +37,7 @@ use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
 use crate::storage::rows::timestamp;
 use crate::storage::rows::{self, Columns};
 use crate::storage::store::{Heartbeat, KeyValidity, LicenseStore};
-use deadpool_postgres::ClientWrapper;
+use deadpool_postgres::{ClientWrapper, Pool};
 use tokio_postgres::Row;
 
 /// The key with that key string, its row locked until the transaction ends. `BEGIN`
@@ -191,6 +195,205 @@ fn with_details(changes: &str) -> String {
          SELECT {CUSTOMER_COLUMNS}, (SELECT name FROM products WHERE id = $2)
          FROM customers WHERE id = $1"
     )
+}
+
+/// One activation asked for: what `LicenseStore::activate` is given besides the key.
+pub(super) struct Activating {
+    instance_id: InstanceId,
+    name: InstanceName,
+    fingerprint: Option<Fingerprint>,
+}
+
+/// Activations waiting for their key, by the key string they name.
+pub(super) type ActivationBatches = Batches<KeyString, Activating, Activation>;
+
+/// Makes the activations of one key, in one transaction that holds the key's row lock,
+/// as if one after another in the order given: each answer is the one it would get
+/// alone at that point (a limit reached by an earlier one of the batch refuses a later
+/// one, a machine activated earlier in the batch gets its instance back).
+async fn activate_all(
+    pool: &Pool,
+    key: &KeyString,
+    requests: &[Activating],
+) -> Vec<Result<Activation>> {
+    match activate_together(pool, key, requests).await {
+        Ok(answers) => answers,
+        Err(error) => requests.iter().map(|_| Err(error.clone())).collect(),
+    }
+}
+
+async fn activate_together(
+    pool: &Pool,
+    key: &KeyString,
+    requests: &[Activating],
+) -> Result<Vec<Result<Activation>>> {
+    type Answers = Vec<Result<Instance>>;
+    let mut tx = Tx::open_on(pool).await?;
+    let outcome: Result<(Answers, Option<Details>)> = async {
+        let mut license = begin_and_lock_key(&tx, key)
+            .await?
+            .ok_or(StorageError::KeyNotFound)?;
+        let now = Timestamp::now();
+        let mut events = settle(&tx, &mut license, now, true).await?;
+        // The machines' live instances (settled: the dead are gone), and whether each is
+        // stored (`true`) or made by this batch.
+        let fingerprints: Vec<&str> = (requests.iter())
+            .filter_map(|r| r.fingerprint.as_ref().map(Fingerprint::as_str))
+            .collect();
+        let mut machines: HashMap<String, (Instance, bool)> = HashMap::new();
+        if !fingerprints.is_empty() {
+            let sql = format!(
+                "SELECT {INSTANCE_COLUMNS} FROM license_key_instances
+                 WHERE license_key_id = $1 AND fingerprint = ANY($2)"
+            );
+            for row in query(&tx, &sql, &[&license.id, &fingerprints]).await? {
+                let instance = rows::instance(&row)?;
+                if let Some(fingerprint) = instance.fingerprint.clone() {
+                    machines.entry(fingerprint).or_insert((instance, true));
+                }
+            }
+        }
+        let mut created = Vec::new();
+        let mut beaten = Vec::new();
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            let known = (request.fingerprint.as_ref())
+                .and_then(|f| machines.get(f.as_str()))
+                .cloned();
+            let answer = match known {
+                Some((known, stored)) => license.reactivate(known, now).inspect(|instance| {
+                    if stored {
+                        beaten.push(instance.clone());
+                    }
+                }),
+                None => license
+                    .activate(
+                        request.instance_id.clone(),
+                        request.name.as_str().to_owned(),
+                        request.fingerprint.clone(),
+                        now,
+                    )
+                    .inspect(|instance| {
+                        events.push(Event::instance_created(instance, now));
+                        if let Some(fingerprint) = instance.fingerprint.clone() {
+                            machines.insert(fingerprint, (instance.clone(), false));
+                        }
+                        created.push(instance.clone());
+                    }),
+            };
+            answers.push(answer.map_err(StorageError::from));
+        }
+        if created.is_empty() && beaten.is_empty() {
+            // Every one refused: nothing of this transaction stays, as when each is alone.
+            return Ok((answers, None));
+        }
+        let (created, beaten) = (InstanceColumns::of(&created), InstanceColumns::of(&beaten));
+        // One round trip, while the key's row is locked: the new instances, the beats of
+        // the machines' own, the count, the answers' details, the events, and the commit.
+        let rows = tx
+            .commit_with_events(
+                &with_details(
+                    "counted AS (
+                         UPDATE license_keys SET instances_count = $3 WHERE id = $4
+                     ), created AS (
+                         INSERT INTO license_key_instances (id, business_id, license_key_id, name,
+                             created_at, fingerprint, last_heartbeat_at, heartbeat_expires_at)
+                         SELECT n.id, $5, $4, n.name, n.created_at, n.fingerprint, n.beat, n.expires
+                         FROM UNNEST($6::TEXT[], $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[],
+                             $11::BIGINT[]) AS n (id, name, created_at, fingerprint, beat, expires)
+                     ), beaten AS (
+                         UPDATE license_key_instances i
+                         SET last_heartbeat_at = b.beat, heartbeat_expires_at = b.expires
+                         FROM UNNEST($12::TEXT[], $13::BIGINT[], $14::BIGINT[]) AS b (id, beat, expires)
+                         WHERE i.id = b.id
+                     )",
+                ),
+                &[
+                    &license.customer_id,
+                    &license.product_id,
+                    &i64::from(license.instances_count),
+                    &license.id,
+                    &license.business_id,
+                    &created.ids,
+                    &created.names,
+                    &created.created_at,
+                    &created.fingerprints,
+                    &created.beats,
+                    &created.expiries,
+                    &beaten.ids,
+                    &beaten.beats,
+                    &beaten.expiries,
+                ],
+                events,
+            )
+            .await?;
+        let details = rows
+            .first()
+            .ok_or_else(|| StorageError::Internal("the key's customer vanished".into()))?;
+        let details = Details {
+            customer: rows::customer(details)?,
+            product_id: license.product_id,
+            product_name: details.text(7)?,
+        };
+        Ok((answers, Some(details)))
+    }
+    .await;
+    let (answers, details) = match outcome {
+        Ok((answers, None)) => {
+            tx.roll_back().await;
+            (answers, None)
+        }
+        outcome => tx.finish(outcome).await?,
+    };
+    let activation = |instance: Instance| -> Result<Activation> {
+        let details = details.clone().ok_or_else(|| {
+            StorageError::Internal("an activation made without its details".into())
+        })?;
+        Ok(Activation {
+            instance,
+            customer: details.customer,
+            product_id: details.product_id,
+            product_name: details.product_name,
+        })
+    };
+    Ok((answers.into_iter())
+        .map(|answer| answer.and_then(activation))
+        .collect())
+}
+
+/// What every activation of a key answers besides its instance.
+#[derive(Clone)]
+struct Details {
+    customer: Customer,
+    product_id: ProductId,
+    product_name: String,
+}
+
+/// Instances as arrays of their columns, for `UNNEST`.
+struct InstanceColumns<'a> {
+    ids: Vec<&'a str>,
+    names: Vec<&'a str>,
+    created_at: Vec<i64>,
+    fingerprints: Vec<Option<&'a str>>,
+    beats: Vec<Option<i64>>,
+    expiries: Vec<Option<i64>>,
+}
+
+impl<'a> InstanceColumns<'a> {
+    fn of(instances: &'a [Instance]) -> Self {
+        Self {
+            ids: instances.iter().map(|i| i.id.as_str()).collect(),
+            names: instances.iter().map(|i| i.name.as_str()).collect(),
+            created_at: instances.iter().map(|i| i.created_at.micros()).collect(),
+            fingerprints: instances.iter().map(|i| i.fingerprint.as_deref()).collect(),
+            beats: (instances.iter())
+                .map(|i| i.last_heartbeat_at.map(Timestamp::micros))
+                .collect(),
+            expiries: (instances.iter())
+                .map(|i| i.heartbeat_expires_at.map(Timestamp::micros))
+                .collect(),
+        }
+    }
 }
 
 const INSERT_PRODUCT: &str = "INSERT INTO products (id, business_id, name, description,
@@ -574,103 +777,18 @@ impl LicenseStore for PgStore {
         name: &InstanceName,
         fingerprint: Option<&Fingerprint>,
     ) -> Result<Activation> {
-        let mut tx = Tx::open(self).await?;
-        let outcome = async {
-            let mut license = begin_and_lock_key(&tx, key)
-                .await?
-                .ok_or(StorageError::KeyNotFound)?;
-            let now = Timestamp::now();
-            let mut events = settle(&tx, &mut license, now, true).await?;
-            let known = match fingerprint {
-                None => None,
-                Some(fingerprint) => query(
-                    &tx,
-                    &format!(
-                        "SELECT {INSTANCE_COLUMNS} FROM license_key_instances
-                         WHERE license_key_id = $1 AND fingerprint = $2"
-                    ),
-                    &[&license.id, &fingerprint.as_str()],
-                )
-                .await?
-                .first()
-                .map(rows::instance)
-                .transpose()?,
-            };
-            // One round trip, while the key's row is locked: the instance (new, or the
-            // machine's own beaten again), the count, the answer's details, and the commit.
-            let (instance, rows) = match known {
-                Some(known) => {
-                    let instance = license.reactivate(known, now)?;
-                    let rows = tx
-                        .commit_with_events(
-                            &with_details(
-                                "beat AS (
-                                     UPDATE license_key_instances SET last_heartbeat_at = $4, heartbeat_expires_at = $5
-                                     WHERE id = $3
-                                 )",
-                            ),
-                            &[
-                                &license.customer_id,
-                                &license.product_id,
-                                &instance.id,
-                                &instance.last_heartbeat_at.map(Timestamp::micros),
-                                &instance.heartbeat_expires_at.map(Timestamp::micros),
-                            ],
-                            events,
-                        )
-                        .await?;
-                    (instance, rows)
-                }
-                None => {
-                    let instance = license.activate(
-                        instance_id.clone(),
-                        name.as_str().to_owned(),
-                        fingerprint.cloned(),
-                        now,
-                    )?;
-                    events.push(Event::instance_created(&instance, now));
-                    let rows = tx
-                        .commit_with_events(
-                            &with_details(
-                                "counted AS (
-                                     UPDATE license_keys SET instances_count = $7 WHERE id = $5
-                                 ), instance AS (
-                                     INSERT INTO license_key_instances (id, business_id, license_key_id, name,
-                                         created_at, fingerprint, last_heartbeat_at, heartbeat_expires_at)
-                                     VALUES ($3, $4, $5, $6, $8, $9, $10, $11)
-                                 )",
-                            ),
-                            &[
-                                &license.customer_id,
-                                &license.product_id,
-                                &instance.id,
-                                &instance.business_id,
-                                &instance.license_key_id,
-                                &instance.name,
-                                &i64::from(license.instances_count),
-                                &now.micros(),
-                                &instance.fingerprint,
-                                &instance.last_heartbeat_at.map(Timestamp::micros),
-                                &instance.heartbeat_expires_at.map(Timestamp::micros),
-                            ],
-                            events,
-                        )
-                        .await?;
-                    (instance, rows)
-                }
-            };
-            let details = rows
-                .first()
-                .ok_or_else(|| StorageError::Internal("the key's customer vanished".into()))?;
-            Ok(Activation {
-                instance,
-                customer: rows::customer(details)?,
-                product_name: details.text(7)?,
-                product_id: license.product_id,
+        let request = Activating {
+            instance_id: instance_id.clone(),
+            name: name.clone(),
+            fingerprint: fingerprint.cloned(),
+        };
+        let pool = self.pool.clone();
+        self.activations
+            .join(key.clone(), request, move |key, requests| {
+                let pool = pool.clone();
+                async move { activate_all(&pool, &key, &requests).await }
             })
-        }
-        .await;
-        tx.finish(outcome).await
+            .await
     }
 
     async fn deactivate(&self, key: &KeyString, instance_id: &InstanceId) -> Result<()> {

@@ -8,6 +8,7 @@
 //! which the statements of concurrent requests are pipelined (see `pool`).
 
 mod accounts;
+mod batches;
 mod connect;
 mod console;
 mod error;
@@ -25,16 +26,21 @@ mod tx;
 mod values;
 mod webhooks;
 
+use std::sync::Arc;
+
 use deadpool_postgres::Pool;
 
 use crate::storage::error::{OpenError, Result};
 use crate::storage::store::StorageOptions;
 use error::with_causes;
+use licenses::ActivationBatches;
 use shared::SharedConnections;
 
 pub struct PgStore {
     pool: Pool,
     shared: SharedConnections,
+    /// Activations waiting for their key, gathered per key (see `batches`).
+    activations: Arc<ActivationBatches>,
 }
 
 impl PgStore {
@@ -46,6 +52,10 @@ impl PgStore {
         migrate::run(&mut conn).await?;
         drop(conn);
         let shared = SharedConnections::new(options.max_connections);
-        Ok(Self { pool, shared })
+        Ok(Self {
+            pool,
+            shared,
+            activations: Arc::default(),
+        })
     }
 }

@@ -1,11 +1,11 @@
 //! The transaction: `BEGIN` travels with its first statement and `COMMIT` with its last,
 //! and a transaction dropped before it ends closes its connection.
 
-use deadpool_postgres::{ClientWrapper, Object};
+use deadpool_postgres::{ClientWrapper, Object, Pool};
 use tokio_postgres::Row;
 
 use super::PgStore;
-use super::error::{classify, classify_commit};
+use super::error::{classify, classify_commit, pool_error};
 use super::outbox::{RECORD, Recorded};
 use super::pool::{Params, Sql, query};
 use crate::domain::events::Event;
@@ -33,8 +33,13 @@ pub(super) struct Tx {
 impl Tx {
     /// Takes a connection; the transaction starts with [`Tx::begin_with`].
     pub async fn open(store: &PgStore) -> Result<Self> {
+        Self::open_on(&store.pool).await
+    }
+
+    /// [`Tx::open`] for a task that holds the pool rather than the store.
+    pub async fn open_on(pool: &Pool) -> Result<Self> {
         Ok(Self {
-            conn: Some(store.conn().await?),
+            conn: Some(pool.get().await.map_err(pool_error)?),
         })
     }
 
@@ -93,6 +98,14 @@ impl Tx {
                 let _ = conn.batch_execute("ROLLBACK").await;
                 Err(error)
             }
+        }
+    }
+
+    /// Rolls the transaction back, and returns the connection to the pool.
+    pub async fn roll_back(mut self) {
+        if let Some(conn) = self.conn.take() {
+            // As in `finish`: a failed rollback means a lost connection, which the pool drops.
+            let _ = conn.batch_execute("ROLLBACK").await;
         }
     }
 

@@ -605,6 +605,8 @@ impl LicenseStore for SqliteStore {
             {
                 let instance = license.reactivate(known, now)?;
                 save_beat(tx, &instance)?;
+                // The count of the key settled: without the dead it deleted.
+                save_key_state(tx, &license)?;
                 return activation(tx, &license, instance);
             }
             let instance = license.activate(instance_id, name, fingerprint, now)?;
