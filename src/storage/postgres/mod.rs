@@ -18,6 +18,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod shared;
+mod statistics;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -31,10 +32,13 @@ use crate::storage::error::{OpenError, Result};
 use crate::storage::store::StorageOptions;
 use error::with_causes;
 use shared::SharedConnections;
+use statistics::StatisticsTask;
 
 pub struct PgStore {
     pool: Pool,
     shared: SharedConnections,
+    /// Analyzes the tables while they are young and growing (see `statistics`).
+    _statistics: StatisticsTask,
 }
 
 impl PgStore {
@@ -46,6 +50,10 @@ impl PgStore {
         migrate::run(&mut conn).await?;
         drop(conn);
         let shared = SharedConnections::new(options.max_connections);
-        Ok(Self { pool, shared })
+        Ok(Self {
+            _statistics: StatisticsTask::spawn(pool.clone()),
+            pool,
+            shared,
+        })
     }
 }
