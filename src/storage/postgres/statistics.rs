@@ -9,8 +9,8 @@
 //! So every process looks each second for a table of its schema that has grown to twice
 //! the pages it had when last analyzed (and to ten pages at least: below that PostgreSQL
 //! assumes ten pages for a table never analyzed), and analyzes it. Growth by doubling
-//! costs a table a few dozen analyses in its life; past a million rows, plans no longer
-//! change with size, and autovacuum's share of changed rows keeps their statistics.
+//! costs a table about a dozen analyses before it holds a million rows; past that, plans no
+//! longer change with its size, and autovacuum (a share of rows changed) keeps them current.
 
 use std::time::Duration;
 
