@@ -23,6 +23,12 @@ backlog: the receiver is stopped (SIGSTOP) while ingest writes for BACKLOG_SECON
 go, and timed until the last message is delivered: delivery throughput is those messages
 over that time. The endpoint is then deleted with its messages. With `--webhooks-only`,
 only those rows are measured (the ledger seeded as usual, no keys).
+
+The fresh-database row (PostgreSQL, after the others): ingest on a database created for
+it and migrated by `licensed serve` just then (nothing seeded, nothing analyzed), its
+first SECONDS; then, that database analyzed as autovacuum or an operator would, ingest on
+it warm for SECONDS more. A new database each round, ROUNDS rounds; each ratio is a
+round's first seconds over its warm ones. With `--fresh-only`, only that row.
 """
 
 import http.client
@@ -50,6 +56,9 @@ if "--against" in ARGS:
 WEBHOOKS_ONLY = "--webhooks-only" in ARGS
 if WEBHOOKS_ONLY:
     ARGS.remove("--webhooks-only")
+FRESH_ONLY = "--fresh-only" in ARGS
+if FRESH_ONLY:
+    ARGS.remove("--fresh-only")
 SECONDS = int(ARGS[0]) if ARGS else 10
 ROUNDS, AB_ROUNDS = 3, 4
 BACKENDS = ARGS[1:] or ["sqlite", "postgres"]
@@ -358,10 +367,15 @@ def webhook_rounds(results):
         stop(receiver)
 
 
+def serve_on(database_url):
+    """`licensed serve` on LICENSED_PORT, bootstrapped with the ADMIN key."""
+    return start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
+                  "--public-rate-limit", "0"],
+                 {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+
+
 def bench_licensed(name, database_url, seed_ledger, results, read_baseline, write_baseline):
-    serve = lambda: start([LICENSED, "serve", "--bind", f"127.0.0.1:{LICENSED_PORT}", "--database-url", database_url,
-                           "--public-rate-limit", "0"],
-                          {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+    serve = lambda: serve_on(database_url)
     log(f"{name}: seeding {0 if WEBHOOKS_ONLY else KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
     server = serve()
     try:
@@ -447,7 +461,37 @@ def bench_sqlite(results):
         os.unlink(keys_file.name)
 
 
+def fresh_and_warm():
+    """Ingest on a brand-new database: its first SECONDS, then SECONDS more once it is warm
+    (analyzed, as autovacuum would after its naptime); both (requests per second, p99)."""
+    database = f"licensed_fresh_{uuid.uuid4().hex[:8]}"
+    url = f"postgres://postgres@127.0.0.1:5432/{database}"
+    psql(PG_ADMIN, f"CREATE DATABASE {database}")
+    try:
+        server = serve_on(url)
+        try:
+            first = wrk(LICENSED_PORT, "ingest", auth=ADMIN)
+            psql(url, "ANALYZE")
+            return first, wrk(LICENSED_PORT, "ingest", auth=ADMIN)
+        finally:
+            stop(server)
+    finally:
+        psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def bench_fresh_postgres(results):
+    """ROUNDS rounds of fresh_and_warm(), each on a new database."""
+    log(f"postgres: ingest on a fresh database, then warm, {ROUNDS} rounds")
+    results["fresh ingest"], results["warm ingest"] = [], []
+    for _ in range(ROUNDS):
+        first, warm = fresh_and_warm()
+        results["fresh ingest"].append(first)
+        results["warm ingest"].append(warm)
+
+
 def bench_postgres(results):
+    if FRESH_ONLY:
+        return bench_fresh_postgres(results)
     suffix = uuid.uuid4().hex[:8]
     pg_db, pgbench_db = f"licensed_bench_{suffix}", f"pgbench_{suffix}"
     try:
@@ -458,6 +502,9 @@ def bench_postgres(results):
         pg_url = f"postgres://postgres@127.0.0.1:5432/{pg_db}"
         bench_licensed("postgres", pg_url, lambda: seed_ledger_postgres(pg_url), results,
                        lambda: pgbench(pgbench_db, "-S"), lambda: pgbench(pgbench_db, "-N"))
+        if not WEBHOOKS_ONLY:
+            # After the other rows, as the webhook rows are: its writes come after their figures.
+            bench_fresh_postgres(results)
     finally:
         psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
         psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {pgbench_db} WITH (FORCE)")
@@ -470,7 +517,7 @@ def main():
     if AGAINST:
         return ab()
     sqlite_results, pg_results = {}, {}
-    if "sqlite" in BACKENDS:
+    if "sqlite" in BACKENDS and not FRESH_ONLY:
         bench_sqlite(sqlite_results)
     if "postgres" in BACKENDS:
         bench_postgres(pg_results)
@@ -532,6 +579,9 @@ def print_table(lite, pg):
             ("PostgreSQL", pg, "pgbench -S", 0.60, "pgbench -N", 0.80)):
         if "validate" in r:
             all_rows(name, r, read_label, read_target, write_label, write_target)
+        if "fresh ingest" in r:
+            throughput(f"{name} ingest (fresh database, first {SECONDS} s)", r["fresh ingest"], r["warm ingest"],
+                       "same database warm, just after", None)
         if "ingest (one endpoint)" in r:
             webhook_rows(name, r)
         if "rss" in r:

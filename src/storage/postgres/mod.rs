@@ -19,6 +19,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod shared;
+mod statistics;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -35,12 +36,15 @@ use crate::storage::store::StorageOptions;
 use error::with_causes;
 use licenses::ActivationBatches;
 use shared::SharedConnections;
+use statistics::StatisticsTask;
 
 pub struct PgStore {
     pool: Pool,
     shared: SharedConnections,
     /// Activations waiting for their key, gathered per key (see `batches`).
     activations: Arc<ActivationBatches>,
+    /// Analyzes the tables while they are young and growing (see `statistics`).
+    _statistics: StatisticsTask,
 }
 
 impl PgStore {
@@ -53,6 +57,7 @@ impl PgStore {
         drop(conn);
         let shared = SharedConnections::new(options.max_connections);
         Ok(Self {
+            _statistics: StatisticsTask::spawn(pool.clone()),
             pool,
             shared,
             activations: Arc::default(),

@@ -11,6 +11,7 @@ use super::connect::{
 use super::error::{classify, classify_commit};
 use super::ledger;
 use super::pool::query;
+use super::statistics::{TURN, analyze_grown};
 use super::values::params;
 use crate::domain::ids::BusinessId;
 use crate::storage::error::StorageError;
@@ -167,4 +168,106 @@ async fn a_license_listing_reads_the_license_index() {
             "{plan:#?}"
         );
     }
+}
+
+/// A young table that grows is analyzed by the server, without an operator; a process
+/// finding another at it, or the table locked, passes without waiting.
+#[tokio::test]
+async fn a_growing_young_table_is_analyzed_without_waiting_on_anyone() {
+    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
+    else {
+        return skip_without_postgres(admin_url);
+    };
+    tokio::spawn(connection);
+    let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let outcome = async {
+        let options = StorageOptions {
+            url: url.clone(),
+            timeout: Duration::from_secs(30),
+            max_connections: 2,
+        };
+        let store = PgStore::open(&options).await.map_err(|e| e.to_string())?;
+        let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let last_analyze = || async {
+            let row = other
+                .query_one(
+                    "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables
+                     WHERE relname = 'ledger_entries'",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<bool, String>(row.get(0))
+        };
+        // Another process's turn, held for the session (as its transaction would hold it)
+        // from before the table grows, so that the store's own task waits too.
+        let held_turn = TURN.replace("pg_try_advisory_xact_lock", "pg_advisory_lock");
+        other
+            .batch_execute(&format!("SELECT pg_stat_reset(); {held_turn}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let writer = store.conn().await.map_err(|e| e.to_string())?;
+        writer
+            .batch_execute(
+                "INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from,
+                                             update_type, given, absolute, created_at)
+                 SELECT 'b', 'a' || i % 7, 'l' || i % 100, i, 'ABSOLUTE', 1, 1, i
+                 FROM generate_series(1, 5000) i",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(writer);
+        let within = |what| async move {
+            tokio::time::timeout(Duration::from_secs(5), what)
+                .await
+                .map_err(|_| "waited".to_string())
+        };
+        let analyzed = within(analyze_grown(&store.pool)).await?;
+        assert_eq!(analyzed.map_err(|e| e.to_string())?, Vec::<String>::new());
+        // The turn free, but the table held by a lock ANALYZE needs (autovacuum's, say):
+        // passed over.
+        other
+            .batch_execute(&format!(
+                "BEGIN; LOCK ledger_entries IN SHARE UPDATE EXCLUSIVE MODE; {}",
+                held_turn.replace("pg_advisory_lock", "pg_advisory_unlock")
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        within(analyze_grown(&store.pool))
+            .await?
+            .map_err(|e| e.to_string())?;
+        assert!(!last_analyze().await?, "analyzed while locked");
+        other
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| e.to_string())?;
+
+        // Left alone, the store's own task analyzes it within a few seconds.
+        for _ in 0..50 {
+            if last_analyze().await? {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(last_analyze().await?, "not analyzed");
+        // And not again until it has grown to twice its size.
+        let analyzed = analyze_grown(&store.pool).await;
+        assert_eq!(analyzed.map_err(|e| e.to_string())?, Vec::<String>::new());
+        Ok::<_, String>(())
+    }
+    .await;
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    outcome.unwrap();
 }
