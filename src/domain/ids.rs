@@ -289,6 +289,9 @@ impl utoipa::ToSchema for WebUrl {}
 /// keep one kind of id from being passed where another is meant.
 macro_rules! record_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        record_id!($(#[$doc])* $name, $prefix, new_id);
+    };
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $make:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
         #[serde(transparent)]
@@ -296,7 +299,7 @@ macro_rules! record_id {
 
         impl $name {
             pub fn generate() -> Self {
-                Self(new_id($prefix))
+                Self($make($prefix))
             }
 
             pub fn as_str(&self) -> &str {
@@ -365,9 +368,11 @@ record_id!(
 );
 record_id!(
     /// One event as delivered to webhook endpoints: the same on every attempt, and for
-    /// every endpoint the event is delivered to.
+    /// every endpoint the event is delivered to. Ordered by creation, as the outbox's
+    /// index of them grows with every write.
     MessageId,
-    "msg"
+    "msg",
+    new_ordered_id
 );
 record_id!(
     /// A signing key, which a signature names so that the verifier picks its key.
@@ -387,6 +392,30 @@ pub fn new_id(prefix: &str) -> String {
         .map(char::from)
         .collect();
     format!("{prefix}_{suffix}")
+}
+
+/// A new id that sorts after those made before it: 9 base-62 characters of the
+/// microseconds since the Unix epoch (enough until the year 2397), in an alphabet in ASCII
+/// order, then 13 random ones. An index of such ids grows at its end as a sequence's does;
+/// one of random ids writes a page of its own for nearly every insert.
+pub fn new_ordered_id(prefix: &str) -> String {
+    use rand::Rng;
+    use rand::distributions::Alphanumeric;
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut micros = u64::try_from(crate::domain::time::Timestamp::now().micros()).unwrap_or(0);
+    let mut id = [0u8; 22];
+    for digit in id[..9].iter_mut().rev() {
+        *digit = DIGITS[(micros % 62) as usize];
+        micros /= 62;
+    }
+    for (digit, random) in id[9..]
+        .iter_mut()
+        .zip(rand::thread_rng().sample_iter(Alphanumeric))
+    {
+        *digit = random;
+    }
+    let id: String = id.iter().copied().map(char::from).collect();
+    format!("{prefix}_{id}")
 }
 
 #[cfg(test)]
@@ -414,5 +443,22 @@ mod tests {
         assert!(CustomerId::generate().as_str().starts_with("cus_"));
         assert!(InstanceId::generate().as_str().starts_with("lki_"));
         assert_ne!(LicenseKeyId::generate(), LicenseKeyId::generate());
+    }
+
+    #[test]
+    fn ordered_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..1000)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_micros(2));
+                new_ordered_id("msg")
+            })
+            .collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 26 && id.starts_with("msg_"))
+        );
+        assert!(ids[0][4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(MessageId::generate().as_str() > ids[999].as_str());
     }
 }
