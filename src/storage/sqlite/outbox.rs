@@ -85,13 +85,16 @@ impl OutboxStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Endpoint>> {
         // A read first: the writer is not disturbed while nothing is due, or while what
-        // is due is already being delivered.
+        // is due is already being delivered. Endpoints first: a leased endpoint's backlog
+        // is not read at all (from the messages' side, every poll scanned all of it).
         let due: bool = self.read(|conn| {
             conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM webhook_messages m
-                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
-                 WHERE m.status = 'pending' AND m.next_attempt_at <= ?1
-                   AND NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < ?1))",
+                "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e
+                 WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < ?1)
+                   AND EXISTS (
+                       SELECT 1 FROM webhook_messages m
+                       WHERE m.endpoint_id = e.id AND m.status = 'pending'
+                         AND m.next_attempt_at <= ?1))",
             )
             .and_then(|mut stmt| stmt.query_row(params![now.micros()], |r| r.get(0)))
             .map_err(internal)
