@@ -6,6 +6,7 @@
 --   heartbeat POST /licenses/heartbeat of one key (BENCH_KEY) for its instances (BENCH_INSTANCES:
 --             a file, one id per line), beaten in turn from a random starting point per thread
 --   ingest    POST /license_updates, RELATIVE +1 on one of many fresh pairs
+--   onboard   POST /license_updates, RELATIVE +1 on a pair never written before, every request
 --   quantity  GET /license_quantity of a random seeded pair (BENCH_PAIRS of them)
 --   get       GET BENCH_PATH as is
 -- Prints "RESULT <requests per second> <p99 ms> <errors, counting statuses >= 400>" when done.
@@ -23,6 +24,8 @@ end
 
 function init(args)
     math.randomseed(os.time() * 1000 + (id or 0))
+    -- Tells this run's new accounts from those of the runs before it.
+    run = math.random(1e9)
     if mode == "validate" or mode == "signed" or mode == "file" then
         for line in io.lines(os.getenv("BENCH_KEYS")) do
             table.insert(keys, line)
@@ -61,6 +64,10 @@ function request()
         return wrk.format("POST", "/licenses/heartbeat", nil, body)
     elseif mode == "ingest" then
         local body = '{"accountId":"ingest-' .. id .. '-' .. (counter % 1000) ..
+            '","licenseId":"seats","updateType":"RELATIVE","quantity":1}'
+        return wrk.format("POST", "/license_updates", nil, body)
+    elseif mode == "onboard" then
+        local body = '{"accountId":"onboard-' .. run .. '-' .. id .. '-' .. counter ..
             '","licenseId":"seats","updateType":"RELATIVE","quantity":1}'
         return wrk.format("POST", "/license_updates", nil, body)
     elseif mode == "quantity" then
