@@ -459,6 +459,7 @@ mod tests {
                 .all(|id| id.len() == 26 && id.starts_with("msg_"))
         );
         assert!(ids[0][4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        std::thread::sleep(std::time::Duration::from_micros(2));
         assert!(MessageId::generate().as_str() > ids[999].as_str());
     }
 }
