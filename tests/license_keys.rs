@@ -88,6 +88,18 @@ async fn issued_and_activated(server: &TestServer) -> (Reply, String) {
     (key, instance)
 }
 
+/// The ids of the key's instances as listed (one page of up to 100).
+async fn listed_instance_ids(server: &TestServer, key_id: &str) -> HashSet<String> {
+    let listed = server
+        .get(&format!(
+            "/license_key_instances?page_size=100&license_key_id={key_id}"
+        ))
+        .await;
+    (listed.json["items"].as_array().unwrap().iter())
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn customers_are_created_retrieved_and_listed(server: TestServer) {
     let created = server
         .post("/customers", json!({"email": "ada@example.com", "name": "Ada", "phone_number": "+44 20 7946 0000", "metadata": {"crm": "42"}}))
@@ -1497,18 +1509,10 @@ async fn concurrent_activations_never_exceed_the_limit(server: TestServer) {
         ))
         .await;
     assert_eq!(fetched.json["instances_count"], json!(7));
-    let listed = server
-        .get(&format!(
-            "/license_key_instances?page_size=100&license_key_id={}",
-            key.json["id"].as_str().unwrap()
-        ))
-        .await;
-    let listed: HashSet<&str> = (listed.json["items"].as_array().unwrap().iter())
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
-    let answered: HashSet<&str> = (replies.iter())
+    let listed = listed_instance_ids(&server, key.json["id"].as_str().unwrap()).await;
+    let answered: HashSet<String> = (replies.iter())
         .filter(|r| r.status.as_u16() == 201)
-        .map(|r| r.json["id"].as_str().unwrap())
+        .map(|r| r.json["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(listed.len(), 7);
     assert_eq!(
@@ -1583,15 +1587,7 @@ async fn concurrent_activations_of_machines_take_one_seat_each(server: TestServe
     let path = format!("/license_keys/{}", key.json["id"].as_str().unwrap());
     let fetched = server.get(&path).await;
     assert_eq!(fetched.json["instances_count"], json!(6));
-    let listed = server
-        .get(&format!(
-            "/license_key_instances?page_size=100&license_key_id={}",
-            key.json["id"].as_str().unwrap()
-        ))
-        .await;
-    let listed: HashSet<String> = (listed.json["items"].as_array().unwrap().iter())
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect();
+    let listed = listed_instance_ids(&server, key.json["id"].as_str().unwrap()).await;
     assert_eq!(listed, admitted);
 }
 
@@ -1633,13 +1629,8 @@ async fn lowering_the_limit_while_activations_race_keeps_the_invariant(server: T
     let count = fetched.json["instances_count"].as_u64().unwrap();
     let limit = fetched.json["activations_limit"].as_u64().unwrap();
     assert!(count <= limit, "{count} instances over a limit of {limit}");
-    let listed = server
-        .get(&format!(
-            "/license_key_instances?page_size=100&license_key_id={}",
-            fetched.json["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(listed.json["items"].as_array().unwrap().len() as u64, count);
+    let listed = listed_instance_ids(&server, fetched.json["id"].as_str().unwrap()).await;
+    assert_eq!(listed.len() as u64, count);
 }
 
 async fn inputs_the_fuzzer_found_are_refused(server: TestServer) {
@@ -1747,16 +1738,7 @@ async fn a_change_waiting_for_a_lock_holds_up_no_read_on_postgres() {
             response.status().as_u16()
         }
     });
-    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
-    while holder
-        .query_one(waiting_for_a_lock, &[])
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-        == 0
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    common::until_a_session_waits_for_a_lock(&holder).await;
     // More validations than there are shared connections: each one must answer.
     for _ in 0..4 {
         public(&server, "validate", json!({"license_key": text}))
@@ -1804,17 +1786,7 @@ async fn activations_waiting_for_a_locked_key_are_answered_each_in_turn_on_postg
         })
     };
     let first = activate(0);
-    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity \
-        WHERE wait_event_type = 'Lock' AND datname = current_database()";
-    while holder
-        .query_one(waiting_for_a_lock, &[])
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-        == 0
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    common::until_a_session_waits_for_a_lock(&holder).await;
     let rest: Vec<_> = (1..16).map(activate).collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     holder.batch_execute("COMMIT").await.unwrap();
@@ -1843,13 +1815,5 @@ async fn activations_waiting_for_a_locked_key_are_answered_each_in_turn_on_postg
     assert_eq!(admitted.len(), 5);
     let fetched = server.get(&format!("/license_keys/{id}")).await;
     assert_eq!(fetched.json["instances_count"], json!(5));
-    let listed = server
-        .get(&format!(
-            "/license_key_instances?page_size=100&license_key_id={id}"
-        ))
-        .await;
-    let listed: HashSet<String> = (listed.json["items"].as_array().unwrap().iter())
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(listed, admitted);
+    assert_eq!(listed_instance_ids(&server, &id).await, admitted);
 }

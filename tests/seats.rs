@@ -1344,19 +1344,7 @@ async fn a_ledger_decrease_cannot_commit_inside_an_activation_on_postgres() {
         json!({"license_key": key.text, "name": "second"}),
         false,
     );
-    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity \
-        WHERE wait_event_type = 'Lock' AND datname = current_database()";
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while holder
-        .query_one(waiting_for_a_lock, &[])
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-        == 0
-    {
-        assert!(Instant::now() < deadline, "the activation never waited");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    common::until_a_session_waits_for_a_lock(&holder).await;
     let mut decrease = send(
         "/license_updates",
         json!({"accountId": "acme", "licenseId": "seats", "updateType": "RELATIVE", "quantity": -1}),

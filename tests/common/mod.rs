@@ -210,6 +210,27 @@ impl TestDatabase {
     }
 }
 
+/// Returns once a session of `client`'s database waits for a lock (one the test holds,
+/// say); fails if none does within 10 s.
+pub async fn until_a_session_waits_for_a_lock(client: &tokio_postgres::Client) {
+    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity \
+        WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client
+        .query_one(waiting_for_a_lock, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session waited for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A PostgreSQL connection, its connection task spawned.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
