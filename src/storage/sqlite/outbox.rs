@@ -3,7 +3,7 @@
 //! `seq` is the commit order.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, named_params, params};
 
 use super::SqliteStore;
 use super::error::internal;
@@ -63,6 +63,14 @@ pub(super) fn announce(
     Ok(())
 }
 
+/// The endpoints a process may lease at `:now`: enabled, not leased by anyone, with a
+/// message due. From the endpoints' side, so that a leased endpoint's backlog is not read.
+const LEASABLE: &str = "FROM webhook_endpoints e
+    WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < :now)
+      AND EXISTS (
+          SELECT 1 FROM webhook_messages m
+          WHERE m.endpoint_id = e.id AND m.status = 'pending' AND m.next_attempt_at <= :now)";
+
 fn messages_where(
     conn: &Connection,
     sql: &str,
@@ -85,19 +93,13 @@ impl OutboxStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Endpoint>> {
         // A read first: the writer is not disturbed while nothing is due, or while what
-        // is due is already being delivered. Endpoints first: a leased endpoint's backlog
-        // is not read at all (from the messages' side, every poll scanned all of it).
+        // is due is already being delivered.
         let due: bool = self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e
-                 WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < ?1)
-                   AND EXISTS (
-                       SELECT 1 FROM webhook_messages m
-                       WHERE m.endpoint_id = e.id AND m.status = 'pending'
-                         AND m.next_attempt_at <= ?1))",
-            )
-            .and_then(|mut stmt| stmt.query_row(params![now.micros()], |r| r.get(0)))
-            .map_err(internal)
+            conn.prepare_cached(&format!("SELECT EXISTS (SELECT 1 {LEASABLE})"))
+                .and_then(|mut stmt| {
+                    stmt.query_row(named_params! {":now": now.micros()}, |r| r.get(0))
+                })
+                .map_err(internal)
         })?;
         if !due {
             return Ok(Vec::new());
@@ -106,22 +108,21 @@ impl OutboxStore for SqliteStore {
         self.write(move |tx| {
             let mut stmt = tx
                 .prepare_cached(&format!(
-                    "UPDATE webhook_endpoints SET lease_owner = ?1, lease_until = ?3
-                     WHERE id IN (
-                         SELECT e.id FROM webhook_endpoints e
-                         WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < ?2)
-                           AND EXISTS (
-                               SELECT 1 FROM webhook_messages m
-                               WHERE m.endpoint_id = e.id AND m.status = 'pending'
-                                 AND m.next_attempt_at <= ?2)
-                         LIMIT ?4)
+                    "UPDATE webhook_endpoints SET lease_owner = :owner, lease_until = :until
+                     WHERE id IN (SELECT e.id {LEASABLE} LIMIT :limit)
                      RETURNING {WEBHOOK_COLUMNS}"
                 ))
                 .map_err(internal)?;
             let leased = stmt
-                .query_map(params![owner, now.micros(), until.micros(), limit], |r| {
-                    Ok(rows::webhook_endpoint(r))
-                })
+                .query_map(
+                    named_params! {
+                        ":owner": owner,
+                        ":now": now.micros(),
+                        ":until": until.micros(),
+                        ":limit": limit,
+                    },
+                    |r| Ok(rows::webhook_endpoint(r)),
+                )
                 .map_err(internal)?;
             leased.map(|e| e.map_err(internal)?).collect()
         })
