@@ -13,9 +13,13 @@ use crate::domain::signing::MasterKey;
 use crate::jobs::dispatcher::{self, DispatchOptions};
 use crate::storage::Store;
 
-/// What every handler can reach.
+/// What every handler can reach. Extractors and middleware clone it for every request,
+/// so it is one pointer: a clone is one reference count, not a copy of every field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points to.
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub(super) tokens: TokenSigner,
     pub(super) limits: RateLimits,
@@ -83,7 +87,7 @@ impl AppState {
             settings.master_key.clone(),
             settings.webhooks.clone(),
         )?;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store,
             tokens,
             limits,
@@ -92,6 +96,14 @@ impl AppState {
             request_timeout: settings.request_timeout,
             webhook_attempts: settings.webhooks.schedule.attempts(),
             console_secure_cookie: settings.console_secure_cookie,
-        })
+        })))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
