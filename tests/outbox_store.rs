@@ -1,0 +1,117 @@
+//! The outbox's store on its own, on every backend: which messages are forgotten after
+//! their retention, and which one the age of the oldest undelivered message is read from.
+
+mod common;
+
+use common::{Backend, TestDatabase};
+use licensed::domain::auth::Caller;
+use licensed::domain::delivery::{AttemptLog, Message, MessageStatus, Outcome};
+use licensed::domain::entry::NewEntry;
+use licensed::domain::ids::{AccountId, BusinessName, LicenseId, WebhookId};
+use licensed::domain::ledger::UpdateType;
+use licensed::domain::time::Timestamp;
+use licensed::domain::webhooks::{Endpoint, WebhookSecret, WebhookUrl};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_forgets_old_settled_messages_and_keeps_pending_ones() {
+    forgets_old_settled_messages_and_keeps_pending_ones(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_forgets_old_settled_messages_and_keeps_pending_ones() {
+    forgets_old_settled_messages_and_keeps_pending_ones(Backend::Postgres).await;
+}
+
+async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let store = common::open_store(&database.url).await;
+    let business = (store
+        .ensure_business(&BusinessName::parse("test").unwrap())
+        .await)
+        .unwrap();
+    let now = Timestamp::now();
+    let endpoint = Endpoint {
+        id: WebhookId::generate(),
+        business_id: business.clone(),
+        url: WebhookUrl::parse("http://127.0.0.1:9/".into()).unwrap(),
+        description: String::new(),
+        disabled: false,
+        filter_types: Vec::new(),
+        headers: Default::default(),
+        metadata: Default::default(),
+        rate_limit: None,
+        secret: WebhookSecret::generate().bytes().to_vec(),
+        idempotency_key: None,
+        idempotency_digest: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let endpoint = store.create_webhook(&endpoint).await.unwrap();
+    let caller = Caller::Business(business.clone());
+    for _ in 0..3 {
+        let entry = NewEntry {
+            account_id: AccountId::parse("acme").unwrap(),
+            license_id: LicenseId::parse("seats").unwrap(),
+            update_type: UpdateType::Relative,
+            quantity: "1".parse().unwrap(),
+            effective_from: None,
+            metadata: None,
+            idempotency_key: None,
+        };
+        store.append_entry(&caller, &entry).await.unwrap();
+    }
+    let messages = |store: &std::sync::Arc<dyn licensed::storage::Store>| {
+        let (store, business, endpoint) = (store.clone(), business.clone(), endpoint.id.clone());
+        async move {
+            let mut listed = store
+                .messages(&business, &endpoint, None, 10)
+                .await
+                .unwrap();
+            listed.reverse();
+            listed
+        }
+    };
+    let [first, middle, last] = <[Message; 3]>::try_from(messages(&store).await).unwrap();
+    assert_eq!(
+        store.oldest_undelivered().await.unwrap(),
+        Some(first.created_at)
+    );
+
+    // The first and the last delivered: the middle one is the oldest undelivered.
+    let delivered = |message: &Message| Outcome {
+        message_id: message.id.clone(),
+        log: AttemptLog {
+            at: Timestamp::now(),
+            status_code: Some(200),
+            error: None,
+        },
+        status: MessageStatus::Delivered,
+        tries: 0,
+        next_attempt_at: None,
+    };
+    let outcomes = [delivered(&first), delivered(&last)];
+    (store.record_attempts(&endpoint.id, &outcomes, false).await).unwrap();
+    assert_eq!(
+        store.oldest_undelivered().await.unwrap(),
+        Some(middle.created_at)
+    );
+
+    // Recorded at or after the cutoff: kept.
+    assert_eq!(store.forget_messages(first.created_at).await.unwrap(), 0);
+    assert_eq!(messages(&store).await.len(), 3);
+    // Settled and recorded before it: forgotten; the pending one before it is kept.
+    let after_all = Timestamp::from_micros(last.created_at.micros() + 1).unwrap();
+    assert_eq!(store.forget_messages(after_all).await.unwrap(), 2);
+    let left: Vec<_> = messages(&store).await.into_iter().map(|m| m.id).collect();
+    assert_eq!(left, [middle.id.clone()]);
+
+    (store
+        .record_attempts(&endpoint.id, &[delivered(&middle)], false)
+        .await)
+        .unwrap();
+    assert_eq!(store.oldest_undelivered().await.unwrap(), None);
+    assert_eq!(store.forget_messages(after_all).await.unwrap(), 1);
+    assert!(messages(&store).await.is_empty());
+}
