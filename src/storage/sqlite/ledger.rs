@@ -1,28 +1,31 @@
 //! The ledger on SQLite. Writes are serialized by the writer thread and an immediate
 //! transaction, so resolution sees a stable pair.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rust_decimal::Decimal;
 
 use super::SqliteStore;
 use super::error::internal;
 use super::known_keys::principal_of_key;
 use super::outbox::announce;
+use super::shifts::{self, read_with, shifts_of};
 use crate::domain::auth::{Caller, admit};
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
-use crate::domain::ledger::{StoredEntry, resolve_insertion};
+use crate::domain::ledger::{Position, Shift, StoredEntry, plan_insertion, shifted};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::EventType;
-use crate::storage::columns;
-use crate::storage::columns::ENTRY_COLUMNS;
+use crate::storage::columns::{self, Shifts, absolute_of, entry_columns};
 use crate::storage::error::Result;
 use crate::storage::idempotency;
 use crate::storage::listing::{EntrySort, ListEntries, ListedEntry, Param, list_entries};
-use crate::storage::rows;
+use crate::storage::rows::{self, corrupt};
 use crate::storage::store::{Appended, LedgerStore};
 
 #[async_trait]
@@ -65,15 +68,17 @@ impl LedgerStore for SqliteStore {
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
         self.read(|conn| {
-            let (sql, params) = listing(conn, business_id, query)?;
-            let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
-            let rows = stmt
-                .query_map(params_from_iter(&params), |r| Ok(rows::listed_entry(r)))
-                .map_err(internal)?;
-            let wanted = query.limit as usize;
-            rows.take(wanted)
-                .map(|row| row.map_err(internal)?)
-                .collect()
+            read_with(shifts::any, |shifts| {
+                let (sql, params) = listing(conn, business_id, query, shifts)?;
+                let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+                let rows = stmt
+                    .query_map(params_from_iter(&params), |r| Ok(rows::listed_entry(r)))
+                    .map_err(internal)?;
+                let wanted = query.limit as usize;
+                rows.take(wanted)
+                    .map(|row| row.map_err(internal)?)
+                    .collect()
+            })
         })
     }
 
@@ -90,14 +95,21 @@ impl LedgerStore for SqliteStore {
             license.as_str().to_owned(),
             columns::json_text(metadata)?,
         );
+        let ids = (business_id.clone(), account.clone(), license.clone());
         self.write(move |tx| {
             let (business_id, account, license, metadata) = args;
+            // On the writer, which alone adds shifts: the record is up to date.
+            let shifts = match shifts::may_have(&ids.0, (&ids.1, &ids.2)) {
+                true => Shifts::Sqlite,
+                false => Shifts::Absent,
+            };
             let sql = format!(
                 "UPDATE ledger_entries SET metadata = ?5 WHERE seq = (
                      SELECT seq FROM ledger_entries
                      WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from = ?4
                      ORDER BY seq DESC LIMIT 1)
-                 RETURNING {ENTRY_COLUMNS}"
+                 RETURNING {}",
+                entry_columns(shifts)
             );
             let row = tx
                 .query_row(&sql, params![business_id, account, license, at.micros(), metadata], |r| Ok(rows::listed_entry(r)))
@@ -134,12 +146,12 @@ impl LedgerStore for SqliteStore {
         self.read(|conn| {
             // One read transaction for both statements: a write committed between them
             // would give a report that mixes two states of the ledger.
+            // The shifts are read in it too, if the pair may have some once it has begun.
             let snapshot = conn.unchecked_transaction().map_err(internal)?;
-            let initial =
-                governing(&snapshot, business_id, pair, start)?.map_or(Quantity::ZERO, |(_, q)| q);
+            let initial = stored_governing(&snapshot, business_id, pair, start)?;
             let mut stmt = snapshot
                 .prepare_cached(
-                    "SELECT effective_from, absolute FROM ledger_entries
+                    "SELECT effective_from, seq, absolute FROM ledger_entries
                      WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3
                        AND effective_from > ?4 AND effective_from < ?5
                      ORDER BY effective_from, seq",
@@ -154,11 +166,20 @@ impl LedgerStore for SqliteStore {
                         start.micros(),
                         end.micros()
                     ],
-                    |r| Ok(rows::absolute_at(r, 0)),
+                    |r| Ok(rows::stored_at(r, 0)),
                 )
                 .map_err(internal)?;
             let changes = changes
                 .map(|change| change.map_err(internal)?)
+                .collect::<Result<Vec<_>>>()?;
+            let shifts = match shifts::may_have(business_id, pair) {
+                true => shifts_of(&snapshot, business_id, pair)?,
+                false => Vec::new(),
+            };
+            let initial = initial
+                .map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?;
+            let changes = (changes.into_iter())
+                .map(|stored| Ok((rows::timestamp(stored.0.at)?, true_absolute(stored, &shifts)?)))
                 .collect::<Result<_>>()?;
             Ok((initial, changes))
         })
@@ -203,15 +224,28 @@ fn append(
     // Most entries go after their pair's last one: its quantity is the prior one and nothing
     // follows to re-resolve. Reading the last entry settles that in one index search; an
     // entry placed before it needs the entry governing its instant and the later ones.
-    let (prior, later) = match governing(tx, business_id, pair, Timestamp::LAST)? {
+    // A pair with shifts has them read first, to take in.
+    let shifts = match shifts::may_have(business_id, pair) {
+        true => shifts_of(tx, business_id, pair)?,
+        false => Vec::new(),
+    };
+    let (prior, later) = match stored_governing(tx, business_id, pair, Timestamp::LAST)? {
         None => (Quantity::ZERO, Vec::new()),
-        Some((last_at, last)) if last_at <= at => (last, Vec::new()),
+        Some(last) if last.0.at <= at.micros() => (true_absolute(last, &shifts)?, Vec::new()),
         Some(_) => (
-            governing(tx, business_id, pair, at)?.map_or(Quantity::ZERO, |(_, q)| q),
-            later_entries(tx, business_id, pair, at)?,
+            stored_governing(tx, business_id, pair, at)?
+                .map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?,
+            later_entries(tx, business_id, pair, at, &shifts)?,
         ),
     };
-    let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
+    let plan = plan_insertion(
+        prior,
+        at,
+        entry.update_type,
+        entry.quantity,
+        &later,
+        &shifts,
+    )?;
 
     let metadata = entry
         .metadata
@@ -231,7 +265,7 @@ fn append(
             at.micros(),
             entry.update_type.as_str(),
             entry.quantity.to_string(),
-            insertion.absolute.to_string(),
+            plan.stored.normalize().to_string(),
             metadata,
             now.micros(),
         ])
@@ -240,13 +274,16 @@ fn append(
     let mut update = tx
         .prepare_cached("UPDATE ledger_entries SET absolute = ?2 WHERE seq = ?1")
         .map_err(internal)?;
-    for (seq, absolute) in &insertion.changed {
+    for (seq, stored) in &plan.rewrites {
         update
-            .execute(params![seq, absolute.to_string()])
+            .execute(params![seq, stored.normalize().to_string()])
             .map_err(internal)?;
     }
+    if let Some(shift) = &plan.shift {
+        shifts::add(tx, business_id, pair, shift, &shifts)?;
+    }
 
-    let written = entry.written(insertion.absolute, at, now);
+    let written = entry.written(plan.absolute, at, now);
     if let Some((key, fingerprint)) = claim {
         let response = idempotency::stored_response(&written)?;
         tx.prepare_cached(
@@ -277,6 +314,7 @@ pub(super) fn listing<'a>(
     conn: &Connection,
     business_id: &'a BusinessId,
     query: &'a ListEntries,
+    shifts: Shifts,
 ) -> Result<(String, Vec<Param<'a>>)> {
     let index = match (
         &query.account_id,
@@ -304,8 +342,8 @@ pub(super) fn listing<'a>(
         business_id,
         query,
         |n| format!("?{n}"),
-        &source,
-        "license_id",
+        (&source, "license_id"),
+        shifts,
     ))
 }
 
@@ -344,15 +382,54 @@ pub(super) fn governing(
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
 ) -> Result<Option<(Timestamp, Quantity)>> {
+    let read = |shifts: Shifts| {
+        let sql = match shifts {
+            Shifts::Absent => GOVERNING,
+            _ => &GOVERNING_SHIFTED,
+        };
+        conn.prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![business_id, account.as_str(), license.as_str(), at.micros()],
+                    |r| Ok(rows::absolute_at(r, 0)),
+                )
+                .optional()
+            })
+            .map_err(internal)?
+            .transpose()
+    };
+    read_with(|| shifts::may_have(business_id, (account, license)), read)
+}
+
+/// The governing entry's read for a pair without shifts, and for one with them.
+const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
+     WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
+     ORDER BY effective_from DESC, seq DESC LIMIT 1";
+static GOVERNING_SHIFTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT effective_from, {} FROM ledger_entries
+         WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
+         ORDER BY effective_from DESC, seq DESC LIMIT 1",
+        absolute_of("ledger_entries", Shifts::Sqlite)
+    )
+});
+
+/// The position and stored quantity of the last entry of the pair at or before `at`.
+fn stored_governing(
+    conn: &Connection,
+    business_id: &BusinessId,
+    (account, license): (&AccountId, &LicenseId),
+    at: Timestamp,
+) -> Result<Option<(Position, Decimal)>> {
     conn.prepare_cached(
-        "SELECT effective_from, absolute FROM ledger_entries
+        "SELECT effective_from, seq, absolute FROM ledger_entries
          WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
          ORDER BY effective_from DESC, seq DESC LIMIT 1",
     )
     .and_then(|mut stmt| {
         stmt.query_row(
             params![business_id, account.as_str(), license.as_str(), at.micros()],
-            |r| Ok(rows::absolute_at(r, 0)),
+            |r| Ok(rows::stored_at(r, 0)),
         )
         .optional()
     })
@@ -360,13 +437,20 @@ pub(super) fn governing(
     .transpose()
 }
 
+/// The absolute quantity of an entry stored as `(position, stored)`, with the pair's shifts.
+fn true_absolute((position, stored): (Position, Decimal), shifts: &[Shift]) -> Result<Quantity> {
+    shifted(stored, position, shifts)
+        .ok_or_else(|| corrupt(format!("a shifted quantity out of range at {position:?}")))
+}
+
 /// The entries after `at` that a new entry there can affect: everything up to and
-/// including the instant of the next ABSOLUTE entry.
+/// including the instant of the next ABSOLUTE entry, with their true quantities.
 fn later_entries(
     conn: &Connection,
     business_id: &BusinessId,
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
+    shifts: &[Shift],
 ) -> Result<Vec<StoredEntry>> {
     let mut stmt = conn
         .prepare_cached(
@@ -382,7 +466,7 @@ fn later_entries(
     let entries = stmt
         .query_map(
             params![business_id, account.as_str(), license.as_str(), at.micros()],
-            |r| Ok(rows::stored_entry(r, 0)),
+            |r| Ok(rows::stored_entry(r, 0, shifts)),
         )
         .map_err(internal)?;
     entries.map(|entry| entry.map_err(internal)?).collect()
