@@ -568,15 +568,19 @@ mod tests {
             let position = self
                 .entries
                 .partition_point(|(e, _)| e.effective_from.micros() <= at);
-            let prior = position
-                .checked_sub(1)
-                .map_or(Quantity::ZERO, |i| self.true_entry(&self.entries[i]).absolute);
+            let prior = position.checked_sub(1).map_or(Quantity::ZERO, |i| {
+                self.true_entry(&self.entries[i]).absolute
+            });
             let later: Vec<_> = (self.entries[position..].iter())
                 .map(|e| self.true_entry(e))
                 .collect();
             let plan = plan_insertion(prior, t(at), kind, given, &later, &self.shifts)?;
             for (seq, stored) in &plan.rewrites {
-                let entry = self.entries.iter_mut().find(|(e, _)| e.seq == *seq).unwrap();
+                let entry = self
+                    .entries
+                    .iter_mut()
+                    .find(|(e, _)| e.seq == *seq)
+                    .unwrap();
                 entry.1 = *stored;
                 self.rewritten += 1;
             }
@@ -618,7 +622,9 @@ mod tests {
     fn a_backdated_entry_before_many_records_a_shift_instead_of_rewriting_them() {
         let mut ledger = ShiftedLedger::default();
         for at in 1..=20 {
-            ledger.insert(at * 10, UpdateType::Relative, q("1")).unwrap();
+            ledger
+                .insert(at * 10, UpdateType::Relative, q("1"))
+                .unwrap();
         }
         ledger.insert(105, UpdateType::Absolute, q("3")).unwrap();
         assert_eq!(ledger.insert(5, UpdateType::Relative, q("2")), Ok(q("2")));
@@ -626,8 +632,15 @@ mod tests {
         assert_eq!(ledger.rewritten, 0);
         assert_eq!(ledger.shifts.len(), 2);
         let shift = &ledger.shifts[1];
-        assert_eq!((shift.from.at, shift.to.at, shift.delta), (5, 105, Decimal::TWO));
-        let absolutes: Vec<_> = ledger.absolutes().iter().map(|(_, a)| a.to_string()).collect();
+        assert_eq!(
+            (shift.from.at, shift.to.at, shift.delta),
+            (5, 105, Decimal::TWO)
+        );
+        let absolutes: Vec<_> = ledger
+            .absolutes()
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect();
         let expected: Vec<_> = (2..=12).chain(3..=13).map(|n| n.to_string()).collect();
         assert_eq!(absolutes, expected);
         // Few later entries: rewritten as before.
@@ -639,16 +652,25 @@ mod tests {
     fn an_absolute_entry_inside_a_shifted_range_shifts_what_follows_it() {
         let mut ledger = ShiftedLedger::default();
         for at in 1..=30 {
-            ledger.insert(at * 10, UpdateType::Relative, q("1")).unwrap();
+            ledger
+                .insert(at * 10, UpdateType::Relative, q("1"))
+                .unwrap();
         }
         ledger.insert(5, UpdateType::Relative, q("100")).unwrap();
         ledger.insert(55, UpdateType::Absolute, q("7")).unwrap();
         assert_eq!(ledger.shifts.len(), 2);
-        let absolutes: Vec<_> = ledger.absolutes().iter().map(|(_, a)| a.to_string()).collect();
+        let absolutes: Vec<_> = ledger
+            .absolutes()
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect();
         let expected: Vec<_> = (100..=105).chain(7..=32).map(|n| n.to_string()).collect();
         assert_eq!(absolutes, expected);
         // A later entry inside both ranges is stored less both shifts, and reads true.
-        assert_eq!(ledger.insert(300, UpdateType::Relative, q("1")), Ok(q("33")));
+        assert_eq!(
+            ledger.insert(300, UpdateType::Relative, q("1")),
+            Ok(q("33"))
+        );
     }
 
     #[test]
@@ -671,7 +693,10 @@ mod tests {
             Err(LedgerError::NegativeAt(t(150)))
         );
         assert_eq!((ledger.absolutes(), ledger.shifts.clone()), before);
-        assert_eq!(ledger.insert(12, UpdateType::Relative, q("-2")), Ok(q("10")));
+        assert_eq!(
+            ledger.insert(12, UpdateType::Relative, q("-2")),
+            Ok(q("10"))
+        );
         assert_eq!(ledger.at_end(), Quantity::ZERO);
     }
 
@@ -680,7 +705,9 @@ mod tests {
         let mut ledger = ShiftedLedger::default();
         let mut accepted = Vec::new();
         for at in 1..=20 {
-            ledger.insert(1000 + at, UpdateType::Relative, q("1")).unwrap();
+            ledger
+                .insert(1000 + at, UpdateType::Relative, q("1"))
+                .unwrap();
             accepted.push((1000 + at, ledger.next_seq, UpdateType::Relative, q("1")));
         }
         for n in 0..(MOST_SHIFTS as i64 + 5) {

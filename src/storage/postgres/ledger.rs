@@ -25,9 +25,7 @@ use crate::domain::auth::{Access, Caller, Refusal, admit};
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
-use crate::domain::ledger::{
-    Position, Shift, StoredEntry, must_fold, plan_insertion, shifted,
-};
+use crate::domain::ledger::{Position, Shift, StoredEntry, must_fold, plan_insertion, shifted};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
@@ -364,7 +362,10 @@ impl LedgerStore for PgStore {
         let changes = (rows.iter())
             .map(|row| {
                 let (position, stored) = rows::stored_at(row, 0)?;
-                Ok((timestamp(position.at)?, true_absolute(position, stored, &shifts)?))
+                Ok((
+                    timestamp(position.at)?,
+                    true_absolute(position, stored, &shifts)?,
+                ))
             })
             .collect::<Result<_>>()?;
         Ok((initial, changes))

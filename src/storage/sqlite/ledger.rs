@@ -176,10 +176,15 @@ impl LedgerStore for SqliteStore {
                 true => shifts_of(&snapshot, business_id, pair)?,
                 false => Vec::new(),
             };
-            let initial = initial
-                .map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?;
+            let initial =
+                initial.map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?;
             let changes = (changes.into_iter())
-                .map(|stored| Ok((rows::timestamp(stored.0.at)?, true_absolute(stored, &shifts)?)))
+                .map(|stored| {
+                    Ok((
+                        rows::timestamp(stored.0.at)?,
+                        true_absolute(stored, &shifts)?,
+                    ))
+                })
                 .collect::<Result<_>>()?;
             Ok((initial, changes))
         })

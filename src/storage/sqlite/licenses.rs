@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::SqliteStore;
 use super::error::internal;
 use super::ledger::governing;
-use super::shifts::{self, read_with};
 use super::outbox::announce;
+use super::shifts::{self, read_with};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::events::Event;
 use crate::domain::ids::{
