@@ -13,6 +13,7 @@ use licensed::domain::auth::Caller;
 use licensed::domain::entry::NewEntry;
 use licensed::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
 use licensed::domain::ledger::UpdateType;
+use licensed::domain::metadata::Metadata;
 use licensed::domain::time::{MICROS_PER_DAY, Timestamp};
 use licensed::storage::{self, Appended, EntrySort, ListEntries, StorageError, Store};
 use proptest::prelude::*;
@@ -397,6 +398,17 @@ async fn backdated_writes_before_many_entries_keep_every_figure_exact(backend: B
         write_checked(&ledger, &acme, &mut kept, write).await;
         agrees_with_replay(&ledger, &acme, &kept, 131).await;
     }
+    // Its metadata replaced, an entry a shift covers answers with its quantity.
+    let metadata = Metadata::parse([("k".to_owned(), "v".to_owned())].into()).unwrap();
+    let pair = (&acme, &seats());
+    let patched = (ledger.store).update_metadata(&ledger.business, pair, instant(120), &metadata);
+    let patched = patched.await.unwrap().unwrap();
+    let expected = replay(&kept)
+        .into_iter()
+        .find(|&(day, _)| day == 120)
+        .unwrap()
+        .1;
+    assert_eq!(whole(patched.quantity), expected);
     assert_eq!(kept.len(), 30 + 5);
     // Forty more backdated writes, each before more than the most entries rewritten.
     for day in (10..50).rev() {

@@ -51,14 +51,12 @@ impl UpdateType {
     }
 }
 
-/// An entry already in the ledger, as far as resolution needs it.
+/// An entry after a new one and before the next ABSOLUTE entry, so RELATIVE: its absolute
+/// quantity moves with the new entry's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry {
+pub struct LaterEntry {
     pub seq: i64,
     pub effective_from: Timestamp,
-    pub update_type: UpdateType,
-    /// The quantity the client sent: a delta for RELATIVE entries.
-    pub given: Quantity,
     /// The resolved absolute quantity.
     pub absolute: Quantity,
 }
@@ -81,32 +79,32 @@ pub enum LedgerError {
 }
 
 /// Resolves a new entry placed after an entry whose absolute quantity is `prior` (zero if
-/// none), followed by `later` (the entries after it, in ledger order). RELATIVE entries in
-/// `later` are re-resolved up to the first ABSOLUTE one, which, like everything after it,
-/// is unaffected; `later` may therefore stop there. Refuses if any quantity would become
-/// negative or leave the allowed range.
+/// none), followed by `later`: the entries after it up to the next ABSOLUTE one, in ledger
+/// order (that one, like everything after it, is unaffected). Each of them is the absolute
+/// quantity before it plus its own, so each moves by what the new entry changes: its
+/// absolute quantity less `prior`. Refuses if any quantity would become negative or leave
+/// the allowed range, naming the first such entry's instant.
 pub fn resolve_insertion(
     prior: Quantity,
     effective_from: Timestamp,
     update_type: UpdateType,
     given: Quantity,
-    later: &[StoredEntry],
+    later: &[LaterEntry],
 ) -> Result<Insertion, LedgerError> {
     let absolute = checked(update_type.apply(prior, given), effective_from)?;
-    let mut running = absolute;
-    let mut changed = Vec::new();
-    for entry in later {
-        if entry.update_type == UpdateType::Absolute {
-            break;
-        }
-        running = checked(
-            UpdateType::Relative.apply(running, entry.given),
-            entry.effective_from,
-        )?;
-        if running != entry.absolute {
-            changed.push((entry.seq, running));
-        }
+    let delta = absolute.decimal() - prior.decimal();
+    if delta.is_zero() {
+        return Ok(Insertion {
+            absolute,
+            changed: Vec::new(),
+        });
     }
+    let changed = (later.iter())
+        .map(|entry| {
+            let moved = Quantity::new(entry.absolute.decimal() + delta).ok();
+            Ok((entry.seq, checked(moved, entry.effective_from)?))
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Insertion { absolute, changed })
 }
 
@@ -133,7 +131,7 @@ impl Position {
         }
     }
 
-    pub fn of(entry: &StoredEntry) -> Self {
+    pub fn of(entry: &LaterEntry) -> Self {
         Position {
             at: entry.effective_from.micros(),
             seq: entry.seq,
@@ -189,24 +187,21 @@ pub struct Plan {
 }
 
 /// [`resolve_insertion`] with the pair's `shifts`: `prior` and `later` carry true
-/// absolute quantities (see [`shifted`]). When more than [`MOST_REWRITES`] later entries
-/// change, they change by one delta (the new entry's quantity less the prior one) up to
-/// the next ABSOLUTE entry, and a shift over that range replaces their rewrites.
+/// absolute quantities (see [`shifted`]), and `next_absolute` is where the next ABSOLUTE
+/// entry stands, if any. When more than [`MOST_REWRITES`] later entries change, they all
+/// change by one delta, and a shift up to that entry replaces their rewrites.
 pub fn plan_insertion(
     prior: Quantity,
-    effective_from: Timestamp,
-    update_type: UpdateType,
-    given: Quantity,
-    later: &[StoredEntry],
+    (effective_from, update_type, given): (Timestamp, UpdateType, Quantity),
+    later: &[LaterEntry],
+    next_absolute: Option<Position>,
     shifts: &[Shift],
 ) -> Result<Plan, LedgerError> {
     let insertion = resolve_insertion(prior, effective_from, update_type, given, later)?;
     let from = Position::after_all_at(effective_from);
     let stored = insertion.absolute.decimal() - covering(shifts, from);
     if insertion.changed.len() > MOST_REWRITES {
-        let to = (later.iter())
-            .find(|entry| entry.update_type == UpdateType::Absolute)
-            .map_or(Position::END, Position::of);
+        let to = next_absolute.unwrap_or(Position::END);
         let delta = insertion.absolute.decimal() - prior.decimal();
         return Ok(Plan {
             absolute: insertion.absolute,
@@ -342,6 +337,40 @@ mod tests {
         Timestamp::from_micros(micros).unwrap()
     }
 
+    /// An entry as the test ledgers keep it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct StoredEntry {
+        seq: i64,
+        effective_from: Timestamp,
+        update_type: UpdateType,
+        absolute: Quantity,
+    }
+
+    impl StoredEntry {
+        fn position(&self) -> Position {
+            Position {
+                at: self.effective_from.micros(),
+                seq: self.seq,
+            }
+        }
+    }
+
+    /// What storage reads after a new entry: the entries up to the next ABSOLUTE one,
+    /// and where that one stands.
+    fn later_of(after: &[StoredEntry]) -> (Vec<LaterEntry>, Option<Position>) {
+        let next = after
+            .iter()
+            .position(|e| e.update_type == UpdateType::Absolute);
+        let later = (after[..next.unwrap_or(after.len())].iter())
+            .map(|e| LaterEntry {
+                seq: e.seq,
+                effective_from: e.effective_from,
+                absolute: e.absolute,
+            })
+            .collect();
+        (later, next.map(|i| after[i].position()))
+    }
+
     /// The ledger as storage would keep it: entries in ledger order, each resolved.
     #[derive(Default, Clone)]
     struct Ledger {
@@ -363,8 +392,8 @@ mod tests {
             let prior = position
                 .checked_sub(1)
                 .map_or(Quantity::ZERO, |i| self.entries[i].absolute);
-            let insertion =
-                resolve_insertion(prior, t(at), kind, given, &self.entries[position..])?;
+            let (later, _) = later_of(&self.entries[position..]);
+            let insertion = resolve_insertion(prior, t(at), kind, given, &later)?;
             for (seq, absolute) in &insertion.changed {
                 let entry = self.entries.iter_mut().find(|e| e.seq == *seq).unwrap();
                 entry.absolute = *absolute;
@@ -376,7 +405,6 @@ mod tests {
                     seq: self.next_seq,
                     effective_from: t(at),
                     update_type: kind,
-                    given,
                     absolute: insertion.absolute,
                 },
             );
@@ -552,7 +580,7 @@ mod tests {
 
     impl ShiftedLedger {
         fn true_entry(&self, (entry, stored): &(StoredEntry, Decimal)) -> StoredEntry {
-            let absolute = shifted(*stored, Position::of(entry), &self.shifts).unwrap();
+            let absolute = shifted(*stored, entry.position(), &self.shifts).unwrap();
             StoredEntry {
                 absolute,
                 ..entry.clone()
@@ -574,7 +602,14 @@ mod tests {
             let later: Vec<_> = (self.entries[position..].iter())
                 .map(|e| self.true_entry(e))
                 .collect();
-            let plan = plan_insertion(prior, t(at), kind, given, &later, &self.shifts)?;
+            let (later, next_absolute) = later_of(&later);
+            let plan = plan_insertion(
+                prior,
+                (t(at), kind, given),
+                &later,
+                next_absolute,
+                &self.shifts,
+            )?;
             for (seq, stored) in &plan.rewrites {
                 let entry = self
                     .entries
@@ -589,14 +624,13 @@ mod tests {
                 seq: self.next_seq,
                 effective_from: t(at),
                 update_type: kind,
-                given,
                 absolute: Quantity::ZERO,
             };
             self.entries.insert(position, (entry, plan.stored));
             self.shifts.extend(plan.shift);
             if must_fold(self.shifts.len()) {
                 let stored: Vec<_> = (self.entries.iter())
-                    .map(|(e, s)| (Position::of(e), *s))
+                    .map(|(e, s)| (e.position(), *s))
                     .collect();
                 for (seq, stored) in fold(&stored, &self.shifts) {
                     let entry = self.entries.iter_mut().find(|(e, _)| e.seq == seq).unwrap();

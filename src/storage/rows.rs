@@ -13,7 +13,7 @@ use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, MessageId,
     ProductId, SigningKeyId, WebhookId,
 };
-use crate::domain::ledger::{Position, Shift, StoredEntry, UpdateType, shifted};
+use crate::domain::ledger::{LaterEntry, Position, Shift, shifted};
 use crate::domain::license::KeyDuration;
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
@@ -257,22 +257,17 @@ pub fn listed_entry(row: &impl Columns) -> Result<ListedEntry> {
     })
 }
 
-/// The columns of an entry that resolution reads, from column `first` on:
-/// `seq, effective_from, update_type, given, absolute`; its absolute quantity is the
-/// stored one with the pair's `shifts`.
-pub fn stored_entry(row: &impl Columns, first: usize, shifts: &[Shift]) -> Result<StoredEntry> {
-    let kind = row.text(first + 2)?;
+/// An entry after a new one, from columns `seq, effective_from, absolute` from `first`
+/// on; its absolute quantity is the stored one with the pair's `shifts`.
+pub fn later_entry(row: &impl Columns, first: usize, shifts: &[Shift]) -> Result<LaterEntry> {
     let position = Position {
         at: row.int(first + 1)?,
         seq: row.int(first)?,
     };
-    let stored = row.decimal(first + 4)?;
-    Ok(StoredEntry {
+    let stored = row.decimal(first + 2)?;
+    Ok(LaterEntry {
         seq: position.seq,
         effective_from: timestamp(position.at)?,
-        update_type: UpdateType::parse(&kind)
-            .ok_or_else(|| corrupt(format!("update type {kind}")))?,
-        given: row.quantity(first + 3)?,
         absolute: shifted(stored, position, shifts)
             .ok_or_else(|| corrupt(format!("shifted quantity {stored} out of range")))?,
     })

@@ -25,7 +25,9 @@ use crate::domain::auth::{Access, Caller, Refusal, admit};
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
-use crate::domain::ledger::{Position, Shift, StoredEntry, must_fold, plan_insertion, shifted};
+use crate::domain::ledger::{
+    LaterEntry, Position, Shift, UpdateType, must_fold, plan_insertion, shifted,
+};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
@@ -124,27 +126,29 @@ pub(super) const LOCK_PAIR: &str =
 
 /// The read of a new entry's neighbours at `$4` in the pair (`$2`, `$3`) of the business
 /// that `$business` selects: the entry governing `$4` (if any), then the entries after it
-/// that the new entry can affect, up to and including the instant of the next ABSOLUTE one,
-/// with their stored quantities; and the pair's shifts, as rows whose `to_at` is not null
-/// (`seq`, `effective_from`, `absolute`: the shift's `from_seq`, `from_at`, `delta`).
+/// that the new entry can affect, up to and including the instant of the next ABSOLUTE one
+/// (found in the index of ABSOLUTE entries), with their stored quantities; and the pair's
+/// shifts, as rows whose `to_at` is not null (`seq`, `effective_from`, `absolute`: the
+/// shift's `from_seq`, `from_at`, `delta`). Unordered: sorting thousands of later entries
+/// here cost more than reading them, and [`decode_neighbours`] sorts them.
 macro_rules! neighbours_in {
     ($business:literal) => {
         concat!(
-            "(SELECT FALSE AS later, seq, effective_from, update_type, given, absolute,
+            "(SELECT FALSE AS later, seq, effective_from, update_type, absolute,
                      NULL::BIGINT AS to_at, NULL::BIGINT AS to_seq FROM ledger_entries
               WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3 AND effective_from <= $4
               ORDER BY effective_from DESC, seq DESC LIMIT 1)
              UNION ALL
-             (SELECT TRUE, seq, effective_from, update_type, given, absolute, NULL, NULL FROM ledger_entries
+             (SELECT TRUE, seq, effective_from, update_type, absolute, NULL, NULL FROM ledger_entries
               WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3 AND effective_from > $4
                 AND effective_from <= COALESCE((
-                    SELECT MIN(effective_from) FROM ledger_entries
+                    SELECT effective_from FROM ledger_entries
                     WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3
-                      AND effective_from > $4 AND update_type = 'ABSOLUTE'), 9223372036854775807))
+                      AND effective_from > $4 AND update_type = 'ABSOLUTE'
+                    ORDER BY effective_from LIMIT 1), 9223372036854775807))
              UNION ALL
-             (SELECT FALSE, from_seq, from_at, NULL, NULL, delta, to_at, to_seq FROM ledger_shifts
-              WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3)
-             ORDER BY later, effective_from, seq"
+             (SELECT FALSE, from_seq, from_at, NULL, delta, to_at, to_seq FROM ledger_shifts
+              WHERE business_id = ", $business, " AND account_id = $2 AND license_id = $3)"
         )
     };
 }
@@ -179,7 +183,7 @@ const NEIGHBOURS: &str = neighbours_in!("$1");
 const NEIGHBOURS_FOR_KEY: &str = concat!(
     "SELECT n.* FROM api_keys k LEFT JOIN LATERAL (",
     neighbours_in!("k.business_id"),
-    ") n ON TRUE WHERE k.digest = $1 ORDER BY n.later, n.effective_from, n.seq"
+    ") n ON TRUE WHERE k.digest = $1"
 );
 
 #[async_trait]
@@ -432,13 +436,12 @@ async fn append_locked(
     // `at` is the request's time; `created_at` is read after the lock, so that a pair's
     // entries are created in the order they were written.
     let now = Timestamp::now();
-    let (prior, later, shifts) = decode_neighbours(neighbours)?;
+    let (prior, (later, next_absolute), shifts) = decode_neighbours(neighbours)?;
     let mut plan = plan_insertion(
         prior,
-        at,
-        entry.update_type,
-        entry.quantity,
+        (at, entry.update_type, entry.quantity),
         &later,
+        next_absolute,
         &shifts,
     )?;
     // Past the most shifts a pair keeps, they are folded into its entries, this write's
@@ -535,47 +538,58 @@ async fn replay(
 }
 
 /// The absolute quantity just before a new entry (zero if none), the later entries it
-/// can affect, and the pair's shifts, from the rows of [`NEIGHBOURS`] or
-/// [`NEIGHBOURS_FOR_KEY`].
-fn decode_neighbours(rows: &[Row]) -> Result<(Quantity, Vec<StoredEntry>, Vec<Shift>)> {
-    // `NEIGHBOURS_FOR_KEY`'s row of NULLs stands for no neighbours.
-    let mut kept = Vec::with_capacity(rows.len());
+/// moves (those before the next ABSOLUTE one) and where that one stands, and the pair's
+/// shifts, from the rows of [`NEIGHBOURS`] or [`NEIGHBOURS_FOR_KEY`].
+fn decode_neighbours(rows: &[Row]) -> Result<Neighbours> {
+    let mut prior = None;
+    let mut later = Vec::with_capacity(rows.len());
     let mut shifts = Vec::new();
     for row in rows {
-        let Some(later) = row.try_get::<_, Option<bool>>(0).map_err(corrupt)? else {
+        // `NEIGHBOURS_FOR_KEY`'s row of NULLs stands for no neighbours.
+        let Some(later_one) = row.try_get::<_, Option<bool>>(0).map_err(corrupt)? else {
             continue;
         };
-        if row.int_or_null(6)?.is_some() {
-            shifts.push(Shift {
-                from: Position {
-                    at: row.int(2)?,
-                    seq: row.int(1)?,
-                },
-                to: Position {
-                    at: row.int(6)?,
-                    seq: row.int(7)?,
-                },
-                delta: row.decimal(5)?,
-            });
-        } else {
-            kept.push((later, row));
-        }
-    }
-    let mut prior = Quantity::ZERO;
-    let mut later = Vec::with_capacity(kept.len());
-    for (later_one, row) in kept {
-        if later_one {
-            later.push(rows::stored_entry(row, 1, &shifts)?);
-        } else {
-            let position = Position {
-                at: row.int(2)?,
-                seq: row.int(1)?,
+        let position = Position {
+            at: row.int(2)?,
+            seq: row.int(1)?,
+        };
+        let stored = row.decimal(4)?;
+        if let Some(to_at) = row.int_or_null(5)? {
+            let to = Position {
+                at: to_at,
+                seq: row.int(6)?,
             };
-            prior = true_absolute(position, row.decimal(5)?, &shifts)?;
+            let (from, delta) = (position, stored);
+            shifts.push(Shift { from, to, delta });
+        } else if later_one {
+            let kind = row.text(3)?;
+            let absolute = kind == UpdateType::Absolute.as_str();
+            later.push((position, absolute, stored));
+        } else {
+            prior = Some((position, stored));
         }
     }
-    Ok((prior, later, shifts))
+    let prior = match prior {
+        Some((position, stored)) => true_absolute(position, stored, &shifts)?,
+        None => Quantity::ZERO,
+    };
+    later.sort_unstable_by_key(|(position, ..)| *position);
+    let next = later.iter().position(|(_, absolute, _)| *absolute);
+    let next_absolute = next.map(|i| later[i].0);
+    let moved = (later[..next.unwrap_or(later.len())].iter())
+        .map(|&(position, _, stored)| {
+            Ok(LaterEntry {
+                seq: position.seq,
+                effective_from: timestamp(position.at)?,
+                absolute: true_absolute(position, stored, &shifts)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((prior, (moved, next_absolute), shifts))
 }
+
+/// What [`decode_neighbours`] finds.
+type Neighbours = (Quantity, (Vec<LaterEntry>, Option<Position>), Vec<Shift>);
 
 /// The absolute quantity of an entry at `position` that stores `stored`, with the pair's
 /// shifts.

@@ -16,7 +16,7 @@ use crate::domain::auth::{Caller, admit};
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
-use crate::domain::ledger::{Position, Shift, StoredEntry, plan_insertion, shifted};
+use crate::domain::ledger::{LaterEntry, Position, Shift, plan_insertion, shifted};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
@@ -234,21 +234,28 @@ fn append(
         true => shifts_of(tx, business_id, pair)?,
         false => Vec::new(),
     };
-    let (prior, later) = match stored_governing(tx, business_id, pair, Timestamp::LAST)? {
-        None => (Quantity::ZERO, Vec::new()),
-        Some(last) if last.0.at <= at.micros() => (true_absolute(last, &shifts)?, Vec::new()),
-        Some(_) => (
-            stored_governing(tx, business_id, pair, at)?
-                .map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?,
-            later_entries(tx, business_id, pair, at, &shifts)?,
-        ),
-    };
+    let (prior, later, next_absolute) =
+        match stored_governing(tx, business_id, pair, Timestamp::LAST)? {
+            None => (Quantity::ZERO, Vec::new(), None),
+            Some(last) if last.0.at <= at.micros() => {
+                (true_absolute(last, &shifts)?, Vec::new(), None)
+            }
+            Some(_) => {
+                let prior = stored_governing(tx, business_id, pair, at)?;
+                let next_absolute = next_absolute(tx, business_id, pair, at)?;
+                let until = next_absolute.unwrap_or(Position::END);
+                (
+                    prior.map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?,
+                    later_entries(tx, business_id, pair, (at, until), &shifts)?,
+                    next_absolute,
+                )
+            }
+        };
     let plan = plan_insertion(
         prior,
-        at,
-        entry.update_type,
-        entry.quantity,
+        (at, entry.update_type, entry.quantity),
         &later,
+        next_absolute,
         &shifts,
     )?;
 
@@ -448,30 +455,63 @@ fn true_absolute((position, stored): (Position, Decimal), shifts: &[Shift]) -> R
         .ok_or_else(|| corrupt(format!("a shifted quantity out of range at {position:?}")))
 }
 
-/// The entries after `at` that a new entry there can affect: everything up to and
-/// including the instant of the next ABSOLUTE entry, with their true quantities.
-fn later_entries(
+/// Where the pair's first ABSOLUTE entry after `at` stands, if it has one.
+fn next_absolute(
     conn: &Connection,
     business_id: &BusinessId,
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
+) -> Result<Option<Position>> {
+    conn.prepare_cached(
+        "SELECT effective_from, seq FROM ledger_entries INDEXED BY ledger_entries_absolutes
+         WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from > ?4
+           AND update_type = 'ABSOLUTE'
+         ORDER BY effective_from, seq LIMIT 1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![business_id, account.as_str(), license.as_str(), at.micros()],
+            |r| {
+                Ok(Position {
+                    at: r.get(0)?,
+                    seq: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+    })
+    .map_err(internal)
+}
+
+/// The entries after `at` and before `until` (the next ABSOLUTE entry's position), which a
+/// new entry at `at` moves, with their true quantities. The pair index holds every column
+/// read.
+fn later_entries(
+    conn: &Connection,
+    business_id: &BusinessId,
+    (account, license): (&AccountId, &LicenseId),
+    (at, until): (Timestamp, Position),
     shifts: &[Shift],
-) -> Result<Vec<StoredEntry>> {
+) -> Result<Vec<LaterEntry>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, effective_from, update_type, given, absolute FROM ledger_entries
+            "SELECT seq, effective_from, absolute FROM ledger_entries
              WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from > ?4
-               AND effective_from <= COALESCE((
-                   SELECT MIN(effective_from) FROM ledger_entries
-                   WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3
-                     AND effective_from > ?4 AND update_type = 'ABSOLUTE'), 9223372036854775807)
+               AND (effective_from, seq) < (?5, ?6)
              ORDER BY effective_from, seq",
         )
         .map_err(internal)?;
     let entries = stmt
         .query_map(
-            params![business_id, account.as_str(), license.as_str(), at.micros()],
-            |r| Ok(rows::stored_entry(r, 0, shifts)),
+            params![
+                business_id,
+                account.as_str(),
+                license.as_str(),
+                at.micros(),
+                until.at,
+                until.seq
+            ],
+            |r| Ok(rows::later_entry(r, 0, shifts)),
         )
         .map_err(internal)?;
     entries.map(|entry| entry.map_err(internal)?).collect()

@@ -15,3 +15,7 @@ CREATE TABLE ledger_shifts (
 );
 CREATE INDEX ledger_shifts_by_pair ON ledger_shifts (business_id, account_id, license_id);
 ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_absolute_check;
+-- Where a backdated entry's effect ends: the pair's next ABSOLUTE entry, found without
+-- reading the RELATIVE ones before it.
+CREATE INDEX ledger_entries_absolutes ON ledger_entries (business_id, account_id, license_id, effective_from, seq)
+    WHERE update_type = 'ABSOLUTE';

@@ -13,3 +13,7 @@ CREATE TABLE ledger_shifts (
     delta       TEXT NOT NULL
 ) STRICT;
 CREATE INDEX ledger_shifts_by_pair ON ledger_shifts (business_id, account_id, license_id);
+-- Where a backdated entry's effect ends: the pair's next ABSOLUTE entry, found without
+-- reading the RELATIVE ones before it.
+CREATE INDEX ledger_entries_absolutes ON ledger_entries (account_id, license_id, business_id, effective_from, seq)
+    WHERE update_type = 'ABSOLUTE';
