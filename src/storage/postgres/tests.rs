@@ -326,12 +326,15 @@ async fn backdated_writes_record_shifts_and_fold_them() {
             let row = conn
                 .query_one(
                     "SELECT string_agg(absolute::TEXT, ',' ORDER BY effective_from, seq),
-                         (SELECT count(*) FROM ledger_shifts)
+                         (SELECT count(*) FROM ledger_shifts),
+                         (SELECT sum(ledger_shifts)::BIGINT FROM businesses)
                      FROM ledger_entries",
                     &[],
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+            // The business counts its shifts.
+            assert_eq!(row.get::<_, i64>(1), row.get::<_, i64>(2));
             Ok::<_, String>((row.get::<_, String>(0), row.get::<_, i64>(1)))
         };
         for day in 100..120 {

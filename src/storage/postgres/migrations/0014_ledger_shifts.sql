@@ -19,3 +19,6 @@ ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_absolute_check;
 -- reading the RELATIVE ones before it.
 CREATE INDEX ledger_entries_absolutes ON ledger_entries (business_id, account_id, license_id, effective_from, seq)
     WHERE update_type = 'ABSOLUTE';
+-- How many shifts each business has: a read of a quantity that finds none needs not look
+-- for them. Kept in the transaction that adds or folds shifts.
+ALTER TABLE businesses ADD COLUMN ledger_shifts BIGINT NOT NULL DEFAULT 0;
