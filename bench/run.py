@@ -29,6 +29,12 @@ it and migrated by `licensed serve` just then (nothing seeded, nothing analyzed)
 first SECONDS; then, that database analyzed as autovacuum or an operator would, ingest on
 it warm for SECONDS more. A new database each round, ROUNDS rounds; each ratio is a
 round's first seconds over its warm ones. With `--fresh-only`, only that row.
+
+With `--ledger-only`, only the ledger is seeded (no keys) and only its rows are measured:
+license_quantity and ingest (ROUNDS rounds), then the backdated insert before LATER
+entries against an append, with HEAD_INSERTS backdated inserts (more than a pair keeps
+shifts, so that the slowest one shows a fold). With `--against`, it makes the A/B run
+compare license_quantity and ingest instead of validate and activate.
 """
 
 import http.client
@@ -59,6 +65,9 @@ if WEBHOOKS_ONLY:
 FRESH_ONLY = "--fresh-only" in ARGS
 if FRESH_ONLY:
     ARGS.remove("--fresh-only")
+LEDGER_ONLY = "--ledger-only" in ARGS
+if LEDGER_ONLY:
+    ARGS.remove("--ledger-only")
 SECONDS = int(ARGS[0]) if ARGS else 10
 ROUNDS, AB_ROUNDS = 3, 4
 BACKENDS = ARGS[1:] or ["sqlite", "postgres"]
@@ -233,22 +242,28 @@ def deep_page_path(port):
     return f"/license_updates?pageSize=50&nextToken={token}"
 
 
-def median_ms(port, bodies):
+def times_ms(port, bodies):
     api, times = Api(port), []
     for body in bodies:
         started = time.perf_counter()
         api.call("POST", "/license_updates", body)
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return times
 
 
-def head_vs_append(port):
-    """A backdated insert before LATER RELATIVE entries (all re-resolved) vs an append."""
+def head_vs_append(port, inserts=20):
+    """A backdated insert before LATER RELATIVE entries (all re-resolved) vs an append: the
+    median of `inserts` of each, and the slowest backdated one."""
     head = [{"accountId": "head", "licenseId": "seats", "updateType": "RELATIVE", "quantity": 1,
-             "effectiveFrom": "2023-12-31T00:00:00Z"} for _ in range(20)]
+             "effectiveFrom": "2023-12-31T00:00:00Z"} for _ in range(inserts)]
     tail = [{"accountId": "head", "licenseId": "seats", "updateType": "RELATIVE", "quantity": 1,
-             "effectiveFrom": f"2030-01-01T00:00:{i:02d}Z"} for i in range(20)]
-    return median_ms(port, head), median_ms(port, tail)
+             "effectiveFrom": f"2030-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"}
+            for i in range(inserts)]
+    head_times = times_ms(port, head)
+    return statistics.median(head_times), statistics.median(times_ms(port, tail)), max(head_times)
+
+
+HEAD_INSERTS = 40
 
 
 def in_rounds(results, measures):
@@ -376,16 +391,26 @@ def serve_on(database_url):
 
 def bench_licensed(name, database_url, seed_ledger, results, read_baseline, write_baseline):
     serve = lambda: serve_on(database_url)
-    log(f"{name}: seeding {0 if WEBHOOKS_ONLY else KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
+    no_keys = WEBHOOKS_ONLY or LEDGER_ONLY
+    log(f"{name}: seeding {0 if no_keys else KEYS} keys and {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
     server = serve()
     try:
-        seeded = None if WEBHOOKS_ONLY else seed_keys(LICENSED_PORT)
+        seeded = None if no_keys else seed_keys(LICENSED_PORT)
     finally:
         stop(server)
     # With the server stopped: a SQLite file belongs to one process at a time.
     seed_ledger()
     server = serve()
     try:
+        if LEDGER_ONLY:
+            log(f"{name}: measuring the ledger rows only")
+            in_rounds(results, {
+                "quantity": lambda: wrk(LICENSED_PORT, "quantity", auth=ADMIN, pairs=PAIRS),
+                "ingest": lambda: wrk(LICENSED_PORT, "ingest", auth=ADMIN),
+            })
+            results["head"], results["append"], results["head max"] = head_vs_append(LICENSED_PORT, HEAD_INSERTS)
+            results["rss"] = peak_rss_mib(server)
+            return
         if WEBHOOKS_ONLY:
             log(f"{name}: measuring the webhook rows only")
             webhook_rounds(results)
@@ -427,7 +452,7 @@ def bench_licensed(name, database_url, seed_ledger, results, read_baseline, writ
             "heartbeat": lambda: wrk(LICENSED_PORT, "heartbeat", key=seeded["beating"],
                                      instances=instances_file.name),
         })
-        results["head"], results["append"] = head_vs_append(LICENSED_PORT)
+        results["head"], results["append"], _ = head_vs_append(LICENSED_PORT)
         # Last, so that the outbox they fill touches none of the rows above.
         webhook_rounds(results)
         results["rss"] = peak_rss_mib(server)
@@ -503,7 +528,7 @@ def bench_postgres(results):
         pg_url = f"postgres://postgres@127.0.0.1:5432/{pg_db}"
         bench_licensed("postgres", pg_url, lambda: seed_ledger_postgres(pg_url), results,
                        lambda: pgbench(pgbench_db, "-S"), lambda: pgbench(pgbench_db, "-N"))
-        if not WEBHOOKS_ONLY:
+        if not (WEBHOOKS_ONLY or LEDGER_ONLY):
             # After the other rows, as the webhook rows are: its writes come after their figures.
             bench_fresh_postgres(results)
     finally:
@@ -522,7 +547,31 @@ def main():
         bench_sqlite(sqlite_results)
     if "postgres" in BACKENDS:
         bench_postgres(pg_results)
+    if LEDGER_ONLY:
+        return print_ledger_table(sqlite_results, pg_results)
     print_table(sqlite_results, pg_results)
+
+
+def print_ledger_table(lite, pg):
+    """The rows of `--ledger-only`."""
+    rows = []
+    for name, r in (("sqlite", lite), ("postgres", pg)):
+        if not r:
+            continue
+        for request in ("quantity", "ingest"):
+            rps, p99 = median_round(r[request])
+            rows.append((f"{name} {request}", f"{rps:,.0f}/s", f"p99 {p99:.2f} ms",
+                         "rounds " + ", ".join(f"{m[0]:,.0f}" for m in r[request])))
+        backdated = r["head"] / r["append"]
+        rows.append((f"{name} backdated insert ({LATER // 1000}k later)", f"median {r['head']:.1f} ms",
+                     f"append {r['append']:.1f} ms",
+                     f"{backdated:.1f}x latency, <= 20x " + ("met" if backdated <= 20 else "NOT met")))
+        rows.append((f"{name} slowest of {HEAD_INSERTS} backdated inserts", f"{r['head max']:.1f} ms",
+                     f"{r['head max'] / r['append']:.1f}x an append", f"peak RSS {r['rss']:.0f} MiB"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    print(f"\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; {os.cpu_count()} cores; {ROUNDS} rounds; ledger only\n")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
 
 
 def print_table(lite, pg):
@@ -611,7 +660,8 @@ def print_table(lite, pg):
 
 def ab():
     """This build's server and AGAINST's, side by side on databases seeded alike: validate and
-    activate of keys without heartbeat or seats, alternately, AB_ROUNDS rounds."""
+    activate of keys without heartbeat or seats (with `--ledger-only`: license_quantity and
+    ingest on the seeded ledger), alternately, AB_ROUNDS rounds."""
     builds = (("this", LICENSED, LICENSED_PORT), ("that", AGAINST, AGAINST_PORT))
     rows = []
     for backend in BACKENDS:
@@ -627,18 +677,34 @@ def ab():
                     psql(PG_ADMIN, f"CREATE DATABASE {database}")
                     cleanup.append(lambda d=database: psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {d} WITH (FORCE)"))
                     url = f"postgres://postgres@127.0.0.1:5432/{database}"
-                servers[name] = start([binary, "serve", "--bind", f"127.0.0.1:{port}", "--database-url", url,
-                                       "--public-rate-limit", "0"],
-                                      {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+                serve = lambda binary=binary, port=port, url=url: start(
+                    [binary, "serve", "--bind", f"127.0.0.1:{port}", "--database-url", url, "--public-rate-limit", "0"],
+                    {"LICENSED_BOOTSTRAP_API_KEY": ADMIN, "LICENSED_LOG": "warn,licensed::cli=info"})
+                servers[name] = serve()
+                if LEDGER_ONLY:
+                    log(f"{backend}, {name} build ({binary}): seeding {PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries")
+                    # Migrated and bootstrapped by the server, seeded with it stopped.
+                    stop(servers.pop(name))
+                    if backend == "sqlite":
+                        seed_ledger_sqlite(url[len("sqlite://"):])
+                    else:
+                        seed_ledger_postgres(url)
+                    servers[name] = serve()
+                    continue
                 log(f"{backend}, {name} build ({binary}): seeding {KEYS} keys")
                 seeded[name] = seed_keys(port, seats=False)
                 with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as keys_file:
                     keys_file.write("\n".join(seeded[name]["keys"]))
                 seeded[name]["file"] = keys_file.name
                 cleanup.append(lambda f=keys_file.name: os.unlink(f))
-            for request, measure in (
-                    ("validate", lambda name, port: wrk(port, "validate", keys=seeded[name]["file"])),
-                    ("activate (one key)", lambda name, port: wrk(port, "activate", key=seeded[name]["contended"]))):
+            measures = (
+                ("validate", lambda name, port: wrk(port, "validate", keys=seeded[name]["file"])),
+                ("activate (one key)", lambda name, port: wrk(port, "activate", key=seeded[name]["contended"])))
+            if LEDGER_ONLY:
+                measures = (
+                    ("quantity", lambda name, port: wrk(port, "quantity", auth=ADMIN, pairs=PAIRS)),
+                    ("ingest", lambda name, port: wrk(port, "ingest", auth=ADMIN)))
+            for request, measure in measures:
                 measured = {"this": [], "that": []}
                 for i in range(AB_ROUNDS):
                     for name, _, port in (builds if i % 2 == 0 else builds[::-1]):
@@ -660,7 +726,8 @@ def ab():
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     line = lambda row: "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
     print(f"\nthis: {LICENSED}\nthat: {AGAINST}\nwrk -t2 -c{CONNECTIONS} -d{SECONDS}s; {os.cpu_count()} cores; "
-          f"{AB_ROUNDS} rounds, alternately (the first of each pair swapping), {KEYS} keys\n")
+          f"{AB_ROUNDS} rounds, alternately (the first of each pair swapping), "
+          + (f"{PAIRS * ENTRIES_PER_PAIR + LATER} ledger entries\n" if LEDGER_ONLY else f"{KEYS} keys\n"))
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:

@@ -8,6 +8,9 @@
 #        bench/run.sh [seconds] [sqlite|postgres] --webhooks-only
 #          measures only the webhook rows (ingest with and without a subscribed endpoint, and the
 #          delivery of what it wrote to examples/webhook_receiver.rs), on the seeded ledger
+#        bench/run.sh [seconds] [sqlite|postgres] --ledger-only [--against OTHER_TARGET/release/licensed]
+#          seeds only the ledger and measures only license_quantity, ingest and the backdated insert
+#          against an append; with --against, an A/B of license_quantity and ingest instead
 #        bench/run.sh [seconds] postgres --fresh-only
 #          measures only ingest on a brand-new PostgreSQL database (its first seconds, then warm)
 # Builds into CARGO_TARGET_DIR if set (bench/run.py reads the binaries from there too).

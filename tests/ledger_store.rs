@@ -1,6 +1,7 @@
 //! The ledger's store on its own, on every backend: writes in any order resolve as the
 //! history replayed, and a usage report reads one state of the ledger while backdated
-//! writes commit.
+//! writes commit; backdated writes before many entries (which record shifts rather
+//! than rewrite them) leave every figure as a replay of the history gives it.
 
 mod common;
 
@@ -12,8 +13,9 @@ use licensed::domain::auth::Caller;
 use licensed::domain::entry::NewEntry;
 use licensed::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
 use licensed::domain::ledger::UpdateType;
+use licensed::domain::metadata::Metadata;
 use licensed::domain::time::{MICROS_PER_DAY, Timestamp};
-use licensed::storage::{self, Appended, StorageError, Store};
+use licensed::storage::{self, Appended, EntrySort, ListEntries, StorageError, Store};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -29,6 +31,16 @@ mod sqlite {
     fn writes_in_any_order_resolve_as_the_history_replayed() {
         super::writes_in_any_order_resolve_as_the_history_replayed(Backend::Sqlite);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backdated_writes_before_many_entries_keep_every_figure_exact() {
+        super::backdated_writes_before_many_entries_keep_every_figure_exact(Backend::Sqlite).await;
+    }
+
+    #[test]
+    fn long_histories_with_backdated_writes_resolve_as_replayed() {
+        super::long_histories_with_backdated_writes_resolve_as_replayed(Backend::Sqlite);
+    }
 }
 
 mod postgres {
@@ -42,6 +54,17 @@ mod postgres {
     #[test]
     fn writes_in_any_order_resolve_as_the_history_replayed() {
         super::writes_in_any_order_resolve_as_the_history_replayed(Backend::Postgres);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backdated_writes_before_many_entries_keep_every_figure_exact() {
+        super::backdated_writes_before_many_entries_keep_every_figure_exact(Backend::Postgres)
+            .await;
+    }
+
+    #[test]
+    fn long_histories_with_backdated_writes_resolve_as_replayed() {
+        super::long_histories_with_backdated_writes_resolve_as_replayed(Backend::Postgres);
     }
 }
 
@@ -90,6 +113,38 @@ impl Ledger {
             whole(initial),
             changes.into_iter().map(|(_, q)| whole(q)).collect(),
         )
+    }
+}
+
+impl Ledger {
+    /// Every entry of `account`'s seats in ledger order: `(day, quantity)`.
+    async fn entries(&self, account: &AccountId) -> Vec<(i64, i64)> {
+        let mut query = ListEntries {
+            account_id: Some(account.clone()),
+            license_id: Some(seats()),
+            effective_from: None,
+            sort: EntrySort::EffectiveFrom,
+            descending: false,
+            after: None,
+            limit: storage::MAX_ENTRY_PAGE,
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .store
+                .list_entries(&self.business, &query)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else {
+                return all;
+            };
+            query.after = Some((last.entry.effective_from.micros(), last.seq));
+            let listed = page.iter().map(|l| {
+                let day = l.entry.effective_from.micros() / MICROS_PER_DAY;
+                (day, whole(l.entry.quantity))
+            });
+            all.extend(listed);
+        }
     }
 }
 
@@ -237,5 +292,168 @@ async fn replays_as_written(ledger: &Ledger, account: &AccountId, history: &[(i6
             .map(|&(_, q)| q);
         let stored = ledger.quantity_at(account, day).await;
         assert_eq!(stored, expected, "day {day} of {kept:?}");
+    }
+}
+
+/// The quantities after each entry of `kept` (`(day, absolute, quantity)` in write order),
+/// in ledger order: `(day, quantity)`.
+fn replay(kept: &[(i64, bool, i64)]) -> Vec<(i64, i64)> {
+    let mut ordered = kept.to_vec();
+    ordered.sort_by_key(|&(day, _, _)| day); // stable: ties keep write order
+    let mut running = 0;
+    (ordered.iter())
+        .map(|&(day, absolute, quantity)| {
+            running = if absolute {
+                quantity
+            } else {
+                running + quantity
+            };
+            (day, running)
+        })
+        .collect()
+}
+
+/// Writes `(day, absolute, quantity)` and checks that it is kept exactly when a replay
+/// with it has no negative quantity.
+async fn write_checked(
+    ledger: &Ledger,
+    account: &AccountId,
+    kept: &mut Vec<(i64, bool, i64)>,
+    (day, absolute, quantity): (i64, bool, i64),
+) {
+    let mut candidate = kept.clone();
+    candidate.push((day, absolute, quantity));
+    let accepted = replay(&candidate).iter().all(|&(_, q)| q >= 0);
+    let written = ledger
+        .append(&entry(account, absolute, quantity, day))
+        .await;
+    match written {
+        Ok(Appended::Created(ref created)) if accepted => {
+            let expected = replay(&candidate);
+            let at = (expected.iter().rposition(|&(d, _)| d == day)).unwrap();
+            assert_eq!(whole(created.quantity), expected[at].1, "{day} {quantity}");
+            *kept = candidate;
+        }
+        Err(StorageError::Ledger(_)) if !accepted => {}
+        other => panic!("({day}, {absolute}, {quantity}) after {kept:?}: {other:?}"),
+    }
+}
+
+/// Every figure the store reports of `account` agrees with a replay of `kept`: each entry's
+/// quantity, the quantity at every day up to `last_day`, and the history over them.
+async fn agrees_with_replay(
+    ledger: &Ledger,
+    account: &AccountId,
+    kept: &[(i64, bool, i64)],
+    last_day: i64,
+) {
+    let resolved = replay(kept);
+    assert_eq!(
+        ledger.entries(account).await,
+        resolved,
+        "entries of {kept:?}"
+    );
+    let at = |day: i64| {
+        (resolved.iter().rev())
+            .find(|&&(d, _)| d <= day)
+            .map(|&(_, q)| q)
+    };
+    for day in 0..=last_day {
+        assert_eq!(
+            ledger.quantity_at(account, day).await,
+            at(day),
+            "day {day} of {kept:?}"
+        );
+    }
+    let (initial, changes) = ledger.history(account, 0, last_day + 1).await;
+    let within: Vec<i64> = (resolved.iter())
+        .filter(|&&(d, _)| d > 0)
+        .map(|&(_, q)| q)
+        .collect();
+    assert_eq!((initial, changes), (at(0).unwrap_or(0), within));
+}
+
+/// Backdated writes before many entries: a RELATIVE one, an ABSOLUTE one inside the range
+/// the first moved, one refused for a later quantity it would make negative, an append
+/// after them all, and more backdated writes than a pair keeps shifts for.
+async fn backdated_writes_before_many_entries_keep_every_figure_exact(backend: Backend) {
+    let Some((ledger, _database)) = Ledger::open(backend).await else {
+        return;
+    };
+    let acme = AccountId::parse("acme").unwrap();
+    let mut kept = Vec::new();
+    for day in 100..130 {
+        write_checked(&ledger, &acme, &mut kept, (day, false, 1)).await;
+    }
+    let writes = [
+        (50, false, 5),   // before all thirty
+        (110, true, 2),   // inside the range the first moved
+        (60, false, -3),  // before the ten up to the ABSOLUTE one
+        (55, false, -3),  // refused: the entry at day 60 would hold -1
+        (130, false, 1),  // after every entry
+        (105, false, -8), // refused at day 105 itself
+        (105, false, -7), // takes day 105 to 0
+    ];
+    for write in writes {
+        write_checked(&ledger, &acme, &mut kept, write).await;
+        agrees_with_replay(&ledger, &acme, &kept, 131).await;
+    }
+    // Its metadata replaced, an entry a shift covers answers with its quantity.
+    let metadata = Metadata::parse([("k".to_owned(), "v".to_owned())].into()).unwrap();
+    let pair = (&acme, &seats());
+    let patched = (ledger.store).update_metadata(&ledger.business, pair, instant(120), &metadata);
+    let patched = patched.await.unwrap().unwrap();
+    let expected = replay(&kept)
+        .into_iter()
+        .find(|&(day, _)| day == 120)
+        .unwrap()
+        .1;
+    assert_eq!(whole(patched.quantity), expected);
+    assert_eq!(kept.len(), 30 + 5);
+    // Forty more backdated writes, each before more than the most entries rewritten.
+    for day in (10..50).rev() {
+        write_checked(&ledger, &acme, &mut kept, (day, false, 1)).await;
+        if day % 8 == 0 {
+            agrees_with_replay(&ledger, &acme, &kept, 131).await;
+        }
+    }
+    agrees_with_replay(&ledger, &acme, &kept, 131).await;
+}
+
+/// Long histories, mostly appended, some written far back: each write kept or refused as
+/// a replay says, and every figure as the replay gives it.
+fn long_histories_with_backdated_writes_resolve_as_replayed(backend: Backend) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some((ledger, _database)) = runtime.block_on(Ledger::open(backend)) else {
+        return;
+    };
+    let cases_run = AtomicUsize::new(0);
+    let config = Config {
+        cases: 12,
+        source_file: Some(file!()),
+        ..Config::default()
+    };
+    let writes = prop::collection::vec((0..40i64, any::<bool>(), 0..=6i64, -2..=3i64), 20..60);
+    let outcome = TestRunner::new(config).run(&writes, |writes| {
+        let case = cases_run.fetch_add(1, Ordering::Relaxed);
+        let account = AccountId::parse(format!("long-{case}")).unwrap();
+        runtime.block_on(async {
+            let mut kept = Vec::new();
+            for (i, (back, absolute, set, add)) in writes.into_iter().enumerate() {
+                // One write in four goes back up to 40 days; the others go after the rest.
+                let day = if i % 4 == 3 { 40 - back } else { 40 + i as i64 };
+                let write = if absolute && i % 3 == 0 {
+                    (day, true, set)
+                } else {
+                    (day, false, add)
+                };
+                write_checked(&ledger, &account, &mut kept, write).await;
+            }
+            agrees_with_replay(&ledger, &account, &kept, 100).await;
+        });
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
     }
 }

@@ -25,6 +25,7 @@ backend_tests!(
     heartbeat_refusals_and_keys_without_an_interval,
     patching_the_interval_starts_recomputes_or_clears_deadlines,
     a_bound_key_follows_its_pairs_quantity_now,
+    a_bound_key_follows_a_write_backdated_before_many_entries,
     binding_needs_a_pair_of_the_business_and_no_limit_beside_it,
     patch_binds_and_unbinds,
     future_dated_entries_open_and_close_seats_when_they_take_effect,
@@ -982,6 +983,55 @@ async fn a_bound_key_follows_its_pairs_quantity_now(server: TestServer) {
     let unbound = Key::issue(&server, json!({}), json!({})).await;
     let fetched = unbound.fetch(&server).await;
     assert_eq!(fetched.get("seats"), Some(&Value::Null));
+}
+
+/// A write backdated before many entries records a shift rather than rewrite them: the
+/// key's limit, its activations and validations, and the ledger's own figures follow it.
+async fn a_bound_key_follows_a_write_backdated_before_many_entries(server: TestServer) {
+    ledger_from_2024(&server, "shifted", json!(1)).await;
+    for day in 2..=13 {
+        let at = format!("2024-01-{day:02}T00:00:00Z");
+        ledger(&server, "shifted", "RELATIVE", json!(0), Some(&at)).await;
+    }
+    let key = Key::bound(&server, "shifted").await;
+    assert_eq!(key.activations_limit(&server).await, json!(1));
+    let first = key.activated(&server, "one").await;
+    let full = key.activate(&server, "two", None).await;
+    assert_eq!(code(&full, 422), "LICENSE_KEY_LIMIT_REACHED");
+
+    let before_them = Some("2024-01-01T12:00:00Z");
+    ledger(&server, "shifted", "RELATIVE", json!(2), before_them).await;
+    assert_eq!(key.activations_limit(&server).await, json!(3));
+    let listed = server.get("/license_keys?page_size=100").await;
+    let item = (listed.expect(200).json["items"].as_array().unwrap().iter())
+        .find(|k| k["id"] == key.id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(item["activations_limit"], json!(3));
+    key.activated(&server, "two").await;
+    let third = key.activated(&server, "three").await;
+    let full = key.activate(&server, "four", None).await;
+    assert_eq!(code(&full, 422), "LICENSE_KEY_LIMIT_REACHED");
+
+    let quantity = server
+        .get("/license_quantity?accountId=acme&licenseId=shifted")
+        .await;
+    assert_eq!(quantity.expect(200).json["quantity"], json!(3));
+    let listed = server
+        .get("/license_updates?accountId=acme&licenseId=shifted&_sort=effective_from:asc")
+        .await;
+    let quantities: Vec<Value> = (listed.expect(200).json["data"].as_array().unwrap().iter())
+        .map(|e| e["quantity"].clone())
+        .collect();
+    let mut expected = vec![json!(1), json!(3)];
+    expected.extend(std::iter::repeat_n(json!(3), 12));
+    assert_eq!(quantities, expected);
+
+    // A decrease before them all puts the newest instance over seat.
+    ledger(&server, "shifted", "RELATIVE", json!(-1), before_them).await;
+    assert_eq!(key.activations_limit(&server).await, json!(2));
+    assert!(key.valid(&server, &first).await);
+    assert!(!key.valid(&server, &third).await);
 }
 
 async fn binding_needs_a_pair_of_the_business_and_no_limit_beside_it(server: TestServer) {

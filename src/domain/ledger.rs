@@ -6,6 +6,11 @@
 //! arrival (`seq`). An entry's absolute quantity is its own quantity if ABSOLUTE, else the
 //! absolute quantity of the entry before it (0 if none) plus its own. A new entry arrives
 //! last, so it goes after every existing entry at its instant.
+//!
+//! Storage keeps each entry's absolute quantity, less the **shifts** covering it. A
+//! backdated entry that would change many later entries records one shift (a delta over
+//! a range of positions) instead of rewriting them; shifts add up, so an entry's true
+//! absolute quantity is its stored one plus the deltas of the shifts covering it.
 
 use chrono::{Days, NaiveDate};
 use rust_decimal::Decimal;
@@ -46,14 +51,12 @@ impl UpdateType {
     }
 }
 
-/// An entry already in the ledger, as far as resolution needs it.
+/// An entry after a new one and before the next ABSOLUTE entry, so RELATIVE: its absolute
+/// quantity moves with the new entry's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry {
+pub struct LaterEntry {
     pub seq: i64,
     pub effective_from: Timestamp,
-    pub update_type: UpdateType,
-    /// The quantity the client sent: a delta for RELATIVE entries.
-    pub given: Quantity,
     /// The resolved absolute quantity.
     pub absolute: Quantity,
 }
@@ -76,33 +79,167 @@ pub enum LedgerError {
 }
 
 /// Resolves a new entry placed after an entry whose absolute quantity is `prior` (zero if
-/// none), followed by `later` (the entries after it, in ledger order). RELATIVE entries in
-/// `later` are re-resolved up to the first ABSOLUTE one, which, like everything after it,
-/// is unaffected; `later` may therefore stop there. Refuses if any quantity would become
-/// negative or leave the allowed range.
+/// none), followed by `later`: the entries after it up to the next ABSOLUTE one, in ledger
+/// order (that one, like everything after it, is unaffected). Each of them is the absolute
+/// quantity before it plus its own, so each moves by what the new entry changes: its
+/// absolute quantity less `prior`. Refuses if any quantity would become negative or leave
+/// the allowed range, naming the first such entry's instant.
 pub fn resolve_insertion(
     prior: Quantity,
     effective_from: Timestamp,
     update_type: UpdateType,
     given: Quantity,
-    later: &[StoredEntry],
+    later: &[LaterEntry],
 ) -> Result<Insertion, LedgerError> {
     let absolute = checked(update_type.apply(prior, given), effective_from)?;
-    let mut running = absolute;
-    let mut changed = Vec::new();
-    for entry in later {
-        if entry.update_type == UpdateType::Absolute {
-            break;
-        }
-        running = checked(
-            UpdateType::Relative.apply(running, entry.given),
-            entry.effective_from,
-        )?;
-        if running != entry.absolute {
-            changed.push((entry.seq, running));
+    let delta = absolute.decimal() - prior.decimal();
+    if delta.is_zero() {
+        return Ok(Insertion {
+            absolute,
+            changed: Vec::new(),
+        });
+    }
+    let changed = (later.iter())
+        .map(|entry| {
+            let moved = Quantity::new(entry.absolute.decimal() + delta).ok();
+            Ok((entry.seq, checked(moved, entry.effective_from)?))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Insertion { absolute, changed })
+}
+
+/// Where an entry stands in its pair: by instant, then by arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub at: i64,
+    pub seq: i64,
+}
+
+impl Position {
+    /// After every entry: the end of a shift that no ABSOLUTE entry bounds.
+    pub const END: Position = Position {
+        at: i64::MAX,
+        seq: i64::MAX,
+    };
+
+    /// After every entry at `at` so far, before every entry after `at`: where a new
+    /// entry at `at` goes, as far as the entries already there are concerned.
+    pub fn after_all_at(at: Timestamp) -> Self {
+        Position {
+            at: at.micros(),
+            seq: i64::MAX,
         }
     }
-    Ok(Insertion { absolute, changed })
+
+    pub fn of(entry: &LaterEntry) -> Self {
+        Position {
+            at: entry.effective_from.micros(),
+            seq: entry.seq,
+        }
+    }
+}
+
+/// Every entry of the pair strictly between `from` and `to` has a true absolute quantity
+/// of its stored one plus `delta`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shift {
+    pub from: Position,
+    pub to: Position,
+    pub delta: Decimal,
+}
+
+impl Shift {
+    pub fn covers(&self, position: Position) -> bool {
+        self.from < position && position < self.to
+    }
+}
+
+/// A backdated entry rewrites at most this many later entries; beyond, it records a shift.
+pub const MOST_REWRITES: usize = 8;
+/// A pair with more shifts than this has them folded into its stored quantities.
+pub const MOST_SHIFTS: usize = 32;
+
+/// The sum of the deltas of the shifts covering `position`.
+pub fn covering(shifts: &[Shift], position: Position) -> Decimal {
+    (shifts.iter())
+        .filter(|shift| shift.covers(position))
+        .map(|shift| shift.delta)
+        .sum()
+}
+
+/// The absolute quantity of an entry at `position` that stores `stored`; `None` if the
+/// sum is no quantity, which only a corrupt ledger gives.
+pub fn shifted(stored: Decimal, position: Position, shifts: &[Shift]) -> Option<Quantity> {
+    Quantity::new(stored + covering(shifts, position)).ok()
+}
+
+/// What a write stores: the new entry's quantity, the later entries' rewritten ones, and
+/// the shift that stands for rewriting them, if there are too many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The new entry's absolute quantity, as reported.
+    pub absolute: Quantity,
+    /// The new entry's absolute quantity, as stored.
+    pub stored: Decimal,
+    /// Later entries' new stored quantities: `(seq, stored)`.
+    pub rewrites: Vec<(i64, Decimal)>,
+    pub shift: Option<Shift>,
+}
+
+/// [`resolve_insertion`] with the pair's `shifts`: `prior` and `later` carry true
+/// absolute quantities (see [`shifted`]), and `next_absolute` is where the next ABSOLUTE
+/// entry stands, if any. When more than [`MOST_REWRITES`] later entries change, they all
+/// change by one delta, and a shift up to that entry replaces their rewrites.
+pub fn plan_insertion(
+    prior: Quantity,
+    (effective_from, update_type, given): (Timestamp, UpdateType, Quantity),
+    later: &[LaterEntry],
+    next_absolute: Option<Position>,
+    shifts: &[Shift],
+) -> Result<Plan, LedgerError> {
+    let insertion = resolve_insertion(prior, effective_from, update_type, given, later)?;
+    let from = Position::after_all_at(effective_from);
+    let stored = insertion.absolute.decimal() - covering(shifts, from);
+    if insertion.changed.len() > MOST_REWRITES {
+        let to = next_absolute.unwrap_or(Position::END);
+        let delta = insertion.absolute.decimal() - prior.decimal();
+        return Ok(Plan {
+            absolute: insertion.absolute,
+            stored,
+            rewrites: Vec::new(),
+            shift: Some(Shift { from, to, delta }),
+        });
+    }
+    let rewrites = (insertion.changed.iter())
+        .map(|(seq, absolute)| {
+            let position = (later.iter())
+                .find(|entry| entry.seq == *seq)
+                .map_or(Position::END, Position::of);
+            (*seq, absolute.decimal() - covering(shifts, position))
+        })
+        .collect();
+    Ok(Plan {
+        absolute: insertion.absolute,
+        stored,
+        rewrites,
+        shift: None,
+    })
+}
+
+/// Whether a pair with `count` shifts has them folded into its entries.
+pub fn must_fold(count: usize) -> bool {
+    count > MOST_SHIFTS
+}
+
+/// The stored quantities that take in every shift, so that the shifts can go:
+/// `(seq, stored)` for each of `entries` (`(position, stored)`) that a shift moves.
+pub fn fold(entries: &[(Position, Decimal)], shifts: &[Shift]) -> Vec<(i64, Decimal)> {
+    (entries.iter())
+        .filter_map(|(position, stored)| {
+            let delta = covering(shifts, *position);
+            (!delta.is_zero()).then(|| (position.seq, *stored + delta))
+        })
+        .collect()
 }
 
 fn checked(quantity: Option<Quantity>, at: Timestamp) -> Result<Quantity, LedgerError> {
@@ -200,6 +337,40 @@ mod tests {
         Timestamp::from_micros(micros).unwrap()
     }
 
+    /// An entry as the test ledgers keep it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct StoredEntry {
+        seq: i64,
+        effective_from: Timestamp,
+        update_type: UpdateType,
+        absolute: Quantity,
+    }
+
+    impl StoredEntry {
+        fn position(&self) -> Position {
+            Position {
+                at: self.effective_from.micros(),
+                seq: self.seq,
+            }
+        }
+    }
+
+    /// What storage reads after a new entry: the entries up to the next ABSOLUTE one,
+    /// and where that one stands.
+    fn later_of(after: &[StoredEntry]) -> (Vec<LaterEntry>, Option<Position>) {
+        let next = after
+            .iter()
+            .position(|e| e.update_type == UpdateType::Absolute);
+        let later = (after[..next.unwrap_or(after.len())].iter())
+            .map(|e| LaterEntry {
+                seq: e.seq,
+                effective_from: e.effective_from,
+                absolute: e.absolute,
+            })
+            .collect();
+        (later, next.map(|i| after[i].position()))
+    }
+
     /// The ledger as storage would keep it: entries in ledger order, each resolved.
     #[derive(Default, Clone)]
     struct Ledger {
@@ -221,8 +392,8 @@ mod tests {
             let prior = position
                 .checked_sub(1)
                 .map_or(Quantity::ZERO, |i| self.entries[i].absolute);
-            let insertion =
-                resolve_insertion(prior, t(at), kind, given, &self.entries[position..])?;
+            let (later, _) = later_of(&self.entries[position..]);
+            let insertion = resolve_insertion(prior, t(at), kind, given, &later)?;
             for (seq, absolute) in &insertion.changed {
                 let entry = self.entries.iter_mut().find(|e| e.seq == *seq).unwrap();
                 entry.absolute = *absolute;
@@ -234,7 +405,6 @@ mod tests {
                     seq: self.next_seq,
                     effective_from: t(at),
                     update_type: kind,
-                    given,
                     absolute: insertion.absolute,
                 },
             );
@@ -398,6 +568,192 @@ mod tests {
         assert_eq!(usage.quantity_seconds.to_string(), "0");
     }
 
+    /// The ledger as storage keeps it with shifts: stored quantities and the shifts over them.
+    #[derive(Default, Clone)]
+    struct ShiftedLedger {
+        /// In ledger order; `absolute` is the stored quantity, less the covering shifts.
+        entries: Vec<(StoredEntry, Decimal)>,
+        shifts: Vec<Shift>,
+        next_seq: i64,
+        rewritten: usize,
+    }
+
+    impl ShiftedLedger {
+        fn true_entry(&self, (entry, stored): &(StoredEntry, Decimal)) -> StoredEntry {
+            let absolute = shifted(*stored, entry.position(), &self.shifts).unwrap();
+            StoredEntry {
+                absolute,
+                ..entry.clone()
+            }
+        }
+
+        fn insert(
+            &mut self,
+            at: i64,
+            kind: UpdateType,
+            given: Quantity,
+        ) -> Result<Quantity, LedgerError> {
+            let position = self
+                .entries
+                .partition_point(|(e, _)| e.effective_from.micros() <= at);
+            let prior = position.checked_sub(1).map_or(Quantity::ZERO, |i| {
+                self.true_entry(&self.entries[i]).absolute
+            });
+            let later: Vec<_> = (self.entries[position..].iter())
+                .map(|e| self.true_entry(e))
+                .collect();
+            let (later, next_absolute) = later_of(&later);
+            let plan = plan_insertion(
+                prior,
+                (t(at), kind, given),
+                &later,
+                next_absolute,
+                &self.shifts,
+            )?;
+            for (seq, stored) in &plan.rewrites {
+                let entry = self
+                    .entries
+                    .iter_mut()
+                    .find(|(e, _)| e.seq == *seq)
+                    .unwrap();
+                entry.1 = *stored;
+                self.rewritten += 1;
+            }
+            self.next_seq += 1;
+            let entry = StoredEntry {
+                seq: self.next_seq,
+                effective_from: t(at),
+                update_type: kind,
+                absolute: Quantity::ZERO,
+            };
+            self.entries.insert(position, (entry, plan.stored));
+            self.shifts.extend(plan.shift);
+            if must_fold(self.shifts.len()) {
+                let stored: Vec<_> = (self.entries.iter())
+                    .map(|(e, s)| (e.position(), *s))
+                    .collect();
+                for (seq, stored) in fold(&stored, &self.shifts) {
+                    let entry = self.entries.iter_mut().find(|(e, _)| e.seq == seq).unwrap();
+                    entry.1 = stored;
+                }
+                self.shifts.clear();
+            }
+            Ok(plan.absolute)
+        }
+
+        fn at_end(&self) -> Quantity {
+            self.true_entry(self.entries.last().unwrap()).absolute
+        }
+
+        fn absolutes(&self) -> Vec<(i64, Quantity)> {
+            (self.entries.iter())
+                .map(|e| (e.0.seq, self.true_entry(e).absolute))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_backdated_entry_before_many_records_a_shift_instead_of_rewriting_them() {
+        let mut ledger = ShiftedLedger::default();
+        for at in 1..=20 {
+            ledger
+                .insert(at * 10, UpdateType::Relative, q("1"))
+                .unwrap();
+        }
+        ledger.insert(105, UpdateType::Absolute, q("3")).unwrap();
+        assert_eq!(ledger.insert(5, UpdateType::Relative, q("2")), Ok(q("2")));
+        // The ABSOLUTE entry at 105 shifted the ten after it; this entry, the ten before it.
+        assert_eq!(ledger.rewritten, 0);
+        assert_eq!(ledger.shifts.len(), 2);
+        let shift = &ledger.shifts[1];
+        assert_eq!(
+            (shift.from.at, shift.to.at, shift.delta),
+            (5, 105, Decimal::TWO)
+        );
+        let absolutes: Vec<_> = ledger
+            .absolutes()
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect();
+        let expected: Vec<_> = (2..=12).chain(3..=13).map(|n| n.to_string()).collect();
+        assert_eq!(absolutes, expected);
+        // Few later entries: rewritten as before.
+        ledger.insert(195, UpdateType::Relative, q("1")).unwrap();
+        assert_eq!((ledger.rewritten, ledger.shifts.len()), (1, 2));
+    }
+
+    #[test]
+    fn an_absolute_entry_inside_a_shifted_range_shifts_what_follows_it() {
+        let mut ledger = ShiftedLedger::default();
+        for at in 1..=30 {
+            ledger
+                .insert(at * 10, UpdateType::Relative, q("1"))
+                .unwrap();
+        }
+        ledger.insert(5, UpdateType::Relative, q("100")).unwrap();
+        ledger.insert(55, UpdateType::Absolute, q("7")).unwrap();
+        assert_eq!(ledger.shifts.len(), 2);
+        let absolutes: Vec<_> = ledger
+            .absolutes()
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect();
+        let expected: Vec<_> = (100..=105).chain(7..=32).map(|n| n.to_string()).collect();
+        assert_eq!(absolutes, expected);
+        // A later entry inside both ranges is stored less both shifts, and reads true.
+        assert_eq!(
+            ledger.insert(300, UpdateType::Relative, q("1")),
+            Ok(q("33"))
+        );
+    }
+
+    #[test]
+    fn a_write_that_would_make_a_shifted_quantity_negative_is_refused() {
+        let mut ledger = ShiftedLedger::default();
+        ledger.insert(10, UpdateType::Absolute, q("10")).unwrap();
+        for at in 2..=20 {
+            let given = if at == 15 { q("-10") } else { Quantity::ZERO };
+            ledger.insert(at * 10, UpdateType::Relative, given).unwrap();
+        }
+        assert_eq!(ledger.insert(11, UpdateType::Relative, q("2")), Ok(q("12")));
+        assert_eq!(ledger.shifts.len(), 1);
+        let before = (ledger.absolutes(), ledger.shifts.clone());
+        assert_eq!(
+            ledger.insert(12, UpdateType::Relative, q("-3")),
+            Err(LedgerError::NegativeAt(t(150)))
+        );
+        assert_eq!(
+            ledger.insert(12, UpdateType::Absolute, q("9")),
+            Err(LedgerError::NegativeAt(t(150)))
+        );
+        assert_eq!((ledger.absolutes(), ledger.shifts.clone()), before);
+        assert_eq!(
+            ledger.insert(12, UpdateType::Relative, q("-2")),
+            Ok(q("10"))
+        );
+        assert_eq!(ledger.at_end(), Quantity::ZERO);
+    }
+
+    #[test]
+    fn more_than_the_most_shifts_are_folded_into_the_stored_quantities() {
+        let mut ledger = ShiftedLedger::default();
+        let mut accepted = Vec::new();
+        for at in 1..=20 {
+            ledger
+                .insert(1000 + at, UpdateType::Relative, q("1"))
+                .unwrap();
+            accepted.push((1000 + at, ledger.next_seq, UpdateType::Relative, q("1")));
+        }
+        for n in 0..(MOST_SHIFTS as i64 + 5) {
+            let at = 999 - n;
+            ledger.insert(at, UpdateType::Relative, q("2")).unwrap();
+            accepted.push((at, ledger.next_seq, UpdateType::Relative, q("2")));
+            assert!(ledger.shifts.len() <= MOST_SHIFTS);
+            assert_eq!(Some(ledger.absolutes()), reference(&accepted));
+        }
+        assert_eq!(ledger.shifts.len(), 4);
+    }
+
     fn update_type() -> impl Strategy<Value = UpdateType> {
         prop_oneof![Just(UpdateType::Relative), Just(UpdateType::Absolute)]
     }
@@ -428,6 +784,30 @@ mod tests {
                     let actual: Vec<_> = ledger.entries.iter().map(|e| (e.seq, e.absolute)).collect();
                     prop_assert_eq!(actual, expected);
                 }
+            }
+        }
+
+        /// With shifts, backdated writes before many entries give what recomputing the
+        /// whole ledger gives, refuse what it refuses, and keep at most the most shifts.
+        #[test]
+        fn shifted_resolution_matches_recomputing_everything(
+            writes in prop::collection::vec((0i64..60, update_type(), quantity()), 1..120)
+        ) {
+            let mut ledger = ShiftedLedger::default();
+            let mut accepted: Vec<(i64, i64, UpdateType, Quantity)> = Vec::new();
+            for (at, kind, given) in writes {
+                // Mostly after the entries so far, often far before them.
+                let at = if at % 3 == 0 { at } else { 1000 + accepted.len() as i64 };
+                let mut candidate = accepted.clone();
+                candidate.push((at, ledger.next_seq + 1, kind, given));
+                let expected = reference(&candidate);
+                let result = ledger.insert(at, kind, given);
+                prop_assert_eq!(result.is_ok(), expected.is_some(), "write at {} {:?} {}", at, kind, given);
+                if let Some(expected) = expected {
+                    accepted = candidate;
+                    prop_assert_eq!(ledger.absolutes(), expected);
+                }
+                prop_assert!(ledger.shifts.len() <= MOST_SHIFTS);
             }
         }
 

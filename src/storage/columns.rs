@@ -6,9 +6,58 @@ use crate::domain::license::{KeyDuration, KeyStatus};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::status_condition;
 
+/// How a query adds to an entry's stored absolute quantity the shifts covering it
+/// (see [`crate::domain::ledger::Shift`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shifts {
+    /// The pair has none: the stored quantity is the true one.
+    Absent,
+    /// SQLite keeps decimals as text: `ledger_add` (registered on every connection)
+    /// adds the deltas exactly.
+    Sqlite,
+    Postgres,
+}
+
+/// The true absolute quantity of the `ledger_entries` row that `entry` names (the table
+/// or an alias): the stored one plus the deltas of the shifts covering its position.
+pub fn absolute_of(entry: &str, shifts: Shifts) -> String {
+    let covering = format!(
+        "FROM ledger_shifts s
+         WHERE s.business_id = {entry}.business_id AND s.account_id = {entry}.account_id
+           AND s.license_id = {entry}.license_id
+           AND ({entry}.effective_from, {entry}.seq) > (s.from_at, s.from_seq)
+           AND ({entry}.effective_from, {entry}.seq) < (s.to_at, s.to_seq)"
+    );
+    match shifts {
+        Shifts::Absent => format!("{entry}.absolute"),
+        Shifts::Sqlite => {
+            format!("ledger_add({entry}.absolute, (SELECT group_concat(s.delta) {covering}))")
+        }
+        Shifts::Postgres => {
+            format!("{entry}.absolute + COALESCE((SELECT sum(s.delta) {covering}), 0)")
+        }
+    }
+}
+
 /// The columns every entry query selects, in the order backends decode them.
-pub const ENTRY_COLUMNS: &str =
-    "seq, account_id, license_id, absolute, effective_from, metadata, created_at";
+pub fn entry_columns(shifts: Shifts) -> String {
+    format!(
+        "seq, account_id, license_id, {}, effective_from, metadata, created_at",
+        absolute_of("ledger_entries", shifts)
+    )
+}
+
+/// The shifts of the pair (`p(1)`, `p(2)`, `p(3)`), decoded by
+/// [`rows::shift`](crate::storage::rows::shift).
+pub fn shifts_query(p: impl Fn(usize) -> String) -> String {
+    format!(
+        "SELECT from_at, from_seq, to_at, to_seq, delta FROM ledger_shifts
+         WHERE business_id = {} AND account_id = {} AND license_id = {}",
+        p(1),
+        p(2),
+        p(3)
+    )
+}
 
 /// Every API key with its business's name, for `licensed api-key list`.
 pub const LIST_API_KEYS: &str = "SELECT k.id, b.name, k.read_only, k.created_at FROM api_keys k
@@ -40,16 +89,17 @@ pub const INSTANCE_COLUMNS: &str = "id, business_id, license_key_id, name, creat
 
 /// A key's columns as read at the instant the placeholder `now` binds: then the count of
 /// its instances dead at that instant, and, for a key bound to seats, its pair's quantity
-/// then (null if the pair has no entry by then). Decoded by
+/// then (null if the pair has no entry by then), with its `shifts`. Decoded by
 /// [`rows::license_key_at`](crate::storage::rows::license_key_at).
-pub fn license_key_columns_at(now: &str) -> String {
+pub fn license_key_columns_at(now: &str, shifts: Shifts) -> String {
+    let seats = absolute_of("seat", shifts);
     format!(
         "{LICENSE_KEY_COLUMNS}, \
          CASE WHEN heartbeat_interval IS NULL THEN 0 ELSE (
              SELECT count(*) FROM license_key_instances dead
              WHERE dead.license_key_id = license_keys.id AND dead.heartbeat_expires_at <= {now}) END, \
          CASE WHEN seats_account_id IS NULL THEN NULL ELSE (
-             SELECT absolute FROM ledger_entries seat
+             SELECT {seats} FROM ledger_entries seat
              WHERE seat.business_id = license_keys.business_id
                AND seat.account_id = license_keys.seats_account_id
                AND seat.license_id = license_keys.seats_license_id AND seat.effective_from <= {now}

@@ -2,7 +2,7 @@
 //! both backends share, written once: only the placeholder syntax differs (`?1` for
 //! SQLite, `$1` for PostgreSQL).
 
-use super::columns::{ENTRY_COLUMNS, license_key_columns_at};
+use super::columns::{Shifts, entry_columns, license_key_columns_at};
 use crate::domain::catalog::KeySource;
 use crate::domain::entry::LedgerEntry;
 use crate::domain::ids::{AccountId, BusinessId, CustomerId, LicenseId, ProductId};
@@ -75,13 +75,13 @@ pub enum Param<'a> {
 /// The listing query and its parameters; `placeholder(n)` writes the n-th (1-based) one,
 /// `source` is what the query reads from (`ledger_entries`, or it with an index hint),
 /// and `license` is how a license filter names the license: the column, or the
-/// expression an index holds.
+/// expression an index holds; `shifts`, how the entries' quantities take in shifts.
 pub fn list_entries<'a>(
     business_id: &'a BusinessId,
     query: &'a ListEntries,
     placeholder: fn(usize) -> String,
-    source: &str,
-    license: &str,
+    (source, license): (&str, &str),
+    shifts: Shifts,
 ) -> (String, Vec<Param<'a>>) {
     let mut params = vec![Param::Text(business_id.as_str())];
     let mut conditions = vec![format!("business_id = {}", placeholder(1))];
@@ -118,8 +118,9 @@ pub fn list_entries<'a>(
         ));
     }
     let sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM {source} WHERE {} \
+        "SELECT {} FROM {source} WHERE {} \
          ORDER BY {column} {direction}, seq {direction} LIMIT {MAX_LISTED_ENTRIES}",
+        entry_columns(shifts),
         conditions.join(" AND "),
     );
     (sql, params)
@@ -170,6 +171,7 @@ pub fn list_license_keys<'a>(
     page: PageRequest,
     now: Timestamp,
     placeholder: fn(usize) -> String,
+    shifts: Shifts,
 ) -> (String, Vec<Param<'a>>) {
     // The instant the keys are read at: their live instances and seats then.
     let mut params = vec![Param::Text(business_id.as_str()), Param::Int(now.micros())];
@@ -202,7 +204,7 @@ pub fn list_license_keys<'a>(
     let sql = format!(
         "SELECT {} FROM license_keys WHERE {} \
          ORDER BY created_at, id LIMIT {} OFFSET {}",
-        license_key_columns_at(&placeholder(2)),
+        license_key_columns_at(&placeholder(2), shifts),
         conditions.join(" AND "),
         placeholder(params.len() - 1),
         placeholder(params.len())
@@ -230,8 +232,8 @@ mod tests {
             &business,
             &query,
             |n| format!("${n}"),
-            "ledger_entries",
-            "license_id",
+            ("ledger_entries", "license_id"),
+            Shifts::Postgres,
         );
         assert!(
             sql.contains(
@@ -262,8 +264,8 @@ mod tests {
                 &BusinessId::from("bus"),
                 &entries(limit),
                 |n| format!("${n}"),
-                "t",
-                "l",
+                ("t", "l"),
+                Shifts::Postgres,
             )
             .0
         };
@@ -272,9 +274,14 @@ mod tests {
         let filter = KeyFilter::default();
         let now = Timestamp::from_micros(0).unwrap();
         let keys = |index, size| {
-            list_license_keys(&business, &filter, PageRequest { index, size }, now, |n| {
-                format!("${n}")
-            })
+            list_license_keys(
+                &business,
+                &filter,
+                PageRequest { index, size },
+                now,
+                |n| format!("${n}"),
+                Shifts::Postgres,
+            )
         };
         let (first, first_params) = keys(0, 10);
         let (later, later_params) = keys(6, 100);

@@ -2,6 +2,8 @@
 //! selected with the columns of `columns.rs` into a domain record, written once for both
 //! drivers and checking every stored value.
 
+use rust_decimal::Decimal;
+
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product, ProductDetails};
 use crate::domain::console::{ConsoleSession, Overview, SessionDigest};
@@ -11,7 +13,7 @@ use crate::domain::ids::{
     AccountId, ApiKeyId, BusinessId, CustomerId, InstanceId, LicenseId, LicenseKeyId, MessageId,
     ProductId, SigningKeyId, WebhookId,
 };
-use crate::domain::ledger::{StoredEntry, UpdateType};
+use crate::domain::ledger::{LaterEntry, Position, Shift, shifted};
 use crate::domain::license::KeyDuration;
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
@@ -34,6 +36,9 @@ pub trait Columns {
     /// An exact quantity, however the backend stores it (text, or NUMERIC).
     fn quantity(&self, column: usize) -> Result<Quantity>;
     fn quantity_or_null(&self, column: usize) -> Result<Option<Quantity>>;
+    /// An exact decimal, not bounded as a quantity is: a stored absolute quantity less
+    /// its shifts, or a shift's delta.
+    fn decimal(&self, column: usize) -> Result<Decimal>;
     /// Whether the column holds `digest` (compared in constant time).
     fn digest_matches(&self, column: usize, digest: KeyDigest) -> Result<bool>;
 }
@@ -158,6 +163,9 @@ impl<R: Columns> Columns for Offset<'_, R> {
     fn quantity_or_null(&self, column: usize) -> Result<Option<Quantity>> {
         self.row.quantity_or_null(self.first + column)
     }
+    fn decimal(&self, column: usize) -> Result<Decimal> {
+        self.row.decimal(self.first + column)
+    }
     fn digest_matches(&self, column: usize, digest: KeyDigest) -> Result<bool> {
         self.row.digest_matches(self.first + column, digest)
     }
@@ -249,18 +257,45 @@ pub fn listed_entry(row: &impl Columns) -> Result<ListedEntry> {
     })
 }
 
-/// The columns of an entry that resolution reads, from column `first` on:
-/// `seq, effective_from, update_type, given, absolute`.
-pub fn stored_entry(row: &impl Columns, first: usize) -> Result<StoredEntry> {
-    let kind = row.text(first + 2)?;
-    Ok(StoredEntry {
+/// An entry after a new one, from columns `seq, effective_from, absolute` from `first`
+/// on; its absolute quantity is the stored one with the pair's `shifts`.
+pub fn later_entry(row: &impl Columns, first: usize, shifts: &[Shift]) -> Result<LaterEntry> {
+    let position = Position {
+        at: row.int(first + 1)?,
         seq: row.int(first)?,
-        effective_from: timestamp(row.int(first + 1)?)?,
-        update_type: UpdateType::parse(&kind)
-            .ok_or_else(|| corrupt(format!("update type {kind}")))?,
-        given: row.quantity(first + 3)?,
-        absolute: row.quantity(first + 4)?,
+    };
+    let stored = row.decimal(first + 2)?;
+    Ok(LaterEntry {
+        seq: position.seq,
+        effective_from: timestamp(position.at)?,
+        absolute: shifted(stored, position, shifts)
+            .ok_or_else(|| corrupt(format!("shifted quantity {stored} out of range")))?,
     })
+}
+
+/// A shift from columns `from_at, from_seq, to_at, to_seq, delta`, from `first` on.
+pub fn shift(row: &impl Columns, first: usize) -> Result<Shift> {
+    Ok(Shift {
+        from: Position {
+            at: row.int(first)?,
+            seq: row.int(first + 1)?,
+        },
+        to: Position {
+            at: row.int(first + 2)?,
+            seq: row.int(first + 3)?,
+        },
+        delta: row.decimal(first + 4)?,
+    })
+}
+
+/// `(position, stored absolute)` from columns `effective_from, seq, absolute`, from
+/// `first` on.
+pub fn stored_at(row: &impl Columns, first: usize) -> Result<(Position, Decimal)> {
+    let position = Position {
+        at: row.int(first)?,
+        seq: row.int(first + 1)?,
+    };
+    Ok((position, row.decimal(first + 2)?))
 }
 
 /// `(effective_from, absolute)` from columns `first` and `first + 1`.

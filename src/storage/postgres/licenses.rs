@@ -31,7 +31,7 @@ use crate::domain::webhooks::EventType;
 use crate::storage::columns::{
     CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS,
 };
-use crate::storage::columns::{duration_columns, json_text, license_key_columns_at};
+use crate::storage::columns::{Shifts, duration_columns, json_text, license_key_columns_at};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
 use crate::storage::rows::timestamp;
@@ -116,7 +116,7 @@ async fn settle(
             );
             let pair: [&(dyn ToSql + Sync); 3] = [&key.business_id, &account, &license];
             let read: [&(dyn ToSql + Sync); 4] = [&key.business_id, &account, &license, &at];
-            let (_, governing) = tx.two((LOCK_PAIR, &pair), (GOVERNING, &read)).await?;
+            let (_, governing) = tx.two((LOCK_PAIR, &pair), (&GOVERNING, &read)).await?;
             figure_of(governing.first())?
         } else {
             seat_figure(tx, &key.business_id, seats, now).await?
@@ -142,7 +142,7 @@ async fn seat_figure(
 ) -> Result<u32> {
     let governing = query(
         client,
-        GOVERNING,
+        &GOVERNING,
         &[
             business_id,
             &seats.account_id.as_str(),
@@ -613,7 +613,7 @@ impl LicenseStore for PgStore {
     ) -> Result<Option<LicenseKey>> {
         let sql = format!(
             "SELECT {} FROM license_keys WHERE business_id = $1 AND id = $2",
-            license_key_columns_at("$3")
+            license_key_columns_at("$3", Shifts::Postgres)
         );
         self.query_opt(&sql, &[&business_id, &id, &Timestamp::now().micros()])
             .await?
@@ -625,7 +625,7 @@ impl LicenseStore for PgStore {
     async fn license_key_with_key(&self, key: &KeyString) -> Result<Option<LicenseKey>> {
         let sql = format!(
             "SELECT {} FROM license_keys WHERE key = $1",
-            license_key_columns_at("$2")
+            license_key_columns_at("$2", Shifts::Postgres)
         );
         self.query_opt(&sql, &[&key.as_str(), &Timestamp::now().micros()])
             .await?
@@ -640,9 +640,14 @@ impl LicenseStore for PgStore {
         filter: &KeyFilter,
         page: PageRequest,
     ) -> Result<Vec<LicenseKey>> {
-        let (sql, bound) = list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
-            format!("${n}")
-        });
+        let (sql, bound) = list_license_keys(
+            business_id,
+            filter,
+            page,
+            Timestamp::now(),
+            |n| format!("${n}"),
+            Shifts::Postgres,
+        );
         self.query(&sql, &params(&bound))
             .await?
             .iter()

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         14,
         include_str!("migrations/0014_webhook_outbox_indexes.sql"),
     ),
+    (15, include_str!("migrations/0015_ledger_shifts.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

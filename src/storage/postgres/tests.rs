@@ -271,3 +271,93 @@ async fn a_growing_young_table_is_analyzed_without_waiting_on_anyone() {
         .unwrap();
     outcome.unwrap();
 }
+
+/// A backdated write before more than the most rewritten entries records a shift and
+/// leaves them as stored; past the most shifts, the pair's are folded into its entries.
+#[tokio::test]
+async fn backdated_writes_record_shifts_and_fold_them() {
+    use crate::domain::auth::Caller;
+    use crate::domain::entry::NewEntry;
+    use crate::domain::ids::{AccountId, BusinessName, LicenseId};
+    use crate::domain::ledger::{MOST_SHIFTS, UpdateType};
+    use crate::domain::time::{MICROS_PER_DAY, Timestamp};
+    use crate::storage::store::{AccountStore, LedgerStore};
+
+    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
+    else {
+        return skip_without_postgres(admin_url);
+    };
+    tokio::spawn(connection);
+    let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    // Everything that can fail runs here, so that the database is dropped either way.
+    let outcome = async {
+        let options = StorageOptions {
+            url,
+            timeout: Duration::from_secs(30),
+            max_connections: 2,
+        };
+        let store = PgStore::open(&options).await.map_err(|e| e.to_string())?;
+        let business = (store
+            .ensure_business(&BusinessName::parse("test").unwrap())
+            .await)
+            .map_err(|e| e.to_string())?;
+        let caller = Caller::Business(business);
+        let (account, license) = (
+            AccountId::parse("acme").unwrap(),
+            LicenseId::parse("seats").unwrap(),
+        );
+        let on = |day: i64, quantity: &str| NewEntry {
+            account_id: account.clone(),
+            license_id: license.clone(),
+            update_type: UpdateType::Relative,
+            quantity: quantity.parse().unwrap(),
+            effective_from: Timestamp::from_micros(day * MICROS_PER_DAY),
+            metadata: None,
+            idempotency_key: None,
+        };
+        let conn = store.conn().await.map_err(|e| e.to_string())?;
+        let stored = async || {
+            let row = conn
+                .query_one(
+                    "SELECT string_agg(absolute::TEXT, ',' ORDER BY effective_from, seq),
+                         (SELECT count(*) FROM ledger_shifts),
+                         (SELECT sum(ledger_shifts)::BIGINT FROM businesses)
+                     FROM ledger_entries",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            // The business counts its shifts.
+            assert_eq!(row.get::<_, i64>(1), row.get::<_, i64>(2));
+            Ok::<_, String>((row.get::<_, String>(0), row.get::<_, i64>(1)))
+        };
+        for day in 100..120 {
+            (store.append_entry(&caller, &on(day, "1")).await).map_err(|e| e.to_string())?;
+        }
+        let (before, _) = stored().await?;
+        (store.append_entry(&caller, &on(50, "2")).await).map_err(|e| e.to_string())?;
+        assert_eq!(stored().await?, (format!("2,{before}"), 1));
+        for day in (10..50).rev() {
+            (store.append_entry(&caller, &on(day, "1")).await).map_err(|e| e.to_string())?;
+            assert!(stored().await?.1 <= MOST_SHIFTS as i64);
+        }
+        // 41 shifts: the first 33 folded, 8 since.
+        assert_eq!(stored().await?.1, 8);
+        let last = Timestamp::from_micros(119 * MICROS_PER_DAY).unwrap();
+        let quantity = store.quantity_at(&caller, (&account, &license), last);
+        let quantity = quantity.await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(quantity.map(|(_, q)| q.to_string()))
+    }
+    .await;
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.unwrap().as_deref(), Some("62"));
+}

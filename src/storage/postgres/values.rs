@@ -65,6 +65,10 @@ impl Columns for Row {
         let value: Option<Decimal> = self.try_get(column).map_err(corrupt)?;
         value.map(|v| Quantity::new(v).map_err(corrupt)).transpose()
     }
+
+    fn decimal(&self, column: usize) -> Result<Decimal> {
+        self.try_get(column).map_err(corrupt)
+    }
 }
 
 /// Record ids are bound as the text they are.

@@ -40,6 +40,7 @@ pub(super) fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
          PRAGMA busy_timeout = 5000;
          PRAGMA journal_size_limit = 67108864;",
     )?;
+    super::shifts::register(&conn)?;
     Ok(conn)
 }
 

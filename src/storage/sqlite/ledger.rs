@@ -1,28 +1,31 @@
 //! The ledger on SQLite. Writes are serialized by the writer thread and an immediate
 //! transaction, so resolution sees a stable pair.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rust_decimal::Decimal;
 
 use super::SqliteStore;
 use super::error::internal;
 use super::known_keys::principal_of_key;
 use super::outbox::announce;
+use super::shifts::{self, read_with, shifts_of};
 use crate::domain::auth::{Caller, admit};
 use crate::domain::entry::{LedgerEntry, NewEntry};
 use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, BusinessId, LicenseId};
-use crate::domain::ledger::{StoredEntry, resolve_insertion};
+use crate::domain::ledger::{LaterEntry, Position, Shift, plan_insertion, shifted};
 use crate::domain::metadata::Metadata;
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::EventType;
-use crate::storage::columns;
-use crate::storage::columns::ENTRY_COLUMNS;
+use crate::storage::columns::{self, Shifts, absolute_of, entry_columns};
 use crate::storage::error::Result;
 use crate::storage::idempotency;
 use crate::storage::listing::{EntrySort, ListEntries, ListedEntry, Param, list_entries};
-use crate::storage::rows;
+use crate::storage::rows::{self, corrupt};
 use crate::storage::store::{Appended, LedgerStore};
 
 #[async_trait]
@@ -65,15 +68,17 @@ impl LedgerStore for SqliteStore {
         query: &ListEntries,
     ) -> Result<Vec<ListedEntry>> {
         self.read(|conn| {
-            let (sql, params) = listing(conn, business_id, query)?;
-            let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
-            let rows = stmt
-                .query_map(params_from_iter(&params), |r| Ok(rows::listed_entry(r)))
-                .map_err(internal)?;
-            let wanted = query.limit as usize;
-            rows.take(wanted)
-                .map(|row| row.map_err(internal)?)
-                .collect()
+            read_with(shifts::any, |shifts| {
+                let (sql, params) = listing(conn, business_id, query, shifts)?;
+                let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+                let rows = stmt
+                    .query_map(params_from_iter(&params), |r| Ok(rows::listed_entry(r)))
+                    .map_err(internal)?;
+                let wanted = query.limit as usize;
+                rows.take(wanted)
+                    .map(|row| row.map_err(internal)?)
+                    .collect()
+            })
         })
     }
 
@@ -90,14 +95,21 @@ impl LedgerStore for SqliteStore {
             license.as_str().to_owned(),
             columns::json_text(metadata)?,
         );
+        let ids = (business_id.clone(), account.clone(), license.clone());
         self.write(move |tx| {
             let (business_id, account, license, metadata) = args;
+            // On the writer, which alone adds shifts: the record is up to date.
+            let shifts = match shifts::may_have(&ids.0, (&ids.1, &ids.2)) {
+                true => Shifts::Sqlite,
+                false => Shifts::Absent,
+            };
             let sql = format!(
                 "UPDATE ledger_entries SET metadata = ?5 WHERE seq = (
                      SELECT seq FROM ledger_entries
                      WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from = ?4
                      ORDER BY seq DESC LIMIT 1)
-                 RETURNING {ENTRY_COLUMNS}"
+                 RETURNING {}",
+                entry_columns(shifts)
             );
             let row = tx
                 .query_row(&sql, params![business_id, account, license, at.micros(), metadata], |r| Ok(rows::listed_entry(r)))
@@ -134,12 +146,12 @@ impl LedgerStore for SqliteStore {
         self.read(|conn| {
             // One read transaction for both statements: a write committed between them
             // would give a report that mixes two states of the ledger.
+            // The shifts are read in it too, if the pair may have some once it has begun.
             let snapshot = conn.unchecked_transaction().map_err(internal)?;
-            let initial =
-                governing(&snapshot, business_id, pair, start)?.map_or(Quantity::ZERO, |(_, q)| q);
+            let initial = stored_governing(&snapshot, business_id, pair, start)?;
             let mut stmt = snapshot
                 .prepare_cached(
-                    "SELECT effective_from, absolute FROM ledger_entries
+                    "SELECT effective_from, seq, absolute FROM ledger_entries
                      WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3
                        AND effective_from > ?4 AND effective_from < ?5
                      ORDER BY effective_from, seq",
@@ -154,11 +166,25 @@ impl LedgerStore for SqliteStore {
                         start.micros(),
                         end.micros()
                     ],
-                    |r| Ok(rows::absolute_at(r, 0)),
+                    |r| Ok(rows::stored_at(r, 0)),
                 )
                 .map_err(internal)?;
             let changes = changes
                 .map(|change| change.map_err(internal)?)
+                .collect::<Result<Vec<_>>>()?;
+            let shifts = match shifts::may_have(business_id, pair) {
+                true => shifts_of(&snapshot, business_id, pair)?,
+                false => Vec::new(),
+            };
+            let initial =
+                initial.map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?;
+            let changes = (changes.into_iter())
+                .map(|stored| {
+                    Ok((
+                        rows::timestamp(stored.0.at)?,
+                        true_absolute(stored, &shifts)?,
+                    ))
+                })
                 .collect::<Result<_>>()?;
             Ok((initial, changes))
         })
@@ -203,15 +229,35 @@ fn append(
     // Most entries go after their pair's last one: its quantity is the prior one and nothing
     // follows to re-resolve. Reading the last entry settles that in one index search; an
     // entry placed before it needs the entry governing its instant and the later ones.
-    let (prior, later) = match governing(tx, business_id, pair, Timestamp::LAST)? {
-        None => (Quantity::ZERO, Vec::new()),
-        Some((last_at, last)) if last_at <= at => (last, Vec::new()),
-        Some(_) => (
-            governing(tx, business_id, pair, at)?.map_or(Quantity::ZERO, |(_, q)| q),
-            later_entries(tx, business_id, pair, at)?,
-        ),
+    // A pair with shifts has them read first, to take in.
+    let shifts = match shifts::may_have(business_id, pair) {
+        true => shifts_of(tx, business_id, pair)?,
+        false => Vec::new(),
     };
-    let insertion = resolve_insertion(prior, at, entry.update_type, entry.quantity, &later)?;
+    let (prior, later, next_absolute) =
+        match stored_governing(tx, business_id, pair, Timestamp::LAST)? {
+            None => (Quantity::ZERO, Vec::new(), None),
+            Some(last) if last.0.at <= at.micros() => {
+                (true_absolute(last, &shifts)?, Vec::new(), None)
+            }
+            Some(_) => {
+                let prior = stored_governing(tx, business_id, pair, at)?;
+                let next_absolute = next_absolute(tx, business_id, pair, at)?;
+                let until = next_absolute.unwrap_or(Position::END);
+                (
+                    prior.map_or(Ok(Quantity::ZERO), |stored| true_absolute(stored, &shifts))?,
+                    later_entries(tx, business_id, pair, (at, until), &shifts)?,
+                    next_absolute,
+                )
+            }
+        };
+    let plan = plan_insertion(
+        prior,
+        (at, entry.update_type, entry.quantity),
+        &later,
+        next_absolute,
+        &shifts,
+    )?;
 
     let metadata = entry
         .metadata
@@ -231,7 +277,7 @@ fn append(
             at.micros(),
             entry.update_type.as_str(),
             entry.quantity.to_string(),
-            insertion.absolute.to_string(),
+            plan.stored.normalize().to_string(),
             metadata,
             now.micros(),
         ])
@@ -240,13 +286,16 @@ fn append(
     let mut update = tx
         .prepare_cached("UPDATE ledger_entries SET absolute = ?2 WHERE seq = ?1")
         .map_err(internal)?;
-    for (seq, absolute) in &insertion.changed {
+    for (seq, stored) in &plan.rewrites {
         update
-            .execute(params![seq, absolute.to_string()])
+            .execute(params![seq, stored.normalize().to_string()])
             .map_err(internal)?;
     }
+    if let Some(shift) = &plan.shift {
+        shifts::add(tx, business_id, pair, shift, &shifts)?;
+    }
 
-    let written = entry.written(insertion.absolute, at, now);
+    let written = entry.written(plan.absolute, at, now);
     if let Some((key, fingerprint)) = claim {
         let response = idempotency::stored_response(&written)?;
         tx.prepare_cached(
@@ -277,6 +326,7 @@ pub(super) fn listing<'a>(
     conn: &Connection,
     business_id: &'a BusinessId,
     query: &'a ListEntries,
+    shifts: Shifts,
 ) -> Result<(String, Vec<Param<'a>>)> {
     let index = match (
         &query.account_id,
@@ -304,8 +354,8 @@ pub(super) fn listing<'a>(
         business_id,
         query,
         |n| format!("?{n}"),
-        &source,
-        "license_id",
+        (&source, "license_id"),
+        shifts,
     ))
 }
 
@@ -344,15 +394,54 @@ pub(super) fn governing(
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
 ) -> Result<Option<(Timestamp, Quantity)>> {
+    let read = |shifts: Shifts| {
+        let sql = match shifts {
+            Shifts::Absent => GOVERNING,
+            _ => &GOVERNING_SHIFTED,
+        };
+        conn.prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![business_id, account.as_str(), license.as_str(), at.micros()],
+                    |r| Ok(rows::absolute_at(r, 0)),
+                )
+                .optional()
+            })
+            .map_err(internal)?
+            .transpose()
+    };
+    read_with(|| shifts::may_have(business_id, (account, license)), read)
+}
+
+/// The governing entry's read for a pair without shifts, and for one with them.
+const GOVERNING: &str = "SELECT effective_from, absolute FROM ledger_entries
+     WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
+     ORDER BY effective_from DESC, seq DESC LIMIT 1";
+static GOVERNING_SHIFTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT effective_from, {} FROM ledger_entries
+         WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
+         ORDER BY effective_from DESC, seq DESC LIMIT 1",
+        absolute_of("ledger_entries", Shifts::Sqlite)
+    )
+});
+
+/// The position and stored quantity of the last entry of the pair at or before `at`.
+fn stored_governing(
+    conn: &Connection,
+    business_id: &BusinessId,
+    (account, license): (&AccountId, &LicenseId),
+    at: Timestamp,
+) -> Result<Option<(Position, Decimal)>> {
     conn.prepare_cached(
-        "SELECT effective_from, absolute FROM ledger_entries
+        "SELECT effective_from, seq, absolute FROM ledger_entries
          WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from <= ?4
          ORDER BY effective_from DESC, seq DESC LIMIT 1",
     )
     .and_then(|mut stmt| {
         stmt.query_row(
             params![business_id, account.as_str(), license.as_str(), at.micros()],
-            |r| Ok(rows::absolute_at(r, 0)),
+            |r| Ok(rows::stored_at(r, 0)),
         )
         .optional()
     })
@@ -360,29 +449,69 @@ pub(super) fn governing(
     .transpose()
 }
 
-/// The entries after `at` that a new entry there can affect: everything up to and
-/// including the instant of the next ABSOLUTE entry.
-fn later_entries(
+/// The absolute quantity of an entry stored as `(position, stored)`, with the pair's shifts.
+fn true_absolute((position, stored): (Position, Decimal), shifts: &[Shift]) -> Result<Quantity> {
+    shifted(stored, position, shifts)
+        .ok_or_else(|| corrupt(format!("a shifted quantity out of range at {position:?}")))
+}
+
+/// Where the pair's first ABSOLUTE entry after `at` stands, if it has one.
+fn next_absolute(
     conn: &Connection,
     business_id: &BusinessId,
     (account, license): (&AccountId, &LicenseId),
     at: Timestamp,
-) -> Result<Vec<StoredEntry>> {
+) -> Result<Option<Position>> {
+    conn.prepare_cached(
+        "SELECT effective_from, seq FROM ledger_entries INDEXED BY ledger_entries_absolutes
+         WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from > ?4
+           AND update_type = 'ABSOLUTE'
+         ORDER BY effective_from, seq LIMIT 1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![business_id, account.as_str(), license.as_str(), at.micros()],
+            |r| {
+                Ok(Position {
+                    at: r.get(0)?,
+                    seq: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+    })
+    .map_err(internal)
+}
+
+/// The entries after `at` and before `until` (the next ABSOLUTE entry's position), which a
+/// new entry at `at` moves, with their true quantities. The pair index holds every column
+/// read.
+fn later_entries(
+    conn: &Connection,
+    business_id: &BusinessId,
+    (account, license): (&AccountId, &LicenseId),
+    (at, until): (Timestamp, Position),
+    shifts: &[Shift],
+) -> Result<Vec<LaterEntry>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, effective_from, update_type, given, absolute FROM ledger_entries
+            "SELECT seq, effective_from, absolute FROM ledger_entries
              WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3 AND effective_from > ?4
-               AND effective_from <= COALESCE((
-                   SELECT MIN(effective_from) FROM ledger_entries
-                   WHERE business_id = ?1 AND account_id = ?2 AND license_id = ?3
-                     AND effective_from > ?4 AND update_type = 'ABSOLUTE'), 9223372036854775807)
+               AND (effective_from, seq) < (?5, ?6)
              ORDER BY effective_from, seq",
         )
         .map_err(internal)?;
     let entries = stmt
         .query_map(
-            params![business_id, account.as_str(), license.as_str(), at.micros()],
-            |r| Ok(rows::stored_entry(r, 0)),
+            params![
+                business_id,
+                account.as_str(),
+                license.as_str(),
+                at.micros(),
+                until.at,
+                until.seq
+            ],
+            |r| Ok(rows::later_entry(r, 0, shifts)),
         )
         .map_err(internal)?;
     entries.map(|entry| entry.map_err(internal)?).collect()

@@ -9,6 +9,7 @@ use super::SqliteStore;
 use super::error::internal;
 use super::ledger::governing;
 use super::outbox::announce;
+use super::shifts::{self, read_with};
 use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
 use crate::domain::events::Event;
 use crate::domain::ids::{
@@ -24,7 +25,7 @@ use crate::domain::webhooks::EventType;
 use crate::storage::columns::{
     CUSTOMER_COLUMNS, INSTANCE_COLUMNS, LICENSE_KEY_COLUMNS, PRODUCT_COLUMNS, RETIME_INSTANCES,
 };
-use crate::storage::columns::{duration_columns, json_text, license_key_columns_at};
+use crate::storage::columns::{Shifts, duration_columns, json_text, license_key_columns_at};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::{KeyFilter, PageRequest, list_license_keys};
 use crate::storage::rows::{self, Columns};
@@ -80,15 +81,17 @@ fn key_by_id_at(
     id: &LicenseKeyId,
     now: Timestamp,
 ) -> Result<Option<LicenseKey>> {
-    one(
-        conn,
-        &format!(
-            "SELECT {} FROM license_keys WHERE business_id = ?1 AND id = ?2",
-            license_key_columns_at("?3")
-        ),
-        params![business_id, id, now.micros()],
-        |r| rows::license_key_at(r),
-    )
+    read_with(shifts::any, |shifts| {
+        one(
+            conn,
+            &format!(
+                "SELECT {} FROM license_keys WHERE business_id = ?1 AND id = ?2",
+                license_key_columns_at("?3", shifts)
+            ),
+            params![business_id, id, now.micros()],
+            |r| rows::license_key_at(r),
+        )
+    })
 }
 
 /// Brings a key read for a write to `now`: deletes its dead instances (recording why
@@ -443,17 +446,22 @@ impl LicenseStore for SqliteStore {
     }
 
     async fn license_key_with_key(&self, key: &KeyString) -> Result<Option<LicenseKey>> {
-        let sql = format!(
-            "SELECT {} FROM license_keys WHERE key = ?1",
-            license_key_columns_at("?2")
-        );
-        self.read(|conn| {
-            one(
-                conn,
-                &sql,
-                params![key.as_str(), Timestamp::now().micros()],
-                |r| rows::license_key_at(r),
+        let sql = |shifts| {
+            format!(
+                "SELECT {} FROM license_keys WHERE key = ?1",
+                license_key_columns_at("?2", shifts)
             )
+        };
+        let now = Timestamp::now();
+        self.read(|conn| {
+            read_with(shifts::any, |shifts| {
+                one(
+                    conn,
+                    &sql(shifts),
+                    params![key.as_str(), now.micros()],
+                    |r| rows::license_key_at(r),
+                )
+            })
         })
     }
 
@@ -463,12 +471,14 @@ impl LicenseStore for SqliteStore {
         filter: &KeyFilter,
         page: PageRequest,
     ) -> Result<Vec<LicenseKey>> {
-        let (sql, params) = list_license_keys(business_id, filter, page, Timestamp::now(), |n| {
-            format!("?{n}")
-        });
+        let now = Timestamp::now();
         self.read(|conn| {
-            many(conn, &sql, params_from_iter(&params), |r| {
-                rows::license_key_at(r)
+            read_with(shifts::any, |shifts: Shifts| {
+                let (sql, params) =
+                    list_license_keys(business_id, filter, page, now, |n| format!("?{n}"), shifts);
+                many(conn, &sql, params_from_iter(&params), |r| {
+                    rows::license_key_at(r)
+                })
             })
         })
     }

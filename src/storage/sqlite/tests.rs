@@ -11,9 +11,10 @@ use super::{SqliteStore, ledger};
 use crate::domain::auth::{Access, Caller, KeyDigest, Refusal};
 use crate::domain::entry::NewEntry;
 use crate::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
-use crate::domain::ledger::UpdateType;
+use crate::domain::ledger::{MOST_SHIFTS, UpdateType};
 use crate::domain::metadata::Metadata;
-use crate::domain::time::Timestamp;
+use crate::domain::time::{MICROS_PER_DAY, Timestamp};
+use crate::storage::columns::Shifts;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::listing::{EntrySort, ListEntries};
 use crate::storage::store::{AccountStore, HealthStore, LedgerStore, StorageOptions};
@@ -186,7 +187,7 @@ async fn a_filtered_listing_reads_the_index_of_its_filters() {
         };
         let (sql, plan) = store
             .read(|conn| {
-                let (sql, params) = ledger::listing(conn, &business, &query)?;
+                let (sql, params) = ledger::listing(conn, &business, &query, Shifts::Sqlite)?;
                 let mut stmt = conn
                     .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                     .map_err(internal)?;
@@ -452,4 +453,43 @@ async fn the_wal_starts_over_under_steady_writes() {
         largest < metadata_bytes / 2,
         "the WAL reached {largest} bytes for {metadata_bytes} bytes of metadata written"
     );
+}
+
+/// A backdated write before more than the most rewritten entries records a shift and
+/// leaves them as stored; past the most shifts, the pair's are folded into its entries.
+#[tokio::test]
+async fn backdated_writes_record_shifts_and_fold_them() {
+    let (store, business) = store_with_business().await;
+    let caller = Caller::Business(business.clone());
+    let on = |day: i64, quantity: &str| NewEntry {
+        effective_from: Timestamp::from_micros(day * MICROS_PER_DAY),
+        ..add(quantity)
+    };
+    for day in 100..120 {
+        store.append_entry(&caller, &on(day, "1")).await.unwrap();
+    }
+    let stored = || {
+        store.read(|conn| {
+            conn.query_row(
+                "SELECT group_concat(absolute), (SELECT count(*) FROM ledger_shifts)
+                 FROM (SELECT absolute FROM ledger_entries ORDER BY effective_from, seq)",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map_err(internal)
+        })
+    };
+    let (before, _) = stored().unwrap();
+    store.append_entry(&caller, &on(50, "2")).await.unwrap();
+    assert_eq!(stored().unwrap(), (format!("2,{before}"), 1));
+    for day in (10..50).rev() {
+        store.append_entry(&caller, &on(day, "1")).await.unwrap();
+        assert!(stored().unwrap().1 <= MOST_SHIFTS as i64);
+    }
+    // 41 shifts: the first 33 folded, 8 since.
+    assert_eq!(stored().unwrap().1, 8);
+    let (account, license) = acme_seats();
+    let last = Timestamp::from_micros(119 * MICROS_PER_DAY).unwrap();
+    let quantity = store.quantity_at(&caller, (&account, &license), last);
+    assert_eq!(quantity.await.unwrap().unwrap().1.to_string(), "62");
 }

@@ -2,6 +2,7 @@
 //! parameters going in, and rows coming out through [`Columns`].
 
 use rusqlite::Row;
+use rust_decimal::Decimal;
 
 use crate::domain::auth::KeyDigest;
 use crate::domain::ids::{
@@ -62,6 +63,11 @@ impl Columns for Row<'_> {
         let text: Option<String> = self.get(column).map_err(corrupt)?;
         text.map(|t| Quantity::parse(&t).map_err(corrupt))
             .transpose()
+    }
+
+    fn decimal(&self, column: usize) -> Result<Decimal> {
+        let text: String = self.get(column).map_err(corrupt)?;
+        Decimal::from_str_exact(&text).map_err(corrupt)
     }
 }
 
