@@ -27,11 +27,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (11, include_str!("migrations/0011_webhook_endpoints.sql")),
     (12, include_str!("migrations/0012_webhook_messages.sql")),
     (13, include_str!("migrations/0013_console_sessions.sql")),
-    (
-        14,
-        include_str!("migrations/0014_webhook_outbox_indexes.sql"),
-    ),
-    (15, include_str!("migrations/0015_ledger_shifts.sql")),
+    (14, include_str!("migrations/0014_ledger_shifts.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

@@ -243,16 +243,12 @@ impl OutboxStore for PgStore {
             .transpose()
     }
 
-    // An endpoint's first pending message in `seq` order is its oldest: messages are
-    // numbered as their transactions commit, a few milliseconds at most after they are
-    // recorded.
     async fn oldest_undelivered(&self) -> Result<Option<Timestamp>> {
         let row = self
             .query_opt(
-                "SELECT min((SELECT m.created_at FROM webhook_messages m
-                             WHERE m.endpoint_id = e.id AND m.status = 'pending'
-                             ORDER BY m.seq LIMIT 1))
-                 FROM webhook_endpoints e WHERE NOT e.disabled",
+                "SELECT min(m.created_at) FROM webhook_messages m
+                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
+                 WHERE m.status = 'pending' AND NOT e.disabled",
                 &[],
             )
             .await?;
@@ -264,10 +260,7 @@ impl OutboxStore for PgStore {
 
     async fn forget_messages(&self, before: Timestamp) -> Result<u64> {
         self.execute(
-            "DELETE FROM webhook_messages
-             WHERE seq < coalesce((SELECT seq FROM webhook_messages WHERE created_at >= $1
-                                   ORDER BY seq LIMIT 1), 9223372036854775807)
-               AND created_at < $1 AND status <> 'pending'",
+            "DELETE FROM webhook_messages WHERE created_at < $1 AND status <> 'pending'",
             &[&before.micros()],
         )
         .await

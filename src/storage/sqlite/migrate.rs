@@ -19,8 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_webhook_endpoints.sql"),
     include_str!("migrations/0012_webhook_messages.sql"),
     include_str!("migrations/0013_console_sessions.sql"),
-    include_str!("migrations/0014_webhook_outbox_indexes.sql"),
-    include_str!("migrations/0015_ledger_shifts.sql"),
+    include_str!("migrations/0014_ledger_shifts.sql"),
 ];
 
 /// Applies the migrations the database lacks; refuses one that a newer version migrated.

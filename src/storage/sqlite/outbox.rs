@@ -278,10 +278,9 @@ impl OutboxStore for SqliteStore {
     async fn oldest_undelivered(&self) -> Result<Option<Timestamp>> {
         let oldest: Option<i64> = self.read(|conn| {
             conn.prepare_cached(
-                "SELECT min((SELECT m.created_at FROM webhook_messages m
-                             WHERE m.endpoint_id = e.id AND m.status = 'pending'
-                             ORDER BY m.seq LIMIT 1))
-                 FROM webhook_endpoints e WHERE NOT e.disabled",
+                "SELECT min(m.created_at) FROM webhook_messages m
+                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
+                 WHERE m.status = 'pending' AND NOT e.disabled",
             )
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
             .map_err(internal)
@@ -293,11 +292,7 @@ impl OutboxStore for SqliteStore {
         self.write(move |tx| {
             let forgotten = tx
                 .execute(
-                    "DELETE FROM webhook_messages
-                     WHERE seq < (SELECT coalesce(min(seq), 9223372036854775807) FROM (
-                               SELECT seq FROM webhook_messages WHERE created_at >= ?1
-                               ORDER BY seq LIMIT 1))
-                       AND created_at < ?1 AND status <> 'pending'",
+                    "DELETE FROM webhook_messages WHERE created_at < ?1 AND status <> 'pending'",
                     params![before.micros()],
                 )
                 .map_err(internal)?;
