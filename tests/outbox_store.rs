@@ -7,7 +7,7 @@ use common::{Backend, TestDatabase};
 use licensed::domain::auth::Caller;
 use licensed::domain::delivery::{AttemptLog, Message, MessageStatus, Outcome};
 use licensed::domain::entry::NewEntry;
-use licensed::domain::ids::{AccountId, BusinessName, LicenseId, WebhookId};
+use licensed::domain::ids::{AccountId, BusinessName, LicenseId};
 use licensed::domain::ledger::UpdateType;
 use licensed::domain::time::Timestamp;
 use licensed::domain::webhooks::{Endpoint, WebhookSecret, WebhookUrl};
@@ -31,23 +31,9 @@ async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
         .ensure_business(&BusinessName::parse("test").unwrap())
         .await)
         .unwrap();
-    let now = Timestamp::now();
-    let endpoint = Endpoint {
-        id: WebhookId::generate(),
-        business_id: business.clone(),
-        url: WebhookUrl::parse("http://127.0.0.1:9/".into()).unwrap(),
-        description: String::new(),
-        disabled: false,
-        filter_types: Vec::new(),
-        headers: Default::default(),
-        metadata: Default::default(),
-        rate_limit: None,
-        secret: WebhookSecret::generate().bytes().to_vec(),
-        idempotency_key: None,
-        idempotency_digest: Vec::new(),
-        created_at: now,
-        updated_at: now,
-    };
+    let url = WebhookUrl::parse("http://127.0.0.1:9/".into()).unwrap();
+    let secret = WebhookSecret::generate().bytes().to_vec();
+    let endpoint = Endpoint::new(business.clone(), url, secret, Timestamp::now());
     let endpoint = store.create_webhook(&endpoint).await.unwrap();
     let caller = Caller::Business(business.clone());
     for _ in 0..3 {

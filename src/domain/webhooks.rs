@@ -439,6 +439,27 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
+    /// A new endpoint of `business_id` at `url`, enabled, taking every event, with no
+    /// description, headers, metadata, rate limit or idempotency key; `secret` as stored.
+    pub fn new(business_id: BusinessId, url: WebhookUrl, secret: Vec<u8>, now: Timestamp) -> Self {
+        Self {
+            id: WebhookId::generate(),
+            business_id,
+            url,
+            description: String::new(),
+            disabled: false,
+            filter_types: Vec::new(),
+            headers: WebhookHeaders::default(),
+            metadata: Metadata::default(),
+            rate_limit: None,
+            secret,
+            idempotency_key: None,
+            idempotency_digest: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// A digest of what a create request asked for, which a repeat with the same
     /// idempotency key must ask for again.
     pub fn request_digest(&self) -> Vec<u8> {

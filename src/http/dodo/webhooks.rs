@@ -115,10 +115,8 @@ pub async fn create_webhook(
     JsonBody(request): JsonBody<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     let now = Timestamp::now();
+    let secret = signing::seal(WebhookSecret::generate().bytes(), state.master_key.as_ref());
     let mut endpoint = Endpoint {
-        id: WebhookId::generate(),
-        business_id: caller.business_id,
-        url: request.url,
         description: request
             .description
             .map(LongText::into_string)
@@ -128,11 +126,8 @@ pub async fn create_webhook(
         headers: request.headers.unwrap_or_default(),
         metadata: request.metadata.unwrap_or_default(),
         rate_limit: request.rate_limit,
-        secret: signing::seal(WebhookSecret::generate().bytes(), state.master_key.as_ref()),
         idempotency_key: request.idempotency_key.map(|k| k.into_string()),
-        idempotency_digest: Vec::new(),
-        created_at: now,
-        updated_at: now,
+        ..Endpoint::new(caller.business_id, request.url, secret, now)
     };
     if endpoint.idempotency_key.is_some() {
         endpoint.idempotency_digest = endpoint.request_digest();
