@@ -83,34 +83,34 @@ macro_rules! insert_entry {
 /// A new entry alone.
 const INSERT_ENTRY: &str = insert_entry!();
 
-/// A new entry, the later entries it re-resolves (`$10`: their seqs, `$11`: their new
-/// absolute quantities), and the response stored for its idempotency key (`$12`, `$13`).
-const INSERT_ENTRY_AND_RESOLVE: &str = concat!(
-    "WITH inserted AS (",
-    insert_entry!(),
-    "), resolved AS (
-         UPDATE ledger_entries AS e SET absolute = c.absolute
-         FROM UNNEST($10::BIGINT[], $11::NUMERIC[]) AS c (seq, absolute)
-         WHERE e.seq = c.seq
-     ), answered AS (
-         UPDATE ledger_idempotency SET response = $12 WHERE business_id = $1 AND key = $13
-     )
-     SELECT 1"
-);
+/// The part the two statements below share: a new entry (`$1` to `$9`), the later
+/// entries it re-resolves (`$10`: their seqs, `$11`: their new absolute quantities), and
+/// the response stored for its idempotency key (`$12`, `$13`), as common table expressions.
+macro_rules! insert_and_resolve {
+    () => {
+        concat!(
+            "WITH inserted AS (",
+            insert_entry!(),
+            "), resolved AS (
+                 UPDATE ledger_entries AS e SET absolute = c.absolute
+                 FROM UNNEST($10::BIGINT[], $11::NUMERIC[]) AS c (seq, absolute)
+                 WHERE e.seq = c.seq
+             ), answered AS (
+                 UPDATE ledger_idempotency SET response = $12 WHERE business_id = $1 AND key = $13
+             )"
+        )
+    };
+}
+
+/// A new entry, the later entries it re-resolves, and its idempotency key's response.
+const INSERT_ENTRY_AND_RESOLVE: &str = concat!(insert_and_resolve!(), " SELECT 1");
 
 /// [`INSERT_ENTRY_AND_RESOLVE`] that also records a shift (`$14` to `$18`: its from and
 /// to positions and delta, or nulls), or deletes the pair's shifts (`$19`), folded, and
 /// counts the business's shifts that many more (`$20`, negative after a fold).
 const INSERT_ENTRY_AND_SHIFT: &str = concat!(
-    "WITH inserted AS (",
-    insert_entry!(),
-    "), resolved AS (
-         UPDATE ledger_entries AS e SET absolute = c.absolute
-         FROM UNNEST($10::BIGINT[], $11::NUMERIC[]) AS c (seq, absolute)
-         WHERE e.seq = c.seq
-     ), answered AS (
-         UPDATE ledger_idempotency SET response = $12 WHERE business_id = $1 AND key = $13
-     ), shifted AS (
+    insert_and_resolve!(),
+    ", shifted AS (
          INSERT INTO ledger_shifts
              (business_id, account_id, license_id, from_at, from_seq, to_at, to_seq, delta)
          SELECT $1, $2, $3, $14::BIGINT, $15::BIGINT, $16::BIGINT, $17::BIGINT, $18::NUMERIC
