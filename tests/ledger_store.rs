@@ -247,52 +247,14 @@ fn writes_in_any_order_resolve_as_the_history_replayed(backend: Backend) {
     }
 }
 
-/// Writes `history` to `account` one entry after another, checking each write and then
-/// the quantity on every day against a replay of the entries kept.
+/// Writes `history` to `account` one entry after another, checking each write, and then
+/// every figure the store reports against a replay of the entries kept.
 async fn replays_as_written(ledger: &Ledger, account: &AccountId, history: &[(i64, bool, i64)]) {
-    // The quantities in effect after each entry kept so far, in ledger order.
-    let replay = |kept: &[(i64, bool, i64)]| {
-        let mut ordered = kept.to_vec();
-        ordered.sort_by_key(|&(day, _, _)| day); // stable: ties keep write order
-        let mut running = 0;
-        (ordered.iter())
-            .map(|&(day, absolute, quantity)| {
-                running = if absolute {
-                    quantity
-                } else {
-                    running + quantity
-                };
-                (day, running)
-            })
-            .collect::<Vec<(i64, i64)>>()
-    };
     let mut kept = Vec::new();
-    for &(day, absolute, quantity) in history {
-        let mut candidate = kept.clone();
-        candidate.push((day, absolute, quantity));
-        let accepted = replay(&candidate).iter().all(|&(_, q)| q >= 0);
-        let entry = entry(account, absolute, quantity, day);
-        let written = ledger.append(&entry).await;
-        assert_eq!(
-            written.is_ok(),
-            accepted,
-            "{entry:?} after {kept:?}: {written:?}"
-        );
-        if accepted {
-            kept = candidate;
-        } else {
-            let refused = matches!(written, Err(StorageError::Ledger(_)));
-            assert!(refused, "refused by the ledger's rules: {written:?}");
-        }
+    for &written in history {
+        write_checked(ledger, account, &mut kept, written).await;
     }
-    let resolved = replay(&kept);
-    for day in 0..5 {
-        let expected = (resolved.iter().rev())
-            .find(|&&(d, _)| d <= day)
-            .map(|&(_, q)| q);
-        let stored = ledger.quantity_at(account, day).await;
-        assert_eq!(stored, expected, "day {day} of {kept:?}");
-    }
+    agrees_with_replay(ledger, account, &kept, 4).await;
 }
 
 /// The quantities after each entry of `kept` (`(day, absolute, quantity)` in write order),

@@ -27,6 +27,41 @@ fn skip_without_postgres(url: &str) {
     eprintln!("skipping: PostgreSQL unreachable at {url}");
 }
 
+/// Runs `work` on a database made for it (given its URL), then drops the database
+/// whatever the outcome; `None`, the test skipped, when no PostgreSQL answers.
+async fn in_scratch_database<T>(
+    work: impl AsyncFnOnce(String) -> Result<T, String>,
+) -> Option<Result<T, String>> {
+    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
+    else {
+        skip_without_postgres(admin_url);
+        return None;
+    };
+    tokio::spawn(connection);
+    let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let outcome = work(format!("postgres://postgres@127.0.0.1:5432/{name}")).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    Some(outcome)
+}
+
+/// The store on the database at `url`, migrated, with two connections.
+async fn open_store(url: &str) -> Result<PgStore, String> {
+    let options = StorageOptions {
+        url: url.to_owned(),
+        timeout: Duration::from_secs(30),
+        max_connections: 2,
+    };
+    PgStore::open(&options).await.map_err(|e| e.to_string())
+}
+
 fn configured(url: &str) -> tokio_postgres::Config {
     let mut config = url.parse().unwrap();
     notice_silent_servers(&mut config);
@@ -103,26 +138,8 @@ async fn a_license_listing_reads_the_license_index() {
     use crate::domain::ids::LicenseId;
     use crate::storage::listing::{EntrySort, ListEntries};
 
-    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
-    let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
-    else {
-        return skip_without_postgres(admin_url);
-    };
-    tokio::spawn(connection);
-    let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-    // Everything that can fail runs here, so that the database is dropped either way.
-    let plans = async {
-        let options = StorageOptions {
-            url,
-            timeout: Duration::from_secs(30),
-            max_connections: 2,
-        };
-        let store = PgStore::open(&options).await.map_err(|e| e.to_string())?;
+    let Some(plans) = in_scratch_database(async |url| {
+        let store = open_store(&url).await?;
         let conn = store.conn().await.map_err(|e| e.to_string())?;
         // 100 licenses of 20 entries each, analyzed: one license is 1% of the entries.
         conn.batch_execute(
@@ -153,13 +170,12 @@ async fn a_license_listing_reads_the_license_index() {
                 .map_err(|e| e.to_string())?;
             plans.push(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>());
         }
-        Ok::<_, String>(plans)
-    }
-    .await;
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+        Ok(plans)
+    })
+    .await
+    else {
+        return;
+    };
     let plans = plans.unwrap();
     for plan in plans {
         assert!(
@@ -174,25 +190,8 @@ async fn a_license_listing_reads_the_license_index() {
 /// finding another at it, or the table locked, passes without waiting.
 #[tokio::test]
 async fn a_growing_young_table_is_analyzed_without_waiting_on_anyone() {
-    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
-    let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
-    else {
-        return skip_without_postgres(admin_url);
-    };
-    tokio::spawn(connection);
-    let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-    let outcome = async {
-        let options = StorageOptions {
-            url: url.clone(),
-            timeout: Duration::from_secs(30),
-            max_connections: 2,
-        };
-        let store = PgStore::open(&options).await.map_err(|e| e.to_string())?;
+    let Some(outcome) = in_scratch_database(async |url| {
+        let store = open_store(&url).await?;
         let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .map_err(|e| e.to_string())?;
@@ -262,13 +261,12 @@ async fn a_growing_young_table_is_analyzed_without_waiting_on_anyone() {
         // And not again until it has grown to twice its size.
         let analyzed = analyze_grown(&store.pool).await;
         assert_eq!(analyzed.map_err(|e| e.to_string())?, Vec::<String>::new());
-        Ok::<_, String>(())
-    }
-    .await;
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+        Ok(())
+    })
+    .await
+    else {
+        return;
+    };
     outcome.unwrap();
 }
 
@@ -283,26 +281,8 @@ async fn backdated_writes_record_shifts_and_fold_them() {
     use crate::domain::time::{MICROS_PER_DAY, Timestamp};
     use crate::storage::store::{AccountStore, LedgerStore};
 
-    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
-    let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
-    else {
-        return skip_without_postgres(admin_url);
-    };
-    tokio::spawn(connection);
-    let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-    // Everything that can fail runs here, so that the database is dropped either way.
-    let outcome = async {
-        let options = StorageOptions {
-            url,
-            timeout: Duration::from_secs(30),
-            max_connections: 2,
-        };
-        let store = PgStore::open(&options).await.map_err(|e| e.to_string())?;
+    let Some(outcome) = in_scratch_database(async |url| {
+        let store = open_store(&url).await?;
         let business = (store
             .ensure_business(&BusinessName::parse("test").unwrap())
             .await)
@@ -352,12 +332,11 @@ async fn backdated_writes_record_shifts_and_fold_them() {
         let last = Timestamp::from_micros(119 * MICROS_PER_DAY).unwrap();
         let quantity = store.quantity_at(&caller, (&account, &license), last);
         let quantity = quantity.await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(quantity.map(|(_, q)| q.to_string()))
-    }
-    .await;
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+        Ok(quantity.map(|(_, q)| q.to_string()))
+    })
+    .await
+    else {
+        return;
+    };
     assert_eq!(outcome.unwrap().as_deref(), Some("62"));
 }
