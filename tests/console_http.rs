@@ -297,6 +297,11 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
     );
     for (path, status) in [
         ("/console/license-keys/lic_nope", StatusCode::NOT_FOUND),
+        ("/console/no-such-page", StatusCode::NOT_FOUND),
+        (
+            "/console/license-keys/lic_nope/nothing",
+            StatusCode::NOT_FOUND,
+        ),
         ("/console/products/pdt_nope", StatusCode::NOT_FOUND),
         ("/console/webhooks/wh_nope", StatusCode::NOT_FOUND),
         ("/console/license-keys?status=lost", StatusCode::BAD_REQUEST),

@@ -18,11 +18,13 @@ mod webhooks;
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
+use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use error::ConsoleError;
 
 /// The console's routes, with their headers.
 pub fn routes() -> Router<AppState> {
@@ -81,6 +83,7 @@ pub fn routes() -> Router<AppState> {
             "/console/license-keys/{id}/instances/{instance}/deactivate",
             post(license_keys::deactivate),
         )
+        .route("/console/{*rest}", any(no_page))
         .layer(axum::middleware::map_response(page_headers))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))
@@ -107,6 +110,15 @@ async fn page_headers(mut response: Response) -> Response {
         );
     }
     response
+}
+
+/// A path under `/console` that is no page: a page saying so, as the console's other
+/// errors are, rather than the API's JSON.
+async fn no_page(uri: Uri) -> ConsoleError {
+    ConsoleError::Api(ApiError::NotFound(format!(
+        "there is no console page at {}",
+        uri.path()
+    )))
 }
 
 async fn stylesheet() -> Response {
