@@ -62,7 +62,13 @@ struct VerifyFileArgs {
     #[arg(long, value_name = "HEX_OR_PEM_FILE", allow_hyphen_values = true)]
     public_key: String,
     /// The license key: decrypts an encrypted file, and checks the file is for this key.
-    #[arg(long, value_name = "KEY")]
+    /// From the environment, it stays out of the process list.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "LICENSED_LICENSE_KEY",
+        hide_env_values = true
+    )]
     license_key: Option<String>,
     /// The machine's fingerprint, for a machine file: decrypts it (with --license-key),
     /// and checks the file is for this machine.

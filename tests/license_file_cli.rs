@@ -95,18 +95,25 @@ struct Run {
 
 /// Writes `file` to a temporary directory and runs `license-file verify` on it.
 fn verify(file: &str, args: &[&str]) -> Run {
+    verify_in(file, args, &[])
+}
+
+/// [`verify`] with these environment variables set.
+fn verify_in(file: &str, args: &[&str], variables: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("license.lic");
     std::fs::write(&path, file).unwrap();
-    verify_path(path, args)
+    verify_path(path, args, variables)
 }
 
-fn verify_path(path: PathBuf, args: &[&str]) -> Run {
+fn verify_path(path: PathBuf, args: &[&str], variables: &[(&str, &str)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_licensed"))
         .args(["license-file", "verify"])
         .arg(path)
         .args(args)
         .env_remove("LICENSED_LOG")
+        .env_remove("LICENSED_LICENSE_KEY")
+        .envs(variables.iter().copied())
         .output()
         .unwrap();
     let run = Run {
@@ -169,6 +176,16 @@ fn an_encrypted_license_file_opens_with_its_license_key() {
     assert_refused(&verify(&file, &public), "encrypted: pass --license-key");
     let wrong = [&public[..], &["--license-key", "LK-OTHER"]].concat();
     assert_refused(&verify(&file, &wrong), "wrong license key or fingerprint");
+
+    // From the environment, where the process list does not show it.
+    let from_environment = [("LICENSED_LICENSE_KEY", LICENSE_KEY)];
+    let run = verify_in(&file, &public, &from_environment);
+    assert_eq!(printed(&run)["meta"]["key_id"], "sk_1");
+    let wrong = [("LICENSED_LICENSE_KEY", "LK-OTHER")];
+    assert_refused(
+        &verify_in(&file, &public, &wrong),
+        "wrong license key or fingerprint",
+    );
 }
 
 #[test]
@@ -261,7 +278,8 @@ fn the_public_key_is_a_file_in_hex_or_pem_or_the_text_itself() {
 fn a_missing_or_malformed_file_is_refused_with_a_clear_message() {
     let key = SigningKey::generate(&mut OsRng);
     let dir = tempfile::tempdir().unwrap();
-    let run = verify_path(dir.path().join("none.lic"), &["--public-key", &hex(&key)]);
+    let missing = dir.path().join("none.lic");
+    let run = verify_path(missing, &["--public-key", &hex(&key)], &[]);
     assert_refused(&run, "cannot read license file");
     let run = verify("hello", &["--public-key", &hex(&key)]);
     assert_refused(&run, "malformed license file");
