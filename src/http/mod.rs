@@ -57,9 +57,8 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         .merge(enveloped(togai::routes(), |_| ErrorShape::MessageOnly))
         .merge(enveloped(dodo::routes(), |_| ErrorShape::CodeAndMessage))
         .merge(
-            enveloped(dodo::public_routes(), |_| ErrorShape::CodeAndMessage).layer(
-                axum::middleware::from_fn_with_state(state.clone(), signing::sign_responses),
-            ),
+            enveloped(dodo::public_routes(), |_| ErrorShape::CodeAndMessage)
+                .layer(signing::SignResponses::new(state.clone())),
         )
         .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
         .merge(console::routes().layer(CatchPanicLayer::new()))

@@ -4,19 +4,22 @@
 //! answers this very request. Without the header nothing here runs beyond one lookup.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::DATE;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use futures_util::future::{BoxFuture, Either};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
 
 use super::extract::BODY_LIMIT;
 use super::state::AppState;
@@ -66,16 +69,71 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// The middleware of the public routes.
-pub async fn sign_responses(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(value) = request.headers().get(NONCE) else {
-        return next.run(request).await;
-    };
-    let Some(nonce) = nonce_of(value).map(str::to_owned) else {
+/// The layer of the public routes. Written out, as the envelope is, so that a request
+/// without a nonce goes straight to the route: `axum::middleware::from_fn` would clone and
+/// box the inner service for every request, which cost unsigned validate 5-7%.
+#[derive(Clone)]
+pub struct SignResponses {
+    state: AppState,
+}
+
+impl SignResponses {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for SignResponses {
+    type Service = Signing<S>;
+
+    fn layer(&self, inner: S) -> Signing<S> {
+        Signing {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// A service whose answers are signed when asked for.
+#[derive(Clone)]
+pub struct Signing<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Signing<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let Some(nonce) = request.headers().get(NONCE).cloned() else {
+            return Either::Left(self.inner.call(request));
+        };
+        // The service made ready serves this request; a clone, not yet ready, stays.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Either::Right(Box::pin(async move {
+            Ok(signed(state, request, nonce, ready).await)
+        }))
+    }
+}
+
+/// The answer of `route` (ready to be called) to a request that carries `nonce`, signed.
+async fn signed<S>(state: AppState, request: Request, nonce: HeaderValue, mut route: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let Some(nonce) = nonce_of(&nonce).map(str::to_owned) else {
         return refusal(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
@@ -105,8 +163,8 @@ pub async fn sign_responses(
     let method = parts.method.to_string();
     let path = parts.uri.path().to_owned();
     let key = license_key_in(&request_body);
-    let response = next
-        .run(Request::from_parts(parts, Body::from(request_body.clone())))
+    let Ok(response) = route
+        .call(Request::from_parts(parts, Body::from(request_body.clone())))
         .await;
     let (mut parts, body) = response.into_parts();
     // The server's own answers are small: the bound only guards against a mistake.
