@@ -1,5 +1,6 @@
-//! The outbox's store on its own, on every backend: which messages are forgotten after
-//! their retention, and which one the age of the oldest undelivered message is read from.
+//! The outbox's store on its own, on every backend: which endpoints a write is recorded
+//! for, which messages are forgotten after their retention, and which one the age of the
+//! oldest undelivered message is read from.
 
 mod common;
 
@@ -10,7 +11,7 @@ use licensed::domain::entry::NewEntry;
 use licensed::domain::ids::{AccountId, BusinessName, LicenseId};
 use licensed::domain::ledger::UpdateType;
 use licensed::domain::time::Timestamp;
-use licensed::domain::webhooks::{Endpoint, WebhookSecret, WebhookUrl};
+use licensed::domain::webhooks::{Endpoint, EndpointPatch, WebhookSecret, WebhookUrl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_forgets_old_settled_messages_and_keeps_pending_ones() {
@@ -20,6 +21,65 @@ async fn sqlite_forgets_old_settled_messages_and_keeps_pending_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_forgets_old_settled_messages_and_keeps_pending_ones() {
     forgets_old_settled_messages_and_keeps_pending_ones(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_records_a_write_for_the_endpoints_enabled_when_it_is_written() {
+    records_a_write_for_the_endpoints_enabled_when_it_is_written(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_records_a_write_for_the_endpoints_enabled_when_it_is_written() {
+    records_a_write_for_the_endpoints_enabled_when_it_is_written(Backend::Postgres).await;
+}
+
+fn one_seat() -> NewEntry {
+    NewEntry {
+        account_id: AccountId::parse("acme").unwrap(),
+        license_id: LicenseId::parse("seats").unwrap(),
+        update_type: UpdateType::Relative,
+        quantity: "1".parse().unwrap(),
+        effective_from: None,
+        metadata: None,
+        idempotency_key: None,
+    }
+}
+
+/// No message for a write while the business's only endpoint is disabled; one for the
+/// write after it is enabled.
+async fn records_a_write_for_the_endpoints_enabled_when_it_is_written(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let store = common::open_store(&database.url).await;
+    let business = (store
+        .ensure_business(&BusinessName::parse("test").unwrap())
+        .await)
+        .unwrap();
+    let caller = Caller::Business(business.clone());
+    store.append_entry(&caller, &one_seat()).await.unwrap();
+    let url = WebhookUrl::parse("http://127.0.0.1:9/".into()).unwrap();
+    let secret = WebhookSecret::generate().bytes().to_vec();
+    let endpoint = Endpoint {
+        disabled: true,
+        ..Endpoint::new(business.clone(), url, secret, Timestamp::now())
+    };
+    let endpoint = store.create_webhook(&endpoint).await.unwrap();
+    store.append_entry(&caller, &one_seat()).await.unwrap();
+    let recorded = async || {
+        let listed = store.messages(&business, &endpoint.id, None, 10).await;
+        listed.unwrap().len()
+    };
+    assert_eq!(recorded().await, 0);
+    assert_eq!(store.oldest_undelivered().await.unwrap(), None);
+
+    let enable = EndpointPatch {
+        disabled: Some(false),
+        ..EndpointPatch::default()
+    };
+    (store.update_webhook(&business, &endpoint.id, enable).await).unwrap();
+    store.append_entry(&caller, &one_seat()).await.unwrap();
+    assert_eq!(recorded().await, 1);
 }
 
 async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
@@ -37,16 +97,7 @@ async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
     let endpoint = store.create_webhook(&endpoint).await.unwrap();
     let caller = Caller::Business(business.clone());
     for _ in 0..3 {
-        let entry = NewEntry {
-            account_id: AccountId::parse("acme").unwrap(),
-            license_id: LicenseId::parse("seats").unwrap(),
-            update_type: UpdateType::Relative,
-            quantity: "1".parse().unwrap(),
-            effective_from: None,
-            metadata: None,
-            idempotency_key: None,
-        };
-        store.append_entry(&caller, &entry).await.unwrap();
+        store.append_entry(&caller, &one_seat()).await.unwrap();
     }
     let messages = |store: &std::sync::Arc<dyn licensed::storage::Store>| {
         let (store, business, endpoint) = (store.clone(), business.clone(), endpoint.id.clone());

@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use super::PgStore;
 use super::accounts::admitted_business;
 use super::error::classify;
+use super::outbox::subscribed;
 use super::pool::{Params, query};
 use super::tx::Tx;
 use super::values::params;
@@ -128,6 +129,12 @@ const INSERT_ENTRY_AND_SHIFT: &str = concat!(
 pub(super) const LOCK_PAIR: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))";
 
+/// [`LOCK_PAIR`], and whether the business (`$1`) has an endpoint to announce the write to.
+const LOCK_PAIR_AND_SUBSCRIBED: &str = concat!(
+    "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0)), ",
+    subscribed!("$1")
+);
+
 /// The read of a new entry's neighbours at `$4` in the pair (`$2`, `$3`) of the business
 /// that `$business` selects: the entry governing `$4` (if any), then the entries after it
 /// that the new entry can affect, up to and including the instant of the next ABSOLUTE one
@@ -213,10 +220,13 @@ impl LedgerStore for PgStore {
             let (rows, neighbours) = tx
                 .begin_with_two(
                     (
-                        "SELECT k.business_id, k.digest, k.read_only,
-                             CASE WHEN NOT k.read_only THEN pg_advisory_xact_lock(
-                                 hashtextextended(k.business_id || '/' || $2 || '/' || $3, 0)) END
-                         FROM api_keys k WHERE k.digest = $1",
+                        concat!(
+                            "SELECT k.business_id, k.digest, k.read_only,
+                                 CASE WHEN NOT k.read_only THEN pg_advisory_xact_lock(
+                                     hashtextextended(k.business_id || '/' || $2 || '/' || $3, 0)) END, ",
+                            subscribed!("k.business_id"),
+                            " FROM api_keys k WHERE k.digest = $1"
+                        ),
                         &neighbours_params[..3],
                     ),
                     (NEIGHBOURS_FOR_KEY, neighbours_params),
@@ -228,7 +238,8 @@ impl LedgerStore for PgStore {
                 // have been a moment later (its neighbours were read in no business).
                 return Err(Refusal::UnknownKey.into());
             }
-            append_locked(&mut tx, &business_id, entry, at, &neighbours).await
+            let subscribed = subscribed_in(&rows, 4)?;
+            append_locked(&mut tx, &business_id, entry, at, &neighbours, subscribed).await
         }
         .await;
         tx.finish(outcome).await
@@ -404,12 +415,9 @@ async fn append(tx: &mut Tx, business_id: &BusinessId, entry: &NewEntry) -> Resu
     let at = entry.effective_from.unwrap_or_else(Timestamp::now);
     let pair = (entry.account_id.as_str(), entry.license_id.as_str());
     let params: &Params = &[&business_id, &pair.0, &pair.1, &at.micros()];
-    let neighbours = match key {
-        None => {
-            tx.begin_with_two((LOCK_PAIR, &params[..3]), (NEIGHBOURS, params))
-                .await?
-                .1
-        }
+    let lock = (LOCK_PAIR_AND_SUBSCRIBED, &params[..3]);
+    let (locked, neighbours) = match key {
+        None => tx.begin_with_two(lock, (NEIGHBOURS, params)).await?,
         Some(key) => {
             let fingerprint = entry.fingerprint();
             // Blocks while another transaction holds the same key, then sees its outcome.
@@ -426,23 +434,28 @@ async fn append(tx: &mut Tx, business_id: &BusinessId, entry: &NewEntry) -> Resu
             if !claimed {
                 return replay(tx, business_id, key, &fingerprint).await;
             }
-            tx.two((LOCK_PAIR, &params[..3]), (NEIGHBOURS, params))
-                .await?
-                .1
+            tx.two(lock, (NEIGHBOURS, params)).await?
         }
     };
-    append_locked(tx, business_id, entry, at, &neighbours).await
+    let subscribed = subscribed_in(&locked, 1)?;
+    append_locked(tx, business_id, entry, at, &neighbours, subscribed).await
+}
+
+/// The flag of [`subscribed!`] in column `column` of a statement's one row.
+fn subscribed_in(rows: &[Row], column: usize) -> Result<bool> {
+    rows.first().map_or(Ok(false), |row| row.flag(column))
 }
 
 /// Resolves the new entry at `at` against its neighbours (rows of [`NEIGHBOURS`], read
-/// with the pair locked), and writes and commits; a refusal leaves the transaction to the
-/// caller.
+/// with the pair locked), and writes and commits, with its event if the business has an
+/// endpoint (`subscribed`); a refusal leaves the transaction to the caller.
 async fn append_locked(
     tx: &mut Tx,
     business_id: &BusinessId,
     entry: &NewEntry,
     at: Timestamp,
     neighbours: &[Row],
+    subscribed: bool,
 ) -> Result<Appended> {
     let idempotency_key = entry.idempotency_key.as_ref().map(|k| k.as_str());
     // `at` is the request's time; `created_at` is read after the lock, so that a pair's
@@ -503,7 +516,10 @@ async fn append_locked(
     // shift and the response an idempotent repeat will get) and commits. An append with
     // nothing to re-resolve, most writes, runs a plain insert, which PostgreSQL sets up
     // for far less than the statement with several modifying parts.
-    let events = vec![Event::license_update_created(business_id, &written)];
+    let events = match subscribed {
+        true => vec![Event::license_update_created(business_id, &written)],
+        false => Vec::new(),
+    };
     let resolve: [&(dyn ToSql + Sync); 4] = [&seqs, &absolutes, &response, &idempotency_key];
     if plan.shift.is_some() || fold {
         let shift = plan.shift.as_ref();

@@ -31,6 +31,21 @@ pub(super) const RECORD: &str = "INSERT INTO webhook_messages
          AND (e.filter_types = '[]' OR e.filter_types::jsonb ? ev.event_type)
      ORDER BY ev.n, e.id";
 
+/// Whether the business that the SQL expression `$business` names has an enabled endpoint:
+/// read by a write with its first statements, so that a write in a business with none,
+/// most writes, neither renders its events nor sends [`RECORD`], whose execution alone
+/// cost ingestion 13% of its throughput.
+macro_rules! subscribed {
+    ($business:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM webhook_endpoints WHERE business_id = ",
+            $business,
+            " AND NOT disabled)"
+        )
+    };
+}
+pub(super) use subscribed;
+
 /// Events as [`RECORD`]'s parameters.
 pub(super) struct Recorded {
     ids: Vec<String>,
