@@ -4,14 +4,17 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{Backend, TestDatabase};
 use licensed::domain::auth::Caller;
 use licensed::domain::delivery::{AttemptLog, Message, MessageStatus, Outcome};
 use licensed::domain::entry::NewEntry;
-use licensed::domain::ids::{AccountId, BusinessName, LicenseId};
+use licensed::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
 use licensed::domain::ledger::UpdateType;
 use licensed::domain::time::Timestamp;
 use licensed::domain::webhooks::{Endpoint, EndpointPatch, WebhookSecret, WebhookUrl};
+use licensed::storage::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_forgets_old_settled_messages_and_keeps_pending_ones() {
@@ -33,6 +36,27 @@ async fn postgres_records_a_write_for_the_endpoints_enabled_when_it_is_written()
     records_a_write_for_the_endpoints_enabled_when_it_is_written(Backend::Postgres).await;
 }
 
+/// A store on a new database of `backend`, with one business; `None` when the backend is
+/// not there (the test is then skipped).
+async fn store_with_business(
+    backend: Backend,
+) -> Option<(TestDatabase, Arc<dyn Store>, BusinessId)> {
+    let database = TestDatabase::create(backend).await?;
+    let store = common::open_store(&database.url).await;
+    let business = (store
+        .ensure_business(&BusinessName::parse("test").unwrap())
+        .await)
+        .unwrap();
+    Some((database, store, business))
+}
+
+/// An enabled endpoint of `business` taking every event, at an address nothing answers.
+fn endpoint_of(business: &BusinessId) -> Endpoint {
+    let url = WebhookUrl::parse("http://127.0.0.1:9/".into()).unwrap();
+    let secret = WebhookSecret::generate().bytes().to_vec();
+    Endpoint::new(business.clone(), url, secret, Timestamp::now())
+}
+
 fn one_seat() -> NewEntry {
     NewEntry {
         account_id: AccountId::parse("acme").unwrap(),
@@ -48,21 +72,14 @@ fn one_seat() -> NewEntry {
 /// No message for a write while the business's only endpoint is disabled; one for the
 /// write after it is enabled.
 async fn records_a_write_for_the_endpoints_enabled_when_it_is_written(backend: Backend) {
-    let Some(database) = TestDatabase::create(backend).await else {
+    let Some((_database, store, business)) = store_with_business(backend).await else {
         return;
     };
-    let store = common::open_store(&database.url).await;
-    let business = (store
-        .ensure_business(&BusinessName::parse("test").unwrap())
-        .await)
-        .unwrap();
     let caller = Caller::Business(business.clone());
     store.append_entry(&caller, &one_seat()).await.unwrap();
-    let url = WebhookUrl::parse("http://127.0.0.1:9/".into()).unwrap();
-    let secret = WebhookSecret::generate().bytes().to_vec();
     let endpoint = Endpoint {
         disabled: true,
-        ..Endpoint::new(business.clone(), url, secret, Timestamp::now())
+        ..endpoint_of(&business)
     };
     let endpoint = store.create_webhook(&endpoint).await.unwrap();
     store.append_entry(&caller, &one_seat()).await.unwrap();
@@ -83,23 +100,15 @@ async fn records_a_write_for_the_endpoints_enabled_when_it_is_written(backend: B
 }
 
 async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
-    let Some(database) = TestDatabase::create(backend).await else {
+    let Some((_database, store, business)) = store_with_business(backend).await else {
         return;
     };
-    let store = common::open_store(&database.url).await;
-    let business = (store
-        .ensure_business(&BusinessName::parse("test").unwrap())
-        .await)
-        .unwrap();
-    let url = WebhookUrl::parse("http://127.0.0.1:9/".into()).unwrap();
-    let secret = WebhookSecret::generate().bytes().to_vec();
-    let endpoint = Endpoint::new(business.clone(), url, secret, Timestamp::now());
-    let endpoint = store.create_webhook(&endpoint).await.unwrap();
+    let endpoint = store.create_webhook(&endpoint_of(&business)).await.unwrap();
     let caller = Caller::Business(business.clone());
     for _ in 0..3 {
         store.append_entry(&caller, &one_seat()).await.unwrap();
     }
-    let messages = |store: &std::sync::Arc<dyn licensed::storage::Store>| {
+    let messages = |store: &Arc<dyn Store>| {
         let (store, business, endpoint) = (store.clone(), business.clone(), endpoint.id.clone());
         async move {
             let mut listed = store
