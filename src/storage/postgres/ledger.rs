@@ -126,14 +126,15 @@ const INSERT_ENTRY_AND_SHIFT: &str = concat!(
 );
 
 /// The pair's lock, held until the transaction ends: writers of one pair take turns.
-pub(super) const LOCK_PAIR: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))";
+macro_rules! lock_pair {
+    () => {
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))"
+    };
+}
+pub(super) const LOCK_PAIR: &str = lock_pair!();
 
 /// [`LOCK_PAIR`], and whether the business (`$1`) has an endpoint to announce the write to.
-const LOCK_PAIR_AND_SUBSCRIBED: &str = concat!(
-    "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0)), ",
-    subscribed!("$1")
-);
+const LOCK_PAIR_AND_SUBSCRIBED: &str = concat!(lock_pair!(), ", ", subscribed!("$1"));
 
 /// The read of a new entry's neighbours at `$4` in the pair (`$2`, `$3`) of the business
 /// that `$business` selects: the entry governing `$4` (if any), then the entries after it
