@@ -650,16 +650,27 @@ mod tests {
                 .map(|e| (e.0.seq, self.true_entry(e).absolute))
                 .collect()
         }
+
+        /// A ledger of `count` RELATIVE +1 entries, at 10, 20, 30…
+        fn of_ones(count: i64) -> Self {
+            let mut ledger = Self::default();
+            for at in 1..=count {
+                (ledger.insert(at * 10, UpdateType::Relative, q("1"))).unwrap();
+            }
+            ledger
+        }
+
+        /// The true quantities in ledger order, as text.
+        fn absolute_texts(&self) -> Vec<String> {
+            (self.absolutes().iter())
+                .map(|(_, a)| a.to_string())
+                .collect()
+        }
     }
 
     #[test]
     fn a_backdated_entry_before_many_records_a_shift_instead_of_rewriting_them() {
-        let mut ledger = ShiftedLedger::default();
-        for at in 1..=20 {
-            ledger
-                .insert(at * 10, UpdateType::Relative, q("1"))
-                .unwrap();
-        }
+        let mut ledger = ShiftedLedger::of_ones(20);
         ledger.insert(105, UpdateType::Absolute, q("3")).unwrap();
         assert_eq!(ledger.insert(5, UpdateType::Relative, q("2")), Ok(q("2")));
         // The ABSOLUTE entry at 105 shifted the ten after it; this entry, the ten before it.
@@ -670,13 +681,8 @@ mod tests {
             (shift.from.at, shift.to.at, shift.delta),
             (5, 105, Decimal::TWO)
         );
-        let absolutes: Vec<_> = ledger
-            .absolutes()
-            .iter()
-            .map(|(_, a)| a.to_string())
-            .collect();
         let expected: Vec<_> = (2..=12).chain(3..=13).map(|n| n.to_string()).collect();
-        assert_eq!(absolutes, expected);
+        assert_eq!(ledger.absolute_texts(), expected);
         // Few later entries: rewritten as before.
         ledger.insert(195, UpdateType::Relative, q("1")).unwrap();
         assert_eq!((ledger.rewritten, ledger.shifts.len()), (1, 2));
@@ -684,22 +690,12 @@ mod tests {
 
     #[test]
     fn an_absolute_entry_inside_a_shifted_range_shifts_what_follows_it() {
-        let mut ledger = ShiftedLedger::default();
-        for at in 1..=30 {
-            ledger
-                .insert(at * 10, UpdateType::Relative, q("1"))
-                .unwrap();
-        }
+        let mut ledger = ShiftedLedger::of_ones(30);
         ledger.insert(5, UpdateType::Relative, q("100")).unwrap();
         ledger.insert(55, UpdateType::Absolute, q("7")).unwrap();
         assert_eq!(ledger.shifts.len(), 2);
-        let absolutes: Vec<_> = ledger
-            .absolutes()
-            .iter()
-            .map(|(_, a)| a.to_string())
-            .collect();
         let expected: Vec<_> = (100..=105).chain(7..=32).map(|n| n.to_string()).collect();
-        assert_eq!(absolutes, expected);
+        assert_eq!(ledger.absolute_texts(), expected);
         // A later entry inside both ranges is stored less both shifts, and reads true.
         assert_eq!(
             ledger.insert(300, UpdateType::Relative, q("1")),
