@@ -223,38 +223,45 @@ fn entries() -> impl Strategy<Value = Vec<(i64, bool, i64)>> {
 /// Appended, tied with or placed before earlier entries, every entry resolves as a replay
 /// of the whole history in ledger order would: a write is refused exactly when some
 /// quantity would go negative, and the quantity at every instant agrees.
-///
-/// One database serves every case; each case writes to an account of its own.
 fn writes_in_any_order_resolve_as_the_history_replayed(backend: Backend) {
+    cases_resolve_as_replayed(backend, 48, entries(), 4, |history| history);
+}
+
+/// Runs `cases` cases drawn from `strategy` on one database, each on an account of its
+/// own: the writes `writes_of` makes of a case, `(day, absolute, quantity)`, each kept or
+/// refused as a replay says, then every figure up to `last_day` as the replay gives it.
+fn cases_resolve_as_replayed<S: Strategy>(
+    backend: Backend,
+    cases: u32,
+    strategy: S,
+    last_day: i64,
+    writes_of: impl Fn(S::Value) -> Vec<(i64, bool, i64)>,
+) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let Some((ledger, _database)) = runtime.block_on(Ledger::open(backend)) else {
         return;
     };
     let cases_run = AtomicUsize::new(0);
     let config = Config {
-        cases: 48,
+        cases,
         source_file: Some(file!()),
         ..Config::default()
     };
-    let outcome = TestRunner::new(config).run(&entries(), |history| {
-        let case = cases_run.fetch_add(1, Ordering::Relaxed);
-        let account = AccountId::parse(format!("case-{case}")).unwrap();
-        runtime.block_on(replays_as_written(&ledger, &account, &history));
+    let outcome = TestRunner::new(config).run(&strategy, |case| {
+        let n = cases_run.fetch_add(1, Ordering::Relaxed);
+        let account = AccountId::parse(format!("case-{n}")).unwrap();
+        runtime.block_on(async {
+            let mut kept = Vec::new();
+            for write in writes_of(case) {
+                write_checked(&ledger, &account, &mut kept, write).await;
+            }
+            agrees_with_replay(&ledger, &account, &kept, last_day).await;
+        });
         Ok(())
     });
     if let Err(failure) = outcome {
         panic!("{failure}");
     }
-}
-
-/// Writes `history` to `account` one entry after another, checking each write, and then
-/// every figure the store reports against a replay of the entries kept.
-async fn replays_as_written(ledger: &Ledger, account: &AccountId, history: &[(i64, bool, i64)]) {
-    let mut kept = Vec::new();
-    for &written in history {
-        write_checked(ledger, account, &mut kept, written).await;
-    }
-    agrees_with_replay(ledger, account, &kept, 4).await;
 }
 
 /// The quantities after each entry of `kept` (`(day, absolute, quantity)` in write order),
@@ -385,37 +392,17 @@ async fn backdated_writes_before_many_entries_keep_every_figure_exact(backend: B
 /// Long histories, mostly appended, some written far back: each write kept or refused as
 /// a replay says, and every figure as the replay gives it.
 fn long_histories_with_backdated_writes_resolve_as_replayed(backend: Backend) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some((ledger, _database)) = runtime.block_on(Ledger::open(backend)) else {
-        return;
-    };
-    let cases_run = AtomicUsize::new(0);
-    let config = Config {
-        cases: 12,
-        source_file: Some(file!()),
-        ..Config::default()
-    };
     let writes = prop::collection::vec((0..40i64, any::<bool>(), 0..=6i64, -2..=3i64), 20..60);
-    let outcome = TestRunner::new(config).run(&writes, |writes| {
-        let case = cases_run.fetch_add(1, Ordering::Relaxed);
-        let account = AccountId::parse(format!("long-{case}")).unwrap();
-        runtime.block_on(async {
-            let mut kept = Vec::new();
-            for (i, (back, absolute, set, add)) in writes.into_iter().enumerate() {
+    cases_resolve_as_replayed(backend, 12, writes, 100, |writes| {
+        (writes.into_iter().enumerate())
+            .map(|(i, (back, absolute, set, add))| {
                 // One write in four goes back up to 40 days; the others go after the rest.
                 let day = if i % 4 == 3 { 40 - back } else { 40 + i as i64 };
-                let write = if absolute && i % 3 == 0 {
-                    (day, true, set)
-                } else {
-                    (day, false, add)
-                };
-                write_checked(&ledger, &account, &mut kept, write).await;
-            }
-            agrees_with_replay(&ledger, &account, &kept, 100).await;
-        });
-        Ok(())
+                match absolute && i % 3 == 0 {
+                    true => (day, true, set),
+                    false => (day, false, add),
+                }
+            })
+            .collect()
     });
-    if let Err(failure) = outcome {
-        panic!("{failure}");
-    }
 }
