@@ -40,6 +40,23 @@ use crate::storage::store::{Heartbeat, KeyValidity, LicenseStore};
 use deadpool_postgres::{ClientWrapper, Pool};
 use tokio_postgres::Row;
 
+/// A key's columns at the instant parameter `$n` binds, read through a subquery that hides
+/// the instant from the planner. Seeing it, PostgreSQL estimates the key's dead instances
+/// from it (none, at the current instant), finds the generic plan costlier, and so plans
+/// the statement anew on every execution: three times slower on a database where one key
+/// has many instances. The plan is the same either way.
+fn key_columns_at(n: usize) -> String {
+    license_key_columns_at(&format!("(SELECT ${n}::bigint)"), Shifts::Postgres)
+}
+
+/// The key with key string `$1` at instant `$2`.
+pub(super) fn key_by_string() -> String {
+    format!(
+        "SELECT {} FROM license_keys WHERE key = $1",
+        key_columns_at(2)
+    )
+}
+
 /// The key with that key string, its row locked until the transaction ends. `BEGIN`
 /// travels with it.
 async fn begin_and_lock_key(tx: &Tx, key: &KeyString) -> Result<Option<LicenseKey>> {
@@ -613,7 +630,7 @@ impl LicenseStore for PgStore {
     ) -> Result<Option<LicenseKey>> {
         let sql = format!(
             "SELECT {} FROM license_keys WHERE business_id = $1 AND id = $2",
-            license_key_columns_at("$3", Shifts::Postgres)
+            key_columns_at(3)
         );
         self.query_opt(&sql, &[&business_id, &id, &Timestamp::now().micros()])
             .await?
@@ -623,15 +640,14 @@ impl LicenseStore for PgStore {
     }
 
     async fn license_key_with_key(&self, key: &KeyString) -> Result<Option<LicenseKey>> {
-        let sql = format!(
-            "SELECT {} FROM license_keys WHERE key = $1",
-            license_key_columns_at("$2", Shifts::Postgres)
-        );
-        self.query_opt(&sql, &[&key.as_str(), &Timestamp::now().micros()])
-            .await?
-            .as_ref()
-            .map(rows::license_key_at)
-            .transpose()
+        self.query_opt(
+            &key_by_string(),
+            &[&key.as_str(), &Timestamp::now().micros()],
+        )
+        .await?
+        .as_ref()
+        .map(rows::license_key_at)
+        .transpose()
     }
 
     async fn list_license_keys(

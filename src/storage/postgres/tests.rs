@@ -9,10 +9,10 @@ use super::connect::{
     KEEPALIVES_IDLE, KEEPALIVES_INTERVAL, TCP_USER_TIMEOUT, notice_silent_servers,
 };
 use super::error::{classify, classify_commit};
-use super::ledger;
 use super::pool::query;
 use super::statistics::{TURN, analyze_grown};
 use super::values::params;
+use super::{ledger, licenses};
 use crate::domain::ids::BusinessId;
 use crate::storage::error::StorageError;
 use crate::storage::store::StorageOptions;
@@ -184,6 +184,60 @@ async fn a_license_listing_reads_the_license_index() {
             "{plan:#?}"
         );
     }
+}
+
+/// The read of a key is planned once per connection, not on every request, even where one
+/// key holds many instances: planned anew, it made the public license file route three
+/// times slower.
+#[tokio::test]
+async fn a_key_read_keeps_its_generic_plan() {
+    let Some(plans) = in_scratch_database(async |url| {
+        let store = open_store(&url).await?;
+        let conn = store.conn().await.map_err(|e| e.to_string())?;
+        let now = crate::domain::time::Timestamp::now().micros();
+        // One key with a heartbeat and 2 000 live instances, 200 keys without, analyzed.
+        conn.batch_execute(&format!(
+            "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
+             INSERT INTO customers VALUES ('c', 'b', 'c@example.com', 'C', NULL, '{{}}', 0);
+             INSERT INTO products (id, business_id, name, metadata, created_at, updated_at)
+                 VALUES ('p', 'b', 'P', '{{}}', 0, 0);
+             INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source,
+                                       created_at, heartbeat_interval)
+                 SELECT 'k' || i, 'b', 'KEY-' || i, 'c', 'p', 'manual', i,
+                        CASE WHEN i = 0 THEN 3600 END
+                 FROM generate_series(0, 200) i;
+             INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at,
+                                                last_heartbeat_at, heartbeat_expires_at)
+                 SELECT 'i' || i, 'b', 'k0', 'm', i, {now}, {now} + 3600000000
+                 FROM generate_series(1, 2000) i;
+             ANALYZE;"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        let sql = licenses::key_by_string();
+        for i in 0..12 {
+            let key = format!("KEY-{}", i % 2);
+            query(&conn, &sql, &[&key, &now])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let plans = query(
+            &conn,
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            &[&sql],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let row = plans.first().ok_or("the statement is not prepared")?;
+        Ok((row.get::<_, i64>(0), row.get::<_, i64>(1)))
+    })
+    .await
+    else {
+        return;
+    };
+    let (generic, custom) = plans.unwrap();
+    // PostgreSQL plans the first five executions for their values, then compares.
+    assert_eq!((generic, custom), (7, 5));
 }
 
 /// A young table that grows is analyzed by the server, without an operator; a process
