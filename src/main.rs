@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+// Every request allocates a few dozen small buffers; glibc's allocator spent about a tenth
+// of the server's CPU on them (measured in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let (filter, refused) = match EnvFilter::try_from_env("LICENSED_LOG") {
