@@ -50,6 +50,7 @@ delivery_tests!(
     a_message_is_sent_again_on_request,
     an_endpoint_answering_410_is_disabled,
     a_refused_change_announces_nothing,
+    a_change_is_announced_only_while_an_endpoint_is_enabled,
     concurrent_activations_announce_each_instance_once,
     messages_are_delivered_in_commit_order_with_custom_headers,
     the_rate_limit_spaces_deliveries,
@@ -431,6 +432,38 @@ async fn a_refused_change_announces_nothing(server: TestServer) {
 
 /// Activations racing for one key's last seats: each instance made is announced once,
 /// and a refused activation announces nothing.
+/// Changes to a key made while the business's only endpoint is disabled are recorded for
+/// no one; the same changes once it is enabled reach it.
+async fn a_change_is_announced_only_while_an_endpoint_is_enabled(server: TestServer) {
+    let receiver = Receiver::ok().await;
+    let (id, _) = subscribe(&server, &receiver.url, json!({"disabled": true})).await;
+    let (key_id, key) = issue_key(&server, json!({})).await;
+    let change_the_key = async || {
+        let path = format!("/license_keys/{key_id}");
+        let limit = json!({"activations_limit": 5});
+        server.patch(&path, limit).await.expect(200);
+        let body = json!({"license_key": key, "name": "laptop"});
+        let activated = licenses(&server, "activate", body).await;
+        let instance = activated.expect(201).json["id"].clone();
+        let body = json!({"license_key": key, "license_key_instance_id": instance});
+        licenses(&server, "deactivate", body).await.expect(200);
+    };
+    change_the_key().await;
+    assert_eq!(messages(&server, &id, "").await, Vec::<Value>::new());
+
+    let enable = json!({"disabled": false});
+    (server.patch(&format!("/webhooks/{id}"), enable).await).expect(200);
+    change_the_key().await;
+    assert_eq!(
+        types(&receiver.wait_for(3, WAIT).await),
+        [
+            "license_key.updated",
+            "license_key_instance.created",
+            "license_key_instance.deleted",
+        ]
+    );
+}
+
 async fn concurrent_activations_announce_each_instance_once(server: TestServer) {
     let receiver = Receiver::ok().await;
     let (id, _) = subscribe(

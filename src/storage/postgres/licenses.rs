@@ -5,6 +5,7 @@
 //! are made together in the next transaction (see `batches`).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
@@ -12,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use super::PgStore;
 use super::batches::Batches;
 use super::ledger::{GOVERNING, LOCK_PAIR};
-use super::outbox::{RECORD, Recorded};
+use super::outbox::{RECORD, Recorded, subscribed};
 use super::pool::execute;
 use super::pool::{query, query_one};
 use super::tx::Tx;
@@ -57,14 +58,38 @@ pub(super) fn key_by_string() -> String {
     )
 }
 
-/// The key with that key string, its row locked until the transaction ends. `BEGIN`
-/// travels with it.
-async fn begin_and_lock_key(tx: &Tx, key: &KeyString) -> Result<Option<LicenseKey>> {
-    let sql = format!("SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE key = $1 FOR UPDATE");
+/// A key's columns, then whether its business has an enabled endpoint, read with the
+/// key's lock: a write records its events only then, as the ledger's writes do, so that a
+/// business without endpoints does not pay for the outbox's statement.
+static LOCKED_KEY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{LICENSE_KEY_COLUMNS}, {}",
+        subscribed!("license_keys.business_id")
+    )
+});
+
+/// A key read by [`LOCKED_KEY_COLUMNS`], and whether its business has an endpoint.
+fn locked_key(row: &Row) -> Result<(LicenseKey, bool)> {
+    Ok((rows::license_key(row)?, row.flag(16)?))
+}
+
+/// The events a write records: none in a business that had no enabled endpoint when the
+/// write took its lock.
+fn to_record(events: Vec<Event>, subscribed: bool) -> Vec<Event> {
+    if subscribed { events } else { Vec::new() }
+}
+
+/// The key with that key string, its row locked until the transaction ends, and whether
+/// its business has an endpoint. `BEGIN` travels with it.
+async fn begin_and_lock_key(tx: &Tx, key: &KeyString) -> Result<Option<(LicenseKey, bool)>> {
+    let sql = format!(
+        "SELECT {} FROM license_keys WHERE key = $1 FOR UPDATE",
+        *LOCKED_KEY_COLUMNS
+    );
     tx.begin_with(&sql, &[&key.as_str()])
         .await?
         .first()
-        .map(rows::license_key)
+        .map(locked_key)
         .transpose()
 }
 
@@ -247,7 +272,7 @@ async fn activate_together(
     type Answers = Vec<Result<Instance>>;
     let mut tx = Tx::open_on(pool).await?;
     let outcome: Result<(Answers, Option<Details>)> = async {
-        let mut license = begin_and_lock_key(&tx, key)
+        let (mut license, subscribed) = begin_and_lock_key(&tx, key)
             .await?
             .ok_or(StorageError::KeyNotFound)?;
         let now = Timestamp::now();
@@ -341,7 +366,7 @@ async fn activate_together(
                     &beaten.beats,
                     &beaten.expiries,
                 ],
-                events,
+                to_record(events, subscribed),
             )
             .await?;
         let details = rows
@@ -680,9 +705,12 @@ impl LicenseStore for PgStore {
     ) -> Result<Option<LicenseKey>> {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
-            let sql = key_by_id("FOR UPDATE");
+            let sql = format!(
+                "SELECT {} FROM license_keys WHERE business_id = $1 AND id = $2 FOR UPDATE",
+                *LOCKED_KEY_COLUMNS
+            );
             let rows = tx.begin_with(&sql, &[&business_id, &id]).await?;
-            let Some(mut key) = rows.first().map(rows::license_key).transpose()? else {
+            let Some((mut key, subscribed)) = rows.first().map(locked_key).transpose()? else {
                 return Ok(None);
             };
             let now = Timestamp::now();
@@ -714,7 +742,7 @@ impl LicenseStore for PgStore {
                 brand_id,
                 now,
             ));
-            save_key_state(&mut tx, &key, events).await?;
+            save_key_state(&mut tx, &key, to_record(events, subscribed)).await?;
             Ok(Some(key))
         }
         .await;
@@ -815,7 +843,7 @@ impl LicenseStore for PgStore {
     async fn deactivate(&self, key: &KeyString, instance_id: &InstanceId) -> Result<()> {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
-            let mut license = begin_and_lock_key(&tx, key)
+            let (mut license, subscribed) = begin_and_lock_key(&tx, key)
                 .await?
                 .ok_or(StorageError::KeyNotFound)?;
             let now = Timestamp::now();
@@ -838,7 +866,7 @@ impl LicenseStore for PgStore {
             }
             events.extend(departures(&removed, Departure::Deactivated, now)?);
             license.deactivate();
-            save_key_state(&mut tx, &license, events).await
+            save_key_state(&mut tx, &license, to_record(events, subscribed)).await
         }
         .await;
         tx.finish(outcome).await
@@ -1007,11 +1035,4 @@ impl LicenseStore for PgStore {
 /// `lock` is empty or `FOR UPDATE`.
 fn product_by_id(lock: &str) -> String {
     format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = $1 AND id = $2 {lock}")
-}
-
-/// `lock` is empty or `FOR UPDATE`.
-fn key_by_id(lock: &str) -> String {
-    format!(
-        "SELECT {LICENSE_KEY_COLUMNS} FROM license_keys WHERE business_id = $1 AND id = $2 {lock}"
-    )
 }
