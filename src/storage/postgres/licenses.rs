@@ -68,7 +68,8 @@ static LOCKED_KEY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A key read by [`LOCKED_KEY_COLUMNS`], and whether its business has an endpoint.
+/// A key read by [`LOCKED_KEY_COLUMNS`] (its 16 columns, then the flag), and whether its
+/// business has an endpoint.
 fn locked_key(row: &Row) -> Result<(LicenseKey, bool)> {
     Ok((rows::license_key(row)?, row.flag(16)?))
 }
