@@ -85,6 +85,26 @@ impl Recorded {
     }
 }
 
+/// The renewal of endpoint `$1`'s lease by owner `$2` until `$4`, and its first `$5`
+/// messages due at `$3`, in one statement: no messages without the lease. They are read
+/// from the pending index, in its order (`seq + 0`; see migration 0015).
+pub(super) fn due_messages() -> String {
+    format!(
+        "WITH held AS (
+             UPDATE webhook_endpoints SET lease_until = $4
+             WHERE id = $1 AND lease_owner = $2 AND NOT disabled
+             RETURNING id AS endpoint
+         )
+         SELECT {MESSAGE_COLUMNS} FROM held
+         LEFT JOIN LATERAL (
+             SELECT * FROM webhook_messages
+             WHERE endpoint_id = held.endpoint AND status = 'pending' AND next_attempt_at <= $3
+             ORDER BY seq + 0 LIMIT $5
+         ) m ON TRUE
+         ORDER BY m.seq"
+    )
+}
+
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn lease_endpoints(
@@ -120,21 +140,7 @@ impl OutboxStore for PgStore {
         until: Timestamp,
         limit: u32,
     ) -> Result<Option<Vec<Message>>> {
-        // The renewal and the read in one statement: no messages without the lease.
-        let sql = format!(
-            "WITH held AS (
-                 UPDATE webhook_endpoints SET lease_until = $4
-                 WHERE id = $1 AND lease_owner = $2 AND NOT disabled
-                 RETURNING id AS endpoint
-             )
-             SELECT {MESSAGE_COLUMNS} FROM held
-             LEFT JOIN LATERAL (
-                 SELECT * FROM webhook_messages
-                 WHERE endpoint_id = held.endpoint AND status = 'pending' AND next_attempt_at <= $3
-                 ORDER BY seq LIMIT $5
-             ) m ON TRUE
-             ORDER BY m.seq"
-        );
+        let sql = due_messages();
         let params: &Params = &[
             &endpoint,
             &owner,
