@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use deadpool_postgres::ClientWrapper;
+
 use super::PgStore;
 use super::connect::{
     KEEPALIVES_IDLE, KEEPALIVES_INTERVAL, TCP_USER_TIMEOUT, notice_silent_servers,
@@ -60,6 +62,21 @@ async fn open_store(url: &str) -> Result<PgStore, String> {
         max_connections: 2,
     };
     PgStore::open(&options).await.map_err(|e| e.to_string())
+}
+
+/// Runs `work` on a connection to a migrated scratch database that `seed` (SQL) has
+/// filled; `None`, the test skipped, when no PostgreSQL answers.
+async fn in_seeded_database<T>(
+    seed: &str,
+    work: impl AsyncFnOnce(&ClientWrapper) -> Result<T, String>,
+) -> Option<Result<T, String>> {
+    in_scratch_database(async |url| {
+        let store = open_store(&url).await?;
+        let conn = store.conn().await.map_err(|e| e.to_string())?;
+        conn.batch_execute(seed).await.map_err(|e| e.to_string())?;
+        work(&conn).await
+    })
+    .await
 }
 
 fn configured(url: &str) -> tokio_postgres::Config {
@@ -138,19 +155,13 @@ async fn a_license_listing_reads_the_license_index() {
     use crate::domain::ids::LicenseId;
     use crate::storage::listing::{EntrySort, ListEntries};
 
-    let Some(plans) = in_scratch_database(async |url| {
-        let store = open_store(&url).await?;
-        let conn = store.conn().await.map_err(|e| e.to_string())?;
-        // 100 licenses of 20 entries each, analyzed: one license is 1% of the entries.
-        conn.batch_execute(
-            "INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from,
-                                         update_type, given, absolute, created_at)
-             SELECT 'b', 'a' || i % 7, 'l' || i % 100, i, 'ABSOLUTE', 1, 1, i
-             FROM generate_series(1, 2000) i;
-             ANALYZE ledger_entries;",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    // 100 licenses of 20 entries each, analyzed: one license is 1% of the entries.
+    let seed = "INSERT INTO ledger_entries (business_id, account_id, license_id, effective_from,
+                                            update_type, given, absolute, created_at)
+                SELECT 'b', 'a' || i % 7, 'l' || i % 100, i, 'ABSOLUTE', 1, 1, i
+                FROM generate_series(1, 2000) i;
+                ANALYZE ledger_entries;";
+    let Some(plans) = in_seeded_database(seed, async |conn| {
         let license = LicenseId::parse("l7").map_err(|e| e.to_string())?;
         let mut plans = Vec::new();
         for sort in [EntrySort::CreatedAt, EntrySort::EffectiveFrom] {
@@ -165,7 +176,7 @@ async fn a_license_listing_reads_the_license_index() {
             };
             let business = BusinessId::from("b");
             let (sql, bound) = ledger::listing(&business, &by_license);
-            let plan = query(&conn, &format!("EXPLAIN {sql}"), &params(&bound))
+            let plan = query(conn, &format!("EXPLAIN {sql}"), &params(&bound))
                 .await
                 .map_err(|e| e.to_string())?;
             plans.push(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>());
@@ -191,38 +202,34 @@ async fn a_license_listing_reads_the_license_index() {
 /// times slower.
 #[tokio::test]
 async fn a_key_read_keeps_its_generic_plan() {
-    let Some(plans) = in_scratch_database(async |url| {
-        let store = open_store(&url).await?;
-        let conn = store.conn().await.map_err(|e| e.to_string())?;
-        let now = crate::domain::time::Timestamp::now().micros();
-        // One key with a heartbeat and 2 000 live instances, 200 keys without, analyzed.
-        conn.batch_execute(&format!(
-            "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
-             INSERT INTO customers VALUES ('c', 'b', 'c@example.com', 'C', NULL, '{{}}', 0);
-             INSERT INTO products (id, business_id, name, metadata, created_at, updated_at)
-                 VALUES ('p', 'b', 'P', '{{}}', 0, 0);
-             INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source,
-                                       created_at, heartbeat_interval)
-                 SELECT 'k' || i, 'b', 'KEY-' || i, 'c', 'p', 'manual', i,
-                        CASE WHEN i = 0 THEN 3600 END
-                 FROM generate_series(0, 200) i;
-             INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at,
-                                                last_heartbeat_at, heartbeat_expires_at)
-                 SELECT 'i' || i, 'b', 'k0', 'm', i, {now}, {now} + 3600000000
-                 FROM generate_series(1, 2000) i;
-             ANALYZE;"
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    let now = crate::domain::time::Timestamp::now().micros();
+    // One key with a heartbeat and 2 000 live instances, 200 keys without, analyzed.
+    let seed = format!(
+        "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
+         INSERT INTO customers VALUES ('c', 'b', 'c@example.com', 'C', NULL, '{{}}', 0);
+         INSERT INTO products (id, business_id, name, metadata, created_at, updated_at)
+             VALUES ('p', 'b', 'P', '{{}}', 0, 0);
+         INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source,
+                                   created_at, heartbeat_interval)
+             SELECT 'k' || i, 'b', 'KEY-' || i, 'c', 'p', 'manual', i,
+                    CASE WHEN i = 0 THEN 3600 END
+             FROM generate_series(0, 200) i;
+         INSERT INTO license_key_instances (id, business_id, license_key_id, name, created_at,
+                                            last_heartbeat_at, heartbeat_expires_at)
+             SELECT 'i' || i, 'b', 'k0', 'm', i, {now}, {now} + 3600000000
+             FROM generate_series(1, 2000) i;
+         ANALYZE;"
+    );
+    let Some(plans) = in_seeded_database(&seed, async |conn| {
         let sql = licenses::key_by_string();
         for i in 0..12 {
             let key = format!("KEY-{}", i % 2);
-            query(&conn, &sql, &[&key, &now])
+            query(conn, &sql, &[&key, &now])
                 .await
                 .map_err(|e| e.to_string())?;
         }
         let plans = query(
-            &conn,
+            conn,
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
             &[&sql],
         )
@@ -246,12 +253,8 @@ async fn a_key_read_keeps_its_generic_plan() {
 /// every delivered message for each batch.
 #[tokio::test]
 async fn due_messages_are_read_from_the_pending_index() {
-    let Some(plan) = in_scratch_database(async |url| {
-        let store = open_store(&url).await?;
-        let conn = store.conn().await.map_err(|e| e.to_string())?;
-        // 5 000 delivered messages, then 5 000 pending ones, analyzed.
-        conn.batch_execute(
-            "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
+    // 5 000 delivered messages, then 5 000 pending ones, analyzed.
+    let seed = "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
              INSERT INTO webhook_endpoints (id, business_id, url, description, disabled,
                  filter_types, headers, metadata, secret, idempotency_digest, created_at,
                  updated_at, lease_owner)
@@ -263,13 +266,11 @@ async fn due_messages_are_read_from_the_pending_index() {
                         CASE WHEN i <= 5000 THEN 'delivered' ELSE 'pending' END, 0,
                         CASE WHEN i <= 5000 THEN NULL ELSE i END, '[]'
                  FROM generate_series(1, 10000) i;
-             ANALYZE webhook_messages;",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+             ANALYZE webhook_messages;";
+    let Some(plan) = in_seeded_database(seed, async |conn| {
         let sql = format!("EXPLAIN {}", outbox::due_messages());
         let bound: &Params = &[&"wh", &"me", &20_000_i64, &30_000_i64, &100_i64];
-        let plan = query(&conn, &sql, bound).await.map_err(|e| e.to_string())?;
+        let plan = query(conn, &sql, bound).await.map_err(|e| e.to_string())?;
         Ok(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>())
     })
     .await
