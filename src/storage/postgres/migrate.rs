@@ -10,9 +10,9 @@ use crate::storage::error::OpenError;
 /// needed to migrate it). Versions 4 and 5 came before that rule and differ: here, 4
 /// dropped the ledger's foreign key to its business and 5 added the license listing
 /// index; SQLite's 4 to 6 changed only its own indexes and its 7 is the license listing
-/// index. So this side skips 6 and 7, and from 8 to 14 both take the same steps; 15 is this
-/// side's alone (the pending messages' index, see its file). An applied
-/// migration is never edited or renumbered: databases record its version.
+/// index. So this side skips 6 and 7, and from 8 to 14 both take the same steps; 15 is
+/// this side's alone (the pending messages' index, see its file). An applied migration is
+/// never edited or renumbered: databases record its version.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_license_keys.sql")),
