@@ -16,25 +16,10 @@ use licensed::domain::time::Timestamp;
 use licensed::domain::webhooks::{Endpoint, EndpointPatch, WebhookSecret, WebhookUrl};
 use licensed::storage::Store;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_forgets_old_settled_messages_and_keeps_pending_ones() {
-    forgets_old_settled_messages_and_keeps_pending_ones(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_forgets_old_settled_messages_and_keeps_pending_ones() {
-    forgets_old_settled_messages_and_keeps_pending_ones(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_records_a_write_for_the_endpoints_enabled_when_it_is_written() {
-    records_a_write_for_the_endpoints_enabled_when_it_is_written(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_records_a_write_for_the_endpoints_enabled_when_it_is_written() {
-    records_a_write_for_the_endpoints_enabled_when_it_is_written(Backend::Postgres).await;
-}
+backend_store_tests!(
+    forgets_old_settled_messages_and_keeps_pending_ones,
+    records_a_write_for_the_endpoints_enabled_when_it_is_written,
+);
 
 /// A store on a new database of `backend`, with one business; `None` when the backend is
 /// not there (the test is then skipped).

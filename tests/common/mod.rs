@@ -480,6 +480,30 @@ impl Reply {
     }
 }
 
+/// Runs each named `async fn(Backend)` once with SQLite and once with PostgreSQL; the
+/// function skips a backend that is not there.
+#[macro_export]
+macro_rules! backend_store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Runs each named `async fn(TestServer)` once on SQLite and once on PostgreSQL.
 #[macro_export]
 macro_rules! backend_tests {
