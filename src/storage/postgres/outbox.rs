@@ -85,6 +85,16 @@ impl Recorded {
     }
 }
 
+/// When the oldest message still to deliver to an enabled endpoint was made: the first
+/// entry of the undelivered index that belongs to one. Written as `min(created_at)` over
+/// the join, it was planned as a scan of every message kept once the statistics saw most
+/// of them pending (86 ms behind 200 000 messages, 1 ms this way); the metric reads it on
+/// every scrape.
+pub(super) const OLDEST_UNDELIVERED: &str = "SELECT m.created_at FROM webhook_messages m
+    WHERE m.status = 'pending' AND EXISTS (
+        SELECT 1 FROM webhook_endpoints e WHERE e.id = m.endpoint_id AND NOT e.disabled)
+    ORDER BY m.created_at LIMIT 1";
+
 /// The renewal of endpoint `$1`'s lease by owner `$2` until `$4`, and its first `$5`
 /// messages due at `$3`, in one statement: no messages without the lease. They are read
 /// from the pending index, in its order (`seq + 0`; see migration 0015).
@@ -265,16 +275,8 @@ impl OutboxStore for PgStore {
     }
 
     async fn oldest_undelivered(&self) -> Result<Option<Timestamp>> {
-        let row = self
-            .query_opt(
-                "SELECT min(m.created_at) FROM webhook_messages m
-                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
-                 WHERE m.status = 'pending' AND NOT e.disabled",
-                &[],
-            )
-            .await?;
-        match row {
-            Some(row) => row.int_or_null(0)?.map(rows::timestamp).transpose(),
+        match self.query_opt(OLDEST_UNDELIVERED, &[]).await? {
+            Some(row) => rows::timestamp(row.int(0)?).map(Some),
             None => Ok(None),
         }
     }

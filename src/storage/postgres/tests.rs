@@ -285,6 +285,53 @@ async fn due_messages_are_read_from_the_pending_index() {
     );
 }
 
+/// The outbox lag metric reads the first undelivered message from its index, even when the
+/// statistics still see most messages pending, as after a backlog delivered since.
+#[tokio::test]
+async fn the_oldest_undelivered_message_is_read_from_its_index() {
+    // 20 000 messages analyzed while all pending, then all but the last 500 delivered.
+    let seed = "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
+             INSERT INTO webhook_endpoints (id, business_id, url, description, disabled,
+                 filter_types, headers, metadata, secret, idempotency_digest, created_at,
+                 updated_at)
+                 VALUES ('wh', 'b', 'http://127.0.0.1:9/', '', FALSE, '[]', '{}', '{}', '',
+                         '', 0, 0);
+             ALTER TABLE webhook_messages SET (autovacuum_enabled = false);
+             INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at,
+                                           status, tries, next_attempt_at, attempts)
+                 SELECT 'msg_' || i, 'wh', 'license_update.created', '{}', i, 'pending', 0,
+                        i, '[]'
+                 FROM generate_series(1, 20000) i;
+             ANALYZE webhook_messages;
+             UPDATE webhook_messages SET status = 'delivered', next_attempt_at = NULL
+                 WHERE created_at <= 19500;";
+    let Some(found) = in_seeded_database(seed, async |conn| {
+        let sql = format!("EXPLAIN {}", outbox::OLDEST_UNDELIVERED);
+        let plan = query(conn, &sql, &[]).await.map_err(|e| e.to_string())?;
+        let oldest = query(conn, outbox::OLDEST_UNDELIVERED, &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        let plan = plan.iter().map(|row| row.get(0)).collect::<Vec<String>>();
+        Ok((plan, oldest.first().map(|row| row.get::<_, i64>(0))))
+    })
+    .await
+    else {
+        return;
+    };
+    let (plan, oldest) = found.unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("using webhook_messages_undelivered")),
+        "{plan:#?}"
+    );
+    assert!(
+        !plan
+            .iter()
+            .any(|step| step.contains("Seq Scan on webhook_messages"))
+    );
+    assert_eq!(oldest, Some(19501));
+}
+
 /// A young table that grows is analyzed by the server, without an operator; a process
 /// finding another at it, or the table locked, passes without waiting.
 #[tokio::test]

@@ -277,12 +277,16 @@ impl OutboxStore for SqliteStore {
 
     async fn oldest_undelivered(&self) -> Result<Option<Timestamp>> {
         let oldest: Option<i64> = self.read(|conn| {
+            // In the undelivered index's order, stopping at the first one found: not every
+            // pending message read, as `min(created_at)` over the join would.
             conn.prepare_cached(
-                "SELECT min(m.created_at) FROM webhook_messages m
-                 JOIN webhook_endpoints e ON e.id = m.endpoint_id
-                 WHERE m.status = 'pending' AND NOT e.disabled",
+                "SELECT m.created_at FROM webhook_messages m
+                 WHERE m.status = 'pending' AND EXISTS (
+                     SELECT 1 FROM webhook_endpoints e
+                     WHERE e.id = m.endpoint_id AND NOT e.disabled)
+                 ORDER BY m.created_at LIMIT 1",
             )
-            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
             .map_err(internal)
         })?;
         oldest.map(rows::timestamp).transpose()
