@@ -75,7 +75,7 @@ impl SqliteStore {
         commit_to_wal(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;
         // Checkpoints run on a thread of their own (below), not inside the writer's commits;
         // a larger cache keeps the indexes the writer touches in memory. Savepoint journals
-        // past 1 MiB (.cargo/config.toml) go to temporary files: kept in memory whatever
+        // past 120 KiB (.cargo/config.toml) go to temporary files: kept in memory whatever
         // their size (`temp_store = MEMORY`), the journals of large writes raised the
         // server's peak RSS from 36 to 78-159 MiB in the benchmark.
         writer_conn

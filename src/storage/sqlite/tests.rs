@@ -317,6 +317,32 @@ async fn scratch_store_waiting(timeout: Duration) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(&options.url, &options).await.unwrap())
 }
 
+/// A write that changes more pages than its savepoint's journal keeps in memory (see
+/// .cargo/config.toml) has the journal written to a file, and succeeds: deleting an
+/// endpoint with a week of messages is such a write.
+#[tokio::test]
+async fn a_write_that_changes_many_pages_succeeds() {
+    let store = scratch_store_waiting(Duration::from_secs(30)).await;
+    let run =
+        |sql: &'static str| store.write(move |conn| conn.execute_batch(sql).map_err(internal));
+    run("CREATE TABLE big (x BLOB);
+         WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO big SELECT zeroblob(3000) FROM n")
+    .await
+    .unwrap();
+    // About 6 MB of pages that existed before the write, all journaled.
+    run("UPDATE big SET x = zeroblob(3001)").await.unwrap();
+    let changed: i64 = store
+        .read(|conn| {
+            conn.query_row("SELECT count(*) FROM big WHERE length(x) = 3001", [], |r| {
+                r.get(0)
+            })
+            .map_err(internal)
+        })
+        .unwrap();
+    assert_eq!(changed, 2000);
+}
+
 /// A write whose wait runs out before the writer reaches it is never run, and says
 /// so; one the writer has begun may still commit, and says that instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
