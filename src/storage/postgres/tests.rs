@@ -79,6 +79,31 @@ async fn in_seeded_database<T>(
     .await
 }
 
+/// The plan PostgreSQL makes for `sql` with `params`, one step per line.
+async fn plan_of(
+    conn: &ClientWrapper,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<String>, String> {
+    let plan = query(conn, &format!("EXPLAIN {sql}"), params)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(plan.iter().map(|row| row.get(0)).collect())
+}
+
+/// Fails, showing the plan, unless one of its steps names `what` (an index, say).
+fn assert_plan_names(plan: &[String], what: &str) {
+    assert!(plan.iter().any(|step| step.contains(what)), "{plan:#?}");
+}
+
+/// A business `b` with one enabled endpoint `wh`, leased by `me`: the outbox's plan tests
+/// seed their messages for it.
+const ONE_ENDPOINT: &str = "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
+    INSERT INTO webhook_endpoints (id, business_id, url, description, disabled, filter_types,
+        headers, metadata, secret, idempotency_digest, created_at, updated_at, lease_owner)
+        VALUES ('wh', 'b', 'http://127.0.0.1:9/', '', FALSE, '[]', '{}', '{}', '', '', 0, 0,
+                'me');";
+
 fn configured(url: &str) -> tokio_postgres::Config {
     let mut config = url.parse().unwrap();
     notice_silent_servers(&mut config);
@@ -176,10 +201,7 @@ async fn a_license_listing_reads_the_license_index() {
             };
             let business = BusinessId::from("b");
             let (sql, bound) = ledger::listing(&business, &by_license);
-            let plan = query(conn, &format!("EXPLAIN {sql}"), &params(&bound))
-                .await
-                .map_err(|e| e.to_string())?;
-            plans.push(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>());
+            plans.push(plan_of(conn, &sql, &params(&bound)).await?);
         }
         Ok(plans)
     })
@@ -189,11 +211,7 @@ async fn a_license_listing_reads_the_license_index() {
     };
     let plans = plans.unwrap();
     for plan in plans {
-        assert!(
-            plan.iter()
-                .any(|step| step.contains("ledger_entries_by_license")),
-            "{plan:#?}"
-        );
+        assert_plan_names(&plan, "ledger_entries_by_license");
     }
 }
 
@@ -254,35 +272,26 @@ async fn a_key_read_keeps_its_generic_plan() {
 #[tokio::test]
 async fn due_messages_are_read_from_the_pending_index() {
     // 5 000 delivered messages, then 5 000 pending ones, analyzed.
-    let seed = "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
-             INSERT INTO webhook_endpoints (id, business_id, url, description, disabled,
-                 filter_types, headers, metadata, secret, idempotency_digest, created_at,
-                 updated_at, lease_owner)
-                 VALUES ('wh', 'b', 'http://127.0.0.1:9/', '', FALSE, '[]', '{}', '{}', '',
-                         '', 0, 0, 'me');
+    let seed = format!(
+        "{ONE_ENDPOINT}
              INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at,
                                            status, tries, next_attempt_at, attempts)
-                 SELECT 'msg_' || i, 'wh', 'license_update.created', '{}', i,
+                 SELECT 'msg_' || i, 'wh', 'license_update.created', '{{}}', i,
                         CASE WHEN i <= 5000 THEN 'delivered' ELSE 'pending' END, 0,
                         CASE WHEN i <= 5000 THEN NULL ELSE i END, '[]'
                  FROM generate_series(1, 10000) i;
-             ANALYZE webhook_messages;";
-    let Some(plan) = in_seeded_database(seed, async |conn| {
-        let sql = format!("EXPLAIN {}", outbox::due_messages());
+             ANALYZE webhook_messages;"
+    );
+    let Some(plan) = in_seeded_database(&seed, async |conn| {
         let bound: &Params = &[&"wh", &"me", &20_000_i64, &30_000_i64, &100_i64];
-        let plan = query(conn, &sql, bound).await.map_err(|e| e.to_string())?;
-        Ok(plan.iter().map(|row| row.get(0)).collect::<Vec<String>>())
+        plan_of(conn, &outbox::due_messages(), bound).await
     })
     .await
     else {
         return;
     };
     let plan = plan.unwrap();
-    assert!(
-        plan.iter()
-            .any(|step| step.contains("using webhook_messages_pending")),
-        "{plan:#?}"
-    );
+    assert_plan_names(&plan, "using webhook_messages_pending");
 }
 
 /// The outbox lag metric reads the first undelivered message from its index, even when the
@@ -290,28 +299,23 @@ async fn due_messages_are_read_from_the_pending_index() {
 #[tokio::test]
 async fn the_oldest_undelivered_message_is_read_from_its_index() {
     // 20 000 messages analyzed while all pending, then all but the last 500 delivered.
-    let seed = "INSERT INTO businesses VALUES ('b', 'b', 'brand', 0);
-             INSERT INTO webhook_endpoints (id, business_id, url, description, disabled,
-                 filter_types, headers, metadata, secret, idempotency_digest, created_at,
-                 updated_at)
-                 VALUES ('wh', 'b', 'http://127.0.0.1:9/', '', FALSE, '[]', '{}', '{}', '',
-                         '', 0, 0);
+    let seed = format!(
+        "{ONE_ENDPOINT}
              ALTER TABLE webhook_messages SET (autovacuum_enabled = false);
              INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at,
                                            status, tries, next_attempt_at, attempts)
-                 SELECT 'msg_' || i, 'wh', 'license_update.created', '{}', i, 'pending', 0,
+                 SELECT 'msg_' || i, 'wh', 'license_update.created', '{{}}', i, 'pending', 0,
                         i, '[]'
                  FROM generate_series(1, 20000) i;
              ANALYZE webhook_messages;
              UPDATE webhook_messages SET status = 'delivered', next_attempt_at = NULL
-                 WHERE created_at <= 19500;";
-    let Some(found) = in_seeded_database(seed, async |conn| {
-        let sql = format!("EXPLAIN {}", outbox::OLDEST_UNDELIVERED);
-        let plan = query(conn, &sql, &[]).await.map_err(|e| e.to_string())?;
+                 WHERE created_at <= 19500;"
+    );
+    let Some(found) = in_seeded_database(&seed, async |conn| {
+        let plan = plan_of(conn, outbox::OLDEST_UNDELIVERED, &[]).await?;
         let oldest = query(conn, outbox::OLDEST_UNDELIVERED, &[])
             .await
             .map_err(|e| e.to_string())?;
-        let plan = plan.iter().map(|row| row.get(0)).collect::<Vec<String>>();
         Ok((plan, oldest.first().map(|row| row.get::<_, i64>(0))))
     })
     .await
@@ -319,11 +323,7 @@ async fn the_oldest_undelivered_message_is_read_from_its_index() {
         return;
     };
     let (plan, oldest) = found.unwrap();
-    assert!(
-        plan.iter()
-            .any(|step| step.contains("using webhook_messages_undelivered")),
-        "{plan:#?}"
-    );
+    assert_plan_names(&plan, "using webhook_messages_undelivered");
     assert!(
         !plan
             .iter()
