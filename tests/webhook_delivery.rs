@@ -430,15 +430,14 @@ async fn a_refused_change_announces_nothing(server: TestServer) {
     assert_eq!(messages(&server, &id, "").await.len(), 3);
 }
 
-/// Activations racing for one key's last seats: each instance made is announced once,
-/// and a refused activation announces nothing.
-/// Changes to a key made while the business's only endpoint is disabled are recorded for
-/// no one; the same changes once it is enabled reach it.
+/// A key issued and changed, and an instance dead of a missed heartbeat, while the
+/// business's only endpoint is disabled are recorded for no one; the same once it is
+/// enabled reach it.
 async fn a_change_is_announced_only_while_an_endpoint_is_enabled(server: TestServer) {
     let receiver = Receiver::ok().await;
     let (id, _) = subscribe(&server, &receiver.url, json!({"disabled": true})).await;
-    let (key_id, key) = issue_key(&server, json!({})).await;
-    let change_the_key = async || {
+    let issue_and_change_a_key = async || {
+        let (key_id, key) = issue_key(&server, json!({"heartbeat_interval": 1})).await;
         let path = format!("/license_keys/{key_id}");
         let limit = json!({"activations_limit": 5});
         server.patch(&path, limit).await.expect(200);
@@ -447,23 +446,32 @@ async fn a_change_is_announced_only_while_an_endpoint_is_enabled(server: TestSer
         let instance = activated.expect(201).json["id"].clone();
         let body = json!({"license_key": key, "license_key_instance_id": instance});
         licenses(&server, "deactivate", body).await.expect(200);
+        // Never beats: dead within its second, and swept a quarter of a second later.
+        let body = json!({"license_key": key, "name": "tablet"});
+        licenses(&server, "activate", body).await.expect(201);
     };
-    change_the_key().await;
+    issue_and_change_a_key().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(messages(&server, &id, "").await, Vec::<Value>::new());
 
     let enable = json!({"disabled": false});
     (server.patch(&format!("/webhooks/{id}"), enable).await).expect(200);
-    change_the_key().await;
+    issue_and_change_a_key().await;
     assert_eq!(
-        types(&receiver.wait_for(3, WAIT).await),
+        types(&receiver.wait_for(6, WAIT).await),
         [
+            "license_key.created",
             "license_key.updated",
+            "license_key_instance.created",
+            "license_key_instance.deleted",
             "license_key_instance.created",
             "license_key_instance.deleted",
         ]
     );
 }
 
+/// Activations racing for one key's last seats: each instance made is announced once,
+/// and a refused activation announces nothing.
 async fn concurrent_activations_announce_each_instance_once(server: TestServer) {
     let receiver = Receiver::ok().await;
     let (id, _) = subscribe(

@@ -609,11 +609,14 @@ impl LicenseStore for PgStore {
         let outcome = async {
             let inserted = tx
                 .begin_with(
+                concat!(
                 "INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source, activations_limit,
                      instances_count, disabled, expires_at, payment_id, subscription_id, created_at,
                      heartbeat_interval, seats_account_id, seats_license_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                 ON CONFLICT (key) DO NOTHING RETURNING 1",
+                 ON CONFLICT (key) DO NOTHING RETURNING ",
+                    subscribed!("$2")
+                ),
                 &[
                     &k.id,
                     &k.business_id,
@@ -634,15 +637,19 @@ impl LicenseStore for PgStore {
                 ],
             )
             .await?;
-            if inserted.is_empty() {
+            let Some(row) = inserted.first() else {
                 return Err(StorageError::Duplicate(
                     "this license key already exists".into(),
                 ));
+            };
+            // As for every key write, the event is rendered and recorded only in a
+            // business with an endpoint; otherwise `finish` commits.
+            if row.flag(0)? {
+                let created =
+                    Event::license_key(EventType::LicenseKeyCreated, k, brand_id, k.created_at);
+                let recorded = Recorded::of(vec![created]);
+                tx.commit_with(RECORD, &recorded.params()).await?;
             }
-            let created =
-                Event::license_key(EventType::LicenseKeyCreated, k, brand_id, k.created_at);
-            let recorded = Recorded::of(vec![created]);
-            tx.commit_with(RECORD, &recorded.params()).await?;
             Ok(())
         }
         .await;
@@ -1014,14 +1021,26 @@ impl LicenseStore for PgStore {
                  ), forgotten AS (
                      DELETE FROM departed_instances WHERE departed_at < $2
                  )
-                 SELECT {INSTANCE_COLUMNS} FROM gone"
+                 SELECT {INSTANCE_COLUMNS}, {} FROM gone",
+                subscribed!("gone.business_id")
         );
         let mut tx = Tx::open(self).await?;
         let outcome = async {
             let gone = tx
                 .begin_with(&sql, &[&now.micros(), &forget_before])
                 .await?;
-            let deaths = departures(&gone, Departure::Heartbeat, now)?;
+            // Recorded only in businesses with an endpoint, as for every key write.
+            let mut deaths = Vec::new();
+            for row in &gone {
+                if row.flag(8)? {
+                    let instance = rows::instance(row)?;
+                    deaths.push(Event::instance_deleted(
+                        &instance,
+                        Departure::Heartbeat,
+                        now,
+                    ));
+                }
+            }
             if !deaths.is_empty() {
                 let recorded = Recorded::of(deaths);
                 tx.commit_with(RECORD, &recorded.params()).await?;
