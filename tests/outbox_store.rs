@@ -112,7 +112,7 @@ async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
 
     // The first and the last delivered: the middle one is the oldest undelivered.
     let delivered = |message: &Message| Outcome {
-        message_id: message.id.clone(),
+        seq: message.seq,
         log: AttemptLog {
             at: Timestamp::now(),
             status_code: Some(200),

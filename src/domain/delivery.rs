@@ -49,6 +49,9 @@ pub struct AttemptLog {
 /// A message as the outbox keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// Its place in the outbox: its endpoint's order, and the key its attempts are
+    /// recorded by.
+    pub seq: i64,
     pub id: MessageId,
     pub endpoint_id: WebhookId,
     pub event_type: EventType,
@@ -64,7 +67,8 @@ pub struct Message {
 /// The outcome of one attempt, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub message_id: MessageId,
+    /// The message's [`Message::seq`].
+    pub seq: i64,
     pub log: AttemptLog,
     pub status: MessageStatus,
     pub tries: u32,

@@ -298,7 +298,7 @@ impl Dispatcher {
             after
         };
         let outcome = Outcome {
-            message_id: message.id.clone(),
+            seq: message.seq,
             log,
             status,
             tries,

@@ -70,7 +70,7 @@ pub const WEBHOOK_COLUMNS: &str = "id, business_id, url, description, disabled, 
      updated_at";
 /// A webhook message, decoded by [`rows::message`](crate::storage::rows::message).
 pub const MESSAGE_COLUMNS: &str =
-    "id, endpoint_id, event_type, body, created_at, status, tries, next_attempt_at, attempts";
+    "id, endpoint_id, event_type, body, created_at, status, tries, next_attempt_at, attempts, seq";
 /// A console session, decoded by [`rows::console_session`](crate::storage::rows::console_session).
 pub const SESSION_COLUMNS: &str = "digest, api_key_digest, csrf_token, created_at, last_seen_at";
 pub const CUSTOMER_COLUMNS: &str =

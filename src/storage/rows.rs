@@ -363,6 +363,7 @@ pub fn message(row: &impl Columns) -> Result<Message> {
     let event_type = row.text(2)?;
     let status = row.text(5)?;
     Ok(Message {
+        seq: row.int(9)?,
         id: MessageId::from(row.text(0)?),
         endpoint_id: WebhookId::from(row.text(1)?),
         event_type: EventType::parse(&event_type)

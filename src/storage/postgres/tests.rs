@@ -332,6 +332,42 @@ async fn the_oldest_undelivered_message_is_read_from_its_index() {
     assert_eq!(oldest, Some(19501));
 }
 
+/// The dispatcher records a batch's outcomes by each message's key, however many messages
+/// its endpoint has that the statistics do not know of: found by their endpoint, they were
+/// planned as a hash of all of that endpoint's messages, rebuilt for every batch.
+#[tokio::test]
+async fn attempts_are_recorded_by_each_messages_key() {
+    // Analyzed before the endpoint had any message, as a new endpoint is; then 100 000.
+    let seed = format!(
+        "{ONE_ENDPOINT}
+             ALTER TABLE webhook_messages SET (autovacuum_enabled = false);
+             ANALYZE webhook_messages;
+             INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at,
+                                           status, tries, next_attempt_at, attempts)
+                 SELECT 'msg_' || i, 'wh', 'license_update.created', '{{}}', i, 'pending', 0,
+                        i, '[]'
+                 FROM generate_series(1, 100000) i;"
+    );
+    let Some(plan) = in_seeded_database(&seed, async |conn| {
+        let seqs: Vec<i64> = (99_901..=100_000).collect();
+        let statuses = vec!["delivered"; seqs.len()];
+        let tries = vec![0_i64; seqs.len()];
+        let next = vec![None::<i64>; seqs.len()];
+        let logs = vec![r#"{"at": 1, "status_code": 200}"#; seqs.len()];
+        let bound: &Params = &[
+            &"wh", &seqs, &statuses, &tries, &next, &logs, &false, &0_i64,
+        ];
+        plan_of(conn, outbox::RECORD_ATTEMPTS, bound).await
+    })
+    .await
+    else {
+        return;
+    };
+    let plan = plan.unwrap();
+    assert_plan_names(&plan, "using webhook_messages_pkey");
+    assert!(!plan.iter().any(|step| step.contains("Hash")), "{plan:#?}");
+}
+
 /// A young table that grows is analyzed by the server, without an operator; a process
 /// finding another at it, or the table locked, passes without waiting.
 #[tokio::test]

@@ -174,15 +174,14 @@ impl OutboxStore for SqliteStore {
         self.write(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "UPDATE webhook_messages SET status = ?3, tries = ?4, next_attempt_at = ?5,
-                         attempts = json_insert(attempts, '$[#]', json(?6))
-                     WHERE endpoint_id = ?1 AND id = ?2",
+                    "UPDATE webhook_messages SET status = ?2, tries = ?3, next_attempt_at = ?4,
+                         attempts = json_insert(attempts, '$[#]', json(?5))
+                     WHERE seq = ?1",
                 )
                 .map_err(internal)?;
             for outcome in &outcomes {
                 stmt.execute(params![
-                    endpoint,
-                    outcome.message_id.as_str(),
+                    outcome.seq,
                     outcome.status.as_str(),
                     outcome.tries,
                     outcome.next_attempt_at.map(Timestamp::micros),
