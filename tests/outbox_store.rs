@@ -1,6 +1,6 @@
 //! The outbox's store on its own, on every backend: which endpoints a write is recorded
-//! for, which messages are forgotten after their retention, and which one the age of the
-//! oldest undelivered message is read from.
+//! for, which messages are due, which are forgotten after their retention, and which one
+//! the age of the oldest undelivered message is read from.
 
 mod common;
 
@@ -10,13 +10,14 @@ use common::{Backend, TestDatabase};
 use licensed::domain::auth::Caller;
 use licensed::domain::delivery::{AttemptLog, Message, MessageStatus, Outcome};
 use licensed::domain::entry::NewEntry;
-use licensed::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
+use licensed::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId, MessageId, WebhookId};
 use licensed::domain::ledger::UpdateType;
 use licensed::domain::time::Timestamp;
 use licensed::domain::webhooks::{Endpoint, EndpointPatch, WebhookSecret, WebhookUrl};
 use licensed::storage::Store;
 
 backend_store_tests!(
+    a_message_waiting_for_its_retry_holds_up_no_newer_one,
     forgets_old_settled_messages_and_keeps_pending_ones,
     records_a_write_for_the_endpoints_enabled_when_it_is_written,
 );
@@ -145,4 +146,80 @@ async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
     assert_eq!(store.oldest_undelivered().await.unwrap(), None);
     assert_eq!(store.forget_messages(after_all).await.unwrap(), 1);
     assert!(messages(&store).await.is_empty());
+}
+
+/// A message waiting for its retry holds up no newer one: the newer ones are due at once,
+/// in commit order; it is due again, before them, once its time comes; and an endpoint
+/// whose only pending message waits is not leased until then.
+async fn a_message_waiting_for_its_retry_holds_up_no_newer_one(backend: Backend) {
+    let Some((_database, store, business)) = store_with_business(backend).await else {
+        return;
+    };
+    let endpoint = store.create_webhook(&endpoint_of(&business)).await.unwrap();
+    let caller = Caller::Business(business.clone());
+    for _ in 0..3 {
+        store.append_entry(&caller, &one_seat()).await.unwrap();
+    }
+    let mut recorded = (store.messages(&business, &endpoint.id, None, 10).await).unwrap();
+    recorded.reverse();
+    let [first, second, third] = <[Message; 3]>::try_from(recorded).unwrap();
+    let now = Timestamp::now();
+    let later = |hours: i64| now.plus_micros(hours * 3_600_000_000).unwrap();
+    let lease = async |at: Timestamp| {
+        let leased = store.lease_endpoints("me", at, later(24), 64).await;
+        leased
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    let due = async |at: Timestamp, limit: u32| {
+        let found = store.due_messages(&endpoint.id, "me", at, later(24), limit);
+        let found = found.await.unwrap().expect("the lease is held");
+        found.into_iter().map(|m| m.id).collect::<Vec<_>>()
+    };
+    assert_eq!(lease(now).await, vec![endpoint.id.clone()]);
+
+    // The first fails, and waits an hour for its retry.
+    let failed = Outcome {
+        seq: first.seq,
+        log: AttemptLog {
+            at: now,
+            status_code: Some(500),
+            error: None,
+        },
+        status: MessageStatus::Pending,
+        tries: 1,
+        next_attempt_at: Some(later(1)),
+    };
+    (store.record_attempts(&endpoint.id, &[failed], false).await).unwrap();
+    assert_eq!(due(now, 100).await, [second.id.clone(), third.id.clone()]);
+    assert_eq!(due(now, 1).await, vec![second.id.clone()]);
+    assert_eq!(
+        due(later(2), 100).await,
+        [first.id.clone(), second.id.clone(), third.id.clone()]
+    );
+    assert_eq!(
+        due(later(2), 2).await,
+        [first.id.clone(), second.id.clone()]
+    );
+
+    // The newer two delivered: nothing is due until the first's retry.
+    let delivered = |message: &Message| Outcome {
+        seq: message.seq,
+        log: AttemptLog {
+            at: now,
+            status_code: Some(200),
+            error: None,
+        },
+        status: MessageStatus::Delivered,
+        tries: 0,
+        next_attempt_at: None,
+    };
+    let outcomes = [delivered(&second), delivered(&third)];
+    (store.record_attempts(&endpoint.id, &outcomes, false).await).unwrap();
+    assert_eq!(due(now, 100).await, Vec::<MessageId>::new());
+    store.release_endpoint(&endpoint.id, "me").await.unwrap();
+    assert_eq!(lease(now).await, Vec::<WebhookId>::new());
+    assert_eq!(lease(later(2)).await, vec![endpoint.id.clone()]);
 }

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         15,
         include_str!("migrations/0015_webhook_pending_order.sql"),
     ),
+    (16, include_str!("migrations/0016_webhook_due_indexes.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

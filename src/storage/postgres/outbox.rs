@@ -110,9 +110,35 @@ pub(super) const RECORD_ATTEMPTS: &str = "WITH recorded AS (
      UPDATE webhook_endpoints SET disabled = TRUE, updated_at = $8
      WHERE id = $1 AND $7";
 
+/// The lease of at most `$4` endpoints by owner `$1` until `$3`: enabled, not leased by
+/// anyone at `$2`, with a message due then. Due: a message on its first attempt (due once
+/// recorded), or a retry whose time has come, each found from its own index (migration
+/// 0016). One `EXISTS` of both, which PostgreSQL looks into for each endpoint and stops at
+/// the first found: two `EXISTS` joined by `OR` it may plan as a hash of every endpoint's
+/// first attempts, all of a backlog.
+pub(super) fn lease_endpoints() -> String {
+    format!(
+        "UPDATE webhook_endpoints SET lease_owner = $1, lease_until = $3
+         WHERE id IN (
+             SELECT e.id FROM webhook_endpoints e
+             WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < $2)
+               AND EXISTS (
+                   SELECT 1 FROM webhook_messages m
+                   WHERE m.endpoint_id = e.id AND m.status = 'pending' AND m.tries = 0
+                   UNION ALL
+                   SELECT 1 FROM webhook_messages m
+                   WHERE m.endpoint_id = e.id AND m.status = 'pending' AND m.tries > 0
+                     AND m.next_attempt_at <= $2)
+             LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED)
+         RETURNING {WEBHOOK_COLUMNS}"
+    )
+}
+
 /// The renewal of endpoint `$1`'s lease by owner `$2` until `$4`, and its first `$5`
-/// messages due at `$3`, in one statement: no messages without the lease. They are read
-/// from the pending index, in its order (`seq + 0`; see migration 0015).
+/// messages due at `$3` in commit order, in one statement: no messages without the lease.
+/// Read from the two indexes of migration 0016, each in its order: the first attempts by
+/// `seq + 0` (see migration 0015), the retries by when they are due, so that neither read
+/// walks past messages that are not due.
 pub(super) fn due_messages() -> String {
     format!(
         "WITH held AS (
@@ -122,9 +148,15 @@ pub(super) fn due_messages() -> String {
          )
          SELECT {MESSAGE_COLUMNS} FROM held
          LEFT JOIN LATERAL (
-             SELECT * FROM webhook_messages
-             WHERE endpoint_id = held.endpoint AND status = 'pending' AND next_attempt_at <= $3
-             ORDER BY seq + 0 LIMIT $5
+             (SELECT * FROM webhook_messages
+              WHERE endpoint_id = held.endpoint AND status = 'pending' AND tries = 0
+              ORDER BY seq + 0 LIMIT $5)
+             UNION ALL
+             (SELECT * FROM webhook_messages
+              WHERE endpoint_id = held.endpoint AND status = 'pending' AND tries > 0
+                AND next_attempt_at <= $3
+              ORDER BY next_attempt_at LIMIT $5)
+             ORDER BY seq LIMIT $5
          ) m ON TRUE
          ORDER BY m.seq"
     )
@@ -139,18 +171,7 @@ impl OutboxStore for PgStore {
         until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Endpoint>> {
-        let sql = format!(
-            "UPDATE webhook_endpoints SET lease_owner = $1, lease_until = $3
-             WHERE id IN (
-                 SELECT e.id FROM webhook_endpoints e
-                 WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < $2)
-                   AND EXISTS (
-                       SELECT 1 FROM webhook_messages m
-                       WHERE m.endpoint_id = e.id AND m.status = 'pending'
-                         AND m.next_attempt_at <= $2)
-                 LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED)
-             RETURNING {WEBHOOK_COLUMNS}"
-        );
+        let sql = lease_endpoints();
         let params: &Params = &[&owner, &now.micros(), &until.micros(), &i64::from(limit)];
         (self.query(&sql, params).await?.iter())
             .map(rows::webhook_endpoint)

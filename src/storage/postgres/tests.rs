@@ -265,12 +265,12 @@ async fn a_key_read_keeps_its_generic_plan() {
     assert_eq!((generic, custom), (7, 5));
 }
 
-/// The dispatcher reads an endpoint's due messages from the pending index, however many
-/// delivered messages are kept before them. Planned from statistics in which half of the
+/// The dispatcher reads an endpoint's due messages from the first attempts' index, however
+/// many delivered messages are kept before them. Planned from statistics in which half of the
 /// messages are pending, walking the primary key in order looked as cheap, and walked past
 /// every delivered message for each batch.
 #[tokio::test]
-async fn due_messages_are_read_from_the_pending_index() {
+async fn due_messages_are_read_from_the_first_attempts_index() {
     // 5 000 delivered messages, then 5 000 pending ones, analyzed.
     let seed = format!(
         "{ONE_ENDPOINT}
@@ -291,7 +291,53 @@ async fn due_messages_are_read_from_the_pending_index() {
         return;
     };
     let plan = plan.unwrap();
-    assert_plan_names(&plan, "using webhook_messages_pending");
+    assert_plan_names(&plan, "using webhook_messages_first_attempts");
+}
+
+/// During an outage every message fails and waits for its retry: an endpoint is leased,
+/// and its due messages read, from the two indexes of what is due, without walking the
+/// waiting messages or hashing every first attempt. Read from one index of every pending
+/// message, both walked all of the waiting ones, on every lease and every batch.
+#[tokio::test]
+async fn messages_waiting_for_a_retry_are_not_walked() {
+    // 50 000 messages waiting for a retry (due at 10^12), then 100 new ones, analyzed.
+    let seed = format!(
+        "{ONE_ENDPOINT}
+             UPDATE webhook_endpoints SET lease_owner = NULL;
+             INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at,
+                                           status, tries, next_attempt_at, attempts)
+                 SELECT 'msg_' || i, 'wh', 'license_update.created', '{{}}', i, 'pending',
+                        CASE WHEN i <= 50000 THEN 1 ELSE 0 END,
+                        CASE WHEN i <= 50000 THEN 1000000000000 ELSE i END, '[]'
+                 FROM generate_series(1, 50100) i;
+             ANALYZE webhook_messages;"
+    );
+    let Some(plans) = in_seeded_database(&seed, async |conn| {
+        let now = 100_000_i64;
+        let lease: &Params = &[&"me", &now, &(now + 60_000_000), &64_i64];
+        let leased = plan_of(conn, &outbox::lease_endpoints(), lease).await?;
+        let batch: &Params = &[&"wh", &"me", &now, &(now + 60_000_000), &100_i64];
+        let read = plan_of(conn, &outbox::due_messages(), batch).await?;
+        Ok([leased, read])
+    })
+    .await
+    else {
+        return;
+    };
+    for plan in plans.unwrap() {
+        assert_plan_names(&plan, "using webhook_messages_first_attempts");
+        assert_plan_names(&plan, "using webhook_messages_retries");
+        let walks_or_hashes = |step: &String| {
+            [
+                "Seq Scan on webhook_messages",
+                "Bitmap Heap Scan",
+                "hashed SubPlan",
+            ]
+            .iter()
+            .any(|what| step.contains(what))
+        };
+        assert!(!plan.iter().any(walks_or_hashes), "{plan:#?}");
+    }
 }
 
 /// The outbox lag metric reads the first undelivered message from its index, even when the

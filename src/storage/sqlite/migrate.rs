@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_webhook_messages.sql"),
     include_str!("migrations/0013_console_sessions.sql"),
     include_str!("migrations/0014_ledger_shifts.sql"),
+    include_str!("migrations/0015_webhook_due_indexes.sql"),
 ];
 
 /// Applies the migrations the database lacks; refuses one that a newer version migrated.

@@ -2,6 +2,8 @@
 //! transaction, and the dispatcher's leases and outcomes. One writer commits in order, so
 //! `seq` is the commit order.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, named_params, params};
 
@@ -64,12 +66,38 @@ pub(super) fn announce(
 }
 
 /// The endpoints a process may lease at `:now`: enabled, not leased by anyone, with a
-/// message due. From the endpoints' side, so that a leased endpoint's backlog is not read.
-const LEASABLE: &str = "FROM webhook_endpoints e
+/// message due: one on its first attempt (due once recorded), or a retry whose time has
+/// come, each found from its own index (migration 0015). From the endpoints' side, so that
+/// a leased endpoint's backlog is not read.
+pub(super) const LEASABLE: &str = "FROM webhook_endpoints e
     WHERE NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until < :now)
-      AND EXISTS (
-          SELECT 1 FROM webhook_messages m
-          WHERE m.endpoint_id = e.id AND m.status = 'pending' AND m.next_attempt_at <= :now)";
+      AND (EXISTS (
+               SELECT 1 FROM webhook_messages m
+               WHERE m.endpoint_id = e.id AND m.status = 'pending' AND m.tries = 0)
+           OR EXISTS (
+               SELECT 1 FROM webhook_messages m
+               WHERE m.endpoint_id = e.id AND m.status = 'pending' AND m.tries > 0
+                 AND m.next_attempt_at <= :now))";
+
+/// Endpoint `?1`'s first `?3` messages due at `?2`, in commit order: the first attempts
+/// in theirs, the retries in the order they are due, each read from its own index
+/// (migration 0015), so that neither read walks past messages that are not due.
+pub(super) static DUE_MESSAGES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM (
+             SELECT * FROM (
+                 SELECT * FROM webhook_messages
+                 WHERE endpoint_id = ?1 AND status = 'pending' AND tries = 0
+                 ORDER BY seq LIMIT ?3)
+             UNION ALL
+             SELECT * FROM (
+                 SELECT * FROM webhook_messages
+                 WHERE endpoint_id = ?1 AND status = 'pending' AND tries > 0
+                   AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at LIMIT ?3))
+         ORDER BY seq LIMIT ?3"
+    )
+});
 
 fn messages_where(
     conn: &Connection,
@@ -149,16 +177,7 @@ impl OutboxStore for SqliteStore {
             if held == 0 {
                 return Ok(None);
             }
-            messages_where(
-                tx,
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
-                     WHERE endpoint_id = ?1 AND status = 'pending' AND next_attempt_at <= ?2
-                     ORDER BY seq LIMIT ?3"
-                ),
-                params![endpoint, now.micros(), limit],
-            )
-            .map(Some)
+            messages_where(tx, &DUE_MESSAGES, params![endpoint, now.micros(), limit]).map(Some)
         })
         .await
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use super::error::internal;
-use super::{SqliteStore, ledger};
+use super::{SqliteStore, ledger, outbox};
 use crate::domain::auth::{Access, Caller, KeyDigest, Refusal};
 use crate::domain::entry::NewEntry;
 use crate::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
@@ -208,6 +208,42 @@ async fn a_filtered_listing_reads_the_index_of_its_filters() {
         assert!(
             !plan.iter().any(|step| step.contains("SCAN")),
             "{sql}: {plan:?}"
+        );
+    }
+}
+
+/// An endpoint is leased, and its due messages read, from the two indexes of what is due:
+/// during an outage, when every message fails and waits for its retry, reading them from
+/// one index of every pending message walked all of the waiting ones, in the writer, for
+/// every batch.
+#[tokio::test]
+async fn due_messages_are_read_from_the_indexes_of_what_is_due() {
+    let (store, _) = store_with_business().await;
+    let plan_of = |sql: String| {
+        store.read(move |conn| {
+            let mut stmt =
+                (conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))).map_err(internal)?;
+            // Planned without values, as a prepared statement is.
+            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let steps = (stmt.query_map(rusqlite::params_from_iter(unbound), |r| r.get(3)))
+                .map_err(internal)?;
+            steps
+                .map(|step| step.map_err(internal))
+                .collect::<Result<Vec<String>>>()
+        })
+    };
+    let leasable = format!("SELECT EXISTS (SELECT 1 {})", outbox::LEASABLE);
+    for plan in [plan_of(leasable), plan_of(outbox::DUE_MESSAGES.clone())] {
+        let plan = plan.unwrap();
+        for index in ["first_attempts", "retries"] {
+            let named = format!("INDEX webhook_messages_{index} (");
+            let searched = |step: &String| step.starts_with("SEARCH") && step.contains(&named);
+            assert!(plan.iter().any(searched), "{plan:?}");
+        }
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN webhook_messages")
+                || step.starts_with("SCAN m")),
+            "{plan:?}"
         );
     }
 }
