@@ -85,46 +85,86 @@ async fn records_a_write_for_the_endpoints_enabled_when_it_is_written(backend: B
     assert_eq!(recorded().await, 1);
 }
 
-async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
-    let Some((_database, store, business)) = store_with_business(backend).await else {
-        return;
-    };
+/// A store on a new database of `backend` with one endpoint, and the messages of three
+/// ledger writes for it, oldest first; `None` when the backend is not there.
+async fn three_messages(backend: Backend) -> Option<(TestDatabase, Outbox, [Message; 3])> {
+    let (database, store, business) = store_with_business(backend).await?;
     let endpoint = store.create_webhook(&endpoint_of(&business)).await.unwrap();
     let caller = Caller::Business(business.clone());
     for _ in 0..3 {
         store.append_entry(&caller, &one_seat()).await.unwrap();
     }
-    let messages = |store: &Arc<dyn Store>| {
-        let (store, business, endpoint) = (store.clone(), business.clone(), endpoint.id.clone());
-        async move {
-            let mut listed = store
-                .messages(&business, &endpoint, None, 10)
-                .await
-                .unwrap();
-            listed.reverse();
-            listed
-        }
+    let outbox = Outbox {
+        store,
+        business,
+        endpoint: endpoint.id,
     };
-    let [first, middle, last] = <[Message; 3]>::try_from(messages(&store).await).unwrap();
+    let messages = <[Message; 3]>::try_from(outbox.messages().await).unwrap();
+    Some((database, outbox, messages))
+}
+
+/// A store and the endpoint whose messages a test follows.
+struct Outbox {
+    store: Arc<dyn Store>,
+    business: BusinessId,
+    endpoint: WebhookId,
+}
+
+impl Outbox {
+    /// The endpoint's messages, oldest first.
+    async fn messages(&self) -> Vec<Message> {
+        let listed = self
+            .store
+            .messages(&self.business, &self.endpoint, None, 10);
+        let mut listed = listed.await.unwrap();
+        listed.reverse();
+        listed
+    }
+
+    async fn record(&self, outcomes: &[Outcome]) {
+        let recorded = self.store.record_attempts(&self.endpoint, outcomes, false);
+        recorded.await.unwrap();
+    }
+}
+
+/// An attempt at `message` answered `status_code`, after which it is `status`, with
+/// `tries` failures, due again at `next`.
+fn outcome(
+    message: &Message,
+    status_code: u16,
+    (status, tries, next): (MessageStatus, u32, Option<Timestamp>),
+) -> Outcome {
+    let log = AttemptLog {
+        at: Timestamp::now(),
+        status_code: Some(status_code),
+        error: None,
+    };
+    Outcome {
+        seq: message.seq,
+        log,
+        status,
+        tries,
+        next_attempt_at: next,
+    }
+}
+
+/// `message` delivered on its first attempt.
+fn delivered(message: &Message) -> Outcome {
+    outcome(message, 200, (MessageStatus::Delivered, 0, None))
+}
+
+async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
+    let Some((_database, outbox, [first, middle, last])) = three_messages(backend).await else {
+        return;
+    };
+    let store = &outbox.store;
     assert_eq!(
         store.oldest_undelivered().await.unwrap(),
         Some(first.created_at)
     );
 
     // The first and the last delivered: the middle one is the oldest undelivered.
-    let delivered = |message: &Message| Outcome {
-        seq: message.seq,
-        log: AttemptLog {
-            at: Timestamp::now(),
-            status_code: Some(200),
-            error: None,
-        },
-        status: MessageStatus::Delivered,
-        tries: 0,
-        next_attempt_at: None,
-    };
-    let outcomes = [delivered(&first), delivered(&last)];
-    (store.record_attempts(&endpoint.id, &outcomes, false).await).unwrap();
+    outbox.record(&[delivered(&first), delivered(&last)]).await;
     assert_eq!(
         store.oldest_undelivered().await.unwrap(),
         Some(middle.created_at)
@@ -132,37 +172,27 @@ async fn forgets_old_settled_messages_and_keeps_pending_ones(backend: Backend) {
 
     // Recorded at or after the cutoff: kept.
     assert_eq!(store.forget_messages(first.created_at).await.unwrap(), 0);
-    assert_eq!(messages(&store).await.len(), 3);
+    assert_eq!(outbox.messages().await.len(), 3);
     // Settled and recorded before it: forgotten; the pending one before it is kept.
     let after_all = Timestamp::from_micros(last.created_at.micros() + 1).unwrap();
     assert_eq!(store.forget_messages(after_all).await.unwrap(), 2);
-    let left: Vec<_> = messages(&store).await.into_iter().map(|m| m.id).collect();
+    let left: Vec<_> = outbox.messages().await.into_iter().map(|m| m.id).collect();
     assert_eq!(left, std::slice::from_ref(&middle.id));
 
-    (store
-        .record_attempts(&endpoint.id, &[delivered(&middle)], false)
-        .await)
-        .unwrap();
+    outbox.record(&[delivered(&middle)]).await;
     assert_eq!(store.oldest_undelivered().await.unwrap(), None);
     assert_eq!(store.forget_messages(after_all).await.unwrap(), 1);
-    assert!(messages(&store).await.is_empty());
+    assert!(outbox.messages().await.is_empty());
 }
 
 /// A message waiting for its retry holds up no newer one: the newer ones are due at once,
 /// in commit order; it is due again, before them, once its time comes; and an endpoint
 /// whose only pending message waits is not leased until then.
 async fn a_message_waiting_for_its_retry_holds_up_no_newer_one(backend: Backend) {
-    let Some((_database, store, business)) = store_with_business(backend).await else {
+    let Some((_database, outbox, [first, second, third])) = three_messages(backend).await else {
         return;
     };
-    let endpoint = store.create_webhook(&endpoint_of(&business)).await.unwrap();
-    let caller = Caller::Business(business.clone());
-    for _ in 0..3 {
-        store.append_entry(&caller, &one_seat()).await.unwrap();
-    }
-    let mut recorded = (store.messages(&business, &endpoint.id, None, 10).await).unwrap();
-    recorded.reverse();
-    let [first, second, third] = <[Message; 3]>::try_from(recorded).unwrap();
+    let (store, endpoint) = (&outbox.store, &outbox.endpoint);
     let now = Timestamp::now();
     let later = |hours: i64| now.plus_micros(hours * 3_600_000_000).unwrap();
     let lease = async |at: Timestamp| {
@@ -174,25 +204,15 @@ async fn a_message_waiting_for_its_retry_holds_up_no_newer_one(backend: Backend)
             .collect::<Vec<_>>()
     };
     let due = async |at: Timestamp, limit: u32| {
-        let found = store.due_messages(&endpoint.id, "me", at, later(24), limit);
+        let found = store.due_messages(endpoint, "me", at, later(24), limit);
         let found = found.await.unwrap().expect("the lease is held");
         found.into_iter().map(|m| m.id).collect::<Vec<_>>()
     };
-    assert_eq!(lease(now).await, vec![endpoint.id.clone()]);
+    assert_eq!(lease(now).await, vec![endpoint.clone()]);
 
     // The first fails, and waits an hour for its retry.
-    let failed = Outcome {
-        seq: first.seq,
-        log: AttemptLog {
-            at: now,
-            status_code: Some(500),
-            error: None,
-        },
-        status: MessageStatus::Pending,
-        tries: 1,
-        next_attempt_at: Some(later(1)),
-    };
-    (store.record_attempts(&endpoint.id, &[failed], false).await).unwrap();
+    let waiting = (MessageStatus::Pending, 1, Some(later(1)));
+    outbox.record(&[outcome(&first, 500, waiting)]).await;
     assert_eq!(due(now, 100).await, [second.id.clone(), third.id.clone()]);
     assert_eq!(due(now, 1).await, vec![second.id.clone()]);
     assert_eq!(
@@ -205,21 +225,11 @@ async fn a_message_waiting_for_its_retry_holds_up_no_newer_one(backend: Backend)
     );
 
     // The newer two delivered: nothing is due until the first's retry.
-    let delivered = |message: &Message| Outcome {
-        seq: message.seq,
-        log: AttemptLog {
-            at: now,
-            status_code: Some(200),
-            error: None,
-        },
-        status: MessageStatus::Delivered,
-        tries: 0,
-        next_attempt_at: None,
-    };
-    let outcomes = [delivered(&second), delivered(&third)];
-    (store.record_attempts(&endpoint.id, &outcomes, false).await).unwrap();
+    outbox
+        .record(&[delivered(&second), delivered(&third)])
+        .await;
     assert_eq!(due(now, 100).await, Vec::<MessageId>::new());
-    store.release_endpoint(&endpoint.id, "me").await.unwrap();
+    store.release_endpoint(endpoint, "me").await.unwrap();
     assert_eq!(lease(now).await, Vec::<WebhookId>::new());
-    assert_eq!(lease(later(2)).await, vec![endpoint.id.clone()]);
+    assert_eq!(lease(later(2)).await, vec![endpoint.clone()]);
 }
