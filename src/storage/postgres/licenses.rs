@@ -94,6 +94,17 @@ async fn begin_and_lock_key(tx: &Tx, key: &KeyString) -> Result<Option<(LicenseK
         .transpose()
 }
 
+/// A new key (`$1` to `$16`), unless its key string is taken; its one row says whether
+/// its business has an endpoint.
+const INSERT_KEY: &str = concat!(
+    "INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source,
+         activations_limit, instances_count, disabled, expires_at, payment_id, subscription_id,
+         created_at, heartbeat_interval, seats_account_id, seats_license_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+     ON CONFLICT (key) DO NOTHING RETURNING ",
+    subscribed!("$2")
+);
+
 const SAVE_KEY_STATE: &str = "UPDATE license_keys SET activations_limit = $2, instances_count = $3,
          disabled = $4, expires_at = $5, heartbeat_interval = $6, seats_account_id = $7,
          seats_license_id = $8
@@ -609,34 +620,27 @@ impl LicenseStore for PgStore {
         let outcome = async {
             let inserted = tx
                 .begin_with(
-                concat!(
-                "INSERT INTO license_keys (id, business_id, key, customer_id, product_id, source, activations_limit,
-                     instances_count, disabled, expires_at, payment_id, subscription_id, created_at,
-                     heartbeat_interval, seats_account_id, seats_license_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                 ON CONFLICT (key) DO NOTHING RETURNING ",
-                    subscribed!("$2")
-                ),
-                &[
-                    &k.id,
-                    &k.business_id,
-                    &k.key,
-                    &k.customer_id,
-                    &k.product_id,
-                    &k.source.as_str(),
-                    &k.stored_limit().map(i64::from),
-                    &i64::from(k.instances_count),
-                    &k.disabled,
-                    &k.expires_at.map(Timestamp::micros),
-                    &k.payment_id,
-                    &k.subscription_id,
-                    &k.created_at.micros(),
-                    &k.heartbeat_interval.map(|i| i64::from(i.seconds())),
-                    &k.seats.as_ref().map(|s| s.account_id.as_str()),
-                    &k.seats.as_ref().map(|s| s.license_id.as_str()),
-                ],
-            )
-            .await?;
+                    INSERT_KEY,
+                    &[
+                        &k.id,
+                        &k.business_id,
+                        &k.key,
+                        &k.customer_id,
+                        &k.product_id,
+                        &k.source.as_str(),
+                        &k.stored_limit().map(i64::from),
+                        &i64::from(k.instances_count),
+                        &k.disabled,
+                        &k.expires_at.map(Timestamp::micros),
+                        &k.payment_id,
+                        &k.subscription_id,
+                        &k.created_at.micros(),
+                        &k.heartbeat_interval.map(|i| i64::from(i.seconds())),
+                        &k.seats.as_ref().map(|s| s.account_id.as_str()),
+                        &k.seats.as_ref().map(|s| s.license_id.as_str()),
+                    ],
+                )
+                .await?;
             let Some(row) = inserted.first() else {
                 return Err(StorageError::Duplicate(
                     "this license key already exists".into(),
