@@ -181,8 +181,12 @@ async fn settle(
 }
 
 /// The events of the instances in `rows` (selected with `INSTANCE_COLUMNS`), deleted.
-fn departures(rows: &[Row], reason: Departure, now: Timestamp) -> Result<Vec<Event>> {
-    rows.iter()
+fn departures<'a>(
+    rows: impl IntoIterator<Item = &'a Row>,
+    reason: Departure,
+    now: Timestamp,
+) -> Result<Vec<Event>> {
+    rows.into_iter()
         .map(|row| Ok(Event::instance_deleted(&rows::instance(row)?, reason, now)))
         .collect()
 }
@@ -1033,18 +1037,15 @@ impl LicenseStore for PgStore {
             let gone = tx
                 .begin_with(&sql, &[&now.micros(), &forget_before])
                 .await?;
-            // Recorded only in businesses with an endpoint, as for every key write.
-            let mut deaths = Vec::new();
+            // Recorded only in businesses with an endpoint, as for every key write: the
+            // flag follows the instance's 8 columns.
+            let mut subscribed = Vec::new();
             for row in &gone {
                 if row.flag(8)? {
-                    let instance = rows::instance(row)?;
-                    deaths.push(Event::instance_deleted(
-                        &instance,
-                        Departure::Heartbeat,
-                        now,
-                    ));
+                    subscribed.push(row);
                 }
             }
+            let deaths = departures(subscribed, Departure::Heartbeat, now)?;
             if !deaths.is_empty() {
                 let recorded = Recorded::of(deaths);
                 tx.commit_with(RECORD, &recorded.params()).await?;
