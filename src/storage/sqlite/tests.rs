@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::types::{Null, ToSql};
 use rusqlite::{Connection, params};
 
 use super::error::internal;
@@ -188,15 +189,7 @@ async fn a_filtered_listing_reads_the_index_of_its_filters() {
         let (sql, plan) = store
             .read(|conn| {
                 let (sql, params) = ledger::listing(conn, &business, &query, Shifts::Sqlite)?;
-                let mut stmt = conn
-                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .map_err(internal)?;
-                let steps = stmt
-                    .query_map(rusqlite::params_from_iter(&params), |r| r.get(3))
-                    .map_err(internal)?;
-                let plan: Vec<String> = steps
-                    .map(|step| step.map_err(internal))
-                    .collect::<Result<_>>()?;
+                let plan = plan_of(conn, &sql, &params)?;
                 Ok((sql, plan))
             })
             .unwrap();
@@ -219,21 +212,9 @@ async fn a_filtered_listing_reads_the_index_of_its_filters() {
 #[tokio::test]
 async fn due_messages_are_read_from_the_indexes_of_what_is_due() {
     let (store, _) = store_with_business().await;
-    let plan_of = |sql: String| {
-        store.read(move |conn| {
-            let mut stmt =
-                (conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))).map_err(internal)?;
-            // Planned without values, as a prepared statement is.
-            let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
-            let steps = (stmt.query_map(rusqlite::params_from_iter(unbound), |r| r.get(3)))
-                .map_err(internal)?;
-            steps
-                .map(|step| step.map_err(internal))
-                .collect::<Result<Vec<String>>>()
-        })
-    };
     let leasable = format!("SELECT EXISTS (SELECT 1 {})", outbox::LEASABLE);
-    for plan in [plan_of(leasable), plan_of(outbox::DUE_MESSAGES.clone())] {
+    for sql in [leasable, outbox::DUE_MESSAGES.clone()] {
+        let plan = store.read(move |conn| plan_of::<Null>(conn, &sql, &[]));
         let plan = plan.unwrap();
         for index in ["first_attempts", "retries"] {
             let named = format!("INDEX webhook_messages_{index} (");
@@ -246,6 +227,18 @@ async fn due_messages_are_read_from_the_indexes_of_what_is_due() {
             "{plan:?}"
         );
     }
+}
+
+/// The steps of SQLite's plan for `sql` with its first parameters bound to `values`; those
+/// left are planned as unknown, as in a statement prepared before its values are bound.
+fn plan_of<V: ToSql>(conn: &Connection, sql: &str, values: &[V]) -> Result<Vec<String>> {
+    let mut stmt = (conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))).map_err(internal)?;
+    let unknown = stmt.parameter_count().saturating_sub(values.len());
+    let bound = (values.iter().map(|v| v as &dyn ToSql))
+        .chain(std::iter::repeat_n(&Null as &dyn ToSql, unknown));
+    let steps =
+        (stmt.query_map(rusqlite::params_from_iter(bound), |r| r.get(3))).map_err(internal)?;
+    steps.map(|step| step.map_err(internal)).collect()
 }
 
 /// Keeps the writer busy for 300 ms, from about 50 ms after the call: the writes
