@@ -19,7 +19,7 @@ const WAL_RESTART_PAGES: i64 = 2048;
 /// SQLite syncs the database file only after a checkpoint that copied the whole WAL, which
 /// a passive one never does while commits keep coming. The pages it copied then waited in
 /// the operating system's cache for the writer's restart (below) to sync them all at
-/// once: 20–40 ms in the writer thread, every 250 ms, under writes spread over a large
+/// once: 25–50 ms in the writer thread, every 250 ms, under writes spread over a large
 /// index. They are synced here instead, after each pass that copied any, off the writer.
 pub(super) fn run_checkpointer(
     conn: &Connection,
