@@ -11,8 +11,9 @@ use crate::storage::error::OpenError;
 /// dropped the ledger's foreign key to its business and 5 added the license listing
 /// index; SQLite's 4 to 6 changed only its own indexes and its 7 is the license listing
 /// index. So this side skips 6 and 7, and from 8 to 14 both take the same steps; 15 is
-/// this side's alone (the pending messages' index, see its file). An applied migration is
-/// never edited or renumbered: databases record its version.
+/// this side's alone (the pending messages' index, see its file), and this side's 16 and
+/// 17 are SQLite's 15 and 16. An applied migration is never edited or renumbered:
+/// databases record its version.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_license_keys.sql")),
@@ -34,6 +35,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/0015_webhook_pending_order.sql"),
     ),
     (16, include_str!("migrations/0016_webhook_due_indexes.sql")),
+    (
+        17,
+        include_str!("migrations/0017_webhook_messages_fewer_indexes.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

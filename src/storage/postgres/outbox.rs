@@ -95,6 +95,28 @@ pub(super) const OLDEST_UNDELIVERED: &str = "SELECT m.created_at FROM webhook_me
         SELECT 1 FROM webhook_endpoints e WHERE e.id = m.endpoint_id AND NOT e.disabled)
     ORDER BY m.created_at LIMIT 1";
 
+/// The `$4` most recent messages of business `$1`'s endpoint `$2`, with status `$3` if not
+/// null, newest first: in the order of their ids, which are made in order, read from the
+/// unique index of those (migration 0017).
+pub(super) fn recent_messages() -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
+         WHERE endpoint_id = (
+             SELECT id FROM webhook_endpoints WHERE business_id = $1 AND id = $2)
+           AND ($3::TEXT IS NULL OR status = $3)
+         ORDER BY id DESC LIMIT $4"
+    )
+}
+
+/// Deletes the settled messages recorded before `$1`: those before the first message
+/// recorded since, in the primary key's order (the order of their instants, but for writes
+/// made in the same moment). No index of instants for every message to update.
+pub(super) const FORGET: &str = "DELETE FROM webhook_messages
+    WHERE seq < coalesce(
+            (SELECT seq FROM webhook_messages WHERE created_at >= $1 ORDER BY seq LIMIT 1),
+            (SELECT max(seq) + 1 FROM webhook_messages))
+      AND status <> 'pending'";
+
 /// The attempts' outcomes (`$2` to `$6`: the messages' seqs, their new statuses, tries,
 /// next attempts and the attempts' logs), and endpoint `$1` disabled if `$7`, at `$8`.
 /// The messages are found by their primary key alone: searched by their endpoint too,
@@ -257,13 +279,7 @@ impl OutboxStore for PgStore {
         status: Option<MessageStatus>,
         limit: u32,
     ) -> Result<Vec<Message>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
-             WHERE endpoint_id = (
-                 SELECT id FROM webhook_endpoints WHERE business_id = $1 AND id = $2)
-               AND ($3::TEXT IS NULL OR status = $3)
-             ORDER BY seq DESC LIMIT $4"
-        );
+        let sql = recent_messages();
         let status = status.map(MessageStatus::as_str);
         let params: &Params = &[&business_id, &endpoint, &status, &i64::from(limit)];
         (self.query(&sql, params).await?.iter())
@@ -310,10 +326,6 @@ impl OutboxStore for PgStore {
     }
 
     async fn forget_messages(&self, before: Timestamp) -> Result<u64> {
-        self.execute(
-            "DELETE FROM webhook_messages WHERE created_at < $1 AND status <> 'pending'",
-            &[&before.micros()],
-        )
-        .await
+        self.execute(FORGET, &[&before.micros()]).await
     }
 }

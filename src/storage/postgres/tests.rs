@@ -340,6 +340,46 @@ async fn messages_waiting_for_a_retry_are_not_walked() {
     }
 }
 
+/// An endpoint's recent messages are listed in order from the unique index of their ids,
+/// and old settled messages forgotten from the primary key, neither walking the whole
+/// table nor sorting what it reads: no index of their own for every message to update.
+#[tokio::test]
+async fn messages_are_listed_and_forgotten_without_indexes_of_their_own() {
+    // 20 000 delivered messages, analyzed; the first 500 are past their retention.
+    let seed = format!(
+        "{ONE_ENDPOINT}
+             INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at,
+                                           status, tries, next_attempt_at, attempts)
+                 SELECT 'msg_' || lpad(i::TEXT, 8, '0'), 'wh', 'license_update.created',
+                        '{{}}', i, 'delivered', 0, NULL, '[]'
+                 FROM generate_series(1, 20000) i;
+             ANALYZE webhook_messages;"
+    );
+    let Some(plans) = in_seeded_database(&seed, async |conn| {
+        let listing: &Params = &[&"b", &"wh", &None::<&str>, &100_i64];
+        let listed = plan_of(conn, &outbox::recent_messages(), listing).await?;
+        let forgotten = plan_of(conn, outbox::FORGET, &[&501_i64]).await?;
+        let deleted = conn.execute(outbox::FORGET, &[&501_i64]).await;
+        Ok(([listed, forgotten], deleted.map_err(|e| e.to_string())?))
+    })
+    .await
+    else {
+        return;
+    };
+    let ([listed, forgotten], deleted) = plans.unwrap();
+    assert_eq!(deleted, 500);
+    assert_plan_names(
+        &listed,
+        "Index Scan Backward using webhook_messages_endpoint_id_id_key",
+    );
+    assert_plan_names(&forgotten, "Index Scan using webhook_messages_pkey");
+    for plan in [listed, forgotten] {
+        let walks_or_sorts =
+            |step: &String| step.contains("Seq Scan") || step.trim_start().starts_with("Sort");
+        assert!(!plan.iter().any(walks_or_sorts), "{plan:#?}");
+    }
+}
+
 /// The outbox lag metric reads the first undelivered message from its index, even when the
 /// statistics still see most messages pending, as after a backlog delivered since.
 #[tokio::test]

@@ -99,6 +99,29 @@ pub(super) static DUE_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The `?4` most recent messages of business `?1`'s endpoint `?2`, with status `?3` if not
+/// null, newest first: in the order of their ids, which are made in order, read from the
+/// unique index of those (migration 0016).
+pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
+         WHERE endpoint_id = (
+             SELECT id FROM webhook_endpoints WHERE business_id = ?1 AND id = ?2)
+           AND (?3 IS NULL OR status = ?3)
+         ORDER BY id DESC LIMIT ?4"
+    )
+});
+
+/// Deletes the settled messages recorded before `?1`: those before the first message
+/// recorded since, in commit order (the order of their instants, but for writes made in
+/// the same moment). Read from the table, whose order is commit order: no index of
+/// instants for every message to update.
+pub(super) const FORGET: &str = "DELETE FROM webhook_messages
+    WHERE seq < coalesce(
+            (SELECT seq FROM webhook_messages WHERE created_at >= ?1 ORDER BY seq LIMIT 1),
+            (SELECT max(seq) + 1 FROM webhook_messages))
+      AND status <> 'pending'";
+
 fn messages_where(
     conn: &Connection,
     sql: &str,
@@ -244,13 +267,7 @@ impl OutboxStore for SqliteStore {
         self.read(|conn| {
             messages_where(
                 conn,
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
-                     WHERE endpoint_id = (
-                         SELECT id FROM webhook_endpoints WHERE business_id = ?1 AND id = ?2)
-                       AND (?3 IS NULL OR status = ?3)
-                     ORDER BY seq DESC LIMIT ?4"
-                ),
+                &RECENT_MESSAGES,
                 params![
                     business_id,
                     endpoint,
@@ -313,10 +330,8 @@ impl OutboxStore for SqliteStore {
     async fn forget_messages(&self, before: Timestamp) -> Result<u64> {
         self.write(move |tx| {
             let forgotten = tx
-                .execute(
-                    "DELETE FROM webhook_messages WHERE created_at < ?1 AND status <> 'pending'",
-                    params![before.micros()],
-                )
+                .prepare_cached(FORGET)
+                .and_then(|mut stmt| stmt.execute(params![before.micros()]))
                 .map_err(internal)?;
             Ok(forgotten as u64)
         })

@@ -229,6 +229,30 @@ async fn due_messages_are_read_from_the_indexes_of_what_is_due() {
     }
 }
 
+/// An endpoint's recent messages are listed in order from the unique index of their ids,
+/// and old settled messages forgotten in commit order from the table: neither needs an
+/// index that every message written would update, nor sorts what it reads.
+#[tokio::test]
+async fn messages_are_listed_and_forgotten_without_indexes_of_their_own() {
+    let (store, _) = store_with_business().await;
+    let plans = store.read(move |conn| {
+        let listed = plan_of::<Null>(conn, &outbox::RECENT_MESSAGES, &[])?;
+        Ok([listed, plan_of::<Null>(conn, outbox::FORGET, &[])?])
+    });
+    let [listed, forgotten] = plans.unwrap();
+    let by_ids =
+        "SEARCH webhook_messages USING INDEX sqlite_autoindex_webhook_messages_1 (endpoint_id=?)";
+    assert!(listed.iter().any(|step| step == by_ids), "{listed:?}");
+    let by_key = "SEARCH webhook_messages USING INTEGER PRIMARY KEY (rowid<?)";
+    assert!(forgotten.iter().any(|step| step == by_key), "{forgotten:?}");
+    for plan in [listed, forgotten] {
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{plan:?}"
+        );
+    }
+}
+
 /// The steps of SQLite's plan for `sql` with its first parameters bound to `values`; those
 /// left are planned as unknown, as in a statement prepared before its values are bound.
 fn plan_of<V: ToSql>(conn: &Connection, sql: &str, values: &[V]) -> Result<Vec<String>> {
