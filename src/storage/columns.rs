@@ -163,3 +163,28 @@ pub fn ledger_pairs_query(p: impl Fn(usize) -> String) -> String {
          ORDER BY account_id, license_id LIMIT {limit}"
     )
 }
+
+/// When the oldest message still to deliver to an enabled endpoint was made: the first
+/// entry of the undelivered index that belongs to one. Written as `min(created_at)` over
+/// the join, it was planned on PostgreSQL as a scan of every message kept once the
+/// statistics saw most of them pending (86 ms behind 200 000 messages, 1 ms this way); the
+/// metric reads it on every scrape.
+pub const OLDEST_UNDELIVERED: &str = "SELECT m.created_at FROM webhook_messages m
+    WHERE m.status = 'pending' AND EXISTS (
+        SELECT 1 FROM webhook_endpoints e WHERE e.id = m.endpoint_id AND NOT e.disabled)
+    ORDER BY m.created_at LIMIT 1";
+
+/// Deletes the settled messages recorded before `p(1)`: those before the first message
+/// recorded since, in the order of `seq` (the order of their instants, but for writes made
+/// in the same moment), read from the table's key: no index of instants for every message
+/// to update (migrations SQLite 0016, PostgreSQL 0017).
+pub fn forget_messages_query(p: impl Fn(usize) -> String) -> String {
+    let before = p(1);
+    format!(
+        "DELETE FROM webhook_messages
+         WHERE seq < coalesce(
+                 (SELECT seq FROM webhook_messages WHERE created_at >= {before} ORDER BY seq LIMIT 1),
+                 (SELECT max(seq) + 1 FROM webhook_messages))
+           AND status <> 'pending'"
+    )
+}

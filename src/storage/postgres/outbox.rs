@@ -4,6 +4,8 @@
 //! messages being inserted for the endpoint do not block) so that one at a time delivers an
 //! endpoint's messages, and a killed process's successor takes over when its lease ends.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
@@ -14,7 +16,9 @@ use crate::domain::events::Event;
 use crate::domain::ids::{BusinessId, MessageId, WebhookId};
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::Endpoint;
-use crate::storage::columns::{MESSAGE_COLUMNS, WEBHOOK_COLUMNS, json_text};
+use crate::storage::columns::{
+    MESSAGE_COLUMNS, OLDEST_UNDELIVERED, WEBHOOK_COLUMNS, forget_messages_query, json_text,
+};
 use crate::storage::error::Result;
 use crate::storage::rows::{self, Columns};
 use crate::storage::store::OutboxStore;
@@ -85,16 +89,6 @@ impl Recorded {
     }
 }
 
-/// When the oldest message still to deliver to an enabled endpoint was made: the first
-/// entry of the undelivered index that belongs to one. Written as `min(created_at)` over
-/// the join, it was planned as a scan of every message kept once the statistics saw most
-/// of them pending (86 ms behind 200 000 messages, 1 ms this way); the metric reads it on
-/// every scrape.
-pub(super) const OLDEST_UNDELIVERED: &str = "SELECT m.created_at FROM webhook_messages m
-    WHERE m.status = 'pending' AND EXISTS (
-        SELECT 1 FROM webhook_endpoints e WHERE e.id = m.endpoint_id AND NOT e.disabled)
-    ORDER BY m.created_at LIMIT 1";
-
 /// The `$4` most recent messages of business `$1`'s endpoint `$2`, with status `$3` if not
 /// null, newest first: in the order of their ids, which are made in order, read from the
 /// unique index of those (migration 0017).
@@ -108,14 +102,9 @@ pub(super) fn recent_messages() -> String {
     )
 }
 
-/// Deletes the settled messages recorded before `$1`: those before the first message
-/// recorded since, in the primary key's order (the order of their instants, but for writes
-/// made in the same moment). No index of instants for every message to update.
-pub(super) const FORGET: &str = "DELETE FROM webhook_messages
-    WHERE seq < coalesce(
-            (SELECT seq FROM webhook_messages WHERE created_at >= $1 ORDER BY seq LIMIT 1),
-            (SELECT max(seq) + 1 FROM webhook_messages))
-      AND status <> 'pending'";
+/// The retention's delete, `$1` the cutoff.
+pub(super) static FORGET: LazyLock<String> =
+    LazyLock::new(|| forget_messages_query(|n| format!("${n}")));
 
 /// The attempts' outcomes (`$2` to `$6`: the messages' seqs, their new statuses, tries,
 /// next attempts and the attempts' logs), and endpoint `$1` disabled if `$7`, at `$8`.
@@ -326,6 +315,6 @@ impl OutboxStore for PgStore {
     }
 
     async fn forget_messages(&self, before: Timestamp) -> Result<u64> {
-        self.execute(FORGET, &[&before.micros()]).await
+        self.execute(&FORGET, &[&before.micros()]).await
     }
 }

@@ -16,6 +16,7 @@ use super::statistics::{TURN, analyze_grown};
 use super::values::params;
 use super::{ledger, licenses, outbox};
 use crate::domain::ids::BusinessId;
+use crate::storage::columns::OLDEST_UNDELIVERED;
 use crate::storage::error::StorageError;
 use crate::storage::store::StorageOptions;
 
@@ -358,8 +359,8 @@ async fn messages_are_listed_and_forgotten_without_indexes_of_their_own() {
     let Some(plans) = in_seeded_database(&seed, async |conn| {
         let listing: &Params = &[&"b", &"wh", &None::<&str>, &100_i64];
         let listed = plan_of(conn, &outbox::recent_messages(), listing).await?;
-        let forgotten = plan_of(conn, outbox::FORGET, &[&501_i64]).await?;
-        let deleted = conn.execute(outbox::FORGET, &[&501_i64]).await;
+        let forgotten = plan_of(conn, &outbox::FORGET, &[&501_i64]).await?;
+        let deleted = conn.execute(&*outbox::FORGET, &[&501_i64]).await;
         Ok(([listed, forgotten], deleted.map_err(|e| e.to_string())?))
     })
     .await
@@ -398,8 +399,8 @@ async fn the_oldest_undelivered_message_is_read_from_its_index() {
                  WHERE created_at <= 19500;"
     );
     let Some(found) = in_seeded_database(&seed, async |conn| {
-        let plan = plan_of(conn, outbox::OLDEST_UNDELIVERED, &[]).await?;
-        let oldest = query(conn, outbox::OLDEST_UNDELIVERED, &[])
+        let plan = plan_of(conn, OLDEST_UNDELIVERED, &[]).await?;
+        let oldest = query(conn, OLDEST_UNDELIVERED, &[])
             .await
             .map_err(|e| e.to_string())?;
         Ok((plan, oldest.first().map(|row| row.get::<_, i64>(0))))

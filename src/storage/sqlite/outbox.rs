@@ -14,7 +14,9 @@ use crate::domain::events::Event;
 use crate::domain::ids::{BusinessId, MessageId, WebhookId};
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::{Endpoint, EventType};
-use crate::storage::columns::{MESSAGE_COLUMNS, WEBHOOK_COLUMNS, json_text};
+use crate::storage::columns::{
+    MESSAGE_COLUMNS, OLDEST_UNDELIVERED, WEBHOOK_COLUMNS, forget_messages_query, json_text,
+};
 use crate::storage::error::Result;
 use crate::storage::rows;
 use crate::storage::store::OutboxStore;
@@ -112,15 +114,9 @@ pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Deletes the settled messages recorded before `?1`: those before the first message
-/// recorded since, in commit order (the order of their instants, but for writes made in
-/// the same moment). Read from the table, whose order is commit order: no index of
-/// instants for every message to update.
-pub(super) const FORGET: &str = "DELETE FROM webhook_messages
-    WHERE seq < coalesce(
-            (SELECT seq FROM webhook_messages WHERE created_at >= ?1 ORDER BY seq LIMIT 1),
-            (SELECT max(seq) + 1 FROM webhook_messages))
-      AND status <> 'pending'";
+/// The retention's delete, `?1` the cutoff.
+pub(super) static FORGET: LazyLock<String> =
+    LazyLock::new(|| forget_messages_query(|n| format!("?{n}")));
 
 fn messages_where(
     conn: &Connection,
@@ -312,17 +308,9 @@ impl OutboxStore for SqliteStore {
 
     async fn oldest_undelivered(&self) -> Result<Option<Timestamp>> {
         let oldest: Option<i64> = self.read(|conn| {
-            // In the undelivered index's order, stopping at the first one found: not every
-            // pending message read, as `min(created_at)` over the join would.
-            conn.prepare_cached(
-                "SELECT m.created_at FROM webhook_messages m
-                 WHERE m.status = 'pending' AND EXISTS (
-                     SELECT 1 FROM webhook_endpoints e
-                     WHERE e.id = m.endpoint_id AND NOT e.disabled)
-                 ORDER BY m.created_at LIMIT 1",
-            )
-            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
-            .map_err(internal)
+            conn.prepare_cached(OLDEST_UNDELIVERED)
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
+                .map_err(internal)
         })?;
         oldest.map(rows::timestamp).transpose()
     }
@@ -330,7 +318,7 @@ impl OutboxStore for SqliteStore {
     async fn forget_messages(&self, before: Timestamp) -> Result<u64> {
         self.write(move |tx| {
             let forgotten = tx
-                .prepare_cached(FORGET)
+                .prepare_cached(&FORGET)
                 .and_then(|mut stmt| stmt.execute(params![before.micros()]))
                 .map_err(internal)?;
             Ok(forgotten as u64)

@@ -237,7 +237,7 @@ async fn messages_are_listed_and_forgotten_without_indexes_of_their_own() {
     let (store, _) = store_with_business().await;
     let plans = store.read(move |conn| {
         let listed = plan_of::<Null>(conn, &outbox::RECENT_MESSAGES, &[])?;
-        Ok([listed, plan_of::<Null>(conn, outbox::FORGET, &[])?])
+        Ok([listed, plan_of::<Null>(conn, &outbox::FORGET, &[])?])
     });
     let [listed, forgotten] = plans.unwrap();
     let by_ids =
