@@ -92,7 +92,7 @@ impl Recorded {
 /// The `$4` most recent messages of business `$1`'s endpoint `$2`, with status `$3` if not
 /// null, newest first: in the order of their ids, which are made in order, read from the
 /// unique index of those (migration 0017).
-pub(super) fn recent_messages() -> String {
+pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
          WHERE endpoint_id = (
@@ -100,7 +100,7 @@ pub(super) fn recent_messages() -> String {
            AND ($3::TEXT IS NULL OR status = $3)
          ORDER BY id DESC LIMIT $4"
     )
-}
+});
 
 /// The retention's delete, `$1` the cutoff.
 pub(super) static FORGET: LazyLock<String> =
@@ -127,7 +127,7 @@ pub(super) const RECORD_ATTEMPTS: &str = "WITH recorded AS (
 /// 0016). One `EXISTS` of both, which PostgreSQL looks into for each endpoint and stops at
 /// the first found: two `EXISTS` joined by `OR` it may plan as a hash of every endpoint's
 /// first attempts, all of a backlog.
-pub(super) fn lease_endpoints() -> String {
+pub(super) static LEASE_ENDPOINTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE webhook_endpoints SET lease_owner = $1, lease_until = $3
          WHERE id IN (
@@ -143,14 +143,14 @@ pub(super) fn lease_endpoints() -> String {
              LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED)
          RETURNING {WEBHOOK_COLUMNS}"
     )
-}
+});
 
 /// The renewal of endpoint `$1`'s lease by owner `$2` until `$4`, and its first `$5`
 /// messages due at `$3` in commit order, in one statement: no messages without the lease.
 /// Read from the two indexes of migration 0016, each in its order: the first attempts by
 /// `seq + 0` (see migration 0015), the retries by when they are due, so that neither read
 /// walks past messages that are not due.
-pub(super) fn due_messages() -> String {
+pub(super) static DUE_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH held AS (
              UPDATE webhook_endpoints SET lease_until = $4
@@ -171,7 +171,7 @@ pub(super) fn due_messages() -> String {
          ) m ON TRUE
          ORDER BY m.seq"
     )
-}
+});
 
 #[async_trait]
 impl OutboxStore for PgStore {
@@ -182,9 +182,8 @@ impl OutboxStore for PgStore {
         until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Endpoint>> {
-        let sql = lease_endpoints();
         let params: &Params = &[&owner, &now.micros(), &until.micros(), &i64::from(limit)];
-        (self.query(&sql, params).await?.iter())
+        (self.query(&LEASE_ENDPOINTS, params).await?.iter())
             .map(rows::webhook_endpoint)
             .collect()
     }
@@ -197,7 +196,6 @@ impl OutboxStore for PgStore {
         until: Timestamp,
         limit: u32,
     ) -> Result<Option<Vec<Message>>> {
-        let sql = due_messages();
         let params: &Params = &[
             &endpoint,
             &owner,
@@ -205,7 +203,7 @@ impl OutboxStore for PgStore {
             &until.micros(),
             &i64::from(limit),
         ];
-        let found = self.query(&sql, params).await?;
+        let found = self.query(&DUE_MESSAGES, params).await?;
         if found.is_empty() {
             return Ok(None);
         }
@@ -268,10 +266,9 @@ impl OutboxStore for PgStore {
         status: Option<MessageStatus>,
         limit: u32,
     ) -> Result<Vec<Message>> {
-        let sql = recent_messages();
         let status = status.map(MessageStatus::as_str);
         let params: &Params = &[&business_id, &endpoint, &status, &i64::from(limit)];
-        (self.query(&sql, params).await?.iter())
+        (self.query(&RECENT_MESSAGES, params).await?.iter())
             .map(rows::message)
             .collect()
     }

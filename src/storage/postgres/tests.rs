@@ -285,7 +285,7 @@ async fn due_messages_are_read_from_the_first_attempts_index() {
     );
     let Some(plan) = in_seeded_database(&seed, async |conn| {
         let bound: &Params = &[&"wh", &"me", &20_000_i64, &30_000_i64, &100_i64];
-        plan_of(conn, &outbox::due_messages(), bound).await
+        plan_of(conn, &outbox::DUE_MESSAGES, bound).await
     })
     .await
     else {
@@ -316,9 +316,9 @@ async fn messages_waiting_for_a_retry_are_not_walked() {
     let Some(plans) = in_seeded_database(&seed, async |conn| {
         let now = 100_000_i64;
         let lease: &Params = &[&"me", &now, &(now + 60_000_000), &64_i64];
-        let leased = plan_of(conn, &outbox::lease_endpoints(), lease).await?;
+        let leased = plan_of(conn, &outbox::LEASE_ENDPOINTS, lease).await?;
         let batch: &Params = &[&"wh", &"me", &now, &(now + 60_000_000), &100_i64];
-        let read = plan_of(conn, &outbox::due_messages(), batch).await?;
+        let read = plan_of(conn, &outbox::DUE_MESSAGES, batch).await?;
         Ok([leased, read])
     })
     .await
@@ -358,7 +358,7 @@ async fn messages_are_listed_and_forgotten_without_indexes_of_their_own() {
     );
     let Some(plans) = in_seeded_database(&seed, async |conn| {
         let listing: &Params = &[&"b", &"wh", &None::<&str>, &100_i64];
-        let listed = plan_of(conn, &outbox::recent_messages(), listing).await?;
+        let listed = plan_of(conn, &outbox::RECENT_MESSAGES, listing).await?;
         let forgotten = plan_of(conn, &outbox::FORGET, &[&501_i64]).await?;
         let deleted = conn.execute(&*outbox::FORGET, &[&501_i64]).await;
         Ok(([listed, forgotten], deleted.map_err(|e| e.to_string())?))
