@@ -18,6 +18,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::webhooks::Endpoint;
 use crate::storage::columns::{
     MESSAGE_COLUMNS, OLDEST_UNDELIVERED, WEBHOOK_COLUMNS, forget_messages_query, json_text,
+    recent_messages_query,
 };
 use crate::storage::error::Result;
 use crate::storage::rows::{self, Columns};
@@ -89,17 +90,12 @@ impl Recorded {
     }
 }
 
-/// The `$4` most recent messages of business `$1`'s endpoint `$2`, with status `$3` if not
-/// null, newest first: in the order of their ids, which are made in order, read from the
-/// unique index of those (migration 0017).
+/// The listing of an endpoint's recent messages (`$1` to `$4`).
 pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
-         WHERE endpoint_id = (
-             SELECT id FROM webhook_endpoints WHERE business_id = $1 AND id = $2)
-           AND ($3::TEXT IS NULL OR status = $3)
-         ORDER BY id DESC LIMIT $4"
-    )
+    recent_messages_query(|n| match n {
+        3 => "$3::TEXT".to_owned(),
+        _ => format!("${n}"),
+    })
 });
 
 /// The retention's delete, `$1` the cutoff.

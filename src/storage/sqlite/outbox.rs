@@ -16,6 +16,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::webhooks::{Endpoint, EventType};
 use crate::storage::columns::{
     MESSAGE_COLUMNS, OLDEST_UNDELIVERED, WEBHOOK_COLUMNS, forget_messages_query, json_text,
+    recent_messages_query,
 };
 use crate::storage::error::Result;
 use crate::storage::rows;
@@ -101,18 +102,9 @@ pub(super) static DUE_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The `?4` most recent messages of business `?1`'s endpoint `?2`, with status `?3` if not
-/// null, newest first: in the order of their ids, which are made in order, read from the
-/// unique index of those (migration 0016).
-pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
-         WHERE endpoint_id = (
-             SELECT id FROM webhook_endpoints WHERE business_id = ?1 AND id = ?2)
-           AND (?3 IS NULL OR status = ?3)
-         ORDER BY id DESC LIMIT ?4"
-    )
-});
+/// The listing of an endpoint's recent messages (`?1` to `?4`).
+pub(super) static RECENT_MESSAGES: LazyLock<String> =
+    LazyLock::new(|| recent_messages_query(|n| format!("?{n}")));
 
 /// The retention's delete, `?1` the cutoff.
 pub(super) static FORGET: LazyLock<String> =
