@@ -178,6 +178,21 @@ pub fn recent_messages_query(p: impl Fn(usize) -> String) -> String {
     )
 }
 
+/// Message `p(3)` of business `p(1)`'s endpoint `p(2)` due again at `p(4)`: a pending one
+/// keeps its place in its schedule, a settled one gets the last of `p(5)` attempts.
+pub fn retry_message_query(p: impl Fn(usize) -> String) -> String {
+    let (b, endpoint, id, at, attempts) = (p(1), p(2), p(3), p(4), p(5));
+    format!(
+        "UPDATE webhook_messages SET next_attempt_at = {at},
+             tries = CASE WHEN status = 'pending' THEN tries ELSE {attempts} - 1 END,
+             status = 'pending'
+         WHERE endpoint_id = (
+             SELECT id FROM webhook_endpoints WHERE business_id = {b} AND id = {endpoint})
+           AND id = {id}
+         RETURNING {MESSAGE_COLUMNS}"
+    )
+}
+
 /// When the oldest message still to deliver to an enabled endpoint was made: the first
 /// entry of the undelivered index that belongs to one. Written as `min(created_at)` over
 /// the join, it was planned on PostgreSQL as a scan of every message kept once the

@@ -18,7 +18,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::webhooks::Endpoint;
 use crate::storage::columns::{
     MESSAGE_COLUMNS, OLDEST_UNDELIVERED, WEBHOOK_COLUMNS, forget_messages_query, json_text,
-    recent_messages_query,
+    recent_messages_query, retry_message_query,
 };
 use crate::storage::error::Result;
 use crate::storage::rows::{self, Columns};
@@ -101,6 +101,14 @@ pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
 /// The retention's delete, `$1` the cutoff.
 pub(super) static FORGET: LazyLock<String> =
     LazyLock::new(|| forget_messages_query(|n| format!("${n}")));
+
+/// A message due again (`$1` to `$5`).
+pub(super) static RETRY_MESSAGE: LazyLock<String> = LazyLock::new(|| {
+    retry_message_query(|n| match n {
+        5 => "$5::BIGINT".to_owned(),
+        _ => format!("${n}"),
+    })
+});
 
 /// The attempts' outcomes (`$2` to `$6`: the messages' seqs, their new statuses, tries,
 /// next attempts and the attempts' logs), and endpoint `$1` disabled if `$7`, at `$8`.
@@ -277,15 +285,6 @@ impl OutboxStore for PgStore {
         now: Timestamp,
         attempts: u32,
     ) -> Result<Option<Message>> {
-        let sql = format!(
-            "UPDATE webhook_messages SET next_attempt_at = $4,
-                 tries = CASE WHEN status = 'pending' THEN tries ELSE $5::BIGINT - 1 END,
-                 status = 'pending'
-             WHERE endpoint_id = (
-                 SELECT id FROM webhook_endpoints WHERE business_id = $1 AND id = $2)
-               AND id = $3
-             RETURNING {MESSAGE_COLUMNS}"
-        );
         let params: &Params = &[
             &business_id,
             &endpoint,
@@ -293,7 +292,7 @@ impl OutboxStore for PgStore {
             &now.micros(),
             &i64::from(attempts),
         ];
-        self.change_one(&sql, params)
+        self.change_one(&RETRY_MESSAGE, params)
             .await?
             .as_ref()
             .map(rows::message)

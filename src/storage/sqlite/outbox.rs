@@ -16,7 +16,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::webhooks::{Endpoint, EventType};
 use crate::storage::columns::{
     MESSAGE_COLUMNS, OLDEST_UNDELIVERED, WEBHOOK_COLUMNS, forget_messages_query, json_text,
-    recent_messages_query,
+    recent_messages_query, retry_message_query,
 };
 use crate::storage::error::Result;
 use crate::storage::rows;
@@ -105,6 +105,10 @@ pub(super) static DUE_MESSAGES: LazyLock<String> = LazyLock::new(|| {
 /// The listing of an endpoint's recent messages (`?1` to `?4`).
 pub(super) static RECENT_MESSAGES: LazyLock<String> =
     LazyLock::new(|| recent_messages_query(|n| format!("?{n}")));
+
+/// A message due again (`?1` to `?5`).
+pub(super) static RETRY_MESSAGE: LazyLock<String> =
+    LazyLock::new(|| retry_message_query(|n| format!("?{n}")));
 
 /// The retention's delete, `?1` the cutoff.
 pub(super) static FORGET: LazyLock<String> =
@@ -276,24 +280,16 @@ impl OutboxStore for SqliteStore {
     ) -> Result<Option<Message>> {
         let (business_id, endpoint, id) = (business_id.clone(), endpoint.clone(), id.clone());
         self.write(move |tx| {
-            tx.prepare_cached(&format!(
-                "UPDATE webhook_messages SET next_attempt_at = ?4,
-                     tries = CASE WHEN status = 'pending' THEN tries ELSE ?5 - 1 END,
-                     status = 'pending'
-                 WHERE endpoint_id = (
-                     SELECT id FROM webhook_endpoints WHERE business_id = ?1 AND id = ?2)
-                   AND id = ?3
-                 RETURNING {MESSAGE_COLUMNS}"
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![business_id, endpoint, id.as_str(), now.micros(), attempts],
-                    |r| Ok(rows::message(r)),
-                )
-                .optional()
-            })
-            .map_err(internal)?
-            .transpose()
+            tx.prepare_cached(&RETRY_MESSAGE)
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![business_id, endpoint, id.as_str(), now.micros(), attempts],
+                        |r| Ok(rows::message(r)),
+                    )
+                    .optional()
+                })
+                .map_err(internal)?
+                .transpose()
         })
         .await
     }
