@@ -180,21 +180,27 @@ impl OutboxStore for SqliteStore {
         until: Timestamp,
         limit: u32,
     ) -> Result<Option<Vec<Message>>> {
-        let (endpoint, owner) = (endpoint.clone(), owner.to_owned());
-        self.write(move |tx| {
-            let held = tx
-                .prepare_cached(
+        // The writer renews the lease; the batch is read beside it, so that reading it
+        // takes none of the writer's time. The read sees every outcome recorded so far,
+        // as `record_attempts` returns once its write has committed.
+        let (id, owner) = (endpoint.clone(), owner.to_owned());
+        let held = self
+            .write(move |tx| {
+                tx.prepare_cached(
                     "UPDATE webhook_endpoints SET lease_until = ?3
                      WHERE id = ?1 AND lease_owner = ?2 AND NOT disabled",
                 )
-                .and_then(|mut stmt| stmt.execute(params![endpoint, owner, until.micros()]))
-                .map_err(internal)?;
-            if held == 0 {
-                return Ok(None);
-            }
-            messages_where(tx, &DUE_MESSAGES, params![endpoint, now.micros(), limit]).map(Some)
+                .and_then(|mut stmt| stmt.execute(params![id, owner, until.micros()]))
+                .map_err(internal)
+            })
+            .await?;
+        if held == 0 {
+            return Ok(None);
+        }
+        self.read(|conn| {
+            messages_where(conn, &DUE_MESSAGES, params![endpoint, now.micros(), limit])
         })
-        .await
+        .map(Some)
     }
 
     async fn record_attempts(
