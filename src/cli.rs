@@ -154,9 +154,10 @@ struct ServeArgs {
     #[arg(long, env = "LICENSED_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h",
           value_parser = RetrySchedule::parse)]
     webhook_retry_schedule: RetrySchedule,
-    /// How long a process holds an endpoint's deliveries without renewing its claim; a
-    /// killed process's endpoints are taken over once it ends. Attempts time out after
-    /// 15 s or a third of it, whichever is less.
+    /// How long a process holds an endpoint's deliveries without renewing its claim; on
+    /// PostgreSQL a killed process's endpoints are taken over once it ends (on SQLite, a
+    /// restarted server takes them back at once). Attempts time out after 15 s or a third
+    /// of it, whichever is less.
     #[arg(long, env = "LICENSED_WEBHOOK_LEASE_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     webhook_lease_seconds: u64,

@@ -72,6 +72,7 @@ impl SqliteStore {
         let mut writer_conn = connect(&path).map_err(|e| open_failed("open", &path, &e))?;
         migrate(&mut writer_conn, &path)?;
         shifts::load(&writer_conn).map_err(|e| open_failed("read", &path, &e))?;
+        outbox::release_leases(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;
         commit_to_wal(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;
         // Checkpoints run on a thread of their own (below), not inside the writer's commits;
         // a larger cache keeps the indexes the writer touches in memory. Savepoint journals

@@ -68,6 +68,17 @@ pub(super) fn announce(
     Ok(())
 }
 
+/// Lets go of every endpoint's lease. One process owns the file, so a lease found when it
+/// opens was left by one that is gone (killed before it gave the lease up): its endpoints'
+/// deliveries resume at once rather than when the lease would have ended.
+pub(super) fn release_leases(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL
+         WHERE lease_owner IS NOT NULL",
+        [],
+    )
+}
+
 /// The endpoints a process may lease at `:now`: enabled, not leased by anyone, with a
 /// message due: one on its first attempt (due once recorded), or a retry whose time has
 /// come, each found from its own index (migration 0015). From the endpoints' side, so that
