@@ -1,8 +1,7 @@
 //! Webhook delivery across processes (SPEC §8): a server killed with SIGKILL in the middle
 //! of deliveries loses no committed event once restarted (on SQLite at once, whatever its
-//! leases), and invents none; two servers
-//! on one PostgreSQL database deliver everything, never attempting one message in both
-//! at once.
+//! leases), and invents none; two servers on one PostgreSQL database deliver everything,
+//! never attempting one message in both at once.
 
 mod common;
 
@@ -15,21 +14,20 @@ use common::{Backend, TestDatabase};
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "lsk_webhook-processes-admin";
+/// Retries 200 ms apart, and leases of `seconds`.
+fn flags(seconds: &'static str) -> [&'static str; 4] {
+    [
+        "--webhook-lease-seconds",
+        seconds,
+        "--webhook-retry-schedule",
+        "200ms,200ms,200ms,200ms",
+    ]
+}
 /// Short leases, so that a killed process's endpoints are taken over within seconds.
-const FLAGS: &[&str] = &[
-    "--webhook-lease-seconds",
-    "3",
-    "--webhook-retry-schedule",
-    "200ms,200ms,200ms,200ms",
-];
+const SHORT_LEASES: &str = "3";
 /// Leases longer than the test: a restarted SQLite server must not wait for its
 /// predecessor's to end (one process owns the file).
-const LONG_LEASES: &[&str] = &[
-    "--webhook-lease-seconds",
-    "3600",
-    "--webhook-retry-schedule",
-    "200ms,200ms,200ms,200ms",
-];
+const LONG_LEASES: &str = "3600";
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn post(client: &reqwest::Client, url: &str, path: &str, body: Value) -> (u16, Value) {
@@ -87,7 +85,7 @@ async fn wait_for_all(receiver: &Receiver, wanted: &BTreeSet<i64>) -> Vec<Receiv
 async fn a_killed_server_delivers_every_committed_event_after_restart_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("licensed.db").display());
-    killed_mid_delivery(&url, LONG_LEASES).await;
+    killed_mid_delivery(&url, &flags(LONG_LEASES)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -95,7 +93,7 @@ async fn a_killed_server_delivers_every_committed_event_after_restart_on_postgre
     let Some(database) = TestDatabase::create(Backend::Postgres).await else {
         return;
     };
-    killed_mid_delivery(&database.url, FLAGS).await;
+    killed_mid_delivery(&database.url, &flags(SHORT_LEASES)).await;
 }
 
 async fn killed_mid_delivery(database_url: &str, flags: &[&str]) {
@@ -174,8 +172,8 @@ async fn two_postgres_processes_share_the_deliveries_without_overlap() {
     ];
     let client = reqwest::Client::new();
     let servers = [
-        Served::start_with(&database.url, Some(ADMIN_KEY), FLAGS),
-        Served::start_with(&database.url, Some(ADMIN_KEY), FLAGS),
+        Served::start_with(&database.url, Some(ADMIN_KEY), &flags(SHORT_LEASES)),
+        Served::start_with(&database.url, Some(ADMIN_KEY), &flags(SHORT_LEASES)),
     ];
     for receiver in &receivers {
         subscribe(&client, &servers[0].url, receiver).await;
