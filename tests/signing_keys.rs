@@ -221,6 +221,34 @@ async fn private_keys_are_sealed_under_the_master_key() {
             assert!(!text.contains(&master(1)), "the master key is never shown");
         }
 
+        // A business made since has no key yet: a command under a wrong master key, or
+        // none, refuses rather than make one no server could open.
+        let (code, _, stderr) = run(&url, None, &["api-key", "create", "--business", "newco"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        for (given, refusal) in [
+            (Some(master(2)), "does not open"),
+            (None, "set LICENSED_MASTER_KEY"),
+        ] {
+            for command in ["show", "rotate"] {
+                let args = ["signing-key", command, "--business", "newco"];
+                let (code, stdout, stderr) = run(&url, given.as_deref(), &args);
+                assert_eq!(code, Some(1), "{backend:?} {command}: {stdout}");
+                assert!(stderr.contains(refusal), "{stderr}");
+            }
+        }
+        let (listened, log) = serve_briefly(&url, Some(&master(1)));
+        assert!(
+            listened,
+            "the refused commands left every key sealed as before: {log}"
+        );
+        let (code, newco, stderr) = run(
+            &url,
+            Some(&master(1)),
+            &["signing-key", "show", "--business", "newco"],
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_ne!(shown(&newco).0, shown(&with_key).0);
+
         let (code, _, stderr) = run(
             &url,
             Some("too short"),
@@ -357,6 +385,14 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
             404,
         ),
         ("/licenses/validate", "{not json".to_owned(), 400),
+        // Refused before the route: a body one byte over the limit (so received whole),
+        // and a route that does not exist.
+        (
+            "/licenses/validate",
+            format!(r#"{{"license_key":"{}"}}"#, "x".repeat(64 * 1024)),
+            413,
+        ),
+        ("/licenses/no-such-route", validate.clone(), 404),
         (
             "/licenses/heartbeat",
             r#"{"license_key":"NO-SUCH-KEY","license_key_instance_id":"lki_x"}"#.to_owned(),
@@ -420,9 +456,10 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
     assert_eq!(status, 200);
     assert!(headers.get("licensed-signature").is_none());
     for bad in ["has space", &"x".repeat(129)] {
-        let (status, _, body) =
+        let (status, headers, body) =
             signed_call(&server, "/licenses/validate", &validate, Some(bad)).await;
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        assert!(headers.contains_key("x-request-id"), "{headers:?}");
     }
 
     // Another business's key is signed with that business's key, which the first's
@@ -489,17 +526,43 @@ async fn a_rate_limited_answer_is_signed_too() {
         .await
         .unwrap();
     let (key_id, public) = public_key(&server, &server.key.clone()).await;
-    let body = r#"{"license_key":"NO-SUCH-KEY"}"#;
+    // A key of another business: its answers are signed with that business's key, but
+    // a 429 concerns no key, so the first business's key signs it (SPEC §6).
+    let other = server.new_key("beta", false).await;
+    let (beta_id, beta_public) = public_key(&server, &other).await;
+    let call = async |path: &str, body: serde_json::Value| {
+        server
+            .call(Method::POST, path, &other, Some(body))
+            .await
+            .json
+    };
+    let customer = call(
+        "/customers",
+        serde_json::json!({"email": "b@example.com", "name": "B"}),
+    );
+    let customer_id = customer.await["customer_id"].clone();
+    let product_id =
+        call("/products", serde_json::json!({"name": "B app"})).await["product_id"].clone();
+    let issued = call(
+        "/license_keys",
+        serde_json::json!({"customer_id": customer_id, "product_id": product_id}),
+    )
+    .await;
+    let body = format!(r#"{{"license_key":"{}"}}"#, issued["key"].as_str().unwrap());
     let mut statuses = Vec::new();
     for i in 0..3 {
         let nonce = format!("limit-{i}");
         let (status, headers, response) =
-            signed_call(&server, "/licenses/validate", body, Some(&nonce)).await;
+            signed_call(&server, "/licenses/validate", &body, Some(&nonce)).await;
         statuses.push(status);
         let header = headers["licensed-signature"].to_str().unwrap();
         let date = headers["date"].to_str().unwrap();
+        let (signer_id, signer) = match status {
+            429 => (&key_id, &public),
+            _ => (&beta_id, &beta_public),
+        };
         let checked = verify(
-            &public,
+            signer,
             "POST",
             "/licenses/validate",
             &nonce,
@@ -508,7 +571,7 @@ async fn a_rate_limited_answer_is_signed_too() {
             &response,
             header,
         );
-        assert_eq!(checked, Ok(key_id.clone()), "status {status}");
+        assert_eq!(checked, Ok(signer_id.clone()), "status {status}");
     }
     assert!(statuses.contains(&429), "{statuses:?}");
 }

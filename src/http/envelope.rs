@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use tower::{Layer, Service};
@@ -24,7 +25,7 @@ use tower::{Layer, Service};
 use super::error::{self, ApiError, ErrorShape};
 use super::{extract, ops};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The layer: the request timeout, where request ids come from, and the shape of the
 /// error bodies of the routes it wraps. Written out rather than made with
@@ -48,6 +49,26 @@ impl Envelope {
             ids: Arc::default(),
             shape: |_| ErrorShape::CodeAndMessage,
         }
+    }
+
+    /// The id of the request with these headers: the client's, or a new one.
+    fn request_id(&self, headers: &HeaderMap) -> HeaderValue {
+        match headers.get(&REQUEST_ID) {
+            Some(given) => given.clone(),
+            None => self.ids.next(),
+        }
+    }
+
+    /// A refusal made before the request reached the envelope (by the signing layer,
+    /// which must read the body first): the error body in this envelope's shape, with the
+    /// request id, counted in the metrics.
+    pub fn refuse(&self, request: &Parts, started: Instant, error: ApiError) -> Response {
+        let response = error.into_response();
+        let route = request.extensions.get::<MatchedPath>();
+        ops::record(&request.method, route, response.status(), started.elapsed());
+        let mut response = error::render(response, (self.shape)(request.uri.path()));
+        (response.headers_mut()).insert(REQUEST_ID, self.request_id(&request.headers));
+        response
     }
 
     /// The same envelope, with the same request ids, writing error bodies in the shape
@@ -94,10 +115,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
-        let request_id = match request.headers().get(&REQUEST_ID) {
-            Some(given) => given.clone(),
-            None => self.envelope.ids.next(),
-        };
+        let request_id = self.envelope.request_id(request.headers());
         let shape = (self.envelope.shape)(request.uri().path());
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();

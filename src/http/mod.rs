@@ -57,8 +57,12 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
         .merge(enveloped(togai::routes(), |_| ErrorShape::MessageOnly))
         .merge(enveloped(dodo::routes(), |_| ErrorShape::CodeAndMessage))
         .merge(
-            enveloped(dodo::public_routes(), |_| ErrorShape::CodeAndMessage)
-                .layer(signing::SignResponses::new(state.clone())),
+            enveloped(dodo::public_routes(), |_| ErrorShape::CodeAndMessage).layer(
+                signing::SignResponses::new(
+                    state.clone(),
+                    envelope.with_shape(|_| ErrorShape::CodeAndMessage),
+                ),
+            ),
         )
         .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
         .merge(console::routes().layer(CatchPanicLayer::new()))

@@ -21,29 +21,36 @@ pub enum KeyringError {
     MasterKey(#[from] MasterKeyError),
 }
 
-/// At start: gives every business without one a signing key, checks that the master key
-/// (or its absence) opens every stored private key and webhook secret, and seals those
-/// stored in clear when there is a master key now. A wrong or missing master key is an
-/// error naming it.
+/// Before serving, and before a `signing-key` command: checks that the master key (or its
+/// absence) opens every stored private key and webhook secret, seals those stored in clear
+/// when there is a master key now, and gives every business without one a signing key. A
+/// wrong or missing master key is an error naming it, raised before anything is written:
+/// a key made or sealed under it would be one no server could open.
 pub async fn prepare(store: &dyn Store, master: Option<&MasterKey>) -> Result<(), KeyringError> {
+    let keys = store.signing_keys(None).await?;
+    let secrets = store.webhook_secrets().await?;
+    let opened_keys = (keys.iter())
+        .map(|stored| open_private_key(&stored.private_key, master))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opened_secrets = (secrets.iter())
+        .map(|(_, stored)| open(stored, master))
+        .collect::<Result<Vec<_>, _>>()?;
+    if master.is_some() {
+        for (stored, key) in keys.iter().zip(&opened_keys) {
+            if !is_sealed(&stored.private_key) {
+                (store.reseal_signing_key(&stored.id, &stored_private_key(key, master))).await?;
+            }
+        }
+        for ((id, stored), secret) in secrets.iter().zip(&opened_secrets) {
+            if !is_sealed(stored) {
+                store
+                    .reseal_webhook_secret(id, &seal(secret, master))
+                    .await?;
+            }
+        }
+    }
     for business in store.businesses_without_signing_key().await? {
         add(store, &business, master, true).await?;
-    }
-    for stored in store.signing_keys(None).await? {
-        let key = open_private_key(&stored.private_key, master)?;
-        if master.is_some() && !is_sealed(&stored.private_key) {
-            store
-                .reseal_signing_key(&stored.id, &stored_private_key(&key, master))
-                .await?;
-        }
-    }
-    for (id, stored) in store.webhook_secrets().await? {
-        let secret = open(&stored, master)?;
-        if master.is_some() && !is_sealed(&stored) {
-            store
-                .reseal_webhook_secret(&id, &seal(&secret, master))
-                .await?;
-        }
     }
     Ok(())
 }
@@ -85,16 +92,13 @@ pub async fn public_keys(
     keys.into_iter().map(public_info).collect()
 }
 
-/// Makes a new key the business's active one; the old ones stay listed, inactive.
+/// Makes a new key the business's active one; the old ones stay listed, inactive. The
+/// master key must have been checked by [`prepare`].
 pub async fn rotate(
     store: &dyn Store,
     business: &BusinessId,
     master: Option<&MasterKey>,
 ) -> Result<PublicKeyInfo, KeyringError> {
-    // A rotation under a wrong master key would leave keys no server could open.
-    for stored in store.signing_keys(Some(business)).await? {
-        open_private_key(&stored.private_key, master)?;
-    }
     let pair = add(store, business, master, false).await?;
     Ok(pair.public())
 }

@@ -15,7 +15,7 @@ pub mod webhook_messages;
 pub mod webhooks;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use crate::http::state::AppState;
 
@@ -90,4 +90,6 @@ pub fn public_routes() -> Router<AppState> {
             "/licenses/license_file",
             post(license_files::issue_own_license_file),
         )
+        // Here rather than in the router's fallback, so that its 404 is signed too.
+        .route("/licenses/{*unknown}", any(crate::http::ops::no_route))
 }
