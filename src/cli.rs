@@ -246,6 +246,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Writes a line of the command's output. A closed stdout (`| head -1`, say) is an
+/// error rather than a panic: an API key's line may be lost with it.
+fn say(line: std::fmt::Arguments) -> Result<(), Failure> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{line}")
+        .map_err(|e| Failure::Runtime(format!("cannot write the output: {e}")))
+}
+
 enum Failure {
     /// Bad configuration: exit code 2, like a command-line error.
     Usage(String),
@@ -432,10 +440,10 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
         .create_api_key(&business_id, key.digest(), args.read_only)
         .await?;
     let access = access_name(args.read_only);
-    println!(
-        "Created {access} API key {id} for business `{name}` ({business_id}); it is shown only once:"
-    );
-    println!("{}", key.expose());
+    say(format_args!(
+        "Created {access} API key {id} for business `{name}` ({business_id}); it is shown only once:\n{}",
+        key.expose()
+    ))?;
     Ok(())
 }
 
@@ -457,9 +465,12 @@ async fn signing_key(args: SigningKeyArgs, rotate: bool) -> Result<(), Failure> 
             .find(|k| k.active)
             .ok_or_else(|| Failure::Runtime("the business has no active signing key".into()))?
     };
-    println!("{}", key.id);
-    println!("{}", key.hex);
-    print!("{}", key.pem);
+    say(format_args!(
+        "{}\n{}\n{}",
+        key.id,
+        key.hex,
+        key.pem.trim_end()
+    ))?;
     Ok(())
 }
 
@@ -501,7 +512,7 @@ fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(format!("{name}: {e}")))?;
     let pretty =
         serde_json::to_string_pretty(&json).map_err(|e| Failure::Runtime(e.to_string()))?;
-    println!("{pretty}");
+    say(format_args!("{pretty}"))?;
     // The file holds until its own expiry, or the key's if that comes first.
     let payload = &contents.payload;
     let key_expiry = payload.data.attributes.expiry;
@@ -567,7 +578,7 @@ async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
         })
         .collect();
     for row in std::iter::once(&header).chain(&rows) {
-        println!(
+        say(format_args!(
             "{:w0$}  {:w1$}  {:w2$}  {}",
             row[0],
             row[1],
@@ -576,7 +587,7 @@ async fn list_keys(args: ListKeysArgs) -> Result<(), Failure> {
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2]
-        );
+        ))?;
     }
     Ok(())
 }

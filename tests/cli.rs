@@ -597,6 +597,27 @@ fn api_key_commands_refuse_a_sqlite_file_that_does_not_exist() {
     assert!(!path.exists(), "no file was created");
 }
 
+#[test]
+fn a_closed_output_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("licensed.db").display());
+    assert_eq!(run_on(&url, &["migrate"]).0, Some(0));
+    // The reading end is closed before the command writes, as `| head -0` would.
+    let mut child = licensed()
+        .args(["api-key", "create", "--business", "acme"])
+        .env("LICENSED_DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write the output"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// During the drain after a first signal, a second one stops the server at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_serve_without_waiting() {
