@@ -125,13 +125,28 @@ async fn customers_are_created_retrieved_and_listed(server: TestServer) {
     }
     let fetched = server.get(&format!("/customers/{id}")).await;
     assert_eq!(fetched.expect(200).json, created.json);
-    server
+    assert_eq!(created.json["preferred_locale"], Value::Null);
+    let bob = server
         .post(
             "/customers",
-            json!({"email": "bob@example.com", "name": "Bob"}),
+            json!({"email": "bob@example.com", "name": "Bob", "preferred_locale": "fr"}),
         )
-        .await
-        .expect(201);
+        .await;
+    assert_eq!(bob.expect(201).json["preferred_locale"], "fr");
+    let bob_id = bob.json["customer_id"].as_str().unwrap();
+    let fetched = server.get(&format!("/customers/{bob_id}")).await;
+    assert_eq!(fetched.expect(200).json["preferred_locale"], "fr");
+    let refused = server
+        .post(
+            "/customers",
+            json!({"email": "eve@example.com", "name": "Eve", "preferred_locale": "xx"}),
+        )
+        .await;
+    assert!(
+        refused.expect(400).text.contains("preferred_locale"),
+        "{}",
+        refused.text
+    );
     let all = server.get("/customers").await;
     assert_eq!(all.expect(200).json["items"].as_array().unwrap().len(), 2);
     let filtered = server.get("/customers?email=bob@example.com").await;

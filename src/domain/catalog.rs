@@ -2,6 +2,7 @@
 //! and their activations (instances).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ids::{
     BusinessId, CustomerId, InstanceId, LicenseKeyId, LongText, ProductId, ResourceId, WebUrl,
@@ -19,8 +20,52 @@ pub struct Customer {
     pub email: String,
     pub name: String,
     pub phone_number: Option<String>,
+    pub preferred_locale: Option<Locale>,
     pub metadata: Metadata,
     pub created_at: Timestamp,
+}
+
+/// The language of a customer's emails: one of the codes of Dodo's `GET /locales`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    Ar,
+    Ca,
+    Zh,
+    Nl,
+    En,
+    Fr,
+    De,
+    He,
+    Id,
+    It,
+    Ja,
+    Ka,
+    Ko,
+    Ms,
+    Pl,
+    Pt,
+    Ro,
+    Ru,
+    Es,
+    Sv,
+    Th,
+    Tr,
+}
+
+impl Locale {
+    /// The code, as stored and sent.
+    pub fn code(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// A stored code; `None` if it is not one.
+    pub fn from_code(code: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(code.to_owned())).ok()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

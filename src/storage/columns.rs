@@ -74,7 +74,7 @@ pub const MESSAGE_COLUMNS: &str =
 /// A console session, decoded by [`rows::console_session`](crate::storage::rows::console_session).
 pub const SESSION_COLUMNS: &str = "digest, api_key_digest, csrf_token, created_at, last_seen_at";
 pub const CUSTOMER_COLUMNS: &str =
-    "id, business_id, email, name, phone_number, metadata, created_at";
+    "id, business_id, email, name, phone_number, metadata, created_at, preferred_locale";
 pub const PRODUCT_COLUMNS: &str = "id, business_id, name, description, license_key_activations_limit, \
      license_key_duration_count, license_key_duration_interval, license_key_activation_message, \
      metadata, created_at, updated_at, details, heartbeat_interval";

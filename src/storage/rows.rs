@@ -5,7 +5,9 @@
 use rust_decimal::Decimal;
 
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
-use crate::domain::catalog::{Customer, Instance, KeySource, LicenseKey, Product, ProductDetails};
+use crate::domain::catalog::{
+    Customer, Instance, KeySource, LicenseKey, Locale, Product, ProductDetails,
+};
 use crate::domain::console::{ConsoleSession, Overview, SessionDigest};
 use crate::domain::delivery::{Message, MessageStatus};
 use crate::domain::entry::LedgerEntry;
@@ -53,6 +55,12 @@ pub fn customer(row: &impl Columns) -> Result<Customer> {
         phone_number: row.text_or_null(4)?,
         metadata: metadata(&row.text(5)?)?,
         created_at: timestamp(row.int(6)?)?,
+        preferred_locale: match row.text_or_null(7)? {
+            Some(code) => Some(Locale::from_code(&code).ok_or_else(|| {
+                StorageError::Internal(format!("a stored locale `{code}` is not one of Dodo's"))
+            })?),
+            None => None,
+        },
     })
 }
 

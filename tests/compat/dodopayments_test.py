@@ -37,12 +37,14 @@ def expect(cls, call):
 def main():
     api = client()
 
-    customer = api.customers.create(email="ada@example.com", name="Ada Lovelace")
+    customer = api.customers.create(email="ada@example.com", name="Ada Lovelace", preferred_locale="en")
     assert customer.customer_id.startswith("cus_")
     assert customer.email == "ada@example.com" and customer.name == "Ada Lovelace"
     assert customer.created_at.tzinfo is not None
+    assert customer.preferred_locale == "en"
     fetched = api.customers.retrieve(customer.customer_id)
     assert fetched.customer_id == customer.customer_id and fetched.name == "Ada Lovelace"
+    assert fetched.preferred_locale == "en"
 
     created = api.products.create(
         name="Editor Pro",

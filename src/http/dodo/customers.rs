@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::listing::{Items, Paging};
-use crate::domain::catalog::Customer;
+use crate::domain::catalog::{Customer, Locale};
 use crate::domain::ids::{CustomerId, Email, Name, ResourceId, shorten};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
@@ -23,6 +23,9 @@ pub struct CreateCustomer {
     #[serde(default)]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 100)]
     phone_number: Option<ResourceId>,
+    /// The language of the customer's emails.
+    #[serde(default)]
+    preferred_locale: Option<Locale>,
     #[serde(default)]
     #[schema(schema_with = optional_metadata_schema)]
     metadata: Option<Metadata>,
@@ -45,8 +48,8 @@ pub struct CustomerView {
     metadata: Metadata,
     #[schema(required = true)]
     phone_number: Option<String>,
-    #[schema(value_type = Option<String>, required = true)]
-    preferred_locale: Option<String>,
+    #[schema(required = true)]
+    preferred_locale: Option<Locale>,
 }
 
 impl From<Customer> for CustomerView {
@@ -61,7 +64,7 @@ impl From<Customer> for CustomerView {
             blocklist_entry_id: None,
             metadata: c.metadata,
             phone_number: c.phone_number,
-            preferred_locale: None,
+            preferred_locale: c.preferred_locale,
         }
     }
 }
@@ -85,6 +88,7 @@ pub async fn create_customer(
         email: request.email.as_str().to_owned(),
         name: request.name.to_string(),
         phone_number: request.phone_number.map(|p| p.to_string()),
+        preferred_locale: request.preferred_locale,
         metadata: request.metadata.unwrap_or_default(),
         created_at: Timestamp::now(),
     };

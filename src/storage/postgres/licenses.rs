@@ -18,7 +18,9 @@ use super::pool::execute;
 use super::pool::{query, query_one};
 use super::tx::Tx;
 use super::values::params;
-use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::catalog::{
+    Activation, Customer, Instance, LicenseKey, Locale, Product, ProductPatch,
+};
 use crate::domain::events::Event;
 use crate::domain::ids::{
     BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
@@ -391,7 +393,8 @@ async fn activate_together(
         let details = Details {
             customer: rows::customer(details)?,
             product_id: license.product_id,
-            product_name: details.text(7)?,
+            // The column after the customer's.
+            product_name: details.text(CUSTOMER_COLUMNS.split(',').count())?,
         };
         Ok((answers, Some(details)))
     }
@@ -514,8 +517,9 @@ impl LicenseStore for PgStore {
     async fn create_customer(&self, c: &Customer) -> Result<()> {
         let metadata = json_text(&c.metadata)?;
         self.execute(
-            "INSERT INTO customers (id, business_id, email, name, phone_number, metadata, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO customers
+                 (id, business_id, email, name, phone_number, metadata, created_at, preferred_locale)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &c.id,
                 &c.business_id,
@@ -524,6 +528,7 @@ impl LicenseStore for PgStore {
                 &c.phone_number,
                 &metadata,
                 &c.created_at.micros(),
+                &c.preferred_locale.map(Locale::code),
             ],
         )
         .await?;

@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         17,
         include_str!("migrations/0017_webhook_messages_fewer_indexes.sql"),
     ),
+    (18, include_str!("migrations/0018_customer_locale.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

@@ -10,7 +10,9 @@ use super::error::internal;
 use super::ledger::governing;
 use super::outbox::announce;
 use super::shifts::{self, read_with};
-use crate::domain::catalog::{Activation, Customer, Instance, LicenseKey, Product, ProductPatch};
+use crate::domain::catalog::{
+    Activation, Customer, Instance, LicenseKey, Locale, Product, ProductPatch,
+};
 use crate::domain::events::Event;
 use crate::domain::ids::{
     BusinessId, CustomerId, InstanceId, InstanceName, KeyString, LicenseKeyId, ProductId,
@@ -297,8 +299,9 @@ impl LicenseStore for SqliteStore {
         let c = customer.clone();
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO customers (id, business_id, email, name, phone_number, metadata, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO customers
+                     (id, business_id, email, name, phone_number, metadata, created_at, preferred_locale)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     c.id,
                     c.business_id,
@@ -306,7 +309,8 @@ impl LicenseStore for SqliteStore {
                     c.name,
                     c.phone_number,
                     json_text(&c.metadata)?,
-                    c.created_at.micros()
+                    c.created_at.micros(),
+                    c.preferred_locale.map(Locale::code)
                 ],
             )
             .map_err(internal)?;
