@@ -604,7 +604,7 @@ async fn deny_private_refuses_a_local_receiver() {
     let (named, _) = subscribe(&server, &by_name, json!({})).await;
     ledger(&server, 1, "ABSOLUTE").await.expect(200);
     for (endpoint, said) in [
-        (literal, "127.0.0.1 is a loopback address"),
+        (literal, "127.0.0.1 is not a public address (loopback)"),
         (named, "localhost resolves to"),
     ] {
         let failed = wait_for_status(&server, &endpoint, "failed", 1).await;

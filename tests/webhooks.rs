@@ -343,6 +343,12 @@ async fn bad_input_is_refused_naming_the_problem(server: TestServer) {
         }
     };
     refused(json!({"url": "ftp://example.com/x"}), "url").await;
+    refused(json!({"url": "https://u:p@example.com/x"}), "credentials").await;
+    refused(
+        json!({"url": "https://example.com", "filter_types": [5]}),
+        "filter_types[0]",
+    )
+    .await;
     refused(json!({"url": "example.com"}), "url").await;
     refused(json!({"url": "http://[oops/"}), "host").await;
     refused(

@@ -121,6 +121,13 @@ impl WebhookUrl {
         check_web_url(&text, Self::MAX_CHARS)?;
         let rest = text.split_once("://").map_or("", |(_, rest)| rest);
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(format!(
+                "`{}` carries credentials, which would be stored and shown in clear: send \
+                 them in a custom header (`authorization`), whose value is hidden when read back",
+                shorten(&text)
+            ));
+        }
         if !authority_is_valid(authority) {
             return Err(format!(
                 "`{}` has no valid host: a name or IPv4 address in ASCII (punycode for \
@@ -141,33 +148,29 @@ impl WebhookUrl {
     }
 }
 
-/// Whether a URL's authority (`[user@]host[:port]`) names a host a delivery can reach.
+/// Whether a URL's authority (`host[:port]`) names a host a delivery can reach, read as
+/// an HTTP client reads it: a name of letters, digits, `-`, `.` and `_` (so that no `\\`
+/// or other character ends it early for the client), an IPv4 address, or an IPv6 address
+/// in brackets; a port from 1 to 65535, or none.
 fn authority_is_valid(authority: &str) -> bool {
-    if !authority.is_ascii() {
-        return false;
-    }
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let user = authority.len() - host_port.len();
-    if authority[..user].contains(['[', ']']) {
-        return false;
-    }
-    let (host_ok, port) = match host_port.strip_prefix('[') {
+    let (host_ok, port) = match authority.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((ip, port)) => (ip.parse::<std::net::Ipv6Addr>().is_ok(), port),
             None => return false,
         },
         None => {
-            let (host, port) = match host_port.find(':') {
-                Some(at) => host_port.split_at(at),
-                None => (host_port, ""),
+            let (host, port) = match authority.find(':') {
+                Some(at) => authority.split_at(at),
+                None => (authority, ""),
             };
-            (!host.is_empty() && !host.contains(['[', ']']), port)
+            let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+            (!host.is_empty() && host.chars().all(name_char), port)
         }
     };
     let port_ok = match port.strip_prefix(':') {
         None => port.is_empty(),
         Some("") => true,
-        Some(digits) => digits.len() <= 5 && digits.parse::<u16>().is_ok(),
+        Some(digits) => digits.len() <= 5 && digits.parse::<u16>().is_ok_and(|p| p > 0),
     };
     host_ok && port_ok
 }
@@ -557,8 +560,12 @@ mod tests {
         assert!(WebhookUrl::parse("http://10.0.0.1:8080/".into()).is_ok());
         assert!(WebhookUrl::parse("ftp://example.com".into()).is_err());
         assert!(WebhookUrl::parse("http://[::1]:8080/x".into()).is_ok());
-        assert!(WebhookUrl::parse("https://user:pw@example.com:443".into()).is_ok());
+        let credentials = WebhookUrl::parse("https://user:pw@example.com:443".into());
+        assert!(credentials.unwrap_err().contains("custom header"));
         for bad in [
+            "http://127.0.0.1:8080\\@evil.example/",
+            "http://evil.example\\x/",
+            "http://e.com:0/",
             "http://[/x",
             "http://a]b/",
             "http://[zz]/",

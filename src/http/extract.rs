@@ -110,8 +110,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let reason = strip_position(&inner.to_string());
-        ApiError::BadRequest(if path == "." || inner.is_syntax() || inner.is_eof() {
+        let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        ApiError::BadRequest(if path == "." || !well_formed {
             format!("invalid JSON body: {reason}")
+        } else if inner.is_syntax() {
+            // serde_json's "expected value" for a JSON value of a type the field cannot
+            // take at all, such as a number where a name from a list is expected.
+            format!("invalid `{path}`: not a value of the type it takes")
         } else {
             format!("invalid `{path}`: {reason}")
         })

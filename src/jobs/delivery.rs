@@ -282,8 +282,11 @@ impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Refused { ip, kind, name } = self;
         match name {
-            Some(name) => write!(f, "refused: {name} resolves to {ip}, a {kind} address"),
-            None => write!(f, "refused: {ip} is a {kind} address"),
+            Some(name) => write!(
+                f,
+                "refused: {name} resolves to {ip}, not a public address ({kind})"
+            ),
+            None => write!(f, "refused: {ip} is not a public address ({kind})"),
         }
     }
 }
