@@ -330,9 +330,26 @@ async fn forms_without_their_token_or_from_a_read_only_key_change_nothing(server
         .await;
     assert!(page.contains("read-only"));
     assert!(!page.contains("/disable\""), "no write controls: {page}");
+    let (status, page) = read_only.get("/console/license-keys/new").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "no form to issue a key: {page}"
+    );
+    assert!(page.contains("read-only"), "{page}");
     let reader_csrf = read_only.csrf().await;
     let mut admin = Browser::new(&server);
     admin.sign_in(&server.key).await;
+    // A form over the body limit is refused unread; every answer carries its request id.
+    let big = "x".repeat(100 * 1024);
+    let (status, _) = admin.post("/console/products", &[("name", &big)]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let traced = (admin.client.get(format!("{}/console/sign-in", admin.base)))
+        .header("x-request-id", "trace-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traced.headers()["x-request-id"], "trace-me");
     let posts = [
         format!("/console/license-keys/{key_id}/disable"),
         format!("/console/license-keys/{key_id}/edit"),

@@ -15,9 +15,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use tower::{Layer, Service};
@@ -167,6 +168,19 @@ where
             Ok(response)
         })
     }
+}
+
+/// For the routes outside the envelope (the console, which writes its own error pages):
+/// the request id alone.
+pub async fn with_request_id(
+    State(envelope): State<Envelope>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let id = envelope.request_id(request.headers());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
 }
 
 /// The request, its body made to say when it has arrived whole, and the flag it sets. A

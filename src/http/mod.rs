@@ -20,7 +20,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -65,7 +66,17 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
             ),
         )
         .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
-        .merge(console::routes().layer(CatchPanicLayer::new()))
+        // The console writes its own error pages: of the envelope, it takes the request
+        // ids and the body limit alone.
+        .merge(
+            console::routes()
+                .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+                .layer(CatchPanicLayer::new())
+                .layer(from_fn_with_state(
+                    envelope.clone(),
+                    envelope::with_request_id,
+                )),
+        )
         .merge(enveloped(unknown_routes(), shape_of_unknown_route))
         .with_state(state)
 }

@@ -435,6 +435,7 @@ pub async fn new_key_page(
     State(state): State<AppState>,
     signed: Signed,
 ) -> Result<Response, ConsoleError> {
+    signed.check_writable()?;
     new_key_form(&state, &signed, StatusCode::OK, None, &NewKey::default()).await
 }
 

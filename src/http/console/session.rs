@@ -39,6 +39,11 @@ impl Signed {
     /// Refuses a write to a read-only key, and a form without the session's token.
     pub fn check_write(&self, csrf_token: &str) -> Result<(), ConsoleError> {
         self.check(csrf_token)?;
+        self.check_writable()
+    }
+
+    /// Refuses a read-only key: a write, or a page that exists only to write.
+    pub fn check_writable(&self) -> Result<(), ConsoleError> {
         if self.principal.read_only {
             return Err(ConsoleError::Forbidden(
                 "This API key is read-only: it may look but not change anything.".into(),
