@@ -592,6 +592,14 @@ async fn duplicate_keys_are_409_across_businesses(server: TestServer) {
     again.expect(409);
     assert_eq!(again.header("x-should-retry"), Some("false"));
     assert_eq!(again.json["code"], "CONFLICT");
+    for padded in ["   ", " SHARED-KEY", "PADDED-KEY "] {
+        let refused = issue(&server, json!({}), json!({ "key": padded })).await;
+        assert!(
+            refused.expect(400).text.contains("whitespace"),
+            "{}",
+            refused.text
+        );
+    }
 
     let other = server.new_key("beta", false).await;
     let customer = server

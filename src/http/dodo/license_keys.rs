@@ -118,6 +118,13 @@ pub(crate) async fn issue(
         now,
     );
     let (key, source) = match request.key {
+        // A customer types the key in, and apps trim what is typed: such a key would
+        // never be found.
+        Some(key) if key.as_str().trim() != key.as_str() => {
+            return Err(ApiError::BadRequest(
+                "`key` must not begin or end with whitespace".into(),
+            ));
+        }
         Some(key) => (key.to_string(), KeySource::Import),
         None => (generate_key(), KeySource::Manual),
     };
