@@ -438,6 +438,14 @@ async fn listing_pages_with_a_signed_next_token(server: TestServer) {
 
     let first = server.get("/license_updates?pageSize=2").await;
     let token = first.json["nextToken"].as_str().unwrap().to_owned();
+    // The next page keeps the size the first asked for, unless it asks for another.
+    for (asked, expected) in [("", 2), ("&pageSize=5", 5)] {
+        let next = (server.get(&format!("/license_updates?nextToken={token}{asked}"))).await;
+        assert_eq!(
+            next.expect(200).json["data"].as_array().unwrap().len(),
+            expected
+        );
+    }
     let mut tampered = token.clone().into_bytes();
     tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
     let reply = server

@@ -154,6 +154,14 @@ struct Cursor {
     /// The position of the page's last row: its sort key in microseconds, and its seq.
     #[serde(rename = "k")]
     after: (i64, i64),
+    /// The page size the listing asked for, kept by the next pages unless they ask for
+    /// another, as Togai's tokens keep it (absent from tokens made before it was kept).
+    #[serde(rename = "p", default = "largest_page")]
+    page_size: u32,
+}
+
+fn largest_page() -> u32 {
+    MAX_ENTRY_PAGE
 }
 
 /// Lists ledger entries, newest first unless `_sort` says otherwise.
@@ -173,10 +181,9 @@ pub async fn list_license_updates(
     Reader(caller): Reader,
     Query(params): Query<ListParams>,
 ) -> Result<Json<LicenseUpdatesPage>, ApiError> {
-    let page_size = match &params.page_size {
-        None => MAX_ENTRY_PAGE,
-        Some(text) => bounded_integer("pageSize", text, 1..=MAX_ENTRY_PAGE)?,
-    };
+    let asked_size = (params.page_size.as_deref())
+        .map(|text| bounded_integer("pageSize", text, 1..=MAX_ENTRY_PAGE))
+        .transpose()?;
     let (sort, descending) = parse_sort(params.sort.as_deref())?;
     let mut cursor = Cursor {
         account_id: params
@@ -196,6 +203,7 @@ pub async fn list_license_updates(
         sort,
         descending,
         after: (0, 0),
+        page_size: asked_size.unwrap_or(MAX_ENTRY_PAGE),
     };
     let mut after = None;
     if let Some(token) = &params.next_token {
@@ -222,8 +230,12 @@ pub async fn list_license_updates(
             ));
         }
         after = Some(previous.after);
-        cursor = previous;
+        cursor = Cursor {
+            page_size: asked_size.unwrap_or(previous.page_size),
+            ..previous
+        };
     }
+    let page_size = cursor.page_size;
 
     let query = ListEntries {
         account_id: cursor.account_id.clone(),
