@@ -309,10 +309,17 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
             "/console/ledger/pair?account=acme&license=seats&month=2024-13",
             StatusCode::BAD_REQUEST,
         ),
+        (
+            "/console/ledger/pair?account=acme&license=seats&month=9999-12",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (got, page) = browser.get(path).await;
         assert_eq!(got, status, "{path}: {page}");
         assert!(page.contains("role=\"alert\""), "{path}: {page}");
+        if path.contains("month=") {
+            assert!(page.contains("`month`"), "names the field: {page}");
+        }
     }
 }
 
@@ -424,6 +431,12 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
         page.contains("below the number of current activations"),
         "{page}"
     );
+    let mut form = edit("7");
+    form[2].1 = "yesterday".to_owned();
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = browser.post(&format!("{path}/edit"), &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("`yesterday` is not a date"), "{page}");
     let form = edit("7");
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(
@@ -480,6 +493,16 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("negative"), "{page}");
     assert_eq!(server.get("/license_updates").await.json["data"], json!([]));
+    // A time typed with its zone is taken as typed, not given a second one.
+    let mut form = ledger("4", "ABSOLUTE");
+    form[5].1 = "2024-01-01T10:00:00+05:00".to_owned();
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    browser.post("/console/ledger/pair", &form).await;
+    let entries = server.get("/license_updates").await.json["data"].clone();
+    assert_eq!(
+        entries[0]["effectiveFrom"], "2024-01-01T05:00:00Z",
+        "{entries}"
+    );
 }
 
 async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {

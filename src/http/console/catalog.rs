@@ -163,6 +163,11 @@ impl ProductForm {
             || changed(&self.duration_interval, |f| &f.duration_interval)
         {
             let count = number(&self.duration_count, "duration")?;
+            if !count.is_null() && self.duration_interval.trim().is_empty() {
+                return Err(ApiError::BadRequest(
+                    "A key duration needs its unit as well as its count.".into(),
+                ));
+            }
             body.insert(
                 "license_key_duration".into(),
                 if count.is_null() {

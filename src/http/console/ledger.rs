@@ -17,7 +17,7 @@ use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::auth::Caller;
 use crate::domain::entry::NewEntry;
-use crate::domain::ids::{AccountId, LicenseId};
+use crate::domain::ids::{AccountId, LicenseId, shorten};
 use crate::domain::ledger::daily_usage;
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};
 use crate::http::error::ApiError;
@@ -130,12 +130,13 @@ fn month_bounds(text: &str) -> Result<(NaiveDate, NaiveDate), ApiError> {
     let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").map_err(|_| {
         ApiError::BadRequest(format!("`month` `{text}` is not a month such as 2024-03"))
     })?;
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!("`month` `{text}` is too far in the future"))
-        })?;
-    Ok((first, next))
+    let next = first.checked_add_months(chrono::Months::new(1));
+    match next.filter(|next| midnight(first).is_ok() && midnight(*next).is_ok()) {
+        Some(next) => Ok((first, next)),
+        None => Err(ApiError::BadRequest(format!(
+            "`month` `{text}` is outside the months the ledger counts (0001-01 to 9999-11)"
+        ))),
+    }
 }
 
 fn midnight(date: NaiveDate) -> Result<Timestamp, ApiError> {
@@ -306,7 +307,7 @@ impl AddUpdate {
         let quantity: serde_json::Number = self.quantity.trim().parse().map_err(|_| {
             ApiError::BadRequest(format!(
                 "The quantity `{}` is not a number.",
-                self.quantity.trim()
+                shorten(self.quantity.trim())
             ))
         })?;
         let mut body = serde_json::json!({
@@ -318,8 +319,14 @@ impl AddUpdate {
         let at = self.effective_from.trim();
         if !at.is_empty() {
             // A `datetime-local` has minutes, perhaps seconds, and no zone: UTC is meant.
-            let seconds = if at.len() == 16 { ":00" } else { "" };
-            body["effectiveFrom"] = format!("{at}{seconds}Z").into();
+            // A time typed with its zone is taken as it is.
+            let time = at.split_once(['T', 't', ' ']).map_or("", |(_, time)| time);
+            body["effectiveFrom"] = match time.len() {
+                _ if time.contains(['Z', 'z', '+', '-']) => at.to_owned(),
+                5 => format!("{at}:00Z"),
+                _ => format!("{at}Z"),
+            }
+            .into();
         }
         parse_json::<LicenseUpdateRequest>(body.to_string().as_bytes()).map(NewEntry::from)
     }

@@ -16,7 +16,7 @@ use super::forms::{Csrf, Done, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::LicenseKey;
-use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId};
+use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId, shorten};
 use crate::domain::license::{KeyPatch, KeyStatus};
 use crate::domain::time::Timestamp;
 use crate::http::dodo::license_files::issue as issue_file;
@@ -533,12 +533,23 @@ impl NewKey {
             body["activations_limit"] = limit.into();
         }
         if let Some(date) = filled(&self.expires_on) {
-            body["expires_at"] = format!("{date}T00:00:00Z").into();
+            body["expires_at"] = expiry(date)?.into();
         }
         if let Some(key) = filled(&self.key) {
             body["key"] = key.into();
         }
         parse_json(body.to_string().as_bytes())
+    }
+}
+
+/// The API's `expires_at` for the form's date: the start of that day, UTC.
+fn expiry(date: &str) -> Result<String, ApiError> {
+    match chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+        Ok(day) => Ok(format!("{day}T00:00:00Z")),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "The expiry `{}` is not a date such as 2030-12-31.",
+            shorten(date)
+        ))),
     }
 }
 
@@ -656,7 +667,7 @@ impl EditKey {
                 "expires_at".into(),
                 match filled(&self.expires_on) {
                     None => serde_json::Value::Null,
-                    Some(date) => format!("{date}T00:00:00Z").into(),
+                    Some(date) => expiry(date)?.into(),
                 },
             );
         }
