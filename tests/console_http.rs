@@ -305,6 +305,7 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
         ("/console/products/pdt_nope", StatusCode::NOT_FOUND),
         ("/console/webhooks/wh_nope", StatusCode::NOT_FOUND),
         ("/console/license-keys?status=lost", StatusCode::BAD_REQUEST),
+        ("/console/license-keys?page=-1", StatusCode::BAD_REQUEST),
         (
             "/console/ledger/pair?account=acme&license=seats&month=2024-13",
             StatusCode::BAD_REQUEST,
@@ -349,8 +350,9 @@ async fn forms_without_their_token_or_from_a_read_only_key_change_nothing(server
     admin.sign_in(&server.key).await;
     // A form over the body limit is refused unread; every answer carries its request id.
     let big = "x".repeat(100 * 1024);
-    let (status, _) = admin.post("/console/products", &[("name", &big)]).await;
+    let (status, page) = admin.post("/console/products", &[("name", &big)]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(page.contains("role=\"alert\""), "a console page: {page}");
     let traced = (admin.client.get(format!("{}/console/sign-in", admin.base)))
         .header("x-request-id", "trace-me")
         .send()

@@ -1,14 +1,13 @@
 //! Customers and products in the console: customers listed and found by email; products
 //! listed, created and changed through the API's own create and update functions.
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::error::ConsoleError;
+use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{Done, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -29,7 +28,7 @@ pub struct CustomerQuery {
 pub async fn customers(
     State(state): State<AppState>,
     signed: Signed,
-    Query(query): Query<CustomerQuery>,
+    ConsoleQuery(query): ConsoleQuery<CustomerQuery>,
 ) -> Result<Markup, ConsoleError> {
     let email = query
         .email
@@ -295,7 +294,7 @@ async fn products_page(
 pub async fn create_product(
     State(state): State<AppState>,
     signed: Signed,
-    Form(form): Form<ProductForm>,
+    ConsoleForm(form): ConsoleForm<ProductForm>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let principal = &signed.principal;
@@ -329,7 +328,7 @@ pub async fn product(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Query(done): Query<Done>,
+    ConsoleQuery(done): ConsoleQuery<Done>,
 ) -> Result<Markup, ConsoleError> {
     let id = ProductId::from(id);
     let found = (state
@@ -382,7 +381,7 @@ pub async fn update_product(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<ProductForm>,
+    ConsoleForm(form): ConsoleForm<ProductForm>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let principal = &signed.principal;

@@ -1,12 +1,17 @@
 //! What the console answers when something goes wrong: a page saying so in words, with
 //! the status an API call would have got, or the sign-in page for a session that ended.
 
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 
 use super::layout;
 use crate::http::error::ApiError;
+use crate::http::extract::BODY_LIMIT;
 use crate::storage::StorageError;
 
 #[derive(Debug)]
@@ -52,4 +57,39 @@ impl IntoResponse for ConsoleError {
             }
         }
     }
+}
+
+/// A form, or a query string, that does not parse is refused with a console page naming
+/// the problem, as the API's extractors refuse theirs, rather than axum's plain text.
+pub struct ConsoleForm<T>(pub T);
+pub struct ConsoleQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ConsoleForm<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ConsoleError> {
+        match Form::<T>::from_request(request, state).await {
+            Ok(Form(form)) => Ok(Self(form)),
+            Err(rejection) => Err(refused(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ConsoleQuery<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ConsoleError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(Self(query)),
+            Err(rejection) => Err(refused(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+fn refused(status: StatusCode, text: String) -> ConsoleError {
+    ConsoleError::Api(match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        _ => ApiError::BadRequest(text),
+    })
 }

@@ -2,8 +2,7 @@
 //! over a month, its daily usage, its entries and a form to add one — written through
 //! the same store call as `POST /license_updates`, under the same rules.
 
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, NaiveDate};
@@ -11,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::chart;
-use super::error::ConsoleError;
+use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -37,7 +36,7 @@ pub struct PairsQuery {
 pub async fn pairs(
     State(state): State<AppState>,
     signed: Signed,
-    Query(query): Query<PairsQuery>,
+    ConsoleQuery(query): ConsoleQuery<PairsQuery>,
 ) -> Result<Markup, ConsoleError> {
     let business = &signed.principal.business_id;
     let text = query
@@ -146,7 +145,7 @@ fn midnight(date: NaiveDate) -> Result<Timestamp, ApiError> {
 pub async fn pair(
     State(state): State<AppState>,
     signed: Signed,
-    Query(query): Query<PairQuery>,
+    ConsoleQuery(query): ConsoleQuery<PairQuery>,
 ) -> Result<Response, ConsoleError> {
     let message = match query.done.as_deref() {
         Some("added") => Some((Notice::Done, "The update is in the ledger.".to_owned())),
@@ -335,7 +334,7 @@ impl AddUpdate {
 pub async fn add_update(
     State(state): State<AppState>,
     signed: Signed,
-    Form(form): Form<AddUpdate>,
+    ConsoleForm(form): ConsoleForm<AddUpdate>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let caller = Caller::Business(signed.principal.business_id.clone());

@@ -2,8 +2,7 @@
 //! out, and one key with its instances, disabled or enabled, its instances deactivated.
 //! Every change goes through the store's calls the API makes, under the same rules.
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_DISPOSITION;
@@ -11,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::error::ConsoleError;
+use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{Csrf, Done, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -50,7 +49,7 @@ fn given(value: &Option<String>) -> Option<&str> {
 pub async fn list(
     State(state): State<AppState>,
     signed: Signed,
-    Query(query): Query<ListQuery>,
+    ConsoleQuery(query): ConsoleQuery<ListQuery>,
 ) -> Result<Response, ConsoleError> {
     let business = &signed.principal.business_id;
     let mut refused = None;
@@ -204,7 +203,7 @@ pub async fn detail(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Query(done): Query<Done>,
+    ConsoleQuery(done): ConsoleQuery<Done>,
 ) -> Result<Markup, ConsoleError> {
     let id = LicenseKeyId::from(id);
     let key = (state
@@ -392,7 +391,7 @@ pub async fn disable(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     set_disabled(&state, &signed, id, &form, true).await
 }
@@ -401,7 +400,7 @@ pub async fn enable(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     set_disabled(&state, &signed, id, &form, false).await
 }
@@ -411,7 +410,7 @@ pub async fn deactivate(
     State(state): State<AppState>,
     signed: Signed,
     Path((id, instance)): Path<(String, String)>,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let business = &signed.principal.business_id;
@@ -560,7 +559,7 @@ fn filled(text: &str) -> Option<&str> {
 pub async fn issue_key(
     State(state): State<AppState>,
     signed: Signed,
-    Form(form): Form<NewKey>,
+    ConsoleForm(form): ConsoleForm<NewKey>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let principal = &signed.principal;
@@ -685,7 +684,7 @@ pub async fn edit_key(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<EditKey>,
+    ConsoleForm(form): ConsoleForm<EditKey>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let principal = &signed.principal;
@@ -732,7 +731,7 @@ pub async fn license_file(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let id = LicenseKeyId::from(id);

@@ -2,7 +2,6 @@
 //! keeps only its digest. The sign-in form carries a token matched against a cookie of
 //! its own, so another site cannot sign a browser in with a key of its choosing.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -10,7 +9,7 @@ use axum::response::{AppendHeaders, IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::error::ConsoleError;
+use super::error::{ConsoleError, ConsoleForm};
 use super::forms::Csrf;
 use super::layout::{Notice, bare, notice};
 use super::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Signed, cookie, set_cookie};
@@ -55,7 +54,7 @@ pub struct SignIn {
 pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<SignIn>,
+    ConsoleForm(form): ConsoleForm<SignIn>,
 ) -> Result<Response, ConsoleError> {
     let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !tokens_match(expected, &form.csrf) {
@@ -90,7 +89,7 @@ pub async fn sign_in(
 pub async fn sign_out(
     State(state): State<AppState>,
     signed: Signed,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     signed.check(&form.csrf)?;
     state.store.delete_session(&signed.session.digest).await?;

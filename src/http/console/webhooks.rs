@@ -2,13 +2,12 @@
 //! attempts got, a message sent again, and an endpoint turned off or on again (after a
 //! 410 disabled it, say).
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::error::ConsoleError;
+use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{Csrf, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -77,7 +76,7 @@ pub async fn endpoint(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Query(query): Query<EndpointQuery>,
+    ConsoleQuery(query): ConsoleQuery<EndpointQuery>,
 ) -> Result<Markup, ConsoleError> {
     let business = &signed.principal.business_id;
     let id = WebhookId::from(id);
@@ -202,7 +201,7 @@ pub async fn retry(
     State(state): State<AppState>,
     signed: Signed,
     Path((id, message)): Path<(String, String)>,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     signed.check_write(&form.csrf)?;
     let id = WebhookId::from(id);
@@ -245,7 +244,7 @@ pub async fn disable(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     set_disabled(&state, &signed, id, &form, true).await
 }
@@ -254,7 +253,7 @@ pub async fn enable(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
     set_disabled(&state, &signed, id, &form, false).await
 }
