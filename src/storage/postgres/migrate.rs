@@ -39,7 +39,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         17,
         include_str!("migrations/0017_webhook_messages_fewer_indexes.sql"),
     ),
-    (18, include_str!("migrations/0018_customer_locale.sql")),
+    (
+        18,
+        include_str!("migrations/0018_customers_locale_and_email_case.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

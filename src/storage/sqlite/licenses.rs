@@ -347,7 +347,7 @@ impl LicenseStore for SqliteStore {
                 conn,
                 &format!(
                     "SELECT {CUSTOMER_COLUMNS} FROM customers
-                     WHERE business_id = ?1 AND (?2 IS NULL OR email = ?2)
+                     WHERE business_id = ?1 AND (?2 IS NULL OR lower(email) = lower(?2))
                      ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
                 ),
                 params![business_id, email, page.size, page.offset()],

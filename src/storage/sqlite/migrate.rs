@@ -22,7 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_ledger_shifts.sql"),
     include_str!("migrations/0015_webhook_due_indexes.sql"),
     include_str!("migrations/0016_webhook_messages_fewer_indexes.sql"),
-    include_str!("migrations/0017_customer_locale.sql"),
+    include_str!("migrations/0017_customers_locale_and_email_case.sql"),
 ];
 
 /// Applies the migrations the database lacks; refuses one that a newer version migrated.
