@@ -23,7 +23,7 @@ pub enum Error {
     },
     /// The decoded body is not the JSON `{"enc", "sig", "alg"}`.
     #[error("malformed license file envelope: {0}")]
-    MalformedEnvelope(#[source] serde_json::Error),
+    MalformedEnvelope(serde_json::Error),
     /// `alg` (of a file) or `algorithm` (of a signature header) is not one this crate knows.
     #[error("unknown algorithm {0:?}")]
     UnknownAlgorithm(String),
@@ -35,7 +35,8 @@ pub enum Error {
     #[error("signature does not verify")]
     BadSignature,
     /// The key id named by the file or response is not the one the [`PublicKey`](crate::PublicKey)
-    /// was given with [`with_key_id`](crate::PublicKey::with_key_id).
+    /// was given with [`with_key_id`](crate::PublicKey::with_key_id): signed by another key,
+    /// such as one rotated in since (the name is read whether or not the signature holds).
     #[error("signed by key {found:?}, expected {expected:?}")]
     WrongKeyId {
         /// The key id the public key was given.
@@ -43,15 +44,19 @@ pub enum Error {
         /// The key id the signed data names.
         found: String,
     },
-    /// A machine file was given no fingerprint.
+    /// A machine file bound to a fingerprint was given none.
     #[error("a machine file needs the machine's fingerprint")]
     FingerprintRequired,
+    /// A fingerprint was given, so a machine file for that machine was expected, and the
+    /// file is a license file, which binds no machine.
+    #[error("a machine file is needed for this machine, and this is a license file")]
+    MachineFileRequired,
     /// AES-256-GCM refused the ciphertext: the license key (or the fingerprint) is wrong.
     #[error("decryption failed: wrong license key or fingerprint")]
     DecryptionFailed,
     /// The decrypted payload is not the JSON SPEC §6 describes.
     #[error("malformed payload: {0}")]
-    MalformedPayload(#[source] serde_json::Error),
+    MalformedPayload(serde_json::Error),
     /// The file is valid but was issued for another license key.
     #[error("the license file is for another license key")]
     LicenseKeyMismatch,

@@ -85,7 +85,8 @@ impl LicenseFile {
     /// Reads the armor and the envelope. Whitespace (line breaks included) anywhere in the
     /// base64 body, and around the armor, is ignored.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let text = text.trim();
+        // A file saved by an editor that marks UTF-8 with a byte-order mark is the same file.
+        let text = text.trim_start_matches('\u{feff}').trim();
         let (kind, rest) = [FileKind::License, FileKind::Machine]
             .into_iter()
             .find_map(|kind| {

@@ -60,8 +60,12 @@ pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// Parses, verifies and decrypts a license or machine file, then checks that it holds at
 /// `now`:
 ///
-/// - the signature verifies under `key` (and names its key id, if the key has one);
-/// - the payload is for `license_key` and, for a machine file, for `fingerprint`;
+/// - the signature verifies under `key` (and names its key id, if the key has one: a
+///   file that names another is [`Error::WrongKeyId`], a rotation rather than a forgery);
+/// - the payload is for `license_key`;
+/// - with a `fingerprint`, the file is a machine file for that machine: a license file,
+///   which binds no machine, is [`Error::MachineFileRequired`]. Without one, a license
+///   file, or a machine file of an instance activated without a fingerprint;
 /// - `now` is not more than [`CLOCK_TOLERANCE`] before `meta.issued`
 ///   ([`Error::ClockBehind`]), nor after `meta.expiry` ([`Error::Expired`]), nor after
 ///   the license key's own expiry ([`Error::KeyExpired`]); see [`Payload::check_time`].
@@ -75,21 +79,29 @@ pub fn verify_license_file(
     now: SystemTime,
 ) -> Result<Contents, Error> {
     let file = LicenseFile::parse(text)?;
-    file.verify(key)?;
+    if let Err(refused) = file.verify(key) {
+        // Which key the file names is read unverified, only to tell the app why.
+        if let Ok(contents) = file.decrypt(license_key, fingerprint) {
+            key.check_key_id(&contents.payload.meta.key_id)?;
+        }
+        return Err(refused);
+    }
+    if file.kind() == FileKind::License && fingerprint.is_some() {
+        return Err(Error::MachineFileRequired);
+    }
     let contents = file.decrypt(license_key, fingerprint)?;
     let payload = &contents.payload;
     key.check_key_id(&payload.meta.key_id)?;
     if payload.data.attributes.key != license_key {
         return Err(Error::LicenseKeyMismatch);
     }
-    if file.kind() == FileKind::Machine {
-        let fingerprint = fingerprint.ok_or(Error::FingerprintRequired)?;
-        let issued_for = payload
-            .machine()
-            .and_then(|m| m.attributes.fingerprint.as_deref());
-        if issued_for != Some(fingerprint) {
-            return Err(Error::FingerprintMismatch);
-        }
+    let issued_for = payload
+        .machine()
+        .and_then(|m| m.attributes.fingerprint.as_deref());
+    match (fingerprint, issued_for) {
+        (None, Some(_)) => return Err(Error::FingerprintRequired),
+        (Some(given), bound) if bound != Some(given) => return Err(Error::FingerprintMismatch),
+        _ => {}
     }
     payload.check_time(now)?;
     Ok(contents)

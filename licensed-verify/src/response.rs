@@ -46,8 +46,9 @@ pub fn verify_response(
         &STANDARD.encode(Sha256::digest(response_body)),
     ]
     .join("\n");
-    key.verify(message.as_bytes(), &header.signature)?;
+    // Before the signature: an answer signed by another key names it.
     key.check_key_id(&header.key_id)?;
+    key.verify(message.as_bytes(), &header.signature)?;
     Ok(header.key_id)
 }
 

@@ -110,6 +110,13 @@ fn public_keys_parse_from_hex_and_pem() {
 }
 
 #[test]
+fn a_byte_order_mark_before_the_armor_is_ignored() {
+    let issuer = Issuer::new();
+    let text = format!("\u{feff}{}", issuer.issue(false, false));
+    assert!(check(&issuer, &text, None).is_ok());
+}
+
+#[test]
 fn any_whitespace_inside_the_armor_is_accepted() {
     let issuer = Issuer::new();
     let text = issuer.issue(true, true);
@@ -279,6 +286,25 @@ fn another_public_key_or_key_id_is_refused() {
         verify_license_file_now(&text, &rotated, LICENSE_KEY, None),
         Err(Error::WrongKeyId { expected, found }) if expected == "sk_test_2" && found == issuer.key_id
     ));
+
+    // A file signed by the key rotated in since names it, plain or encrypted: the app
+    // holding the old key learns of the rotation rather than of a forgery.
+    let newer = Issuer {
+        key_id: "sk_test_2".into(),
+        ..Issuer::new()
+    };
+    for encrypted in [false, true] {
+        let text = newer.issue(false, encrypted);
+        assert!(matches!(
+            verify_license_file_now(&text, &bound, LICENSE_KEY, None),
+            Err(Error::WrongKeyId { expected, found }) if expected == issuer.key_id && found == "sk_test_2"
+        ));
+        // Without a bound key id, all it can say is that the signature fails.
+        assert!(matches!(
+            check(&issuer, &text, None),
+            Err(Error::BadSignature)
+        ));
+    }
 }
 
 #[test]
@@ -330,6 +356,27 @@ fn a_machine_file_is_only_for_its_machine() {
     assert!(matches!(
         check(&issuer, &plain, None),
         Err(Error::FingerprintRequired)
+    ));
+
+    // An app that names its machine needs a machine file: a license file binds none.
+    for encrypted in [false, true] {
+        let license_file = issuer.issue(false, encrypted);
+        assert!(matches!(
+            check(&issuer, &license_file, Some(FINGERPRINT)),
+            Err(Error::MachineFileRequired)
+        ));
+    }
+
+    // An instance activated without a fingerprint gets a plain machine file bound to
+    // none: it verifies without one, and not for a machine that names one.
+    let mut payload = issuer.payload(Utc::now(), 3600, None);
+    payload["included"] = json!([{"type": "machines", "id": "lki_9", "attributes": {
+        "name": "no-fingerprint", "fingerprint": null}}]);
+    let unbound = issuer.file(&payload, true, None);
+    assert!(check(&issuer, &unbound, None).is_ok());
+    assert!(matches!(
+        check(&issuer, &unbound, Some(FINGERPRINT)),
+        Err(Error::FingerprintMismatch)
     ));
 }
 

@@ -65,6 +65,28 @@ fn a_signed_answer_verifies_and_names_its_key() {
     assert!(args(&bound).is_ok());
     let rotated = issuer.public_key().with_key_id("sk_test_2");
     assert!(matches!(args(&rotated), Err(Error::WrongKeyId { .. })));
+
+    // An answer signed by the key rotated in since names it: a rotation, not a forgery.
+    let newer = Issuer {
+        key_id: "sk_test_2".into(),
+        ..Issuer::new()
+    };
+    let signed_by_newer = newer.sign_response(&lines);
+    let old = issuer.public_key().with_key_id("sk_test_1");
+    let checked = verify_response(
+        &old,
+        "POST",
+        "/licenses/validate",
+        &lines.nonce,
+        &lines.date,
+        &lines.request_body,
+        &lines.response_body,
+        &signed_by_newer,
+    );
+    assert!(
+        matches!(checked, Err(Error::WrongKeyId { ref found, .. }) if found == "sk_test_2"),
+        "{checked:?}"
+    );
 }
 
 #[test]
