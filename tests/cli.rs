@@ -374,6 +374,29 @@ async fn a_sqlite_file_serves_one_process_at_a_time() {
     );
 }
 
+/// A server waiting for a SQLite file that another process holds stops on a signal,
+/// rather than when its wait for the file ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_serve_while_it_waits_for_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("held.db").display());
+    let holder = Served::start(&url, None);
+    let mut waiting = Served::spawn(&url, None, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(waiting.exits_within(Duration::ZERO).is_none(), "it waits");
+    waiting.signal_terminate();
+    let status = waiting
+        .exits_within(Duration::from_secs(10))
+        .expect("stopped");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stopped, not refused after its wait"
+    );
+    waiting.wait_for("stopped before serving");
+    assert_eq!(holder.terminate().code(), Some(0));
+}
+
 /// A database migrated by a newer version is refused rather than used with a schema this
 /// version does not know.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Opening the database: the file a URL names, and a connection with its pragmas.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
@@ -31,6 +32,9 @@ pub(super) fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
     // access until the last connection closes, so each read transaction takes no file
     // lock (and the WAL index lives in memory), and a second process is refused.
     let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), "unix-excl")?;
+    // The first access takes the lock: held by another process, it fails at once, and
+    // the caller waits (see `first_connection`) where a signal can stop the wait.
+    conn.busy_timeout(Duration::ZERO)?;
     // WAL lets readers proceed during a write; synchronous=FULL makes every commit durable
     // on power loss, not only on a crash of the process.
     conn.execute_batch(
@@ -44,6 +48,31 @@ pub(super) fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// How long opening waits for another process to let go of the file.
+const WAIT_FOR_FILE: Duration = Duration::from_secs(5);
+
+/// The process's first connection, which takes the file's lock: if another process holds
+/// it, tried again every 100 ms for up to [`WAIT_FOR_FILE`], between awaits, so that a
+/// signal stops the wait at once.
+pub(super) async fn first_connection(path: &Path) -> Result<Connection, OpenError> {
+    let deadline = Instant::now() + WAIT_FOR_FILE;
+    loop {
+        match connect(path) {
+            Err(error) if is_busy(&error) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            connected => return connected.map_err(|e| open_failed("open", path, &e)),
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Commits once, rewriting the schema version as it is. While the WAL holds no commit,
 /// as after every open, SQLite reads the database file's size with a system call at the
 /// start of each read transaction; after a commit it takes the size from the WAL.
@@ -52,17 +81,13 @@ pub(super) fn commit_to_wal(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "user_version", version)
 }
 
-pub(super) fn open_failed(
-    doing: &str,
-    path: &std::path::Path,
-    error: &rusqlite::Error,
-) -> OpenError {
+pub(super) fn open_failed(doing: &str, path: &Path, error: &rusqlite::Error) -> OpenError {
     let path = path.display();
-    OpenError::Failed(match error.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+    OpenError::Failed(match is_busy(error) {
+        true => format!(
             "the SQLite database {path} is in use by another process: a SQLite database \
              serves one process at a time (stop the other one, or use PostgreSQL to run several)"
         ),
-        _ => format!("cannot {doing} SQLite database {path}: {error}"),
+        false => format!("cannot {doing} SQLite database {path}: {error}"),
     })
 }

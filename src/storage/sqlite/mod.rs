@@ -36,7 +36,7 @@ use thread_local::ThreadLocal;
 use crate::storage::error::{OpenError, Result};
 use crate::storage::store::StorageOptions;
 use checkpoint::run_checkpointer;
-use connect::{commit_to_wal, connect, open_failed, parse_path};
+use connect::{commit_to_wal, connect, first_connection, open_failed, parse_path};
 use error::internal;
 use known_keys::KnownKeys;
 use migrate::migrate;
@@ -69,7 +69,7 @@ impl SqliteStore {
         } else {
             (parse_path(url)?, None)
         };
-        let mut writer_conn = connect(&path).map_err(|e| open_failed("open", &path, &e))?;
+        let mut writer_conn = first_connection(&path).await?;
         migrate(&mut writer_conn, &path)?;
         shifts::load(&writer_conn).map_err(|e| open_failed("read", &path, &e))?;
         outbox::release_leases(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;
