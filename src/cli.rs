@@ -86,6 +86,7 @@ enum SigningKeyCommand {
 
 #[derive(Args)]
 struct SigningKeyArgs {
+    /// The business whose key this is (`default` for the first one).
     #[arg(long)]
     business: String,
     #[command(flatten)]
@@ -104,7 +105,7 @@ enum ApiKeyCommand {
 
 #[derive(Args, Clone)]
 struct DatabaseArgs {
-    /// sqlite://PATH, sqlite::memory:, or postgres://USER@HOST/DB.
+    /// sqlite://PATH, sqlite::memory:, or postgres://USER@HOST/DB (or postgresql://).
     // `--help` would otherwise show the variable's value: the URL's password with it.
     #[arg(
         long,
@@ -118,7 +119,8 @@ struct DatabaseArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     database_timeout_ms: u64,
     /// PostgreSQL connections per process.
-    #[arg(long, env = "LICENSED_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "LICENSED_DATABASE_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
     database_max_connections: u32,
 }
 
@@ -138,12 +140,14 @@ struct ServeArgs {
     api_key_rate_limit: u32,
     /// The longest a request may take, body upload included, before it fails (408 while its
     /// body is still arriving, else 503).
-    #[arg(long, env = "LICENSED_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "LICENSED_REQUEST_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
     /// Behind a reverse proxy: the header in which it names the client's address (such as
     /// X-Forwarded-For; the last address in it counts). Set it only if clients cannot
     /// reach the server except through that proxy, since a client could write the header.
-    #[arg(long, env = "LICENSED_CLIENT_IP_HEADER")]
+    /// Not `Forwarded`, whose `for=` syntax is not read.
+    #[arg(long, env = "LICENSED_CLIENT_IP_HEADER", value_parser = client_ip_header)]
     client_ip_header: Option<HeaderName>,
     /// Refuse webhook deliveries to loopback, private, link-local and unique-local
     /// addresses, checked on the address connected to (for untrusted tenants).
@@ -246,6 +250,19 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// A header that names the client's address as a list of addresses.
+fn client_ip_header(text: &str) -> Result<HeaderName, String> {
+    let name = HeaderName::try_from(text).map_err(|e| e.to_string())?;
+    if name == axum::http::header::FORWARDED {
+        return Err(
+            "`Forwarded` is not read (its `for=` syntax is not a list of addresses): \
+             name a header such as X-Forwarded-For or X-Real-IP"
+                .into(),
+        );
+    }
+    Ok(name)
+}
+
 /// Writes a line of the command's output. A closed stdout (`| head -1`, say) is an
 /// error rather than a panic: an API key's line may be lost with it.
 fn say(line: std::fmt::Arguments) -> Result<(), Failure> {
@@ -309,7 +326,7 @@ async fn open(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure>
     let options = StorageOptions {
         url: args.database_url.clone(),
         timeout: Duration::from_millis(args.database_timeout_ms),
-        max_connections: args.database_max_connections.max(1),
+        max_connections: args.database_max_connections,
     };
     Ok(storage::open(&options).await?)
 }
@@ -355,17 +372,18 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     };
     bootstrap(store.as_ref()).await?;
     let master_key = master_key()?;
+    keyring::prepare(store.as_ref(), master_key.as_ref()).await?;
+    // Once the keys opened without one: a sealed database stopped `serve` above.
     if master_key.is_none() {
         tracing::warn!(
             "LICENSED_MASTER_KEY is not set: signing keys and webhook secrets are stored unencrypted in the database"
         );
     }
-    keyring::prepare(store.as_ref(), master_key.as_ref()).await?;
     let settings = ServerSettings {
         public_rate_limit: args.public_rate_limit,
         api_key_rate_limit: args.api_key_rate_limit,
         metrics_on_main: args.metrics_bind.is_none(),
-        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
         client_ip_header: args.client_ip_header,
         master_key,
         webhooks: DispatchOptions {

@@ -685,7 +685,8 @@ async fn a_signal_stops_serve_while_it_waits_for_migrations() {
 }
 
 /// `--help` shows where the database URL comes from but not its value, which may hold a
-/// password; a database timeout of 0 is a usage error; a log filter that does not parse
+/// password; a timeout or pool of 0, or a client address header the server cannot read,
+/// is a usage error; a log filter that does not parse
 /// is reported rather than silently replaced.
 #[test]
 fn configuration_mistakes_are_told_and_secrets_are_not() {
@@ -699,12 +700,19 @@ fn configuration_mistakes_are_told_and_secrets_are_not() {
     assert!(text.contains("LICENSED_DATABASE_URL"), "{text}");
     assert!(!text.contains("s3cret"), "{text}");
 
-    let zero = licensed()
-        .args(["serve", "--database-timeout-ms", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(zero.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&zero.stderr).contains("--database-timeout-ms"));
+    for (flag, value) in [
+        ("--database-timeout-ms", "0"),
+        ("--request-timeout-ms", "0"),
+        ("--database-max-connections", "0"),
+        ("--client-ip-header", "Forwarded"),
+    ] {
+        let refused = licensed().args(["serve", flag, value]).output().unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{flag} {value}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains(flag),
+            "{flag}"
+        );
+    }
 
     let misspelt = licensed()
         .args([

@@ -288,11 +288,11 @@ impl Dispatcher {
                 Attempt::Failed { error } => error.clone(),
             };
             match after.2 {
-                Some(next) => tracing::warn!(endpoint = %endpoint.id, message = %message.id,
+                Some(next) => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
                     url = endpoint.url.as_str(), answer, retry_at = %next, "a webhook delivery failed"),
-                None if gone => tracing::warn!(endpoint = %endpoint.id, message = %message.id,
+                None if gone => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
                     url = endpoint.url.as_str(), "the endpoint answered 410 Gone: it is disabled"),
-                None => tracing::warn!(endpoint = %endpoint.id, message = %message.id,
+                None => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
                     url = endpoint.url.as_str(), answer, "a webhook message failed its last attempt"),
             }
             after
