@@ -570,3 +570,28 @@ async fn a_session_is_shared_by_every_process_on_postgres() {
     browser.base = first.url.clone();
     assert_eq!(browser.get("/console").await.0, StatusCode::SEE_OTHER);
 }
+
+/// A console session spends its API key's requests under `--api-key-rate-limit`, from
+/// the same count as the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_counts_against_its_keys_rate_limit() {
+    let settings = ServerSettings {
+        api_key_rate_limit: 3,
+        ..Default::default()
+    };
+    let server = TestServer::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(browser.get("/console/customers").await.0);
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    server.get("/customers").await.expect(429);
+}

@@ -64,6 +64,8 @@ impl FromRequestParts<AppState> for Signed {
         // The key's permissions now: a revoked key ends its sessions at once.
         let principal =
             (state.store.authenticate(session.api_key).await?).ok_or(ConsoleError::SignedOut)?;
+        // The console spends its key's requests as the API does (`--api-key-rate-limit`).
+        state.limits.check_api_key(&session.api_key)?;
         Ok(Signed { session, principal })
     }
 }
