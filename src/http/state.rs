@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::HeaderName;
 
-use super::page_token::TokenSigner;
+use super::page_token::TokenSealer;
 use super::rate_limit::RateLimits;
 use super::signing::Signers;
 use crate::domain::signing::MasterKey;
@@ -21,7 +21,7 @@ pub struct AppState(Arc<Shared>);
 /// What [`AppState`] points to.
 pub struct Shared {
     pub store: Arc<dyn Store>,
-    pub(super) tokens: TokenSigner,
+    pub(super) tokens: TokenSealer,
     pub(super) limits: RateLimits,
     /// Opens the signing keys' private halves when they are sealed.
     pub(super) master_key: Option<MasterKey>,
@@ -74,7 +74,7 @@ impl Default for ServerSettings {
 
 impl AppState {
     pub async fn new(store: Arc<dyn Store>, settings: &ServerSettings) -> anyhow::Result<Self> {
-        let tokens = TokenSigner::new(store.token_secret().await?);
+        let tokens = TokenSealer::new(&store.token_secret().await?);
         let limits = RateLimits::new(
             settings.public_rate_limit,
             settings.api_key_rate_limit,

@@ -136,7 +136,7 @@ pub struct LicenseUpdatesPage {
     next_token: Option<String>,
 }
 
-/// Where a page ends, signed into `nextToken` with the filters and sort it belongs to.
+/// Where a page ends, sealed into `nextToken` with the filters and sort it belongs to.
 /// The names on the wire are short: the token travels in every next-page URL.
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
 struct Cursor {
@@ -155,13 +155,9 @@ struct Cursor {
     #[serde(rename = "k")]
     after: (i64, i64),
     /// The page size the listing asked for, kept by the next pages unless they ask for
-    /// another, as Togai's tokens keep it (absent from tokens made before it was kept).
-    #[serde(rename = "p", default = "largest_page")]
+    /// another, as Togai's tokens keep it.
+    #[serde(rename = "p")]
     page_size: u32,
-}
-
-fn largest_page() -> u32 {
-    MAX_ENTRY_PAGE
 }
 
 /// Lists ledger entries, newest first unless `_sort` says otherwise.
@@ -209,7 +205,7 @@ pub async fn list_license_updates(
     if let Some(token) = &params.next_token {
         let previous: Cursor = state
             .tokens
-            .verify(token)
+            .open(token)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let agrees = |given: bool, same: bool| !given || same;
         if !(agrees(
@@ -254,7 +250,7 @@ pub async fn list_license_updates(
         rows.truncate(page_size as usize);
         rows.last().map(|last| {
             cursor.after = last.position(cursor.sort);
-            state.tokens.sign(&cursor)
+            state.tokens.seal(&cursor)
         })
     } else {
         None
