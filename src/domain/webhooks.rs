@@ -219,14 +219,25 @@ impl WebhookHeaders {
         "webhook-timestamp",
         "webhook-signature",
     ];
-    /// Headers whose values are credentials: listed by name only when read back.
-    const SENSITIVE: [&str; 5] = [
-        "authorization",
-        "proxy-authorization",
+    /// What the name of a header whose value is a credential contains (`authorization`,
+    /// `cookie`, `x-api-key`, `x-auth-token`, `x-webhook-secret`, `private-token`…): such
+    /// values are listed by name only when read back. A name that merely looks like one
+    /// is hidden too, which costs nothing but a value to type again.
+    const SENSITIVE: [&str; 9] = [
+        "auth",
         "cookie",
-        "x-api-key",
-        "api-key",
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "credential",
+        "session",
     ];
+
+    fn is_sensitive(name: &str) -> bool {
+        Self::SENSITIVE.iter().any(|part| name.contains(part))
+    }
 
     pub fn parse(pairs: BTreeMap<String, String>) -> Result<Self, String> {
         if pairs.len() > Self::MAX_HEADERS {
@@ -280,7 +291,7 @@ impl WebhookHeaders {
             .0
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .partition(|(k, _)| Self::SENSITIVE.contains(&k.as_str()));
+            .partition(|(k, _)| Self::is_sensitive(k));
         (shown, sensitive.into_keys().collect())
     }
 
@@ -599,12 +610,28 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>()
         };
-        let headers =
-            WebhookHeaders::parse(pairs(&[("Authorization", "Bearer x"), ("X-Env", "prod")]))
-                .unwrap();
+        let headers = WebhookHeaders::parse(pairs(&[
+            ("Authorization", "Bearer x"),
+            ("X-Env", "prod"),
+            ("X-Auth-Token", "t1"),
+            ("X-Webhook-Secret", "t2"),
+            ("Private-Token", "t3"),
+            ("X-Api-Key", "t4"),
+        ]))
+        .unwrap();
         let (shown, sensitive) = headers.redacted();
         assert_eq!(shown, pairs(&[("x-env", "prod")]));
-        assert_eq!(sensitive, vec!["authorization".to_string()]);
+        assert_eq!(
+            sensitive,
+            [
+                "authorization",
+                "private-token",
+                "x-api-key",
+                "x-auth-token",
+                "x-webhook-secret"
+            ]
+            .map(String::from)
+        );
         assert!(WebhookHeaders::parse(pairs(&[("bad name", "x")])).is_err());
         assert!(WebhookHeaders::parse(pairs(&[("x-a", "line\nbreak")])).is_err());
         assert!(WebhookHeaders::parse(pairs(&[("Webhook-Signature", "x")])).is_err());

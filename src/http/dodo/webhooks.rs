@@ -385,8 +385,9 @@ pub async fn get_webhook_secret(
     }))
 }
 
-/// An endpoint's custom headers; the values of credentials (`authorization`,
-/// `proxy-authorization`, `cookie`, `x-api-key`, `api-key`) are not shown.
+/// An endpoint's custom headers; the values of credentials (headers whose names contain
+/// `auth`, `cookie`, `key`, `token`, `secret`, `password`, `passwd`, `credential` or
+/// `session`) are not shown.
 #[derive(Serialize, ToSchema)]
 pub struct WebhookHeadersView {
     /// The headers whose values may be shown.
