@@ -418,6 +418,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A chosen bootstrap key shorter than this is warned about (a base64 of 24 random bytes
+/// has 32 characters).
+const MIN_CHOSEN_KEY_CHARS: usize = 32;
+
 /// On a database that has never been used, creates business `default` and its first
 /// admin key, shown once on stderr.
 async fn bootstrap(store: &dyn Store) -> Result<(), Failure> {
@@ -429,10 +433,18 @@ async fn bootstrap(store: &dyn Store) -> Result<(), Failure> {
         None => ApiKeySecret::generate(),
     };
     if store.bootstrap(key.digest()).await? {
-        if given.is_some() {
+        if let Some(given) = &given {
             eprintln!(
                 "Created business `default` with the admin API key from LICENSED_BOOTSTRAP_API_KEY."
             );
+            // A generated key has 256 random bits; a chosen one only what its author gave it.
+            if given.trim().chars().count() < MIN_CHOSEN_KEY_CHARS {
+                tracing::warn!(
+                    "LICENSED_BOOTSTRAP_API_KEY has fewer than {MIN_CHOSEN_KEY_CHARS} characters: \
+                     an admin key should be long and random (`openssl rand -base64 32`); \
+                     create one with `licensed api-key create` and revoke this one"
+                );
+            }
         } else {
             eprintln!(
                 "Created business `default` with this admin API key (shown only once):\n{}",

@@ -129,7 +129,8 @@ async fn metrics_can_be_served_on_a_port_of_their_own() {
 async fn the_bootstrap_key_can_be_chosen() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("chosen.db").display());
-    let served = Served::start(&url, Some("my-chosen-admin-key"));
+    let mut served = Served::start(&url, Some("my-chosen-admin-key"));
+    served.wait_for("fewer than 32 characters");
     assert!(
         !served
             .seen
