@@ -135,6 +135,10 @@ impl WebhookUrl {
                 shorten(&text)
             ));
         }
+        // What passes here the deliveries' client reads the same way (its parser).
+        if let Err(error) = url::Url::parse(&text) {
+            return Err(format!("`{}` is not a usable URL: {error}", shorten(&text)));
+        }
         Ok(Self(text))
     }
 
@@ -577,6 +581,7 @@ mod tests {
             "http://127.0.0.1:8080\\@evil.example/",
             "http://evil.example\\x/",
             "http://e.com:0/",
+            "http://xn--localhost/",
             "http://[/x",
             "http://a]b/",
             "http://[zz]/",
