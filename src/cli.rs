@@ -373,7 +373,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     bootstrap(store.as_ref()).await?;
     let master_key = master_key()?;
     keyring::prepare(store.as_ref(), master_key.as_ref()).await?;
-    // Once the keys opened without one: a sealed database stopped `serve` above.
+    // Only once the keys opened without a master key: a sealed database stopped `serve`.
     if master_key.is_none() {
         tracing::warn!(
             "LICENSED_MASTER_KEY is not set: signing keys and webhook secrets are stored unencrypted in the database"
