@@ -321,7 +321,8 @@ impl Resolve for PublicAddressesOnly {
 }
 
 /// What kind of non-public address `ip` is, or `None` if it is public. IPv6 forms that
-/// carry an IPv4 address (mapped, compatible, NAT64) are judged by that address.
+/// carry an IPv4 address (mapped, translated, compatible, NAT64, 6to4) are judged by
+/// that address.
 fn non_public_kind(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(ip) => non_public_v4(ip),
@@ -361,9 +362,14 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
     let carried_v4 = Ipv4Addr::from(((segments[6] as u32) << 16) | segments[7] as u32);
     Some(match segments {
-        // IPv4-compatible (`::a.b.c.d`, deprecated) and NAT64's well-known prefix.
-        [0, 0, 0, 0, 0, 0, ..] | [0x64, 0xff9b, 0, 0, 0, 0, ..] => {
+        // IPv4-compatible (`::a.b.c.d`, deprecated), IPv4-translated (`::ffff:0:a.b.c.d`)
+        // and NAT64's well-known prefix.
+        [0, 0, 0, 0, 0, 0, ..] | [0, 0, 0, 0, 0xffff, 0, ..] | [0x64, 0xff9b, 0, 0, 0, 0, ..] => {
             return non_public_v4(carried_v4);
+        }
+        // 6to4: the IPv4 address follows the prefix.
+        [0x2002, high, low, ..] => {
+            return non_public_v4(Ipv4Addr::from(((high as u32) << 16) | low as u32));
         }
         [0x64, 0xff9b, 1, ..] => "local NAT64",
         [0x100, 0, 0, 0, ..] => "discard-only",
@@ -714,6 +720,8 @@ mod tests {
             ("2001:4860::8888", None),
             ("::ffff:8.8.8.8", None),
             ("64:ff9b::808:808", None),
+            ("::ffff:0:8.8.8.8", None),
+            ("2002:808:808::1", None),
             ("0.0.0.0", Some("unspecified")),
             ("0.1.2.3", Some("\"this network\"")),
             ("127.0.0.1", Some("loopback")),
@@ -742,6 +750,9 @@ mod tests {
             ("::127.0.0.1", Some("loopback")),
             ("::192.168.0.1", Some("private")),
             ("64:ff9b::10.0.0.1", Some("private")),
+            ("::ffff:0:10.0.0.1", Some("private")),
+            ("2002:a00:1::1", Some("private")),
+            ("2002:7f00:1::1", Some("loopback")),
             ("64:ff9b:1::1", Some("local NAT64")),
             ("100::1", Some("discard-only")),
             ("fc00::1", Some("unique-local")),
