@@ -385,11 +385,12 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
             404,
         ),
         ("/licenses/validate", "{not json".to_owned(), 400),
-        // Refused before the route: a body one byte over the limit (so received whole),
-        // and a route that does not exist.
+        // Refused before the route: a body one byte over the limit (so that the read
+        // that crosses the limit brings its last byte: received whole), and a route that
+        // does not exist.
         (
             "/licenses/validate",
-            format!(r#"{{"license_key":"{}"}}"#, "x".repeat(64 * 1024)),
+            format!(r#"{{"license_key":"{}"}}"#, "x".repeat(64 * 1024 + 1 - 18)),
             413,
         ),
         ("/licenses/no-such-route", validate.clone(), 404),
@@ -574,4 +575,9 @@ async fn a_rate_limited_answer_is_signed_too() {
         assert_eq!(checked, Ok(signer_id.clone()), "status {status}");
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+    // A path that names no route spends the same limit.
+    let (status, headers, _) =
+        signed_call(&server, "/licenses/no-such-route", &body, Some("limit-x")).await;
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("licensed-signature"));
 }

@@ -19,11 +19,12 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
 use futures_util::future::{BoxFuture, Either};
 use http_body_util::BodyExt;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
 use super::envelope::{Envelope, REQUEST_ID};
-use super::error::{self, ApiError, ErrorShape};
+use super::error::ApiError;
 use super::extract::BODY_LIMIT;
 use super::state::AppState;
 use crate::domain::ids::{BusinessId, KeyString};
@@ -164,15 +165,22 @@ where
     let (mut parts, body) = response.into_parts();
     // The server's own answers are small: the bound only guards against a mistake.
     let Ok(response_body) = to_bytes(body, 16 * BODY_LIMIT).await else {
-        let error = ApiError::Internal("a response body could not be read to sign it".into());
-        return unsigned(error, &parts.headers);
+        tracing::error!("a response body could not be read to sign it");
+        return unsigned(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            &parts.headers,
+        );
     };
     let signer = match signer_of(&state, key).await {
         Ok(signer) => signer,
         Err(reason) => {
             tracing::warn!(%reason, "a response could not be signed");
-            let error = ApiError::Unavailable("the answer could not be signed; retry later".into());
-            return unsigned(error, &parts.headers);
+            return unsigned(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                &parts.headers,
+            );
         }
     };
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
@@ -190,9 +198,11 @@ where
     Response::from_parts(parts, Body::from(response_body))
 }
 
-/// The error that replaces an answer that could not be signed, with the answer's request id.
-fn unsigned(error: ApiError, answered: &HeaderMap) -> Response {
-    let mut response = error::render(error.into_response(), ErrorShape::CodeAndMessage);
+/// The error that replaces an answer that could not be signed (its cause logged), with
+/// the answer's request id.
+fn unsigned(status: StatusCode, code: &str, answered: &HeaderMap) -> Response {
+    let body = json!({"code": code, "message": "the answer could not be signed; retry later"});
+    let mut response = (status, axum::Json(body)).into_response();
     if let Some(id) = answered.get(REQUEST_ID) {
         response.headers_mut().insert(REQUEST_ID, id.clone());
     }

@@ -91,5 +91,5 @@ pub fn public_routes() -> Router<AppState> {
             post(license_files::issue_own_license_file),
         )
         // Here rather than in the router's fallback, so that its 404 is signed too.
-        .route("/licenses/{*unknown}", any(crate::http::ops::no_route))
+        .route("/licenses/{*unknown}", any(public::no_route))
 }

@@ -2,7 +2,7 @@
 //! header, if sent, is ignored. Rate-limited per client IP.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,11 @@ impl FromRequestParts<AppState> for PublicCaller {
         state.limits.check_public(parts)?;
         Ok(PublicCaller)
     }
+}
+
+/// A path under `/licenses/` that names no route: 404, within the same rate limit.
+pub async fn no_route(_: PublicCaller, request: Request) -> ApiError {
+    crate::http::ops::no_route(request).await
 }
 
 #[derive(Deserialize, ToSchema)]
