@@ -486,7 +486,7 @@ async fn signing_key(args: SigningKeyArgs, rotate: bool) -> Result<(), Failure> 
         .business_id(&name)
         .await?
         .ok_or_else(|| Failure::Runtime(format!("there is no business named `{name}`")))?;
-    keyring::prepare(store.as_ref(), master.as_ref()).await?;
+    keyring::check(store.as_ref(), master.as_ref()).await?;
     let key = if rotate {
         keyring::rotate(store.as_ref(), &business, master.as_ref()).await?
     } else {

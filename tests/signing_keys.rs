@@ -189,6 +189,17 @@ async fn private_keys_are_sealed_under_the_master_key() {
         let (code, _, stderr) = run(&url, None, &["api-key", "create", "--business", "acme"]);
         assert_eq!(code, Some(0), "{stderr}");
         let (_, clear, _) = run(&url, None, &["signing-key", "show", "--business", "acme"]);
+        // Sealing is the server's to do: a command given a master key changes nothing,
+        // as a server running without one may share the database.
+        let args = ["signing-key", "show", "--business", "acme"];
+        let (code, _, stderr) = run(&url, Some(&master(1)), &args);
+        assert_eq!(code, Some(1), "{backend:?}: {stderr}");
+        assert!(stderr.contains("stored in clear"), "{stderr}");
+        assert_eq!(
+            run(&url, None, &args).1,
+            clear,
+            "still in clear, and the same key"
+        );
         let (listened, log) = serve_briefly(&url, Some(&master(1)));
         assert!(listened, "{backend:?}: {log}");
         assert!(!log.contains("LICENSED_MASTER_KEY is not set"), "{log}");

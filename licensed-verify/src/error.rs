@@ -35,8 +35,10 @@ pub enum Error {
     #[error("signature does not verify")]
     BadSignature,
     /// The key id named by the file or response is not the one the [`PublicKey`](crate::PublicKey)
-    /// was given with [`with_key_id`](crate::PublicKey::with_key_id): signed by another key,
-    /// such as one rotated in since (the name is read whether or not the signature holds).
+    /// was given with [`with_key_id`](crate::PublicKey::with_key_id). A hint that the data
+    /// was signed by another key, such as one rotated in since, and not a proof: the name
+    /// is read whether or not the signature holds, so anyone can write one. Refuse the
+    /// data as for [`BadSignature`](Self::BadSignature).
     #[error("signed by key {found:?}, expected {expected:?}")]
     WrongKeyId {
         /// The key id the public key was given.

@@ -60,8 +60,8 @@ impl PublicKey {
     }
 
     /// Binds the key to its id (`key_id` in `GET /signing_keys`): from then on a file or
-    /// response that names another key id fails with [`Error::WrongKeyId`], which tells a
-    /// rotated key apart from a forgery.
+    /// response that names another key id fails with [`Error::WrongKeyId`], a hint that
+    /// the key may have been rotated (see there).
     pub fn with_key_id(mut self, key_id: impl Into<String>) -> Self {
         self.key_id = Some(key_id.into());
         self

@@ -61,7 +61,7 @@ pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// `now`:
 ///
 /// - the signature verifies under `key` (and names its key id, if the key has one: a
-///   file that names another is [`Error::WrongKeyId`], a rotation rather than a forgery);
+///   file that names another is [`Error::WrongKeyId`], a hint of a rotated key);
 /// - the payload is for `license_key`;
 /// - with a `fingerprint`, the file is a machine file for that machine: a license file,
 ///   which binds no machine, is [`Error::MachineFileRequired`]. Without one, a license

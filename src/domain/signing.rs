@@ -109,6 +109,10 @@ pub enum MasterKeyError {
         "the signing keys and webhook secrets in this database are sealed: set LICENSED_MASTER_KEY to the key they were sealed with"
     )]
     Missing,
+    #[error(
+        "LICENSED_MASTER_KEY is set, but the signing keys and webhook secrets in this database are stored in clear: start `serve` with it to seal them first, or run this command without it"
+    )]
+    NotSealedYet,
 }
 
 /// How a private key is stored: 0x00 then the 32 bytes in clear, or 0x01, a 12-byte nonce,

@@ -2,11 +2,11 @@
 //! halves sealed under the master key when there is one, opened only to sign. Webhook
 //! secrets are sealed under the same master key, and checked and sealed at start with them.
 
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::error::StorageError;
 use super::store::{Store, StoredSigningKey};
-use crate::domain::ids::BusinessId;
+use crate::domain::ids::{BusinessId, WebhookId};
 use crate::domain::signing::{
     MasterKey, MasterKeyError, PublicKeyInfo, SigningKeyPair, is_sealed, open, open_private_key,
     seal, stored_private_key,
@@ -21,27 +21,48 @@ pub enum KeyringError {
     MasterKey(#[from] MasterKeyError),
 }
 
-/// Before serving, and before a `signing-key` command: checks that the master key (or its
-/// absence) opens every stored private key and webhook secret, seals those stored in clear
-/// when there is a master key now, and gives every business without one a signing key. A
-/// wrong or missing master key is an error naming it, raised before anything is written:
-/// a key made or sealed under it would be one no server could open.
+/// Every stored private key and webhook secret, opened: a wrong or missing master key is
+/// an error naming it.
+struct Opened {
+    keys: Vec<(StoredSigningKey, SigningKey)>,
+    secrets: Vec<(WebhookId, Vec<u8>, [u8; 32])>,
+}
+
+impl Opened {
+    async fn read(store: &dyn Store, master: Option<&MasterKey>) -> Result<Self, KeyringError> {
+        let mut keys = Vec::new();
+        for stored in store.signing_keys(None).await? {
+            let key = open_private_key(&stored.private_key, master)?;
+            keys.push((stored, key));
+        }
+        let mut secrets = Vec::new();
+        for (id, stored) in store.webhook_secrets().await? {
+            let secret = open(&stored, master)?;
+            secrets.push((id, stored, secret));
+        }
+        Ok(Self { keys, secrets })
+    }
+
+    fn any_in_clear(&self) -> bool {
+        let keys = self.keys.iter().map(|(stored, _)| &stored.private_key);
+        let secrets = self.secrets.iter().map(|(_, stored, _)| stored);
+        keys.chain(secrets).any(|stored| !is_sealed(stored))
+    }
+}
+
+/// Before serving: checks that the master key (or its absence) opens every stored private
+/// key and webhook secret, seals those stored in clear when there is a master key now, and
+/// gives every business without one a signing key. A wrong or missing master key is an
+/// error naming it, raised before anything is written.
 pub async fn prepare(store: &dyn Store, master: Option<&MasterKey>) -> Result<(), KeyringError> {
-    let keys = store.signing_keys(None).await?;
-    let secrets = store.webhook_secrets().await?;
-    let opened_keys = (keys.iter())
-        .map(|stored| open_private_key(&stored.private_key, master))
-        .collect::<Result<Vec<_>, _>>()?;
-    let opened_secrets = (secrets.iter())
-        .map(|(_, stored)| open(stored, master))
-        .collect::<Result<Vec<_>, _>>()?;
+    let opened = Opened::read(store, master).await?;
     if master.is_some() {
-        for (stored, key) in keys.iter().zip(&opened_keys) {
+        for (stored, key) in &opened.keys {
             if !is_sealed(&stored.private_key) {
                 (store.reseal_signing_key(&stored.id, &stored_private_key(key, master))).await?;
             }
         }
-        for ((id, stored), secret) in secrets.iter().zip(&opened_secrets) {
+        for (id, stored, secret) in &opened.secrets {
             if !is_sealed(stored) {
                 store
                     .reseal_webhook_secret(id, &seal(secret, master))
@@ -51,6 +72,18 @@ pub async fn prepare(store: &dyn Store, master: Option<&MasterKey>) -> Result<()
     }
     for business in store.businesses_without_signing_key().await? {
         add(store, &business, master, true).await?;
+    }
+    Ok(())
+}
+
+/// Before a `signing-key` command, which may make a key: checks that the master key (or
+/// its absence) opens every stored key and secret and, given one, that they are sealed. A
+/// command never changes how keys are stored, which is `serve`'s to do: a key made under
+/// a wrong master key, or sealed under a server that runs without one, could not be opened.
+pub async fn check(store: &dyn Store, master: Option<&MasterKey>) -> Result<(), KeyringError> {
+    let opened = Opened::read(store, master).await?;
+    if master.is_some() && opened.any_in_clear() {
+        return Err(MasterKeyError::NotSealedYet.into());
     }
     Ok(())
 }
@@ -93,7 +126,7 @@ pub async fn public_keys(
 }
 
 /// Makes a new key the business's active one; the old ones stay listed, inactive. The
-/// master key must have been checked by [`prepare`].
+/// master key must have been checked by [`check`] (or [`prepare`]).
 pub async fn rotate(
     store: &dyn Store,
     business: &BusinessId,
