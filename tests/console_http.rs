@@ -584,8 +584,9 @@ async fn the_console_counts_against_its_keys_rate_limit() {
         .unwrap();
     let mut browser = Browser::new(&server);
     browser.sign_in(&server.key).await;
+    let csrf = browser.csrf().await;
     let mut statuses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..3 {
         statuses.push(browser.get("/console/customers").await.0);
     }
     assert_eq!(
@@ -593,5 +594,23 @@ async fn the_console_counts_against_its_keys_rate_limit() {
         Some(&StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
     );
+    let session = browser.session.clone().unwrap();
+    let limited = (browser.client)
+        .get(format!("{}/console/customers", browser.base))
+        .header(COOKIE, format!("licensed_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"), "{limited:?}");
     server.get("/customers").await.expect(429);
+
+    // Signing out is never refused, over the limit or not.
+    let (status, _) = browser.post("/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        browser.get("/console").await,
+        (StatusCode::SEE_OTHER, "/console/sign-in".to_owned()),
+        "signed out"
+    );
 }

@@ -3,8 +3,9 @@
 
 use axum::Form;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
-use axum::http::header::LOCATION;
+use axum::http::header::{LOCATION, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -53,7 +54,11 @@ impl IntoResponse for ConsoleError {
                 if status.is_server_error() {
                     tracing::warn!(?error, "a console page failed");
                 }
-                layout::error_page(status, &message).into_response()
+                let mut page = layout::error_page(status, &message).into_response();
+                if let ApiError::RateLimited { retry_after_secs } = error {
+                    (page.headers_mut()).insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                }
+                page
             }
         }
     }

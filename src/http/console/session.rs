@@ -24,16 +24,43 @@ pub struct Signed {
     pub principal: Principal,
 }
 
+/// The session a request's cookie names, whatever its key may do now: enough to end it,
+/// which is never refused (not even over the key's rate limit).
+pub struct Session(pub ConsoleSession);
+
+impl Session {
+    /// Refuses a form whose CSRF token is not the session's.
+    pub fn check(&self, csrf_token: &str) -> Result<(), ConsoleError> {
+        check_token(&self.0, csrf_token)
+    }
+}
+
+fn check_token(session: &ConsoleSession, csrf_token: &str) -> Result<(), ConsoleError> {
+    if session.allows(csrf_token) {
+        Ok(())
+    } else {
+        Err(ConsoleError::Forbidden(
+            "This form has expired or did not come from the console. Reload the page and try again.".into(),
+        ))
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::SignedOut)?;
+        let digest = SessionDigest::of(token);
+        let session = (state.store.session(&digest, Timestamp::now()).await?)
+            .ok_or(ConsoleError::SignedOut)?;
+        Ok(Session(session))
+    }
+}
+
 impl Signed {
     /// Refuses a form whose CSRF token is not the session's.
     pub fn check(&self, csrf_token: &str) -> Result<(), ConsoleError> {
-        if self.session.allows(csrf_token) {
-            Ok(())
-        } else {
-            Err(ConsoleError::Forbidden(
-                "This form has expired or did not come from the console. Reload the page and try again.".into(),
-            ))
-        }
+        check_token(&self.session, csrf_token)
     }
 
     /// Refuses a write to a read-only key, and a form without the session's token.
@@ -57,10 +84,7 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
-        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::SignedOut)?;
-        let digest = SessionDigest::of(token);
-        let session = (state.store.session(&digest, Timestamp::now()).await?)
-            .ok_or(ConsoleError::SignedOut)?;
+        let Session(session) = Session::from_request_parts(parts, state).await?;
         // The key's permissions now: a revoked key ends its sessions at once.
         let principal =
             (state.store.authenticate(session.api_key).await?).ok_or(ConsoleError::SignedOut)?;

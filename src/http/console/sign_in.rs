@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::error::{ConsoleError, ConsoleForm};
 use super::forms::Csrf;
 use super::layout::{Notice, bare, notice};
-use super::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Signed, cookie, set_cookie};
+use super::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Session, cookie, set_cookie};
 use crate::domain::auth::KeyDigest;
 use crate::domain::console::{ConsoleSession, random_token, tokens_match};
 use crate::domain::time::Timestamp;
@@ -88,11 +88,11 @@ pub async fn sign_in(
 
 pub async fn sign_out(
     State(state): State<AppState>,
-    signed: Signed,
+    session: Session,
     ConsoleForm(form): ConsoleForm<Csrf>,
 ) -> Result<Response, ConsoleError> {
-    signed.check(&form.csrf)?;
-    state.store.delete_session(&signed.session.digest).await?;
+    session.check(&form.csrf)?;
+    state.store.delete_session(&session.0.digest).await?;
     Ok(signed_out(&state))
 }
 
