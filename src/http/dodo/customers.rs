@@ -126,7 +126,7 @@ fn customer_not_found(id: &CustomerId) -> ApiError {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CustomerFilter {
-    /// Only the customers with this email, whatever the case of its letters.
+    /// Only the customers with this email, whatever the case of its ASCII letters.
     #[serde(default)]
     email: Option<String>,
 }

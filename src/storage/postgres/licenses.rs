@@ -559,7 +559,7 @@ impl LicenseStore for PgStore {
         self.query(
             &format!(
                 "SELECT {CUSTOMER_COLUMNS} FROM customers
-                 WHERE business_id = $1 AND ($2::TEXT IS NULL OR lower(email) = lower($2))
+                 WHERE business_id = $1 AND ($2::TEXT IS NULL OR lower(email COLLATE \"C\") = lower($2 COLLATE \"C\"))
                  ORDER BY created_at, id LIMIT $3 OFFSET $4"
             ),
             &[&business_id, &email, &i64::from(page.size), &page.offset()],
