@@ -27,14 +27,19 @@ pub(super) fn parse_path(url: &str) -> Result<PathBuf, OpenError> {
     Ok(PathBuf::from(path))
 }
 
-pub(super) fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    // One process owns the file: "unix-excl" holds an exclusive lock on it from the first
-    // access until the last connection closes, so each read transaction takes no file
-    // lock (and the WAL index lives in memory), and a second process is refused.
-    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), "unix-excl")?;
-    // The first access takes the lock: held by another process, it fails at once, and
-    // the caller waits (see `first_connection`) where a signal can stop the wait.
-    conn.busy_timeout(Duration::ZERO)?;
+pub(super) fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    configure(open_file(path)?)
+}
+
+/// The file, not yet accessed. One process owns it: "unix-excl" holds an exclusive lock
+/// on it from the first access until the last connection closes, so each read
+/// transaction takes no file lock (and the WAL index lives in memory), and a second
+/// process is refused.
+fn open_file(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags_and_vfs(path, OpenFlags::default(), "unix-excl")
+}
+
+fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     // WAL lets readers proceed during a write; synchronous=FULL makes every commit durable
     // on power loss, not only on a crash of the process.
     conn.execute_batch(
@@ -57,7 +62,13 @@ const WAIT_FOR_FILE: Duration = Duration::from_secs(5);
 pub(super) async fn first_connection(path: &Path) -> Result<Connection, OpenError> {
     let deadline = Instant::now() + WAIT_FOR_FILE;
     loop {
-        match connect(path) {
+        // The first access takes the lock: if another process holds it, at once an
+        // error rather than a wait inside SQLite, which no signal could end.
+        let first = open_file(path).and_then(|conn| {
+            conn.busy_timeout(Duration::ZERO)?;
+            configure(conn)
+        });
+        match first {
             Err(error) if is_busy(&error) && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -83,11 +94,12 @@ pub(super) fn commit_to_wal(conn: &Connection) -> rusqlite::Result<()> {
 
 pub(super) fn open_failed(doing: &str, path: &Path, error: &rusqlite::Error) -> OpenError {
     let path = path.display();
-    OpenError::Failed(match is_busy(error) {
-        true => format!(
+    OpenError::Failed(if is_busy(error) {
+        format!(
             "the SQLite database {path} is in use by another process: a SQLite database \
              serves one process at a time (stop the other one, or use PostgreSQL to run several)"
-        ),
-        false => format!("cannot {doing} SQLite database {path}: {error}"),
+        )
+    } else {
+        format!("cannot {doing} SQLite database {path}: {error}")
     })
 }
