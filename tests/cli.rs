@@ -375,14 +375,11 @@ async fn a_sqlite_file_serves_one_process_at_a_time() {
     );
 }
 
-/// A server waiting for a SQLite file that another process holds stops on a signal,
-/// rather than when its wait for the file ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signal_stops_serve_while_it_waits_for_a_sqlite_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("held.db").display());
-    let holder = Served::start(&url, None);
-    let mut waiting = Served::spawn(&url, None, &[]);
+/// Serves `url` while another process holds it (a SQLite file's lock, PostgreSQL's
+/// migration lock), and checks that the server waits and that a signal stops the wait
+/// before it serves.
+async fn a_signal_stops_its_wait(url: &str) {
+    let mut waiting = Served::spawn(url, None, &[]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(waiting.exits_within(Duration::ZERO).is_none(), "it waits");
     waiting.signal_terminate();
@@ -395,6 +392,16 @@ async fn a_signal_stops_serve_while_it_waits_for_a_sqlite_file() {
         "stopped, not refused after its wait"
     );
     waiting.wait_for("stopped before serving");
+}
+
+/// A server waiting for a SQLite file that another process holds stops on a signal,
+/// rather than when its wait for the file ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_serve_while_it_waits_for_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("held.db").display());
+    let holder = Served::start(&url, None);
+    a_signal_stops_its_wait(&url).await;
     assert_eq!(holder.terminate().code(), Some(0));
 }
 
@@ -674,15 +681,7 @@ async fn a_signal_stops_serve_while_it_waits_for_migrations() {
         .batch_execute("SELECT pg_advisory_lock(hashtextextended('licensed schema migrations', 0))")
         .await
         .unwrap();
-    let mut served = Served::spawn(&database.url, None, &[]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(served.exits_within(Duration::ZERO).is_none(), "it waits");
-    served.signal_terminate();
-    let status = served
-        .exits_within(Duration::from_secs(5))
-        .expect("stopped");
-    assert_eq!(status.code(), Some(0));
-    served.wait_for("stopped before serving");
+    a_signal_stops_its_wait(&database.url).await;
 }
 
 /// `--help` shows where the database URL comes from but not its value, which may hold a

@@ -287,8 +287,8 @@ fn another_public_key_or_key_id_is_refused() {
         Err(Error::WrongKeyId { expected, found }) if expected == "sk_test_2" && found == issuer.key_id
     ));
 
-    // A file signed by the key rotated in since names it, plain or encrypted: the app
-    // holding the old key learns of the rotation rather than of a forgery.
+    // A file signed by another key that names it, plain or encrypted: WrongKeyId, the
+    // (unverified) hint of a key rotated in since.
     let newer = Issuer {
         key_id: "sk_test_2".into(),
         ..Issuer::new()
