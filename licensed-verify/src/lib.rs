@@ -63,9 +63,9 @@ pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// - the signature verifies under `key` (and names its key id, if the key has one: a
 ///   file that names another is [`Error::WrongKeyId`], a hint of a rotated key);
 /// - the payload is for `license_key`;
-/// - with a `fingerprint`, the file is a machine file for that machine: a license file,
-///   which binds no machine, is [`Error::MachineFileRequired`]. Without one, a license
-///   file, or a machine file of an instance activated without a fingerprint;
+/// - with a `fingerprint`, the file is a machine file for that machine (a license file,
+///   which binds no machine, is [`Error::MachineFileRequired`]); without one, it is a
+///   license file, or a machine file of an instance activated without a fingerprint;
 /// - `now` is not more than [`CLOCK_TOLERANCE`] before `meta.issued`
 ///   ([`Error::ClockBehind`]), nor after `meta.expiry` ([`Error::Expired`]), nor after
 ///   the license key's own expiry ([`Error::KeyExpired`]); see [`Payload::check_time`].

@@ -127,7 +127,10 @@ pub struct PairQuery {
 /// The first day of `YYYY-MM`, and of the month after.
 fn month_bounds(text: &str) -> Result<(NaiveDate, NaiveDate), ApiError> {
     let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").map_err(|_| {
-        ApiError::BadRequest(format!("`month` `{text}` is not a month such as 2024-03"))
+        ApiError::BadRequest(format!(
+            "`month` `{}` is not a month such as 2024-03",
+            shorten(text)
+        ))
     })?;
     let next = first.checked_add_months(chrono::Months::new(1));
     match next.filter(|next| midnight(first).is_ok() && midnight(*next).is_ok()) {
