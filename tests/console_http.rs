@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 backend_tests!(
     a_session_opens_with_a_key_and_ends_with_sign_out,
+    the_sign_in_form_of_every_tab_signs_in_once,
     a_revoked_key_or_an_idle_session_is_signed_out,
     every_page_renders_for_a_signed_in_key,
     forms_without_their_token_or_from_a_read_only_key_change_nothing,
@@ -137,14 +138,24 @@ async fn a_session_opens_with_a_key_and_ends_with_sign_out(server: TestServer) {
     assert!(page.contains("<h1>Overview</h1>"), "{page}");
     assert!(!page.contains(&server.key), "the key is on no page");
 
-    // The sign-in form refuses a post without its own token.
-    let (status, _) = browser
-        .post(
-            "/console/sign-in",
-            &[("csrf", "forged"), ("api_key", &server.key)],
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A sign-in form without its own token, once signed in, leads to the console and
+    // opens no session.
+    assert_eq!(
+        browser
+            .post(
+                "/console/sign-in",
+                &[("csrf", "forged"), ("api_key", &server.key)],
+            )
+            .await,
+        (StatusCode::SEE_OTHER, "/console".to_owned())
+    );
+    assert_eq!(
+        server
+            .database
+            .count("SELECT count(*) FROM console_sessions")
+            .await,
+        1
+    );
 
     let csrf = browser.csrf().await;
     assert_eq!(
@@ -165,6 +176,72 @@ async fn a_session_opens_with_a_key_and_ends_with_sign_out(server: TestServer) {
             .count("SELECT count(*) FROM console_sessions")
             .await,
         0
+    );
+}
+
+/// Two tabs open on the sign-in page share the browser's one form token: either signs
+/// in, and the other one's form, posted after, leads to the console. Without the
+/// browser's token, or with another browser's, the form is refused.
+async fn the_sign_in_form_of_every_tab_signs_in_once(server: TestServer) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}/console/sign-in", server.url);
+    let first = client.get(&url).send().await.unwrap();
+    let token = cookie_value(&set_cookies(&first), "licensed_sign_in").unwrap();
+    let first_csrf = csrf_of(&first.text().await.unwrap());
+    assert_eq!(first_csrf, token);
+    let jar = format!("licensed_sign_in={token}");
+    let second = client.get(&url).header(COOKIE, &jar).send().await.unwrap();
+    assert_eq!(
+        cookie_value(&set_cookies(&second), "licensed_sign_in").as_ref(),
+        Some(&token)
+    );
+    let second_csrf = csrf_of(&second.text().await.unwrap());
+    assert_eq!(second_csrf, first_csrf, "each tab got a token of its own");
+
+    // Another browser's token, or none, is refused.
+    let elsewhere = client.get(&url).send().await.unwrap();
+    let other = cookie_value(&set_cookies(&elsewhere), "licensed_sign_in").unwrap();
+    assert_ne!(other, token);
+    for (cookie, csrf) in [(jar.as_str(), other.as_str()), ("", token.as_str())] {
+        let refused = client
+            .post(&url)
+            .header(COOKIE, cookie)
+            .form(&[("csrf", csrf), ("api_key", server.key.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+
+    let signed_in = client
+        .post(&url)
+        .header(COOKIE, &jar)
+        .form(&[("csrf", second_csrf.as_str()), ("api_key", &server.key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let session = cookie_value(&set_cookies(&signed_in), "licensed_session").unwrap();
+    // The browser dropped the sign-in cookie and holds the session's; the first tab's
+    // form is posted now.
+    let again = client
+        .post(&url)
+        .header(COOKIE, format!("licensed_session={session}"))
+        .form(&[("csrf", first_csrf.as_str()), ("api_key", &server.key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert_eq!(again.headers()[LOCATION], "/console");
+    assert_eq!(
+        server
+            .database
+            .count("SELECT count(*) FROM console_sessions")
+            .await,
+        1
     );
 }
 

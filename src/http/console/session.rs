@@ -49,12 +49,21 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
-        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::SignedOut)?;
-        let digest = SessionDigest::of(token);
-        let session = (state.store.session(&digest, Timestamp::now()).await?)
-            .ok_or(ConsoleError::SignedOut)?;
-        Ok(Session(session))
+        let session = live_session(&parts.headers, state).await?;
+        session.map(Session).ok_or(ConsoleError::SignedOut)
     }
+}
+
+/// The live session the request's cookie names, if any.
+pub async fn live_session(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<ConsoleSession>, ConsoleError> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let digest = SessionDigest::of(token);
+    Ok(state.store.session(&digest, Timestamp::now()).await?)
 }
 
 impl Signed {

@@ -1,6 +1,8 @@
 //! Signing in with an API key, and out. The key is checked once, here; the session then
 //! keeps only its digest. The sign-in form carries a token matched against a cookie of
-//! its own, so another site cannot sign a browser in with a key of its choosing.
+//! its own, so another site cannot sign a browser in with a key of its choosing. Every
+//! tab of a browser shows the same token, so the form of any of them signs in; a form
+//! posted again once the browser is signed in leads to the console.
 
 use axum::extract::State;
 use axum::http::header::LOCATION;
@@ -12,19 +14,29 @@ use serde::Deserialize;
 use super::error::{ConsoleError, ConsoleForm};
 use super::forms::Csrf;
 use super::layout::{Notice, bare, notice};
-use super::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Session, cookie, set_cookie};
+use super::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Session, cookie, live_session, set_cookie};
 use crate::domain::auth::KeyDigest;
-use crate::domain::console::{ConsoleSession, random_token, tokens_match};
+use crate::domain::console::{ConsoleSession, is_token, random_token, tokens_match};
 use crate::domain::time::Timestamp;
 use crate::http::state::AppState;
 
-/// The sign-in page, with a new form token.
-pub async fn sign_in_page(State(state): State<AppState>) -> Response {
-    sign_in_form(&state, StatusCode::OK, None)
+/// The sign-in page, with the browser's form token, or a new one.
+pub async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    sign_in_form(&state, &headers, StatusCode::OK, None)
 }
 
-fn sign_in_form(state: &AppState, status: StatusCode, refused: Option<&str>) -> Response {
-    let token = random_token();
+fn sign_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    refused: Option<&str>,
+) -> Response {
+    // The token the browser already holds, if any: a new one would refuse the form of
+    // every other tab showing this page.
+    let token = match cookie(headers, SIGN_IN_COOKIE) {
+        Some(token) if is_token(token) => token.to_owned(),
+        _ => random_token(),
+    };
     let body = html! {
         @if let Some(refused) = refused { (notice(Notice::Refused, refused)) }
         form.card method="post" action="/console/sign-in" {
@@ -58,6 +70,11 @@ pub async fn sign_in(
 ) -> Result<Response, ConsoleError> {
     let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !tokens_match(expected, &form.csrf) {
+        // A form posted twice, or from a tab left open, after its sign-in: the browser
+        // is signed in already (its session cookie is sent from the console only).
+        if live_session(&headers, &state).await?.is_some() {
+            return Ok(to_console());
+        }
         return Err(ConsoleError::Forbidden(
             "This sign-in form has expired or did not come from the console. Reload the page and try again.".into(),
         ));
@@ -66,6 +83,7 @@ pub async fn sign_in(
     if form.api_key.trim().is_empty() || state.store.authenticate(key).await?.is_none() {
         return Ok(sign_in_form(
             &state,
+            &headers,
             StatusCode::UNAUTHORIZED,
             Some("That API key is not valid. Check it and try again."),
         ));
@@ -84,6 +102,14 @@ pub async fn sign_in(
         ]),
     )
         .into_response())
+}
+
+fn to_console() -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, HeaderValue::from_static("/console"))],
+    )
+        .into_response()
 }
 
 pub async fn sign_out(
