@@ -209,14 +209,65 @@ const OTHER_VARIABLES: [&str; 3] = [
     "LICENSED_MASTER_KEY",
 ];
 
+/// Every flag of `command` and of its subcommands.
+fn all_flags(command: &clap::Command) -> Vec<&clap::Arg> {
+    (command.get_arguments())
+        .chain(command.get_subcommands().flat_map(all_flags))
+        .collect()
+}
+
 /// Whether `name` is a variable this program reads; any other `LICENSED_*` is probably a
 /// typo.
 fn is_known_variable(name: &str) -> bool {
-    fn in_flags(command: &clap::Command, name: &str) -> bool {
-        (command.get_arguments()).any(|arg| arg.get_env().is_some_and(|env| env == name))
-            || command.get_subcommands().any(|sub| in_flags(sub, name))
+    let command = Cli::command();
+    OTHER_VARIABLES.contains(&name)
+        || all_flags(&command)
+            .iter()
+            .any(|arg| arg.get_env().is_some_and(|env| env == name))
+}
+
+impl Cli {
+    /// The process's command line and the environment variables behind its flags, as
+    /// [`Parser::parse`] reads them; it exits with clap's message on an error. A bad value
+    /// read from a variable is named by the variable, where clap names its flag
+    /// (clap-rs/clap#5202) and the operator would look for the flag in vain.
+    pub fn read() -> Self {
+        Self::try_parse().unwrap_or_else(|error| name_the_variable(error).exit())
     }
-    OTHER_VARIABLES.contains(&name) || in_flags(&Cli::command(), name)
+}
+
+fn name_the_variable(mut error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    // "--database-timeout-ms <DATABASE_TIMEOUT_MS>"
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let Some(long) = flag.strip_prefix("--").and_then(|f| f.split(' ').next()) else {
+        return error;
+    };
+    let on_the_command_line = std::env::args_os().any(|arg| {
+        arg.to_str().is_some_and(|arg| {
+            arg.strip_prefix("--")
+                .and_then(|arg| arg.strip_prefix(long))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        })
+    });
+    let command = Cli::command();
+    let variable = (all_flags(&command).into_iter())
+        .find(|arg| arg.get_long() == Some(long))
+        .and_then(|arg| arg.get_env())
+        .filter(|variable| std::env::var_os(variable).is_some());
+    if let (false, Some(variable)) = (on_the_command_line, variable) {
+        let named = variable.to_string_lossy().into_owned();
+        error.insert(ContextKind::InvalidArg, ContextValue::String(named));
+    }
+    error
 }
 
 pub async fn run(cli: Cli) -> ExitCode {

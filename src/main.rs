@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 // Every request allocates a few dozen small buffers; glibc's allocator spent about a tenth
@@ -23,5 +22,5 @@ async fn main() -> ExitCode {
     if let Some(error) = refused {
         tracing::warn!(%error, "LICENSED_LOG is not a valid filter; logging at info");
     }
-    licensed::cli::run(licensed::cli::Cli::parse()).await
+    licensed::cli::run(licensed::cli::Cli::read()).await
 }

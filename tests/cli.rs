@@ -171,6 +171,37 @@ fn only_unknown_environment_variables_are_reported() {
     assert!(reported[0].contains("LICENSED_BIDN"), "{stderr}");
 }
 
+/// A bad value is named where the operator set it: the variable, or the flag.
+#[test]
+fn a_bad_value_is_named_by_the_variable_or_the_flag_it_came_from() {
+    let from_variable = licensed()
+        .args(["serve"])
+        .env("LICENSED_DATABASE_TIMEOUT_MS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(from_variable.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&from_variable.stderr);
+    assert!(
+        stderr.contains("invalid value '0' for 'LICENSED_DATABASE_TIMEOUT_MS'"),
+        "{stderr}"
+    );
+
+    for flag in [
+        &["--database-timeout-ms", "0"][..],
+        &["--database-timeout-ms=0"],
+    ] {
+        let from_flag = licensed()
+            .arg("serve")
+            .args(flag)
+            .env("LICENSED_DATABASE_TIMEOUT_MS", "0")
+            .output()
+            .unwrap();
+        assert_eq!(from_flag.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&from_flag.stderr);
+        assert!(stderr.contains("for '--database-timeout-ms"), "{stderr}");
+    }
+}
+
 #[test]
 fn a_port_in_use_stops_serve_before_it_touches_the_database() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
