@@ -621,6 +621,35 @@ async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {
     assert_eq!(maxima[10], "7");
     assert_eq!(maxima[19], "9");
     assert_eq!(maxima[30], "9");
+
+    // The list of pairs shows each pair's quantity now, on its own row.
+    for (account, quantity) in [("acme", 4), ("beta", 11), ("gamma", 6)] {
+        server
+            .post(
+                "/license_updates",
+                json!({"accountId": account, "licenseId": "seats", "quantity": quantity,
+                       "updateType": "ABSOLUTE"}),
+            )
+            .await
+            .expect(200);
+    }
+    let (status, page) = browser.get("/console/ledger").await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: Vec<(String, String)> = (page.split("<tr>").skip(2))
+        .map(|row| {
+            let cell = |from: &str, to: &str| {
+                let start = row.find(from).unwrap() + from.len();
+                row[start..start + row[start..].find(to).unwrap()].to_owned()
+            };
+            (cell("<td><code>", "<"), cell("<td class=\"num\">", "<"))
+        })
+        .collect();
+    let expected = [("acme", "4"), ("beta", "11"), ("gamma", "6")];
+    assert_eq!(
+        rows,
+        expected.map(|(a, q)| (a.to_owned(), q.to_owned())),
+        "{page}"
+    );
 }
 
 /// Sessions live in the database: one opened through one process opens pages of another.

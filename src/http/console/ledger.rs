@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, NaiveDate};
+use futures_util::future::try_join_all;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -50,14 +51,15 @@ pub async fn pairs(
         .await?;
     let caller = Caller::Business(business.clone());
     let now = Timestamp::now();
-    let mut rows = Vec::with_capacity(pairs.len());
-    for (account, license) in pairs {
-        let quantity = state
-            .store
-            .quantity_at(&caller, (&account, &license), now)
-            .await?;
-        rows.push((account, license, quantity.map(|(_, q)| q)));
-    }
+    // Read together: on PostgreSQL the reads share round trips instead of taking one each.
+    let quantities = try_join_all(
+        (pairs.iter())
+            .map(|(account, license)| (state.store).quantity_at(&caller, (account, license), now)),
+    )
+    .await?;
+    let rows: Vec<_> = (pairs.into_iter().zip(quantities))
+        .map(|((account, license), quantity)| (account, license, quantity.map(|(_, q)| q)))
+        .collect();
     let body = html! {
         form.filters method="get" action="/console/ledger" role="search" {
             div {
