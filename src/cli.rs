@@ -278,7 +278,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Migrate(args) => open(&args).await.map(|_| {
+        Command::Migrate(args) => open(&args, true).await.map(|_| {
             eprintln!("migrations applied");
         }),
         Command::ApiKey(ApiKeyCommand::Create(args)) => create_key(args).await,
@@ -360,8 +360,9 @@ impl From<storage::StorageError> for Failure {
     }
 }
 
-/// Opens a database that exists already: a key created in a new file, made because the
-/// server's `--database-url` was not given, would be a key the server never sees.
+/// Opens a database that has the schema already: a key created in a new file, made
+/// because the server's `--database-url` was not given, or in a PostgreSQL database that
+/// the URL names by mistake, would be a key the server never sees.
 async fn open_existing(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure> {
     if let Some(path) = storage::sqlite::missing_file(&args.database_url) {
         return Err(Failure::Runtime(format!(
@@ -370,14 +371,19 @@ async fn open_existing(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>,
             path.display()
         )));
     }
-    open(args).await
+    open(args, false).await
 }
 
-async fn open(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure> {
+/// Opens the database; with `create_schema`, gives one without the schema its schema.
+async fn open(
+    args: &DatabaseArgs,
+    create_schema: bool,
+) -> Result<std::sync::Arc<dyn Store>, Failure> {
     let options = StorageOptions {
         url: args.database_url.clone(),
         timeout: Duration::from_millis(args.database_timeout_ms),
         max_connections: args.database_max_connections,
+        create_schema,
     };
     Ok(storage::open(&options).await?)
 }
@@ -415,7 +421,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     };
     // Opening may wait, for another process's migrations say: a signal stops the wait.
     let store = tokio::select! {
-        opened = open(&args.database) => opened?,
+        opened = open(&args.database, true) => opened?,
         () = on_stop() => {
             tracing::info!("stopped before serving");
             return Ok(());

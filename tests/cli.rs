@@ -659,6 +659,49 @@ fn api_key_commands_refuse_a_sqlite_file_that_does_not_exist() {
     assert!(!path.exists(), "no file was created");
 }
 
+/// Nor do the key commands put the schema into a database that has none (a PostgreSQL
+/// URL naming the wrong database, an empty file): they refuse it and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_commands_refuse_a_database_without_the_schema() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(database) = TestDatabase::create(backend).await else {
+            continue;
+        };
+        let (tables, path) = match database.url.strip_prefix("sqlite://") {
+            Some(path) => {
+                std::fs::File::create(path).unwrap();
+                ("SELECT count(*) FROM sqlite_master", Some(path.to_owned()))
+            }
+            None => (
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                None,
+            ),
+        };
+        for args in [
+            &["api-key", "create", "--business", "acme"][..],
+            &["api-key", "list"],
+            &["api-key", "revoke", "key_none"],
+            &["signing-key", "show", "--business", "acme"],
+            &["signing-key", "rotate", "--business", "acme"],
+        ] {
+            let (code, _, stderr) = run_on(&database.url, args);
+            assert_eq!(code, Some(1), "{backend:?} {args:?}: {stderr}");
+            assert!(
+                stderr.contains("no licensed schema") && stderr.contains("licensed migrate"),
+                "{backend:?} {args:?}: {stderr}"
+            );
+        }
+        assert_eq!(database.count(tables).await, 0, "{backend:?}");
+        if let Some(path) = path {
+            assert_eq!(std::fs::metadata(path).unwrap().len(), 0);
+        }
+        // Once migrated, the same command makes its key.
+        assert_eq!(run_on(&database.url, &["migrate"]).0, Some(0));
+        let (code, _, stderr) = run_on(&database.url, &["api-key", "create", "--business", "a"]);
+        assert_eq!(code, Some(0), "{backend:?}: {stderr}");
+    }
+}
+
 #[test]
 fn a_closed_output_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();

@@ -59,6 +59,15 @@ pub enum OpenError {
 }
 
 impl OpenError {
+    /// A database that has never had the schema, opened where it must have it already.
+    pub(crate) fn no_schema() -> Self {
+        OpenError::Failed(
+            "it has no licensed schema: pass the server's --database-url (or set \
+             LICENSED_DATABASE_URL), or create the schema with `licensed migrate`"
+                .into(),
+        )
+    }
+
     /// A database whose schema a newer version of this program has migrated: this one
     /// does not know what the newer migrations changed.
     pub(crate) fn newer_schema(found: i64, known: usize) -> Self {

@@ -422,4 +422,8 @@ pub struct StorageOptions {
     pub timeout: Duration,
     /// Connections to PostgreSQL per process.
     pub max_connections: u32,
+    /// Whether a database that has never had the schema gets it. The commands that only
+    /// manage keys refuse one instead: a mistyped URL would otherwise put the schema, and
+    /// a key the server never sees, into some other database.
+    pub create_schema: bool,
 }

@@ -299,6 +299,7 @@ pub async fn open_store_with(url: &str, timeout: Duration) -> Arc<dyn Store> {
         url: url.to_owned(),
         timeout,
         max_connections: 8,
+        create_schema: true,
     })
     .await
     .expect("open the database")

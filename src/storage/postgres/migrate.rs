@@ -48,10 +48,15 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// Applies the migrations not yet applied, all in one transaction. Processes starting
 /// together take turns on an advisory lock: the first applies, the others find it done.
 /// A start that finds every migration applied takes no lock and runs no DDL, so a role
-/// with privileges on the tables alone can serve a database its owner migrated.
-pub async fn run(client: &mut Client) -> Result<(), OpenError> {
-    if pending(&*client).await?.is_empty() {
+/// with privileges on the tables alone can serve a database its owner migrated. Without
+/// `create_schema`, a database with no schema at all is refused.
+pub async fn run(client: &mut Client, create_schema: bool) -> Result<(), OpenError> {
+    let lacking = pending(&*client).await?;
+    if lacking.is_empty() {
         return Ok(());
+    }
+    if !create_schema && lacking.len() == MIGRATIONS.len() {
+        return Err(OpenError::no_schema());
     }
     let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(

@@ -53,7 +53,7 @@ impl PgStore {
         let mut conn = pool.get().await.map_err(|e| {
             OpenError::Failed(format!("cannot connect to PostgreSQL: {}", with_causes(&e)))
         })?;
-        migrate::run(&mut conn).await?;
+        migrate::run(&mut conn, options.create_schema).await?;
         drop(conn);
         let shared = SharedConnections::new(options.max_connections);
         Ok(Self {

@@ -61,6 +61,7 @@ async fn open_store(url: &str) -> Result<PgStore, String> {
         url: url.to_owned(),
         timeout: Duration::from_secs(30),
         max_connections: 2,
+        create_schema: true,
     };
     PgStore::open(&options).await.map_err(|e| e.to_string())
 }

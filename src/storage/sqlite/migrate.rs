@@ -1,6 +1,6 @@
 //! The schema: the migrations in order, and applying those a database lacks.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::connect::open_failed;
 use crate::storage::error::OpenError;
@@ -25,13 +25,29 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0017_customers_locale_and_email_case.sql"),
 ];
 
+/// Whether the file has never had the schema, read without writing to it (the store's
+/// first connection sets the journal mode, which writes); `false` if it cannot be read
+/// so, and [`migrate`] then decides.
+pub(super) fn has_no_schema(path: &std::path::Path) -> bool {
+    let version = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0)));
+    version.is_ok_and(|version| version == 0)
+}
+
 /// Applies the migrations the database lacks; refuses one that a newer version migrated.
-pub(super) fn migrate(conn: &mut Connection, path: &std::path::Path) -> Result<(), OpenError> {
+pub(super) fn migrate(
+    conn: &mut Connection,
+    path: &std::path::Path,
+    create_schema: bool,
+) -> Result<(), OpenError> {
     let failed = |error: rusqlite::Error| open_failed("migrate", path, &error);
     let applied: i64 =
         (conn.query_row("PRAGMA user_version", [], |row| row.get(0))).map_err(failed)?;
     if applied > MIGRATIONS.len() as i64 {
         return Err(OpenError::newer_schema(applied, MIGRATIONS.len()));
+    }
+    if applied == 0 && !create_schema {
+        return Err(OpenError::no_schema());
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
         apply_migration(conn, sql, index + 1).map_err(failed)?;

@@ -39,7 +39,7 @@ use checkpoint::run_checkpointer;
 use connect::{commit_to_wal, connect, first_connection, open_failed, parse_path};
 use error::internal;
 use known_keys::KnownKeys;
-use migrate::migrate;
+use migrate::{has_no_schema, migrate};
 use writer::{WriteJob, WriteQueue, run_writer};
 
 pub use connect::missing_file;
@@ -69,8 +69,11 @@ impl SqliteStore {
         } else {
             (parse_path(url)?, None)
         };
+        if !options.create_schema && has_no_schema(&path) {
+            return Err(OpenError::no_schema());
+        }
         let mut writer_conn = first_connection(&path).await?;
-        migrate(&mut writer_conn, &path)?;
+        migrate(&mut writer_conn, &path, options.create_schema)?;
         shifts::load(&writer_conn).map_err(|e| open_failed("read", &path, &e))?;
         outbox::release_leases(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;
         commit_to_wal(&writer_conn).map_err(|e| open_failed("write to", &path, &e))?;

@@ -26,6 +26,7 @@ async fn store_with_business() -> (SqliteStore, BusinessId) {
         url: "sqlite::memory:".into(),
         timeout: Duration::from_secs(30),
         max_connections: 1,
+        create_schema: true,
     };
     let store = SqliteStore::open(&options.url, &options).await.unwrap();
     let business = store
@@ -366,6 +367,7 @@ async fn scratch_store_waiting(timeout: Duration) -> Arc<SqliteStore> {
         url: "sqlite::memory:".into(),
         timeout,
         max_connections: 1,
+        create_schema: true,
     };
     Arc::new(SqliteStore::open(&options.url, &options).await.unwrap())
 }
@@ -483,6 +485,7 @@ async fn the_wal_starts_over_under_steady_writes() {
         url: url.clone(),
         timeout: Duration::from_secs(30),
         max_connections: 1,
+        create_schema: true,
     };
     let store = Arc::new(SqliteStore::open(&url, &options).await.unwrap());
     let business = store
