@@ -24,6 +24,7 @@ backend_tests!(
     instances_are_listed_retrieved_and_renamed,
     public_endpoints_ignore_authorization_and_are_rate_limited_per_ip,
     bad_input_is_400_naming_the_field,
+    query_parameters_a_route_does_not_take_are_400,
     businesses_are_isolated,
     read_only_keys_cannot_write,
     concurrent_activations_never_exceed_the_limit,
@@ -1320,6 +1321,56 @@ async fn public_endpoints_ignore_authorization_and_are_rate_limited_per_ip(serve
         )
         .await;
     assert_eq!(written.expect(200).json["data"], json!([]));
+}
+
+/// A filter a list does not take, or one spelled wrong, is refused by name rather than
+/// dropped (which would answer the list unfiltered), on every list, the ledger's too. The
+/// page's own parameters and the spellings the routes document still work.
+async fn query_parameters_a_route_does_not_take_are_400(server: TestServer) {
+    for (path, unknown) in [
+        ("/customers?name=Ada", "name"),
+        (
+            "/customers?email=a@b.c&created_at_gte=2020-01-01T00:00:00Z",
+            "created_at_gte",
+        ),
+        ("/products?recurring=true", "recurring"),
+        ("/products?page_size=5&archived=true", "archived"),
+        ("/license_keys?customerid=cus_x", "customerid"),
+        ("/license_key_instances?grant_id=x", "grant_id"),
+        ("/license_updates?accountid=acme", "accountid"),
+        ("/license_quantity?accountId=a&licenseId=b&when=now", "when"),
+        (
+            "/license_usage?accountId=a&licenseId=b&start=2024-03-01T00:00:00Z&end=2024-03-02T00:00:00Z&daily=1",
+            "daily",
+        ),
+        ("/webhooks?cursor=x", "cursor"),
+    ] {
+        let reply = server.get(path).await;
+        let message = reply.expect(400).message();
+        assert!(
+            message.contains(&format!("unknown query parameter `{unknown}`")),
+            "{path}: {message}"
+        );
+    }
+    for known in [
+        "/customers?email=a@b.c&page_size=5&page_number=0",
+        "/products?page_size=5",
+        "/license_keys?customer_id=cus_x&status=active&page_number=1",
+        "/license_key_instances?license_key_id=lic_x",
+        "/license_updates?accountId=acme&license_id=seats&pageSize=5",
+        "/license_quantity?account_id=a&license_id=b",
+        "/webhooks?limit=5",
+    ] {
+        server.get(known).await.expect(200);
+    }
+    // Bytes that are not UTF-8 once decoded are refused, not read as U+FFFD.
+    for path in [
+        "/license_keys?customer_id=%FF",
+        "/license_updates?account_id=%C3",
+    ] {
+        let reply = server.get(path).await;
+        assert!(reply.expect(400).message().contains("UTF-8"), "{path}");
+    }
 }
 
 async fn bad_input_is_400_naming_the_field(server: TestServer) {

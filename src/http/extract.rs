@@ -138,7 +138,13 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// Query parameters, 400 naming the parameter that does not parse.
+/// The query parameters every paged list takes, read by its paging beside the route's
+/// own parameters.
+pub const PAGE_PARAMETERS: [&str; 2] = ["page_number", "page_size"];
+
+/// Query parameters: 400 naming a parameter that does not parse, or that the route does
+/// not take (besides [`PAGE_PARAMETERS`]): a filter spelled wrong would otherwise be
+/// dropped, and the list answered unfiltered.
 pub struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
@@ -146,24 +152,50 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
-        // As for a body: the path is tracked only to explain a failure.
-        if let Ok(value) = serde_urlencoded::from_str(query) {
-            return Ok(Query(value));
+        let mut unknown = None;
+        let value = parse_query(query, |name| {
+            if !PAGE_PARAMETERS.contains(&name) && unknown.is_none() {
+                unknown = Some(shorten(name));
+            }
+        })?;
+        match unknown {
+            None => Ok(Query(value)),
+            Some(name) => Err(ApiError::BadRequest(format!(
+                "unknown query parameter `{name}`"
+            ))),
         }
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(Query)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                let reason = error.into_inner().to_string();
-                ApiError::BadRequest(if path == "." {
-                    format!("invalid query: {reason}")
-                } else {
-                    format!("invalid query parameter `{path}`: {reason}")
-                })
-            })
     }
+}
+
+/// Parses a query string into `T`, calling `ignored` with each parameter `T` does not
+/// take: 400 naming a parameter that does not parse, or a query that is not UTF-8 once
+/// decoded (which would otherwise be read with U+FFFD in place of its bytes).
+pub fn parse_query<T: DeserializeOwned>(
+    query: &str,
+    mut ignored: impl FnMut(&str),
+) -> Result<T, ApiError> {
+    if percent_encoding::percent_decode_str(query)
+        .decode_utf8()
+        .is_err()
+    {
+        return Err(ApiError::BadRequest(
+            "the query string is not valid UTF-8 once percent-decoded".into(),
+        ));
+    }
+    let pairs = || serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    // As for a body: the path is tracked only to explain a failure.
+    if let Ok(value) = serde_ignored::deserialize(pairs(), |path| ignored(&path.to_string())) {
+        return Ok(value);
+    }
+    serde_path_to_error::deserialize(pairs()).map_err(|error| {
+        let path = error.path().to_string();
+        let reason = error.into_inner().to_string();
+        ApiError::BadRequest(if path == "." {
+            format!("invalid query: {reason}")
+        } else {
+            format!("invalid query parameter `{path}`: {reason}")
+        })
+    })
 }
 
 /// A route's one path parameter, as text or as the record id it names (which may name

@@ -10,7 +10,7 @@ use utoipa::openapi::{ObjectBuilder, Required, schema::Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::ApiError;
-use crate::http::extract::{Query, bounded_integer};
+use crate::http::extract::{bounded_integer, parse_query};
 use crate::storage::PageRequest;
 
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -20,6 +20,10 @@ pub const MAX_PAGE_NUMBER: u32 = 100_000;
 
 /// The header Dodo's generated clients name their language in.
 const CLIENT_LANGUAGE: &str = "x-stainless-lang";
+
+/// The query of a list without filters: a parameter besides the page's is refused.
+#[derive(Deserialize)]
+pub struct NoFilters {}
 
 /// `{"items": [...]}`, the envelope of every list.
 #[derive(Serialize, ToSchema)]
@@ -53,8 +57,9 @@ pub struct Paging(pub PageRequest);
 impl<S: Send + Sync> FromRequestParts<S> for Paging {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(query) = Query::<PageQuery>::from_request_parts(parts, state).await?;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // The route's own parameters are the route's `Query` to check.
+        let query: PageQuery = parse_query(parts.uri.query().unwrap_or_default(), |_| ())?;
         let number = match &query.page_number {
             None => 0,
             Some(text) => bounded_integer("page_number", text, 0..=MAX_PAGE_NUMBER)?,

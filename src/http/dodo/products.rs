@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::checks::checked_limit;
-use super::listing::{Items, Paging};
+use super::listing::{Items, NoFilters, Paging};
 use crate::domain::catalog::{Delivery, DetailsPatch, Product, ProductDetails, ProductPatch};
 use crate::domain::ids::{BusinessId, LongText, Name, ProductId, ResourceId, WebUrl, shorten};
 use crate::domain::license::{Change, Interval, KeyDuration};
@@ -21,7 +21,7 @@ use crate::domain::pricing::{
 use crate::domain::seats::HeartbeatInterval;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Reader, Writer};
+use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
 use crate::http::state::AppState;
 
 /// The most add-ons one product offers.
@@ -507,6 +507,7 @@ pub(super) fn product_not_found(id: &ProductId) -> ApiError {
 pub async fn list_products(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: Query<NoFilters>,
     Paging(page): Paging,
 ) -> Result<Json<Items<ProductListView>>, ApiError> {
     let products = state.store.list_products(&caller.business_id, page).await?;
