@@ -135,6 +135,9 @@ async fn a_license_file_round_trips_plain_and_encrypted(server: TestServer) {
         file.decrypt("SOME-OTHER-KEY", None),
         Err(Error::DecryptionFailed)
     ));
+    // The key as a customer may type it, in small letters with spaces around, opens it too.
+    let typed = format!(" {} ", key.to_ascii_lowercase());
+    verify_license_file(&reply.text, &public_key, &typed, None, now()).unwrap();
 
     // An app asks for its own with the key alone; another business's key does not verify it.
     let own = public(&server, "license_file", json!({"license_key": key})).await;

@@ -20,6 +20,7 @@ backend_tests!(
     keys_list_with_every_filter_and_page,
     patch_is_tri_state_with_its_error_codes,
     activate_validate_deactivate,
+    a_generated_key_typed_in_small_letters_or_with_spaces_is_found,
     activation_refusals,
     instances_are_listed_retrieved_and_renamed,
     public_endpoints_ignore_authorization_and_are_rate_limited_per_ip,
@@ -908,6 +909,67 @@ async fn patch_is_tri_state_with_its_error_codes(server: TestServer) {
     assert!(wrong.expect(400).message().contains("activations_limit"));
     let unknown = server.patch(&path, json!({"status": "active"})).await;
     assert!(unknown.expect(400).message().contains("status"));
+}
+
+/// Customers type keys: a generated key in small letters (with `o` for `0`, as Crockford's
+/// decoding reads it), or pasted with spaces around it, is the key they meant. A key found as typed is not read otherwise, and other text stays unknown.
+async fn a_generated_key_typed_in_small_letters_or_with_spaces_is_found(server: TestServer) {
+    let key = issue(&server, json!({}), json!({})).await;
+    let text = key.json["key"].as_str().unwrap().to_owned();
+    let typed = text.to_ascii_lowercase().replace('0', "o");
+    let activated = public(
+        &server,
+        "activate",
+        json!({"license_key": typed, "name": "a"}),
+    )
+    .await;
+    activated.expect(201);
+    assert_eq!(activated.json["license_key_id"], key.json["id"]);
+    let instance = activated.json["id"].as_str().unwrap().to_owned();
+    for typed in [typed.clone(), format!(" {text}  "), format!("{typed} ")] {
+        let valid = public(&server, "validate", json!({"license_key": typed})).await;
+        assert_eq!(valid.expect(200).json, json!({"valid": true}), "{typed:?}");
+    }
+    let file = server
+        .call(
+            Method::POST,
+            "/licenses/license_file",
+            "",
+            Some(json!({"license_key": typed})),
+        )
+        .await;
+    file.expect(200);
+    let deactivated = public(
+        &server,
+        "deactivate",
+        json!({"license_key": typed, "license_key_instance_id": instance}),
+    )
+    .await;
+    deactivated.expect(200);
+
+    // An imported key in small letters is a key of its own, found as typed.
+    let imported_text = "abcde-fghjk-mnpqr-stvwx-yz012";
+    let imported = issue(&server, json!({}), json!({"key": imported_text})).await;
+    imported.expect(201);
+    let found = public(
+        &server,
+        "activate",
+        json!({"license_key": imported_text, "name": "b"}),
+    )
+    .await;
+    assert_eq!(
+        found.expect(201).json["license_key_id"],
+        imported.json["id"]
+    );
+    // Its capitals name no key; another group of letters names none either.
+    for unknown in [
+        imported_text.to_ascii_uppercase(),
+        format!("ZZZZZ{}", &text[5..]),
+    ] {
+        public(&server, "validate", json!({"license_key": unknown}))
+            .await
+            .expect(404);
+    }
 }
 
 async fn activate_validate_deactivate(server: TestServer) {

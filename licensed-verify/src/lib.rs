@@ -71,7 +71,26 @@ pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 ///   the license key's own expiry ([`Error::KeyExpired`]); see [`Payload::check_time`].
 ///
 /// Pass `SystemTime::now()` as `now`, or use [`verify_license_file_now`].
+///
+/// A `license_key` that names another key as typed is tried once more as the customer
+/// most likely meant it (see [`meant_key`]): in small letters, say.
 pub fn verify_license_file(
+    text: &str,
+    key: &PublicKey,
+    license_key: &str,
+    fingerprint: Option<&str>,
+    now: SystemTime,
+) -> Result<Contents, Error> {
+    let as_typed = verify_for_key(text, key, license_key, fingerprint, now);
+    match (&as_typed, meant_key(license_key)) {
+        (Err(Error::DecryptionFailed | Error::LicenseKeyMismatch), Some(meant)) => {
+            verify_for_key(text, key, &meant, fingerprint, now)
+        }
+        _ => as_typed,
+    }
+}
+
+fn verify_for_key(
     text: &str,
     key: &PublicKey,
     license_key: &str,
@@ -105,6 +124,40 @@ pub fn verify_license_file(
     }
     payload.check_time(now)?;
     Ok(contents)
+}
+
+/// The license key a customer most likely meant by `typed`, if that differs from what
+/// they typed: the key without the whitespace around it (a key never begins or ends with
+/// any), and, if it has the shape of the keys a server generates (five groups of five
+/// Crockford base32 characters joined by `-`), in capitals, with `I` and `L` read as `1`
+/// and `O` as `0`, as Crockford's decoding reads them. The server reads a typed key so
+/// when it names no key as typed; so does [`verify_license_file`].
+///
+/// ```
+/// use licensed_verify::meant_key;
+///
+/// assert_eq!(meant_key("17yn0-393jn-abcde-fghjk-mnpqr\n").as_deref(), Some("17YN0-393JN-ABCDE-FGHJK-MNPQR"));
+/// assert_eq!(meant_key("abcde-fghij-klmno-pqrst-vwxyz").as_deref(), Some("ABCDE-FGH1J-K1MN0-PQRST-VWXYZ"));
+/// assert_eq!(meant_key(" imported-key ").as_deref(), Some("imported-key"));
+/// assert_eq!(meant_key("17YN0-393JN-ABCDE-FGHJK-MNPQR"), None);
+/// ```
+pub fn meant_key(typed: &str) -> Option<String> {
+    let trimmed = typed.trim();
+    let read: String = (trimmed.chars())
+        .map(|c| match c.to_ascii_uppercase() {
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        })
+        .collect();
+    let generated = read.split('-').count() == 5
+        && read.split('-').all(|group| {
+            group.len() == 5
+                && (group.bytes())
+                    .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && b != b'U'))
+        });
+    let meant = if generated { read } else { trimmed.to_owned() };
+    (meant != typed).then_some(meant)
 }
 
 /// [`verify_license_file`] at the system clock's current time.

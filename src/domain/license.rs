@@ -5,6 +5,7 @@ use chrono::{Days, Months};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::ids::KeyString;
 use super::seats::{HeartbeatInterval, SeatBinding};
 use super::time::Timestamp;
 
@@ -230,6 +231,13 @@ impl KeyDuration {
         }?;
         Timestamp::from_micros(end.timestamp_micros())
     }
+}
+
+/// The key a customer most likely meant by `typed`, if it differs: a generated key typed
+/// in small letters, or pasted with a space or a newline around it (see
+/// [`licensed_verify::meant_key`], which apps verifying files share).
+pub fn meant_key(typed: &KeyString) -> Option<KeyString> {
+    licensed_verify::meant_key(typed.as_str()).and_then(|meant| KeyString::parse(meant).ok())
 }
 
 /// Crockford's base32 alphabet: no I, L, O or U, so keys survive being read aloud.

@@ -28,6 +28,7 @@ use super::error::ApiError;
 use super::extract::BODY_LIMIT;
 use super::state::AppState;
 use crate::domain::ids::{BusinessId, KeyString};
+use crate::domain::license::meant_key;
 use crate::domain::signing::SigningKeyPair;
 use crate::storage::keyring::{self, KeyringError};
 
@@ -312,7 +313,14 @@ impl Signers {
         if let Some(owner) = read(&self.owners).get(&key) {
             return Ok(Some(owner.clone()));
         }
-        let owner = (state.store.business_of_key(&key).await).map_err(|e| e.to_string())?;
+        let owner_of = async |key: &KeyString| {
+            (state.store.business_of_key(key).await).map_err(|e| e.to_string())
+        };
+        // The key the route read, whether as typed or as meant (see `as_typed_or_meant`).
+        let mut owner = owner_of(&key).await?;
+        if let (None, Some(meant)) = (&owner, meant_key(&key)) {
+            owner = owner_of(&meant).await?;
+        }
         if let Some(owner) = &owner {
             let mut owners = write(&self.owners);
             if owners.len() >= MAX_OWNERS {

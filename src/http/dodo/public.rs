@@ -10,12 +10,30 @@ use utoipa::ToSchema;
 
 use crate::domain::catalog::Activation;
 use crate::domain::ids::{InstanceId, InstanceName, KeyString, ResourceId};
+use crate::domain::license::meant_key;
 use crate::domain::metadata::Metadata;
 use crate::domain::seats::Fingerprint;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, PublicErrors};
 use crate::http::extract::JsonBody;
 use crate::http::state::AppState;
+
+/// Runs `lookup` with the key as typed and, if that names no key, once more with the key
+/// the customer most likely meant ([`meant_key`]). A key found as typed is never read
+/// otherwise, so an imported key in small letters stays a key of its own.
+pub(super) async fn as_typed_or_meant<T, Found>(
+    key: &KeyString,
+    lookup: impl Fn(KeyString) -> Found,
+) -> Result<T, ApiError>
+where
+    Found: Future<Output = Result<T, ApiError>>,
+{
+    let as_typed = lookup(key.clone()).await;
+    match (&as_typed, meant_key(key)) {
+        (Err(ApiError::LicenseKeyNotFound), Some(meant)) => lookup(meant).await,
+        _ => as_typed,
+    }
+}
 
 /// The header that asks for a signed answer (SPEC §6), documented on every public route.
 #[derive(utoipa::IntoParams)]
@@ -150,15 +168,12 @@ pub async fn activate(
     _: PublicCaller,
     JsonBody(request): JsonBody<ActivateRequest>,
 ) -> Result<(StatusCode, Json<LicenseActivateResponse>), ApiError> {
-    let activation = state
-        .store
-        .activate(
-            &request.license_key,
-            &InstanceId::generate(),
-            &request.name,
-            request.fingerprint.as_ref(),
-        )
-        .await?;
+    let (store, id) = (&state.store, &InstanceId::generate());
+    let (name, fingerprint) = (&request.name, request.fingerprint.as_ref());
+    let activation = as_typed_or_meant(&request.license_key, |key| async move {
+        Ok(store.activate(&key, id, name, fingerprint).await?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(activation.into())))
 }
 
@@ -183,13 +198,14 @@ pub async fn deactivate(
     _: PublicCaller,
     JsonBody(request): JsonBody<DeactivateRequest>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .deactivate(
-            &request.license_key,
-            &InstanceId::from(request.license_key_instance_id.into_string()),
-        )
-        .await?;
+    let (store, instance) = (
+        &state.store,
+        &InstanceId::from(request.license_key_instance_id.into_string()),
+    );
+    as_typed_or_meant(&request.license_key, |key| async move {
+        Ok(store.deactivate(&key, instance).await?)
+    })
+    .await?;
     Ok(StatusCode::OK)
 }
 
@@ -225,11 +241,11 @@ pub async fn validate(
     let instance = request
         .license_key_instance_id
         .map(|id| InstanceId::from(id.into_string()));
-    let validity = state
-        .store
-        .key_validity(&request.license_key, instance.as_ref())
-        .await?
-        .ok_or(ApiError::LicenseKeyNotFound)?;
+    let (store, instance) = (&state.store, instance.as_ref());
+    let validity = as_typed_or_meant(&request.license_key, |key| async move {
+        (store.key_validity(&key, instance).await?).ok_or(ApiError::LicenseKeyNotFound)
+    })
+    .await?;
     Ok(Json(LicenseValidateResponse {
         valid: validity.valid_at(Timestamp::now()),
     }))
@@ -267,13 +283,14 @@ pub async fn heartbeat(
     _: PublicCaller,
     JsonBody(request): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    let beat = state
-        .store
-        .heartbeat(
-            &request.license_key,
-            &InstanceId::from(request.license_key_instance_id.into_string()),
-        )
-        .await?;
+    let (store, instance) = (
+        &state.store,
+        &InstanceId::from(request.license_key_instance_id.into_string()),
+    );
+    let beat = as_typed_or_meant(&request.license_key, |key| async move {
+        Ok(store.heartbeat(&key, instance).await?)
+    })
+    .await?;
     Ok(Json(HeartbeatResponse {
         valid: beat.validity.valid_at(Timestamp::now()),
         heartbeat_expires_at: beat.heartbeat_expires_at,
