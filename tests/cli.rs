@@ -533,6 +533,42 @@ async fn a_failed_request_is_logged_with_its_request_id() {
     assert_eq!(served.terminate().code(), Some(0));
 }
 
+/// A `debug` log names statements, never their parameters: the license keys, secrets and
+/// private keys they carry (SPEC §6: a private key is in no log line).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debug_log_holds_no_license_key_or_secret() {
+    const ADMIN: &str = "lsk_debug_log_admin_key_0123456789abcdef";
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let mut served = Served::spawn_logging(&database.url, Some(ADMIN), &[], "debug");
+    let line = served.wait_for("listening on http://");
+    let url = line[line.find("http://").unwrap()..].trim().to_owned();
+    let client = reqwest::Client::new();
+    let typed = "SECRET-LICENSE-KEY-TEXT-42";
+    let validated = client
+        .post(format!("{url}/licenses/validate"))
+        .json(&serde_json::json!({"license_key": typed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(validated.status(), 404);
+    let secret = client
+        .get(format!("{url}/webhooks"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(secret.status(), 200);
+    let logged = served.logged().join("\n");
+    assert!(logged.contains("DEBUG"), "the log is at debug: {logged}");
+    for secret in [typed, ADMIN] {
+        assert!(!logged.contains(secret), "`{secret}` logged:\n{logged}");
+    }
+    assert!(!logged.contains("parameters:"), "{logged}");
+    assert_eq!(served.terminate().code(), Some(0));
+}
+
 /// Whether each connection of `application` to PostgreSQL is encrypted.
 async fn encrypted_connections(admin: &tokio_postgres::Client, application: &str) -> Vec<bool> {
     let rows = admin

@@ -36,6 +36,16 @@ impl Served {
 
     /// Starts the process without waiting for it to listen (`url` stays empty).
     pub fn spawn(database_url: &str, bootstrap_key: Option<&str>, flags: &[&str]) -> Self {
+        Self::spawn_logging(database_url, bootstrap_key, flags, "info")
+    }
+
+    /// [`Served::spawn`] with `LICENSED_LOG` set to `filter`.
+    pub fn spawn_logging(
+        database_url: &str,
+        bootstrap_key: Option<&str>,
+        flags: &[&str],
+        filter: &str,
+    ) -> Self {
         let mut command = licensed();
         command
             .args([
@@ -46,7 +56,7 @@ impl Served {
                 database_url,
             ])
             .args(flags)
-            .env("LICENSED_LOG", "info")
+            .env("LICENSED_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(key) = bootstrap_key {
