@@ -421,6 +421,41 @@ async fn a_database_outage_is_503_fast_and_service_resumes_by_itself() {
     );
 }
 
+/// A database that refuses new connections (here: `ALLOW_CONNECTIONS false`; as well a
+/// dropped database, a changed password, a role that may no longer log in) is an outage
+/// too: 503 naming the database and the server's reason in the log, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusing_connections_is_503_and_service_resumes() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    let server = TestServer::start_on(database, Backend::Postgres, ServerSettings::default()).await;
+    server.get("/license_updates").await.expect(200);
+    let admin = common::connect(common::PG_ADMIN_URL).await.unwrap();
+    let refuse = |allow: bool| {
+        format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS {allow};
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+    };
+    admin.batch_execute(&refuse(false)).await.unwrap();
+    for path in ["/license_updates", "/readyz"] {
+        let reply = match path {
+            "/readyz" => server.call(reqwest::Method::GET, path, "", None).await,
+            _ => server.get(path).await,
+        };
+        reply.expect(503);
+        assert!(reply.message().contains("database"), "{}", reply.text);
+    }
+    admin.batch_execute(&refuse(true)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/license_updates").await.status.as_u16() != 200 {
+        assert!(Instant::now() < deadline, "service did not resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_slower_than_the_timeout_is_408_and_ends_the_connection() {
     let settings = ServerSettings {

@@ -40,10 +40,11 @@ pub(super) fn classify(error: tokio_postgres::Error) -> StorageError {
                 .contains(code)
         }
     };
+    // The driver's own text is "db error"; the server's message is under it.
     if outage {
-        StorageError::Unavailable(error.to_string())
+        StorageError::Unavailable(with_causes(&error))
     } else {
-        StorageError::Internal(error.to_string())
+        StorageError::Internal(with_causes(&error))
     }
 }
 
@@ -58,7 +59,12 @@ pub(super) fn classify_commit(error: tokio_postgres::Error) -> StorageError {
 
 pub(super) fn pool_error(error: PoolError) -> StorageError {
     match error {
-        PoolError::Backend(error) => classify(error),
+        // A new connection failed: whatever PostgreSQL said (no such database, a password
+        // changed, connections not allowed), it cannot be served now.
+        PoolError::Backend(error) => StorageError::Unavailable(format!(
+            "cannot connect to the database: {}",
+            with_causes(&error)
+        )),
         PoolError::Timeout(_) => {
             StorageError::Unavailable("no database connection became available in time".into())
         }
