@@ -414,6 +414,9 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Runtime(format!("cannot listen on {address}: {e}")))
     };
+    // Read before the database is opened: a malformed key stops the start before a new
+    // database's admin key is shown by a start that then fails.
+    let master_key = master_key()?;
     let listener = bind(args.bind).await?;
     let metrics = match args.metrics_bind {
         Some(address) => Some(bind(address).await?),
@@ -428,7 +431,6 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     bootstrap(store.as_ref()).await?;
-    let master_key = master_key()?;
     keyring::prepare(store.as_ref(), master_key.as_ref()).await?;
     // Only once the keys opened without a master key: a sealed database stopped `serve`.
     if master_key.is_none() {

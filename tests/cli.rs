@@ -202,6 +202,25 @@ fn a_bad_value_is_named_by_the_variable_or_the_flag_it_came_from() {
     }
 }
 
+/// A malformed master key stops `serve` before a new database is made: its admin key is
+/// not shown by a start that then fails (the next start would show none).
+#[test]
+fn a_malformed_master_key_stops_serve_before_it_touches_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = licensed()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url])
+        .env("LICENSED_MASTER_KEY", "not-a-key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LICENSED_MASTER_KEY"), "{stderr}");
+    assert!(!stderr.contains("lsk_"), "no admin key is shown: {stderr}");
+    assert!(!path.exists(), "no database was created");
+}
+
 #[test]
 fn a_port_in_use_stops_serve_before_it_touches_the_database() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
