@@ -208,3 +208,24 @@ async fn two_postgres_processes_share_the_deliveries_without_overlap() {
     assert_eq!(receivers[2].received().len(), committed.len());
     drop(servers);
 }
+
+/// A failed attempt is logged with its endpoint, its message and where the URL points, but
+/// not the URL's path or query, where receivers often put a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_logged_without_the_urls_path_or_query() {
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let mut served = Served::start_with(&database.url, Some(ADMIN_KEY), &flags(LONG_LEASES));
+    let client = reqwest::Client::new();
+    // Nothing listens on port 9 of the loopback: the attempt fails to connect.
+    let url = "http://127.0.0.1:9/hooks/PATH-TOKEN?token=QUERY-TOKEN";
+    let (status, endpoint) = post(&client, &served.url, "/webhooks", json!({"url": url})).await;
+    assert_eq!(status, 201, "{endpoint}");
+    let (status, _) = post(&client, &served.url, "/license_updates", entry(1)).await;
+    assert_eq!(status, 200);
+    let line = served.wait_for("a webhook delivery failed");
+    let id = endpoint["id"].as_str().unwrap();
+    assert!(line.contains(id) && line.contains("msg_"), "{line}");
+    assert!(line.contains("http://127.0.0.1:9"), "{line}");
+    assert!(!line.contains("TOKEN"), "{line}");
+    assert_eq!(served.terminate().code(), Some(0));
+}

@@ -60,6 +60,12 @@ impl DispatchOptions {
     }
 }
 
+/// Where an endpoint's URL points, for the logs: its scheme, host and port, not its path
+/// or query, which may carry a token of the receiver's.
+fn origin(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "?".into(), |url| url.origin().ascii_serialization())
+}
+
 /// Attempts by result since the process started, for `/metrics`.
 #[derive(Debug)]
 pub struct DeliveryCounts {
@@ -289,11 +295,11 @@ impl Dispatcher {
             };
             match after.2 {
                 Some(next) => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
-                    url = endpoint.url.as_str(), answer, retry_at = %next, "a webhook delivery failed"),
+                    origin = origin(endpoint.url.as_str()), answer, retry_at = %next, "a webhook delivery failed"),
                 None if gone => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
-                    url = endpoint.url.as_str(), "the endpoint answered 410 Gone: it is disabled"),
+                    origin = origin(endpoint.url.as_str()), "the endpoint answered 410 Gone: it is disabled"),
                 None => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
-                    url = endpoint.url.as_str(), answer, "a webhook message failed its last attempt"),
+                    origin = origin(endpoint.url.as_str()), answer, "a webhook message failed its last attempt"),
             }
             after
         };
