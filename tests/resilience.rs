@@ -456,6 +456,35 @@ async fn a_database_refusing_connections_is_503_and_service_resumes() {
     }
 }
 
+/// A scrape answers while the database holds the outbox locked: a Prometheus scrape
+/// that timed out would hide the outage it should show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answer_while_the_outbox_is_locked() {
+    let Some(server) = TestServer::start(Backend::Postgres).await else {
+        return;
+    };
+    server
+        .call(reqwest::Method::GET, "/metrics", "", None)
+        .await
+        .expect(200);
+    let holder = server.database.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE webhook_messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // Waiting for the lock, the scrape would run into the request timeout: a 503.
+    let scraped = server
+        .call(reqwest::Method::GET, "/metrics", "", None)
+        .await;
+    scraped.expect(200);
+    assert!(
+        scraped.text.contains("http_requests_total"),
+        "{}",
+        scraped.text
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_slower_than_the_timeout_is_408_and_ends_the_connection() {
     let settings = ServerSettings {

@@ -46,6 +46,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
     Ok(Json(Status { status: "ready" }))
 }
 
+/// How long a scrape waits for the outbox's lag.
+const LAG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Prometheus text: requests by route and status, latency, database connections, webhook
 /// attempts by result (`webhook_deliveries_total`: delivered, retrying, failed) and the
 /// age of the oldest message not yet delivered.
@@ -67,8 +70,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::counter!("webhook_deliveries_total", "result" => result)
             .absolute(count.load(Ordering::Relaxed));
     }
-    // Unknown while the database does not answer: the gauge keeps its last value.
-    if let Ok(oldest) = state.store.oldest_undelivered().await {
+    // Unknown while the database does not answer, or answers too slowly for a scrape
+    // (Prometheus gives up after 10 s by default): the gauge keeps its last value.
+    let oldest = tokio::time::timeout(LAG_READ_LIMIT, state.store.oldest_undelivered()).await;
+    if let Ok(Ok(oldest)) = oldest {
         let age = oldest.map_or(0.0, |at| {
             (Timestamp::now().micros() - at.micros()).max(0) as f64 / 1e6
         });
