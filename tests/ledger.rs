@@ -1010,6 +1010,19 @@ async fn operations_endpoints(server: TestServer) {
             .contains("http_request_duration_seconds_bucket")
     );
     assert!(metrics.text.contains("db_connections"));
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "db_connections",
+        "webhook_deliveries_total",
+        "webhook_oldest_undelivered_seconds",
+    ] {
+        assert!(
+            metrics.text.contains(&format!("# HELP {name} ")),
+            "no help for {name}: {}",
+            metrics.text
+        );
+    }
 
     let doc = server.call(Method::GET, "/openapi.json", "", None).await;
     doc.expect(200);

@@ -95,6 +95,33 @@ pub async fn no_route(request: Request) -> ApiError {
 }
 
 /// One recorder per process, shared by every server it runs.
+/// The `# HELP` line of each metric.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "Requests answered, by method, route and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its answer, by method and route."
+    );
+    describe_gauge!(
+        "db_connections",
+        "This process's database connections: idle and in use in the pool, and shared by point reads."
+    );
+    describe_counter!(
+        "webhook_deliveries_total",
+        "Webhook attempts by this process since it started, by result: delivered, retrying (failed, tried again later), failed (given up)."
+    );
+    describe_gauge!(
+        "webhook_oldest_undelivered_seconds",
+        Unit::Seconds,
+        "Age of the oldest webhook message not yet delivered to an enabled endpoint; 0 when none waits."
+    );
+}
+
 fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -111,6 +138,7 @@ fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; its handle then renders nothing.
         let _ = metrics::set_global_recorder(recorder);
+        describe_metrics();
         // A histogram keeps every sample until upkeep folds it into its buckets: without
         // this, memory grows with each request for as long as nobody scrapes `/metrics`.
         let upkeep = handle.clone();
