@@ -21,8 +21,23 @@ use crate::jobs::dispatcher::DispatchOptions;
 use crate::storage::keyring::{self, KeyringError};
 use crate::storage::{self, OpenError, StorageOptions, Store};
 
+/// The variables read without a flag of their own, as `--help` lists them.
+const SERVE_VARIABLES: &str = "\
+Environment variables without a flag:
+  LICENSED_MASTER_KEY         32 bytes in standard base64 (openssl rand -base64 32) that
+                              seal signing keys and webhook secrets in the database;
+                              without it they are stored unencrypted
+  LICENSED_BOOTSTRAP_API_KEY  the admin API key a new database is created with, instead
+                              of a generated one
+  LICENSED_LOG                log filter (default info), e.g. licensed=debug";
+
+const MASTER_KEY_VARIABLE: &str = "\
+Environment variable: LICENSED_MASTER_KEY, the key that seals the signing keys (as `serve`
+is given it); needed once the database's keys are sealed.";
+
 #[derive(Parser)]
-#[command(name = "licensed", version, about = "A self-hosted license server")]
+#[command(name = "licensed", version, about = "A self-hosted license server",
+          after_help = SERVE_VARIABLES)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +46,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API (migrations run at start).
+    #[command(after_help = SERVE_VARIABLES)]
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
@@ -38,7 +54,7 @@ enum Command {
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
     /// Show or rotate a business's Ed25519 signing key.
-    #[command(name = "signing-key", subcommand)]
+    #[command(name = "signing-key", subcommand, after_help = MASTER_KEY_VARIABLE)]
     SigningKey(SigningKeyCommand),
     /// Check license and machine files offline.
     #[command(name = "license-file", subcommand)]
@@ -79,8 +95,10 @@ struct VerifyFileArgs {
 #[derive(Subcommand)]
 enum SigningKeyCommand {
     /// Print the business's active public key: its id, then hex, then PEM.
+    #[command(after_help = MASTER_KEY_VARIABLE)]
     Show(SigningKeyArgs),
     /// Make a new key the active one; the old public keys stay listed.
+    #[command(after_help = MASTER_KEY_VARIABLE)]
     Rotate(SigningKeyArgs),
 }
 

@@ -46,8 +46,19 @@ fn every_command_has_help() {
         "LICENSED_DATABASE_URL",
         "--public-rate-limit",
         "--metrics-bind",
+        "LICENSED_MASTER_KEY",
+        "LICENSED_BOOTSTRAP_API_KEY",
+        "LICENSED_LOG",
     ] {
         assert!(text.contains(flag), "serve --help lacks {flag}");
+    }
+    for command in ["show", "rotate"] {
+        let help = licensed()
+            .args(["signing-key", command, "--help"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains("LICENSED_MASTER_KEY"), "{command}: {text}");
     }
 }
 
