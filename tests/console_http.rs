@@ -720,3 +720,38 @@ async fn the_console_counts_against_its_keys_rate_limit() {
         "signed out"
     );
 }
+
+/// A console page runs under the request timeout, as an API call does, and is counted
+/// in the metrics: a page waiting on a locked table answers 503 instead of holding its
+/// connection for as long as the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_page_answers_within_the_request_timeout_and_is_counted() {
+    let settings = ServerSettings {
+        request_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let Some(server) = TestServer::start_with(Backend::Postgres, settings).await else {
+        return;
+    };
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    assert_eq!(browser.get("/console").await.0, StatusCode::OK);
+    let holder = server.database.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE license_keys IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let (status, page) = browser.get("/console").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    assert!(page.contains("did not complete within 500 ms"), "{page}");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    let metrics = server.get("/metrics").await;
+    for counted in [
+        r#"route="/console",status="200""#,
+        r#"route="/console",status="503""#,
+        r#"route="/console/sign-in",status="303""#,
+    ] {
+        assert!(metrics.text.contains(counted), "{counted}: {}", metrics.text);
+    }
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -149,20 +149,8 @@ where
                 },
             };
             let elapsed = started.elapsed();
-            let status = response.status();
-            ops::record(&method, route.as_ref(), status, elapsed);
-            let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-            if status.is_server_error() {
-                // The request id ties the client's failed request to this line.
-                let cause = error::cause(&response).unwrap_or("answered outside the handlers");
-                if status == StatusCode::INTERNAL_SERVER_ERROR {
-                    tracing::error!(?request_id, %method, route = route_name, status = status.as_u16(), cause, "request failed");
-                } else {
-                    tracing::warn!(?request_id, %method, route = route_name, status = status.as_u16(), cause, "request failed");
-                }
-            } else {
-                tracing::debug!(?request_id, %method, route = route_name, status = status.as_u16(), ?elapsed, "request finished");
-            }
+            ops::record(&method, route.as_ref(), response.status(), elapsed);
+            log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
             let mut response = error::render(response, shape);
             response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)
@@ -170,16 +158,54 @@ where
     }
 }
 
-/// For the routes outside the envelope (the console, which writes its own error pages):
-/// the request id alone.
-pub async fn with_request_id(
-    State(envelope): State<Envelope>,
+/// The log line of an answer: a failure's with its request id and cause, which tie the
+/// client's failed request to it; at debug, every other.
+fn log_answer(
+    request_id: &HeaderValue,
+    method: &Method,
+    route: Option<&MatchedPath>,
+    response: &Response,
+    elapsed: Duration,
+) {
+    let status = response.status();
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    if status.is_server_error() {
+        let cause = error::cause(response).unwrap_or("answered outside the handlers");
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(?request_id, %method, route, status = status.as_u16(), cause, "request failed");
+        } else {
+            tracing::warn!(?request_id, %method, route, status = status.as_u16(), cause, "request failed");
+        }
+    } else {
+        tracing::debug!(?request_id, %method, route, status = status.as_u16(), ?elapsed, "request finished");
+    }
+}
+
+/// What renders a page for a request past its timeout, on routes that render their own.
+pub type TimedOutPage = fn(ApiError) -> Response;
+
+/// The envelope of the routes that render their own pages, errors included (the
+/// console): the request id, the request timeout (`timed_out` renders its page), the
+/// metrics and the log line, but no error body rewritten.
+pub async fn around_pages(
+    State((envelope, timed_out)): State<(Envelope, TimedOutPage)>,
     request: Request,
     next: Next,
 ) -> Response {
-    let id = envelope.request_id(request.headers());
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(REQUEST_ID, id);
+    let started = Instant::now();
+    let request_id = envelope.request_id(request.headers());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
+    let timeout = envelope.timeout;
+    // Dropping the handler on timeout rolls back its open transaction.
+    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => timed_out(ApiError::TimedOut(timeout.as_millis())),
+    };
+    let elapsed = started.elapsed();
+    ops::record(&method, route.as_ref(), response.status(), elapsed);
+    log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
+    response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
 

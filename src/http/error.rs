@@ -460,10 +460,23 @@ fn unexplained(status: StatusCode) -> PendingError {
     }
 }
 
+/// The cause of a failure whose response is rendered elsewhere (a console page): logged
+/// with the request, never sent.
+#[derive(Clone)]
+struct NotedCause(String);
+
+/// Notes `cause` on a response for the log line of its request.
+pub fn note_cause(response: &mut Response, cause: String) {
+    response.extensions_mut().insert(NotedCause(cause));
+}
+
 /// What the server knows of an error response's cause, for the log.
 pub fn cause(response: &Response) -> Option<&str> {
-    let pending = response.extensions().get::<PendingError>()?;
-    pending.cause.as_deref()
+    let extensions = response.extensions();
+    let pending = extensions
+        .get::<PendingError>()
+        .and_then(|p| p.cause.as_deref());
+    pending.or_else(|| extensions.get::<NotedCause>().map(|noted| noted.0.as_str()))
 }
 
 #[cfg(test)]

@@ -66,15 +66,18 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
             ),
         )
         .merge(enveloped(operations, |_| ErrorShape::CodeAndMessage))
-        // The console writes its own error pages: of the envelope, it takes the request
-        // ids and the body limit alone.
+        // The console renders its own pages, errors included: around them, the envelope
+        // of pages (request ids, the timeout, metrics, logs) and the body limit.
         .merge(
             console::routes()
                 .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
                 .layer(CatchPanicLayer::new())
                 .layer(from_fn_with_state(
-                    envelope.clone(),
-                    envelope::with_request_id,
+                    (
+                        envelope.clone(),
+                        console::timed_out as envelope::TimedOutPage,
+                    ),
+                    envelope::around_pages,
                 )),
         )
         .merge(enveloped(unknown_routes(), shape_of_unknown_route))

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::layout;
-use crate::http::error::ApiError;
+use crate::http::error::{self, ApiError};
 use crate::http::extract::BODY_LIMIT;
 use crate::storage::StorageError;
 
@@ -51,10 +51,11 @@ impl IntoResponse for ConsoleError {
             }
             ConsoleError::Api(error) => {
                 let (status, message) = error.shown();
-                if status.is_server_error() {
-                    tracing::warn!(?error, "a console page failed");
-                }
                 let mut page = layout::error_page(status, &message).into_response();
+                if status.is_server_error() {
+                    // Logged with the request's id by the envelope around the pages.
+                    error::note_cause(&mut page, format!("{error:?}"));
+                }
                 if let ApiError::RateLimited { retry_after_secs } = error {
                     (page.headers_mut()).insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 }
@@ -62,6 +63,11 @@ impl IntoResponse for ConsoleError {
             }
         }
     }
+}
+
+/// The page of a request that ran over the request timeout.
+pub fn timed_out(error: ApiError) -> Response {
+    ConsoleError::Api(error).into_response()
 }
 
 /// A form, or a query string, that does not parse is refused with a console page naming
