@@ -752,6 +752,10 @@ async fn a_console_page_answers_within_the_request_timeout_and_is_counted() {
         r#"route="/console",status="503""#,
         r#"route="/console/sign-in",status="303""#,
     ] {
-        assert!(metrics.text.contains(counted), "{counted}: {}", metrics.text);
+        assert!(
+            metrics.text.contains(counted),
+            "{counted}: {}",
+            metrics.text
+        );
     }
 }

@@ -906,13 +906,20 @@ async fn patch_is_tri_state_with_its_error_codes(server: TestServer) {
     );
 
     let wrong = server.patch(&path, json!({"activations_limit": -1})).await;
-    assert!(wrong.expect(400).message().contains("activations_limit"));
+    let message = wrong.expect(400).message();
+    assert!(message.contains("activations_limit"), "{message}");
+    // In a client's words, not Rust's (`u32`).
+    assert!(
+        message.contains("expected a whole number from 0 to 4294967295"),
+        "{message}"
+    );
     let unknown = server.patch(&path, json!({"status": "active"})).await;
     assert!(unknown.expect(400).message().contains("status"));
 }
 
 /// Customers type keys: a generated key in small letters (with `o` for `0`, as Crockford's
-/// decoding reads it), or pasted with spaces around it, is the key they meant. A key found as typed is not read otherwise, and other text stays unknown.
+/// decoding reads it), or pasted with spaces around it, is the key they meant. A key
+/// found as typed is not read otherwise, and other text stays unknown.
 async fn a_generated_key_typed_in_small_letters_or_with_spaces_is_found(server: TestServer) {
     let key = issue(&server, json!({}), json!({})).await;
     let text = key.json["key"].as_str().unwrap().to_owned();

@@ -118,7 +118,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             // take at all, such as a number where a name from a list is expected.
             format!("invalid `{path}`: not a value of the type it takes")
         } else {
-            format!("invalid `{path}`: {reason}")
+            format!("invalid `{path}`: {}", in_plain_words(&reason))
         })
     })?;
     deserializer.end().map_err(|error| {
@@ -128,6 +128,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     })?;
     Ok(value)
+}
+
+/// serde's reason with the Rust number types it names ("expected u32") in the words of a
+/// client that has never seen them.
+fn in_plain_words(reason: &str) -> String {
+    const TYPES: [(&str, &str); 6] = [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number from 0 to 18446744073709551615"),
+        ("i32", "a whole number from -2147483648 to 2147483647"),
+        (
+            "i64",
+            "a whole number from -9223372036854775808 to 9223372036854775807",
+        ),
+    ];
+    let Some((before, named)) = reason.rsplit_once("expected ") else {
+        return reason.to_owned();
+    };
+    match TYPES.iter().find(|(rust, _)| *rust == named) {
+        Some((_, words)) => format!("{before}expected {words}"),
+        None => reason.to_owned(),
+    }
 }
 
 /// serde_json appends "at line 1 column 12"; the field name says more.
@@ -396,7 +419,7 @@ mod tests {
         );
         assert_eq!(
             message(parse_json(b"{\"count\": \"three\"}")),
-            "invalid `count`: invalid type: string \"three\", expected u32"
+            "invalid `count`: invalid type: string \"three\", expected a whole number from 0 to 4294967295"
         );
         assert_eq!(
             message(parse_json(b"{\"count\": 3} {}")),
