@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderName;
+use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use licensed_verify::{LicenseFile, PublicKey};
 use tokio::net::TcpListener;
@@ -169,7 +170,7 @@ struct ServeArgs {
     client_ip_header: Option<HeaderName>,
     /// Refuse webhook deliveries to loopback, private, link-local and unique-local
     /// addresses, checked on the address connected to (for untrusted tenants).
-    #[arg(long, env = "LICENSED_WEBHOOK_DENY_PRIVATE")]
+    #[arg(long, env = "LICENSED_WEBHOOK_DENY_PRIVATE", value_parser = BoolishValueParser::new())]
     webhook_deny_private: bool,
     /// The waits between a webhook message's attempts; the message fails when they are
     /// used up. Shorten it to watch retries happen (in tests, say).
@@ -185,7 +186,7 @@ struct ServeArgs {
     webhook_lease_seconds: u64,
     /// Mark the console's cookies `Secure`, so that browsers send them over HTTPS only:
     /// set it when a proxy in front serves the console over TLS.
-    #[arg(long, env = "LICENSED_CONSOLE_SECURE_COOKIE")]
+    #[arg(long, env = "LICENSED_CONSOLE_SECURE_COOKIE", value_parser = BoolishValueParser::new())]
     console_secure_cookie: bool,
     #[command(flatten)]
     database: DatabaseArgs,

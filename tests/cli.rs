@@ -211,6 +211,19 @@ fn a_bad_value_is_named_by_the_variable_or_the_flag_it_came_from() {
         let stderr = String::from_utf8_lossy(&from_flag.stderr);
         assert!(stderr.contains("for '--database-timeout-ms"), "{stderr}");
     }
+
+    // A switch's variable takes the spellings a compose file uses; others are refused.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    for (value, code) in [("1", 1), ("yes", 1), ("off", 1), ("maybe", 2)] {
+        let out = licensed()
+            .args(["serve", "--bind", &address])
+            .env("LICENSED_WEBHOOK_DENY_PRIVATE", value)
+            .output()
+            .unwrap();
+        // 1: past the flags, stopped by the port in use.
+        assert_eq!(out.status.code(), Some(code), "{value}");
+    }
 }
 
 /// A malformed master key stops `serve` before a new database is made: its admin key is
