@@ -1067,6 +1067,13 @@ async fn activate_validate_deactivate(server: TestServer) {
     )
     .await;
     assert_eq!(twice.expect(404).json["code"], "LICENSE_KEY_NOT_FOUND");
+    // The key is known: the message says the instance is what was not found.
+    assert!(
+        twice.message().contains("no current activation"),
+        "{}",
+        twice.text
+    );
+    assert_eq!(unknown.message(), "license key not found");
     public(
         &server,
         "deactivate",

@@ -806,6 +806,16 @@ async fn heartbeat_refusals_and_keys_without_an_interval(server: TestServer) {
     let instance = timed.activated(&server, "a").await;
     let stranger = timed.heartbeat(&server, "lki_never_seen").await;
     assert_eq!(code(&stranger, 404), "LICENSE_KEY_NOT_FOUND");
+    assert!(
+        stranger.message().contains("no current activation"),
+        "{}",
+        stranger.text
+    );
+    assert!(
+        !unknown.message().contains("activation"),
+        "{}",
+        unknown.text
+    );
     let other = Key::issue(&server, json!({"heartbeat_interval": 3600}), json!({})).await;
     let theirs = other.activated(&server, "b").await;
     let foreign = timed.heartbeat(&server, &theirs).await;

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// Something failed that the client cannot fix; why, for the log (never sent).
     Internal(String),
     LicenseKeyNotFound,
+    /// The key exists, but has no current activation with the id given: still
+    /// `LICENSE_KEY_NOT_FOUND` (SPEC), with a message that says which part was not found.
+    LicenseKeyInstanceNotFound,
     LicenseKeyInstanceDead,
     InactiveLicenseKey,
     LicenseKeyLimitReached,
@@ -80,7 +83,9 @@ impl ApiError {
             }
             ApiError::BodyTimedOut(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
-            ApiError::LicenseKeyNotFound => (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND"),
+            ApiError::LicenseKeyNotFound | ApiError::LicenseKeyInstanceNotFound => {
+                (StatusCode::NOT_FOUND, "LICENSE_KEY_NOT_FOUND")
+            }
             ApiError::LicenseKeyInstanceDead => {
                 (StatusCode::NOT_FOUND, "LICENSE_KEY_INSTANCE_DEAD")
             }
@@ -134,6 +139,10 @@ impl ApiError {
             }
             ApiError::Internal(_) => "something went wrong; the error has been logged".into(),
             ApiError::LicenseKeyNotFound => "license key not found".into(),
+            ApiError::LicenseKeyInstanceNotFound => {
+                "this license key has no current activation with that `license_key_instance_id`"
+                    .into()
+            }
             ApiError::LicenseKeyInstanceDead => {
                 "this instance missed its heartbeat deadline and was released: activate again"
                     .into()

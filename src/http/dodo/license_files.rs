@@ -153,7 +153,7 @@ async fn current_instance(
 ) -> Result<Instance, ApiError> {
     let instance = (state.store.instance(&key.business_id, &id).await?)
         .filter(|instance| instance.license_key_id == key.id)
-        .ok_or(ApiError::LicenseKeyNotFound)?;
+        .ok_or(ApiError::LicenseKeyInstanceNotFound)?;
     let key_string = KeyString::parse(&key.key).map_err(|_| ApiError::LicenseKeyNotFound)?;
     let validity = state.store.key_validity(&key_string, Some(&id)).await?;
     match validity {

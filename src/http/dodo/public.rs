@@ -35,6 +35,23 @@ where
     }
 }
 
+/// An instance's key refused as not found: whether the key exists (the instance is then
+/// not one of its current activations) is worth telling the app, which holds both.
+async fn instance_or_key_not_found(state: &AppState, key: &KeyString, error: ApiError) -> ApiError {
+    if !matches!(error, ApiError::LicenseKeyNotFound) {
+        return error;
+    }
+    let store = &state.store;
+    let known = as_typed_or_meant(key, |key| async move {
+        (store.key_validity(&key, None).await?).ok_or(ApiError::LicenseKeyNotFound)
+    })
+    .await;
+    match known {
+        Ok(_) => ApiError::LicenseKeyInstanceNotFound,
+        Err(_) => error,
+    }
+}
+
 /// The header that asks for a signed answer (SPEC §6), documented on every public route.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -202,10 +219,13 @@ pub async fn deactivate(
         &state.store,
         &InstanceId::from(request.license_key_instance_id.into_string()),
     );
-    as_typed_or_meant(&request.license_key, |key| async move {
+    let deactivated = as_typed_or_meant(&request.license_key, |key| async move {
         Ok(store.deactivate(&key, instance).await?)
     })
-    .await?;
+    .await;
+    if let Err(error) = deactivated {
+        return Err(instance_or_key_not_found(&state, &request.license_key, error).await);
+    }
     Ok(StatusCode::OK)
 }
 
@@ -287,10 +307,16 @@ pub async fn heartbeat(
         &state.store,
         &InstanceId::from(request.license_key_instance_id.into_string()),
     );
-    let beat = as_typed_or_meant(&request.license_key, |key| async move {
+    let beat = match as_typed_or_meant(&request.license_key, |key| async move {
         Ok(store.heartbeat(&key, instance).await?)
     })
-    .await?;
+    .await
+    {
+        Ok(beat) => beat,
+        Err(error) => {
+            return Err(instance_or_key_not_found(&state, &request.license_key, error).await);
+        }
+    };
     Ok(Json(HeartbeatResponse {
         valid: beat.validity.valid_at(Timestamp::now()),
         heartbeat_expires_at: beat.heartbeat_expires_at,
