@@ -1439,6 +1439,18 @@ async fn query_parameters_a_route_does_not_take_are_400(server: TestServer) {
     ] {
         server.get(known).await.expect(200);
     }
+    // An offset's `+` sent unencoded arrives as a space: the refusal says so.
+    for path in [
+        "/license_quantity?accountId=a&licenseId=b&at=2024-03-01T00:00:00+0000",
+        "/license_keys?created_at_gte=2024-03-01T00:00:00+01:00",
+    ] {
+        let reply = server.get(path).await;
+        assert!(reply.expect(400).message().contains("`%2B`"), "{path}");
+    }
+    server
+        .get("/license_quantity?accountId=a&licenseId=b&at=2024-03-01T00:00:00%2B0000")
+        .await
+        .expect(200);
     // Bytes that are not UTF-8 once decoded are refused, not read as U+FFFD.
     for path in [
         "/license_keys?customer_id=%FF",

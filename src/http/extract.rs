@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::domain::auth::{Access, Caller, KeyDigest, Principal, admit};
 use crate::domain::ids::shorten;
+use crate::domain::time::Timestamp;
 
 /// A whole number from a query string, within `range`: 422 for a number outside it, however
 /// many digits it has, and 400 for text that is no whole number.
@@ -188,6 +189,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             ))),
         }
     }
+}
+
+/// An instant from a query string, 400 naming the parameter. A `+` sent unencoded reads
+/// as a space, so the offset `+0000` arrives as ` 0000`: the message says so.
+pub fn query_instant(name: &str, value: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse(value).map_err(|error| {
+        let hint = match value.contains(' ') {
+            true => " (a `+` in a query string is sent as `%2B`: unencoded, it reads as a space)",
+            false => "",
+        };
+        ApiError::BadRequest(format!("`{name}`: {error}{hint}"))
+    })
 }
 
 /// Parses a query string into `T`, calling `ignored` with each parameter `T` does not

@@ -19,7 +19,7 @@ use crate::domain::seats::{HeartbeatInterval, SeatBinding};
 use crate::domain::time::Timestamp;
 use crate::domain::views::LicenseKeyView;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
+use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer, query_instant};
 use crate::http::state::AppState;
 use crate::storage::KeyFilter;
 
@@ -238,13 +238,8 @@ pub async fn list_license_keys(
     Query(query): Query<LicenseKeyQuery>,
     Paging(page): Paging,
 ) -> Result<Json<Items<LicenseKeyView>>, ApiError> {
-    let instant = |name: &str, value: Option<String>| {
-        value
-            .map(|v| {
-                Timestamp::parse(&v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
-            })
-            .transpose()
-    };
+    let instant =
+        |name: &str, value: Option<String>| value.map(|v| query_instant(name, &v)).transpose();
     let filter = KeyFilter {
         customer_id: query.customer_id.map(CustomerId::from),
         product_id: query.product_id.map(ProductId::from),

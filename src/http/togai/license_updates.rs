@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Request, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{instant_param, text_param};
+use super::params::text_param;
 use crate::domain::entry::NewEntry;
 use crate::domain::ids::{AccountId, IdempotencyKey, LicenseId, shorten};
 use crate::domain::ledger::UpdateType;
@@ -15,6 +15,7 @@ use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::domain::views::LicenseUpdateResponse;
 use crate::http::error::{ApiError, LedgerReadErrors, LedgerWriteErrors, MessageBody};
+use crate::http::extract::query_instant;
 use crate::http::extract::{
     Checked, JsonBody, PathParam, Query, Reader, ToWrite, Writer, bounded_integer,
 };
@@ -193,7 +194,7 @@ pub async fn list_license_updates(
         effective_from: params
             .effective_from
             .as_deref()
-            .map(|e| instant_param("effectiveFrom", e))
+            .map(|e| query_instant("effectiveFrom", e))
             .transpose()?
             .map(Timestamp::micros),
         sort,

@@ -1,8 +1,7 @@
-//! Query parameters the ledger's routes share: ids and instants, each refused with a 400
-//! that names the parameter.
+//! Query parameters the ledger's routes share: a pair's ids, each refused with a 400 that
+//! names the parameter (instants: [`query_instant`](crate::http::extract::query_instant)).
 
 use crate::domain::ids::{AccountId, InvalidText, LicenseId};
-use crate::domain::time::Timestamp;
 use crate::http::error::ApiError;
 
 pub(super) fn pair_params(
@@ -19,8 +18,4 @@ pub(super) fn pair_params(
 
 pub(super) fn text_param<T>(name: &str, parsed: Result<T, InvalidText>) -> Result<T, ApiError> {
     parsed.map_err(|e| ApiError::BadRequest(format!("`{name}` {e}")))
-}
-
-pub(super) fn instant_param(name: &str, value: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse(value).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
 }

@@ -6,11 +6,12 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{instant_param, pair_params};
+use super::params::pair_params;
 use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, LedgerReadErrors, MessageBody};
+use crate::http::extract::query_instant;
 use crate::http::extract::{Checked, Query, ToRead};
 use crate::http::state::AppState;
 
@@ -90,7 +91,7 @@ impl FromRequest<AppState> for QuantityRequest {
         let Query(params) = Query::<QuantityParams>::from_request_parts(&mut parts, state).await?;
         let (account, license) = pair_params(params.account_id, params.license_id)?;
         let at = match params.at.as_deref() {
-            Some(at) => instant_param("at", at)?,
+            Some(at) => query_instant("at", at)?,
             None => Timestamp::now(),
         };
         Ok(QuantityRequest {

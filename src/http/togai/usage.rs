@@ -7,12 +7,13 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{instant_param, pair_params};
+use super::params::pair_params;
 use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::ledger::daily_usage;
 use crate::domain::quantity::{Quantity, serialize_number};
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};
 use crate::http::error::{ApiError, LedgerReadErrors, MessageBody};
+use crate::http::extract::query_instant;
 use crate::http::extract::{Query, Reader};
 use crate::http::state::AppState;
 
@@ -90,7 +91,7 @@ pub async fn license_usage(
     let (account, license) = pair_params(params.account_id, params.license_id)?;
     let midnight = |name: &str, value: Option<String>| -> Result<Timestamp, ApiError> {
         let value = value.ok_or_else(|| ApiError::BadRequest(format!("`{name}` is required")))?;
-        let at = instant_param(name, &value)?;
+        let at = query_instant(name, &value)?;
         if !at.is_midnight() {
             return Err(ApiError::BadRequest(format!(
                 "`{name}` must be a UTC midnight such as 2024-03-01T00:00:00Z, got {at}"
