@@ -977,6 +977,39 @@ async fn a_generated_key_typed_in_small_letters_or_with_spaces_is_found(server: 
             .await
             .expect(404);
     }
+    // Once its capitals are a key too, each names its own: an instance of the one is not
+    // the other's to deactivate, although the other is what the small letters would mean.
+    let capitals = imported_text.to_ascii_uppercase();
+    let upper = issue(&server, json!({}), json!({"key": capitals})).await;
+    upper.expect(201);
+    let activated = public(
+        &server,
+        "activate",
+        json!({"license_key": capitals, "name": "c"}),
+    )
+    .await;
+    let upper_instance = activated.expect(201).json["id"].clone();
+    let refused = public(
+        &server,
+        "deactivate",
+        json!({"license_key": imported_text, "license_key_instance_id": upper_instance}),
+    )
+    .await;
+    assert!(
+        refused
+            .expect(404)
+            .message()
+            .contains("no current activation"),
+        "{}",
+        refused.text
+    );
+    let upper_id = upper.json["id"].as_str().unwrap();
+    let upper_key = server.get(&format!("/license_keys/{upper_id}")).await;
+    assert_eq!(
+        upper_key.json["instances_count"],
+        json!(1),
+        "the other key's instance stays"
+    );
 }
 
 async fn activate_validate_deactivate(server: TestServer) {
@@ -1420,6 +1453,9 @@ async fn query_parameters_a_route_does_not_take_are_400(server: TestServer) {
             "daily",
         ),
         ("/webhooks?cursor=x", "cursor"),
+        // The page's parameters belong to the paged lists alone.
+        ("/webhooks?page_size=5", "page_size"),
+        ("/license_updates?page_size=10", "page_size"),
     ] {
         let reply = server.get(path).await;
         let message = reply.expect(400).message();

@@ -166,19 +166,26 @@ fn strip_position(message: &str) -> String {
 /// own parameters.
 pub const PAGE_PARAMETERS: [&str; 2] = ["page_number", "page_size"];
 
+/// A route's query parameters, as [`Query`] reads them.
+pub trait QueryParams: DeserializeOwned {
+    /// Whether the route pages too: it then also takes [`PAGE_PARAMETERS`].
+    const PAGED: bool = false;
+}
+
 /// Query parameters: 400 naming a parameter that does not parse, or that the route does
-/// not take (besides [`PAGE_PARAMETERS`]): a filter spelled wrong would otherwise be
-/// dropped, and the list answered unfiltered.
+/// not take: a filter spelled wrong would otherwise be dropped, and the list answered
+/// unfiltered.
 pub struct Query<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+impl<S: Send + Sync, T: QueryParams> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         let mut unknown = None;
         let value = parse_query(query, |name| {
-            if !PAGE_PARAMETERS.contains(&name) && unknown.is_none() {
+            let paging = T::PAGED && PAGE_PARAMETERS.contains(&name);
+            if !paging && unknown.is_none() {
                 unknown = Some(shorten(name));
             }
         })?;

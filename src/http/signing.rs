@@ -305,28 +305,38 @@ impl Signers {
         Ok(pair)
     }
 
+    /// The business of the key the route read: the key as typed or, if that does not
+    /// exist, as meant (see `public::on_key`).
     async fn owner_of(
         &self,
         state: &AppState,
         key: KeyString,
     ) -> Result<Option<BusinessId>, String> {
-        if let Some(owner) = read(&self.owners).get(&key) {
+        if let Some(owner) = self.owner_of_exactly(state, &key).await? {
+            return Ok(Some(owner));
+        }
+        match meant_key(&key) {
+            Some(meant) => self.owner_of_exactly(state, &meant).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The business of the key spelled exactly so, remembered once found.
+    async fn owner_of_exactly(
+        &self,
+        state: &AppState,
+        key: &KeyString,
+    ) -> Result<Option<BusinessId>, String> {
+        if let Some(owner) = read(&self.owners).get(key) {
             return Ok(Some(owner.clone()));
         }
-        let owner_of = async |key: &KeyString| {
-            (state.store.business_of_key(key).await).map_err(|e| e.to_string())
-        };
-        // The key the route read, whether as typed or as meant (see `as_typed_or_meant`).
-        let mut owner = owner_of(&key).await?;
-        if let (None, Some(meant)) = (&owner, meant_key(&key)) {
-            owner = owner_of(&meant).await?;
-        }
+        let owner = (state.store.business_of_key(key).await).map_err(|e| e.to_string())?;
         if let Some(owner) = &owner {
             let mut owners = write(&self.owners);
             if owners.len() >= MAX_OWNERS {
                 owners.clear();
             }
-            owners.insert(key, owner.clone());
+            owners.insert(key.clone(), owner.clone());
         }
         Ok(owner)
     }

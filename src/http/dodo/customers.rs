@@ -12,7 +12,7 @@ use crate::domain::ids::{CustomerId, Email, Name, ResourceId, shorten};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
+use crate::http::extract::{JsonBody, PathParam, Query, QueryParams, Reader, Writer};
 use crate::http::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -129,6 +129,10 @@ pub struct CustomerFilter {
     /// Only the customers with this email, whatever the case of its ASCII letters.
     #[serde(default)]
     email: Option<String>,
+}
+
+impl QueryParams for CustomerFilter {
+    const PAGED: bool = true;
 }
 
 /// Lists customers, oldest first.

@@ -9,7 +9,7 @@ use super::listing::{Items, Paging};
 use crate::domain::ids::{InstanceId, InstanceName, LicenseKeyId, shorten};
 use crate::domain::views::InstanceView;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
+use crate::http::extract::{JsonBody, PathParam, Query, QueryParams, Reader, Writer};
 use crate::http::state::AppState;
 
 fn instance_not_found(id: &InstanceId) -> ApiError {
@@ -25,6 +25,10 @@ pub struct InstanceQuery {
     /// Only the instances of this key.
     #[serde(default)]
     license_key_id: Option<String>,
+}
+
+impl QueryParams for InstanceQuery {
+    const PAGED: bool = true;
 }
 
 /// Lists activations, oldest first.

@@ -13,7 +13,7 @@ use crate::domain::catalog::{Instance, LicenseKey};
 use crate::domain::ids::{InstanceId, KeyString, LicenseKeyId, ResourceId};
 use crate::domain::license_file::{self, FileError, FileSubject, FileTtl};
 use crate::domain::time::Timestamp;
-use crate::http::dodo::public::as_typed_or_meant;
+use crate::http::dodo::public::on_key;
 use crate::http::error::{ApiError, ErrorBody, PublicErrors, WriteErrors};
 use crate::http::extract::{JsonBody, PathParam, Writer};
 use crate::http::state::AppState;
@@ -99,7 +99,7 @@ pub async fn issue_own_license_file(
     JsonBody(request): JsonBody<IssueFileWithKey>,
 ) -> Result<Response, ApiError> {
     let store = &state.store;
-    let key = as_typed_or_meant(&request.license_key, |key| async move {
+    let key = on_key(&state, &request.license_key, |key| async move {
         (store.license_key_with_key(&key).await?).ok_or(ApiError::LicenseKeyNotFound)
     })
     .await?;

@@ -19,7 +19,9 @@ use crate::domain::seats::{HeartbeatInterval, SeatBinding};
 use crate::domain::time::Timestamp;
 use crate::domain::views::LicenseKeyView;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer, query_instant};
+use crate::http::extract::{
+    JsonBody, PathParam, Query, QueryParams, Reader, Writer, query_instant,
+};
 use crate::http::state::AppState;
 use crate::storage::KeyFilter;
 
@@ -221,6 +223,10 @@ pub struct LicenseKeyQuery {
     #[serde(default)]
     #[param(value_type = Option<String>, format = DateTime)]
     created_at_lte: Option<String>,
+}
+
+impl QueryParams for LicenseKeyQuery {
+    const PAGED: bool = true;
 }
 
 /// Lists license keys, oldest first.

@@ -10,7 +10,7 @@ use utoipa::openapi::{ObjectBuilder, Required, schema::Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::error::ApiError;
-use crate::http::extract::{bounded_integer, parse_query};
+use crate::http::extract::{QueryParams, bounded_integer, parse_query};
 use crate::storage::PageRequest;
 
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -24,6 +24,10 @@ const CLIENT_LANGUAGE: &str = "x-stainless-lang";
 /// The query of a list without filters: a parameter besides the page's is refused.
 #[derive(Deserialize)]
 pub struct NoFilters {}
+
+impl QueryParams for NoFilters {
+    const PAGED: bool = true;
+}
 
 /// `{"items": [...]}`, the envelope of every list.
 #[derive(Serialize, ToSchema)]

@@ -18,38 +18,37 @@ use crate::http::error::{ApiError, ErrorBody, PublicErrors};
 use crate::http::extract::JsonBody;
 use crate::http::state::AppState;
 
-/// Runs `lookup` with the key as typed and, if that names no key, once more with the key
-/// the customer most likely meant ([`meant_key`]). A key found as typed is never read
-/// otherwise, so an imported key in small letters stays a key of its own.
-pub(super) async fn as_typed_or_meant<T, Found>(
-    key: &KeyString,
-    lookup: impl Fn(KeyString) -> Found,
+/// Runs `operation` on the key as typed and, if that key does not exist, once more on
+/// the key the customer most likely meant ([`meant_key`]). A key that exists is never
+/// read as another, so an imported key in small letters stays a key of its own. Refused
+/// as not found although its key exists, an operation named an instance that is not one
+/// of the key's current activations: the app, which holds both, is told which.
+pub(super) async fn on_key<T, Done>(
+    state: &AppState,
+    typed: &KeyString,
+    operation: impl Fn(KeyString) -> Done,
 ) -> Result<T, ApiError>
 where
-    Found: Future<Output = Result<T, ApiError>>,
+    Done: Future<Output = Result<T, ApiError>>,
 {
-    let as_typed = lookup(key.clone()).await;
-    match (&as_typed, meant_key(key)) {
-        (Err(ApiError::LicenseKeyNotFound), Some(meant)) => lookup(meant).await,
-        _ => as_typed,
+    let as_typed = operation(typed.clone()).await;
+    if !matches!(as_typed, Err(ApiError::LicenseKeyNotFound)) {
+        return as_typed;
     }
-}
-
-/// An instance's key refused as not found: whether the key exists (the instance is then
-/// not one of its current activations) is worth telling the app, which holds both.
-async fn instance_or_key_not_found(state: &AppState, key: &KeyString, error: ApiError) -> ApiError {
-    if !matches!(error, ApiError::LicenseKeyNotFound) {
-        return error;
+    let exists = async |key: &KeyString| {
+        Ok::<_, ApiError>(state.store.business_of_key(key).await?.is_some())
+    };
+    if exists(typed).await? {
+        return Err(ApiError::LicenseKeyInstanceNotFound);
     }
-    let store = &state.store;
-    let known = as_typed_or_meant(key, |key| async move {
-        (store.key_validity(&key, None).await?).ok_or(ApiError::LicenseKeyNotFound)
-    })
-    .await;
-    match known {
-        Ok(_) => ApiError::LicenseKeyInstanceNotFound,
-        Err(_) => error,
+    let Some(meant) = meant_key(typed) else {
+        return as_typed;
+    };
+    let as_meant = operation(meant.clone()).await;
+    if matches!(as_meant, Err(ApiError::LicenseKeyNotFound)) && exists(&meant).await? {
+        return Err(ApiError::LicenseKeyInstanceNotFound);
     }
+    as_meant
 }
 
 /// The header that asks for a signed answer (SPEC §6), documented on every public route.
@@ -187,7 +186,7 @@ pub async fn activate(
 ) -> Result<(StatusCode, Json<LicenseActivateResponse>), ApiError> {
     let (store, id) = (&state.store, &InstanceId::generate());
     let (name, fingerprint) = (&request.name, request.fingerprint.as_ref());
-    let activation = as_typed_or_meant(&request.license_key, |key| async move {
+    let activation = on_key(&state, &request.license_key, |key| async move {
         Ok(store.activate(&key, id, name, fingerprint).await?)
     })
     .await?;
@@ -219,13 +218,10 @@ pub async fn deactivate(
         &state.store,
         &InstanceId::from(request.license_key_instance_id.into_string()),
     );
-    let deactivated = as_typed_or_meant(&request.license_key, |key| async move {
+    on_key(&state, &request.license_key, |key| async move {
         Ok(store.deactivate(&key, instance).await?)
     })
-    .await;
-    if let Err(error) = deactivated {
-        return Err(instance_or_key_not_found(&state, &request.license_key, error).await);
-    }
+    .await?;
     Ok(StatusCode::OK)
 }
 
@@ -262,7 +258,7 @@ pub async fn validate(
         .license_key_instance_id
         .map(|id| InstanceId::from(id.into_string()));
     let (store, instance) = (&state.store, instance.as_ref());
-    let validity = as_typed_or_meant(&request.license_key, |key| async move {
+    let validity = on_key(&state, &request.license_key, |key| async move {
         (store.key_validity(&key, instance).await?).ok_or(ApiError::LicenseKeyNotFound)
     })
     .await?;
@@ -307,16 +303,10 @@ pub async fn heartbeat(
         &state.store,
         &InstanceId::from(request.license_key_instance_id.into_string()),
     );
-    let beat = match as_typed_or_meant(&request.license_key, |key| async move {
+    let beat = on_key(&state, &request.license_key, |key| async move {
         Ok(store.heartbeat(&key, instance).await?)
     })
-    .await
-    {
-        Ok(beat) => beat,
-        Err(error) => {
-            return Err(instance_or_key_not_found(&state, &request.license_key, error).await);
-        }
-    };
+    .await?;
     Ok(Json(HeartbeatResponse {
         valid: beat.validity.valid_at(Timestamp::now()),
         heartbeat_expires_at: beat.heartbeat_expires_at,

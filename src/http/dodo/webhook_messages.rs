@@ -13,7 +13,9 @@ use crate::domain::ids::{MessageId, WebhookId, shorten};
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::EventType;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{PathPair, PathParam, Query, Reader, Writer, bounded_integer};
+use crate::http::extract::{
+    PathPair, PathParam, Query, QueryParams, Reader, Writer, bounded_integer,
+};
 use crate::http::state::AppState;
 
 const MAX_LIMIT: u32 = 100;
@@ -77,6 +79,8 @@ pub struct MessagesQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
+
+impl QueryParams for MessagesQuery {}
 
 /// Lists an endpoint's most recent messages (kept 7 days once delivered or failed).
 #[utoipa::path(get, path = "/webhooks/{id}/messages", tag = "Webhooks",

@@ -20,7 +20,9 @@ use crate::domain::webhooks::{
     WebhookUrl,
 };
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer, bounded_integer};
+use crate::http::extract::{
+    JsonBody, PathParam, Query, QueryParams, Reader, Writer, bounded_integer,
+};
 use crate::http::state::AppState;
 use crate::storage::StorageError;
 
@@ -187,6 +189,8 @@ pub struct CursorQuery {
     #[param(max_length = 200)]
     iterator: Option<String>,
 }
+
+impl QueryParams for CursorQuery {}
 
 /// One page of a list read with a cursor, as Dodo's webhook list answers it.
 #[derive(Serialize, ToSchema)]

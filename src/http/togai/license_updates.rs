@@ -15,9 +15,9 @@ use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::domain::views::LicenseUpdateResponse;
 use crate::http::error::{ApiError, LedgerReadErrors, LedgerWriteErrors, MessageBody};
-use crate::http::extract::query_instant;
 use crate::http::extract::{
-    Checked, JsonBody, PathParam, Query, Reader, ToWrite, Writer, bounded_integer,
+    Checked, JsonBody, PathParam, Query, QueryParams, Reader, ToWrite, Writer, bounded_integer,
+    query_instant,
 };
 use crate::http::state::AppState;
 use crate::storage::{Appended, EntrySort, ListEntries, MAX_ENTRY_PAGE};
@@ -124,6 +124,8 @@ pub struct ListParams {
     #[param(pattern = "^(created_at|effective_from)(:([aA][sS][cC]|[dD][eE][sS][cC]))?$")]
     sort: Option<String>,
 }
+
+impl QueryParams for ListParams {}
 
 /// Togai's `GetLicenseUpdatesResponse`.
 #[derive(Serialize, ToSchema)]
@@ -307,6 +309,8 @@ pub struct LicenseIdParam {
     #[param(max_length = 50)]
     license_id: Option<String>,
 }
+
+impl QueryParams for LicenseIdParam {}
 
 /// Replaces the metadata of the entry of a license and account at exactly one instant
 /// (the latest such entry if several).

@@ -11,8 +11,7 @@ use crate::domain::ids::{AccountId, LicenseId};
 use crate::domain::quantity::Quantity;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, LedgerReadErrors, MessageBody};
-use crate::http::extract::query_instant;
-use crate::http::extract::{Checked, Query, ToRead};
+use crate::http::extract::{Checked, Query, QueryParams, ToRead, query_instant};
 use crate::http::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -31,6 +30,8 @@ pub struct QuantityParams {
     #[param(value_type = Option<String>, format = DateTime)]
     at: Option<String>,
 }
+
+impl QueryParams for QuantityParams {}
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -13,8 +13,7 @@ use crate::domain::ledger::daily_usage;
 use crate::domain::quantity::{Quantity, serialize_number};
 use crate::domain::time::{MICROS_PER_DAY, Timestamp};
 use crate::http::error::{ApiError, LedgerReadErrors, MessageBody};
-use crate::http::extract::query_instant;
-use crate::http::extract::{Query, Reader};
+use crate::http::extract::{Query, QueryParams, Reader, query_instant};
 use crate::http::state::AppState;
 
 pub const MAX_USAGE_DAYS: i64 = 3660;
@@ -39,6 +38,8 @@ pub struct UsageParams {
     #[param(required = true, value_type = String, format = DateTime)]
     end: Option<String>,
 }
+
+impl QueryParams for UsageParams {}
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
