@@ -17,7 +17,17 @@ async fn main() -> ExitCode {
     // tokio-postgres logs every statement's parameters at debug: license keys, webhook
     // secrets, private keys as they are stored. They stay out of a `debug` log unless the
     // operator names that crate.
-    let names_postgres = std::env::var("LICENSED_LOG").is_ok_and(|f| f.contains("tokio_postgres"));
+    let names_postgres = std::env::var("LICENSED_LOG").is_ok_and(|filter| {
+        // A directive's target ends where its span filter or its level begins.
+        (filter.split(',')).any(|directive| {
+            let target = directive
+                .trim()
+                .split(['[', '='])
+                .next()
+                .unwrap_or_default();
+            target == "tokio_postgres" || target.starts_with("tokio_postgres::")
+        })
+    });
     let filter = match names_postgres {
         true => filter,
         false => filter.add_directive("tokio_postgres=info".parse().expect("a valid directive")),

@@ -40,12 +40,28 @@ pub(super) fn classify(error: tokio_postgres::Error) -> StorageError {
                 .contains(code)
         }
     };
-    // The driver's own text is "db error"; the server's message is under it.
+    let cause = described(&error);
     if outage {
-        StorageError::Unavailable(with_causes(&error))
+        StorageError::Unavailable(cause)
     } else {
-        StorageError::Internal(with_causes(&error))
+        StorageError::Internal(cause)
     }
+}
+
+/// What the log says of a driver error. The driver's own text is "db error": PostgreSQL's
+/// message is under it, without its DETAIL, which may quote a row's values (a license
+/// key, a secret).
+fn described(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return with_causes(error);
+    };
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    for (what, name) in [("constraint", db.constraint()), ("table", db.table())] {
+        if let Some(name) = name {
+            text.push_str(&format!(" ({what} {name})"));
+        }
+    }
+    text
 }
 
 /// Maps the error of a round trip that carried a commit (a `COMMIT`, or a statement that
@@ -63,7 +79,7 @@ pub(super) fn pool_error(error: PoolError) -> StorageError {
         // changed, connections not allowed), it cannot be served now.
         PoolError::Backend(error) => StorageError::Unavailable(format!(
             "cannot connect to the database: {}",
-            with_causes(&error)
+            described(&error)
         )),
         PoolError::Timeout(_) => {
             StorageError::Unavailable("no database connection became available in time".into())

@@ -93,7 +93,17 @@ async fn pending(client: &impl GenericClient) -> Result<Vec<(i32, &'static str)>
             .query("SELECT version FROM schema_migrations", &[])
             .await)
             .map_err(failed)?;
-        rows.iter().map(|row| row.get(0)).collect()
+        // Another program's table of that name (Rails', say) has versions of another
+        // type: the database is then not this program's.
+        (rows.iter())
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                OpenError::Failed(
+                    "its schema_migrations table is not licensed's: is the URL the right database?"
+                        .into(),
+                )
+            })?
     } else {
         Vec::new()
     };
