@@ -1,10 +1,11 @@
-//! The one middleware every request passes through, in this order: give it a request id,
+//! The one middleware every API request passes through, in this order: give it a request id,
 //! refuse an encoded NUL in the URL or a body declared longer than any route reads (one
 //! sent without its length is cut off where [`extract::JsonBody`] reads it), run it under
 //! the request timeout (the client's 408 if its body was still arriving, else the server's
 //! 503), count it in the metrics, and write an error body in the shape its router asks
 //! for. One layer rather than seven, because each layer costs a boxed future and a
-//! service clone per request.
+//! service clone per request. Routes that render their own pages (the console) pass
+//! through [`around_pages`] instead: the same ids, timeout, metrics and logs.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -197,9 +198,13 @@ pub async fn around_pages(
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let timeout = envelope.timeout;
+    let (request, body_arrived) = watch_arrival(request);
     // Dropping the handler on timeout rolls back its open transaction.
     let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
+        Err(_) if body_arrived.is_some_and(|arrived| !arrived.load(Ordering::Relaxed)) => {
+            timed_out(ApiError::BodyTimedOut(timeout.as_millis()))
+        }
         Err(_) => timed_out(ApiError::TimedOut(timeout.as_millis())),
     };
     let elapsed = started.elapsed();

@@ -94,7 +94,6 @@ pub async fn no_route(request: Request) -> ApiError {
     ))
 }
 
-/// One recorder per process, shared by every server it runs.
 /// The `# HELP` line of each metric.
 fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -122,6 +121,7 @@ fn describe_metrics() {
     );
 }
 
+/// One recorder per process, shared by every server it runs.
 fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {

@@ -27,6 +27,8 @@ use crate::http::togai::license_updates::LicenseUpdateRequest;
 use crate::storage::{EntrySort, ListEntries, MAX_ENTRY_PAGE};
 
 const MAX_PAIRS: u32 = 100;
+/// The pairs' quantities read at once for the list of pairs.
+const READS_AT_ONCE: usize = 8;
 
 #[derive(Deserialize, Default)]
 pub struct PairsQuery {
@@ -51,12 +53,14 @@ pub async fn pairs(
         .await?;
     let caller = Caller::Business(business.clone());
     let now = Timestamp::now();
-    // Read together: on PostgreSQL the reads share round trips instead of taking one each.
-    let quantities = try_join_all(
-        (pairs.iter())
-            .map(|(account, license)| (state.store).quantity_at(&caller, (account, license), now)),
-    )
-    .await?;
+    // Read a few at a time: on PostgreSQL they share round trips instead of taking one
+    // each, and leave the pool's other connections to the API.
+    let mut quantities = Vec::with_capacity(pairs.len());
+    for some in pairs.chunks(READS_AT_ONCE) {
+        let reads = (some.iter())
+            .map(|(account, license)| (state.store).quantity_at(&caller, (account, license), now));
+        quantities.extend(try_join_all(reads).await?);
+    }
     let rows: Vec<_> = (pairs.into_iter().zip(quantities))
         .map(|((account, license), quantity)| (account, license, quantity.map(|(_, q)| q)))
         .collect();
