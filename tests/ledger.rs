@@ -779,6 +779,17 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         reply.expect(400);
         reply.message();
     }
+    // A key twice in `metadata` is refused, as a field twice in the body is, rather than
+    // keeping one of the two values.
+    let twice = r#"{"accountId": "a", "licenseId": "b", "updateType": "ABSOLUTE", "quantity": 1,
+                    "metadata": {"tier": "pro", "tier": "free"}}"#;
+    let reply = common::Reply::from(raw(twice).send().await.unwrap()).await;
+    reply.expect(400);
+    assert!(
+        reply.message().contains("metadata") && reply.message().contains("`tier` twice"),
+        "{}",
+        reply.text
+    );
     let too_precise = with("quantity", serde_json::from_str("1e-30").unwrap());
     let reply = too_precise.post(&server, 400).await;
     assert!(

@@ -73,8 +73,34 @@ impl Metadata {
 
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let pairs = BTreeMap::<String, String>::deserialize(deserializer)?;
+        let pairs = deserializer.deserialize_map(Pairs)?;
         Metadata::parse(pairs).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads metadata's pairs, refusing a key given twice: a map would keep one of the values
+/// without a word, where a field given twice in a body is refused.
+struct Pairs;
+
+impl<'de> serde::de::Visitor<'de> for Pairs {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object of strings")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut pairs = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry::<String, String>()? {
+            if pairs.contains_key(&key) {
+                let key = crate::domain::ids::shorten(&key);
+                return Err(serde::de::Error::custom(format!(
+                    "has the key `{key}` twice"
+                )));
+            }
+            pairs.insert(key, value);
+        }
+        Ok(pairs)
     }
 }
 
