@@ -890,6 +890,24 @@ fn configuration_mistakes_are_told_and_secrets_are_not() {
         );
     }
 
+    // A PostgreSQL URL that does not parse says which part is wrong, not its password.
+    for (url, wrong) in [
+        ("postgres://app:s3cret@127.0.0.1:badport/db", "`port`"),
+        (
+            "postgres://app:s3cret@127.0.0.1:5432/db?colour=red",
+            "`colour`",
+        ),
+    ] {
+        let refused = licensed()
+            .args(["migrate", "--database-url", url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(wrong), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+
     let misspelt = licensed()
         .args([
             "api-key",

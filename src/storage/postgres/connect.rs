@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
+use super::error::with_causes;
 use super::tls::Tls;
 use crate::storage::error::OpenError;
 use crate::storage::store::StorageOptions;
@@ -41,7 +42,7 @@ pub(super) fn pool(options: &StorageOptions) -> Result<Pool, OpenError> {
     let mut config: tokio_postgres::Config = tls
         .url
         .parse()
-        .map_err(|e| OpenError::Failed(format!("invalid PostgreSQL URL: {e}")))?;
+        .map_err(|e| OpenError::Failed(format!("invalid PostgreSQL URL: {}", with_causes(&e))))?;
     tls.configure(&mut config)?;
     config.connect_timeout(options.timeout);
     notice_silent_servers(&mut config);
