@@ -234,8 +234,8 @@ impl KeyDuration {
 }
 
 /// The key a customer most likely meant by `typed`, if it differs: a generated key typed
-/// in small letters, or pasted with a space or a newline around it (see
-/// [`licensed_verify::meant_key`], which apps verifying files share).
+/// in small letters, or pasted with spaces around it (see [`licensed_verify::meant_key`],
+/// which apps verifying files share).
 pub fn meant_key(typed: &KeyString) -> Option<KeyString> {
     licensed_verify::meant_key(typed.as_str()).and_then(|meant| KeyString::parse(meant).ok())
 }
