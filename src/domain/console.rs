@@ -24,9 +24,11 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Whether `text` has the shape of a [`random_token`]: 43 characters of URL-safe base64.
+/// Whether `text` has the shape of a [`random_token`]: 32 bytes in URL-safe base64.
 pub fn is_token(text: &str) -> bool {
-    text.len() == 43 && (text.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .is_ok_and(|bytes| bytes.len() == 32)
 }
 
 /// What the database keeps of a session token: its SHA-256, so a copy of the database

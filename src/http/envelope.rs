@@ -140,13 +140,7 @@ where
                 // Dropping the handler on timeout rolls back its open transaction.
                 Ok(handled) => match tokio::time::timeout(timeout, handled).await {
                     Ok(Ok(response)) => response.into_response(),
-                    // A body that never arrived whole was never handled: the client is late.
-                    Err(_)
-                        if body_arrived.is_some_and(|arrived| !arrived.load(Ordering::Relaxed)) =>
-                    {
-                        ApiError::BodyTimedOut(timeout.as_millis()).into_response()
-                    }
-                    Err(_) => ApiError::TimedOut(timeout.as_millis()).into_response(),
+                    Err(_) => past_timeout(timeout, body_arrived.as_deref()).into_response(),
                 },
             };
             let elapsed = started.elapsed();
@@ -202,16 +196,23 @@ pub async fn around_pages(
     // Dropping the handler on timeout rolls back its open transaction.
     let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) if body_arrived.is_some_and(|arrived| !arrived.load(Ordering::Relaxed)) => {
-            timed_out(ApiError::BodyTimedOut(timeout.as_millis()))
-        }
-        Err(_) => timed_out(ApiError::TimedOut(timeout.as_millis())),
+        Err(_) => timed_out(past_timeout(timeout, body_arrived.as_deref())),
     };
     let elapsed = started.elapsed();
     ops::record(&method, route.as_ref(), response.status(), elapsed);
     log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
+}
+
+/// The error of a request that ran over `timeout`: a body that never arrived whole was
+/// never handled, so the client is late (408); otherwise the server is (503).
+fn past_timeout(timeout: Duration, body_arrived: Option<&AtomicBool>) -> ApiError {
+    if body_arrived.is_some_and(|arrived| !arrived.load(Ordering::Relaxed)) {
+        ApiError::BodyTimedOut(timeout.as_millis())
+    } else {
+        ApiError::TimedOut(timeout.as_millis())
+    }
 }
 
 /// The request, its body made to say when it has arrived whole, and the flag it sets. A

@@ -293,13 +293,14 @@ impl Dispatcher {
                 Attempt::Answered { status, excerpt } => format!("status {status}: {excerpt}"),
                 Attempt::Failed { error } => error.clone(),
             };
+            let origin = origin(endpoint.url.as_str());
             match after.2 {
                 Some(next) => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
-                    origin = origin(endpoint.url.as_str()), answer, retry_at = %next, "a webhook delivery failed"),
+                    origin, answer, retry_at = %next, "a webhook delivery failed"),
                 None if gone => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
-                    origin = origin(endpoint.url.as_str()), "the endpoint answered 410 Gone: it is disabled"),
+                    origin, "the endpoint answered 410 Gone: it is disabled"),
                 None => tracing::warn!(endpoint = %endpoint.id, msg_id = %message.id,
-                    origin = origin(endpoint.url.as_str()), answer, "a webhook message failed its last attempt"),
+                    origin, answer, "a webhook message failed its last attempt"),
             }
             after
         };

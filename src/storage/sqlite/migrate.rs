@@ -30,8 +30,13 @@ const MIGRATIONS: &[&str] = &[
 /// so, and [`migrate`] then decides.
 pub(super) fn has_no_schema(path: &std::path::Path) -> bool {
     let version = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|conn| conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0)));
+        .and_then(|conn| schema_version(&conn));
     version.is_ok_and(|version| version == 0)
+}
+
+/// The number of migrations applied, kept in SQLite's `user_version`.
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
 /// Applies the migrations the database lacks; refuses one that a newer version migrated.
@@ -41,8 +46,7 @@ pub(super) fn migrate(
     create_schema: bool,
 ) -> Result<(), OpenError> {
     let failed = |error: rusqlite::Error| open_failed("migrate", path, &error);
-    let applied: i64 =
-        (conn.query_row("PRAGMA user_version", [], |row| row.get(0))).map_err(failed)?;
+    let applied = schema_version(conn).map_err(failed)?;
     if applied > MIGRATIONS.len() as i64 {
         return Err(OpenError::newer_schema(applied, MIGRATIONS.len()));
     }
