@@ -738,6 +738,7 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing(server: TestServer
         (with("updateType", json!("X".repeat(600))), "updateType"),
         (with("accountId", json!("x".repeat(51))), "accountId"),
         (with("licenseId", json!("")), "licenseId"),
+        (with("accountId", json!("   ")), "accountId"),
         (with("effectiveFrom", json!("not a date")), "effectiveFrom"),
         (with("metadata", json!({"k": 1})), "metadata"),
         (with("metadata", json!({"": "v"})), "metadata"),
@@ -844,6 +845,37 @@ async fn body_limits_and_content_types(server: TestServer) {
     reply.expect(415);
     assert!(reply.message().contains("application/json"));
     assert_eq!(all_entries(&server, "").await.len(), 0);
+
+    // A compressed body is refused by its encoding, not read as malformed JSON; `identity`
+    // is no encoding at all.
+    for (encoding, status) in [("gzip", 415), ("identity", 200)] {
+        let reply = common::Reply::from(
+            server
+                .client
+                .post(format!("{}/license_updates", server.url))
+                .bearer_auth(&server.key)
+                .header("content-type", "application/json")
+                .header("content-encoding", encoding)
+                .body(
+                    update("ABSOLUTE", 1, "2024-01-01T00:00:00Z")
+                        .json()
+                        .to_string(),
+                )
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        reply.expect(status);
+        if status == 415 {
+            assert!(
+                reply.message().contains("Content-Encoding: gzip"),
+                "{}",
+                reply.text
+            );
+            assert_eq!(all_entries(&server, "").await.len(), 0);
+        }
+    }
 }
 
 async fn authentication_and_read_only_keys(server: TestServer) {

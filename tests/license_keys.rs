@@ -1475,6 +1475,22 @@ async fn query_parameters_a_route_does_not_take_are_400(server: TestServer) {
     ] {
         server.get(known).await.expect(200);
     }
+    // An empty filter would match nothing: it is refused, not answered with an empty list.
+    for (path, empty) in [
+        ("/license_keys?customer_id=", "customer_id"),
+        (
+            "/license_key_instances?license_key_id=&page_size=5",
+            "license_key_id",
+        ),
+        ("/customers?email", "email"),
+    ] {
+        let reply = server.get(path).await;
+        let message = reply.expect(400).message();
+        assert!(
+            message.contains(&format!("`{empty}` is empty")),
+            "{path}: {message}"
+        );
+    }
     // An offset's `+` sent unencoded arrives as a space: the refusal says so.
     for path in [
         "/license_quantity?accountId=a&licenseId=b&at=2024-03-01T00:00:00+0000",

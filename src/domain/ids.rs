@@ -10,20 +10,32 @@ pub enum InvalidText {
     TooLong { max: usize, got: usize },
     #[error("must not contain control characters")]
     ControlCharacter,
+    #[error("must not be only whitespace")]
+    Blank,
 }
 
 /// Checks the rules every bounded string shares.
 pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
     // Ids and keys are nearly always ASCII, where bytes are characters.
-    let (got, has_control) = if text.is_ascii() {
-        (text.len(), text.bytes().any(|b| b.is_ascii_control()))
+    let (got, has_control, blank) = if text.is_ascii() {
+        let bytes = || text.bytes();
+        let blank = bytes().all(|b| b.is_ascii_whitespace());
+        (text.len(), bytes().any(|b| b.is_ascii_control()), blank)
     } else {
-        (text.chars().count(), text.chars().any(char::is_control))
+        let blank = text.chars().all(char::is_whitespace);
+        (
+            text.chars().count(),
+            text.chars().any(char::is_control),
+            blank,
+        )
     };
     if got == 0 {
         Err(InvalidText::Empty)
     } else if got > max {
         Err(InvalidText::TooLong { max, got })
+    } else if blank {
+        // "   " would be an account, a name or a key that reads as none.
+        Err(InvalidText::Blank)
     } else if has_control {
         Err(InvalidText::ControlCharacter)
     } else {
@@ -36,8 +48,9 @@ pub fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
-/// The schema pattern of text [`check_text`] accepts: no control characters, not empty.
-pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+/// The schema pattern of text [`check_text`] accepts: no control characters, something
+/// besides whitespace.
+pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
 /// The schema pattern of free text: anything but NUL.
 pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
@@ -442,6 +455,9 @@ mod tests {
         assert!(AccountId::parse("é".repeat(50)).is_ok());
         assert_eq!(LicenseId::parse(""), Err(InvalidText::Empty));
         assert_eq!(LicenseId::parse("a\nb"), Err(InvalidText::ControlCharacter));
+        assert_eq!(AccountId::parse("   "), Err(InvalidText::Blank));
+        assert_eq!(AccountId::parse("\u{3000}"), Err(InvalidText::Blank));
+        assert!(AccountId::parse(" a ").is_ok());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum ApiError {
         limit: usize,
     },
     UnsupportedMediaType,
+    /// The body came compressed or otherwise encoded (`Content-Encoding`), by that name.
+    UnsupportedEncoding(String),
     RateLimited {
         retry_after_secs: u64,
     },
@@ -73,7 +75,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
             }
-            ApiError::UnsupportedMediaType => {
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
@@ -122,6 +124,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 "the request body must be JSON: send `Content-Type: application/json`".into()
             }
+            ApiError::UnsupportedEncoding(encoding) => format!(
+                "the request body must be sent as it is: `Content-Encoding: {encoding}` is not accepted"
+            ),
             ApiError::RateLimited { retry_after_secs } => {
                 format!("too many requests: retry in {retry_after_secs} s")
             }

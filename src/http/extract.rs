@@ -44,7 +44,7 @@ pub fn bounded_integer(
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// A JSON body: 415 unless the content type is JSON, 413 over [`BODY_LIMIT`], 400 naming
+/// A JSON body: 415 unless the content type is JSON and the body is not encoded, 413 over [`BODY_LIMIT`], 400 naming
 /// the field for anything that does not parse.
 pub struct JsonBody<T>(pub T);
 
@@ -65,6 +65,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .unwrap_or(false);
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
+        }
+        // A compressed body would otherwise be read as malformed JSON.
+        if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
+            let encoding = String::from_utf8_lossy(encoding.as_bytes());
+            if !encoding.trim().eq_ignore_ascii_case("identity") {
+                return Err(ApiError::UnsupportedEncoding(shorten(encoding.trim())));
+            }
         }
         let bytes = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
             Ok(bytes) => bytes,
@@ -189,10 +196,18 @@ impl<S: Send + Sync, T: QueryParams> FromRequestParts<S> for Query<T> {
                 unknown = Some(shorten(name));
             }
         })?;
-        match unknown {
-            None => Ok(Query(value)),
-            Some(name) => Err(ApiError::BadRequest(format!(
+        if let Some(name) = unknown {
+            return Err(ApiError::BadRequest(format!(
                 "unknown query parameter `{name}`"
+            )));
+        }
+        // `?customer_id=` would otherwise filter on the empty string and answer nothing.
+        let empty = form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.is_empty());
+        match empty {
+            None => Ok(Query(value)),
+            Some((name, _)) => Err(ApiError::BadRequest(format!(
+                "query parameter `{}` is empty: leave it out to list without it",
+                shorten(&name)
             ))),
         }
     }
