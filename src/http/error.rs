@@ -213,7 +213,7 @@ fn public_errors() -> [(ApiError, &'static str); 5] {
 
 const BODY_TIMED_OUT: &str = "Body still arriving at the request timeout; nothing was written";
 const PAYLOAD_TOO_LARGE: &str = "Body over 64 KiB";
-const UNSUPPORTED_MEDIA_TYPE: &str = "Body is not JSON";
+const UNSUPPORTED_MEDIA_TYPE: &str = "Body is not JSON, or is sent with a `Content-Encoding`";
 const UNAVAILABLE_FOR_WRITES: &str = "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)";
 
 /// The OpenAPI responses of `errors`, each with a body of schema `B`.
