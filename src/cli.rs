@@ -5,6 +5,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderName;
@@ -17,7 +18,9 @@ use crate::domain::auth::ApiKeySecret;
 use crate::domain::delivery::RetrySchedule;
 use crate::domain::ids::{ApiKeyId, BusinessName};
 use crate::domain::signing::MasterKey;
+use crate::domain::time::parse_wait;
 use crate::http::{self, AppState, ServerSettings};
+use crate::jobs;
 use crate::jobs::dispatcher::DispatchOptions;
 use crate::storage::keyring::{self, KeyringError};
 use crate::storage::{self, OpenError, StorageOptions, Store};
@@ -188,8 +191,26 @@ struct ServeArgs {
     /// set it when a proxy in front serves the console over TLS.
     #[arg(long, env = "LICENSED_CONSOLE_SECURE_COOKIE", value_parser = BoolishValueParser::new())]
     console_secure_cookie: bool,
+    /// SQLite: write a copy of the database to this file when the server starts and then
+    /// every --sqlite-backup-every, while it serves (the file is replaced whole, never left
+    /// half written). The server holds its database alone, so this is how to back it up
+    /// without stopping it.
+    #[arg(long, env = "LICENSED_SQLITE_BACKUP", value_name = "PATH")]
+    sqlite_backup: Option<PathBuf>,
+    /// How often --sqlite-backup writes its copy: 30m, 1h, 24h, ….
+    #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", default_value = "1h",
+          value_parser = backup_interval, requires = "sqlite_backup")]
+    sqlite_backup_every: Duration,
     #[command(flatten)]
     database: DatabaseArgs,
+}
+
+/// The wait between two backups: at least a second.
+fn backup_interval(text: &str) -> Result<Duration, String> {
+    parse_wait(text.trim()).and_then(|every| match every >= Duration::from_secs(1) {
+        true => Ok(every),
+        false => Err(format!("`{text}` is shorter than a second")),
+    })
 }
 
 #[derive(Args)]
@@ -382,7 +403,7 @@ impl From<storage::StorageError> for Failure {
 /// Opens a database that has the schema already: a key created in a new file, made
 /// because the server's `--database-url` was not given, or in a PostgreSQL database that
 /// the URL names by mistake, would be a key the server never sees.
-async fn open_existing(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>, Failure> {
+async fn open_existing(args: &DatabaseArgs) -> Result<Arc<dyn Store>, Failure> {
     if let Some(path) = storage::sqlite::missing_file(&args.database_url) {
         return Err(Failure::Runtime(format!(
             "there is no database at {}: pass the server's --database-url (or set \
@@ -394,10 +415,7 @@ async fn open_existing(args: &DatabaseArgs) -> Result<std::sync::Arc<dyn Store>,
 }
 
 /// Opens the database; with `create_schema`, gives one without the schema its schema.
-async fn open(
-    args: &DatabaseArgs,
-    create_schema: bool,
-) -> Result<std::sync::Arc<dyn Store>, Failure> {
+async fn open(args: &DatabaseArgs, create_schema: bool) -> Result<Arc<dyn Store>, Failure> {
     let options = StorageOptions {
         url: args.database_url.clone(),
         timeout: Duration::from_millis(args.database_timeout_ms),
@@ -441,6 +459,11 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         Some(address) => Some(bind(address).await?),
         None => None,
     };
+    // A backup that cannot be written stops the start, too.
+    if let Some(to) = &args.sqlite_backup {
+        storage::sqlite::check_backup_path(&args.database.database_url, to)
+            .map_err(Failure::Usage)?;
+    }
     // Opening may wait, for another process's migrations say: a signal stops the wait.
     let store = tokio::select! {
         opened = open(&args.database, true) => opened?,
@@ -474,6 +497,9 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let state = AppState::new(store, &settings)
         .await
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    if let Some(to) = args.sqlite_backup {
+        jobs::backup::spawn(to, args.sqlite_backup_every, Arc::downgrade(&state.store));
+    }
     if let Some(metrics) = metrics {
         let bound = metrics
             .local_addr()

@@ -263,6 +263,147 @@ fn a_port_in_use_stops_serve_before_it_touches_the_database() {
     assert!(!path.exists(), "no database was created");
 }
 
+/// With `--sqlite-backup`, the running server writes whole copies of its database, at start
+/// and at every interval; a copy restores: a server started on it has what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_sqlite_server_backs_its_database_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let backup = dir.path().join("backup.db");
+    let key = "lsk_backup-test-admin-key-of-enough-length";
+    let mut served = Served::start_with(
+        &url,
+        Some(key),
+        &[
+            "--sqlite-backup",
+            backup.to_str().unwrap(),
+            "--sqlite-backup-every",
+            "1s",
+        ],
+    );
+    served.wait_for("database backed up");
+    let client = reqwest::Client::new();
+    let written = client
+        .post(format!("{}/license_updates", served.url))
+        .bearer_auth(key)
+        .json(&serde_json::json!({
+            "accountId": "acme", "licenseId": "seats", "updateType": "ABSOLUTE",
+            "quantity": 7, "effectiveFrom": "2024-01-01T00:00:00Z",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 200);
+    // Two more backups: the second began after the write was acknowledged.
+    let backups = |served: &mut Served| {
+        let logged = served.logged();
+        (logged.iter())
+            .filter(|line| line.contains("database backed up"))
+            .count()
+    };
+    let before = backups(&mut served);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while backups(&mut served) < before + 2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", served.seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = client
+        .get(format!("{}/metrics", served.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sqlite_backup_failures_total 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("sqlite_backup_last_success_timestamp_seconds 0\n"));
+    assert_eq!(served.terminate().code(), Some(0));
+    assert!(!dir.path().join("backup.db.partial").exists());
+
+    // Restored: the copy alone, without the live database's write-ahead log.
+    let restored = dir.path().join("restored.db");
+    std::fs::copy(&backup, &restored).unwrap();
+    let restored = Served::start(&format!("sqlite://{}", restored.display()), None);
+    let listed: serde_json::Value = client
+        .get(format!("{}/license_updates?accountId=acme", restored.url))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["quantity"], 7, "{listed}");
+    assert_eq!(restored.terminate().code(), Some(0));
+}
+
+/// A backup that fails while the server runs is logged and counted; the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_that_fails_is_logged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let to = backups.join("backup.db");
+    let flags = [
+        "--sqlite-backup",
+        to.to_str().unwrap(),
+        "--sqlite-backup-every",
+        "1s",
+    ];
+    let mut served = Served::start_with(&url, None, &flags);
+    served.wait_for("database backed up");
+    std::fs::remove_dir_all(&backups).unwrap();
+    served.wait_for("could not be backed up");
+    let client = reqwest::Client::new();
+    let metrics = (client.get(format!("{}/metrics", served.url)).send().await)
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("sqlite_backup_failures_total 0"),
+        "{metrics}"
+    );
+    let ready = client.get(format!("{}/readyz", served.url)).send().await;
+    assert_eq!(ready.unwrap().status(), 200);
+    assert_eq!(served.terminate().code(), Some(0));
+}
+
+/// A backup that could not be written is refused before the server starts: on PostgreSQL,
+/// over one of the database's own files, into a directory that does not exist.
+#[test]
+fn a_backup_that_cannot_be_written_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("live.db");
+    let sqlite = format!("sqlite://{}", database.display());
+    let wal = format!("{}-wal", database.display());
+    let nowhere = dir.path().join("missing").join("backup.db");
+    for (url, to, expected) in [
+        ("postgres://postgres@127.0.0.1/test", "backup.db", "pg_dump"),
+        (sqlite.as_str(), wal.as_str(), "the database's own files"),
+        (
+            sqlite.as_str(),
+            nowhere.to_str().unwrap(),
+            "there is no directory",
+        ),
+    ] {
+        let out = licensed()
+            .args(["serve", "--bind", "127.0.0.1:0", "--database-url", url])
+            .args(["--sqlite-backup", to])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("lsk_"), "no admin key is shown: {stderr}");
+    }
+    assert!(!database.exists(), "no database was created");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_create_prints_a_working_key_on_the_last_line() {
     for backend in [Backend::Sqlite, Backend::Postgres] {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{MessageId, WebhookId};
-use super::time::Timestamp;
+use super::time::{Timestamp, parse_wait};
 use super::webhooks::EventType;
 
 /// Where a message stands.
@@ -101,27 +101,7 @@ impl RetrySchedule {
     pub fn parse(text: &str) -> Result<Self, String> {
         let waits = text
             .split(',')
-            .map(|part| {
-                let part = part.trim();
-                let split = part
-                    .find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(part.len());
-                let (number, unit) = part.split_at(split);
-                let n: u64 = number
-                    .parse()
-                    .map_err(|_| format!("`{part}` is not a wait such as 5s, 5m or 2h"))?;
-                let unit_ms = match unit {
-                    "ms" => 1,
-                    "s" => 1_000,
-                    "m" => 60_000,
-                    "h" => 3_600_000,
-                    _ => return Err(format!("`{part}`: the unit is ms, s, m or h")),
-                };
-                n.checked_mul(unit_ms)
-                    .filter(|ms| *ms <= 7 * 24 * 3_600_000)
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| format!("`{part}` is longer than a week"))
-            })
+            .map(|part| parse_wait(part.trim()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self(waits))
     }

@@ -1,6 +1,7 @@
 //! Instants: microsecond precision in UTC, parsed leniently and printed one way.
 
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -166,6 +167,28 @@ pub fn seconds_within<'de, D: Deserializer<'de>>(
                 "must be between {min} and {max} seconds, got {seconds}"
             ))
         })
+}
+
+/// Reads one wait such as `50ms`, `5s`, `5m` or `2h`, of at most a week.
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a wait such as 5s, 5m or 2h"))?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("`{text}`: the unit is ms, s, m or h")),
+    };
+    n.checked_mul(unit_ms)
+        .filter(|ms| *ms <= 7 * 24 * 3_600_000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is longer than a week"))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
 use crate::domain::time::Timestamp;
+use crate::jobs::backup::BACKUPS;
 use crate::jobs::dispatcher::DELIVERIES;
 
 #[derive(Serialize, ToSchema)]
@@ -51,7 +52,8 @@ const LAG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Prometheus text: requests by route and status, latency, database connections, webhook
 /// attempts by result (`webhook_deliveries_total`: delivered, retrying, failed) and the
-/// age of the oldest message not yet delivered.
+/// age of the oldest message not yet delivered; with `--sqlite-backup`, when the last
+/// backup was written and how many failed.
 #[utoipa::path(get, path = "/metrics", tag = "Operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -69,6 +71,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ] {
         metrics::counter!("webhook_deliveries_total", "result" => result)
             .absolute(count.load(Ordering::Relaxed));
+    }
+    if BACKUPS.enabled.load(Ordering::Relaxed) {
+        let last = BACKUPS.last_success.load(Ordering::Relaxed);
+        metrics::gauge!("sqlite_backup_last_success_timestamp_seconds").set(last as f64);
+        metrics::counter!("sqlite_backup_failures_total")
+            .absolute(BACKUPS.failures.load(Ordering::Relaxed));
     }
     // Unknown while the database does not answer, or answers too slowly for a scrape
     // (Prometheus gives up after 10 s by default): the gauge keeps its last value.
@@ -113,6 +121,14 @@ fn describe_metrics() {
     describe_counter!(
         "webhook_deliveries_total",
         "Webhook attempts by this process since it started, by result: delivered, retrying (failed, tried again later), failed (given up)."
+    );
+    describe_gauge!(
+        "sqlite_backup_last_success_timestamp_seconds",
+        "With --sqlite-backup: when the last backup was written, in Unix seconds; 0 before the first."
+    );
+    describe_counter!(
+        "sqlite_backup_failures_total",
+        "With --sqlite-backup: backups that could not be written since the process started."
     );
     describe_gauge!(
         "webhook_oldest_undelivered_seconds",

@@ -102,6 +102,9 @@ pub trait HealthStore: Send + Sync {
     async fn ping(&self) -> Result<()>;
     /// Connections open to the database: how many are idle, and how many are shared.
     fn connections(&self) -> PoolUsage;
+    /// Writes a whole copy of the database to the file `to`, blocking until it is written;
+    /// its size in bytes. SQLite only: PostgreSQL is backed up with its own tools.
+    fn back_up(&self, to: &std::path::Path) -> Result<u64>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! Whether the database answers, and how many connections the store holds.
 
+use std::path::Path;
+
 use async_trait::async_trait;
 
 use super::PgStore;
@@ -14,6 +16,13 @@ impl HealthStore for PgStore {
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
         Ok(())
+    }
+
+    fn back_up(&self, _: &Path) -> Result<u64> {
+        // `serve` refuses --sqlite-backup on PostgreSQL before it opens a store.
+        Err(StorageError::Internal(
+            "PostgreSQL is backed up with pg_dump".into(),
+        ))
     }
 
     fn connections(&self) -> PoolUsage {

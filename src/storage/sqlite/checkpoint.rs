@@ -1,7 +1,7 @@
 //! The WAL checkpointer: copies committed pages into the database on a thread of its own,
 //! syncs them there, and has the writer start the WAL over when it grows long.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -13,6 +13,24 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// the WAL from its start again.
 const WAL_RESTART_PAGES: i64 = 2048;
 
+/// What the checkpointer, the writer and the backups tell each other about the WAL.
+#[derive(Default)]
+pub(super) struct WalState {
+    /// The WAL is long enough for the writer to start it over.
+    pub is_long: AtomicBool,
+    /// Backups being written. Each reads one snapshot for as long as its copy takes, and
+    /// a restart waits for such a reader (up to the busy timeout) with every write queued
+    /// behind it; so the WAL grows while a backup runs, and is started over after.
+    pub backups: AtomicUsize,
+}
+
+impl WalState {
+    /// Whether the writer should start the WAL over now.
+    pub fn restart_due(&self) -> bool {
+        self.backups.load(Ordering::Relaxed) == 0 && self.is_long.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// Copies the WAL into the database in the background (PASSIVE: it never blocks readers
 /// or the writer), so that commits only append to the WAL, and says when the WAL is long.
 ///
@@ -21,11 +39,7 @@ const WAL_RESTART_PAGES: i64 = 2048;
 /// the operating system's cache for the writer's restart (below) to sync them all at
 /// once: 25–50 ms in the writer thread, every 250 ms, under writes spread over a large
 /// index. They are synced here instead, after each pass that copied any, off the writer.
-pub(super) fn run_checkpointer(
-    conn: &Connection,
-    stop: &mpsc::Receiver<()>,
-    wal_is_long: &AtomicBool,
-) {
+pub(super) fn run_checkpointer(conn: &Connection, stop: &mpsc::Receiver<()>, wal: &WalState) {
     let mut synced_through = 0;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
@@ -39,7 +53,8 @@ pub(super) fn run_checkpointer(
                     }
                     synced_through = copied;
                 }
-                wal_is_long.store(pages >= WAL_RESTART_PAGES, Ordering::Relaxed)
+                wal.is_long
+                    .store(pages >= WAL_RESTART_PAGES, Ordering::Relaxed)
             }
             Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
         }
@@ -91,6 +106,17 @@ fn sync_database(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
     use crate::storage::sqlite::connect::connect;
+
+    #[test]
+    fn the_wal_is_not_started_over_while_a_backup_reads() {
+        let wal = WalState::default();
+        wal.is_long.store(true, Ordering::Relaxed);
+        wal.backups.fetch_add(1, Ordering::Relaxed);
+        assert!(!wal.restart_due());
+        wal.backups.fetch_sub(1, Ordering::Relaxed);
+        assert!(wal.restart_due(), "due once the backup is written");
+        assert!(!wal.restart_due(), "and only once");
+    }
 
     /// The database file is synced through the connection's handle, with nothing to
     /// write and after a checkpoint has copied pages into it.

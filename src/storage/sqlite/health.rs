@@ -1,5 +1,6 @@
 //! Whether the SQLite store is ready, and how many connections it holds.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
@@ -18,6 +19,10 @@ impl HealthStore for SqliteStore {
                 .map_err(|e| StorageError::Unavailable(e.to_string()))
         })?;
         self.write(|_| Ok(())).await
+    }
+
+    fn back_up(&self, to: &Path) -> Result<u64> {
+        self.write_backup(to)
     }
 
     fn connections(&self) -> PoolUsage {

@@ -9,6 +9,7 @@
 //! before it is acknowledged, while one disk sync serves many writes under load.
 
 mod accounts;
+mod backup;
 mod checkpoint;
 mod connect;
 mod console;
@@ -27,7 +28,7 @@ mod webhooks;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
 use rusqlite::Connection;
@@ -35,13 +36,14 @@ use thread_local::ThreadLocal;
 
 use crate::storage::error::{OpenError, Result};
 use crate::storage::store::StorageOptions;
-use checkpoint::run_checkpointer;
+use checkpoint::{WalState, run_checkpointer};
 use connect::{commit_to_wal, connect, first_connection, open_failed, parse_path};
 use error::internal;
 use known_keys::KnownKeys;
 use migrate::{has_no_schema, migrate};
 use writer::{WriteJob, WriteQueue, run_writer};
 
+pub use backup::check_backup_path;
 pub use connect::missing_file;
 
 pub struct SqliteStore {
@@ -53,6 +55,8 @@ pub struct SqliteStore {
     readers_open: AtomicUsize,
     writer: WriteQueue,
     known_keys: KnownKeys,
+    /// Shared with the writer and the checkpointer; a backup counts itself in.
+    wal: Arc<WalState>,
     /// Dropped with the store, which ends the checkpointer thread.
     _stop_checkpoints: mpsc::Sender<()>,
     /// Holds the directory of a `sqlite::memory:` database until the store is dropped.
@@ -88,16 +92,17 @@ impl SqliteStore {
         let checkpointer = connect(&path).map_err(|e| OpenError::Failed(e.to_string()))?;
 
         let (writer, jobs) = mpsc::channel::<WriteJob>();
-        let wal_is_long = Arc::new(AtomicBool::new(false));
-        let restart_wal = wal_is_long.clone();
+        let wal = Arc::new(WalState::default());
+        let writers_wal = wal.clone();
+        let checkpointers_wal = wal.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(&writer_conn, &jobs, &restart_wal))
+            .spawn(move || run_writer(&writer_conn, &jobs, &writers_wal))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
         let (stop_checkpoints, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
-            .spawn(move || run_checkpointer(&checkpointer, &stopped, &wal_is_long))
+            .spawn(move || run_checkpointer(&checkpointer, &stopped, &checkpointers_wal))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
 
         Ok(Self {
@@ -109,6 +114,7 @@ impl SqliteStore {
                 timeout: options.timeout,
             },
             known_keys: KnownKeys::default(),
+            wal,
             _stop_checkpoints: stop_checkpoints,
             _scratch: scratch,
         })

@@ -1,14 +1,14 @@
 //! The writer thread: runs each write in a savepoint of its group's transaction, commits
 //! the group once, and only then answers its writes.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::checkpoint::restart_wal;
+use super::checkpoint::{WalState, restart_wal};
 use super::error::internal;
 use crate::storage::error::{Result, StorageError};
 
@@ -79,11 +79,7 @@ impl WriteQueue {
 }
 
 /// The writer thread: groups whatever writes are waiting into one transaction.
-pub(super) fn run_writer(
-    conn: &Connection,
-    jobs: &mpsc::Receiver<WriteJob>,
-    wal_is_long: &AtomicBool,
-) {
+pub(super) fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>, wal: &WalState) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -111,7 +107,7 @@ pub(super) fn run_writer(
         for reply in replies {
             reply(committed.clone().map_err(StorageError::Internal));
         }
-        if wal_is_long.swap(false, Ordering::Relaxed) {
+        if wal.restart_due() {
             restart_wal(conn);
         }
     }

@@ -1,0 +1,59 @@
+//! The SQLite backup: with `--sqlite-backup`, a copy of the database written when the
+//! server starts and then at every interval, for operators to take away while it runs.
+
+use std::path::PathBuf;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::domain::time::Timestamp;
+use crate::storage::Store;
+
+/// What the backups of this process did, for `/metrics`.
+pub struct BackupCounts {
+    /// Whether this process takes backups at all: the metrics are shown only then.
+    pub enabled: AtomicBool,
+    /// When the last backup was written, in Unix seconds; 0 before the first.
+    pub last_success: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+pub static BACKUPS: BackupCounts = BackupCounts {
+    enabled: AtomicBool::new(false),
+    last_success: AtomicU64::new(0),
+    failures: AtomicU64::new(0),
+};
+
+/// Starts the backups to `to` (checked by `check_backup_path`): one now, then one
+/// `every`; they stop once the store is dropped.
+pub fn spawn(to: PathBuf, every: Duration, store: Weak<dyn Store>) {
+    BACKUPS.enabled.store(true, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        // A copy that took longer than the interval is followed by the next one, not a burst.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            let started = Instant::now();
+            let path = to.clone();
+            let written = match tokio::task::spawn_blocking(move || store.back_up(&path)).await {
+                Ok(written) => written.map_err(|e| e.to_string()),
+                Err(panicked) => Err(panicked.to_string()),
+            };
+            let shown = to.display();
+            match written {
+                Ok(bytes) => {
+                    let now = Timestamp::now().micros() / 1_000_000;
+                    BACKUPS.last_success.store(now as u64, Ordering::Relaxed);
+                    let ms = started.elapsed().as_millis();
+                    tracing::info!(to = %shown, bytes, ms, "database backed up");
+                }
+                Err(error) => {
+                    BACKUPS.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(to = %shown, %error, "the database could not be backed up; the last backup stays");
+                }
+            }
+        }
+    });
+}
