@@ -271,6 +271,11 @@ async fn a_running_sqlite_server_backs_its_database_up() {
     let url = format!("sqlite://{}", dir.path().join("live.db").display());
     let backup = dir.path().join("backup.db");
     let key = "lsk_backup-test-admin-key-of-enough-length";
+    // What a copy cut short by a kill would leave; the next copy clears it away.
+    let left = ["backup.db.partial", "backup.db.partial-journal"].map(|name| dir.path().join(name));
+    for file in &left {
+        std::fs::write(file, "left by a copy cut short").unwrap();
+    }
     let mut served = Served::start_with(
         &url,
         Some(key),
@@ -321,7 +326,9 @@ async fn a_running_sqlite_server_backs_its_database_up() {
     );
     assert!(!metrics.contains("sqlite_backup_last_success_timestamp_seconds 0\n"));
     assert_eq!(served.terminate().code(), Some(0));
-    assert!(!dir.path().join("backup.db.partial").exists());
+    for file in &left {
+        assert!(!file.exists(), "{} is left", file.display());
+    }
 
     // Restored: the copy alone, without the live database's write-ahead log.
     let restored = dir.path().join("restored.db");

@@ -75,11 +75,20 @@ impl SqliteStore {
 
 fn copy(database: &Path, to: &Path) -> std::result::Result<u64, String> {
     let partial = partial(to);
-    match fs::remove_file(&partial) {
-        Err(error) if error.kind() != ErrorKind::NotFound => {
-            return Err(format!("cannot remove {}: {error}", partial.display()));
+    // What a copy cut short left, its journal included: SQLite would take a journal
+    // beside the new copy for one of its own and play it back into it.
+    for suffix in ["", "-journal"] {
+        let mut left = partial.clone().into_os_string();
+        left.push(suffix);
+        match fs::remove_file(&left) {
+            Err(error) if error.kind() != ErrorKind::NotFound => {
+                return Err(format!(
+                    "cannot remove {}: {error}",
+                    Path::new(&left).display()
+                ));
+            }
+            _ => {}
         }
-        _ => {}
     }
     // A connection of this process shares the server's lock on the file.
     let conn = connect(database).map_err(|e| e.to_string())?;
