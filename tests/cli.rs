@@ -411,6 +411,34 @@ fn a_backup_that_cannot_be_written_stops_serve() {
     assert!(!database.exists(), "no database was created");
 }
 
+/// A command's commits, and a stopped server's, are in the database file when it exits:
+/// the file alone is the whole database, with no write-ahead log beside it to copy too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_is_one_file_once_its_process_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("whole.db");
+    let url = format!("sqlite://{}", database.display());
+    let wal = dir.path().join("whole.db-wal");
+    let (code, _, stderr) = run_on(&url, &["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!wal.exists(), "after migrate");
+    let (code, stdout, stderr) = run_on(&url, &["api-key", "create", "--business", "acme"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!wal.exists(), "after api-key create");
+    let key = stdout.lines().last().unwrap().trim().to_owned();
+    let served = Served::start(&url, None);
+    assert_eq!(status_with_key(&served.url, &key).await, 200);
+    assert_eq!(served.terminate().code(), Some(0));
+    assert!(!wal.exists(), "after serve");
+
+    // The file alone, copied elsewhere, holds the key.
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&database, &copy).unwrap();
+    let served = Served::start(&format!("sqlite://{}", copy.display()), None);
+    assert_eq!(status_with_key(&served.url, &key).await, 200);
+    assert_eq!(served.terminate().code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_create_prints_a_working_key_on_the_last_line() {
     for backend in [Backend::Sqlite, Backend::Postgres] {

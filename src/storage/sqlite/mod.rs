@@ -58,7 +58,10 @@ pub struct SqliteStore {
     /// Shared with the writer and the checkpointer; a backup counts itself in.
     wal: Arc<WalState>,
     /// Dropped with the store, which ends the checkpointer thread.
-    _stop_checkpoints: mpsc::Sender<()>,
+    stop_checkpoints: mpsc::Sender<()>,
+    /// The writer's and the checkpointer's threads, joined when the store is dropped.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    checkpointer_thread: Option<std::thread::JoinHandle<()>>,
     /// Holds the directory of a `sqlite::memory:` database until the store is dropped.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -95,12 +98,12 @@ impl SqliteStore {
         let wal = Arc::new(WalState::default());
         let writers_wal = wal.clone();
         let checkpointers_wal = wal.clone();
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run_writer(&writer_conn, &jobs, &writers_wal))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
         let (stop_checkpoints, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let checkpointer_thread = std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
             .spawn(move || run_checkpointer(&checkpointer, &stopped, &checkpointers_wal))
             .map_err(|e| OpenError::Failed(e.to_string()))?;
@@ -115,7 +118,9 @@ impl SqliteStore {
             },
             known_keys: KnownKeys::default(),
             wal,
-            _stop_checkpoints: stop_checkpoints,
+            writer_thread: Some(writer_thread),
+            checkpointer_thread: Some(checkpointer_thread),
+            stop_checkpoints,
             _scratch: scratch,
         })
     }
@@ -139,5 +144,26 @@ impl SqliteStore {
             })
             .map_err(internal)?;
         work(conn)
+    }
+}
+
+/// Ends the writer and the checkpointer and waits for them, so that their connections are
+/// closed before the process can exit: the last connection to close folds the WAL into the
+/// database file, which is then whole by itself (as after `api-key create`). One at a time:
+/// a connection that closes while another is open leaves the WAL as it is.
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        let join = |thread: Option<std::thread::JoinHandle<()>>| {
+            if let Some(thread) = thread
+                && thread.thread().id() != std::thread::current().id()
+            {
+                let _ = thread.join();
+            }
+        };
+        // The writer ends once it has committed what was queued.
+        self.writer.jobs = mpsc::channel().0;
+        join(self.writer_thread.take());
+        self.stop_checkpoints = mpsc::channel().0;
+        join(self.checkpointer_thread.take());
     }
 }
