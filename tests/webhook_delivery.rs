@@ -166,6 +166,13 @@ async fn every_event_is_delivered_signed_with_its_payload(server: TestServer) {
         )
         .await;
     patched.expect(200);
+    // The same PATCH again changes nothing: it is answered, and not announced.
+    (server.patch(
+        &format!("/license_keys/{key_id}"),
+        json!({"activations_limit": 5}),
+    ))
+    .await
+    .expect(200);
     let first = licenses(
         &server,
         "activate",

@@ -736,9 +736,11 @@ impl LicenseStore for PgStore {
             };
             let now = Timestamp::now();
             let mut events = settle(&tx, &mut key, now, false).await?;
-            let interval_before = key.heartbeat_interval;
+            let before = key.clone();
             key.apply(&patch)?;
-            if key.heartbeat_interval != interval_before {
+            // A PATCH that changes nothing is answered, and not announced.
+            let changed = key != before;
+            if key.heartbeat_interval != before.heartbeat_interval {
                 execute(
                     &tx,
                     "UPDATE license_key_instances SET
@@ -757,12 +759,14 @@ impl LicenseStore for PgStore {
             if key.seats.is_some() {
                 events.extend(settle(&tx, &mut key, now, false).await?);
             }
-            events.push(Event::license_key(
-                EventType::LicenseKeyUpdated,
-                &key,
-                brand_id,
-                now,
-            ));
+            if changed {
+                events.push(Event::license_key(
+                    EventType::LicenseKeyUpdated,
+                    &key,
+                    brand_id,
+                    now,
+                ));
+            }
             save_key_state(&mut tx, &key, to_record(events, subscribed)).await?;
             Ok(Some(key))
         }

@@ -502,10 +502,10 @@ impl LicenseStore for SqliteStore {
             };
             let now = Timestamp::now();
             settle(tx, &mut key, now)?;
-            let interval_before = key.heartbeat_interval;
+            let before = key.clone();
             key.apply(&patch)?;
             save_key_state(tx, &key)?;
-            if key.heartbeat_interval != interval_before {
+            if key.heartbeat_interval != before.heartbeat_interval {
                 tx.execute(
                     RETIME_INSTANCES,
                     params![
@@ -516,12 +516,16 @@ impl LicenseStore for SqliteStore {
                 )
                 .map_err(internal)?;
             }
+            // A PATCH that changes nothing is answered, and not announced.
+            let changed = key != before;
             if let Some(seats) = &key.seats {
                 key.activations_limit = Some(seat_figure(tx, &key.business_id, seats, now)?);
             }
-            announce(tx, &key.business_id, EventType::LicenseKeyUpdated, || {
-                Event::license_key(EventType::LicenseKeyUpdated, &key, &brand_id, now)
-            })?;
+            if changed {
+                announce(tx, &key.business_id, EventType::LicenseKeyUpdated, || {
+                    Event::license_key(EventType::LicenseKeyUpdated, &key, &brand_id, now)
+                })?;
+            }
             Ok(Some(key))
         })
         .await
