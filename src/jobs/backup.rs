@@ -37,9 +37,18 @@ pub fn spawn(to: PathBuf, every: Duration, store: Weak<dyn Store>) {
             let Some(store) = store.upgrade() else { return };
             let started = Instant::now();
             let path = to.clone();
-            let written = match tokio::task::spawn_blocking(move || store.back_up(&path)).await {
-                Ok(written) => written.map_err(|e| e.to_string()),
-                Err(panicked) => Err(panicked.to_string()),
+            // On a thread of its own rather than the runtime's blocking pool, which the
+            // runtime waits for at exit: a signal stops the server at once, not after the
+            // copy, which the next one clears away.
+            let (done, written) = tokio::sync::oneshot::channel();
+            let copying = std::thread::Builder::new()
+                .name("sqlite-backup".into())
+                .spawn(move || done.send(store.back_up(&path).map_err(|e| e.to_string())));
+            let written = match copying {
+                Ok(_) => written
+                    .await
+                    .unwrap_or_else(|_| Err("the copy's thread ended without an answer".into())),
+                Err(error) => Err(format!("cannot start the copy's thread: {error}")),
             };
             let shown = to.display();
             match written {
