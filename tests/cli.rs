@@ -18,6 +18,12 @@ async fn status_with_key(url: &str, key: &str) -> u16 {
         .as_u16()
 }
 
+/// The server's `/metrics` text, from its main port.
+async fn metrics_of(served: &Served) -> String {
+    let response = reqwest::get(format!("{}/metrics", served.url)).await;
+    response.unwrap().text().await.unwrap()
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [
@@ -312,14 +318,7 @@ async fn a_running_sqlite_server_backs_its_database_up() {
         assert!(std::time::Instant::now() < deadline, "{:?}", served.seen);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = client
-        .get(format!("{}/metrics", served.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&served).await;
     assert!(
         metrics.contains("sqlite_backup_failures_total 0"),
         "{metrics}"
@@ -365,17 +364,12 @@ async fn a_backup_that_fails_is_logged_and_counted() {
     served.wait_for("database backed up");
     std::fs::remove_dir_all(&backups).unwrap();
     served.wait_for("could not be backed up");
-    let client = reqwest::Client::new();
-    let metrics = (client.get(format!("{}/metrics", served.url)).send().await)
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&served).await;
     assert!(
         !metrics.contains("sqlite_backup_failures_total 0"),
         "{metrics}"
     );
-    let ready = client.get(format!("{}/readyz", served.url)).send().await;
+    let ready = reqwest::get(format!("{}/readyz", served.url)).await;
     assert_eq!(ready.unwrap().status(), 200);
     assert_eq!(served.terminate().code(), Some(0));
 }
@@ -1120,14 +1114,7 @@ async fn an_idle_server_has_no_database_connection_in_use() {
             .unwrap();
         assert_eq!(validated.status(), 404);
     }
-    let metrics = client
-        .get(format!("{}/metrics", served.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&served).await;
     let gauge = |state: &str| {
         let name = format!("db_connections{{state=\"{state}\"}} ");
         let line = metrics.lines().find(|line| line.starts_with(&name));
