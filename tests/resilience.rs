@@ -430,8 +430,14 @@ async fn a_database_refusing_connections_is_503_and_service_resumes() {
         return;
     };
     let name = database.url.rsplit('/').next().unwrap().to_owned();
-    let server = TestServer::start_on(database, Backend::Postgres, ServerSettings::default()).await;
-    server.get("/license_updates").await.expect(200);
+    let key = "lsk_refusing-database-test-admin-key-0123";
+    let mut served = Served::start(&database.url, Some(key));
+    let (client, url) = (reqwest::Client::new(), served.url.clone());
+    let get = |path: &str| {
+        let request = client.get(format!("{url}{path}")).bearer_auth(key);
+        async move { common::Reply::from(request.send().await.unwrap()).await }
+    };
+    get("/license_updates").await.expect(200);
     let admin = common::connect(common::PG_ADMIN_URL).await.unwrap();
     let refuse = |allow: bool| {
         format!(
@@ -441,19 +447,19 @@ async fn a_database_refusing_connections_is_503_and_service_resumes() {
     };
     admin.batch_execute(&refuse(false)).await.unwrap();
     for path in ["/license_updates", "/readyz"] {
-        let reply = match path {
-            "/readyz" => server.call(reqwest::Method::GET, path, "", None).await,
-            _ => server.get(path).await,
-        };
+        let reply = get(path).await;
         reply.expect(503);
         assert!(reply.message().contains("database"), "{}", reply.text);
     }
+    // The operator reads PostgreSQL's own reason in the log.
+    served.wait_for("is not currently accepting connections");
     admin.batch_execute(&refuse(true)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while server.get("/license_updates").await.status.as_u16() != 200 {
+    while get("/license_updates").await.status.as_u16() != 200 {
         assert!(Instant::now() < deadline, "service did not resume");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(served.terminate().code(), Some(0));
 }
 
 /// A scrape answers while the database holds the outbox locked: a Prometheus scrape
