@@ -41,6 +41,11 @@ mod sqlite {
     fn long_histories_with_backdated_writes_resolve_as_replayed() {
         super::long_histories_with_backdated_writes_resolve_as_replayed(Backend::Sqlite);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_written_under_earlier_rules_still_read() {
+        super::entries_written_under_earlier_rules_still_read(Backend::Sqlite).await;
+    }
 }
 
 mod postgres {
@@ -65,6 +70,11 @@ mod postgres {
     #[test]
     fn long_histories_with_backdated_writes_resolve_as_replayed() {
         super::long_histories_with_backdated_writes_resolve_as_replayed(Backend::Postgres);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_written_under_earlier_rules_still_read() {
+        super::entries_written_under_earlier_rules_still_read(Backend::Postgres).await;
     }
 }
 
@@ -175,6 +185,19 @@ fn entry(account: &AccountId, absolute: bool, quantity: i64, day: i64) -> NewEnt
         metadata: None,
         idempotency_key: None,
     }
+}
+
+/// An account id of whitespace alone, which clients may no longer send but could before,
+/// still reads: listed, and its quantity known.
+async fn entries_written_under_earlier_rules_still_read(backend: Backend) {
+    let Some((ledger, _database)) = Ledger::open(backend).await else {
+        return;
+    };
+    let blank = AccountId::from_stored("   ").unwrap();
+    assert!(AccountId::parse("   ").is_err(), "a client's is refused");
+    ledger.append(&entry(&blank, true, 3, 1)).await.unwrap();
+    assert_eq!(ledger.entries(&blank).await, [(1, 3)]);
+    assert_eq!(ledger.quantity_at(&blank, 2).await, Some(3));
 }
 
 /// A usage report reads one state of the ledger: a backdated write that commits while it

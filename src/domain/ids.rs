@@ -14,28 +14,18 @@ pub enum InvalidText {
     Blank,
 }
 
-/// Checks the rules every bounded string shares.
+/// Checks the rules every bounded string shares, stored ones included.
 pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
     // Ids and keys are nearly always ASCII, where bytes are characters.
-    let (got, has_control, blank) = if text.is_ascii() {
-        let bytes = || text.bytes();
-        let blank = bytes().all(|b| b.is_ascii_whitespace());
-        (text.len(), bytes().any(|b| b.is_ascii_control()), blank)
+    let (got, has_control) = if text.is_ascii() {
+        (text.len(), text.bytes().any(|b| b.is_ascii_control()))
     } else {
-        let blank = text.chars().all(char::is_whitespace);
-        (
-            text.chars().count(),
-            text.chars().any(char::is_control),
-            blank,
-        )
+        (text.chars().count(), text.chars().any(char::is_control))
     };
     if got == 0 {
         Err(InvalidText::Empty)
     } else if got > max {
         Err(InvalidText::TooLong { max, got })
-    } else if blank {
-        // "   " would be an account, a name or a key that reads as none.
-        Err(InvalidText::Blank)
     } else if has_control {
         Err(InvalidText::ControlCharacter)
     } else {
@@ -43,20 +33,35 @@ pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
     }
 }
 
+/// Whether the text is whitespace alone (and not empty).
+fn is_blank(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(char::is_whitespace)
+}
+
 /// The first 40 characters of a client's text, to quote in an error.
 pub fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
-/// The schema pattern of text [`check_text`] accepts: no control characters, something
-/// besides whitespace.
-pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
+/// The schema pattern of text [`check_text`] accepts: no control characters, not empty.
+pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+/// The same, with something besides whitespace: the pattern of ids and names.
+pub const NOT_BLANK_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
 /// The schema pattern of free text: anything but NUL.
 pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
-/// Declares a string newtype that can only hold a non-empty value of at most `$max` characters.
+/// Declares a string newtype that can only hold a non-empty value of at most `$max`
+/// characters. With `not blank`, a client's value must also hold more than whitespace
+/// ("   " would be an account or a name that reads as none); a stored value written
+/// before that rule still reads ([`from_stored`](AccountId::from_stored)).
 macro_rules! bounded_string {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        bounded_string!($(#[$doc])* $name, $max, blank allowed: true, NO_CONTROL_PATTERN);
+    };
+    ($(#[$doc:meta])* $name:ident, $max:expr, not blank) => {
+        bounded_string!($(#[$doc])* $name, $max, blank allowed: false, NOT_BLANK_PATTERN);
+    };
+    ($(#[$doc:meta])* $name:ident, $max:expr, blank allowed: $blank_allowed:expr, $pattern:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
@@ -65,7 +70,18 @@ macro_rules! bounded_string {
         impl $name {
             pub const MAX_CHARS: usize = $max;
 
+            /// A value a client sent.
             pub fn parse(text: impl Into<String>) -> Result<Self, InvalidText> {
+                let text = text.into();
+                check_text(&text, $max)?;
+                if !$blank_allowed && is_blank(&text) {
+                    return Err(InvalidText::Blank);
+                }
+                Ok(Self(text))
+            }
+
+            /// A value read back from the database, under the rules it was written with.
+            pub fn from_stored(text: impl Into<String>) -> Result<Self, InvalidText> {
                 let text = text.into();
                 check_text(&text, $max)?;
                 Ok(Self(text))
@@ -99,7 +115,7 @@ macro_rules! bounded_string {
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .min_length(Some(1))
                     .max_length(Some($max))
-                    .pattern(Some(NO_CONTROL_PATTERN))
+                    .pattern(Some($pattern))
                     .into()
             }
         }
@@ -111,12 +127,14 @@ macro_rules! bounded_string {
 bounded_string!(
     /// The customer account a ledger entry belongs to.
     AccountId,
-    50
+    50,
+    not blank
 );
 bounded_string!(
     /// The license (seat type or add-on) a ledger entry counts.
     LicenseId,
-    50
+    50,
+    not blank
 );
 bounded_string!(
     /// A client-chosen key that makes a ledger write safe to retry.
@@ -126,13 +144,15 @@ bounded_string!(
 bounded_string!(
     /// The name of a business (tenant).
     BusinessName,
-    100
+    100,
+    not blank
 );
 
 bounded_string!(
     /// A customer's or product's name.
     Name,
-    200
+    200,
+    not blank
 );
 bounded_string!(
     /// A license key string as a customer types it in.
@@ -142,7 +162,8 @@ bounded_string!(
 bounded_string!(
     /// The name an app gives one activation (instance) of a key.
     InstanceName,
-    255
+    255,
+    not blank
 );
 bounded_string!(
     /// An id assigned by this server or by a payment system (payment, subscription).
@@ -458,6 +479,11 @@ mod tests {
         assert_eq!(AccountId::parse("   "), Err(InvalidText::Blank));
         assert_eq!(AccountId::parse("\u{3000}"), Err(InvalidText::Blank));
         assert!(AccountId::parse(" a ").is_ok());
+        assert!(
+            AccountId::from_stored("   ").is_ok(),
+            "as written before the rule"
+        );
+        assert!(KeyString::parse("   ").is_ok(), "a key only looks one up");
     }
 
     #[test]

@@ -66,8 +66,8 @@ fn decode(text: &str) -> Result<LedgerEntry> {
     let stored: StoredResponse = serde_json::from_str(text).map_err(corrupt)?;
     let instant = |text: &str| Timestamp::parse(text).map_err(corrupt);
     Ok(LedgerEntry {
-        license_id: LicenseId::parse(stored.license_id).map_err(corrupt)?,
-        account_id: AccountId::parse(stored.account_id).map_err(corrupt)?,
+        license_id: LicenseId::from_stored(stored.license_id).map_err(corrupt)?,
+        account_id: AccountId::from_stored(stored.account_id).map_err(corrupt)?,
         quantity: Quantity::parse(stored.quantity.get()).map_err(corrupt)?,
         effective_from: instant(&stored.effective_from)?,
         metadata: stored.metadata.map(Metadata::from_stored),

@@ -132,8 +132,8 @@ pub fn license_key_after(row: &impl Columns, first: usize) -> Result<LicenseKey>
         heartbeat_interval: heartbeat_interval(row.int_or_null(13)?)?,
         seats: match (row.text_or_null(14)?, row.text_or_null(15)?) {
             (Some(account), Some(license)) => Some(SeatBinding {
-                account_id: AccountId::parse(account).map_err(corrupt)?,
-                license_id: LicenseId::parse(license).map_err(corrupt)?,
+                account_id: AccountId::from_stored(account).map_err(corrupt)?,
+                license_id: LicenseId::from_stored(license).map_err(corrupt)?,
             }),
             _ => None,
         },
@@ -255,8 +255,8 @@ pub fn listed_entry(row: &impl Columns) -> Result<ListedEntry> {
     Ok(ListedEntry {
         seq: row.int(0)?,
         entry: LedgerEntry {
-            account_id: AccountId::parse(row.text(1)?).map_err(corrupt)?,
-            license_id: LicenseId::parse(row.text(2)?).map_err(corrupt)?,
+            account_id: AccountId::from_stored(row.text(1)?).map_err(corrupt)?,
+            license_id: LicenseId::from_stored(row.text(2)?).map_err(corrupt)?,
             quantity: row.quantity(3)?,
             effective_from: timestamp(row.int(4)?)?,
             metadata: (row.text_or_null(5)?).map(|m| metadata(&m)).transpose()?,
@@ -420,7 +420,7 @@ pub fn overview(row: &impl Columns) -> Result<Overview> {
 
 /// An (account, license) pair from its first two columns.
 pub fn pair(row: &impl Columns) -> Result<(AccountId, LicenseId)> {
-    let account = AccountId::parse(row.text(0)?).map_err(corrupt)?;
-    let license = LicenseId::parse(row.text(1)?).map_err(corrupt)?;
+    let account = AccountId::from_stored(row.text(0)?).map_err(corrupt)?;
+    let license = LicenseId::from_stored(row.text(1)?).map_err(corrupt)?;
     Ok((account, license))
 }
