@@ -18,6 +18,14 @@ async fn status_with_key(url: &str, key: &str) -> u16 {
         .as_u16()
 }
 
+/// The value of an unlabelled metric in `/metrics` text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    let line = text
+        .lines()
+        .find(|line| line.split(' ').next() == Some(name))?;
+    line[name.len()..].trim().parse().ok()
+}
+
 /// The server's `/metrics` text, from its main port.
 async fn metrics_of(served: &Served) -> String {
     let response = reqwest::get(format!("{}/metrics", served.url)).await;
@@ -273,10 +281,16 @@ fn a_port_in_use_stops_serve_before_it_touches_the_database() {
 /// and at every interval; a copy restores: a server started on it has what was written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_sqlite_server_backs_its_database_up() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let live = dir.path().join("live.db");
+    let url = format!("sqlite://{}", live.display());
     let backup = dir.path().join("backup.db");
     let key = "lsk_backup-test-admin-key-of-enough-length";
+    // A database only its owner may read is copied into a file only its owner may read.
+    let (code, _, stderr) = run_on(&url, &["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o600)).unwrap();
     // What a copy cut short by a kill would leave; the next copy clears it away.
     let left = ["backup.db.partial", "backup.db.partial-journal"].map(|name| dir.path().join(name));
     for file in &left {
@@ -293,6 +307,12 @@ async fn a_running_sqlite_server_backs_its_database_up() {
         ],
     );
     served.wait_for("database backed up");
+    // The next copy begins a second after this one ended.
+    for file in &left {
+        assert!(!file.exists(), "{} is left", file.display());
+    }
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     let client = reqwest::Client::new();
     let written = client
         .post(format!("{}/license_updates", served.url))
@@ -319,15 +339,11 @@ async fn a_running_sqlite_server_backs_its_database_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let metrics = metrics_of(&served).await;
-    assert!(
-        metrics.contains("sqlite_backup_failures_total 0"),
-        "{metrics}"
-    );
-    assert!(!metrics.contains("sqlite_backup_last_success_timestamp_seconds 0\n"));
+    assert_eq!(metric(&metrics, "sqlite_backup_failures_total"), Some(0.0));
+    let last = metric(&metrics, "sqlite_backup_last_success_timestamp_seconds").unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    assert!((now.unwrap().as_secs_f64() - last).abs() < 60.0, "{last}");
     assert_eq!(served.terminate().code(), Some(0));
-    for file in &left {
-        assert!(!file.exists(), "{} is left", file.display());
-    }
 
     // Restored: the copy alone, without the live database's write-ahead log.
     let restored = dir.path().join("restored.db");
@@ -362,13 +378,12 @@ async fn a_backup_that_fails_is_logged_and_counted() {
     ];
     let mut served = Served::start_with(&url, None, &flags);
     served.wait_for("database backed up");
-    std::fs::remove_dir_all(&backups).unwrap();
+    // Moved away at once, whether or not a copy is being written into it.
+    std::fs::rename(&backups, dir.path().join("elsewhere")).unwrap();
     served.wait_for("could not be backed up");
     let metrics = metrics_of(&served).await;
-    assert!(
-        !metrics.contains("sqlite_backup_failures_total 0"),
-        "{metrics}"
-    );
+    let failures = metric(&metrics, "sqlite_backup_failures_total");
+    assert!(failures.is_some_and(|n| n >= 1.0), "{metrics}");
     let ready = reqwest::get(format!("{}/readyz", served.url)).await;
     assert_eq!(ready.unwrap().status(), 200);
     assert_eq!(served.terminate().code(), Some(0));
@@ -383,9 +398,28 @@ fn a_backup_that_cannot_be_written_stops_serve() {
     let sqlite = format!("sqlite://{}", database.display());
     let wal = format!("{}-wal", database.display());
     let nowhere = dir.path().join("missing").join("backup.db");
+    // The database itself through a link to its directory.
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+    let linked = dir.path().join("link").join("live.db");
+    // A database whose name is that of the copy's file before its rename.
+    let held = dir.path().join("held.db.partial");
+    std::fs::write(&held, "precious").unwrap();
+    let held_url = format!("sqlite://{}", held.display());
+    let beside_held = dir.path().join("held.db");
     for (url, to, expected) in [
         ("postgres://postgres@127.0.0.1/test", "backup.db", "pg_dump"),
+        ("sqlite::memory:", "backup.db", "has none"),
         (sqlite.as_str(), wal.as_str(), "the database's own files"),
+        (
+            sqlite.as_str(),
+            linked.to_str().unwrap(),
+            "the database's own files",
+        ),
+        (
+            held_url.as_str(),
+            beside_held.to_str().unwrap(),
+            "the database's own files",
+        ),
         (
             sqlite.as_str(),
             nowhere.to_str().unwrap(),
@@ -403,6 +437,7 @@ fn a_backup_that_cannot_be_written_stops_serve() {
         assert!(!stderr.contains("lsk_"), "no admin key is shown: {stderr}");
     }
     assert!(!database.exists(), "no database was created");
+    assert_eq!(std::fs::read_to_string(&held).unwrap(), "precious");
 }
 
 /// A command's commits, and a stopped server's, are in the database file when it exits:

@@ -25,15 +25,11 @@ pub static BACKUPS: BackupCounts = BackupCounts {
 };
 
 /// Starts the backups to `to` (checked by `check_backup_path`): one now, then one
-/// `every`; they stop once the store is dropped.
+/// `every` after the last ended; they stop once the store is dropped.
 pub fn spawn(to: PathBuf, every: Duration, store: Weak<dyn Store>) {
     BACKUPS.enabled.store(true, Ordering::Relaxed);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        // A copy that took longer than the interval is followed by the next one, not a burst.
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
             let Some(store) = store.upgrade() else { return };
             let started = Instant::now();
             let path = to.clone();
@@ -63,6 +59,9 @@ pub fn spawn(to: PathBuf, every: Duration, store: Weak<dyn Store>) {
                     tracing::error!(to = %shown, %error, "the database could not be backed up; the last backup stays");
                 }
             }
+            // Counted from the end of a copy, not its start: copies that take longer than
+            // the interval still leave the writer time to start the WAL over between them.
+            tokio::time::sleep(every).await;
         }
     });
 }

@@ -5,20 +5,26 @@
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use super::SqliteStore;
 use super::connect::{connect, parse_path};
 use crate::storage::error::{Result, StorageError};
 
 /// Whether the database `url` names can be backed up to the file `to`: refused for
-/// anything but a SQLite file, for the database's own files, and for a place that cannot
-/// be written to (tried once, so that a mistake stops the start).
+/// PostgreSQL, for the database's own files, and for a place that cannot be written to
+/// (tried once, so that a mistake stops the start).
 pub fn check_backup_path(url: &str, to: &Path) -> std::result::Result<(), String> {
-    if !url.starts_with("sqlite:") || url == "sqlite::memory:" {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err(
             "--sqlite-backup copies a SQLite database file; back PostgreSQL up with pg_dump".into(),
         );
+    }
+    if url == "sqlite::memory:" {
+        return Err("--sqlite-backup copies a database file; sqlite::memory: has none".into());
+    }
+    if !url.starts_with("sqlite:") {
+        // Opening the database names what is wrong with such a URL.
+        return Ok(());
     }
     let database = parse_path(url).map_err(|e| e.to_string())?;
     let refused = |why: &str| format!("cannot back up to {}: {why}", to.display());
@@ -32,22 +38,19 @@ pub fn check_backup_path(url: &str, to: &Path) -> std::result::Result<(), String
             directory.display()
         )));
     }
-    let same_directory = match (
-        fs::canonicalize(directory),
-        fs::canonicalize(directory_of(&database)),
-    ) {
-        (Ok(one), Ok(other)) => one == other,
-        _ => false,
-    };
-    let name = |path: &Path| path.file_name().map(|n| n.to_string_lossy().into_owned());
-    if let (true, Some(name), Some(database)) = (same_directory, name(to), name(&database))
-        && (name.strip_prefix(&database))
-            .is_some_and(|suffix| ["", "-wal", "-shm", "-journal"].contains(&suffix))
-    {
-        return Err(refused("that is one of the database's own files"));
-    }
     if to.is_dir() {
         return Err(refused("that is a directory; name the file to write"));
+    }
+    let written = [
+        to.to_owned(),
+        partial(to),
+        with_suffix(&partial(to), "-journal"),
+    ];
+    let own = ["", "-wal", "-shm", "-journal"].map(|suffix| with_suffix(&database, suffix));
+    if (written.iter()).any(|file| own.iter().any(|own| same_file(file, own))) {
+        return Err(refused(
+            "the copy would be written over the database's own files",
+        ));
     }
     let partial = partial(to);
     File::create(&partial)
@@ -55,20 +58,31 @@ pub fn check_backup_path(url: &str, to: &Path) -> std::result::Result<(), String
         .map_err(|e| refused(&e.to_string()))
 }
 
+/// Whether the two paths name one file: by identity when both exist (a link, another
+/// mount of the directory), else by name in the same directory.
+fn same_file(one: &Path, other: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: &Path| fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    if let (Some(one), Some(other)) = (identity(one), identity(other)) {
+        return one == other;
+    }
+    one.file_name() == other.file_name()
+        && identity(directory_of(one)).is_some()
+        && identity(directory_of(one)) == identity(directory_of(other))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.to_owned().into_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 impl SqliteStore {
     /// Writes a copy of the database as it is now to `to`, whole or not at all: into a
     /// file beside it first, synced, then renamed over it, so that `to` is always a
     /// database that opens. Blocks for as long as the copy takes; returns its size.
     pub(super) fn write_backup(&self, to: &Path) -> Result<u64> {
-        // While the copy reads its snapshot, the writer does not start the WAL over.
-        struct Counted<'a>(&'a SqliteStore);
-        impl Drop for Counted<'_> {
-            fn drop(&mut self) {
-                self.0.wal.backups.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        self.wal.backups.fetch_add(1, Ordering::Relaxed);
-        let _counted = Counted(self);
+        let _reading = self.wal.backup();
         copy(&self.path, to).map_err(StorageError::Internal)
     }
 }
@@ -77,22 +91,27 @@ fn copy(database: &Path, to: &Path) -> std::result::Result<u64, String> {
     let partial = partial(to);
     // What a copy cut short left, its journal included: SQLite would take a journal
     // beside the new copy for one of its own and play it back into it.
-    for suffix in ["", "-journal"] {
-        let mut left = partial.clone().into_os_string();
-        left.push(suffix);
+    for left in [partial.clone(), with_suffix(&partial, "-journal")] {
         match fs::remove_file(&left) {
             Err(error) if error.kind() != ErrorKind::NotFound => {
-                return Err(format!(
-                    "cannot remove {}: {error}",
-                    Path::new(&left).display()
-                ));
+                return Err(format!("cannot remove {}: {error}", left.display()));
             }
             _ => {}
         }
     }
+    // The copy holds what the database holds: it is made empty with the database's
+    // permissions first, which `VACUUM INTO` keeps (it would make it readable by all).
+    let permissions = fs::metadata(database)
+        .map_err(|e| e.to_string())?
+        .permissions();
+    File::create(&partial)
+        .and_then(|_| fs::set_permissions(&partial, permissions))
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    // An absolute path, which SQLite cannot read as a `file:` URI.
+    let target = std::path::absolute(&partial).map_err(|e| e.to_string())?;
+    let target = target.to_str().ok_or("the path is not UTF-8")?;
     // A connection of this process shares the server's lock on the file.
     let conn = connect(database).map_err(|e| e.to_string())?;
-    let target = partial.to_str().ok_or("the path is not UTF-8")?;
     conn.execute("VACUUM INTO ?1", [target])
         .map_err(|e| e.to_string())?;
     drop(conn);
@@ -104,18 +123,27 @@ fn copy(database: &Path, to: &Path) -> std::result::Result<u64, String> {
         .map_err(|e| format!("cannot sync {}: {e}", partial.display()))?
         .len();
     fs::rename(&partial, to).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
-    // The rename is durable once the directory is.
-    File::open(directory_of(to))
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| format!("cannot sync the directory of {}: {e}", to.display()))?;
-    Ok(size)
+    // The rename is durable once the directory is; some file systems cannot sync a
+    // directory (SQLite ignores that too), and the copy is in place all the same.
+    match File::open(directory_of(to)).and_then(|dir| dir.sync_all()) {
+        Err(error)
+            if !matches!(
+                error.kind(),
+                ErrorKind::InvalidInput | ErrorKind::Unsupported
+            ) =>
+        {
+            Err(format!(
+                "cannot sync the directory of {}: {error}",
+                to.display()
+            ))
+        }
+        _ => Ok(size),
+    }
 }
 
 /// The file a copy is written to before it replaces the backup.
 fn partial(to: &Path) -> PathBuf {
-    let mut name = to.to_owned().into_os_string();
-    name.push(".partial");
-    PathBuf::from(name)
+    with_suffix(to, ".partial")
 }
 
 fn directory_of(path: &Path) -> &Path {

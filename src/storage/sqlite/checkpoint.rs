@@ -1,8 +1,8 @@
 //! The WAL checkpointer: copies committed pages into the database on a thread of its own,
 //! syncs them there, and has the writer start the WAL over when it grows long.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, ffi};
@@ -20,15 +20,45 @@ pub(super) struct WalState {
     pub is_long: AtomicBool,
     /// Backups being written. Each reads one snapshot for as long as its copy takes, and
     /// a restart waits for such a reader (up to the busy timeout) with every write queued
-    /// behind it; so the WAL grows while a backup runs, and is started over after.
-    pub backups: AtomicUsize,
+    /// behind it; so the WAL grows while a backup runs, and is started over after. The
+    /// writer holds the lock from its look at the count to the end of its restart, so
+    /// that no backup begins its read while a restart runs.
+    backups: Mutex<usize>,
 }
 
 impl WalState {
-    /// Whether the writer should start the WAL over now.
-    pub fn restart_due(&self) -> bool {
-        self.backups.load(Ordering::Relaxed) == 0 && self.is_long.swap(false, Ordering::Relaxed)
+    /// Runs `restart` if the WAL is long and no backup is reading.
+    pub fn restart_if_due(&self, restart: impl FnOnce()) {
+        if !self.is_long.load(Ordering::Relaxed) {
+            return;
+        }
+        let backups = lock(&self.backups);
+        if *backups == 0 && self.is_long.swap(false, Ordering::Relaxed) {
+            restart();
+        }
     }
+
+    /// Counts a backup in, once no restart runs, until the guard is dropped.
+    pub fn backup(&self) -> BackupReading<'_> {
+        *lock(&self.backups) += 1;
+        BackupReading(self)
+    }
+}
+
+/// A backup counted in by [`WalState::backup`].
+pub(super) struct BackupReading<'a>(&'a WalState);
+
+impl Drop for BackupReading<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.backups) -= 1;
+    }
+}
+
+// A panic while the lock is held leaves a count that is still whole.
+fn lock(backups: &Mutex<usize>) -> std::sync::MutexGuard<'_, usize> {
+    backups
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Copies the WAL into the database in the background (PASSIVE: it never blocks readers
@@ -110,12 +140,17 @@ mod tests {
     #[test]
     fn the_wal_is_not_started_over_while_a_backup_reads() {
         let wal = WalState::default();
+        let restarts = std::cell::Cell::new(0);
+        let restart = || restarts.set(restarts.get() + 1);
         wal.is_long.store(true, Ordering::Relaxed);
-        wal.backups.fetch_add(1, Ordering::Relaxed);
-        assert!(!wal.restart_due());
-        wal.backups.fetch_sub(1, Ordering::Relaxed);
-        assert!(wal.restart_due(), "due once the backup is written");
-        assert!(!wal.restart_due(), "and only once");
+        let reading = wal.backup();
+        wal.restart_if_due(restart);
+        assert_eq!(restarts.get(), 0, "not while the backup reads");
+        drop(reading);
+        wal.restart_if_due(restart);
+        assert_eq!(restarts.get(), 1, "once it is written");
+        wal.restart_if_due(restart);
+        assert_eq!(restarts.get(), 1, "and only once");
     }
 
     /// The database file is synced through the connection's handle, with nothing to

@@ -107,9 +107,7 @@ pub(super) fn run_writer(conn: &Connection, jobs: &mpsc::Receiver<WriteJob>, wal
         for reply in replies {
             reply(committed.clone().map_err(StorageError::Internal));
         }
-        if wal.restart_due() {
-            restart_wal(conn);
-        }
+        wal.restart_if_due(|| restart_wal(conn));
     }
 }
 
