@@ -197,7 +197,7 @@ struct ServeArgs {
     /// without stopping it.
     #[arg(long, env = "LICENSED_SQLITE_BACKUP", value_name = "PATH")]
     sqlite_backup: Option<PathBuf>,
-    /// How often --sqlite-backup writes its copy: 30m, 1h, 24h, ….
+    /// The wait from the end of one --sqlite-backup copy to the next: 30m, 1h, 24h, ….
     #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", default_value = "1h",
           value_parser = backup_interval, requires = "sqlite_backup")]
     sqlite_backup_every: Duration,

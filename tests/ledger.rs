@@ -857,6 +857,23 @@ async fn body_limits_and_content_types(server: TestServer) {
         reply.text
     );
     assert_eq!(all_entries(&server, "").await.len(), 0);
+    // Behind `identity`, in the same header or a second one.
+    for encodings in [
+        &[json, ("content-encoding", "identity, br")][..],
+        &[
+            json,
+            ("content-encoding", "identity"),
+            ("content-encoding", "br"),
+        ],
+    ] {
+        let reply = send(encodings).await;
+        reply.expect(415);
+        assert!(
+            reply.message().contains("Content-Encoding: br"),
+            "{}",
+            reply.text
+        );
+    }
     send(&[json, ("content-encoding", "identity")])
         .await
         .expect(200);

@@ -113,9 +113,7 @@ impl utoipa::ToSchema for Fingerprint {}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatBinding {
-    #[schema(value_type = String, min_length = 1, max_length = 50)]
     pub account_id: AccountId,
-    #[schema(value_type = String, min_length = 1, max_length = 50)]
     pub license_id: LicenseId,
 }
 

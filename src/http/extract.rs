@@ -67,10 +67,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             return Err(ApiError::UnsupportedMediaType);
         }
         // A compressed body would otherwise be read as malformed JSON.
-        if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
-            let encoding = String::from_utf8_lossy(encoding.as_bytes());
-            if !encoding.trim().eq_ignore_ascii_case("identity") {
-                return Err(ApiError::UnsupportedEncoding(shorten(encoding.trim())));
+        let encodings = request.headers().get_all(header::CONTENT_ENCODING).iter();
+        for listed in encodings.map(|value| String::from_utf8_lossy(value.as_bytes())) {
+            let coding = listed
+                .split(',')
+                .map(str::trim)
+                .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+            if let Some(coding) = coding {
+                return Err(ApiError::UnsupportedEncoding(shorten(coding)));
             }
         }
         let bytes = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {

@@ -66,7 +66,7 @@ use super::togai::{license_updates, quantity, usage};
         ops::metrics,
         openapi_json,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &NonEmptyQueries),
     tags(
         (name = "Ledger", description = "Seats and add-on quantities per account over time"),
         (name = "Customers", description = "The customers license keys are issued to"),
@@ -94,6 +94,42 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every text query parameter is refused empty (`Query` in `extract`): the document says so
+/// once for all of them.
+struct NonEmptyQueries;
+
+impl Modify for NonEmptyQueries {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{Schema, SchemaType, Type};
+        let is_text = |kind: &SchemaType| match kind {
+            SchemaType::Type(kind) => *kind == Type::String,
+            SchemaType::Array(kinds) => kinds.contains(&Type::String),
+            SchemaType::AnyValue => false,
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            let parameters = (operations.into_iter().flatten())
+                .flat_map(|op| op.parameters.iter_mut().flatten());
+            for parameter in parameters.filter(|p| p.parameter_in == ParameterIn::Query) {
+                if let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema
+                    && is_text(&schema.schema_type)
+                    && schema.min_length.is_none()
+                {
+                    schema.min_length = Some(1);
+                }
+            }
+        }
     }
 }
 

@@ -21,7 +21,8 @@ pub struct CreateCustomer {
     email: Email,
     name: Name,
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 100)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
     phone_number: Option<ResourceId>,
     /// The language of the customer's emails.
     #[serde(default)]
