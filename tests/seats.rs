@@ -1093,6 +1093,17 @@ async fn binding_needs_a_pair_of_the_business_and_no_limit_beside_it(server: Tes
         )
         .await;
     assert_eq!(code(&patch_both, 400), "BAD_REQUEST");
+    // Refused for what it asks, before the pair is looked up.
+    for body in [
+        json!({"seats": seats("never-recorded"), "activations_limit": 3}),
+        json!({"seats": seats("theirs"), "activations_limit": 3}),
+    ] {
+        assert_eq!(
+            code(&key.patch(&server, body.clone()).await, 400),
+            "BAD_REQUEST"
+        );
+        assert_eq!(code(&create(body).await, 400), "BAD_REQUEST");
+    }
     let unchanged = key.fetch(&server).await;
     assert_eq!(unchanged["seats"], Value::Null);
     assert_eq!(unchanged["activations_limit"], json!(2));

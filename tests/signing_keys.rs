@@ -14,6 +14,7 @@ use serde_json::Value;
 backend_tests!(
     every_business_has_one_active_key_and_no_private_half_is_shown,
     answers_are_signed_when_a_nonce_asks,
+    refusals_before_the_body_are_signed_over_what_was_sent,
 );
 
 async fn every_business_has_one_active_key_and_no_private_half_is_shown(server: TestServer) {
@@ -526,6 +527,66 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
         )
         .is_err()
     );
+}
+
+/// A body declared longer than the limit is refused at once, as without a nonce, and
+/// signed over the none of it that was read; an answer to HEAD over the body it lacks.
+async fn refusals_before_the_body_are_signed_over_what_was_sent(server: TestServer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_, public) = public_key(&server, &server.key).await;
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = "POST /licenses/validate HTTP/1.1\r\nHost: x\r\nLicensed-Nonce: n-413\r\n\
+                Content-Type: application/json\r\nContent-Length: 100000\r\n\
+                Connection: close\r\n\r\n{\"license_key\":\"x\"}";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // Without the check the server waits for the rest of the body, then answers 408.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    );
+    read.await
+        .expect("an answer before the request timeout")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 413"), "{answer}");
+    let header = |name: &str| {
+        let line = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(name));
+        line.unwrap().split_once(": ").unwrap().1.to_owned()
+    };
+    let (date, signature) = (header("date:"), header("licensed-signature:"));
+    let args = ("POST", "/licenses/validate", "n-413", date.as_str());
+    let signed = |req: &[u8], resp: &[u8]| {
+        verify(
+            &public, args.0, args.1, args.2, args.3, req, resp, &signature,
+        )
+    };
+    assert!(signed(b"", body.as_bytes()).is_ok(), "{answer}");
+
+    let response = (server.client)
+        .head(format!("{}/licenses/validate", server.url))
+        .header("Licensed-Nonce", "n-head")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let headers = response.headers();
+    let (date, signature) = (&headers["date"], &headers["licensed-signature"]);
+    let checked = verify(
+        &public,
+        "HEAD",
+        "/licenses/validate",
+        "n-head",
+        date.to_str().unwrap(),
+        b"",
+        b"",
+        signature.to_str().unwrap(),
+    );
+    assert!(checked.is_ok(), "{checked:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,6 +160,16 @@ pub fn check_expiry(
     Ok(())
 }
 
+/// A request that binds a key to seats cannot set its limit too: a bound key takes its
+/// limit from the ledger. Checked before the pair is looked up, so that such a request is
+/// refused for what it asks whatever the ledger holds.
+pub fn check_limit_with_seats(binds: bool, limit: &Change<u32>) -> Result<(), PatchError> {
+    match binds && *limit != Change::Unchanged {
+        true => Err(PatchError::LimitWithSeats),
+        false => Ok(()),
+    }
+}
+
 impl KeyPatch {
     /// The key after this change, or why the change is refused. A key bound to seats
     /// (`bound`, or bound by this change) keeps the figure it has: its instances count
@@ -171,9 +181,10 @@ impl KeyPatch {
         bound: bool,
     ) -> Result<KeyState, PatchError> {
         check_expiry(has_subscription, &self.expires_at)?;
+        let binds = matches!(self.seats, Change::Set(_));
+        check_limit_with_seats(binds, &self.activations_limit)?;
         let limit_given = self.activations_limit != Change::Unchanged;
         let bound_after = match self.seats {
-            Change::Set(_) if limit_given => return Err(PatchError::LimitWithSeats),
             Change::Set(_) => true,
             Change::Clear => false,
             Change::Unchanged if bound && limit_given => {

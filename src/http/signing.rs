@@ -25,7 +25,7 @@ use tower::{Layer, Service};
 
 use super::envelope::{Envelope, REQUEST_ID};
 use super::error::ApiError;
-use super::extract::BODY_LIMIT;
+use super::extract::{BODY_LIMIT, declares_too_long_body};
 use super::state::AppState;
 use crate::domain::ids::{BusinessId, KeyString};
 use crate::domain::license::meant_key;
@@ -149,8 +149,16 @@ where
     };
     let method = parts.method.to_string();
     let path = parts.uri.path().to_owned();
-    // Read here, before the envelope sees it, within the same time and size limits.
-    let (request_body, response, key) = match receive(body, state.request_timeout).await {
+    // Read here, before the envelope sees it, within the same time and size limits; a
+    // body declared too long is refused before any of it is read, as without a nonce.
+    let received = match declares_too_long_body(&parts.headers) {
+        true => Err((
+            ApiError::PayloadTooLarge { limit: BODY_LIMIT },
+            Bytes::new(),
+        )),
+        false => receive(body, state.request_timeout).await,
+    };
+    let (request_body, response, key) = match received {
         Ok(body) => {
             let key = license_key_in(&body);
             let Ok(response) = route
@@ -185,7 +193,12 @@ where
         }
     };
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let message = signed_message(&method, &path, &nonce, &date, &request_body, &response_body);
+    // An answer to HEAD is sent without its body.
+    let sent_body = match method == "HEAD" {
+        true => &[][..],
+        false => &response_body[..],
+    };
+    let message = signed_message(&method, &path, &nonce, &date, &request_body, sent_body);
     let signature = format!(
         "keyid=\"{}\", algorithm=\"ed25519\", signature=\"{}\"",
         signer.id,

@@ -14,7 +14,9 @@ use crate::domain::auth::Caller;
 use crate::domain::catalog::{KeySource, LicenseKey, key_terms};
 use crate::domain::ids::BusinessId;
 use crate::domain::ids::{CustomerId, KeyString, LicenseKeyId, ProductId, ResourceId, shorten};
-use crate::domain::license::{Change, KeyPatch, KeyStatus, PatchError, check_expiry, generate_key};
+use crate::domain::license::{
+    Change, KeyPatch, KeyStatus, check_expiry, check_limit_with_seats, generate_key,
+};
 use crate::domain::seats::{HeartbeatInterval, SeatBinding};
 use crate::domain::time::Timestamp;
 use crate::domain::views::LicenseKeyView;
@@ -104,10 +106,8 @@ pub(crate) async fn issue(
     let limit = request
         .activations_limit
         .try_map(|l| checked_limit(l, "activations_limit"))?;
+    check_limit_with_seats(request.seats.is_some(), &limit)?;
     if let Some(seats) = &request.seats {
-        if limit != Change::Unchanged {
-            return Err(PatchError::LimitWithSeats.into());
-        }
         check_pair(state, business, seats).await?;
     }
     let now = Timestamp::now();
@@ -355,6 +355,7 @@ pub(crate) async fn update(
         seats: request.seats,
     };
     if let Change::Set(seats) = &patch.seats {
+        check_limit_with_seats(true, &patch.activations_limit)?;
         check_pair(state, business, seats).await?;
     }
     state
