@@ -571,6 +571,22 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
     let (status, page) = browser.post("/console/ledger/pair", &form).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("negative"), "{page}");
+    // A form whose bytes are not UTF-8 is refused, not kept with U+FFFD; a body that is
+    // not a form is told what the console takes.
+    let url = format!("{}/console/ledger/pair", server.url);
+    let raw = format!(
+        "csrf={csrf}&account=a%FFb&license=seats&update_type=ABSOLUTE&quantity=1&effective_from="
+    );
+    let sent = (browser.client.post(&url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(raw);
+    let (status, page) = browser.send(sent).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("UTF-8"), "{page}");
+    let sent = (browser.client.post(&url)).json(&json!({"csrf": csrf}));
+    let (status, page) = browser.send(sent).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{page}");
+    assert!(page.contains("application/x-www-form-urlencoded"), "{page}");
     assert_eq!(server.get("/license_updates").await.json["data"], json!([]));
     // A time typed with its zone is taken as typed, not given a second one.
     let mut form = ledger("4", "ABSOLUTE");

@@ -343,6 +343,13 @@ async fn bad_input_is_refused_naming_the_problem(server: TestServer) {
         }
     };
     refused(json!({"url": "ftp://example.com/x"}), "url").await;
+    // A scheme in capitals is the same scheme, kept in lower case.
+    let upper = create(&server, json!({"url": "HTTPS://Example.com/Hook"})).await;
+    assert_eq!(upper["url"], "https://Example.com/Hook");
+    let path = format!("/webhooks/{}", upper["id"].as_str().unwrap());
+    (server.call(Method::DELETE, &path, &server.key, None))
+        .await
+        .expect(204);
     refused(json!({"url": "https://u:p@example.com/x"}), "credentials").await;
     refused(
         json!({"url": "https://example.com", "filter_types": [5]}),

@@ -275,9 +275,18 @@ impl WebUrl {
     }
 }
 
-/// The one rule for a web address a client gives: `http://` or `https://`, then something,
-/// with no spaces or control characters, at most `max` characters.
-pub fn check_web_url(text: &str, max: usize) -> Result<(), String> {
+/// The one rule for a web address a client gives: `http://` or `https://` (in any case,
+/// as schemes are; kept in lower case), then something, with no spaces or control
+/// characters, at most `max` characters. The address as kept.
+pub fn web_url(mut text: String, max: usize) -> Result<String, String> {
+    if let Some((scheme, _)) = text.split_once("://")
+        && ["http", "https"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        let lower = scheme.to_ascii_lowercase();
+        text.replace_range(..lower.len(), &lower);
+    }
     let rest = text
         .strip_prefix("https://")
         .or_else(|| text.strip_prefix("http://"));
@@ -285,23 +294,24 @@ pub fn check_web_url(text: &str, max: usize) -> Result<(), String> {
     match rest {
         _ if got > max => Err(InvalidText::TooLong { max, got }.to_string()),
         Some(rest) if !rest.is_empty() && !rest.chars().any(|c| c == ' ' || c.is_control()) => {
-            Ok(())
+            Ok(text)
         }
         _ => Err(format!(
             "`{}` is not an http(s) URL without spaces",
-            shorten(text)
+            shorten(&text)
         )),
     }
 }
 
-/// The schema pattern of what [`check_web_url`] accepts, character for character.
-pub const WEB_URL_PATTERN: &str = "^https?://[^ \\u0000-\\u001F\\u007F-\\u009F]+$";
+/// The schema pattern of what [`web_url`] accepts, character for character.
+pub const WEB_URL_PATTERN: &str = "^[hH][tT][tT][pP][sS]?://[^ \\u0000-\\u001F\\u007F-\\u009F]+$";
 
 impl<'de> Deserialize<'de> for WebUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        check_web_url(&text, Self::MAX_CHARS).map_err(serde::de::Error::custom)?;
-        Ok(Self(text))
+        web_url(text, Self::MAX_CHARS)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::ids::{BusinessId, WebhookId, check_web_url, shorten};
+use super::ids::{BusinessId, WebhookId, shorten, web_url};
 use super::license::Change;
 use super::metadata::Metadata;
 use super::time::Timestamp;
@@ -118,7 +118,7 @@ impl WebhookUrl {
     pub const MAX_CHARS: usize = 2048;
 
     pub fn parse(text: String) -> Result<Self, String> {
-        check_web_url(&text, Self::MAX_CHARS)?;
+        let text = web_url(text, Self::MAX_CHARS)?;
         let rest = text.split_once("://").map_or("", |(_, rest)| rest);
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         if authority.contains('@') {

@@ -26,7 +26,8 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
-    UnsupportedMediaType,
+    /// The body is not of the content type the route reads, by that type.
+    UnsupportedMediaType(&'static str),
     /// The body came compressed or otherwise encoded (`Content-Encoding`), by that name.
     UnsupportedEncoding(String),
     RateLimited {
@@ -75,7 +76,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
             }
-            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding(_) => {
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
@@ -121,8 +122,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 format!("the request body is larger than {limit} bytes")
             }
-            ApiError::UnsupportedMediaType => {
-                "the request body must be JSON: send `Content-Type: application/json`".into()
+            ApiError::UnsupportedMediaType(expected) => {
+                format!("the request body must be sent as `Content-Type: {expected}`")
             }
             ApiError::UnsupportedEncoding(encoding) => format!(
                 "the request body must be sent as it is: `Content-Encoding: {encoding}` is not accepted"
@@ -169,7 +170,7 @@ fn write_errors() -> [(ApiError, &'static str); 7] {
         (ApiError::Forbidden, "Read-only API key"),
         (ApiError::BodyTimedOut(0), BODY_TIMED_OUT),
         (ApiError::PayloadTooLarge { limit: 0 }, PAYLOAD_TOO_LARGE),
-        (ApiError::UnsupportedMediaType, UNSUPPORTED_MEDIA_TYPE),
+        (ApiError::UnsupportedMediaType(JSON), UNSUPPORTED_MEDIA_TYPE),
         (
             ApiError::RateLimited {
                 retry_after_secs: 0,
@@ -200,7 +201,7 @@ fn public_errors() -> [(ApiError, &'static str); 5] {
     [
         (ApiError::BodyTimedOut(0), BODY_TIMED_OUT),
         (ApiError::PayloadTooLarge { limit: 0 }, PAYLOAD_TOO_LARGE),
-        (ApiError::UnsupportedMediaType, UNSUPPORTED_MEDIA_TYPE),
+        (ApiError::UnsupportedMediaType(JSON), UNSUPPORTED_MEDIA_TYPE),
         (
             ApiError::RateLimited {
                 retry_after_secs: 0,
@@ -213,6 +214,8 @@ fn public_errors() -> [(ApiError, &'static str); 5] {
 
 const BODY_TIMED_OUT: &str = "Body still arriving at the request timeout; nothing was written";
 const PAYLOAD_TOO_LARGE: &str = "Body over 64 KiB";
+/// The content type of the API's bodies.
+pub const JSON: &str = "application/json";
 const UNSUPPORTED_MEDIA_TYPE: &str = "Body is not JSON, or is sent with a `Content-Encoding`";
 const UNAVAILABLE_FOR_WRITES: &str = "Database unavailable (`SERVICE_UNAVAILABLE`), or the request timed out or a write went unconfirmed (`TIMEOUT`: it may or may not have taken effect)";
 
@@ -446,7 +449,7 @@ fn capped(mut message: String) -> String {
 /// The error of a response made by a layer rather than a handler.
 fn unexplained(status: StatusCode) -> PendingError {
     let known = match status {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(ApiError::UnsupportedMediaType),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(ApiError::UnsupportedMediaType(JSON)),
         s if s.is_server_error() => Some(ApiError::Internal(String::new())),
         _ => None,
     };

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, JSON};
 use super::state::AppState;
 use crate::domain::auth::{Access, Caller, KeyDigest, Principal, admit};
 use crate::domain::ids::shorten;
@@ -64,7 +64,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType(JSON));
         }
         // A compressed body would otherwise be read as malformed JSON.
         let encodings = request.headers().get_all(header::CONTENT_ENCODING).iter();

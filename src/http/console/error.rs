@@ -1,8 +1,7 @@
 //! What the console answers when something goes wrong: a page saying so in words, with
 //! the status an API call would have got, or the sign-in page for a session that ended.
 
-use axum::Form;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, RawForm, Request};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::{LOCATION, RETRY_AFTER};
@@ -79,10 +78,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ConsoleForm<T> {
     type Rejection = ConsoleError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ConsoleError> {
-        match Form::<T>::from_request(request, state).await {
-            Ok(Form(form)) => Ok(Self(form)),
-            Err(rejection) => Err(refused(rejection.status(), rejection.body_text())),
+        let RawForm(form) = RawForm::from_request(request, state)
+            .await
+            .map_err(|rejection| refused(rejection.status(), rejection.body_text()))?;
+        // Read as it is, bytes that are not UTF-8 would be kept with U+FFFD in their place,
+        // where the API refuses them.
+        if percent_encoding::percent_decode(&form)
+            .decode_utf8()
+            .is_err()
+        {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                "the form is not valid UTF-8 once percent-decoded".into(),
+            ));
         }
+        serde_urlencoded::from_bytes(&form).map(Self).map_err(|e| {
+            refused(
+                StatusCode::BAD_REQUEST,
+                format!("the form does not parse: {e}"),
+            )
+        })
     }
 }
 
@@ -100,7 +115,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ConsoleQuery<T
 fn refused(status: StatusCode, text: String) -> ConsoleError {
     ConsoleError::Api(match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("application/x-www-form-urlencoded")
+        }
         _ => ApiError::BadRequest(text),
     })
 }
