@@ -57,7 +57,7 @@ pub struct SqliteStore {
     known_keys: KnownKeys,
     /// Shared with the writer and the checkpointer; a backup counts itself in.
     wal: Arc<WalState>,
-    /// Dropped with the store, which ends the checkpointer thread.
+    /// Closed when the store is dropped, which ends the checkpointer thread.
     stop_checkpoints: mpsc::Sender<()>,
     /// The writer's and the checkpointer's threads, joined when the store is dropped.
     writer_thread: Option<std::thread::JoinHandle<()>>,
