@@ -206,8 +206,13 @@ impl<S: Send + Sync, T: QueryParams> FromRequestParts<S> for Query<T> {
             )));
         }
         // `?customer_id=` would otherwise filter on the empty string and answer nothing.
-        let empty = form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.is_empty());
-        match empty {
+        // Found on the raw pairs, which a value's percent-escapes do not make empty; only
+        // the name of one found is decoded.
+        let empty = (query.split('&').filter(|pair| !pair.is_empty())).find(|pair| {
+            pair.split_once('=')
+                .is_none_or(|(_, value)| value.is_empty())
+        });
+        match empty.and_then(|pair| form_urlencoded::parse(pair.as_bytes()).next()) {
             None => Ok(Query(value)),
             Some((name, _)) => Err(ApiError::BadRequest(format!(
                 "query parameter `{}` is empty: leave it out to list without it",
