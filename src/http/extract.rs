@@ -44,8 +44,8 @@ pub fn bounded_integer(
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// A JSON body: 415 unless the content type is JSON and the body is not encoded, 413 over [`BODY_LIMIT`], 400 naming
-/// the field for anything that does not parse.
+/// A JSON body: 415 unless the content type is JSON and the body is not encoded, 413 over
+/// [`BODY_LIMIT`], 400 naming the field for anything that does not parse.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -215,7 +215,7 @@ impl<S: Send + Sync, T: QueryParams> FromRequestParts<S> for Query<T> {
         match empty.and_then(|pair| form_urlencoded::parse(pair.as_bytes()).next()) {
             None => Ok(Query(value)),
             Some((name, _)) => Err(ApiError::BadRequest(format!(
-                "query parameter `{}` is empty: leave it out to list without it",
+                "query parameter `{}` is empty: give it a value, or leave it out",
                 shorten(&name)
             ))),
         }
