@@ -191,14 +191,14 @@ struct ServeArgs {
     /// set it when a proxy in front serves the console over TLS.
     #[arg(long, env = "LICENSED_CONSOLE_SECURE_COOKIE", value_parser = BoolishValueParser::new())]
     console_secure_cookie: bool,
-    /// SQLite: write a copy of the database to this file when the server starts and then
-    /// every --sqlite-backup-every, while it serves (the file is replaced whole, never left
-    /// half written). The server holds its database alone, so this is how to back it up
-    /// without stopping it.
+    /// SQLite: write a copy of the database to this file when the server starts, and again
+    /// --sqlite-backup-every after each copy, while it serves (the file is replaced whole,
+    /// never left half written). The server holds its database alone, so this is how to
+    /// back it up without stopping it.
     #[arg(long, env = "LICENSED_SQLITE_BACKUP", value_name = "PATH")]
     sqlite_backup: Option<PathBuf>,
     /// The wait from the end of one --sqlite-backup copy to the next: 30m, 1h, 24h, ….
-    #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", default_value = "1h",
+    #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", default_value = "1h", value_name = "WAIT",
           value_parser = backup_interval, requires = "sqlite_backup")]
     sqlite_backup_every: Duration,
     #[command(flatten)]
