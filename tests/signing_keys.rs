@@ -397,9 +397,9 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
             404,
         ),
         ("/licenses/validate", "{not json".to_owned(), 400),
-        // Refused before the route: a body one byte over the limit (so that the read
-        // that crosses the limit brings its last byte: received whole), and a route that
-        // does not exist.
+        // Refused before the route: a body one byte over the limit, declared so by its
+        // `Content-Length` (refused before any of it is read: signed over none of it),
+        // and a route that does not exist.
         (
             "/licenses/validate",
             format!(r#"{{"license_key":"{}"}}"#, "x".repeat(64 * 1024 + 1 - 18)),
@@ -426,42 +426,36 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
         let check = |method: &str, path: &str, nonce: &str, date: &str, req: &[u8], resp: &[u8]| {
             verify(&public, method, path, nonce, date, req, resp, header)
         };
+        let received = match expected {
+            413 => &b""[..],
+            _ => body.as_bytes(),
+        };
         assert_eq!(
-            check("POST", path, &nonce, date, body.as_bytes(), &response),
+            check("POST", path, &nonce, date, received, &response),
             Ok(key_id.clone()),
             "{path} {expected}"
         );
         // Any change to what was signed fails: method, path, nonce, date, either body.
         let mut other_response = response.clone();
         other_response.push(b' ');
-        let mut other_request = body.clone().into_bytes();
-        other_request[0] ^= 1;
-        assert!(check("GET", path, &nonce, date, body.as_bytes(), &response).is_err());
-        assert!(
-            check(
-                "POST",
-                "/licenses/other",
-                &nonce,
-                date,
-                body.as_bytes(),
-                &response
-            )
-            .is_err()
-        );
-        assert!(check("POST", path, "other", date, body.as_bytes(), &response).is_err());
+        let mut other_request = received.to_vec();
+        other_request.push(b' ');
+        assert!(check("GET", path, &nonce, date, received, &response).is_err());
+        assert!(check("POST", "/licenses/other", &nonce, date, received, &response).is_err());
+        assert!(check("POST", path, "other", date, received, &response).is_err());
         assert!(
             check(
                 "POST",
                 path,
                 &nonce,
                 "Thu, 01 Jan 1970 00:00:00 GMT",
-                body.as_bytes(),
+                received,
                 &response
             )
             .is_err()
         );
         assert!(check("POST", path, &nonce, date, &other_request, &response).is_err());
-        assert!(check("POST", path, &nonce, date, body.as_bytes(), &other_response).is_err());
+        assert!(check("POST", path, &nonce, date, received, &other_response).is_err());
     }
 
     // Without a nonce, nothing is signed; a bad nonce is refused.
@@ -534,38 +528,58 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
 async fn refusals_before_the_body_are_signed_over_what_was_sent(server: TestServer) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (_, public) = public_key(&server, &server.key).await;
-    let address = server.url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The answer to a request written as it is: its head and its body.
+    let answer_to = async |request: Vec<u8>| {
+        let address = server.url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        let mut answer = Vec::new();
+        // Without the check the server waits for the rest of a declared body: 408 after
+        // the request timeout.
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        );
+        read.await
+            .expect("an answer before the request timeout")
+            .unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        (head.to_owned(), body.to_owned())
+    };
     let head = "POST /licenses/validate HTTP/1.1\r\nHost: x\r\nLicensed-Nonce: n-413\r\n\
-                Content-Type: application/json\r\nContent-Length: 100000\r\n\
-                Connection: close\r\n\r\n{\"license_key\":\"x\"}";
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    // Without the check the server waits for the rest of the body, then answers 408.
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut answer),
+                Content-Type: application/json\r\nConnection: close\r\n";
+    let over = format!(r#"{{"license_key":"{}"}}"#, "x".repeat(64 * 1024 + 1 - 18));
+    // Declared too long: refused before any of it is read. Sent in one chunk one byte
+    // over the limit: refused once its last byte is read, signed over all of it.
+    let declared = format!("{head}Content-Length: 100000\r\n\r\n{{\"license_key\":\"x\"}}");
+    let chunked = format!(
+        "{head}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{over}\r\n0\r\n\r\n",
+        over.len()
     );
-    read.await
-        .expect("an answer before the request timeout")
-        .unwrap();
-    let answer = String::from_utf8(answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 413"), "{answer}");
-    let header = |name: &str| {
-        let line = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with(name));
-        line.unwrap().split_once(": ").unwrap().1.to_owned()
-    };
-    let (date, signature) = (header("date:"), header("licensed-signature:"));
-    let args = ("POST", "/licenses/validate", "n-413", date.as_str());
-    let signed = |req: &[u8], resp: &[u8]| {
-        verify(
-            &public, args.0, args.1, args.2, args.3, req, resp, &signature,
-        )
-    };
-    assert!(signed(b"", body.as_bytes()).is_ok(), "{answer}");
+    for (request, received) in [(declared, ""), (chunked, over.as_str())] {
+        let (head, body) = answer_to(request.into_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+        let header = |name: &str| {
+            let line = head
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with(name));
+            line.unwrap().split_once(": ").unwrap().1.to_owned()
+        };
+        let (date, signature) = (header("date:"), header("licensed-signature:"));
+        let args = ("POST", "/licenses/validate", "n-413", date.as_str());
+        let checked = verify(
+            &public,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            received.as_bytes(),
+            body.as_bytes(),
+            &signature,
+        );
+        assert!(checked.is_ok(), "{checked:?}");
+    }
 
     let response = (server.client)
         .head(format!("{}/licenses/validate", server.url))
