@@ -100,7 +100,8 @@ fn copy(database: &Path, to: &Path) -> std::result::Result<u64, String> {
         }
     }
     // The copy holds what the database holds: it is made empty with the database's
-    // permissions first, which `VACUUM INTO` keeps (it would make it readable by all).
+    // permissions first, which `VACUUM INTO` keeps (it would otherwise create it readable
+    // by all).
     let permissions = fs::metadata(database)
         .map_err(|e| e.to_string())?
         .permissions();
