@@ -59,8 +59,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == JSON || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -234,6 +233,14 @@ pub fn query_instant(name: &str, value: &str) -> Result<Timestamp, ApiError> {
     })
 }
 
+/// Whether a query string or a form is UTF-8 once percent-decoded: read as it is, other
+/// bytes would be kept with U+FFFD in their place.
+pub fn decodes_to_utf8(encoded: &[u8]) -> bool {
+    percent_encoding::percent_decode(encoded)
+        .decode_utf8()
+        .is_ok()
+}
+
 /// Parses a query string into `T`, calling `ignored` with each parameter `T` does not
 /// take: 400 naming a parameter that does not parse, or a query that is not UTF-8 once
 /// decoded (which would otherwise be read with U+FFFD in place of its bytes).
@@ -241,10 +248,7 @@ pub fn parse_query<T: DeserializeOwned>(
     query: &str,
     mut ignored: impl FnMut(&str),
 ) -> Result<T, ApiError> {
-    if percent_encoding::percent_decode_str(query)
-        .decode_utf8()
-        .is_err()
-    {
+    if !decodes_to_utf8(query.as_bytes()) {
         return Err(ApiError::BadRequest(
             "the query string is not valid UTF-8 once percent-decoded".into(),
         ));

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::layout;
 use crate::http::error::{self, ApiError};
-use crate::http::extract::BODY_LIMIT;
+use crate::http::extract::{BODY_LIMIT, decodes_to_utf8};
 use crate::storage::StorageError;
 
 #[derive(Debug)]
@@ -81,12 +81,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ConsoleForm<T> {
         let RawForm(form) = RawForm::from_request(request, state)
             .await
             .map_err(|rejection| refused(rejection.status(), rejection.body_text()))?;
-        // Read as it is, bytes that are not UTF-8 would be kept with U+FFFD in their place,
-        // where the API refuses them.
-        if percent_encoding::percent_decode(&form)
-            .decode_utf8()
-            .is_err()
-        {
+        if !decodes_to_utf8(&form) {
             return Err(refused(
                 StatusCode::BAD_REQUEST,
                 "the form is not valid UTF-8 once percent-decoded".into(),

@@ -41,10 +41,11 @@ pub fn check_backup_path(url: &str, to: &Path) -> std::result::Result<(), String
     if to.is_dir() {
         return Err(refused("that is a directory; name the file to write"));
     }
+    let partial = partial(to);
     let written = [
         to.to_owned(),
-        partial(to),
-        with_suffix(&partial(to), "-journal"),
+        with_suffix(&partial, "-journal"),
+        partial.clone(),
     ];
     let own = ["", "-wal", "-shm", "-journal"].map(|suffix| with_suffix(&database, suffix));
     if (written.iter()).any(|file| own.iter().any(|own| same_file(file, own))) {
@@ -52,7 +53,6 @@ pub fn check_backup_path(url: &str, to: &Path) -> std::result::Result<(), String
             "the copy would be written over the database's own files",
         ));
     }
-    let partial = partial(to);
     File::create(&partial)
         .and_then(|_| fs::remove_file(&partial))
         .map_err(|e| refused(&e.to_string()))
@@ -66,9 +66,11 @@ fn same_file(one: &Path, other: &Path) -> bool {
     if let (Some(one), Some(other)) = (identity(one), identity(other)) {
         return one == other;
     }
-    one.file_name() == other.file_name()
-        && identity(directory_of(one)).is_some()
-        && identity(directory_of(one)) == identity(directory_of(other))
+    if one.file_name() != other.file_name() {
+        return false;
+    }
+    let directory = identity(directory_of(one));
+    directory.is_some() && directory == identity(directory_of(other))
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
