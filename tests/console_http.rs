@@ -215,10 +215,32 @@ async fn the_sign_in_form_of_every_tab_signs_in_once(server: TestServer) {
             .unwrap();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     }
+    // The browser's own pair of cookie and token, in a form that a page of another site
+    // sent: a sibling subdomain (`same-site`) can plant the cookie it needs.
+    for sender in ["same-site", "cross-site"] {
+        let refused = client
+            .post(&url)
+            .header(COOKIE, &jar)
+            .header("sec-fetch-site", sender)
+            .form(&[("csrf", second_csrf.as_str()), ("api_key", &server.key)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{sender}");
+        assert!(refused.text().await.unwrap().contains("another site"));
+    }
+    assert_eq!(
+        server
+            .database
+            .count("SELECT count(*) FROM console_sessions")
+            .await,
+        0
+    );
 
     let signed_in = client
         .post(&url)
         .header(COOKIE, &jar)
+        .header("sec-fetch-site", "same-origin")
         .form(&[("csrf", second_csrf.as_str()), ("api_key", &server.key)])
         .send()
         .await
@@ -391,12 +413,17 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
             "/console/ledger/pair?account=acme&license=seats&month=9999-12",
             StatusCode::BAD_REQUEST,
         ),
+        // Bytes that are not UTF-8 once decoded, rather than a search for U+FFFD.
+        ("/console/customers?email=%FF", StatusCode::BAD_REQUEST),
     ] {
         let (got, page) = browser.get(path).await;
         assert_eq!(got, status, "{path}: {page}");
         assert!(page.contains("role=\"alert\""), "{path}: {page}");
         if path.contains("month=") {
             assert!(page.contains("`month`"), "names the field: {page}");
+        }
+        if path.contains("%FF") {
+            assert!(page.contains("UTF-8"), "names the problem: {page}");
         }
     }
 }
