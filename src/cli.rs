@@ -497,9 +497,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let state = AppState::new(store, &settings)
         .await
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-    if let Some(to) = args.sqlite_backup {
-        jobs::backup::spawn(to, args.sqlite_backup_every, Arc::downgrade(&state.store));
-    }
+    let backups = (args.sqlite_backup)
+        .map(|to| jobs::backup::spawn(to, args.sqlite_backup_every, Arc::downgrade(&state.store)));
     if let Some(metrics) = metrics {
         let bound = metrics
             .local_addr()
@@ -518,6 +517,9 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     http::serve(listener, http::router(state, &settings), on_stop())
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
+    if let Some(backups) = backups {
+        backups.stop().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -363,6 +363,43 @@ async fn a_running_sqlite_server_backs_its_database_up() {
     assert_eq!(restored.terminate().code(), Some(0));
 }
 
+/// A server stopped while it writes a copy interrupts the copy and closes its database as
+/// one file: the copy's own connection would otherwise keep the write-ahead log beside it.
+#[test]
+fn a_server_stopped_during_a_backup_interrupts_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.db");
+    let url = format!("sqlite://{}", live.display());
+    let (code, _, stderr) = run_on(&url, &["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Enough data for the copy to take a while.
+    let padding = rusqlite::Connection::open(&live).unwrap();
+    padding
+        .execute_batch(
+            "CREATE TABLE padding (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256)
+             INSERT INTO padding SELECT randomblob(1048576) FROM n;",
+        )
+        .unwrap();
+    drop(padding);
+    let backup = dir.path().join("backup.db");
+    let partial = dir.path().join("backup.db.partial");
+    let mut served = Served::start_with(&url, None, &["--sqlite-backup", backup.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no copy began");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let finished = served.logged().iter().any(|l| l.contains("backed up"));
+    assert!(
+        !finished,
+        "the copy ended before the stop; pad the database more"
+    );
+    assert_eq!(served.terminate().code(), Some(0));
+    assert!(!backup.exists(), "the copy was not interrupted");
+    assert!(!dir.path().join("live.db-wal").exists());
+}
+
 /// A backup that fails while the server runs is logged and counted; the server goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_that_fails_is_logged_and_counted() {

@@ -105,6 +105,9 @@ pub trait HealthStore: Send + Sync {
     /// Writes a whole copy of the database to the file `to`, blocking until it is written;
     /// its size in bytes. SQLite only: PostgreSQL is backed up with its own tools.
     fn back_up(&self, to: &std::path::Path) -> Result<u64>;
+    /// Interrupts the backup being written, if any, and refuses those asked for after: for a
+    /// server that stops.
+    fn stop_backups(&self);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

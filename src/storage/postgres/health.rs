@@ -25,6 +25,8 @@ impl HealthStore for PgStore {
         ))
     }
 
+    fn stop_backups(&self) {}
+
     fn connections(&self) -> PoolUsage {
         let status = self.pool.status();
         PoolUsage {

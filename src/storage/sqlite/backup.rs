@@ -5,6 +5,9 @@
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::InterruptHandle;
 
 use super::SqliteStore;
 use super::connect::{connect, parse_path};
@@ -79,17 +82,61 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The copy being written, which a server that stops interrupts: its connection would
+/// otherwise keep the WAL from being folded into the database as the store closes.
+#[derive(Default)]
+pub(super) struct Copying(Mutex<CopyingState>);
+
+#[derive(Default)]
+struct CopyingState {
+    stopped: bool,
+    running: Option<InterruptHandle>,
+}
+
+impl Copying {
+    /// Interrupts the copy being written, if any, and refuses those asked for after.
+    pub fn stop(&self) {
+        let mut state = self.lock();
+        state.stopped = true;
+        if let Some(running) = &state.running {
+            running.interrupt();
+        }
+    }
+
+    /// Runs `copy` on `conn`, unless copies were stopped; interruptible by [`Self::stop`].
+    fn run<T>(
+        &self,
+        conn: &rusqlite::Connection,
+        copy: impl FnOnce() -> rusqlite::Result<T>,
+    ) -> std::result::Result<T, String> {
+        {
+            let mut state = self.lock();
+            if state.stopped {
+                return Err("the server is stopping".into());
+            }
+            state.running = Some(conn.get_interrupt_handle());
+        }
+        let copied = copy();
+        self.lock().running = None;
+        copied.map_err(|e| e.to_string())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CopyingState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl SqliteStore {
     /// Writes a copy of the database as it is now to `to`, whole or not at all: into a
     /// file beside it first, synced, then renamed over it, so that `to` is always a
     /// database that opens. Blocks for as long as the copy takes; returns its size.
     pub(super) fn write_backup(&self, to: &Path) -> Result<u64> {
         let _reading = self.wal.backup();
-        copy(&self.path, to).map_err(StorageError::Internal)
+        copy(&self.path, to, &self.copying).map_err(StorageError::Internal)
     }
 }
 
-fn copy(database: &Path, to: &Path) -> std::result::Result<u64, String> {
+fn copy(database: &Path, to: &Path, copying: &Copying) -> std::result::Result<u64, String> {
     let partial = partial(to);
     // What a copy cut short left, its journal included: SQLite would take a journal
     // beside the new copy for one of its own and play it back into it.
@@ -115,8 +162,7 @@ fn copy(database: &Path, to: &Path) -> std::result::Result<u64, String> {
     let target = target.to_str().ok_or("the path is not UTF-8")?;
     // A connection of this process shares the server's lock on the file.
     let conn = connect(database).map_err(|e| e.to_string())?;
-    conn.execute("VACUUM INTO ?1", [target])
-        .map_err(|e| e.to_string())?;
+    copying.run(&conn, || conn.execute("VACUUM INTO ?1", [target]))?;
     drop(conn);
     let synced = File::open(&partial).and_then(|file| {
         file.sync_all()?;

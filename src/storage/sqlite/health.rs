@@ -25,6 +25,10 @@ impl HealthStore for SqliteStore {
         self.write_backup(to)
     }
 
+    fn stop_backups(&self) {
+        self.copying.stop();
+    }
+
     fn connections(&self) -> PoolUsage {
         // A read holds its thread's connection only while it runs, on that thread; the
         // writer's connection is always open, and counted as in use.

@@ -57,6 +57,7 @@ pub struct SqliteStore {
     known_keys: KnownKeys,
     /// Shared with the writer and the checkpointer; a backup counts itself in.
     wal: Arc<WalState>,
+    copying: backup::Copying,
     /// Closed when the store is dropped, which ends the checkpointer thread.
     stop_checkpoints: mpsc::Sender<()>,
     /// The writer's and the checkpointer's threads, joined when the store is dropped.
@@ -118,6 +119,7 @@ impl SqliteStore {
             },
             known_keys: KnownKeys::default(),
             wal,
+            copying: backup::Copying::default(),
             writer_thread: Some(writer_thread),
             checkpointer_thread: Some(checkpointer_thread),
             stop_checkpoints,
