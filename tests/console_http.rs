@@ -598,6 +598,12 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
     let (status, page) = browser.post("/console/ledger/pair", &form).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("negative"), "{page}");
+    // A quantity is read as the decimal typed, not a float: refused as the API refuses it.
+    let form = ledger("0.300000000000000004", "ABSOLUTE");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = browser.post("/console/ledger/pair", &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("6 digits"), "{page}");
     // A form whose bytes are not UTF-8 is refused, not kept with U+FFFD; a body that is
     // not a form is told what the console takes.
     let url = format!("{}/console/ledger/pair", server.url);
@@ -625,6 +631,13 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
         entries[0]["effectiveFrom"], "2024-01-01T05:00:00Z",
         "{entries}"
     );
+    // Kept to its last digit, which a float would have lost.
+    let form = ledger("123456789012.345678", "ABSOLUTE");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = browser.post("/console/ledger/pair", &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let listed = server.get("/license_updates").await.text;
+    assert!(listed.contains("123456789012.345678"), "{listed}");
 }
 
 async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, NaiveDate};
 use futures_util::future::try_join_all;
 use maud::{Markup, html};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::chart;
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
@@ -309,34 +310,56 @@ pub struct AddUpdate {
     effective_from: String,
 }
 
+/// The API's request body that [`AddUpdate`] stands for.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddUpdateBody<'a> {
+    account_id: &'a str,
+    license_id: &'a str,
+    update_type: &'a str,
+    /// The number as typed, not a float: the API's parser reads the decimal exactly and
+    /// refuses what it cannot keep.
+    quantity: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_from: Option<String>,
+}
+
 impl AddUpdate {
     /// The API's request for this form: the same checks follow.
     fn entry(&self) -> Result<NewEntry, ApiError> {
-        let quantity: serde_json::Number = self.quantity.trim().parse().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "The quantity `{}` is not a number.",
-                shorten(self.quantity.trim())
-            ))
-        })?;
-        let mut body = serde_json::json!({
-            "accountId": self.account.trim(),
-            "licenseId": self.license.trim(),
-            "updateType": self.update_type.trim(),
-            "quantity": quantity,
-        });
+        let typed = self.quantity.trim();
+        let quantity = serde_json::from_str::<&RawValue>(typed)
+            .ok()
+            .filter(|raw| {
+                raw.get()
+                    .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            })
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "The quantity `{}` is not a number.",
+                    shorten(typed)
+                ))
+            })?;
         let at = self.effective_from.trim();
-        if !at.is_empty() {
-            // A `datetime-local` has minutes, perhaps seconds, and no zone: UTC is meant.
-            // A time typed with its zone is taken as it is.
+        // A `datetime-local` has minutes, perhaps seconds, and no zone: UTC is meant. A
+        // time typed with its zone is taken as it is.
+        let effective_from = (!at.is_empty()).then(|| {
             let time = at.split_once(['T', 't', ' ']).map_or("", |(_, time)| time);
-            body["effectiveFrom"] = match time.len() {
+            match time.len() {
                 _ if time.contains(['Z', 'z', '+', '-']) => at.to_owned(),
                 5 => format!("{at}:00Z"),
                 _ => format!("{at}Z"),
             }
-            .into();
-        }
-        parse_json::<LicenseUpdateRequest>(body.to_string().as_bytes()).map(NewEntry::from)
+        });
+        let body = AddUpdateBody {
+            account_id: self.account.trim(),
+            license_id: self.license.trim(),
+            update_type: self.update_type.trim(),
+            quantity,
+            effective_from,
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        parse_json::<LicenseUpdateRequest>(&body).map(NewEntry::from)
     }
 }
 
