@@ -18,6 +18,7 @@ backend_tests!(
     forms_without_their_token_or_from_a_read_only_key_change_nothing,
     forms_write_through_the_api_rules,
     the_ledger_page_charts_the_pairs_quantity,
+    lists_show_the_newest_first_and_their_pages_miss_nothing,
 );
 
 /// A browser's view of the console: its session cookie, sent by hand.
@@ -289,6 +290,48 @@ async fn a_revoked_key_or_an_idle_session_is_signed_out(server: TestServer) {
         .await;
     assert_eq!(idle.get("/console").await.0, StatusCode::SEE_OTHER);
     assert_eq!(revoked.get("/console").await.0, StatusCode::SEE_OTHER);
+}
+
+/// Customers, products and keys are listed newest first, so that the newest are shown (and
+/// offered when issuing a key) past the first hundred; the pages of keys follow one
+/// another without a gap.
+async fn lists_show_the_newest_first_and_their_pages_miss_nothing(server: TestServer) {
+    let mut customers = Vec::new();
+    for n in 0..101 {
+        let customer = server
+            .post(
+                "/customers",
+                json!({"email": format!("c{n}@example.com"), "name": format!("Customer {n}")}),
+            )
+            .await;
+        customers.push(customer.expect(201).json["customer_id"].clone());
+    }
+    let product = server.post("/products", json!({"name": "Editor"})).await;
+    let product = product.expect(201).json["product_id"].clone();
+    let mut keys = Vec::new();
+    for _ in 0..51 {
+        let key = server
+            .post(
+                "/license_keys",
+                json!({"customer_id": customers[100], "product_id": product}),
+            )
+            .await;
+        keys.push(key.expect(201).json["id"].as_str().unwrap().to_owned());
+    }
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let (_, page) = browser.get("/console/customers").await;
+    assert!(page.contains("c100@example.com"), "the newest customer");
+    assert!(!page.contains("c0@example.com"), "the oldest, the 101st");
+    let (_, form) = browser.get("/console/license-keys/new").await;
+    assert!(form.contains(customers[100].as_str().unwrap()), "{form}");
+
+    let (_, first) = browser.get("/console/license-keys").await;
+    let (_, second) = browser.get("/console/license-keys?page=1").await;
+    let shown = |page: &str| keys.iter().filter(|k| page.contains(k.as_str())).count();
+    assert_eq!((shown(&first), shown(&second)), (50, 1));
+    assert!(first.contains(&keys[50]) && second.contains(&keys[0]));
+    assert!(first.contains("Older") && second.contains("Newer"));
 }
 
 /// A customer, a product and a key with one instance, over the API: the key's id and text.

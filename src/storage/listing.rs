@@ -127,16 +127,34 @@ pub fn list_entries<'a>(
 }
 
 /// A page of a list ordered by creation: `size` items after the first `index` pages
-/// (the first page is 0, however the client numbered it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (the first page is 0, however the client numbered it). The API lists oldest first, in
+/// the order SPEC §4 gives; the console newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PageRequest {
     pub index: u32,
     pub size: u32,
+    pub newest_first: bool,
+    /// Reads one item past the page, to tell whether another page follows.
+    pub one_more: bool,
 }
 
 impl PageRequest {
     pub fn offset(&self) -> i64 {
         i64::from(self.index) * i64::from(self.size)
+    }
+
+    /// The items to read: the page, and one more if asked for.
+    pub fn limit(&self) -> i64 {
+        i64::from(self.size) + i64::from(self.one_more)
+    }
+
+    /// The `ORDER BY` of this page's list.
+    pub fn order(&self) -> &'static str {
+        if self.newest_first {
+            "created_at DESC, id DESC"
+        } else {
+            "created_at, id"
+        }
     }
 }
 
@@ -199,13 +217,14 @@ pub fn list_license_keys<'a>(
         conditions.push(status_condition(status, &placeholder(2)));
     }
     // The page is bound, not written into the text: one statement for every page.
-    params.push(Param::Int(i64::from(page.size)));
+    params.push(Param::Int(page.limit()));
     params.push(Param::Int(page.offset()));
     let sql = format!(
         "SELECT {} FROM license_keys WHERE {} \
-         ORDER BY created_at, id LIMIT {} OFFSET {}",
+         ORDER BY {} LIMIT {} OFFSET {}",
         license_key_columns_at(&placeholder(2), shifts),
         conditions.join(" AND "),
+        page.order(),
         placeholder(params.len() - 1),
         placeholder(params.len())
     );
@@ -277,7 +296,11 @@ mod tests {
             list_license_keys(
                 &business,
                 &filter,
-                PageRequest { index, size },
+                PageRequest {
+                    index,
+                    size,
+                    ..PageRequest::default()
+                },
                 now,
                 |n| format!("${n}"),
                 Shifts::Postgres,

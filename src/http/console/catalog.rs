@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{Done, refusal, see_other};
+use super::forms::{Done, NEWEST_HUNDRED, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::Product;
@@ -17,7 +17,6 @@ use crate::http::dodo::products::{CreateProduct, UpdateProduct, create, update};
 use crate::http::error::ApiError;
 use crate::http::extract::parse_json;
 use crate::http::state::AppState;
-use crate::storage::PageRequest;
 
 #[derive(Deserialize, Default)]
 pub struct CustomerQuery {
@@ -36,14 +35,7 @@ pub async fn customers(
         .map(str::trim)
         .filter(|e| !e.is_empty());
     let found = (state.store)
-        .list_customers(
-            &signed.principal.business_id,
-            email,
-            PageRequest {
-                index: 0,
-                size: 100,
-            },
-        )
+        .list_customers(&signed.principal.business_id, email, NEWEST_HUNDRED)
         .await?;
     let body = html! {
         form.filters method="get" action="/console/customers" role="search" {
@@ -243,13 +235,7 @@ async fn products_page(
     form: &ProductForm,
 ) -> Result<Response, ConsoleError> {
     let found = (state.store)
-        .list_products(
-            &signed.principal.business_id,
-            PageRequest {
-                index: 0,
-                size: 100,
-            },
-        )
+        .list_products(&signed.principal.business_id, NEWEST_HUNDRED)
         .await?;
     let body = html! {
         @if let Some((kind, text)) = &message { (notice(*kind, text)) }

@@ -9,6 +9,15 @@ use serde::Deserialize;
 
 use super::error::ConsoleError;
 use crate::http::error::ApiError;
+use crate::storage::PageRequest;
+
+/// What a page lists, or a form offers to choose from: the newest hundred.
+pub const NEWEST_HUNDRED: PageRequest = PageRequest {
+    index: 0,
+    size: 100,
+    newest_first: true,
+    one_more: false,
+};
 
 /// A form with nothing but its session's token.
 #[derive(Deserialize)]

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{Csrf, Done, refusal, see_other};
+use super::forms::{Csrf, Done, NEWEST_HUNDRED, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::LicenseKey;
@@ -81,7 +81,9 @@ pub async fn list(
     let index = query.page.unwrap_or(0).min(100_000);
     let page_request = PageRequest {
         index,
-        size: PAGE_SIZE + 1,
+        size: PAGE_SIZE,
+        newest_first: true,
+        one_more: true,
     };
     let mut keys = (state.store)
         .list_license_keys(business, &filter, page_request)
@@ -89,13 +91,7 @@ pub async fn list(
     let more = keys.len() > PAGE_SIZE as usize;
     keys.truncate(PAGE_SIZE as usize);
     let products = (state.store)
-        .list_products(
-            business,
-            PageRequest {
-                index: 0,
-                size: 100,
-            },
-        )
+        .list_products(business, NEWEST_HUNDRED)
         .await?;
     let now = Timestamp::now();
     let selected = |value: &str, current: Option<&str>| current == Some(value);
@@ -239,9 +235,11 @@ async fn key_page(
         .list_instances(
             business,
             Some(&key.id),
+            // Oldest first: the order in which instances hold the key's seats.
             PageRequest {
                 index: 0,
                 size: 100,
+                ..PageRequest::default()
             },
         )
         .await?;
@@ -447,23 +445,10 @@ async fn new_key_form(
 ) -> Result<Response, ConsoleError> {
     let business = &signed.principal.business_id;
     let customers = (state.store)
-        .list_customers(
-            business,
-            None,
-            PageRequest {
-                index: 0,
-                size: 100,
-            },
-        )
+        .list_customers(business, None, NEWEST_HUNDRED)
         .await?;
     let products = (state.store)
-        .list_products(
-            business,
-            PageRequest {
-                index: 0,
-                size: 100,
-            },
-        )
+        .list_products(business, NEWEST_HUNDRED)
         .await?;
     let body = html! {
         @if let Some(refused) = refused { (notice(Notice::Refused, refused)) }

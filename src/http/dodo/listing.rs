@@ -77,7 +77,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
         } else {
             number
         };
-        Ok(Paging(PageRequest { index, size }))
+        Ok(Paging(PageRequest {
+            index,
+            size,
+            ..PageRequest::default()
+        }))
     }
 }
 

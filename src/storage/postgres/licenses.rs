@@ -560,9 +560,10 @@ impl LicenseStore for PgStore {
             &format!(
                 "SELECT {CUSTOMER_COLUMNS} FROM customers
                  WHERE business_id = $1 AND ($2::TEXT IS NULL OR lower(email COLLATE \"C\") = lower($2 COLLATE \"C\"))
-                 ORDER BY created_at, id LIMIT $3 OFFSET $4"
+                 ORDER BY {} LIMIT $3 OFFSET $4",
+                page.order()
             ),
-            &[&business_id, &email, &i64::from(page.size), &page.offset()],
+            &[&business_id, &email, &page.limit(), &page.offset()],
         )
         .await?
         .iter()
@@ -592,9 +593,10 @@ impl LicenseStore for PgStore {
         self.query(
             &format!(
                 "SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = $1
-                 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+                 ORDER BY {} LIMIT $2 OFFSET $3",
+                page.order()
             ),
-            &[&business_id, &i64::from(page.size), &page.offset()],
+            &[&business_id, &page.limit(), &page.offset()],
         )
         .await?
         .iter()
@@ -803,12 +805,13 @@ impl LicenseStore for PgStore {
                 "SELECT {INSTANCE_COLUMNS} FROM license_key_instances
                  WHERE business_id = $1 AND ($2::TEXT IS NULL OR license_key_id = $2)
                    AND (heartbeat_expires_at IS NULL OR heartbeat_expires_at > $5)
-                 ORDER BY created_at, id LIMIT $3 OFFSET $4"
+                 ORDER BY {} LIMIT $3 OFFSET $4",
+                page.order()
             ),
             &[
                 &business_id,
                 &license_key_id,
-                &i64::from(page.size),
+                &page.limit(),
                 &page.offset(),
                 &Timestamp::now().micros(),
             ],

@@ -348,9 +348,10 @@ impl LicenseStore for SqliteStore {
                 &format!(
                     "SELECT {CUSTOMER_COLUMNS} FROM customers
                      WHERE business_id = ?1 AND (?2 IS NULL OR lower(email) = lower(?2))
-                     ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
+                     ORDER BY {} LIMIT ?3 OFFSET ?4",
+                    page.order()
                 ),
-                params![business_id, email, page.size, page.offset()],
+                params![business_id, email, page.limit(), page.offset()],
                 |r| rows::customer(r),
             )
         })
@@ -376,9 +377,10 @@ impl LicenseStore for SqliteStore {
                 conn,
                 &format!(
                     "SELECT {PRODUCT_COLUMNS} FROM products WHERE business_id = ?1
-                     ORDER BY created_at, id LIMIT ?2 OFFSET ?3"
+                     ORDER BY {} LIMIT ?2 OFFSET ?3",
+                    page.order()
                 ),
-                params![business_id, page.size, page.offset()],
+                params![business_id, page.limit(), page.offset()],
                 |r| rows::product(r),
             )
         })
@@ -562,12 +564,13 @@ impl LicenseStore for SqliteStore {
                     "SELECT {INSTANCE_COLUMNS} FROM license_key_instances
                      WHERE business_id = ?1 AND (?2 IS NULL OR license_key_id = ?2)
                        AND (heartbeat_expires_at IS NULL OR heartbeat_expires_at > ?5)
-                     ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
+                     ORDER BY {} LIMIT ?3 OFFSET ?4",
+                    page.order()
                 ),
                 params![
                     business_id,
                     license_key_id,
-                    page.size,
+                    page.limit(),
                     page.offset(),
                     Timestamp::now().micros()
                 ],
