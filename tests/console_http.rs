@@ -426,17 +426,20 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
             "{label}: {shown}"
         );
     }
-    // Finding a key by its text opens its page.
-    let (status, location) = browser
-        .get(&format!("/console/license-keys?key={text}"))
-        .await;
-    assert_eq!(
-        (status, location),
-        (
-            StatusCode::SEE_OTHER,
-            format!("/console/license-keys/{key_id}")
-        )
-    );
+    // Finding a key by its text opens its page, as typed or as the API would read it.
+    for typed in [text.clone(), text.to_lowercase()] {
+        let (status, location) = browser
+            .get(&format!("/console/license-keys?key={typed}"))
+            .await;
+        assert_eq!(
+            (status, location),
+            (
+                StatusCode::SEE_OTHER,
+                format!("/console/license-keys/{key_id}")
+            ),
+            "{typed}"
+        );
+    }
     for (path, status) in [
         ("/console/license-keys/lic_nope", StatusCode::NOT_FOUND),
         ("/console/no-such-page", StatusCode::NOT_FOUND),
@@ -599,6 +602,20 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
         Value::Null,
         "cleared as the form asked"
     );
+
+    // An instance deactivated twice (two tabs): the second is told the activation is gone.
+    let instance = server
+        .get(&format!("/license_key_instances?license_key_id={key_id}"))
+        .await;
+    let instance = instance.json["items"][0]["id"].as_str().unwrap().to_owned();
+    let deactivate = format!("{path}/instances/{instance}/deactivate");
+    assert_eq!(
+        browser.post(&deactivate, &[("csrf", &csrf)]).await,
+        (StatusCode::SEE_OTHER, format!("{path}?done=deactivated"))
+    );
+    let (status, page) = browser.post(&deactivate, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+    assert!(page.contains("no current activation"), "{page}");
 
     assert_eq!(
         browser

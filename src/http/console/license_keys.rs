@@ -16,14 +16,14 @@ use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::LicenseKey;
 use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId, shorten};
-use crate::domain::license::{KeyPatch, KeyStatus};
+use crate::domain::license::{KeyPatch, KeyStatus, meant_key};
 use crate::domain::time::Timestamp;
 use crate::http::dodo::license_files::issue as issue_file;
 use crate::http::dodo::license_keys::{CreateLicenseKey, UpdateLicenseKey, issue, update};
 use crate::http::error::ApiError;
 use crate::http::extract::parse_json;
 use crate::http::state::AppState;
-use crate::storage::{KeyFilter, PageRequest};
+use crate::storage::{KeyFilter, PageRequest, StorageError};
 
 const PAGE_SIZE: u32 = 50;
 
@@ -54,8 +54,15 @@ pub async fn list(
     let business = &signed.principal.business_id;
     let mut refused = None;
     if let Some(text) = given(&query.key) {
+        // As typed, else as the customer probably meant it (the API takes both).
         let found = match KeyString::parse(text) {
-            Ok(key) => state.store.license_key_with_key(&key).await?,
+            Ok(typed) => match state.store.license_key_with_key(&typed).await? {
+                Some(key) => Some(key),
+                None => match meant_key(&typed) {
+                    Some(meant) => state.store.license_key_with_key(&meant).await?,
+                    None => None,
+                },
+            },
             Err(_) => None,
         };
         match found {
@@ -417,13 +424,18 @@ pub async fn deactivate(
         (state.store.license_key(business, &id).await?).ok_or(ApiError::LicenseKeyNotFound)?;
     let key_string = KeyString::parse(&key.key)
         .map_err(|_| ApiError::Internal("a stored key that does not parse".into()))?;
-    state
-        .store
+    match (state.store)
         .deactivate(&key_string, &InstanceId::from(instance))
-        .await?;
-    Ok(see_other(&format!(
-        "/console/license-keys/{id}?done=deactivated"
-    )))
+        .await
+    {
+        // The key was just read: what is missing is the instance (deactivated from
+        // another tab, or expired since the page was shown).
+        Err(StorageError::KeyNotFound) => Err(ApiError::LicenseKeyInstanceNotFound.into()),
+        Err(error) => Err(error.into()),
+        Ok(_) => Ok(see_other(&format!(
+            "/console/license-keys/{id}?done=deactivated"
+        ))),
+    }
 }
 
 /// The form that issues a key: a customer and a product, and optionally a limit, an
