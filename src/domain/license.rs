@@ -170,10 +170,14 @@ pub fn check_limit_with_seats(binds: bool, limit: &Change<u32>) -> Result<(), Pa
     }
 }
 
+/// The largest activation limit a key or product may have of its own.
+pub const MAX_ACTIVATIONS_LIMIT: u32 = 1_000_000;
+
 impl KeyPatch {
     /// The key after this change, or why the change is refused. A key bound to seats
     /// (`bound`, or bound by this change) keeps the figure it has: its instances count
-    /// never refuses a binding. Unbinding without a limit keeps the figure as the limit.
+    /// never refuses a binding. Unbinding without a limit keeps the figure as the limit,
+    /// within the largest a key may have of its own (a pair may hold more seats).
     pub fn apply(
         &self,
         key: KeyState,
@@ -192,7 +196,12 @@ impl KeyPatch {
             }
             Change::Unchanged => bound,
         };
-        let activations_limit = self.activations_limit.apply(key.activations_limit);
+        let activations_limit = match (&self.seats, self.activations_limit) {
+            (Change::Clear, Change::Unchanged) => key
+                .activations_limit
+                .map(|figure| figure.min(MAX_ACTIVATIONS_LIMIT)),
+            _ => self.activations_limit.apply(key.activations_limit),
+        };
         if let Some(limit) = activations_limit
             && limit < key.instances_count
             && !bound_after
@@ -444,6 +453,14 @@ mod tests {
                 .activations_limit,
             Some(4),
             "unbinding keeps the figure as the limit"
+        );
+        assert_eq!(
+            unbind
+                .apply(key(Some(2_000_000), 3), false, true)
+                .unwrap()
+                .activations_limit,
+            Some(MAX_ACTIVATIONS_LIMIT),
+            "within the largest limit a key may have of its own"
         );
         assert_eq!(
             unbind.apply(over_seat, false, true),
