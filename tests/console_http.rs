@@ -472,6 +472,18 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
             assert!(page.contains("UTF-8"), "names the problem: {page}");
         }
     }
+    assert_eq!(
+        browser.get("/console/").await,
+        (StatusCode::PERMANENT_REDIRECT, "/console".to_owned())
+    );
+    // A method a page does not take: a page saying so, with the methods it takes.
+    let url = format!("{}/console/license-keys", server.url);
+    let refused = browser.client.delete(&url).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(refused.headers()["allow"].to_str().unwrap().contains("GET"));
+    assert!(refused.headers().contains_key("content-security-policy"));
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
 }
 
 async fn forms_without_their_token_or_from_a_read_only_key_change_nothing(server: TestServer) {

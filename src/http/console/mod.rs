@@ -17,9 +17,9 @@ mod sign_in;
 mod webhooks;
 
 use axum::Router;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderName, HeaderValue, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 
 use crate::http::error::ApiError;
@@ -31,6 +31,10 @@ pub use error::timed_out;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(overview::overview))
+        .route(
+            "/console/",
+            get(|| async { Redirect::permanent("/console") }),
+        )
         .route(
             "/console/sign-in",
             get(sign_in::sign_in_page).post(sign_in::sign_in),
@@ -93,6 +97,18 @@ pub fn routes() -> Router<AppState> {
 /// Nothing but the console's own files may load; no framing; no caching of pages that
 /// show a business's data; no referrer leaving with a URL.
 async fn page_headers(mut response: Response) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // The router's own answer has no body; a page says what happened, as for a 404.
+        let allow = response.headers_mut().remove(ALLOW);
+        response = layout::error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "This page cannot be reached that way: it does not take this request method.",
+        )
+        .into_response();
+        if let Some(allow) = allow {
+            response.headers_mut().insert(ALLOW, allow);
+        }
+    }
     let headers = response.headers_mut();
     for (name, value) in [
         (
