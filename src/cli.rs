@@ -576,11 +576,20 @@ async fn create_key(args: CreateKeyArgs) -> Result<(), Failure> {
         .create_api_key(&business_id, key.digest(), args.read_only)
         .await?;
     let access = access_name(args.read_only);
-    say(format_args!(
+    let shown = say(format_args!(
         "Created {access} API key {id} for business `{name}` ({business_id}); it is shown only once:\n{}",
         key.expose()
-    ))?;
-    Ok(())
+    ));
+    if let Err(Failure::Runtime(error)) = shown {
+        // A key nobody saw cannot be used, and would stay valid unseen: it goes.
+        let revoked = store.revoke_api_key(&id).await;
+        let fate = match revoked {
+            Ok(_) => format!("API key {id} was revoked, since it cannot be shown again"),
+            Err(e) => format!("API key {id} was created and could not be revoked ({e}): revoke it"),
+        };
+        return Err(Failure::Runtime(format!("{error}; {fate}")));
+    }
+    shown
 }
 
 async fn signing_key(args: SigningKeyArgs, rotate: bool) -> Result<(), Failure> {
@@ -606,8 +615,13 @@ async fn signing_key(args: SigningKeyArgs, rotate: bool) -> Result<(), Failure> 
         key.id,
         key.hex,
         key.pem.trim_end()
-    ))?;
-    Ok(())
+    ))
+    .map_err(|error| match error {
+        Failure::Runtime(error) if rotate => Failure::Runtime(format!(
+            "{error}; the signing key was rotated all the same: `licensed signing-key show` shows the new one"
+        )),
+        other => other,
+    })
 }
 
 /// All checks are `licensed-verify`'s, the very code an app runs, so that a file this

@@ -1066,6 +1066,11 @@ fn a_closed_output_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write the output"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // A key that nobody saw is revoked, and the message says so.
+    assert!(stderr.contains("was revoked"), "{stderr}");
+    let (code, listed, stderr) = run_on(&url, &["api-key", "list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!listed.contains("acme"), "{listed}");
 }
 
 /// During the drain after a first signal, a second one stops the server at once.
