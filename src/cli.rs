@@ -197,13 +197,17 @@ struct ServeArgs {
     /// back it up without stopping it.
     #[arg(long, env = "LICENSED_SQLITE_BACKUP", value_name = "PATH")]
     sqlite_backup: Option<PathBuf>,
-    /// The wait from the end of one --sqlite-backup copy to the next: 30m, 1h, 24h, ….
-    #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", default_value = "1h", value_name = "WAIT",
-          value_parser = backup_interval, requires = "sqlite_backup")]
-    sqlite_backup_every: Duration,
+    /// The wait from the end of one --sqlite-backup copy to the next: 30m, 1h, 24h, …
+    /// [default: 1h]
+    #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", value_name = "WAIT",
+          value_parser = backup_interval)]
+    sqlite_backup_every: Option<Duration>,
     #[command(flatten)]
     database: DatabaseArgs,
 }
+
+/// The wait between two backups unless `--sqlite-backup-every` says otherwise.
+const DEFAULT_BACKUP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The wait between two backups: at least a second.
 fn backup_interval(text: &str) -> Result<Duration, String> {
@@ -291,13 +295,7 @@ fn name_the_variable(mut error: clap::Error) -> clap::Error {
     let Some(long) = flag.strip_prefix("--").and_then(|f| f.split(' ').next()) else {
         return error;
     };
-    let on_the_command_line = std::env::args_os().any(|arg| {
-        arg.to_str().is_some_and(|arg| {
-            arg.strip_prefix("--")
-                .and_then(|arg| arg.strip_prefix(long))
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
-        })
-    });
+    let on_the_command_line = on_the_command_line(long);
     let command = Cli::command();
     let variable = (all_flags(&command).into_iter())
         .find(|arg| arg.get_long() == Some(long))
@@ -308,6 +306,17 @@ fn name_the_variable(mut error: clap::Error) -> clap::Error {
         error.insert(ContextKind::InvalidArg, ContextValue::String(named));
     }
     error
+}
+
+/// Whether `--long` was typed, rather than taken from its variable.
+fn on_the_command_line(long: &str) -> bool {
+    std::env::args_os().any(|arg| {
+        arg.to_str().is_some_and(|arg| {
+            arg.strip_prefix("--")
+                .and_then(|arg| arg.strip_prefix(long))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        })
+    })
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -463,6 +472,16 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(to) = &args.sqlite_backup {
         storage::sqlite::check_backup_path(&args.database.database_url, to)
             .map_err(Failure::Usage)?;
+    } else if args.sqlite_backup_every.is_some() {
+        // Typed, it is a mistake; from an environment shared with other settings, noise.
+        if on_the_command_line("sqlite-backup-every") {
+            return Err(Failure::Usage(
+                "--sqlite-backup-every applies only with --sqlite-backup".into(),
+            ));
+        }
+        tracing::warn!(
+            "ignoring LICENSED_SQLITE_BACKUP_EVERY: it applies only with LICENSED_SQLITE_BACKUP (--sqlite-backup)"
+        );
     }
     // Opening may wait, for another process's migrations say: a signal stops the wait.
     let store = tokio::select! {
@@ -497,8 +516,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let state = AppState::new(store, &settings)
         .await
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-    let backups = (args.sqlite_backup)
-        .map(|to| jobs::backup::spawn(to, args.sqlite_backup_every, Arc::downgrade(&state.store)));
+    let backups = (args.sqlite_backup).map(|to| {
+        let every = args.sqlite_backup_every.unwrap_or(DEFAULT_BACKUP_INTERVAL);
+        jobs::backup::spawn(to, every, Arc::downgrade(&state.store))
+    });
     if let Some(metrics) = metrics {
         let bound = metrics
             .local_addr()

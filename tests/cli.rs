@@ -476,6 +476,53 @@ fn a_backup_that_cannot_be_written_stops_serve() {
     }
     assert!(!database.exists(), "no database was created");
     assert_eq!(std::fs::read_to_string(&held).unwrap(), "precious");
+
+    // An interval typed without a backup to take is a mistake; from the environment, it is
+    // ignored with a warning (below).
+    let out = licensed()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &sqlite])
+        .args(["--sqlite-backup-every", "30m"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sqlite-backup-every applies only with --sqlite-backup"),
+        "{stderr}"
+    );
+    assert!(!database.exists(), "no database was created");
+}
+
+/// `LICENSED_SQLITE_BACKUP_EVERY` without a backup to take, say in an environment shared
+/// by servers on PostgreSQL, is ignored with a warning that names it.
+#[test]
+fn a_backup_interval_alone_in_the_environment_is_ignored() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let mut child = licensed()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url])
+        .env("LICENSED_SQLITE_BACKUP_EVERY", "30m")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let listening = line.contains("listening on");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let warned = seen
+        .iter()
+        .any(|l| l.contains("ignoring LICENSED_SQLITE_BACKUP_EVERY"));
+    assert!(warned, "{seen:?}");
+    assert!(seen.last().unwrap().contains("listening on"), "{seen:?}");
 }
 
 /// A command's commits, and a stopped server's, are in the database file when it exits:
