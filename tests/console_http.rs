@@ -615,6 +615,28 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
         "cleared as the form asked"
     );
 
+    // A limit too large is refused as such, not as "not a number", on the key's and the
+    // new key's form alike.
+    let form = edit("5000000000");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = browser.post(&format!("{path}/edit"), &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("must be at most 1000000"), "{page}");
+    let issued = server.get(&format!("/license_keys/{key_id}")).await;
+    let (customer, product) = (
+        issued.json["customer_id"].as_str().unwrap().to_owned(),
+        issued.json["product_id"].as_str().unwrap().to_owned(),
+    );
+    let new_key = [
+        ("csrf", csrf.as_str()),
+        ("customer_id", &customer),
+        ("product_id", &product),
+        ("activations_limit", "99999999999999999999999"),
+    ];
+    let (status, page) = browser.post("/console/license-keys/new", &new_key).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("must be at most 1000000"), "{page}");
+
     // An instance deactivated twice (two tabs): the second is told the activation is gone.
     let instance = server
         .get(&format!("/license_key_instances?license_key_id={key_id}"))

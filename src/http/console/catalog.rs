@@ -8,11 +8,12 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{Done, NEWEST_HUNDRED, refusal, see_other};
+use super::forms::{Done, NEWEST_HUNDRED, refusal, see_other, whole_number};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::Product;
 use crate::domain::ids::ProductId;
+use crate::domain::license::MAX_ACTIVATIONS_LIMIT;
 use crate::http::dodo::products::{CreateProduct, UpdateProduct, create, update};
 use crate::http::error::ApiError;
 use crate::http::extract::parse_json;
@@ -122,14 +123,6 @@ impl ProductForm {
         let changed = |now: &str, before: fn(&ProductForm) -> &str| {
             was.is_none_or(|was| now.trim() != before(was).trim())
         };
-        let number = |text: &str, what: &str| -> Result<serde_json::Value, ApiError> {
-            match Some(text.trim()).filter(|t| !t.is_empty()) {
-                None => Ok(serde_json::Value::Null),
-                Some(n) => n.parse::<u64>().map(Into::into).map_err(|_| {
-                    ApiError::BadRequest(format!("The {what} must be a whole number."))
-                }),
-            }
-        };
         if changed(&self.name, |f| &f.name) {
             body.insert("name".into(), self.name.trim().into());
         }
@@ -147,13 +140,17 @@ impl ProductForm {
         if changed(&self.activations_limit, |f| &f.activations_limit) {
             body.insert(
                 "license_key_activations_limit".into(),
-                number(&self.activations_limit, "activation limit")?,
+                whole_number(
+                    &self.activations_limit,
+                    "activation limit",
+                    Some(MAX_ACTIVATIONS_LIMIT),
+                )?,
             );
         }
         if changed(&self.duration_count, |f| &f.duration_count)
             || changed(&self.duration_interval, |f| &f.duration_interval)
         {
-            let count = number(&self.duration_count, "duration")?;
+            let count = whole_number(&self.duration_count, "duration", None)?;
             if !count.is_null() && self.duration_interval.trim().is_empty() {
                 return Err(ApiError::BadRequest(
                     "A key duration needs its unit as well as its count.".into(),
@@ -171,7 +168,7 @@ impl ProductForm {
         if changed(&self.heartbeat_interval, |f| &f.heartbeat_interval) {
             body.insert(
                 "heartbeat_interval".into(),
-                number(&self.heartbeat_interval, "heartbeat interval")?,
+                whole_number(&self.heartbeat_interval, "heartbeat interval", None)?,
             );
         }
         // A new product without a value leaves it out: the API's default applies.

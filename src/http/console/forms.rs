@@ -2,6 +2,8 @@
 //! names, the redirect itself, and telling a refused form (shown again, with the API's
 //! words) from a failure (an error page).
 
+use std::num::IntErrorKind;
+
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +33,36 @@ pub struct Csrf {
 pub struct Done {
     #[serde(default)]
     pub done: Option<String>,
+}
+
+/// A field's text, trimmed; `None` when it was left empty.
+pub fn filled(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|t| !t.is_empty())
+}
+
+/// A number field as the API's JSON: null when left empty, else a whole number. One too
+/// large is refused as such (with the largest the field takes, if `max` is known), not as
+/// "not a number".
+pub fn whole_number(
+    text: &str,
+    what: &str,
+    max: Option<u32>,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(text) = filled(text) else {
+        return Ok(serde_json::Value::Null);
+    };
+    let too_large = || match max {
+        Some(max) => ApiError::BadRequest(format!("The {what} must be at most {max}.")),
+        None => ApiError::BadRequest(format!("The {what} is too large.")),
+    };
+    match text.parse::<u64>() {
+        Ok(n) if max.is_some_and(|max| n > u64::from(max)) => Err(too_large()),
+        Ok(n) => Ok(n.into()),
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => Err(too_large()),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "The {what} must be a whole number."
+        ))),
+    }
 }
 
 /// 303 to `path`, after a form.

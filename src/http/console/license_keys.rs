@@ -11,12 +11,12 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{Csrf, Done, NEWEST_HUNDRED, refusal, see_other};
+use super::forms::{Csrf, Done, NEWEST_HUNDRED, filled, refusal, see_other, whole_number};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::LicenseKey;
 use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId, shorten};
-use crate::domain::license::{KeyPatch, KeyStatus, meant_key};
+use crate::domain::license::{KeyPatch, KeyStatus, MAX_ACTIVATIONS_LIMIT, meant_key};
 use crate::domain::time::Timestamp;
 use crate::http::dodo::license_files::issue as issue_file;
 use crate::http::dodo::license_keys::{CreateLicenseKey, UpdateLicenseKey, issue, update};
@@ -522,11 +522,13 @@ impl NewKey {
             "customer_id": self.customer_id.trim(),
             "product_id": self.product_id.trim(),
         });
-        if let Some(limit) = filled(&self.activations_limit) {
-            let limit: u32 = limit.parse().map_err(|_| {
-                ApiError::BadRequest("The activation limit must be a whole number.".into())
-            })?;
-            body["activations_limit"] = limit.into();
+        let limit = whole_number(
+            &self.activations_limit,
+            "activation limit",
+            Some(MAX_ACTIVATIONS_LIMIT),
+        )?;
+        if !limit.is_null() {
+            body["activations_limit"] = limit;
         }
         if let Some(date) = filled(&self.expires_on) {
             body["expires_at"] = expiry(date)?.into();
@@ -547,10 +549,6 @@ fn expiry(date: &str) -> Result<String, ApiError> {
             shorten(date)
         ))),
     }
-}
-
-fn filled(text: &str) -> Option<&str> {
-    Some(text.trim()).filter(|t| !t.is_empty())
 }
 
 pub async fn issue_key(
@@ -627,14 +625,6 @@ impl EditKey {
     fn patch_body(&self, key: &LicenseKey) -> Result<serde_json::Value, ApiError> {
         let was = edit_values(key);
         let mut body = serde_json::Map::new();
-        let number = |text: &str, what: &str| -> Result<serde_json::Value, ApiError> {
-            match filled(text) {
-                None => Ok(serde_json::Value::Null),
-                Some(n) => n.parse::<u64>().map(Into::into).map_err(|_| {
-                    ApiError::BadRequest(format!("The {what} must be a whole number."))
-                }),
-            }
-        };
         let seats_changed = self.seats_account_id.trim() != was.seats_account_id
             || self.seats_license_id.trim() != was.seats_license_id;
         if seats_changed {
@@ -655,7 +645,11 @@ impl EditKey {
         if self.activations_limit.trim() != was.activations_limit {
             body.insert(
                 "activations_limit".into(),
-                number(&self.activations_limit, "activation limit")?,
+                whole_number(
+                    &self.activations_limit,
+                    "activation limit",
+                    Some(MAX_ACTIVATIONS_LIMIT),
+                )?,
             );
         }
         if self.expires_on.trim() != was.expires_on {
@@ -670,7 +664,7 @@ impl EditKey {
         if self.heartbeat_interval.trim() != was.heartbeat_interval {
             body.insert(
                 "heartbeat_interval".into(),
-                number(&self.heartbeat_interval, "heartbeat interval")?,
+                whole_number(&self.heartbeat_interval, "heartbeat interval", None)?,
             );
         }
         Ok(body.into())

@@ -31,8 +31,8 @@ const MIGRATIONS: &[&str] = &[
 pub(super) fn has_no_schema(path: &std::path::Path) -> bool {
     // Without waiting: a file another process holds is busy, which says nothing of its
     // schema, and opening it next waits (for the busy timeout) and says so.
-    let version = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|conn| {
+    let version =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|conn| {
             conn.busy_timeout(std::time::Duration::ZERO)?;
             schema_version(&conn)
         });
