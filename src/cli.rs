@@ -109,7 +109,7 @@ enum SigningKeyCommand {
 #[derive(Args)]
 struct SigningKeyArgs {
     /// The business whose key this is (`default` for the first one).
-    #[arg(long)]
+    #[arg(long, value_parser = business_name)]
     business: String,
     #[command(flatten)]
     database: DatabaseArgs,
@@ -206,6 +206,12 @@ struct ServeArgs {
     database: DatabaseArgs,
 }
 
+/// `--business`: the name without the spaces around it, which `api-key list` could not
+/// show apart from another business's name.
+fn business_name(text: &str) -> Result<String, String> {
+    Ok(text.trim().to_owned())
+}
+
 /// The wait between two backups unless `--sqlite-backup-every` says otherwise.
 const DEFAULT_BACKUP_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -220,7 +226,7 @@ fn backup_interval(text: &str) -> Result<Duration, String> {
 #[derive(Args)]
 struct CreateKeyArgs {
     /// The business the key belongs to; created if it does not exist.
-    #[arg(long)]
+    #[arg(long, value_parser = business_name)]
     business: String,
     /// The key may read but not write.
     #[arg(long)]
@@ -232,7 +238,7 @@ struct CreateKeyArgs {
 #[derive(Args)]
 struct ListKeysArgs {
     /// Only this business's keys.
-    #[arg(long)]
+    #[arg(long, value_parser = business_name)]
     business: Option<String>,
     #[command(flatten)]
     database: DatabaseArgs,

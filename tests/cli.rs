@@ -621,6 +621,32 @@ fn run_on(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), text(out.stdout), text(out.stderr))
 }
 
+/// A business named with spaces around it is the business of that name: a listing could
+/// not show the two apart.
+#[test]
+fn a_business_is_named_without_the_spaces_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("licensed.db").display());
+    assert_eq!(run_on(&url, &["migrate"]).0, Some(0));
+    for business in ["acme", " acme ", "acme\t"] {
+        let (code, _, stderr) = run_on(&url, &["api-key", "create", "--business", business]);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let (code, listed, stderr) = run_on(&url, &["api-key", "list", "--business", " acme"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{listed}");
+    assert!(
+        rows.iter()
+            .all(|row| row.split_whitespace().nth(1) == Some("acme"))
+    );
+    let (code, shown, stderr) = run_on(&url, &["signing-key", "show", "--business", "acme "]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(shown.starts_with("sk_"), "{shown}");
+    let (_, all, _) = run_on(&url, &["api-key", "list"]);
+    assert_eq!(all.lines().count(), 4, "one business's three keys: {all}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_are_listed_without_their_secrets_and_revoked() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
