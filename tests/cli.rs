@@ -1265,13 +1265,25 @@ async fn an_idle_server_has_no_database_connection_in_use() {
             .unwrap();
         assert_eq!(validated.status(), 404);
     }
-    let metrics = metrics_of(&served).await;
-    let gauge = |state: &str| {
+    let gauge = |metrics: &str, state: &str| {
         let name = format!("db_connections{{state=\"{state}\"}} ");
         let line = metrics.lines().find(|line| line.starts_with(&name));
         line.and_then(|line| line[name.len()..].trim().parse::<f64>().ok())
     };
-    assert_eq!(gauge("in_use"), Some(0.0), "{metrics}");
-    assert_eq!(gauge("shared"), Some(2.0), "{metrics}");
+    // The background jobs (the sweeper, the webhook dispatcher) take a pooled connection
+    // now and then: some scrape in a few finds none in use, unless one is counted wrongly.
+    let mut scrapes = Vec::new();
+    for _ in 0..20 {
+        let metrics = metrics_of(&served).await;
+        let idle = gauge(&metrics, "in_use") == Some(0.0);
+        assert_eq!(gauge(&metrics, "shared"), Some(2.0), "{metrics}");
+        scrapes.push(metrics);
+        if idle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = scrapes.last().unwrap();
+    assert_eq!(gauge(last, "in_use"), Some(0.0), "{scrapes:?}");
     assert_eq!(served.terminate().code(), Some(0));
 }
