@@ -199,9 +199,8 @@ struct ServeArgs {
     sqlite_backup: Option<PathBuf>,
     /// The wait from the end of one --sqlite-backup copy to the next: 30m, 1h, 24h, …
     /// [default: 1h]
-    #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", value_name = "WAIT",
-          value_parser = backup_interval)]
-    sqlite_backup_every: Option<Duration>,
+    #[arg(long, env = "LICENSED_SQLITE_BACKUP_EVERY", value_name = "WAIT")]
+    sqlite_backup_every: Option<String>,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -215,12 +214,36 @@ fn business_name(text: &str) -> Result<String, String> {
 /// The wait between two backups unless `--sqlite-backup-every` says otherwise.
 const DEFAULT_BACKUP_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// The wait between two backups: at least a second.
-fn backup_interval(text: &str) -> Result<Duration, String> {
-    parse_wait(text.trim()).and_then(|every| match every >= Duration::from_secs(1) {
-        true => Ok(every),
-        false => Err(format!("`{text}` is shorter than a second")),
-    })
+/// The wait between two backups: at least a second. Read only with a backup to take:
+/// typed without one, it is a mistake; from an environment shared with other settings
+/// (servers on PostgreSQL, say), it is ignored with a warning, whatever its value.
+fn backup_interval(args: &ServeArgs) -> Result<Duration, Failure> {
+    let Some(text) = &args.sqlite_backup_every else {
+        return Ok(DEFAULT_BACKUP_INTERVAL);
+    };
+    let typed = on_the_command_line("sqlite-backup-every");
+    if args.sqlite_backup.is_none() {
+        if typed {
+            return Err(Failure::Usage(
+                "--sqlite-backup-every applies only with --sqlite-backup".into(),
+            ));
+        }
+        tracing::warn!(
+            "ignoring LICENSED_SQLITE_BACKUP_EVERY: it applies only with LICENSED_SQLITE_BACKUP (--sqlite-backup)"
+        );
+        return Ok(DEFAULT_BACKUP_INTERVAL);
+    }
+    let source = match typed {
+        true => "--sqlite-backup-every",
+        false => "LICENSED_SQLITE_BACKUP_EVERY",
+    };
+    let refused =
+        |why: String| Failure::Usage(format!("invalid value '{text}' for '{source}': {why}"));
+    let every = parse_wait(text.trim()).map_err(refused)?;
+    if every < Duration::from_secs(1) {
+        return Err(refused(format!("`{text}` is shorter than a second")));
+    }
+    Ok(every)
 }
 
 #[derive(Args)]
@@ -475,19 +498,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         None => None,
     };
     // A backup that cannot be written stops the start, too.
+    let backup_every = backup_interval(&args)?;
     if let Some(to) = &args.sqlite_backup {
         storage::sqlite::check_backup_path(&args.database.database_url, to)
             .map_err(Failure::Usage)?;
-    } else if args.sqlite_backup_every.is_some() {
-        // Typed, it is a mistake; from an environment shared with other settings, noise.
-        if on_the_command_line("sqlite-backup-every") {
-            return Err(Failure::Usage(
-                "--sqlite-backup-every applies only with --sqlite-backup".into(),
-            ));
-        }
-        tracing::warn!(
-            "ignoring LICENSED_SQLITE_BACKUP_EVERY: it applies only with LICENSED_SQLITE_BACKUP (--sqlite-backup)"
-        );
     }
     // Opening may wait, for another process's migrations say: a signal stops the wait.
     let store = tokio::select! {
@@ -522,10 +536,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let state = AppState::new(store, &settings)
         .await
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-    let backups = (args.sqlite_backup).map(|to| {
-        let every = args.sqlite_backup_every.unwrap_or(DEFAULT_BACKUP_INTERVAL);
-        jobs::backup::spawn(to, every, Arc::downgrade(&state.store))
-    });
+    let backups = (args.sqlite_backup)
+        .map(|to| jobs::backup::spawn(to, backup_every, Arc::downgrade(&state.store)));
     if let Some(metrics) = metrics {
         let bound = metrics
             .local_addr()

@@ -490,11 +490,40 @@ fn a_backup_that_cannot_be_written_stops_serve() {
         stderr.contains("--sqlite-backup-every applies only with --sqlite-backup"),
         "{stderr}"
     );
+    // With a backup to take, an interval that does not parse is named by where it came from.
+    let backup = dir.path().join("backup.db");
+    for (flag, variable, named) in [
+        (
+            Some("0s"),
+            None,
+            "invalid value '0s' for '--sqlite-backup-every'",
+        ),
+        (
+            None,
+            Some("often"),
+            "invalid value 'often' for 'LICENSED_SQLITE_BACKUP_EVERY'",
+        ),
+    ] {
+        let mut serve = licensed();
+        serve
+            .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &sqlite])
+            .args(["--sqlite-backup", backup.to_str().unwrap()]);
+        if let Some(every) = flag {
+            serve.args(["--sqlite-backup-every", every]);
+        }
+        if let Some(every) = variable {
+            serve.env("LICENSED_SQLITE_BACKUP_EVERY", every);
+        }
+        let out = serve.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+    }
     assert!(!database.exists(), "no database was created");
 }
 
 /// `LICENSED_SQLITE_BACKUP_EVERY` without a backup to take, say in an environment shared
-/// by servers on PostgreSQL, is ignored with a warning that names it.
+/// by servers on PostgreSQL, is ignored with a warning that names it, whatever its value.
 #[test]
 fn a_backup_interval_alone_in_the_environment_is_ignored() {
     use std::io::BufRead;
@@ -502,7 +531,7 @@ fn a_backup_interval_alone_in_the_environment_is_ignored() {
     let url = format!("sqlite://{}", dir.path().join("live.db").display());
     let mut child = licensed()
         .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url])
-        .env("LICENSED_SQLITE_BACKUP_EVERY", "30m")
+        .env("LICENSED_SQLITE_BACKUP_EVERY", "0s")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -5,9 +5,8 @@
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-use rusqlite::InterruptHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::SqliteStore;
 use super::connect::{connect, parse_path};
@@ -82,47 +81,34 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The copy being written, which a server that stops interrupts: its connection would
-/// otherwise keep the WAL from being folded into the database as the store closes.
+/// Whether copies were stopped, for a server that stops: a copy being written is ended,
+/// since its connection would otherwise keep the WAL from being folded into the database as
+/// the store closes.
 #[derive(Default)]
-pub(super) struct Copying(Mutex<CopyingState>);
-
-#[derive(Default)]
-struct CopyingState {
-    stopped: bool,
-    running: Option<InterruptHandle>,
+pub(super) struct Copying {
+    stopped: Arc<AtomicBool>,
 }
 
 impl Copying {
-    /// Interrupts the copy being written, if any, and refuses those asked for after.
+    /// Ends the copy being written, if any, and refuses those asked for after.
     pub fn stop(&self) {
-        let mut state = self.lock();
-        state.stopped = true;
-        if let Some(running) = &state.running {
-            running.interrupt();
-        }
+        self.stopped.store(true, Ordering::Relaxed);
     }
 
-    /// Runs `copy` on `conn`, unless copies were stopped; interruptible by [`Self::stop`].
+    /// Runs `copy` on `conn`, unless copies were stopped; ended by [`Self::stop`]. SQLite
+    /// looks at the flag as the copy runs (an interrupt sent just before the statement
+    /// starts would be lost, as SQLite clears it then).
     fn run<T>(
         &self,
         conn: &rusqlite::Connection,
         copy: impl FnOnce() -> rusqlite::Result<T>,
     ) -> std::result::Result<T, String> {
-        {
-            let mut state = self.lock();
-            if state.stopped {
-                return Err("the server is stopping".into());
-            }
-            state.running = Some(conn.get_interrupt_handle());
+        let stopped = Arc::clone(&self.stopped);
+        conn.progress_handler(1000, Some(move || stopped.load(Ordering::Relaxed)));
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err("the server is stopping".into());
         }
-        let copied = copy();
-        self.lock().running = None;
-        copied.map_err(|e| e.to_string())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, CopyingState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        copy().map_err(|e| e.to_string())
     }
 }
 

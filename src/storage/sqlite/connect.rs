@@ -60,24 +60,31 @@ const WAIT_FOR_FILE: Duration = Duration::from_secs(5);
 /// it, tried again every 100 ms for up to [`WAIT_FOR_FILE`], between awaits, so that a
 /// signal stops the wait at once.
 pub(super) async fn first_connection(path: &Path) -> Result<Connection, OpenError> {
+    // The first access takes the lock: if another process holds it, at once an error
+    // rather than a wait inside SQLite, which no signal could end.
+    let first = when_free(|| {
+        let conn = open_file(path)?;
+        conn.busy_timeout(Duration::ZERO)?;
+        configure(conn)
+    });
+    first.await.map_err(|e| open_failed("open", path, &e))
+}
+
+/// `attempt`'s outcome once it does not find the file busy, tried every 100 ms for up to
+/// [`WAIT_FOR_FILE`]; then the last busy error.
+pub(super) async fn when_free<T>(attempt: impl Fn() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     let deadline = Instant::now() + WAIT_FOR_FILE;
     loop {
-        // The first access takes the lock: if another process holds it, at once an
-        // error rather than a wait inside SQLite, which no signal could end.
-        let first = open_file(path).and_then(|conn| {
-            conn.busy_timeout(Duration::ZERO)?;
-            configure(conn)
-        });
-        match first {
+        match attempt() {
             Err(error) if is_busy(&error) && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            connected => return connected.map_err(|e| open_failed("open", path, &e)),
+            done => return done,
         }
     }
 }
 
-fn is_busy(error: &rusqlite::Error) -> bool {
+pub(super) fn is_busy(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use super::connect::open_failed;
+use super::connect::{is_busy, open_failed, when_free};
 use crate::storage::error::OpenError;
 
 const MIGRATIONS: &[&str] = &[
@@ -27,16 +27,19 @@ const MIGRATIONS: &[&str] = &[
 
 /// Whether the file has never had the schema, read without writing to it (the store's
 /// first connection sets the journal mode, which writes); `false` if it cannot be read
-/// so, and [`migrate`] then decides.
-pub(super) fn has_no_schema(path: &std::path::Path) -> bool {
-    // Without waiting: a file another process holds is busy, which says nothing of its
-    // schema, and opening it next waits (for the busy timeout) and says so.
-    let version =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|conn| {
-            conn.busy_timeout(std::time::Duration::ZERO)?;
-            schema_version(&conn)
-        });
-    version.is_ok_and(|version| version == 0)
+/// so, and [`migrate`] then decides. A file that another process holds is waited for as
+/// the first connection waits, and refused as in use after that one wait.
+pub(super) async fn has_no_schema(path: &std::path::Path) -> Result<bool, OpenError> {
+    let version = when_free(|| {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::ZERO)?;
+        schema_version(&conn)
+    });
+    match version.await {
+        Ok(version) => Ok(version == 0),
+        Err(error) if is_busy(&error) => Err(open_failed("read", path, &error)),
+        Err(_) => Ok(false),
+    }
 }
 
 /// The number of migrations applied, kept in SQLite's `user_version`.

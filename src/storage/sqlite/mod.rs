@@ -77,7 +77,7 @@ impl SqliteStore {
         } else {
             (parse_path(url)?, None)
         };
-        if !options.create_schema && has_no_schema(&path) {
+        if !options.create_schema && has_no_schema(&path).await? {
             return Err(OpenError::no_schema());
         }
         let mut writer_conn = first_connection(&path).await?;
