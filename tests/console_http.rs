@@ -614,6 +614,19 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
         Value::Null,
         "cleared as the form asked"
     );
+    // A field left out of the request keeps its value; one sent empty is cleared.
+    let partial = [("csrf", csrf.as_str()), ("heartbeat_interval", "600")];
+    assert_eq!(
+        browser.post(&format!("{path}/edit"), &partial).await,
+        (StatusCode::SEE_OTHER, format!("{path}?done=changed"))
+    );
+    let key = server.get(&format!("/license_keys/{key_id}")).await;
+    assert_eq!(key.json["activations_limit"], 7, "{}", key.text);
+    assert_eq!(key.json["heartbeat_interval"], 600, "{}", key.text);
+    let cleared = [("csrf", csrf.as_str()), ("heartbeat_interval", "")];
+    browser.post(&format!("{path}/edit"), &cleared).await;
+    let key = server.get(&format!("/license_keys/{key_id}")).await;
+    assert_eq!(key.json["heartbeat_interval"], Value::Null, "{}", key.text);
 
     // A limit too large is refused as such, not as "not a number", on the key's and the
     // new key's form alike.
@@ -636,6 +649,20 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
     let (status, page) = browser.post("/console/license-keys/new", &new_key).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("must be at most 1000000"), "{page}");
+    // A product's change form: a field left out keeps its value.
+    let partial = [("csrf", csrf.as_str()), ("description", "Renamed")];
+    let (status, _) = browser
+        .post(&format!("/console/products/{product}"), &partial)
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let changed = server.get(&format!("/products/{product}")).await;
+    assert_eq!(changed.json["description"], "Renamed", "{}", changed.text);
+    assert_eq!(
+        changed.json["license_key_activations_limit"], 3,
+        "{}",
+        changed.text
+    );
+    assert_eq!(changed.json["name"], "Editor", "{}", changed.text);
 
     // An instance deactivated twice (two tabs): the second is told the activation is gone.
     let instance = server

@@ -5,10 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{Done, NEWEST_HUNDRED, refusal, see_other, whole_number};
+use super::forms::{
+    Done, NEWEST_HUNDRED, Posted, field, posted_over, refusal, see_other, whole_number,
+};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::Product;
@@ -76,7 +78,7 @@ pub async fn customers(
 }
 
 /// A product form's fields, as text.
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Serialize, Default, Clone)]
 pub struct ProductForm {
     #[serde(default)]
     csrf: String,
@@ -364,14 +366,15 @@ pub async fn update_product(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    ConsoleForm(form): ConsoleForm<ProductForm>,
+    ConsoleForm(posted): ConsoleForm<Posted>,
 ) -> Result<Response, ConsoleError> {
-    signed.check_write(&form.csrf)?;
+    signed.check_write(field(&posted, "csrf"))?;
     let principal = &signed.principal;
     let id = ProductId::from(id);
     let found = (state.store.product(&principal.business_id, &id).await?)
         .ok_or_else(|| ApiError::NotFound(format!("product `{id}` not found")))?;
     let was = ProductForm::of(&found);
+    let form = posted_over(&was, posted)?;
     let updated = match form
         .body(Some(&was))
         .and_then(|body| parse_json::<UpdateProduct>(body.to_string().as_bytes()))

@@ -7,7 +7,8 @@ use std::num::IntErrorKind;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::error::ConsoleError;
 use crate::http::error::ApiError;
@@ -63,6 +64,38 @@ pub fn whole_number(
             "The {what} must be a whole number."
         ))),
     }
+}
+
+/// The fields of a form as posted, in order.
+pub type Posted = Vec<(String, String)>;
+
+/// The value of the field `name` as posted, or the empty text.
+pub fn field<'a>(posted: &'a Posted, name: &str) -> &'a str {
+    let found = posted.iter().find(|(n, _)| n == name);
+    found.map_or("", |(_, value)| value.as_str())
+}
+
+/// A change form's fields: `was`, the values the form showed, with what was posted over
+/// them, so that a field left out of the request keeps its value rather than reading as
+/// emptied. A field posted twice stays twice, and is refused as the form's parser refuses it.
+pub fn posted_over<T: Serialize + DeserializeOwned>(
+    was: &T,
+    posted: Posted,
+) -> Result<T, ApiError> {
+    let failed =
+        |e: &dyn std::fmt::Display| ApiError::BadRequest(format!("the form does not parse: {e}"));
+    let shown = serde_urlencoded::to_string(was).map_err(|e| failed(&e))?;
+    let mut fields: Posted = serde_urlencoded::from_str(&shown).map_err(|e| failed(&e))?;
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in posted {
+        let first = seen.insert(name.clone());
+        match fields.iter_mut().find(|(n, _)| *n == name) {
+            Some(shown) if first => shown.1 = value,
+            _ => fields.push((name, value)),
+        }
+    }
+    let merged = serde_urlencoded::to_string(&fields).map_err(|e| failed(&e))?;
+    serde_urlencoded::from_str(&merged).map_err(|e| failed(&e))
 }
 
 /// 303 to `path`, after a form.

@@ -8,10 +8,13 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_DISPOSITION;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{Csrf, Done, NEWEST_HUNDRED, filled, refusal, see_other, whole_number};
+use super::forms::{
+    Csrf, Done, NEWEST_HUNDRED, Posted, field, filled, posted_over, refusal, see_other,
+    whole_number,
+};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::catalog::LicenseKey;
@@ -576,7 +579,7 @@ pub async fn issue_key(
 
 /// The change form's fields, as text: each compared with the key, and only what differs
 /// is changed (so the rules of a change apply to what was changed).
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct EditKey {
     #[serde(default)]
     csrf: String,
@@ -675,13 +678,14 @@ pub async fn edit_key(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-    ConsoleForm(form): ConsoleForm<EditKey>,
+    ConsoleForm(posted): ConsoleForm<Posted>,
 ) -> Result<Response, ConsoleError> {
-    signed.check_write(&form.csrf)?;
+    signed.check_write(field(&posted, "csrf"))?;
     let principal = &signed.principal;
     let id = LicenseKeyId::from(id);
     let key = (state.store.license_key(&principal.business_id, &id).await?)
         .ok_or(ApiError::LicenseKeyNotFound)?;
+    let form = posted_over(&edit_values(&key), posted)?;
     let changed = form
         .patch_body(&key)
         .and_then(|body| parse_json::<UpdateLicenseKey>(body.to_string().as_bytes()));
