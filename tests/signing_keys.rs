@@ -468,6 +468,23 @@ async fn answers_are_signed_when_a_nonce_asks(server: TestServer) {
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
         assert!(headers.contains_key("x-request-id"), "{headers:?}");
     }
+    // Two nonces, or two content types: which one counts is not for the server to guess.
+    for (name, second) in [
+        ("licensed-nonce", "n-second"),
+        ("content-type", "text/plain"),
+    ] {
+        let twice = (server
+            .client
+            .post(format!("{}/licenses/validate", server.url)))
+        .header("content-type", "application/json")
+        .header("licensed-nonce", "n-first")
+        .header(name, second)
+        .body(validate.clone());
+        let response = twice.send().await.unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("is sent more than once"), "{name}: {text}");
+    }
 
     // Another business's key is signed with that business's key, which the first's
     // public key does not verify.

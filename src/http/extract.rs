@@ -52,6 +52,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        if request
+            .headers()
+            .get_all(header::CONTENT_TYPE)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            return Err(ApiError::BadRequest(
+                "`Content-Type` is sent more than once".into(),
+            ));
+        }
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)

@@ -141,6 +141,11 @@ where
     let started = Instant::now();
     let SignResponses { state, envelope } = layer;
     let (parts, body) = request.into_parts();
+    // Two nonces: the answer could be signed over only one, which the app may not check.
+    if parts.headers.get_all(NONCE).iter().nth(1).is_some() {
+        let refused = ApiError::BadRequest("`Licensed-Nonce` is sent more than once".into());
+        return envelope.refuse(&parts, started, refused);
+    }
     let Some(nonce) = nonce_of(&nonce).map(str::to_owned) else {
         let refused = ApiError::BadRequest(
             "`Licensed-Nonce` must be 1 to 128 visible ASCII characters".into(),
