@@ -166,6 +166,15 @@ async fn a_session_opens_with_a_key_and_ends_with_sign_out(server: TestServer) {
             .0,
         StatusCode::FORBIDDEN
     );
+    // With its token, but sent by a page of another site: refused, and still signed in.
+    let url = format!("{}/console/sign-out", server.url);
+    let cross = (browser.client.post(&url))
+        .header("sec-fetch-site", "same-site")
+        .form(&[("csrf", csrf.as_str())]);
+    let (status, page) = browser.send(cross).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("another site"), "{page}");
+    assert_eq!(browser.get("/console").await.0, StatusCode::OK);
     assert_eq!(
         browser.post("/console/sign-out", &[("csrf", &csrf)]).await,
         (StatusCode::SEE_OTHER, "/console/sign-in".to_owned())

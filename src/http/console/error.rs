@@ -2,10 +2,10 @@
 //! the status an API call would have got, or the sign-in page for a session that ended.
 
 use axum::extract::{FromRequest, FromRequestParts, Query, RawForm, Request};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::{LOCATION, RETRY_AFTER};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -78,7 +78,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ConsoleForm<T> {
     type Rejection = ConsoleError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ConsoleError> {
-        check_posted_by_the_console(request.headers())?;
         let RawForm(form) = RawForm::from_request(request, state)
             .await
             .map_err(|rejection| refused(rejection.status(), rejection.body_text()))?;
@@ -112,19 +111,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ConsoleQuery<T
             Ok(Query(query)) => Ok(Self(query)),
             Err(rejection) => Err(refused(rejection.status(), rejection.body_text())),
         }
-    }
-}
-
-/// Refuses a form that the browser says another site sent (`Sec-Fetch-Site`), a sibling
-/// subdomain included: the session cookie's `SameSite=Strict` does not keep out a site on
-/// the same domain, which could also have planted the sign-in form's cookie. A browser that
-/// does not send the header is left to the forms' tokens.
-fn check_posted_by_the_console(headers: &HeaderMap) -> Result<(), ConsoleError> {
-    match headers.get("sec-fetch-site").map(HeaderValue::as_bytes) {
-        Some(b"cross-site" | b"same-site") => Err(ConsoleError::Forbidden(
-            "This form was sent from another site, not from the console. Open the console and send it from there.".into(),
-        )),
-        _ => Ok(()),
     }
 }
 

@@ -17,8 +17,10 @@ mod sign_in;
 mod webhooks;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 
@@ -89,6 +91,7 @@ pub fn routes() -> Router<AppState> {
             post(license_keys::deactivate),
         )
         .route("/console/{*rest}", any(no_page))
+        .layer(axum::middleware::from_fn(refuse_other_sites))
         .layer(axum::middleware::map_response(page_headers))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))
@@ -127,6 +130,23 @@ async fn page_headers(mut response: Response) -> Response {
         );
     }
     response
+}
+
+/// Refuses a request that would change something and that the browser says another site
+/// sent (`Sec-Fetch-Site`), a sibling subdomain included: the session cookie's
+/// `SameSite=Strict` does not keep out a site on the same domain, which could also have
+/// planted the sign-in form's cookie. Before anything is read or looked up; a browser that
+/// does not send the header is left to the forms' tokens.
+async fn refuse_other_sites(request: Request, next: Next) -> Response {
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let sender = request.headers().get("sec-fetch-site");
+    if changes && sender.is_some_and(|s| matches!(s.as_bytes(), b"cross-site" | b"same-site")) {
+        return ConsoleError::Forbidden(
+            "This form was sent from another site, not from the console. Open the console and send it from there.".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// A path under `/console` that is no page: a page saying so, as the console's other
