@@ -373,11 +373,14 @@ async fn bad_input_is_refused_naming_the_problem(server: TestServer) {
         "colour",
     )
     .await;
-    refused(
-        json!({"url": "https://example.com", "rate_limit": 0}),
-        "rate_limit",
-    )
-    .await;
+    // Below the range, past it, or not whole: each told the range itself.
+    for limit in [json!(0), json!(-1), json!(1.5), json!(10_001)] {
+        refused(
+            json!({"url": "https://example.com", "rate_limit": limit}),
+            "between 1 and 10000",
+        )
+        .await;
+    }
     refused(json!({"description": "no url"}), "url").await;
     let ok_length = format!("https://example.com/{}", "a".repeat(2048 - 20));
     assert_eq!(ok_length.len(), 2048);

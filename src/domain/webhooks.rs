@@ -368,10 +368,12 @@ impl RateLimit {
 
 impl<'de> Deserialize<'de> for RateLimit {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let n = u64::deserialize(deserializer)?;
-        u32::try_from(n).ok().and_then(Self::new).ok_or_else(|| {
+        // Any number, so that one below 0 or with a fraction is told the range too.
+        let n = serde_json::Number::deserialize(deserializer)?;
+        let per_second = n.as_u64().and_then(|n| u32::try_from(n).ok());
+        per_second.and_then(Self::new).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "must be between 1 and {} deliveries per second, got {n}",
+                "must be a whole number between 1 and {} deliveries per second, got {n}",
                 Self::MAX
             ))
         })
