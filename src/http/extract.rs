@@ -272,12 +272,51 @@ pub fn parse_query<T: DeserializeOwned>(
     serde_path_to_error::deserialize(pairs()).map_err(|error| {
         let path = error.path().to_string();
         let reason = error.into_inner().to_string();
+        if let Some(name) = duplicated(&reason) {
+            return ApiError::BadRequest(given_twice(name, query));
+        }
         ApiError::BadRequest(if path == "." {
             format!("invalid query: {reason}")
         } else {
             format!("invalid query parameter `{path}`: {reason}")
         })
     })
+}
+
+/// The parameter serde found twice (`duplicate field `name``).
+fn duplicated(reason: &str) -> Option<&str> {
+    reason.strip_prefix("duplicate field `")?.strip_suffix('`')
+}
+
+/// A parameter given twice, perhaps once in each spelling a route takes (`accountId` and
+/// `account_id`), which serde names by one of them only: both are named if both were sent.
+fn given_twice(name: &str, query: &str) -> String {
+    let snake: String = (name.chars())
+        .flat_map(|c| match c.is_ascii_uppercase() {
+            true => vec!['_', c.to_ascii_lowercase()],
+            false => vec![c],
+        })
+        .collect();
+    let mut camel = String::new();
+    let mut upper = false;
+    for c in snake.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                camel.push(c.to_ascii_uppercase());
+                upper = false;
+            }
+            c => camel.push(c),
+        }
+    }
+    let sent =
+        |spelling: &str| form_urlencoded::parse(query.as_bytes()).any(|(n, _)| n == spelling);
+    match camel != snake && sent(&camel) && sent(&snake) {
+        true => format!(
+            "the query parameter `{camel}` is given more than once (`{camel}` and `{snake}` are one parameter)"
+        ),
+        false => format!("the query parameter `{name}` is given more than once"),
+    }
 }
 
 /// A route's one path parameter, as text or as the record id it names (which may name
@@ -487,6 +526,29 @@ mod tests {
         assert_eq!(
             message(parse_json(b"[3]")),
             "the request body must be a JSON object"
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Filter {
+        #[serde(default, rename = "accountId", alias = "account_id")]
+        account: Option<String>,
+    }
+
+    #[test]
+    fn a_query_parameter_given_twice_is_named_in_the_spellings_sent() {
+        let twice = |query: &str| match parse_query::<Filter>(query, |_| {}) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        assert_eq!(
+            twice("accountId=a&account_id=b"),
+            "the query parameter `accountId` is given more than once (`accountId` and `account_id` are one parameter)"
+        );
+        assert_eq!(
+            twice("accountId=a&accountId=b"),
+            "the query parameter `accountId` is given more than once"
         );
     }
 }
