@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Done, NEWEST_HUNDRED, Posted, field, posted_over, refusal, see_other, whole_number,
+    Done, NEWEST_HUNDRED, Posted, field, given, posted_over, refusal, see_other, whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -32,11 +32,7 @@ pub async fn customers(
     signed: Signed,
     ConsoleQuery(query): ConsoleQuery<CustomerQuery>,
 ) -> Result<Markup, ConsoleError> {
-    let email = query
-        .email
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty());
+    let email = given(&query.email);
     let found = (state.store)
         .list_customers(&signed.principal.business_id, email, NEWEST_HUNDRED)
         .await?;

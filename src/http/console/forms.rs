@@ -41,6 +41,11 @@ pub fn filled(text: &str) -> Option<&str> {
     Some(text.trim()).filter(|t| !t.is_empty())
 }
 
+/// An optional field's or query parameter's text, trimmed; `None` when absent or empty.
+pub fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().and_then(filled)
+}
+
 /// A number field as the API's JSON: null when left empty, else a whole number. One too
 /// large is refused as such (with the largest the field takes, if `max` is known), not as
 /// "not a number".

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::chart;
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{refusal, see_other};
+use super::forms::{given, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::auth::Caller;
@@ -43,11 +43,7 @@ pub async fn pairs(
     ConsoleQuery(query): ConsoleQuery<PairsQuery>,
 ) -> Result<Markup, ConsoleError> {
     let business = &signed.principal.business_id;
-    let text = query
-        .account
-        .as_deref()
-        .map(str::trim)
-        .filter(|a| !a.is_empty());
+    let text = given(&query.account);
     let account = text.map(account_id).transpose()?;
     let pairs = (state.store)
         .ledger_pairs(business, account.as_ref(), MAX_PAIRS)
@@ -177,11 +173,7 @@ async fn pair_page(
     let license = license_id(query.license.trim())?;
     let now = Timestamp::now();
     let this_month = format!("{:04}-{:02}", now.date().year(), now.date().month());
-    let month = query
-        .month
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty());
+    let month = given(&query.month);
     let month = month.unwrap_or(&this_month).to_owned();
     let (first, next) = month_bounds(&month)?;
     let (start, end) = (midnight(first)?, midnight(next)?);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Csrf, Done, NEWEST_HUNDRED, Posted, field, filled, posted_over, refusal, see_other,
+    Csrf, Done, NEWEST_HUNDRED, Posted, field, filled, given, posted_over, refusal, see_other,
     whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
@@ -43,10 +43,6 @@ pub struct ListQuery {
     key: Option<String>,
     #[serde(default)]
     page: Option<u32>,
-}
-
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 pub async fn list(
