@@ -52,13 +52,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
-        if request
-            .headers()
-            .get_all(header::CONTENT_TYPE)
-            .iter()
-            .nth(1)
-            .is_some()
-        {
+        if sent_twice(request.headers(), header::CONTENT_TYPE) {
             return Err(ApiError::BadRequest(
                 "`Content-Type` is sent more than once".into(),
             ));
@@ -103,6 +97,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         };
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Whether the request carries the header `name` more than once: which one counts is not
+/// for the server to guess.
+pub fn sent_twice(headers: &axum::http::HeaderMap, name: impl header::AsHeaderName) -> bool {
+    headers.get_all(name).iter().nth(1).is_some()
 }
 
 /// Whether the request's `Content-Length` is over [`BODY_LIMIT`]: refused before it is read.
@@ -291,31 +291,18 @@ fn duplicated(reason: &str) -> Option<&str> {
 /// A parameter given twice, perhaps once in each spelling a route takes (`accountId` and
 /// `account_id`), which serde names by one of them only: both are named if both were sent.
 fn given_twice(name: &str, query: &str) -> String {
-    let snake: String = (name.chars())
-        .flat_map(|c| match c.is_ascii_uppercase() {
-            true => vec!['_', c.to_ascii_lowercase()],
-            false => vec![c],
-        })
-        .collect();
-    let mut camel = String::new();
-    let mut upper = false;
-    for c in snake.chars() {
-        match c {
-            '_' => upper = true,
-            c if upper => {
-                camel.push(c.to_ascii_uppercase());
-                upper = false;
-            }
-            c => camel.push(c),
+    let folded = |n: &str| n.replace('_', "").to_ascii_lowercase();
+    let mut spellings: Vec<String> = Vec::new();
+    for (sent, _) in form_urlencoded::parse(query.as_bytes()) {
+        if folded(&sent) == folded(name) && !spellings.iter().any(|s| *s == sent) {
+            spellings.push(sent.into_owned());
         }
     }
-    let sent =
-        |spelling: &str| form_urlencoded::parse(query.as_bytes()).any(|(n, _)| n == spelling);
-    match camel != snake && sent(&camel) && sent(&snake) {
-        true => format!(
-            "the query parameter `{camel}` is given more than once (`{camel}` and `{snake}` are one parameter)"
+    match &spellings[..] {
+        [first, second, ..] => format!(
+            "the query parameter `{first}` is given more than once (`{first}` and `{second}` are one parameter)"
         ),
-        false => format!("the query parameter `{name}` is given more than once"),
+        _ => format!("the query parameter `{name}` is given more than once"),
     }
 }
 

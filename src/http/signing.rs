@@ -25,7 +25,7 @@ use tower::{Layer, Service};
 
 use super::envelope::{Envelope, REQUEST_ID};
 use super::error::ApiError;
-use super::extract::{BODY_LIMIT, declares_too_long_body};
+use super::extract::{BODY_LIMIT, declares_too_long_body, sent_twice};
 use super::state::AppState;
 use crate::domain::ids::{BusinessId, KeyString};
 use crate::domain::license::meant_key;
@@ -142,7 +142,7 @@ where
     let SignResponses { state, envelope } = layer;
     let (parts, body) = request.into_parts();
     // Two nonces: the answer could be signed over only one, which the app may not check.
-    if parts.headers.get_all(NONCE).iter().nth(1).is_some() {
+    if sent_twice(&parts.headers, NONCE) {
         let refused = ApiError::BadRequest("`Licensed-Nonce` is sent more than once".into());
         return envelope.refuse(&parts, started, refused);
     }

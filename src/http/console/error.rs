@@ -1,7 +1,7 @@
 //! What the console answers when something goes wrong: a page saying so in words, with
 //! the status an API call would have got, or the sign-in page for a session that ended.
 
-use axum::extract::{FromRequest, FromRequestParts, Query, RawForm, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawForm, Request};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::{LOCATION, RETRY_AFTER};
@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::layout;
 use crate::http::error::{self, ApiError};
-use crate::http::extract::{BODY_LIMIT, decodes_to_utf8};
+use crate::http::extract::{BODY_LIMIT, decodes_to_utf8, parse_query};
 use crate::storage::StorageError;
 
 #[derive(Debug)]
@@ -99,18 +99,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ConsoleForm<T> {
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ConsoleQuery<T> {
     type Rejection = ConsoleError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ConsoleError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ConsoleError> {
+        // The API's reading: UTF-8 once decoded, and a parameter that does not parse named.
         let query = parts.uri.query().unwrap_or_default();
-        if !decodes_to_utf8(query.as_bytes()) {
-            return Err(refused(
-                StatusCode::BAD_REQUEST,
-                "the query string is not valid UTF-8 once percent-decoded".into(),
-            ));
-        }
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(query)) => Ok(Self(query)),
-            Err(rejection) => Err(refused(rejection.status(), rejection.body_text())),
-        }
+        Ok(Self(parse_query(query, |_| {})?))
     }
 }
 
