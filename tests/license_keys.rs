@@ -905,14 +905,28 @@ async fn patch_is_tri_state_with_its_error_codes(server: TestServer) {
         "NO_EXPIRY_ON_SUBSCRIPTION_LICENSE_KEYS"
     );
 
-    let wrong = server.patch(&path, json!({"activations_limit": -1})).await;
-    let message = wrong.expect(400).message();
-    assert!(message.contains("activations_limit"), "{message}");
-    // In a client's words, not Rust's (`u32`).
-    assert!(
-        message.contains("expected a whole number from 0 to 4294967295"),
-        "{message}"
-    );
+    // Every limit out of range is told the range a key's limit takes, in a client's
+    // words, not Rust's (`u32`).
+    for wrong in [
+        json!(-1),
+        json!(1.5),
+        json!(1_000_001),
+        json!(5_000_000_000_u64),
+    ] {
+        let reply = server
+            .patch(&path, json!({"activations_limit": wrong}))
+            .await;
+        assert_eq!(
+            reply.expect(400).message(),
+            format!(
+                "invalid `activations_limit`: must be a whole number from 0 to 1000000, got {wrong}"
+            )
+        );
+    }
+    let unchanged = server.get(&path).await;
+    assert_eq!(unchanged.expect(200).json["activations_limit"], 2);
+    let text = server.patch(&path, json!({"activations_limit": "3"})).await;
+    assert!(text.expect(400).message().contains("activations_limit"));
     let unknown = server.patch(&path, json!({"status": "active"})).await;
     assert!(unknown.expect(400).message().contains("status"));
 }

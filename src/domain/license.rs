@@ -92,7 +92,16 @@ pub enum Change<T> {
 }
 
 impl<T> Change<T> {
-    /// The same change with its value, if any, converted (or refused).
+    /// The same change with its value, if any, converted.
+    pub fn map<U>(self, convert: impl FnOnce(T) -> U) -> Change<U> {
+        match self {
+            Change::Unchanged => Change::Unchanged,
+            Change::Clear => Change::Clear,
+            Change::Set(value) => Change::Set(convert(value)),
+        }
+    }
+
+    /// The same change with its value, if any, converted or refused.
     pub fn try_map<U, E>(self, convert: impl FnOnce(T) -> Result<U, E>) -> Result<Change<U>, E> {
         Ok(match self {
             Change::Unchanged => Change::Unchanged,
@@ -172,6 +181,46 @@ pub fn check_limit_with_seats(binds: bool, limit: &Change<u32>) -> Result<(), Pa
 
 /// The largest activation limit a key or product may have of its own.
 pub const MAX_ACTIVATIONS_LIMIT: u32 = 1_000_000;
+
+/// An activation limit as a request gives it: a whole number from 0 to
+/// [`MAX_ACTIVATIONS_LIMIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivationsLimit(u32);
+
+impl ActivationsLimit {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ActivationsLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Any number, so that one below 0, with a fraction or past `u32` is told the range.
+        let n = serde_json::Number::deserialize(deserializer)?;
+        let limit = n.as_u64().and_then(|n| u32::try_from(n).ok());
+        limit
+            .filter(|limit| *limit <= MAX_ACTIVATIONS_LIMIT)
+            .map(Self)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "must be a whole number from 0 to {MAX_ACTIVATIONS_LIMIT}, got {n}"
+                ))
+            })
+    }
+}
+
+impl utoipa::PartialSchema for ActivationsLimit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(MAX_ACTIVATIONS_LIMIT))
+            .description(Some("Activations a key allows at once"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ActivationsLimit {}
 
 impl KeyPatch {
     /// The key after this change, or why the change is refused. A key bound to seats

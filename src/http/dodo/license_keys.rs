@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::checks::checked_limit;
 use super::listing::{Items, Paging};
 use super::products::product_not_found;
 use crate::domain::auth::Caller;
@@ -15,7 +14,8 @@ use crate::domain::catalog::{KeySource, LicenseKey, key_terms};
 use crate::domain::ids::BusinessId;
 use crate::domain::ids::{CustomerId, KeyString, LicenseKeyId, ProductId, ResourceId, shorten};
 use crate::domain::license::{
-    Change, KeyPatch, KeyStatus, check_expiry, check_limit_with_seats, generate_key,
+    ActivationsLimit, Change, KeyPatch, KeyStatus, check_expiry, check_limit_with_seats,
+    generate_key,
 };
 use crate::domain::seats::{HeartbeatInterval, SeatBinding};
 use crate::domain::time::Timestamp;
@@ -37,8 +37,8 @@ pub struct CreateLicenseKey {
     key: Option<KeyString>,
     /// Absent: the product's default; `null`: unlimited.
     #[serde(default)]
-    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000)]
-    activations_limit: Change<u32>,
+    #[schema(value_type = Option<ActivationsLimit>)]
+    activations_limit: Change<ActivationsLimit>,
     /// Absent: now plus the product's duration; `null`: never expires.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -103,9 +103,7 @@ pub(crate) async fn issue(
         .await?
         .ok_or_else(|| product_not_found(&product_id))?;
     check_expiry(request.subscription_id.is_some(), &request.expires_at)?;
-    let limit = request
-        .activations_limit
-        .try_map(|l| checked_limit(l, "activations_limit"))?;
+    let limit = request.activations_limit.map(ActivationsLimit::get);
     check_limit_with_seats(request.seats.is_some(), &limit)?;
     if let Some(seats) = &request.seats {
         check_pair(state, business, seats).await?;
@@ -292,8 +290,8 @@ pub async fn list_license_keys(
 pub struct UpdateLicenseKey {
     /// `null` removes the limit.
     #[serde(default)]
-    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000)]
-    activations_limit: Change<u32>,
+    #[schema(value_type = Option<ActivationsLimit>)]
+    activations_limit: Change<ActivationsLimit>,
     #[serde(default)]
     disabled: Option<bool>,
     /// `null` removes the expiry.
@@ -346,9 +344,7 @@ pub(crate) async fn update(
     request: UpdateLicenseKey,
 ) -> Result<LicenseKey, ApiError> {
     let patch = KeyPatch {
-        activations_limit: request
-            .activations_limit
-            .try_map(|l| checked_limit(l, "activations_limit"))?,
+        activations_limit: request.activations_limit.map(ActivationsLimit::get),
         disabled: request.disabled,
         expires_at: request.expires_at,
         heartbeat_interval: request.heartbeat_interval,

@@ -2,7 +2,6 @@
 //! their instances, and the public `/licenses/*` endpoints an app calls with a key. One
 //! file per resource; [`routes`] says which path each handler answers.
 
-mod checks;
 pub mod customers;
 pub mod instances;
 pub mod license_files;

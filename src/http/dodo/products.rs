@@ -8,11 +8,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::checks::checked_limit;
 use super::listing::{Items, NoFilters, Paging};
 use crate::domain::catalog::{Delivery, DetailsPatch, Product, ProductDetails, ProductPatch};
 use crate::domain::ids::{BusinessId, LongText, Name, ProductId, ResourceId, WebUrl, shorten};
-use crate::domain::license::{Change, Interval, KeyDuration};
+use crate::domain::license::{ActivationsLimit, Change, Interval, KeyDuration};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::object::Object;
 use crate::domain::pricing::{
@@ -187,8 +186,8 @@ pub struct CreateProduct {
     description: Option<LongText>,
     /// The activation limit of the product's new keys; none means unlimited.
     #[serde(default)]
-    #[schema(minimum = 0, maximum = 1_000_000)]
-    license_key_activations_limit: Option<u32>,
+    #[schema(value_type = Option<ActivationsLimit>)]
+    license_key_activations_limit: Option<ActivationsLimit>,
     /// How long the product's new keys last; none means forever.
     #[serde(default)]
     #[schema(value_type = Option<KeyDuration>)]
@@ -447,10 +446,8 @@ pub(crate) async fn create(
         business_id: business.clone(),
         name: request.name.to_string(),
         description: request.description.map(LongText::into_string),
-        license_key_activations_limit: request
-            .license_key_activations_limit
-            .map(|l| checked_limit(l, "license_key_activations_limit"))
-            .transpose()?,
+        license_key_activations_limit: (request.license_key_activations_limit)
+            .map(ActivationsLimit::get),
         license_key_duration: request
             .license_key_duration
             .map(|d| checked_duration(d.into_inner(), "license_key_duration"))
@@ -528,8 +525,8 @@ pub struct UpdateProduct {
     #[schema(value_type = Option<String>, max_length = 5000)]
     description: Change<LongText>,
     #[serde(default)]
-    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000)]
-    license_key_activations_limit: Change<u32>,
+    #[schema(value_type = Option<ActivationsLimit>)]
+    license_key_activations_limit: Change<ActivationsLimit>,
     #[serde(default)]
     #[schema(value_type = Option<KeyDuration>)]
     license_key_duration: Change<Object<KeyDuration>>,
@@ -612,9 +609,8 @@ pub(crate) async fn update(
     let patch = ProductPatch {
         name: request.name.map(|n| n.to_string()),
         description: text(request.description)?,
-        license_key_activations_limit: request
-            .license_key_activations_limit
-            .try_map(|l| checked_limit(l, "license_key_activations_limit"))?,
+        license_key_activations_limit: (request.license_key_activations_limit)
+            .map(ActivationsLimit::get),
         license_key_duration: request
             .license_key_duration
             .try_map(|d| checked_duration(d.into_inner(), "license_key_duration"))?,
