@@ -606,3 +606,96 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         started.elapsed()
     );
 }
+
+/// One answer read from `stream`: its head, then as many body bytes as it declares.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = (text[..end].lines())
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+            if answer.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let read = stream.read(&mut buffer).await.expect("an answer");
+        assert!(read > 0, "the connection ended mid-answer: {text:?}");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+}
+
+/// A request refused before its body is read (no key, a read-only key, a wrong content
+/// type, an unknown route, a method the route does not take, a malformed nonce) still has
+/// its body read out, whenever it arrives: the client's next request on the connection is
+/// answered, where the connection used to be dropped under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_before_its_body_is_read_keeps_its_connection() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let read_only = server.new_key("alpha", true).await;
+    let body = r#"{"license_key":"K"}"#;
+    let refusals = [
+        (
+            "/license_updates",
+            "Authorization: Bearer wrong\r\nContent-Type: application/json",
+            "401",
+        ),
+        (
+            "/customers",
+            &format!("Authorization: Bearer {read_only}\r\nContent-Type: application/json"),
+            "403",
+        ),
+        ("/licenses/validate", "Content-Type: text/plain", "415"),
+        ("/no/such/route", "Content-Type: application/json", "404"),
+        ("/healthz", "Content-Type: application/json", "405"),
+        (
+            "/licenses/validate",
+            "Content-Type: application/json\r\nLicensed-Nonce: a b",
+            "400",
+        ),
+    ];
+    for (path, headers, status) in refusals {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\n{headers}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The body comes after the refusal could have been sent.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let refused = read_answer(&mut stream).await;
+        assert!(
+            refused.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {refused}"
+        );
+        assert!(!refused.contains("connection: close"), "{path}: {refused}");
+        let next = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+        stream.write_all(next.as_bytes()).await.unwrap();
+        let answered = read_answer(&mut stream).await;
+        assert!(
+            answered.starts_with("HTTP/1.1 200"),
+            "after {path}: {answered}"
+        );
+    }
+
+    // A body that does not come: the refusal says that the connection ends.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /license_updates HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer, then the connection closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

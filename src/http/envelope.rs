@@ -10,18 +10,20 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONNECTION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
 use super::error::{self, ApiError, ErrorShape};
@@ -121,7 +123,7 @@ where
         let shape = (self.envelope.shape)(request.uri().path());
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        let (request, body_arrived) = watch_arrival(request);
+        let (request, arrival) = watch_arrival(request);
         let handled = if extract::has_nul(request.uri()) {
             Err(ApiError::BadRequest(
                 "the URL must not contain NUL characters (%00)".into(),
@@ -140,9 +142,11 @@ where
                 // Dropping the handler on timeout rolls back its open transaction.
                 Ok(handled) => match tokio::time::timeout(timeout, handled).await {
                     Ok(Ok(response)) => response.into_response(),
-                    Err(_) => past_timeout(timeout, body_arrived.as_deref()).into_response(),
+                    Err(_) => past_timeout(timeout, arrival.as_deref()).into_response(),
                 },
             };
+            let unread = arrival.as_deref().and_then(Arrival::unread);
+            let response = read_out(response, unread, started + timeout).await;
             let elapsed = started.elapsed();
             ops::record(&method, route.as_ref(), response.status(), elapsed);
             log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
@@ -192,12 +196,14 @@ pub async fn around_pages(
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let timeout = envelope.timeout;
-    let (request, body_arrived) = watch_arrival(request);
+    let (request, arrival) = watch_arrival(request);
     // Dropping the handler on timeout rolls back its open transaction.
-    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
+    let response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => timed_out(past_timeout(timeout, body_arrived.as_deref())),
+        Err(_) => timed_out(past_timeout(timeout, arrival.as_deref())),
     };
+    let unread = arrival.as_deref().and_then(Arrival::unread);
+    let mut response = read_out(response, unread, started + timeout).await;
     let elapsed = started.elapsed();
     ops::record(&method, route.as_ref(), response.status(), elapsed);
     log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
@@ -207,35 +213,99 @@ pub async fn around_pages(
 
 /// The error of a request that ran over `timeout`: a body that never arrived whole was
 /// never handled, so the client is late (408); otherwise the server is (503).
-fn past_timeout(timeout: Duration, body_arrived: Option<&AtomicBool>) -> ApiError {
-    if body_arrived.is_some_and(|arrived| !arrived.load(Ordering::Relaxed)) {
+fn past_timeout(timeout: Duration, arrival: Option<&Arrival>) -> ApiError {
+    if arrival.is_some_and(|arrival| !arrival.arrived.load(Ordering::Relaxed)) {
         ApiError::BodyTimedOut(timeout.as_millis())
     } else {
         ApiError::TimedOut(timeout.as_millis())
     }
 }
 
-/// The request, its body made to say when it has arrived whole, and the flag it sets. A
-/// request without a body (most GETs) is left as it is, with no flag.
-fn watch_arrival(request: Request) -> (Request, Option<Arc<AtomicBool>>) {
+/// The longest a refused request's unread body is waited for before its answer is sent.
+const READ_OUT_WAIT: Duration = Duration::from_secs(2);
+
+/// `response` once the rest of a body its handler left unread (a request refused before
+/// its body was read: no API key, a wrong content type, an unknown route) has arrived and
+/// been discarded, so that the connection can carry the client's next request. A body
+/// that does not arrive within [`READ_OUT_WAIT`], or runs past [`extract::BODY_LIMIT`],
+/// gets `Connection: close` instead, as does an answer that closes anyway (408, 413): the
+/// client learns that the connection ends rather than finding it gone under its next
+/// request.
+pub(super) async fn read_out(
+    mut response: Response,
+    unread: Option<Body>,
+    deadline: Instant,
+) -> Response {
+    let Some(mut unread) = unread.filter(|body| !body.is_end_stream()) else {
+        return response;
+    };
+    let closes = response.headers().get(CONNECTION) == Some(&CLOSE)
+        || response.status() == StatusCode::PAYLOAD_TOO_LARGE;
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .min(READ_OUT_WAIT);
+    let read_out = !closes
+        && tokio::time::timeout(wait, async {
+            let mut read = 0;
+            while let Some(frame) = unread.frame().await {
+                let Ok(frame) = frame else { return false };
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > extract::BODY_LIMIT {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false);
+    if !read_out {
+        response.headers_mut().insert(CONNECTION, CLOSE);
+    }
+    response
+}
+
+const CLOSE: HeaderValue = HeaderValue::from_static("close");
+
+/// The request, its body made to say when it has arrived whole and to leave what its
+/// handler did not read, and where it says so. A request without a body (most GETs) is
+/// left as it is.
+fn watch_arrival(request: Request) -> (Request, Option<Arc<Arrival>>) {
     if request.body().is_end_stream() {
         return (request, None);
     }
-    let arrived = Arc::new(AtomicBool::new(false));
-    let flag = arrived.clone();
+    let arrival = Arc::new(Arrival::default());
+    let watched = arrival.clone();
     let request = request.map(|inner| {
         Body::new(WatchedBody {
             inner,
-            arrived: flag,
+            arrival: watched,
         })
     });
-    (request, Some(arrived))
+    (request, Some(arrival))
 }
 
-/// A request body that marks its arrival once its last frame is read.
+/// What became of a request's body: whether it arrived whole, and, if its handler let go
+/// of it before, the rest of it.
+#[derive(Default)]
+pub(super) struct Arrival {
+    arrived: AtomicBool,
+    unread: Mutex<Option<Body>>,
+}
+
+impl Arrival {
+    fn unread(&self) -> Option<Body> {
+        self.unread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// A request body that marks its arrival once its last frame is read, and leaves its
+/// unread rest in its [`Arrival`] when dropped before.
 struct WatchedBody {
     inner: Body,
-    arrived: Arc<AtomicBool>,
+    arrival: Arc<Arrival>,
 }
 
 impl HttpBody for WatchedBody {
@@ -248,7 +318,7 @@ impl HttpBody for WatchedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.arrived.store(true, Ordering::Relaxed);
+            self.arrival.arrived.store(true, Ordering::Relaxed);
         }
         polled
     }
@@ -259,6 +329,15 @@ impl HttpBody for WatchedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for WatchedBody {
+    fn drop(&mut self) {
+        if !self.arrival.arrived.load(Ordering::Relaxed) && !self.inner.is_end_stream() {
+            let rest = std::mem::take(&mut self.inner);
+            *(self.arrival.unread.lock()).unwrap_or_else(PoisonError::into_inner) = Some(rest);
+        }
     }
 }
 

@@ -114,9 +114,16 @@ pub fn declares_too_long_body(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|length| length > BODY_LIMIT as u64)
 }
 
+/// A JSON body without the byte-order mark that some editors and Windows tools write
+/// before it, which a JSON parser may ignore (RFC 8259 §8.1).
+pub fn without_byte_order_mark(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
 /// Parses a JSON object, naming the offending field in the error. Only objects are
 /// accepted: serde would otherwise read a struct from an array of its fields' values.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = without_byte_order_mark(bytes);
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b != b'{') {
         return Err(ApiError::BadRequest(
@@ -130,6 +137,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();
+        let found = error.path().clone();
         let inner = error.into_inner();
         let reason = strip_position(&inner.to_string());
         let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
@@ -138,7 +146,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else if inner.is_syntax() {
             // serde_json's "expected value" for a JSON value of a type the field cannot
             // take at all, such as a number where a name from a list is expected.
-            format!("invalid `{path}`: not a value of the type it takes")
+            format!("invalid `{path}`: {}", not_of_its_type::<T>(bytes, &found))
         } else {
             format!("invalid `{path}`: {}", in_plain_words(&reason))
         })
@@ -150,6 +158,53 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     })?;
     Ok(value)
+}
+
+/// What to say of a value of a JSON type its field cannot take at all, which serde_json
+/// reports as a syntax error ("expected value"): what was given and, for a field that takes
+/// names from a list, the names, learnt by putting a name no list holds in its place.
+fn not_of_its_type<T: DeserializeOwned>(bytes: &[u8], path: &serde_path_to_error::Path) -> String {
+    const NO_NAME: &str = "\u{0}";
+    let unexplained = "not a value of the type it takes".to_owned();
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return unexplained;
+    };
+    let mut at = &mut body;
+    for segment in path.iter() {
+        let inner = match (segment, at) {
+            (serde_path_to_error::Segment::Map { key }, serde_json::Value::Object(map)) => {
+                map.get_mut(key)
+            }
+            (serde_path_to_error::Segment::Seq { index }, serde_json::Value::Array(items)) => {
+                items.get_mut(*index)
+            }
+            _ => None,
+        };
+        let Some(inner) = inner else {
+            return unexplained;
+        };
+        at = inner;
+    }
+    let given = match at {
+        serde_json::Value::Null => "null".to_owned(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => format!("the number {n}"),
+        serde_json::Value::String(_) => return unexplained,
+        serde_json::Value::Array(_) => "an array".to_owned(),
+        serde_json::Value::Object(_) => "an object".to_owned(),
+    };
+    *at = serde_json::Value::String(NO_NAME.to_owned());
+    let told = serde_json::from_value::<T>(body)
+        .err()
+        .map(|e| e.to_string());
+    let names = told.as_deref().and_then(|told| {
+        let (_, names) = told.split_once(&format!("unknown variant `{NO_NAME}`, expected "))?;
+        Some(names.to_owned())
+    });
+    match names {
+        Some(names) => format!("expected {names}, got {given}"),
+        None => format!("{given} is {unexplained}"),
+    }
 }
 
 /// serde's reason with the Rust number types it names ("expected u32") in the words of a
@@ -513,6 +568,36 @@ mod tests {
         assert_eq!(
             message(parse_json(b"[3]")),
             "the request body must be a JSON object"
+        );
+        // A byte-order mark before the object is ignored.
+        assert_eq!(
+            parse_json::<Body>(b"\xEF\xBB\xBF{\"count\": 3}").unwrap(),
+            Body { count: 3 }
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Entry {
+        kind: crate::domain::ledger::UpdateType,
+        items: Vec<Entry>,
+    }
+
+    #[test]
+    fn a_value_of_a_type_a_field_cannot_take_is_named_with_what_it_takes() {
+        let told = |body: &str| match parse_json::<Entry>(body.as_bytes()) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        for (given, said) in [("null", "null"), ("1", "the number 1"), ("[]", "an array")] {
+            assert_eq!(
+                told(&format!(r#"{{"kind": {given}, "items": []}}"#)),
+                format!("invalid `kind`: expected `RELATIVE` or `ABSOLUTE`, got {said}")
+            );
+        }
+        assert_eq!(
+            told(r#"{"kind": "ABSOLUTE", "items": [{"kind": true, "items": []}]}"#),
+            "invalid `items[0].kind`: expected `RELATIVE` or `ABSOLUTE`, got true"
         );
     }
 

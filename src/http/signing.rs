@@ -23,9 +23,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
-use super::envelope::{Envelope, REQUEST_ID};
+use super::envelope::{Envelope, REQUEST_ID, read_out};
 use super::error::ApiError;
-use super::extract::{BODY_LIMIT, declares_too_long_body, sent_twice};
+use super::extract::{BODY_LIMIT, declares_too_long_body, sent_twice, without_byte_order_mark};
 use super::state::AppState;
 use crate::domain::ids::{BusinessId, KeyString};
 use crate::domain::license::meant_key;
@@ -141,16 +141,17 @@ where
     let started = Instant::now();
     let SignResponses { state, envelope } = layer;
     let (parts, body) = request.into_parts();
-    // Two nonces: the answer could be signed over only one, which the app may not check.
-    if sent_twice(&parts.headers, NONCE) {
-        let refused = ApiError::BadRequest("`Licensed-Nonce` is sent more than once".into());
-        return envelope.refuse(&parts, started, refused);
-    }
-    let Some(nonce) = nonce_of(&nonce).map(str::to_owned) else {
-        let refused = ApiError::BadRequest(
-            "`Licensed-Nonce` must be 1 to 128 visible ASCII characters".into(),
-        );
-        return envelope.refuse(&parts, started, refused);
+    let nonce = match (sent_twice(&parts.headers, NONCE), nonce_of(&nonce)) {
+        (false, Some(nonce)) => nonce.to_owned(),
+        // Two nonces: the answer could be signed over only one, which the app may not check.
+        (twice, _) => {
+            let refused = ApiError::BadRequest(match twice {
+                true => "`Licensed-Nonce` is sent more than once".into(),
+                false => "`Licensed-Nonce` must be 1 to 128 visible ASCII characters".into(),
+            });
+            let refusal = envelope.refuse(&parts, started, refused);
+            return read_out(refusal, Some(body), started + state.request_timeout).await;
+        }
     };
     let method = parts.method.to_string();
     let path = parts.uri.path().to_owned();
@@ -259,7 +260,7 @@ fn license_key_in(body: &[u8]) -> Option<KeyString> {
         #[serde(borrow)]
         license_key: Option<std::borrow::Cow<'a, str>>,
     }
-    let named: Named = serde_json::from_slice(body).ok()?;
+    let named: Named = serde_json::from_slice(without_byte_order_mark(body)).ok()?;
     KeyString::parse(named.license_key?.into_owned()).ok()
 }
 
