@@ -255,6 +255,16 @@ async fn issuing_is_refused_as_validation_refuses(server: TestServer) {
         assert_eq!(reply.status, 400, "{bad}: {}", reply.text);
         assert!(!reply.message().is_empty());
     }
+    // Below the range, not whole, or past it: each told the range itself.
+    for ttl in [json!(-1), json!(1.5), json!(3599), json!(5_000_000_000_u64)] {
+        let reply = file_of(&server, &key_id, json!({"ttl": ttl})).await;
+        assert_eq!(
+            reply.expect(400).message(),
+            format!(
+                "invalid `ttl`: must be a whole number from 3600 to 31556952 seconds, got {ttl}"
+            )
+        );
+    }
     let reply = file_of(&server, &key_id, json!({"ttl": 31_556_952})).await;
     reply.expect(200);
 

@@ -1252,6 +1252,13 @@ async fn a_decrease_puts_the_newest_instances_over_seat(server: TestServer) {
         code(&unbind, 422),
         "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT"
     );
+    // The client sent no limit: it is told the figure that would be kept, and what to send.
+    let told = unbind.message();
+    assert!(
+        told.starts_with("unbinding keeps the seats' figure (1)"),
+        "{told}"
+    );
+    assert!(told.contains("send `activations_limit`"), "{told}");
 
     // The seat left by the oldest goes to the next oldest.
     key.deactivate(&server, &oldest).await.expect(200);

@@ -377,7 +377,7 @@ async fn bad_input_is_refused_naming_the_problem(server: TestServer) {
     for limit in [json!(0), json!(-1), json!(1.5), json!(10_001)] {
         refused(
             json!({"url": "https://example.com", "rate_limit": limit}),
-            "between 1 and 10000",
+            "must be a whole number from 1 to 10000 deliveries per second",
         )
         .await;
     }

@@ -10,7 +10,7 @@ pub enum InvalidText {
     TooLong { max: usize, got: usize },
     #[error("must not contain control characters")]
     ControlCharacter,
-    #[error("must not be only whitespace")]
+    #[error("must not be only whitespace or invisible characters")]
     Blank,
 }
 
@@ -33,9 +33,23 @@ pub fn check_text(text: &str, max: usize) -> Result<(), InvalidText> {
     }
 }
 
-/// Whether the text is whitespace alone (and not empty).
+/// Whether the text is whitespace and invisible characters alone (and not empty).
 fn is_blank(text: &str) -> bool {
-    !text.is_empty() && text.chars().all(char::is_whitespace)
+    !text.is_empty() && text.chars().all(is_invisible)
+}
+
+/// Whether `c` shows nothing: whitespace, or a character Unicode says to ignore when it
+/// cannot be shown (Default_Ignorable_Code_Point: zero-width spaces and joiners, the
+/// byte-order mark, bidirectional marks, variation selectors, tags, fillers).
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// The first 40 characters of a client's text, to quote in an error.
@@ -45,8 +59,21 @@ pub fn shorten(text: &str) -> String {
 
 /// The schema pattern of text [`check_text`] accepts: no control characters, not empty.
 pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
-/// The same, with something besides whitespace: the pattern of ids and names.
-pub const NOT_BLANK_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
+/// The characters of a pattern's class that show something: not whitespace, not
+/// controls, and not [`is_invisible`]'s (those of the Basic Multilingual Plane, which
+/// every regular expression engine reads).
+macro_rules! visible_class {
+    () => {
+        "[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF0-\\uFFF8]"
+    };
+}
+pub(crate) use visible_class;
+/// The same, with something visible: the pattern of ids and names.
+pub const NOT_BLANK_PATTERN: &str = concat!(
+    "^[^\\u0000-\\u001F\\u007F-\\u009F]*",
+    visible_class!(),
+    "[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+);
 /// The schema pattern of free text: anything but NUL.
 pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
@@ -488,6 +515,10 @@ mod tests {
         assert_eq!(LicenseId::parse("a\nb"), Err(InvalidText::ControlCharacter));
         assert_eq!(AccountId::parse("   "), Err(InvalidText::Blank));
         assert_eq!(AccountId::parse("\u{3000}"), Err(InvalidText::Blank));
+        // Zero-width spaces and joiners, a byte-order mark, a tag: nothing shows.
+        let invisible = "\u{200B}\u{2060}\u{FEFF}\u{E0041}";
+        assert_eq!(InstanceName::parse(invisible), Err(InvalidText::Blank));
+        assert!(InstanceName::parse("a\u{200D}b").is_ok());
         assert!(AccountId::parse(" a ").is_ok());
         assert!(
             AccountId::from_stored("   ").is_ok(),

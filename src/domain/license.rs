@@ -5,6 +5,7 @@ use chrono::{Days, Months};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::bounded::whole_number_within;
 use super::ids::KeyString;
 use super::seats::{HeartbeatInterval, SeatBinding};
 use super::time::Timestamp;
@@ -145,6 +146,10 @@ pub enum PatchError {
     #[error("the activation limit ({limit}) is below the number of current activations ({count})")]
     LimitBelowInstances { limit: u32, count: u32 },
     #[error(
+        "unbinding keeps the seats' figure ({figure}) as the key's activation limit, below the number of current activations ({count}); send `activations_limit` with `\"seats\": null`, or deactivate instances first"
+    )]
+    UnbindingBelowInstances { figure: u32, count: u32 },
+    #[error(
         "the expiry of a subscription's license key follows the subscription and cannot be set"
     )]
     ExpiryOnSubscriptionKey,
@@ -195,17 +200,7 @@ impl ActivationsLimit {
 
 impl<'de> Deserialize<'de> for ActivationsLimit {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Any number, so that one below 0, with a fraction or past `u32` is told the range.
-        let n = serde_json::Number::deserialize(deserializer)?;
-        let limit = n.as_u64().and_then(|n| u32::try_from(n).ok());
-        limit
-            .filter(|limit| *limit <= MAX_ACTIVATIONS_LIMIT)
-            .map(Self)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "must be a whole number from 0 to {MAX_ACTIVATIONS_LIMIT}, got {n}"
-                ))
-            })
+        whole_number_within(deserializer, 0..=MAX_ACTIVATIONS_LIMIT, "").map(Self)
     }
 }
 
@@ -255,9 +250,13 @@ impl KeyPatch {
             && limit < key.instances_count
             && !bound_after
         {
-            return Err(PatchError::LimitBelowInstances {
-                limit,
-                count: key.instances_count,
+            let count = key.instances_count;
+            return Err(match limit_given {
+                true => PatchError::LimitBelowInstances { limit, count },
+                false => PatchError::UnbindingBelowInstances {
+                    figure: limit,
+                    count,
+                },
             });
         }
         Ok(KeyState {
@@ -282,8 +281,13 @@ pub enum Interval {
 #[serde(deny_unknown_fields)]
 pub struct KeyDuration {
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "count_of_intervals")]
     pub count: u32,
     pub interval: Interval,
+}
+
+fn count_of_intervals<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    whole_number_within(deserializer, 1..=KeyDuration::MAX_COUNT, "")
 }
 
 impl KeyDuration {
@@ -511,9 +515,13 @@ mod tests {
             Some(MAX_ACTIVATIONS_LIMIT),
             "within the largest limit a key may have of its own"
         );
+        // Refused for the figure it would keep, which the client did not send.
         assert_eq!(
             unbind.apply(over_seat, false, true),
-            Err(PatchError::LimitBelowInstances { limit: 1, count: 3 })
+            Err(PatchError::UnbindingBelowInstances {
+                figure: 1,
+                count: 3
+            })
         );
         let unbind_unlimited = KeyPatch {
             seats: Change::Clear,

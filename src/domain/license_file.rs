@@ -12,10 +12,11 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::bounded::whole_number_within;
 use super::catalog::{Customer, Instance, LicenseKey, Product};
 use super::license::KeyStatus;
 use super::signing::SigningKeyPair;
-use super::time::{Timestamp, seconds_within};
+use super::time::Timestamp;
 
 /// How long a file holds, in seconds: an hour to a year; a month when not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,8 @@ impl Default for FileTtl {
 
 impl<'de> Deserialize<'de> for FileTtl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        seconds_within(deserializer, Self::MIN_SECONDS, Self::MAX_SECONDS).map(Self)
+        let range = Self::MIN_SECONDS..=Self::MAX_SECONDS;
+        whole_number_within(deserializer, range, " seconds").map(Self)
     }
 }
 

@@ -2,6 +2,7 @@
 //! instants, identifiers, metadata, prices and API keys.
 
 pub mod auth;
+pub mod bounded;
 pub mod catalog;
 pub mod console;
 pub mod delivery;

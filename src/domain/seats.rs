@@ -5,9 +5,10 @@
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::ids::{AccountId, InvalidText, LicenseId, check_text};
+use super::bounded::whole_number_within;
+use super::ids::{AccountId, InvalidText, LicenseId, check_text, is_invisible, visible_class};
 use super::quantity::Quantity;
-use super::time::{Timestamp, seconds_within};
+use super::time::Timestamp;
 
 /// How often an instance of a key must beat, in seconds: 1 s to 30 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,7 +37,7 @@ impl HeartbeatInterval {
 
 impl<'de> Deserialize<'de> for HeartbeatInterval {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        seconds_within(deserializer, 1, Self::MAX_SECONDS).map(Self)
+        whole_number_within(deserializer, 1..=Self::MAX_SECONDS, " seconds").map(Self)
     }
 }
 
@@ -66,8 +67,8 @@ impl Fingerprint {
     pub fn parse(text: impl Into<String>) -> Result<Self, InvalidFingerprint> {
         let text = text.into();
         check_text(&text, Self::MAX_CHARS)?;
-        if text.chars().any(char::is_whitespace) {
-            return Err(InvalidFingerprint::Whitespace);
+        if text.chars().any(is_invisible) {
+            return Err(InvalidFingerprint::Invisible);
         }
         Ok(Self(text))
     }
@@ -85,8 +86,8 @@ impl Fingerprint {
 pub enum InvalidFingerprint {
     #[error(transparent)]
     Text(#[from] InvalidText),
-    #[error("must not contain whitespace")]
-    Whitespace,
+    #[error("must not contain whitespace or invisible characters")]
+    Invisible,
 }
 
 impl<'de> Deserialize<'de> for Fingerprint {
@@ -101,7 +102,7 @@ impl utoipa::PartialSchema for Fingerprint {
             .schema_type(utoipa::openapi::schema::Type::String)
             .min_length(Some(1))
             .max_length(Some(Self::MAX_CHARS))
-            .pattern(Some("^[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$"))
+            .pattern(Some(concat!("^", visible_class!(), "+$")))
             .description(Some("The app's stable id of its machine"))
             .into()
     }
@@ -208,10 +209,12 @@ mod tests {
         assert!(Fingerprint::parse("é".repeat(255)).is_ok());
         assert!(Fingerprint::parse("a".repeat(256)).is_err());
         assert!(Fingerprint::parse("").is_err());
-        assert_eq!(
-            Fingerprint::parse("a b"),
-            Err(InvalidFingerprint::Whitespace)
-        );
+        for invisible in ["a b", "a\u{200B}b", "\u{FEFF}ab", "ab\u{2060}"] {
+            assert_eq!(
+                Fingerprint::parse(invisible),
+                Err(InvalidFingerprint::Invisible)
+            );
+        }
         assert!(Fingerprint::parse("a\u{7}b").is_err());
     }
 }

@@ -151,24 +151,6 @@ impl utoipa::PartialSchema for Timestamp {
 
 impl utoipa::ToSchema for Timestamp {}
 
-/// A whole number of seconds from `min` to `max`, read from JSON; anything else is an
-/// error naming the bounds.
-pub fn seconds_within<'de, D: Deserializer<'de>>(
-    deserializer: D,
-    min: u32,
-    max: u32,
-) -> Result<u32, D::Error> {
-    let seconds = u64::deserialize(deserializer)?;
-    u32::try_from(seconds)
-        .ok()
-        .filter(|s| (min..=max).contains(s))
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "must be between {min} and {max} seconds, got {seconds}"
-            ))
-        })
-}
-
 /// Reads one wait such as `50ms`, `5s`, `5m` or `2h`, of at most a week.
 pub fn parse_wait(text: &str) -> Result<Duration, String> {
     let split = text

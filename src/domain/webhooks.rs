@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::bounded::whole_number_within;
 use super::ids::{BusinessId, WebhookId, shorten, web_url};
 use super::license::Change;
 use super::metadata::Metadata;
@@ -368,15 +369,7 @@ impl RateLimit {
 
 impl<'de> Deserialize<'de> for RateLimit {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Any number, so that one below 0 or with a fraction is told the range too.
-        let n = serde_json::Number::deserialize(deserializer)?;
-        let per_second = n.as_u64().and_then(|n| u32::try_from(n).ok());
-        per_second.and_then(Self::new).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "must be a whole number between 1 and {} deliveries per second, got {n}",
-                Self::MAX
-            ))
-        })
+        whole_number_within(deserializer, 1..=Self::MAX, " deliveries per second").map(Self)
     }
 }
 

@@ -279,7 +279,7 @@ error_set!(
 impl From<PatchError> for ApiError {
     fn from(refusal: PatchError) -> Self {
         match refusal {
-            PatchError::LimitBelowInstances { .. } => {
+            PatchError::LimitBelowInstances { .. } | PatchError::UnbindingBelowInstances { .. } => {
                 ApiError::LimitBelowInstances(refusal.to_string())
             }
             PatchError::ExpiryOnSubscriptionKey => ApiError::NoExpiryOnSubscriptionKey,

@@ -26,17 +26,6 @@ use crate::http::state::AppState;
 /// The most add-ons one product offers.
 const MAX_ADDONS: usize = 100;
 
-fn checked_duration(duration: KeyDuration, field: &str) -> Result<KeyDuration, ApiError> {
-    if !(1..=KeyDuration::MAX_COUNT).contains(&duration.count) {
-        return Err(ApiError::BadRequest(format!(
-            "`{field}.count` must be between 1 and {}, got {}",
-            KeyDuration::MAX_COUNT,
-            duration.count
-        )));
-    }
-    Ok(duration)
-}
-
 fn checked_addons(addons: Vec<ResourceId>) -> Result<Vec<ResourceId>, ApiError> {
     if addons.len() > MAX_ADDONS {
         return Err(ApiError::BadRequest(format!(
@@ -448,10 +437,7 @@ pub(crate) async fn create(
         description: request.description.map(LongText::into_string),
         license_key_activations_limit: (request.license_key_activations_limit)
             .map(ActivationsLimit::get),
-        license_key_duration: request
-            .license_key_duration
-            .map(|d| checked_duration(d.into_inner(), "license_key_duration"))
-            .transpose()?,
+        license_key_duration: request.license_key_duration.map(Object::into_inner),
         license_key_activation_message: request
             .license_key_activation_message
             .map(LongText::into_string),
@@ -611,9 +597,7 @@ pub(crate) async fn update(
         description: text(request.description)?,
         license_key_activations_limit: (request.license_key_activations_limit)
             .map(ActivationsLimit::get),
-        license_key_duration: request
-            .license_key_duration
-            .try_map(|d| checked_duration(d.into_inner(), "license_key_duration"))?,
+        license_key_duration: request.license_key_duration.map(Object::into_inner),
         license_key_activation_message: text(request.license_key_activation_message)?,
         heartbeat_interval: request.heartbeat_interval,
         metadata: request.metadata,
