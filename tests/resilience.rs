@@ -682,6 +682,27 @@ async fn a_request_refused_before_its_body_is_read_keeps_its_connection() {
         );
     }
 
+    // A client that waits to be asked for its body (`Expect: 100-continue`) is refused
+    // without being asked; one that closes the connection after the request is answered
+    // without waiting for its body.
+    for (header, status) in [
+        ("Expect: 100-continue", "401"),
+        ("Connection: close", "401"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST /license_updates HTTP/1.1\r\nHost: {address}\r\n{header}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let refused = read_answer(&mut stream).await;
+        assert!(
+            refused.starts_with(&format!("HTTP/1.1 {status}")),
+            "{header}: {refused}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1), "{header}");
+    }
+
     // A body that does not come: the refusal says that the connection ends.
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = format!(

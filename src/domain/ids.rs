@@ -38,12 +38,14 @@ fn is_blank(text: &str) -> bool {
     !text.is_empty() && text.chars().all(is_invisible)
 }
 
-/// Whether `c` shows nothing: whitespace, or a character Unicode says to ignore when it
+/// Whether `c` shows nothing: whitespace, a character Unicode says to ignore when it
 /// cannot be shown (Default_Ignorable_Code_Point: zero-width spaces and joiners, the
-/// byte-order mark, bidirectional marks, variation selectors, tags, fillers).
+/// byte-order mark, bidirectional marks, variation selectors, tags, fillers), or the blank
+/// Braille pattern, which is none of these and shows nothing either.
 pub fn is_invisible(c: char) -> bool {
     c.is_whitespace()
         || matches!(c,
+            '\u{2800}' |
             '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
             | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
@@ -64,7 +66,7 @@ pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
 /// every regular expression engine reads).
 macro_rules! visible_class {
     () => {
-        "[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF0-\\uFFF8]"
+        "[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2800\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF0-\\uFFF8]"
     };
 }
 pub(crate) use visible_class;

@@ -5,10 +5,10 @@ use chrono::{Days, Months};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::bounded::whole_number_within;
 use super::ids::KeyString;
 use super::seats::{HeartbeatInterval, SeatBinding};
 use super::time::Timestamp;
+use super::whole_number::whole_number_within;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -251,12 +251,12 @@ impl KeyPatch {
             && !bound_after
         {
             let count = key.instances_count;
-            return Err(match limit_given {
-                true => PatchError::LimitBelowInstances { limit, count },
-                false => PatchError::UnbindingBelowInstances {
+            return Err(match (&self.seats, limit_given) {
+                (Change::Clear, false) => PatchError::UnbindingBelowInstances {
                     figure: limit,
                     count,
                 },
+                _ => PatchError::LimitBelowInstances { limit, count },
             });
         }
         Ok(KeyState {

@@ -2,6 +2,8 @@
 //! business's active key, for an app that cannot ask the server. The envelope is
 //! Keygen's, so that code written for Keygen's files carries over.
 
+use std::ops::RangeInclusive;
+
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
@@ -12,11 +14,11 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::bounded::whole_number_within;
 use super::catalog::{Customer, Instance, LicenseKey, Product};
 use super::license::KeyStatus;
 use super::signing::SigningKeyPair;
 use super::time::Timestamp;
+use super::whole_number::whole_number_within;
 
 /// How long a file holds, in seconds: an hour to a year; a month when not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +29,10 @@ impl FileTtl {
     pub const MAX_SECONDS: u32 = 31_556_952;
     pub const DEFAULT_SECONDS: u32 = 2_629_746;
 
+    const RANGE: RangeInclusive<u32> = Self::MIN_SECONDS..=Self::MAX_SECONDS;
+
     pub fn new(seconds: u32) -> Option<Self> {
-        (Self::MIN_SECONDS..=Self::MAX_SECONDS)
-            .contains(&seconds)
-            .then_some(Self(seconds))
+        Self::RANGE.contains(&seconds).then_some(Self(seconds))
     }
 
     pub fn seconds(self) -> u32 {
@@ -46,8 +48,7 @@ impl Default for FileTtl {
 
 impl<'de> Deserialize<'de> for FileTtl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let range = Self::MIN_SECONDS..=Self::MAX_SECONDS;
-        whole_number_within(deserializer, range, " seconds").map(Self)
+        whole_number_within(deserializer, Self::RANGE, " seconds").map(Self)
     }
 }
 

@@ -2,7 +2,6 @@
 //! instants, identifiers, metadata, prices and API keys.
 
 pub mod auth;
-pub mod bounded;
 pub mod catalog;
 pub mod console;
 pub mod delivery;
@@ -21,3 +20,4 @@ pub mod signing;
 pub mod time;
 pub mod views;
 pub mod webhooks;
+pub mod whole_number;

@@ -2,13 +2,15 @@
 //! fingerprints recognise a machine that comes back, and a key bound to a ledger pair
 //! has as many seats as the pair's quantity.
 
+use std::ops::RangeInclusive;
+
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::bounded::whole_number_within;
 use super::ids::{AccountId, InvalidText, LicenseId, check_text, is_invisible, visible_class};
 use super::quantity::Quantity;
 use super::time::Timestamp;
+use super::whole_number::whole_number_within;
 
 /// How often an instance of a key must beat, in seconds: 1 s to 30 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,11 +19,10 @@ pub struct HeartbeatInterval(u32);
 
 impl HeartbeatInterval {
     pub const MAX_SECONDS: u32 = 2_592_000;
+    const RANGE: RangeInclusive<u32> = 1..=Self::MAX_SECONDS;
 
     pub fn new(seconds: u32) -> Option<Self> {
-        (1..=Self::MAX_SECONDS)
-            .contains(&seconds)
-            .then_some(Self(seconds))
+        Self::RANGE.contains(&seconds).then_some(Self(seconds))
     }
 
     pub fn seconds(self) -> u32 {
@@ -37,7 +38,7 @@ impl HeartbeatInterval {
 
 impl<'de> Deserialize<'de> for HeartbeatInterval {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        whole_number_within(deserializer, 1..=Self::MAX_SECONDS, " seconds").map(Self)
+        whole_number_within(deserializer, Self::RANGE, " seconds").map(Self)
     }
 }
 
@@ -67,7 +68,12 @@ impl Fingerprint {
     pub fn parse(text: impl Into<String>) -> Result<Self, InvalidFingerprint> {
         let text = text.into();
         check_text(&text, Self::MAX_CHARS)?;
-        if text.chars().any(is_invisible) {
+        if text.chars().any(char::is_whitespace) {
+            return Err(InvalidFingerprint::Whitespace);
+        }
+        // Characters that show nothing may sit among others (a byte-order mark read from
+        // a file, a variation selector), as long as something shows.
+        if text.chars().all(is_invisible) {
             return Err(InvalidFingerprint::Invisible);
         }
         Ok(Self(text))
@@ -86,7 +92,9 @@ impl Fingerprint {
 pub enum InvalidFingerprint {
     #[error(transparent)]
     Text(#[from] InvalidText),
-    #[error("must not contain whitespace or invisible characters")]
+    #[error("must not contain whitespace")]
+    Whitespace,
+    #[error("must not be only invisible characters")]
     Invisible,
 }
 
@@ -102,7 +110,11 @@ impl utoipa::PartialSchema for Fingerprint {
             .schema_type(utoipa::openapi::schema::Type::String)
             .min_length(Some(1))
             .max_length(Some(Self::MAX_CHARS))
-            .pattern(Some(concat!("^", visible_class!(), "+$")))
+            .pattern(Some(concat!(
+                "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]*",
+                visible_class!(),
+                "[^\\s\\u0000-\\u001F\\u007F-\\u009F]*$"
+            )))
             .description(Some("The app's stable id of its machine"))
             .into()
     }
@@ -209,11 +221,17 @@ mod tests {
         assert!(Fingerprint::parse("é".repeat(255)).is_ok());
         assert!(Fingerprint::parse("a".repeat(256)).is_err());
         assert!(Fingerprint::parse("").is_err());
-        for invisible in ["a b", "a\u{200B}b", "\u{FEFF}ab", "ab\u{2060}"] {
-            assert_eq!(
-                Fingerprint::parse(invisible),
-                Err(InvalidFingerprint::Invisible)
-            );
+        assert_eq!(
+            Fingerprint::parse("a b"),
+            Err(InvalidFingerprint::Whitespace)
+        );
+        assert_eq!(
+            Fingerprint::parse("\u{200B}\u{FEFF}"),
+            Err(InvalidFingerprint::Invisible)
+        );
+        // Among visible characters, as read from a file or typed with an emoji.
+        for among in ["\u{FEFF}4c4c4544", "\u{2764}\u{FE0F}", "a\u{200D}b"] {
+            assert!(Fingerprint::parse(among).is_ok(), "{among}");
         }
         assert!(Fingerprint::parse("a\u{7}b").is_err());
     }

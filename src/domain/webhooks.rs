@@ -3,17 +3,18 @@
 //! are checked when a request is read; an endpoint in hand is within them.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::bounded::whole_number_within;
 use super::ids::{BusinessId, WebhookId, shorten, web_url};
 use super::license::Change;
 use super::metadata::Metadata;
 use super::time::Timestamp;
+use super::whole_number::whole_number_within;
 
 /// What an endpoint is told about.
 #[derive(
@@ -356,8 +357,10 @@ pub struct RateLimit(u32);
 impl RateLimit {
     pub const MAX: u32 = 10_000;
 
+    const RANGE: RangeInclusive<u32> = 1..=Self::MAX;
+
     pub fn new(per_second: u32) -> Option<Self> {
-        (1..=Self::MAX)
+        Self::RANGE
             .contains(&per_second)
             .then_some(Self(per_second))
     }
@@ -369,7 +372,7 @@ impl RateLimit {
 
 impl<'de> Deserialize<'de> for RateLimit {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        whole_number_within(deserializer, 1..=Self::MAX, " deliveries per second").map(Self)
+        whole_number_within(deserializer, Self::RANGE, " deliveries per second").map(Self)
     }
 }
 

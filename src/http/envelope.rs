@@ -2,8 +2,8 @@
 //! refuse an encoded NUL in the URL or a body declared longer than any route reads (one
 //! sent without its length is cut off where [`extract::JsonBody`] reads it), run it under
 //! the request timeout (the client's 408 if its body was still arriving, else the server's
-//! 503), count it in the metrics, and write an error body in the shape its router asks
-//! for. One layer rather than seven, because each layer costs a boxed future and a
+//! 503), count it in the metrics, write an error body in the shape its router asks for,
+//! and read out a body its handler left unread (see [`read_out`]). One layer rather than seven, because each layer costs a boxed future and a
 //! service clone per request. Routes that render their own pages (the console) pass
 //! through [`around_pages`] instead: the same ids, timeout, metrics and logs.
 
@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::CONNECTION;
+use axum::http::header::{CONNECTION, EXPECT};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -145,14 +145,13 @@ where
                     Err(_) => past_timeout(timeout, arrival.as_deref()).into_response(),
                 },
             };
-            let unread = arrival.as_deref().and_then(Arrival::unread);
-            let response = read_out(response, unread, started + timeout).await;
             let elapsed = started.elapsed();
             ops::record(&method, route.as_ref(), response.status(), elapsed);
             log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
             let mut response = error::render(response, shape);
             response.headers_mut().insert(REQUEST_ID, request_id);
-            Ok(response)
+            let unread = arrival.as_deref().and_then(Arrival::unread);
+            Ok(read_out(response, unread, started + timeout).await)
         })
     }
 }
@@ -198,23 +197,25 @@ pub async fn around_pages(
     let timeout = envelope.timeout;
     let (request, arrival) = watch_arrival(request);
     // Dropping the handler on timeout rolls back its open transaction.
-    let response = match tokio::time::timeout(timeout, next.run(request)).await {
+    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => timed_out(past_timeout(timeout, arrival.as_deref())),
     };
-    let unread = arrival.as_deref().and_then(Arrival::unread);
-    let mut response = read_out(response, unread, started + timeout).await;
     let elapsed = started.elapsed();
     ops::record(&method, route.as_ref(), response.status(), elapsed);
     log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
     response.headers_mut().insert(REQUEST_ID, request_id);
-    response
+    let unread = arrival.as_deref().and_then(Arrival::unread);
+    read_out(response, unread, started + timeout).await
 }
 
-/// The error of a request that ran over `timeout`: a body that never arrived whole was
-/// never handled, so the client is late (408); otherwise the server is (503).
+/// The error of a request that ran over `timeout`: a body its handler was still reading
+/// had not arrived, so the client is late (408); otherwise the server is (503).
 fn past_timeout(timeout: Duration, arrival: Option<&Arrival>) -> ApiError {
-    if arrival.is_some_and(|arrival| !arrival.arrived.load(Ordering::Relaxed)) {
+    let awaited = |arrival: &Arrival| {
+        arrival.asked.load(Ordering::Relaxed) && !arrival.arrived.load(Ordering::Relaxed)
+    };
+    if arrival.is_some_and(awaited) {
         ApiError::BodyTimedOut(timeout.as_millis())
     } else {
         ApiError::TimedOut(timeout.as_millis())
@@ -239,7 +240,7 @@ pub(super) async fn read_out(
     let Some(mut unread) = unread.filter(|body| !body.is_end_stream()) else {
         return response;
     };
-    let closes = response.headers().get(CONNECTION) == Some(&CLOSE)
+    let closes = response.headers().get(CONNECTION) == Some(&error::CLOSE)
         || response.status() == StatusCode::PAYLOAD_TOO_LARGE;
     let wait = deadline
         .saturating_duration_since(Instant::now())
@@ -259,41 +260,84 @@ pub(super) async fn read_out(
         .await
         .unwrap_or(false);
     if !read_out {
-        response.headers_mut().insert(CONNECTION, CLOSE);
+        response.headers_mut().insert(CONNECTION, error::CLOSE);
     }
     response
 }
 
-const CLOSE: HeaderValue = HeaderValue::from_static("close");
+/// What becomes of a body its handler leaves unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Leftover {
+    /// Read out, so that the connection carries the client's next request.
+    ReadOut,
+    /// Read out if the handler asked for it. A client that sent `Expect: 100-continue`
+    /// sends its body only once it is asked for; one never asked for is left to hyper,
+    /// which answers without asking for it.
+    ReadOutIfAsked,
+    /// Left: the client said that the connection closes after this request.
+    Left,
+}
 
-/// The request, its body made to say when it has arrived whole and to leave what its
-/// handler did not read, and where it says so. A request without a body (most GETs) is
-/// left as it is.
+impl Leftover {
+    pub(super) fn of(headers: &HeaderMap, version: Version) -> Self {
+        let says = |token: &str| {
+            (headers.get_all(CONNECTION).iter()).any(|value| {
+                let value = value.to_str().unwrap_or_default();
+                value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case(token))
+            })
+        };
+        let closes = match version {
+            Version::HTTP_10 => !says("keep-alive"),
+            _ => says("close"),
+        };
+        let expects_continue = (headers.get(EXPECT))
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if closes {
+            Leftover::Left
+        } else if expects_continue {
+            Leftover::ReadOutIfAsked
+        } else {
+            Leftover::ReadOut
+        }
+    }
+}
+
+/// The request, its body made to say when it is asked for and when it has arrived whole,
+/// and to leave what its handler did not read; and where it says so. A request without a
+/// body (most GETs) is left as it is.
 fn watch_arrival(request: Request) -> (Request, Option<Arc<Arrival>>) {
     if request.body().is_end_stream() {
         return (request, None);
     }
+    let leftover = Leftover::of(request.headers(), request.version());
     let arrival = Arc::new(Arrival::default());
     let watched = arrival.clone();
     let request = request.map(|inner| {
         Body::new(WatchedBody {
             inner,
             arrival: watched,
+            leftover,
         })
     });
     (request, Some(arrival))
 }
 
-/// What became of a request's body: whether it arrived whole, and, if its handler let go
-/// of it before, the rest of it.
+/// What became of a request's body: whether its handler asked for it, whether it arrived
+/// whole, and, if its handler let go of it before, the rest of it.
 #[derive(Default)]
-pub(super) struct Arrival {
+struct Arrival {
+    asked: AtomicBool,
     arrived: AtomicBool,
     unread: Mutex<Option<Body>>,
 }
 
 impl Arrival {
     fn unread(&self) -> Option<Body> {
+        if self.arrived.load(Ordering::Relaxed) {
+            return None;
+        }
         self.unread
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -301,11 +345,12 @@ impl Arrival {
     }
 }
 
-/// A request body that marks its arrival once its last frame is read, and leaves its
-/// unread rest in its [`Arrival`] when dropped before.
+/// A request body that marks when it is asked for and when its last frame is read, and
+/// leaves its unread rest in its [`Arrival`] when dropped before, as its [`Leftover`] says.
 struct WatchedBody {
     inner: Body,
     arrival: Arc<Arrival>,
+    leftover: Leftover,
 }
 
 impl HttpBody for WatchedBody {
@@ -316,6 +361,7 @@ impl HttpBody for WatchedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.arrival.asked.store(true, Ordering::Relaxed);
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
             self.arrival.arrived.store(true, Ordering::Relaxed);
@@ -334,7 +380,12 @@ impl HttpBody for WatchedBody {
 
 impl Drop for WatchedBody {
     fn drop(&mut self) {
-        if !self.arrival.arrived.load(Ordering::Relaxed) && !self.inner.is_end_stream() {
+        let keep = match self.leftover {
+            Leftover::ReadOut => true,
+            Leftover::ReadOutIfAsked => self.arrival.asked.load(Ordering::Relaxed),
+            Leftover::Left => false,
+        };
+        if keep && !self.arrival.arrived.load(Ordering::Relaxed) && !self.inner.is_end_stream() {
             let rest = std::mem::take(&mut self.inner);
             *(self.arrival.unread.lock()).unwrap_or_else(PoisonError::into_inner) = Some(rest);
         }

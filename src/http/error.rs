@@ -332,6 +332,10 @@ struct PendingError {
     cause: Option<String>,
 }
 
+/// `Connection: close`: the answer of a request whose body is left unread, which the
+/// connection cannot carry another request after.
+pub const CLOSE: HeaderValue = HeaderValue::from_static("close");
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -343,9 +347,7 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body may still come: the connection cannot carry another request.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response.headers_mut().insert(header::CONNECTION, CLOSE);
         }
         if status == StatusCode::CONFLICT {
             // Dodo's client retries a 409 unless told not to.
@@ -424,9 +426,7 @@ pub fn render(mut response: Response, shape: ErrorShape) -> Response {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         // The unread rest of the body leaves the connection unusable: say that it closes,
         // so that a client does not send its next request on it.
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        parts.headers.insert(header::CONNECTION, CLOSE);
     }
     Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }

@@ -162,7 +162,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// What to say of a value of a JSON type its field cannot take at all, which serde_json
 /// reports as a syntax error ("expected value"): what was given and, for a field that takes
-/// names from a list, the names, learnt by putting a name no list holds in its place.
+/// names from a list, the names, learnt by putting a name no list holds in its place (when
+/// no other field of the body is wrong before it in the order of their names).
 fn not_of_its_type<T: DeserializeOwned>(bytes: &[u8], path: &serde_path_to_error::Path) -> String {
     const NO_NAME: &str = "\u{0}";
     let unexplained = "not a value of the type it takes".to_owned();
@@ -194,9 +195,11 @@ fn not_of_its_type<T: DeserializeOwned>(bytes: &[u8], path: &serde_path_to_error
         serde_json::Value::Object(_) => "an object".to_owned(),
     };
     *at = serde_json::Value::String(NO_NAME.to_owned());
-    let told = serde_json::from_value::<T>(body)
+    // Told of this field, not of another that the object's keys, sorted, put first.
+    let told = serde_path_to_error::deserialize::<_, T>(body)
         .err()
-        .map(|e| e.to_string());
+        .filter(|error| error.path().to_string() == path.to_string())
+        .map(|error| error.into_inner().to_string());
     let names = told.as_deref().and_then(|told| {
         let (_, names) = told.split_once(&format!("unknown variant `{NO_NAME}`, expected "))?;
         Some(names.to_owned())
@@ -598,6 +601,12 @@ mod tests {
         assert_eq!(
             told(r#"{"kind": "ABSOLUTE", "items": [{"kind": true, "items": []}]}"#),
             "invalid `items[0].kind`: expected `RELATIVE` or `ABSOLUTE`, got true"
+        );
+        // Another field wrong as well, after it in the body and before it in the keys'
+        // order: no names of that other field's.
+        assert_eq!(
+            told(r#"{"kind": null, "items": 5}"#),
+            "invalid `kind`: null is not a value of the type it takes"
         );
     }
 

@@ -23,7 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
-use super::envelope::{Envelope, REQUEST_ID, read_out};
+use super::envelope::{Envelope, Leftover, REQUEST_ID, read_out};
 use super::error::ApiError;
 use super::extract::{BODY_LIMIT, declares_too_long_body, sent_twice, without_byte_order_mark};
 use super::state::AppState;
@@ -143,14 +143,16 @@ where
     let (parts, body) = request.into_parts();
     let nonce = match (sent_twice(&parts.headers, NONCE), nonce_of(&nonce)) {
         (false, Some(nonce)) => nonce.to_owned(),
-        // Two nonces: the answer could be signed over only one, which the app may not check.
         (twice, _) => {
             let refused = ApiError::BadRequest(match twice {
+                // The answer could be signed over only one, which the app may not check.
                 true => "`Licensed-Nonce` is sent more than once".into(),
                 false => "`Licensed-Nonce` must be 1 to 128 visible ASCII characters".into(),
             });
             let refusal = envelope.refuse(&parts, started, refused);
-            return read_out(refusal, Some(body), started + state.request_timeout).await;
+            let leftover = Leftover::of(&parts.headers, parts.version);
+            let unread = (leftover == Leftover::ReadOut).then_some(body);
+            return read_out(refusal, unread, started + state.request_timeout).await;
         }
     };
     let method = parts.method.to_string();
