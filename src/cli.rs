@@ -149,10 +149,11 @@ struct DatabaseArgs {
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "LICENSED_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "LICENSED_BIND", default_value = "127.0.0.1:8080",
+          value_parser = listen_address)]
     bind: SocketAddr,
     /// Serve /metrics on this address instead of the main one.
-    #[arg(long, env = "LICENSED_METRICS_BIND")]
+    #[arg(long, env = "LICENSED_METRICS_BIND", value_parser = listen_address)]
     metrics_bind: Option<SocketAddr>,
     /// Requests per minute per client IP on /licenses/* (0: unlimited).
     #[arg(long, env = "LICENSED_PUBLIC_RATE_LIMIT", default_value_t = 600)]
@@ -209,6 +210,14 @@ struct ServeArgs {
 /// show apart from another business's name.
 fn business_name(text: &str) -> Result<String, String> {
     Ok(text.trim().to_owned())
+}
+
+/// An address to listen on: an IP address and a port. A host name is not looked up,
+/// since it may name several addresses, or another one tomorrow.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        "expected an IP address and a port, such as 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080 (host names such as localhost are not looked up)".to_owned()
+    })
 }
 
 /// The wait between two backups unless `--sqlite-backup-every` says otherwise.
@@ -484,17 +493,23 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
 
     // The addresses are taken first: a port in use stops the start before the database
     // is touched, and before a new database's admin key is shown for nothing.
-    let bind = |address: SocketAddr| async move {
-        TcpListener::bind(address)
-            .await
-            .map_err(|e| Failure::Runtime(format!("cannot listen on {address}: {e}")))
+    let bind = |address: SocketAddr, flag: &'static str| async move {
+        (TcpListener::bind(address).await)
+            .map_err(|e| Failure::Runtime(format!("cannot listen on {address} ({flag}): {e}")))
     };
+    // Port 0 asks for any free port: two such addresses are two ports.
+    if args.metrics_bind == Some(args.bind) && args.bind.port() != 0 {
+        return Err(Failure::Usage(format!(
+            "--metrics-bind is the address of --bind ({}): leave it out to serve /metrics there",
+            args.bind
+        )));
+    }
     // Read before the database is opened: a malformed key stops the start before a new
     // database's admin key is shown by a start that then fails.
     let master_key = master_key()?;
-    let listener = bind(args.bind).await?;
+    let listener = bind(args.bind, "--bind").await?;
     let metrics = match args.metrics_bind {
-        Some(address) => Some(bind(address).await?),
+        Some(address) => Some(bind(address, "--metrics-bind").await?),
         None => None,
     };
     // A backup that cannot be written stops the start, too.

@@ -272,8 +272,57 @@ fn a_port_in_use_stops_serve_before_it_touches_the_database() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address} (--bind)")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("lsk_"), "no admin key is shown: {stderr}");
+    assert!(!path.exists(), "no database was created");
+
+    // The metrics' own port taken: named as theirs.
+    let out = licensed()
+        .args(["serve", "--bind", "127.0.0.1:0", "--metrics-bind", &address])
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(--metrics-bind)"), "{stderr}");
+    assert!(!path.exists(), "no database was created");
+}
+
+#[test]
+fn listen_addresses_are_ip_addresses_and_ports_and_two_of_them_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = licensed()
+        .args(["serve", "--bind", "localhost:8080", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("expected an IP address and a port"),
+        "{stderr}"
+    );
+    let out = licensed()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:18080",
+            "--metrics-bind",
+            "127.0.0.1:18080",
+        ])
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--metrics-bind is the address of --bind (127.0.0.1:18080)"),
+        "{stderr}"
+    );
     assert!(!path.exists(), "no database was created");
 }
 
@@ -1315,4 +1364,20 @@ async fn an_idle_server_has_no_database_connection_in_use() {
     let last = scrapes.last().unwrap();
     assert_eq!(gauge(last, "in_use"), Some(0.0), "{scrapes:?}");
     assert_eq!(served.terminate().code(), Some(0));
+}
+
+/// SQLite makes a database's file, not the directories it is in: a path whose directory is
+/// missing says so.
+#[test]
+fn a_database_in_a_missing_directory_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not").join("made");
+    let url = format!("sqlite://{}", missing.join("x.db").display());
+    let (code, _, stderr) = run_on(&url, &["migrate"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("there is no directory {}", missing.display())),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
 }

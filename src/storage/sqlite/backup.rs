@@ -181,7 +181,7 @@ fn partial(to: &Path) -> PathBuf {
     with_suffix(to, ".partial")
 }
 
-fn directory_of(path: &Path) -> &Path {
+pub(super) fn directory_of(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

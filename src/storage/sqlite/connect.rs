@@ -100,11 +100,18 @@ pub(super) fn commit_to_wal(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub(super) fn open_failed(doing: &str, path: &Path, error: &rusqlite::Error) -> OpenError {
+    let directory = super::backup::directory_of(path);
     let path = path.display();
     OpenError::Failed(if is_busy(error) {
         format!(
             "the SQLite database {path} is in use by another process: a SQLite database \
              serves one process at a time (stop the other one, or use PostgreSQL to run several)"
+        )
+    } else if error.sqlite_error_code() == Some(ErrorCode::CannotOpen) && !directory.is_dir() {
+        // SQLite makes the file, not the directories it is in.
+        format!(
+            "cannot {doing} SQLite database {path}: there is no directory {}",
+            directory.display()
         )
     } else {
         format!("cannot {doing} SQLite database {path}: {error}")
