@@ -3,9 +3,10 @@
 //! sent without its length is cut off where [`extract::JsonBody`] reads it), run it under
 //! the request timeout (the client's 408 if its body was still arriving, else the server's
 //! 503), count it in the metrics, write an error body in the shape its router asks for,
-//! and read out a body its handler left unread (see [`read_out`]). One layer rather than seven, because each layer costs a boxed future and a
-//! service clone per request. Routes that render their own pages (the console) pass
-//! through [`around_pages`] instead: the same ids, timeout, metrics and logs.
+//! and read out a body its handler left unread (see [`read_out`]). One layer rather than
+//! seven, because each layer costs a boxed future and a service clone per request. Routes
+//! that render their own pages (the console) pass through [`around_pages`] instead: the
+//! same ids, timeout, metrics, logs and read-out.
 
 use std::convert::Infallible;
 use std::future::Future;

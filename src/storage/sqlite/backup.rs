@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::SqliteStore;
-use super::connect::{connect, parse_path};
+use super::connect::{connect, directory_of, parse_path};
 use crate::storage::error::{Result, StorageError};
 
 /// Whether the database `url` names can be backed up to the file `to`: refused for
@@ -179,11 +179,4 @@ fn copy(database: &Path, to: &Path, copying: &Copying) -> std::result::Result<u6
 /// The file a copy is written to before it replaces the backup.
 fn partial(to: &Path) -> PathBuf {
     with_suffix(to, ".partial")
-}
-
-pub(super) fn directory_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
 }

@@ -100,7 +100,7 @@ pub(super) fn commit_to_wal(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub(super) fn open_failed(doing: &str, path: &Path, error: &rusqlite::Error) -> OpenError {
-    let directory = super::backup::directory_of(path);
+    let directory = directory_of(path);
     let path = path.display();
     OpenError::Failed(if is_busy(error) {
         format!(
@@ -116,4 +116,12 @@ pub(super) fn open_failed(doing: &str, path: &Path, error: &rusqlite::Error) -> 
     } else {
         format!("cannot {doing} SQLite database {path}: {error}")
     })
+}
+
+/// The directory a file is in: `.` for a bare file name.
+pub(super) fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
