@@ -151,8 +151,11 @@ where
             log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
             let mut response = error::render(response, shape);
             response.headers_mut().insert(REQUEST_ID, request_id);
-            let unread = arrival.as_deref().and_then(Arrival::unread);
-            Ok(read_out(response, unread, started + timeout).await)
+            Ok(match arrival.as_deref().and_then(Arrival::unread) {
+                // Boxed: the rare refusal's wait does not grow every request's future.
+                Some(unread) => Box::pin(read_out(response, unread, started + timeout)).await,
+                None => response,
+            })
         })
     }
 }
@@ -206,8 +209,10 @@ pub async fn around_pages(
     ops::record(&method, route.as_ref(), response.status(), elapsed);
     log_answer(&request_id, &method, route.as_ref(), &response, elapsed);
     response.headers_mut().insert(REQUEST_ID, request_id);
-    let unread = arrival.as_deref().and_then(Arrival::unread);
-    read_out(response, unread, started + timeout).await
+    match arrival.as_deref().and_then(Arrival::unread) {
+        Some(unread) => Box::pin(read_out(response, unread, started + timeout)).await,
+        None => response,
+    }
 }
 
 /// The error of a request that ran over `timeout`: a body its handler was still reading
@@ -235,12 +240,12 @@ const READ_OUT_WAIT: Duration = Duration::from_secs(2);
 /// request.
 pub(super) async fn read_out(
     mut response: Response,
-    unread: Option<Body>,
+    mut unread: Body,
     deadline: Instant,
 ) -> Response {
-    let Some(mut unread) = unread.filter(|body| !body.is_end_stream()) else {
+    if unread.is_end_stream() {
         return response;
-    };
+    }
     let closes = response.headers().get(CONNECTION) == Some(&error::CLOSE)
         || response.status() == StatusCode::PAYLOAD_TOO_LARGE;
     let wait = deadline

@@ -150,9 +150,10 @@ where
                 false => "`Licensed-Nonce` must be 1 to 128 visible ASCII characters".into(),
             });
             let refusal = envelope.refuse(&parts, started, refused);
-            let leftover = Leftover::of(&parts.headers, parts.version);
-            let unread = (leftover == Leftover::ReadOut).then_some(body);
-            return read_out(refusal, unread, started + state.request_timeout).await;
+            return match Leftover::of(&parts.headers, parts.version) {
+                Leftover::ReadOut => read_out(refusal, body, started + state.request_timeout).await,
+                Leftover::ReadOutIfAsked | Leftover::Left => refusal,
+            };
         }
     };
     let method = parts.method.to_string();
