@@ -280,13 +280,9 @@ fn a_port_in_use_stops_serve_before_it_touches_the_database() {
     assert!(!path.exists(), "no database was created");
 
     // The metrics' own port taken: named as theirs.
-    let out = licensed()
-        .args(["serve", "--bind", "127.0.0.1:0", "--metrics-bind", &address])
-        .args(["--database-url", &url])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let serve = ["serve", "--bind", "127.0.0.1:0", "--metrics-bind", &address];
+    let (code, _, stderr) = run_on(&url, &serve);
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("(--metrics-bind)"), "{stderr}");
     assert!(!path.exists(), "no database was created");
 }
@@ -296,29 +292,20 @@ fn listen_addresses_are_ip_addresses_and_ports_and_two_of_them_differ() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("never.db");
     let url = format!("sqlite://{}", path.display());
-    let out = licensed()
-        .args(["serve", "--bind", "localhost:8080", "--database-url", &url])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = run_on(&url, &["serve", "--bind", "localhost:8080"]);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("expected an IP address and a port"),
         "{stderr}"
     );
-    let out = licensed()
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:18080",
-            "--metrics-bind",
-            "127.0.0.1:18080",
-        ])
-        .args(["--database-url", &url])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let same = [
+        "--bind",
+        "127.0.0.1:18080",
+        "--metrics-bind",
+        "127.0.0.1:18080",
+    ];
+    let (code, _, stderr) = run_on(&url, &[&["serve"][..], &same].concat());
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("--metrics-bind is the address of --bind (127.0.0.1:18080)"),
         "{stderr}"

@@ -287,12 +287,7 @@ pub(super) enum Leftover {
 impl Leftover {
     pub(super) fn of(headers: &HeaderMap, version: Version) -> Self {
         let says = |token: &str| {
-            (headers.get_all(CONNECTION).iter()).any(|value| {
-                let value = value.to_str().unwrap_or_default();
-                value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-            })
+            extract::header_tokens(headers, CONNECTION).any(|t| t.eq_ignore_ascii_case(token))
         };
         let closes = match version {
             Version::HTTP_10 => !says("keep-alive"),

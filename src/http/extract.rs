@@ -71,15 +71,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             return Err(ApiError::UnsupportedMediaType(JSON));
         }
         // A compressed body would otherwise be read as malformed JSON.
-        let encodings = request.headers().get_all(header::CONTENT_ENCODING).iter();
-        for listed in encodings.map(|value| String::from_utf8_lossy(value.as_bytes())) {
-            let coding = listed
-                .split(',')
-                .map(str::trim)
-                .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
-            if let Some(coding) = coding {
-                return Err(ApiError::UnsupportedEncoding(shorten(coding)));
-            }
+        let coding = header_tokens(request.headers(), header::CONTENT_ENCODING)
+            .find(|coding| !coding.eq_ignore_ascii_case("identity"));
+        if let Some(coding) = coding {
+            return Err(ApiError::UnsupportedEncoding(shorten(&coding)));
         }
         let bytes = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
             Ok(bytes) => bytes,
@@ -97,6 +92,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         };
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// The items of every `name` header, a comma-separated list (`Connection: keep-alive,
+/// Upgrade`), trimmed, empty ones left out.
+pub fn header_tokens(
+    headers: &axum::http::HeaderMap,
+    name: header::HeaderName,
+) -> impl Iterator<Item = String> + '_ {
+    headers.get_all(name).iter().flat_map(|value| {
+        let list = String::from_utf8_lossy(value.as_bytes());
+        (list.split(',').map(str::trim))
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })
 }
 
 /// Whether the request carries the header `name` more than once: which one counts is not
