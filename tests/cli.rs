@@ -883,6 +883,32 @@ async fn a_database_migrated_by_a_newer_version_is_refused() {
     }
 }
 
+/// A database that cannot be reached is described in the driver's or PostgreSQL's words,
+/// not the connection pool's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_cannot_be_reached_says_why() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let missing = format!("{}_missing", database.url);
+    let (code, _, stderr) = run_on(&missing, &["migrate"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let name = missing.rsplit('/').next().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to PostgreSQL: FATAL 3D000: database \"{name}\" does not exist"
+        )),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_on("postgres://postgres@127.0.0.1:1/test", &["migrate"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to PostgreSQL: error connecting to server: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("new object"), "{stderr}");
+}
+
 /// Once its owner has migrated the database, a role with privileges on the tables alone
 /// (no CREATE on the schema) can serve it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,13 +73,22 @@ pub(super) fn classify_commit(error: tokio_postgres::Error) -> StorageError {
     }
 }
 
+/// Why the pool could not hand out a connection, in the driver's words: the pool's own
+/// ("Error occurred while creating a new object") adds nothing.
+pub(super) fn not_connected(error: &PoolError) -> String {
+    match error {
+        PoolError::Backend(error) => described(error),
+        other => with_causes(other),
+    }
+}
+
 pub(super) fn pool_error(error: PoolError) -> StorageError {
     match error {
         // A new connection failed: whatever PostgreSQL said (no such database, a password
         // changed, connections not allowed), it cannot be served now.
-        PoolError::Backend(error) => StorageError::Unavailable(format!(
+        PoolError::Backend(_) => StorageError::Unavailable(format!(
             "cannot connect to the database: {}",
-            described(&error)
+            not_connected(&error)
         )),
         PoolError::Timeout(_) => {
             StorageError::Unavailable("no database connection became available in time".into())

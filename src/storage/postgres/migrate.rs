@@ -59,8 +59,11 @@ pub async fn run(client: &mut Client, create_schema: bool) -> Result<(), OpenErr
         return Err(OpenError::no_schema());
     }
     let tx = client.transaction().await.map_err(failed)?;
+    // A process that waited on the lock finds the table made; PostgreSQL's notice that it
+    // skipped making it again is not worth a log line.
     tx.batch_execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('licensed schema migrations', 0));
+         SET LOCAL client_min_messages = warning;
          CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
              applied_at BIGINT NOT NULL

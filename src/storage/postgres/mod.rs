@@ -33,7 +33,7 @@ use deadpool_postgres::Pool;
 
 use crate::storage::error::{OpenError, Result};
 use crate::storage::store::StorageOptions;
-use error::with_causes;
+use error::not_connected;
 use licenses::ActivationBatches;
 use shared::SharedConnections;
 use statistics::StatisticsTask;
@@ -51,7 +51,10 @@ impl PgStore {
     pub async fn open(options: &StorageOptions) -> Result<Self, OpenError> {
         let pool = connect::pool(options)?;
         let mut conn = pool.get().await.map_err(|e| {
-            OpenError::Failed(format!("cannot connect to PostgreSQL: {}", with_causes(&e)))
+            OpenError::Failed(format!(
+                "cannot connect to PostgreSQL: {}",
+                not_connected(&e)
+            ))
         })?;
         migrate::run(&mut conn, options.create_schema).await?;
         drop(conn);
