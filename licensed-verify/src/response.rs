@@ -13,7 +13,9 @@ use crate::{Error, PublicKey};
 /// nonce, the `Date` header's value, and the base64 SHA-256 of the request body and of
 /// the response body. `path` is the request's path; a query string, if passed, is
 /// dropped, as the server signs the path without it. Check the returned answer only
-/// after this succeeds, and only if `nonce` is the one this request sent.
+/// after this succeeds, and only if `nonce` is the one this request sent. The status
+/// line is not signed: judge the answer by its body (an error's `code`, `{"valid": …}`,
+/// deactivation's empty body), not by its status.
 ///
 /// ```
 /// # fn check(key: &licensed_verify::PublicKey, nonce: &str, date: &str,

@@ -175,7 +175,8 @@ where
                 .await;
             (body, response, key)
         }
-        // A refusal concerns no key: signed over the part of the body that arrived.
+        // A refusal concerns no key: signed over the part of the body that arrived, if
+        // that part is known to the app.
         Err((refused, part)) => (part, envelope.refuse(&parts, started, refused), None),
     };
     // A 429 concerns no key either, and looking its key up would cost the database.
@@ -233,7 +234,7 @@ fn unsigned(status: StatusCode, code: &str, answered: &HeaderMap) -> Response {
 }
 
 /// A request's body, read whole within `timeout` and [`BODY_LIMIT`]; or why not, with the
-/// part that arrived.
+/// part that arrived (none, for a body too large).
 async fn receive(mut body: Body, timeout: Duration) -> Result<Bytes, (ApiError, Bytes)> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut received = BytesMut::new();
@@ -247,7 +248,13 @@ async fn receive(mut body: Body, timeout: Duration) -> Result<Bytes, (ApiError, 
                 if received.len() <= BODY_LIMIT {
                     continue;
                 }
-                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+                // Signed over none of it, as a body declared too long is: where the read
+                // stopped depends on how the body was cut into chunks, which the app
+                // cannot know.
+                return Err((
+                    ApiError::PayloadTooLarge { limit: BODY_LIMIT },
+                    Bytes::new(),
+                ));
             }
             Ok(Some(Err(_))) => ApiError::BadRequest("the request body could not be read".into()),
             Err(_) => ApiError::BodyTimedOut(timeout.as_millis()),
