@@ -679,18 +679,21 @@ async fn signing_key(args: SigningKeyArgs, rotate: bool) -> Result<(), Failure> 
 }
 
 /// All checks are `licensed-verify`'s, the very code an app runs, so that a file this
-/// accepts is one the app accepts too.
+/// accepts with the license key (and fingerprint) is one the app accepts too. Without the
+/// key, what was not checked is said.
 fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
     let name = args.file.display();
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| Failure::Runtime(format!("cannot read license file {name}: {e}")))?;
     let key = public_key(&args.public_key)?;
     let invalid = |error| Failure::Runtime(format!("{name} is not valid: {}", reason(error)));
-    let contents = match &args.license_key {
+    let (contents, unchecked) = match &args.license_key {
         Some(license_key) => {
             let fingerprint = args.fingerprint.as_deref();
-            licensed_verify::verify_license_file_now(&text, &key, license_key, fingerprint)
-                .map_err(invalid)?
+            let contents =
+                licensed_verify::verify_license_file_now(&text, &key, license_key, fingerprint)
+                    .map_err(invalid)?;
+            (contents, "")
         }
         // Without the license key only a plain file can be read, and it is checked for its
         // signature and dates, not for whose key or machine it is.
@@ -708,7 +711,13 @@ fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
                 .payload
                 .check_time(SystemTime::now())
                 .map_err(invalid)?;
-            contents
+            let unchecked = match contents.payload.machine() {
+                Some(_) => {
+                    " (whose key and which machine it is for were not checked: pass --license-key and --fingerprint)"
+                }
+                None => " (whose key it is for was not checked: pass --license-key)",
+            };
+            (contents, unchecked)
         }
     };
     // The payload as the server wrote it (not as the typed struct sees it), indented.
@@ -721,7 +730,7 @@ fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
     let payload = &contents.payload;
     let key_expiry = payload.data.attributes.expiry;
     let until = key_expiry.map_or(payload.meta.expiry, |k| k.min(payload.meta.expiry));
-    eprintln!("valid until {until}");
+    eprintln!("valid until {until}{unchecked}");
     Ok(())
 }
 

@@ -152,6 +152,11 @@ fn a_valid_plain_file_prints_its_payload() {
     let key = SigningKey::generate(&mut OsRng);
     for machine in [false, true] {
         let run = verify(&issue(&key, machine, false), &["--public-key", &hex(&key)]);
+        let unchecked = match machine {
+            true => "whose key and which machine it is for were not checked",
+            false => "whose key it is for was not checked",
+        };
+        assert!(run.stderr.contains(unchecked), "{}", run.stderr);
         let payload = printed(&run);
         assert_eq!(payload["data"]["id"], "lic_4Hk9");
         assert_eq!(payload["data"]["attributes"]["key"], LICENSE_KEY);
@@ -172,6 +177,7 @@ fn an_encrypted_license_file_opens_with_its_license_key() {
         &[&public[..], &["--license-key", LICENSE_KEY]].concat(),
     );
     assert_eq!(printed(&run)["meta"]["key_id"], "sk_1");
+    assert!(!run.stderr.contains("not checked"), "{}", run.stderr);
 
     assert_refused(&verify(&file, &public), "encrypted: pass --license-key");
     let wrong = [&public[..], &["--license-key", "LK-OTHER"]].concat();

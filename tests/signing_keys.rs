@@ -15,6 +15,7 @@ backend_tests!(
     every_business_has_one_active_key_and_no_private_half_is_shown,
     answers_are_signed_when_a_nonce_asks,
     bodies_too_large_are_signed_as_empty,
+    the_openapi_document_names_the_signature_headers,
 );
 
 async fn every_business_has_one_active_key_and_no_private_half_is_shown(server: TestServer) {
@@ -691,4 +692,25 @@ async fn a_rate_limited_answer_is_signed_too() {
         signed_call(&server, "/licenses/no-such-route", &body, Some("limit-x")).await;
     assert_eq!(status, 429);
     assert!(headers.contains_key("licensed-signature"));
+}
+
+/// Every answer of a `/licenses/*` route is documented with the two headers a nonce adds
+/// to it; the routes that never sign are not.
+async fn the_openapi_document_names_the_signature_headers(server: TestServer) {
+    let doc = server.call(Method::GET, "/openapi.json", "", None).await;
+    doc.expect(200);
+    let mut signed = 0;
+    for (path, item) in doc.json["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let headers = &response["headers"];
+                let documented = ["Licensed-Signature", "Date"].map(|h| headers[h].is_object());
+                let expected = path.starts_with("/licenses/");
+                assert_eq!(documented, [expected; 2], "{method} {path} {status}");
+                signed += usize::from(expected);
+            }
+        }
+    }
+    // validate, activate, deactivate, heartbeat and license_file, with their errors.
+    assert!(signed >= 5 * 3, "{signed} signed answers documented");
 }

@@ -1,9 +1,14 @@
 //! The Ed25519 public key a business signs with, as `licensed signing-key show` prints it.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::Error;
+
+const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+const END: &str = "-----END PUBLIC KEY-----";
 
 /// A business's Ed25519 public key, optionally bound to its key id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,10 +44,32 @@ impl PublicKey {
         Self::from_bytes(&bytes)
     }
 
-    /// The key from an SPKI PEM (`-----BEGIN PUBLIC KEY-----`, `public_key_pem`).
+    /// The key from an SPKI PEM (`-----BEGIN PUBLIC KEY-----`, `public_key_pem`). The
+    /// block may be indented (pasted into an indented string literal), wrapped at any
+    /// width or not at all, and followed by other text.
     pub fn from_pem(pem: &str) -> Result<Self, Error> {
-        let key = VerifyingKey::from_public_key_pem(pem.trim())
-            .map_err(|_| Error::InvalidPublicKey("not an Ed25519 PUBLIC KEY PEM"))?;
+        let mut lines = pem
+            .lines()
+            .map(str::trim)
+            .skip_while(|line| line.is_empty());
+        if lines.next() != Some(BEGIN) {
+            return Err(Error::InvalidPublicKey(
+                "no -----BEGIN PUBLIC KEY----- line",
+            ));
+        }
+        let mut body = String::new();
+        loop {
+            match lines.next() {
+                Some(END) => break,
+                Some(line) => body.extend(line.split_whitespace()),
+                None => return Err(Error::InvalidPublicKey("no -----END PUBLIC KEY----- line")),
+            }
+        }
+        let der = STANDARD
+            .decode(body)
+            .map_err(|_| Error::InvalidPublicKey("the PEM's lines are not base64"))?;
+        let key = VerifyingKey::from_public_key_der(&der)
+            .map_err(|_| Error::InvalidPublicKey("the PEM holds no Ed25519 public key"))?;
         Ok(Self { key, key_id: None })
     }
 
@@ -50,7 +77,7 @@ impl PublicKey {
     /// block (lines before it, such as the id and hex that `licensed signing-key show`
     /// prints first, are skipped), hex otherwise.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        if let Some(start) = text.find("-----BEGIN PUBLIC KEY-----") {
+        if let Some(start) = text.find(BEGIN) {
             Self::from_pem(&text[start..])
         } else if text.trim_start().starts_with("-----BEGIN") {
             Self::from_pem(text)

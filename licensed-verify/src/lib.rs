@@ -67,8 +67,13 @@ pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 ///   which binds no machine, is [`Error::MachineFileRequired`]); without one, it is a
 ///   license file, or a machine file of an instance activated without a fingerprint;
 /// - `now` is not more than [`CLOCK_TOLERANCE`] before `meta.issued`
-///   ([`Error::ClockBehind`]), nor after `meta.expiry` ([`Error::Expired`]), nor after
-///   the license key's own expiry ([`Error::KeyExpired`]); see [`Payload::check_time`].
+///   ([`Error::ClockBehind`]), nor after the license key's own expiry
+///   ([`Error::KeyExpired`]), nor after `meta.expiry` ([`Error::Expired`]); see
+///   [`Payload::check_time`].
+///
+/// The key's `status` is the app's to read from the returned payload. For an encrypted
+/// machine file, a wrong fingerprint cannot be told from a wrong key: both are
+/// [`Error::DecryptionFailed`].
 ///
 /// Pass `SystemTime::now()` as `now`, or use [`verify_license_file_now`].
 ///

@@ -49,8 +49,10 @@ impl Payload {
 
     /// The checks of [`verify_license_file`](crate::verify_license_file) that need only the
     /// payload and the clock: `now` is not more than [`CLOCK_TOLERANCE`] before
-    /// `meta.issued` ([`Error::ClockBehind`]), nor after `meta.expiry` ([`Error::Expired`]),
-    /// nor after the license key's own expiry ([`Error::KeyExpired`]).
+    /// `meta.issued` ([`Error::ClockBehind`]), nor after the license key's own expiry
+    /// ([`Error::KeyExpired`], told first when both have passed: a fresh file would not
+    /// help), nor after `meta.expiry` ([`Error::Expired`]). The key's `status` is not
+    /// checked: read it from the payload.
     ///
     /// For a plain file read without its license key ([`LicenseFile::verify`] then
     /// [`LicenseFile::decrypt`]), this is what is left to check; it does not tell whose
@@ -68,14 +70,15 @@ impl Payload {
                 issued: meta.issued,
             });
         }
+        // A key that has expired is told first: a fresh file would not help.
+        let key_expiry = self.data.attributes.expiry;
+        if let Some(expiry) = key_expiry.filter(|expiry| now > SystemTime::from(*expiry)) {
+            return Err(Error::KeyExpired { expiry });
+        }
         if now > SystemTime::from(meta.expiry) {
             return Err(Error::Expired {
                 expiry: meta.expiry,
             });
-        }
-        let key_expiry = self.data.attributes.expiry;
-        if let Some(expiry) = key_expiry.filter(|expiry| now > SystemTime::from(*expiry)) {
-            return Err(Error::KeyExpired { expiry });
         }
         Ok(())
     }
@@ -126,7 +129,7 @@ pub struct LicenseAttributes {
     /// The customer the key belongs to.
     #[serde(default)]
     pub customer: Value,
-    /// The key's metadata.
+    /// The product's metadata.
     #[serde(default)]
     pub metadata: Value,
     /// The seats the key is bound to, if any.

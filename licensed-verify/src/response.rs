@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use crate::{Error, PublicKey};
 
 /// Checks the `Licensed-Signature` header of an answer to a request that sent
-/// `Licensed-Nonce: <nonce>`, and returns the key id it names.
+/// `Licensed-Nonce: <nonce>`, and returns the key id it names. The id is not among the
+/// signed lines: it is checked only against a key bound with
+/// [`PublicKey::with_key_id`]. Comparing `date` with the app's clock is the app's to do.
 ///
 /// The signed text is, joined by `\n`: `licensed-response-v1`, `<METHOD> <path>`, the
 /// nonce, the `Date` header's value, and the base64 SHA-256 of the request body and of

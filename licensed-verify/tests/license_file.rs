@@ -81,6 +81,43 @@ fn public_keys_parse_from_hex_and_pem() {
     // What `licensed signing-key show` prints: the id and the hex, then the PEM.
     let shown = format!("sk_0123\n{}\n{pem}", issuer.public_key_hex());
     assert_eq!(PublicKey::parse(&shown).unwrap(), from_pem);
+    // As pasted: indented in a string literal, wrapped at another width or not at all,
+    // with CRLF line ends, followed by other text.
+    let lines: Vec<&str> = pem.lines().collect();
+    let (begin, body, end) = (
+        lines[0],
+        lines[1..lines.len() - 1].concat(),
+        lines[lines.len() - 1],
+    );
+    let (head, tail) = body.split_at(20);
+    for pasted in [
+        pem.lines()
+            .map(|l| format!("        {l}\n"))
+            .collect::<String>(),
+        format!("{begin}\n{head}\n{tail}\n{end}\n"),
+        format!("{begin}\n{body}\n{end}"),
+        pem.replace('\n', "\r\n"),
+        format!("{pem}and the rest of the message\n"),
+    ] {
+        assert_eq!(PublicKey::parse(&pasted).unwrap(), from_pem, "{pasted}");
+    }
+    let refused = |text: &str| match PublicKey::parse(text) {
+        Err(Error::InvalidPublicKey(why)) => why,
+        other => panic!("{text}: {other:?}"),
+    };
+    assert_eq!(
+        refused(&format!("{begin}\n{body}\n")),
+        "no -----END PUBLIC KEY----- line"
+    );
+    assert_eq!(
+        refused(&format!("{begin}\n{body}!\n{end}")),
+        "the PEM's lines are not base64"
+    );
+    let short = &body[..body.len() - 4];
+    assert_eq!(
+        refused(&format!("{begin}\n{short}\n{end}")),
+        "the PEM holds no Ed25519 public key"
+    );
     assert_eq!(
         PublicKey::parse(&format!(" {}\n", issuer.public_key_hex())).unwrap(),
         from_hex
@@ -411,6 +448,12 @@ fn expiry_and_a_clock_set_back_are_refused() {
     let text = issuer.file(&payload, false, None);
     assert!(matches!(
         verify_license_file_now(&text, &key, LICENSE_KEY, None),
+        Err(Error::KeyExpired { expiry }) if expiry == key_expiry
+    ));
+    // Once both have passed, the key's expiry is told: a fresh file would not help.
+    let past_both = at(Utc::now() + Span::seconds(ttl));
+    assert!(matches!(
+        verify_license_file(&text, &key, LICENSE_KEY, None, past_both),
         Err(Error::KeyExpired { expiry }) if expiry == key_expiry
     ));
 }

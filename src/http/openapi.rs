@@ -66,7 +66,7 @@ use super::togai::{license_updates, quantity, usage};
         ops::metrics,
         openapi_json,
     ),
-    modifiers(&BearerAuth, &NonEmptyQueries),
+    modifiers(&BearerAuth, &NonEmptyQueries, &SignedAnswers),
     tags(
         (name = "Ledger", description = "Seats and add-on quantities per account over time"),
         (name = "Customers", description = "The customers license keys are issued to"),
@@ -127,6 +127,43 @@ impl Modify for NonEmptyQueries {
                     && schema.min_length.is_none()
                 {
                     schema.min_length = Some(1);
+                }
+            }
+        }
+    }
+}
+
+/// Every answer of the `/licenses/*` routes, whatever its status, is signed when the
+/// request sent `Licensed-Nonce` (`signing`): the document says so once for all of them.
+struct SignedAnswers;
+
+impl Modify for SignedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::header::HeaderBuilder;
+        let header = |description: &str| {
+            HeaderBuilder::new()
+                .description(Some(format!(
+                    "{description} Sent only when the request carried `Licensed-Nonce`."
+                )))
+                .build()
+        };
+        let signature = header(
+            "`keyid=\"sk_…\", algorithm=\"ed25519\", signature=\"<base64>\"`: an Ed25519 \
+             signature over `licensed-response-v1`, `METHOD path`, the nonce, the `Date`, \
+             and the base64 SHA-256 of the request body and of the response body, joined \
+             by newlines. The status line is not signed.",
+        );
+        let date = header("The instant the answer was signed at, as the signature covers it.");
+        let signed = (openapi.paths.paths.iter_mut())
+            .filter(|(path, _)| path.starts_with("/licenses/"))
+            .flat_map(|(_, item)| [&mut item.get, &mut item.post].into_iter().flatten());
+        for operation in signed {
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    let headers = &mut response.headers;
+                    headers.insert("Licensed-Signature".into(), signature.clone());
+                    headers.insert("Date".into(), date.clone());
                 }
             }
         }
