@@ -12,8 +12,12 @@ pub enum Error {
     #[error("invalid public key: {0}")]
     InvalidPublicKey(&'static str),
     /// The text is not enclosed in `-----BEGIN LICENSE FILE-----` / `-----END LICENSE FILE-----`
-    /// (or the `MACHINE FILE` pair).
-    #[error("malformed license file: no BEGIN/END LICENSE FILE or MACHINE FILE lines")]
+    /// (or the `MACHINE FILE` pair): cut short, relabelled, or with text around it (the
+    /// whole file is what was issued, so nothing else may be in it).
+    #[error(
+        "malformed license file: it must start with -----BEGIN LICENSE FILE----- (or MACHINE \
+         FILE) and end with the matching -----END line, with nothing before or after them"
+    )]
     MalformedArmor,
     /// A part that must be standard base64 is not; the field names it (`body` or `sig`).
     #[error("malformed license file: {field} is not base64")]
