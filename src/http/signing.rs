@@ -175,8 +175,8 @@ where
                 .await;
             (body, response, key)
         }
-        // A refusal concerns no key: signed over the part of the body that arrived, if
-        // that part is known to the app.
+        // A refusal concerns no key: signed over the part of the body that arrived (none,
+        // for a body too large).
         Err((refused, part)) => (part, envelope.refuse(&parts, started, refused), None),
     };
     // A 429 concerns no key either, and looking its key up would cost the database.
