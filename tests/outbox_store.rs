@@ -85,6 +85,33 @@ async fn records_a_write_for_the_endpoints_enabled_when_it_is_written(backend: B
     assert_eq!(recorded().await, 1);
 }
 
+/// A write in a business whose endpoint is being deleted waits for the deletion, then
+/// records its event for the endpoints left: the message's foreign key once failed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_beside_the_deletion_of_an_endpoint_succeeds_on_postgres() {
+    let Some((database, store, business)) = store_with_business(Backend::Postgres).await else {
+        return;
+    };
+    let gone = store.create_webhook(&endpoint_of(&business)).await.unwrap();
+    let kept = store.create_webhook(&endpoint_of(&business)).await.unwrap();
+    let deleting = database.connect().await;
+    let delete = format!(
+        "BEGIN; DELETE FROM webhook_endpoints WHERE id = '{}'",
+        gone.id.as_str()
+    );
+    deleting.batch_execute(&delete).await.unwrap();
+    let write = tokio::spawn({
+        let store = store.clone();
+        let caller = Caller::Business(business.clone());
+        async move { store.append_entry(&caller, &one_seat()).await }
+    });
+    common::until_a_session_waits_for_a_lock(&database.connect().await).await;
+    deleting.batch_execute("COMMIT").await.unwrap();
+    write.await.unwrap().unwrap();
+    let listed = store.messages(&business, &kept.id, None, 10).await;
+    assert_eq!(listed.unwrap().len(), 1);
+}
+
 /// A store on a new database of `backend` with one endpoint, and the messages of three
 /// ledger writes for it, oldest first; `None` when the backend is not there.
 async fn three_messages(backend: Backend) -> Option<(TestDatabase, Outbox, [Message; 3])> {

@@ -26,7 +26,9 @@ use crate::storage::store::OutboxStore;
 
 /// Records events (`$1` to `$5`: their ids, businesses, types, bodies and instants, one
 /// array element per event) for every enabled endpoint of their business that takes their
-/// type, in the order given.
+/// type, in the order given. An endpoint being deleted or changed by a transaction not yet
+/// committed is waited for, then read as that transaction left it: without the lock, the
+/// message's foreign key failed the whole write once the deletion committed.
 pub(super) const RECORD: &str = "INSERT INTO webhook_messages
          (id, endpoint_id, event_type, body, created_at, status, tries, next_attempt_at, attempts)
      SELECT ev.id, e.id, ev.event_type, ev.body, ev.created_at, 'pending', 0, ev.created_at, '[]'
@@ -34,7 +36,8 @@ pub(super) const RECORD: &str = "INSERT INTO webhook_messages
          AS ev (id, business_id, event_type, body, created_at, n)
      JOIN webhook_endpoints e ON e.business_id = ev.business_id AND NOT e.disabled
          AND (e.filter_types = '[]' OR e.filter_types::jsonb ? ev.event_type)
-     ORDER BY ev.n, e.id";
+     ORDER BY ev.n, e.id
+     FOR KEY SHARE OF e";
 
 /// Whether the business that the SQL expression `$business` names has an enabled endpoint:
 /// read by a write with its first statements, so that a write in a business with none,
