@@ -714,3 +714,28 @@ async fn the_openapi_document_names_the_signature_headers(server: TestServer) {
     // validate, activate, deactivate, heartbeat and license_file, with their errors.
     assert!(signed >= 5 * 3, "{signed} signed answers documented");
 }
+
+/// A business without a signing key, asked for one by many callers at once (a business
+/// made by `api-key create`, then many first requests): one key is made, and every caller
+/// signs with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_racing_for_a_first_key_share_one_on_postgres() {
+    use licensed::domain::ids::BusinessName;
+    use licensed::storage::keyring;
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let store = common::open_store(&database.url).await;
+    let name = BusinessName::parse("racing").unwrap();
+    let business = store.ensure_business(&name).await.unwrap();
+    let callers = (0..16).map(|_| {
+        let (store, business) = (store.clone(), business.clone());
+        tokio::spawn(async move { keyring::active(&*store, &business, None).await.unwrap().id })
+    });
+    let signed_with = futures::future::join_all(callers).await;
+    let keys = store.signing_keys(Some(&business)).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    for id in signed_with {
+        assert_eq!(id.unwrap(), keys[0].id);
+    }
+}

@@ -196,14 +196,21 @@ impl AccountStore for PgStore {
         let mut tx = Tx::open(self).await?;
         let outcome = async {
             // The business's row, locked: rotations and first keys of one business take turns.
-            let found = tx
-                .begin_with(
-                    "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE business_id = $1 AND active)
-                     FROM businesses WHERE id = $1 FOR UPDATE",
-                    &[&key.business_id],
-                )
-                .await?;
-            let has_one = found.first().map(|row| row.flag(0)).transpose()?.unwrap_or(false);
+            // The active key is looked for once the lock is held, in a statement of its own:
+            // in the locking one it was read as it was before the wait, so callers that had
+            // waited for a first key each made another.
+            tx.begin_with(
+                "SELECT 1 FROM businesses WHERE id = $1 FOR UPDATE",
+                &[&key.business_id],
+            )
+            .await?;
+            let found = query_one(
+                &tx,
+                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE business_id = $1 AND active)",
+                &[&key.business_id],
+            )
+            .await?;
+            let has_one = found.flag(0)?;
             if has_one && only_if_none {
                 return Ok(false);
             }
