@@ -20,6 +20,7 @@ backend_store_tests!(
     a_message_waiting_for_its_retry_holds_up_no_newer_one,
     forgets_old_settled_messages_and_keeps_pending_ones,
     records_a_write_for_the_endpoints_enabled_when_it_is_written,
+    outcomes_of_a_lease_taken_over_are_not_recorded,
 );
 
 /// A store on a new database of `backend`, with one business; `None` when the backend is
@@ -112,8 +113,44 @@ async fn a_write_beside_the_deletion_of_an_endpoint_succeeds_on_postgres() {
     assert_eq!(listed.unwrap().len(), 1);
 }
 
+/// How long the tests' leases last, in µs.
+const LEASE: i64 = 60_000_000;
+
+/// Outcomes of attempts made under a lease that has since passed to another process are
+/// not recorded: the new holder delivers the message again, and what it records stands.
+async fn outcomes_of_a_lease_taken_over_are_not_recorded(backend: Backend) {
+    let Some((_database, outbox, [first, ..])) = three_messages(backend).await else {
+        return;
+    };
+    let (store, endpoint) = (&outbox.store, &outbox.endpoint);
+    let after_my_lease = Timestamp::now().plus_micros(2 * LEASE).unwrap();
+    let until = after_my_lease.plus_micros(LEASE).unwrap();
+    let taken = store
+        .lease_endpoints("other", after_my_lease, until, 64)
+        .await;
+    assert_eq!(taken.unwrap().len(), 1);
+    let stale = (MessageStatus::Pending, 1, Some(until));
+    let failed = [outcome(&first, 500, stale)];
+    assert!(!(store.record_attempts(endpoint, "me", &failed, true).await).unwrap());
+    let listed = outbox.messages().await;
+    assert_eq!(listed[0].status, MessageStatus::Pending);
+    assert_eq!(listed[0].tries, 0, "{:?}", listed[0]);
+    let enabled = store.webhook(&outbox.business, endpoint).await.unwrap();
+    assert!(!enabled.unwrap().disabled, "the stale 410 disabled nothing");
+
+    let delivered = [delivered(&first)];
+    assert!(
+        (store
+            .record_attempts(endpoint, "other", &delivered, false)
+            .await)
+            .unwrap()
+    );
+    assert_eq!(outbox.messages().await[0].status, MessageStatus::Delivered);
+}
+
 /// A store on a new database of `backend` with one endpoint, and the messages of three
-/// ledger writes for it, oldest first; `None` when the backend is not there.
+/// ledger writes for it, oldest first, the endpoint leased by "me"; `None` when the
+/// backend is not there.
 async fn three_messages(backend: Backend) -> Option<(TestDatabase, Outbox, [Message; 3])> {
     let (database, store, business) = store_with_business(backend).await?;
     let endpoint = store.create_webhook(&endpoint_of(&business)).await.unwrap();
@@ -121,6 +158,10 @@ async fn three_messages(backend: Backend) -> Option<(TestDatabase, Outbox, [Mess
     for _ in 0..3 {
         store.append_entry(&caller, &one_seat()).await.unwrap();
     }
+    let now = Timestamp::now();
+    let leased = store.lease_endpoints("me", now, now.plus_micros(LEASE).unwrap(), 64);
+    let leased: Vec<WebhookId> = leased.await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(leased, vec![endpoint.id.clone()]);
     let outbox = Outbox {
         store,
         business,
@@ -148,9 +189,10 @@ impl Outbox {
         listed
     }
 
+    /// Records outcomes of attempts by "me", the lease's holder.
     async fn record(&self, outcomes: &[Outcome]) {
-        let recorded = self.store.record_attempts(&self.endpoint, outcomes, false);
-        recorded.await.unwrap();
+        let recorded = (self.store).record_attempts(&self.endpoint, "me", outcomes, false);
+        assert!(recorded.await.unwrap(), "the lease is held");
     }
 }
 
@@ -235,7 +277,8 @@ async fn a_message_waiting_for_its_retry_holds_up_no_newer_one(backend: Backend)
         let found = found.await.unwrap().expect("the lease is held");
         found.into_iter().map(|m| m.id).collect::<Vec<_>>()
     };
-    assert_eq!(lease(now).await, vec![endpoint.clone()]);
+    // Held by "me" (`three_messages`): not leased to anyone again before its end.
+    assert_eq!(lease(now).await, Vec::<WebhookId>::new());
 
     // The first fails, and waits an hour for its retry.
     let waiting = (MessageStatus::Pending, 1, Some(later(1)));

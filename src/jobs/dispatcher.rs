@@ -326,8 +326,14 @@ impl Dispatcher {
         outcomes: &[Outcome],
         disable: bool,
     ) -> bool {
-        match store.record_attempts(&endpoint.id, outcomes, disable).await {
-            Ok(()) => true,
+        match (store.record_attempts(&endpoint.id, &self.owner, outcomes, disable)).await {
+            Ok(true) => true,
+            // Taken over after this process missed the lease's end (it was paused, say):
+            // the new holder delivers these messages again and records what it gets.
+            Ok(false) => {
+                tracing::warn!(endpoint = %endpoint.id, "another process took this webhook endpoint over; this one's last attempts were not recorded");
+                false
+            }
             Err(error) => {
                 // Unrecorded, the messages stay pending and are delivered again.
                 tracing::warn!(endpoint = %endpoint.id, %error, "webhook attempts could not be recorded");

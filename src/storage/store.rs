@@ -344,13 +344,16 @@ pub trait OutboxStore: Send + Sync {
         until: Timestamp,
         limit: u32,
     ) -> Result<Option<Vec<Message>>>;
-    /// Records what attempts got; `disable` turns the endpoint off (it answered 410).
+    /// Records what `owner`'s attempts got; `disable` turns the endpoint off (it answered
+    /// 410). False, and nothing recorded, if `owner` no longer holds the endpoint's lease:
+    /// another process has taken it over and delivers the messages itself.
     async fn record_attempts(
         &self,
         endpoint: &WebhookId,
+        owner: &str,
         outcomes: &[Outcome],
         disable: bool,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Gives up `owner`'s lease on the endpoint.
     async fn release_endpoint(&self, endpoint: &WebhookId, owner: &str) -> Result<()>;
     /// The endpoint's most recent messages, newest first, with that status if given.

@@ -114,19 +114,27 @@ pub(super) static RETRY_MESSAGE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The attempts' outcomes (`$2` to `$6`: the messages' seqs, their new statuses, tries,
-/// next attempts and the attempts' logs), and endpoint `$1` disabled if `$7`, at `$8`.
+/// next attempts and the attempts' logs), and endpoint `$1` disabled if `$7`, at `$8`,
+/// if owner `$9` still holds its lease; whether it does. The endpoint's row stays locked
+/// until the outcomes commit, so that no other process takes the lease over meanwhile
+/// (without blocking writes, whose messages lock it `FOR KEY SHARE`).
 /// The messages are found by their primary key alone: searched by their endpoint too,
 /// they were planned, once the endpoint had more messages than the statistics knew of,
 /// as a hash of all of them for every batch (40 ms for each 100 recorded behind 14 000).
-pub(super) const RECORD_ATTEMPTS: &str = "WITH recorded AS (
+pub(super) const RECORD_ATTEMPTS: &str = "WITH held AS (
+         SELECT id FROM webhook_endpoints WHERE id = $1 AND lease_owner = $9
+         FOR NO KEY UPDATE
+     ), recorded AS (
          UPDATE webhook_messages m SET status = o.status, tries = o.tries,
              next_attempt_at = o.next, attempts = (m.attempts::jsonb || o.log::jsonb)::text
          FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[])
              AS o (seq, status, tries, next, log)
-         WHERE m.seq = o.seq
+         WHERE m.seq = o.seq AND EXISTS (SELECT 1 FROM held)
+     ), disabled AS (
+         UPDATE webhook_endpoints SET disabled = TRUE, updated_at = $8
+         WHERE id = $1 AND $7 AND EXISTS (SELECT 1 FROM held)
      )
-     UPDATE webhook_endpoints SET disabled = TRUE, updated_at = $8
-     WHERE id = $1 AND $7";
+     SELECT EXISTS (SELECT 1 FROM held)";
 
 /// The lease of at most `$4` endpoints by owner `$1` until `$3`: enabled, not leased by
 /// anyone at `$2`, with a message due then. Due: a message on its first attempt (due once
@@ -227,9 +235,10 @@ impl OutboxStore for PgStore {
     async fn record_attempts(
         &self,
         endpoint: &WebhookId,
+        owner: &str,
         outcomes: &[Outcome],
         disable: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let seqs: Vec<i64> = outcomes.iter().map(|o| o.seq).collect();
         let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
         let tries: Vec<i64> = outcomes.iter().map(|o| i64::from(o.tries)).collect();
@@ -239,21 +248,23 @@ impl OutboxStore for PgStore {
         let logs = (outcomes.iter())
             .map(|o| json_text(&o.log))
             .collect::<Result<Vec<_>>>()?;
-        self.execute(
-            RECORD_ATTEMPTS,
-            &[
-                &endpoint,
-                &seqs,
-                &statuses,
-                &tries,
-                &next,
-                &logs,
-                &disable,
-                &Timestamp::now().micros(),
-            ],
-        )
-        .await?;
-        Ok(())
+        let held = self
+            .change_one(
+                RECORD_ATTEMPTS,
+                &[
+                    &endpoint,
+                    &seqs,
+                    &statuses,
+                    &tries,
+                    &next,
+                    &logs,
+                    &disable,
+                    &Timestamp::now().micros(),
+                    &owner,
+                ],
+            )
+            .await?;
+        held.map_or(Ok(false), |row| row.flag(0))
     }
 
     async fn release_endpoint(&self, endpoint: &WebhookId, owner: &str) -> Result<()> {

@@ -217,12 +217,23 @@ impl OutboxStore for SqliteStore {
     async fn record_attempts(
         &self,
         endpoint: &WebhookId,
+        owner: &str,
         outcomes: &[Outcome],
         disable: bool,
-    ) -> Result<()> {
-        let endpoint = endpoint.clone();
+    ) -> Result<bool> {
+        let (endpoint, owner) = (endpoint.clone(), owner.to_owned());
         let outcomes = outcomes.to_vec();
         self.write(move |tx| {
+            let held: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (
+                         SELECT 1 FROM webhook_endpoints WHERE id = ?1 AND lease_owner = ?2)",
+                )
+                .and_then(|mut stmt| stmt.query_row(params![endpoint, owner], |r| r.get(0)))
+                .map_err(internal)?;
+            if !held {
+                return Ok(false);
+            }
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE webhook_messages SET status = ?2, tries = ?3, next_attempt_at = ?4,
@@ -247,7 +258,7 @@ impl OutboxStore for SqliteStore {
                 )
                 .map_err(internal)?;
             }
-            Ok(())
+            Ok(true)
         })
         .await
     }
