@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::process::Served;
+use common::receiver::Receiver;
 use common::{Backend, TestDatabase, TestServer};
 use licensed::http::ServerSettings;
 use rand::Rng;
@@ -419,6 +420,65 @@ async fn a_database_outage_is_503_fast_and_service_resumes_by_itself() {
         2,
         "the refused write left nothing behind"
     );
+}
+
+/// A process that could not give up an endpoint's lease while PostgreSQL was away gives it
+/// up once PostgreSQL is back: the endpoint's deliveries resume then, not when the lease
+/// would have ended (in an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_deliveries_resume_after_an_outage_not_after_the_lease() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let proxy = Arc::new(Proxy::start("127.0.0.1:5432").await);
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    let proxied = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    // The first delivery cuts the database off before it is answered: its outcome cannot
+    // be recorded, nor the lease given up.
+    let cutter = proxy.clone();
+    let receiver = Receiver::start(move |_, n| {
+        if n == 0 {
+            cutter.cut();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        200
+    })
+    .await;
+    let flags = [
+        "--webhook-lease-seconds",
+        "3600",
+        "--webhook-retry-schedule",
+        "200ms,200ms",
+    ];
+    let served = Served::start_with(&proxied, Some(ADMIN_KEY), &flags);
+    let client = reqwest::Client::new();
+    let subscribed = post(
+        &client,
+        &served.url,
+        "/webhooks",
+        json!({"url": receiver.url}),
+    )
+    .await;
+    assert_eq!(subscribed.unwrap().0, 201);
+    let entry = |n: u32| json!({"accountId": "acme", "licenseId": "seats", "updateType": "ABSOLUTE", "quantity": n});
+    let written = post(&client, &served.url, "/license_updates", entry(1)).await;
+    assert_eq!(written.unwrap().0, 200);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.restore();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (post(&client, &served.url, "/license_updates", entry(2)).await)
+        .map_or(true, |(status, _)| status != 200)
+    {
+        assert!(Instant::now() < deadline, "the server did not write again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(receiver.received().iter()).any(|r| r.json()["data"]["quantity"] == 2) {
+        assert!(Instant::now() < deadline, "not delivered after the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A database that refuses new connections (here: `ALLOW_CONNECTIONS false`; as well a

@@ -27,6 +27,8 @@ const MAX_ENDPOINTS: usize = 64;
 const BATCH: u32 = 100;
 /// Outcomes wait at most this long to be recorded.
 const RECORD_AFTER: Duration = Duration::from_millis(200);
+/// How soon a lease that could not be given up is tried again.
+const RELEASE_AGAIN: Duration = Duration::from_millis(500);
 /// How long delivered and failed messages are kept for `GET /webhooks/{id}/messages`.
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const FORGET_EVERY: Duration = Duration::from_secs(600);
@@ -190,11 +192,29 @@ impl Dispatcher {
                 tracing::error!(endpoint = %id, %error, "the webhook secret cannot be opened; its messages wait");
             }
         }
-        let mut busy = self.busy.lock().await;
-        if let Err(error) = store.release_endpoint(&id, &self.owner).await {
-            tracing::warn!(endpoint = %id, %error, "a webhook lease could not be given up; it will end by itself");
+        self.leave(&store, &id).await;
+    }
+
+    /// Gives the endpoint's lease up and forgets it as busy. While the database does not
+    /// answer, tries again until the lease would have ended anyway: kept, the lease would
+    /// hold the endpoint's deliveries back, this process's included, until its end.
+    async fn leave(&self, store: &Arc<dyn Store>, id: &WebhookId) {
+        let ends = Instant::now() + self.options.lease;
+        let mut warned = false;
+        loop {
+            let mut busy = self.busy.lock().await;
+            let failed = store.release_endpoint(id, &self.owner).await.err();
+            let Some(error) = failed.filter(|_| Instant::now() < ends) else {
+                busy.remove(id);
+                return;
+            };
+            drop(busy);
+            if !warned {
+                tracing::warn!(endpoint = %id, %error, "a webhook lease could not be given up; trying again");
+                warned = true;
+            }
+            tokio::time::sleep(RELEASE_AGAIN).await;
         }
-        busy.remove(&id);
     }
 
     /// The endpoint's next due messages, the lease renewed; `None` when none is due or the
