@@ -155,10 +155,12 @@ struct ServeArgs {
     /// Serve /metrics on this address instead of the main one.
     #[arg(long, env = "LICENSED_METRICS_BIND", value_parser = listen_address)]
     metrics_bind: Option<SocketAddr>,
-    /// Requests per minute per client IP on /licenses/* (0: unlimited).
+    /// Requests per minute per client IP on /licenses/*, counted by this process (0:
+    /// unlimited).
     #[arg(long, env = "LICENSED_PUBLIC_RATE_LIMIT", default_value_t = 600)]
     public_rate_limit: u32,
-    /// Requests per minute per API key on the other routes (0: unlimited).
+    /// Requests per minute per API key on the other routes, counted by this process (0:
+    /// unlimited).
     #[arg(long, env = "LICENSED_API_KEY_RATE_LIMIT", default_value_t = 0)]
     api_key_rate_limit: u32,
     /// The longest a request may take, body upload included, before it fails (408 while its

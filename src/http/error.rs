@@ -135,7 +135,7 @@ impl ApiError {
                 "the database is unavailable or did not answer in time; retry later".into()
             }
             ApiError::TimedOut(ms) => format!(
-                "the request did not complete within {ms} ms; a write may or may not have taken effect"
+                "the request did not complete within {ms} ms; if it was to write, the write may or may not have taken effect"
             ),
             ApiError::BodyTimedOut(ms) => {
                 format!("the request body did not arrive within {ms} ms; nothing was written")
