@@ -123,15 +123,22 @@ async fn outcomes_of_a_lease_taken_over_are_not_recorded(backend: Backend) {
         return;
     };
     let (store, endpoint) = (&outbox.store, &outbox.endpoint);
-    let after_my_lease = Timestamp::now().plus_micros(2 * LEASE).unwrap();
-    let until = after_my_lease.plus_micros(LEASE).unwrap();
-    let taken = store
-        .lease_endpoints("other", after_my_lease, until, 64)
-        .await;
+    let now = Timestamp::now();
+    let mine = now.plus_micros(LEASE).unwrap();
+    let renewed = store.due_messages(endpoint, "me", now, mine, 1).await;
+    assert!(renewed.unwrap().is_some());
+    // "me" misses the end of its lease; "other" takes the endpoint over.
+    let after_mine = mine.plus_micros(1).unwrap();
+    let theirs = after_mine.plus_micros(LEASE).unwrap();
+    let taken = store.lease_endpoints("other", after_mine, theirs, 64).await;
     assert_eq!(taken.unwrap().len(), 1);
-    let stale = (MessageStatus::Pending, 1, Some(until));
-    let failed = [outcome(&first, 500, stale)];
-    assert!(!(store.record_attempts(endpoint, "me", &failed, true).await).unwrap());
+    let failed = [outcome(
+        &first,
+        500,
+        (MessageStatus::Pending, 1, Some(theirs)),
+    )];
+    let stale = store.record_attempts(endpoint, ("me", mine), &failed, true);
+    assert!(!stale.await.unwrap());
     let listed = outbox.messages().await;
     assert_eq!(listed[0].status, MessageStatus::Pending);
     assert_eq!(listed[0].tries, 0, "{:?}", listed[0]);
@@ -139,12 +146,17 @@ async fn outcomes_of_a_lease_taken_over_are_not_recorded(backend: Backend) {
     assert!(!enabled.unwrap().disabled, "the stale 410 disabled nothing");
 
     let delivered = [delivered(&first)];
-    assert!(
-        (store
-            .record_attempts(endpoint, "other", &delivered, false)
-            .await)
-            .unwrap()
-    );
+    let recorded = store.record_attempts(endpoint, ("other", theirs), &delivered, false);
+    assert!(recorded.await.unwrap());
+    assert_eq!(outbox.messages().await[0].status, MessageStatus::Delivered);
+
+    // "other" lets go and "me" leases the endpoint anew: the old lease still records
+    // nothing.
+    store.release_endpoint(endpoint, "other").await.unwrap();
+    let anew = store.lease_endpoints("me", after_mine, theirs, 64).await;
+    assert_eq!(anew.unwrap().len(), 1);
+    let stale = store.record_attempts(endpoint, ("me", mine), &failed, true);
+    assert!(!stale.await.unwrap());
     assert_eq!(outbox.messages().await[0].status, MessageStatus::Delivered);
 }
 
@@ -189,10 +201,15 @@ impl Outbox {
         listed
     }
 
-    /// Records outcomes of attempts by "me", the lease's holder.
+    /// Records outcomes of attempts by "me", under the lease renewed for them.
     async fn record(&self, outcomes: &[Outcome]) {
-        let recorded = (self.store).record_attempts(&self.endpoint, "me", outcomes, false);
-        assert!(recorded.await.unwrap(), "the lease is held");
+        let now = Timestamp::now();
+        let until = now.plus_micros(LEASE).unwrap();
+        let renewed = (self.store).due_messages(&self.endpoint, "me", now, until, 1);
+        assert!(renewed.await.unwrap().is_some(), "the lease is held");
+        let lease = ("me", until);
+        let recorded = (self.store).record_attempts(&self.endpoint, lease, outcomes, false);
+        assert!(recorded.await.unwrap());
     }
 }
 

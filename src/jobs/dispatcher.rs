@@ -178,9 +178,13 @@ impl Dispatcher {
             Ok(secret) => {
                 let secret = WebhookSecret::from_bytes(secret);
                 let mut pace = Pace::new(&endpoint);
-                while let Some(batch) = self.next_batch(&store, &id).await {
+                while let Some((batch, until)) = self.next_batch(&store, &id).await {
+                    let lease = Lease {
+                        endpoint: &endpoint,
+                        until,
+                    };
                     if !self
-                        .deliver_batch(&store, &endpoint, &secret, &mut pace, batch)
+                        .deliver_batch(&store, lease, &secret, &mut pace, batch)
                         .await
                     {
                         break;
@@ -217,12 +221,17 @@ impl Dispatcher {
         }
     }
 
-    /// The endpoint's next due messages, the lease renewed; `None` when none is due or the
-    /// lease is lost.
-    async fn next_batch(&self, store: &Arc<dyn Store>, id: &WebhookId) -> Option<Vec<Message>> {
+    /// The endpoint's next due messages, and the end of the lease renewed with them; `None`
+    /// when none is due or the lease is lost.
+    async fn next_batch(
+        &self,
+        store: &Arc<dyn Store>,
+        id: &WebhookId,
+    ) -> Option<(Vec<Message>, Timestamp)> {
         let now = Timestamp::now();
-        match (store.due_messages(id, &self.owner, now, self.lease_end(now), BATCH)).await {
-            Ok(Some(batch)) if !batch.is_empty() => Some(batch),
+        let until = self.lease_end(now);
+        match (store.due_messages(id, &self.owner, now, until, BATCH)).await {
+            Ok(Some(batch)) if !batch.is_empty() => Some((batch, until)),
             Ok(_) => None,
             Err(error) => {
                 tracing::warn!(endpoint = %id, %error, "webhook messages could not be read");
@@ -236,11 +245,12 @@ impl Dispatcher {
     async fn deliver_batch(
         &self,
         store: &Arc<dyn Store>,
-        endpoint: &Endpoint,
+        lease: Lease<'_>,
         secret: &WebhookSecret,
         pace: &mut Pace,
         batch: Vec<Message>,
     ) -> bool {
+        let endpoint = lease.endpoint;
         // The lease was renewed as the batch was read: stop before it runs short.
         let stop_at = Instant::now() + self.options.lease / 2;
         let mut outcomes = Vec::new();
@@ -253,18 +263,18 @@ impl Dispatcher {
             let (outcome, gone) = self.attempt(endpoint, secret, &message).await;
             outcomes.push(outcome);
             if gone {
-                self.record(store, endpoint, &outcomes, true).await;
+                self.record(store, &lease, &outcomes, true).await;
                 return false;
             }
             if outcomes.len() >= BATCH as usize || since.elapsed() >= RECORD_AFTER {
-                if !self.record(store, endpoint, &outcomes, false).await {
+                if !self.record(store, &lease, &outcomes, false).await {
                     return false;
                 }
                 outcomes.clear();
                 since = Instant::now();
             }
         }
-        outcomes.is_empty() || self.record(store, endpoint, &outcomes, false).await
+        outcomes.is_empty() || self.record(store, &lease, &outcomes, false).await
     }
 
     /// One attempt of one message, and what it leaves; true if the endpoint is gone.
@@ -342,16 +352,19 @@ impl Dispatcher {
     async fn record(
         &self,
         store: &Arc<dyn Store>,
-        endpoint: &Endpoint,
+        lease: &Lease<'_>,
         outcomes: &[Outcome],
         disable: bool,
     ) -> bool {
-        match (store.record_attempts(&endpoint.id, &self.owner, outcomes, disable)).await {
+        let endpoint = lease.endpoint;
+        let held = (&*self.owner, lease.until);
+        match (store.record_attempts(&endpoint.id, held, outcomes, disable)).await {
             Ok(true) => true,
-            // Taken over after this process missed the lease's end (it was paused, say):
-            // the new holder delivers these messages again and records what it gets.
+            // The lease ended before this (a process paused past it, say) and the endpoint
+            // was leased again, or deleted: whoever holds it now delivers these messages
+            // again and records what it gets.
             Ok(false) => {
-                tracing::warn!(endpoint = %endpoint.id, "another process took this webhook endpoint over; this one's last attempts were not recorded");
+                tracing::warn!(endpoint = %endpoint.id, "this process's webhook lease had ended (the endpoint was leased again, or deleted); its last attempts were not recorded");
                 false
             }
             Err(error) => {
@@ -361,6 +374,12 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// An endpoint as leased for one batch: outcomes are recorded only while that lease holds.
+struct Lease<'a> {
+    endpoint: &'a Endpoint,
+    until: Timestamp,
 }
 
 /// An endpoint's `rate_limit`: the earliest instant of its next attempt.

@@ -344,13 +344,14 @@ pub trait OutboxStore: Send + Sync {
         until: Timestamp,
         limit: u32,
     ) -> Result<Option<Vec<Message>>>;
-    /// Records what `owner`'s attempts got; `disable` turns the endpoint off (it answered
-    /// 410). False, and nothing recorded, if `owner` no longer holds the endpoint's lease:
-    /// another process has taken it over and delivers the messages itself.
+    /// Records what attempts got under the lease `owner` took or last renewed until
+    /// `until`; `disable` turns the endpoint off (it answered 410). False, and nothing
+    /// recorded, if that lease is no longer held: it ended and the endpoint was leased
+    /// again (by another process, or anew by this one), or the endpoint is gone.
     async fn record_attempts(
         &self,
         endpoint: &WebhookId,
-        owner: &str,
+        (owner, until): (&str, Timestamp),
         outcomes: &[Outcome],
         disable: bool,
     ) -> Result<bool>;

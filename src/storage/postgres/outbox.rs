@@ -115,14 +115,15 @@ pub(super) static RETRY_MESSAGE: LazyLock<String> = LazyLock::new(|| {
 
 /// The attempts' outcomes (`$2` to `$6`: the messages' seqs, their new statuses, tries,
 /// next attempts and the attempts' logs), and endpoint `$1` disabled if `$7`, at `$8`,
-/// if owner `$9` still holds its lease; whether it does. The endpoint's row stays locked
+/// if the lease of owner `$9` until `$10` is still held; whether it is. The endpoint's row stays locked
 /// until the outcomes commit, so that no other process takes the lease over meanwhile
 /// (without blocking writes, whose messages lock it `FOR KEY SHARE`).
 /// The messages are found by their primary key alone: searched by their endpoint too,
 /// they were planned, once the endpoint had more messages than the statistics knew of,
 /// as a hash of all of them for every batch (40 ms for each 100 recorded behind 14 000).
 pub(super) const RECORD_ATTEMPTS: &str = "WITH held AS (
-         SELECT id FROM webhook_endpoints WHERE id = $1 AND lease_owner = $9
+         SELECT id FROM webhook_endpoints
+         WHERE id = $1 AND lease_owner = $9 AND lease_until = $10
          FOR NO KEY UPDATE
      ), recorded AS (
          UPDATE webhook_messages m SET status = o.status, tries = o.tries,
@@ -235,7 +236,7 @@ impl OutboxStore for PgStore {
     async fn record_attempts(
         &self,
         endpoint: &WebhookId,
-        owner: &str,
+        (owner, until): (&str, Timestamp),
         outcomes: &[Outcome],
         disable: bool,
     ) -> Result<bool> {
@@ -261,6 +262,7 @@ impl OutboxStore for PgStore {
                     &disable,
                     &Timestamp::now().micros(),
                     &owner,
+                    &until.micros(),
                 ],
             )
             .await?;

@@ -443,7 +443,7 @@ async fn attempts_are_recorded_by_each_messages_key() {
         let next = vec![None::<i64>; seqs.len()];
         let logs = vec![r#"{"at": 1, "status_code": 200}"#; seqs.len()];
         let bound: &Params = &[
-            &"wh", &seqs, &statuses, &tries, &next, &logs, &false, &0_i64, &"dsp",
+            &"wh", &seqs, &statuses, &tries, &next, &logs, &false, &0_i64, &"me", &0_i64,
         ];
         plan_of(conn, outbox::RECORD_ATTEMPTS, bound).await
     })

@@ -217,7 +217,7 @@ impl OutboxStore for SqliteStore {
     async fn record_attempts(
         &self,
         endpoint: &WebhookId,
-        owner: &str,
+        (owner, until): (&str, Timestamp),
         outcomes: &[Outcome],
         disable: bool,
     ) -> Result<bool> {
@@ -227,9 +227,12 @@ impl OutboxStore for SqliteStore {
             let held: bool = tx
                 .prepare_cached(
                     "SELECT EXISTS (
-                         SELECT 1 FROM webhook_endpoints WHERE id = ?1 AND lease_owner = ?2)",
+                         SELECT 1 FROM webhook_endpoints
+                         WHERE id = ?1 AND lease_owner = ?2 AND lease_until = ?3)",
                 )
-                .and_then(|mut stmt| stmt.query_row(params![endpoint, owner], |r| r.get(0)))
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![endpoint, owner, until.micros()], |r| r.get(0))
+                })
                 .map_err(internal)?;
             if !held {
                 return Ok(false);
