@@ -713,7 +713,8 @@ fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
                 .payload
                 .check_time(SystemTime::now())
                 .map_err(invalid)?;
-            let unchecked = match contents.payload.machine() {
+            let machine = contents.payload.machine();
+            let unchecked = match machine.and_then(|m| m.attributes.fingerprint.as_ref()) {
                 Some(_) => {
                     " (whose key and which machine it is for were not checked: pass --license-key and --fingerprint)"
                 }

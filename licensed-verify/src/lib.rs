@@ -71,9 +71,8 @@ pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 ///   ([`Error::KeyExpired`]), nor after `meta.expiry` ([`Error::Expired`]); see
 ///   [`Payload::check_time`].
 ///
-/// The key's `status` is the app's to read from the returned payload. For an encrypted
-/// machine file, a wrong fingerprint cannot be told from a wrong key: both are
-/// [`Error::DecryptionFailed`].
+/// For an encrypted machine file, a wrong fingerprint cannot be told from a wrong key: both
+/// are [`Error::DecryptionFailed`].
 ///
 /// Pass `SystemTime::now()` as `now`, or use [`verify_license_file_now`].
 ///

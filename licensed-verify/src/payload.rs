@@ -51,8 +51,7 @@ impl Payload {
     /// payload and the clock: `now` is not more than [`CLOCK_TOLERANCE`] before
     /// `meta.issued` ([`Error::ClockBehind`]), nor after the license key's own expiry
     /// ([`Error::KeyExpired`], told first when both have passed: a fresh file would not
-    /// help), nor after `meta.expiry` ([`Error::Expired`]). The key's `status` is not
-    /// checked: read it from the payload.
+    /// help), nor after `meta.expiry` ([`Error::Expired`]).
     ///
     /// For a plain file read without its license key ([`LicenseFile::verify`] then
     /// [`LicenseFile::decrypt`]), this is what is left to check; it does not tell whose

@@ -141,20 +141,19 @@ impl Modify for SignedAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::header::HeaderBuilder;
-        let header = |description: &str| {
-            HeaderBuilder::new()
-                .description(Some(format!(
-                    "{description} Sent only when the request carried `Licensed-Nonce`."
-                )))
-                .build()
-        };
+        let header =
+            |description: &str| HeaderBuilder::new().description(Some(description)).build();
         let signature = header(
-            "`keyid=\"sk_…\", algorithm=\"ed25519\", signature=\"<base64>\"`: an Ed25519 \
-             signature over `licensed-response-v1`, `METHOD path`, the nonce, the `Date`, \
-             and the base64 SHA-256 of the request body and of the response body, joined \
-             by newlines. The status line is not signed.",
+            "Sent only when the request carried `Licensed-Nonce`: `keyid=\"sk_…\", \
+             algorithm=\"ed25519\", signature=\"<base64>\"`, an Ed25519 signature over \
+             `licensed-response-v1`, `METHOD path`, the nonce, the `Date`, and the base64 \
+             SHA-256 of the request body and of the response body, joined by newlines. The \
+             status line is not signed.",
         );
-        let date = header("The instant the answer was signed at, as the signature covers it.");
+        let date = header(
+            "The instant of the answer; when the request carried `Licensed-Nonce`, the one \
+             the signature covers.",
+        );
         let signed = (openapi.paths.paths.iter_mut())
             .filter(|(path, _)| path.starts_with("/licenses/"))
             .flat_map(|(_, item)| [&mut item.get, &mut item.post].into_iter().flatten());

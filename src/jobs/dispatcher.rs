@@ -204,8 +204,9 @@ impl Dispatcher {
     /// hold the endpoint's deliveries back, this process's included, until its end.
     async fn leave(&self, store: &Arc<dyn Store>, id: &WebhookId) {
         let ends = Instant::now() + self.options.lease;
-        let mut warned = false;
         loop {
+            // Given up with `busy` held, so that no lease is taken for the endpoint between
+            // the release and its leaving `busy` (that lease would have no task).
             let mut busy = self.busy.lock().await;
             let failed = store.release_endpoint(id, &self.owner).await.err();
             let Some(error) = failed.filter(|_| Instant::now() < ends) else {
@@ -213,11 +214,13 @@ impl Dispatcher {
                 return;
             };
             drop(busy);
-            if !warned {
-                tracing::warn!(endpoint = %id, %error, "a webhook lease could not be given up; trying again");
-                warned = true;
+            tracing::warn!(endpoint = %id, %error, "a webhook lease could not be given up; trying again");
+            // Without holding `busy`, which the other endpoints' tasks and the leasing
+            // need; once the database answers, the release above runs again (and gives up
+            // a lease taken meanwhile as well).
+            while Instant::now() < ends && store.release_endpoint(id, &self.owner).await.is_err() {
+                tokio::time::sleep(RELEASE_AGAIN).await;
             }
-            tokio::time::sleep(RELEASE_AGAIN).await;
         }
     }
 

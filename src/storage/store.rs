@@ -120,7 +120,7 @@ pub struct PoolUsage {
 }
 
 impl PoolUsage {
-    /// Connections taken by a request or a background job each, or being opened for one.
+    /// Connections taken by a request or a background job each.
     pub fn in_use(&self) -> usize {
         self.open.saturating_sub(self.idle + self.shared)
     }

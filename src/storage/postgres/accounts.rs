@@ -8,7 +8,7 @@ use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
 
 use super::PgStore;
-use super::pool::{execute, query_one};
+use super::pool::{Params, execute, query_one};
 use super::tx::Tx;
 use crate::domain::auth::{
     Access, ApiKeyInfo, ApiKeySecret, KeyDigest, Principal, Refusal, admit_key,
@@ -199,18 +199,19 @@ impl AccountStore for PgStore {
             // The active key is looked for once the lock is held, in a statement of its own:
             // in the locking one it was read as it was before the wait, so callers that had
             // waited for a first key each made another.
-            tx.begin_with(
-                "SELECT 1 FROM businesses WHERE id = $1 FOR UPDATE",
-                &[&key.business_id],
-            )
-            .await?;
-            let found = query_one(
-                &tx,
-                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE business_id = $1 AND active)",
-                &[&key.business_id],
-            )
-            .await?;
-            let has_one = found.flag(0)?;
+            let business: &Params = &[&key.business_id];
+            let (_, found) = tx
+                .begin_with_two(
+                    ("SELECT 1 FROM businesses WHERE id = $1 FOR UPDATE", business),
+                    (
+                        "SELECT EXISTS (
+                             SELECT 1 FROM signing_keys WHERE business_id = $1 AND active)",
+                        business,
+                    ),
+                )
+                .await?;
+            let has_one = found.first().map(|row| row.flag(0)).transpose()?;
+            let has_one = has_one.unwrap_or(false);
             if has_one && only_if_none {
                 return Ok(false);
             }

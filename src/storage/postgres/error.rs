@@ -78,6 +78,7 @@ pub(super) fn classify_commit(error: tokio_postgres::Error) -> StorageError {
 pub(super) fn not_connected(error: &PoolError) -> String {
     match error {
         PoolError::Backend(error) => described(error),
+        PoolError::Timeout(_) => "the server did not answer in time".into(),
         other => with_causes(other),
     }
 }
@@ -86,9 +87,9 @@ pub(super) fn pool_error(error: PoolError) -> StorageError {
     match error {
         // A new connection failed: whatever PostgreSQL said (no such database, a password
         // changed, connections not allowed), it cannot be served now.
-        PoolError::Backend(_) => StorageError::Unavailable(format!(
+        PoolError::Backend(error) => StorageError::Unavailable(format!(
             "cannot connect to the database: {}",
-            not_connected(&error)
+            described(&error)
         )),
         PoolError::Timeout(_) => {
             StorageError::Unavailable("no database connection became available in time".into())

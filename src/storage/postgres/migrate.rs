@@ -60,7 +60,8 @@ pub async fn run(client: &mut Client, create_schema: bool) -> Result<(), OpenErr
     }
     let tx = client.transaction().await.map_err(failed)?;
     // A process that waited on the lock finds the table made; PostgreSQL's notice that it
-    // skipped making it again is not worth a log line.
+    // skipped making it again is not worth a log line, nor are the migrations' own notices
+    // (an index or table already gone, say): the setting lasts the transaction.
     tx.batch_execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('licensed schema migrations', 0));
          SET LOCAL client_min_messages = warning;

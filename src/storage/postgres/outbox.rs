@@ -26,9 +26,10 @@ use crate::storage::store::OutboxStore;
 
 /// Records events (`$1` to `$5`: their ids, businesses, types, bodies and instants, one
 /// array element per event) for every enabled endpoint of their business that takes their
-/// type, in the order given. An endpoint being deleted or changed by a transaction not yet
-/// committed is waited for, then read as that transaction left it: without the lock, the
-/// message's foreign key failed the whole write once the deletion committed.
+/// type, in the order given. An endpoint being deleted, or changed through the API (which
+/// locks it `FOR UPDATE`), by a transaction not yet committed is waited for, then read as
+/// that transaction left it: without the lock, the message's foreign key failed the whole
+/// write once the deletion committed.
 pub(super) const RECORD: &str = "INSERT INTO webhook_messages
          (id, endpoint_id, event_type, body, created_at, status, tries, next_attempt_at, attempts)
      SELECT ev.id, e.id, ev.event_type, ev.body, ev.created_at, 'pending', 0, ev.created_at, '[]'
