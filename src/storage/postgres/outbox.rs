@@ -116,9 +116,9 @@ pub(super) static RETRY_MESSAGE: LazyLock<String> = LazyLock::new(|| {
 
 /// The attempts' outcomes (`$2` to `$6`: the messages' seqs, their new statuses, tries,
 /// next attempts and the attempts' logs), and endpoint `$1` disabled if `$7`, at `$8`,
-/// if the lease of owner `$9` until `$10` is still held; whether it is. The endpoint's row stays locked
-/// until the outcomes commit, so that no other process takes the lease over meanwhile
-/// (without blocking writes, whose messages lock it `FOR KEY SHARE`).
+/// if the lease of owner `$9` until `$10` is still held; whether it is. The endpoint's
+/// row stays locked until the outcomes commit, so that no other process takes the lease
+/// over meanwhile (without blocking writes, whose messages lock it `FOR KEY SHARE`).
 /// The messages are found by their primary key alone: searched by their endpoint too,
 /// they were planned, once the endpoint had more messages than the statistics knew of,
 /// as a hash of all of them for every batch (40 ms for each 100 recorded behind 14 000).
