@@ -210,8 +210,7 @@ impl AccountStore for PgStore {
                     ),
                 )
                 .await?;
-            let has_one = found.first().map(|row| row.flag(0)).transpose()?;
-            let has_one = has_one.unwrap_or(false);
+            let has_one = found.first().map(|row| row.flag(0)).transpose()?.unwrap_or(false);
             if has_one && only_if_none {
                 return Ok(false);
             }
