@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::HeaderName;
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use licensed_verify::{LicenseFile, PublicKey};
+use licensed_verify::{FileKind, LicenseFile, PublicKey};
 use tokio::net::TcpListener;
 
 use crate::domain::auth::ApiKeySecret;
@@ -90,9 +90,9 @@ struct VerifyFileArgs {
         hide_env_values = true
     )]
     license_key: Option<String>,
-    /// The machine's fingerprint, for a machine file: decrypts it (with --license-key),
-    /// and checks the file is for this machine.
-    #[arg(long, value_name = "FP", requires = "license_key")]
+    /// The machine's fingerprint, for a machine file: checks the file is for this machine,
+    /// and decrypts it (with --license-key).
+    #[arg(long, value_name = "FP")]
     fingerprint: Option<String>,
 }
 
@@ -709,16 +709,25 @@ fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
                 )));
             }
             let contents = file.decrypt("", None).map_err(invalid)?;
-            contents
-                .payload
+            let bound =
+                (contents.payload.machine()).and_then(|m| m.attributes.fingerprint.as_deref());
+            match (args.fingerprint.as_deref(), bound) {
+                (Some(_), _) if file.kind() == FileKind::License => {
+                    return Err(invalid(licensed_verify::Error::MachineFileRequired));
+                }
+                (Some(given), bound) if bound != Some(given) => {
+                    return Err(invalid(licensed_verify::Error::FingerprintMismatch));
+                }
+                _ => {}
+            }
+            (contents.payload)
                 .check_time(SystemTime::now())
                 .map_err(invalid)?;
-            let machine = contents.payload.machine();
-            let unchecked = match machine.and_then(|m| m.attributes.fingerprint.as_ref()) {
-                Some(_) => {
+            let unchecked = match (bound, &args.fingerprint) {
+                (Some(_), None) => {
                     " (whose key and which machine it is for were not checked: pass --license-key and --fingerprint)"
                 }
-                None => " (whose key it is for was not checked: pass --license-key)",
+                _ => " (whose key it is for was not checked: pass --license-key)",
             };
             (contents, unchecked)
         }

@@ -300,10 +300,28 @@ fn help_says_how_the_public_key_is_read_and_misuse_is_exit_2() {
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(text.contains("when no file has that name"), "{text}");
 
+    let run = verify("hello", &["--fingerprint", FINGERPRINT]);
+    assert_eq!(run.code, Some(2), "--public-key is required");
+}
+
+#[test]
+fn a_plain_machine_file_is_checked_for_its_machine_without_the_license_key() {
     let key = SigningKey::generate(&mut OsRng);
-    let run = verify(
-        &issue(&key, true, false),
-        &["--public-key", &hex(&key), "--fingerprint", FINGERPRINT],
+    let machine_file = issue(&key, true, false);
+    let with = |file: &str, fingerprint: &str| {
+        verify(
+            file,
+            &["--public-key", &hex(&key), "--fingerprint", fingerprint],
+        )
+    };
+    let run = with(&machine_file, FINGERPRINT);
+    printed(&run);
+    assert!(
+        run.stderr.contains("(whose key it is for was not checked"),
+        "{}",
+        run.stderr
     );
-    assert_eq!(run.code, Some(2), "--fingerprint needs --license-key");
+    assert_refused(&with(&machine_file, "fp-other"), "another machine");
+    let license_file = issue(&key, false, false);
+    assert_refused(&with(&license_file, FINGERPRINT), "machine file");
 }

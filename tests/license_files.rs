@@ -209,7 +209,9 @@ async fn a_machine_file_opens_only_with_its_fingerprint(server: TestServer) {
         json!({"license_key_instance_id": bare, "encrypt": true}),
     )
     .await;
-    assert!(refused.expect(422).message().contains("fingerprint"));
+    let refused = refused.expect(422);
+    assert_eq!(refused.json["code"], "INSTANCE_WITHOUT_FINGERPRINT");
+    assert!(refused.message().contains("fingerprint"));
     let plain = file_of(&server, &key_id, json!({"license_key_instance_id": bare})).await;
     assert!(
         plain

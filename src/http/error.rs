@@ -51,6 +51,9 @@ pub enum ApiError {
     LicenseKeyInstanceDead,
     InactiveLicenseKey,
     LicenseKeyLimitReached,
+    /// An encrypted machine file was asked for an instance activated without a
+    /// fingerprint, which its encryption key is made from.
+    InstanceWithoutFingerprint(String),
     LimitBelowInstances(String),
     NoExpiryOnSubscriptionKey,
 }
@@ -97,6 +100,10 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "LICENSE_KEY_LIMIT_REACHED",
             ),
+            ApiError::InstanceWithoutFingerprint(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INSTANCE_WITHOUT_FINGERPRINT",
+            ),
             ApiError::LimitBelowInstances(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "ACTIVATION_LIMIT_LESS_THAN_CURRENT_AMOUNT",
@@ -114,6 +121,7 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Unprocessable(m)
+            | ApiError::InstanceWithoutFingerprint(m)
             | ApiError::LimitBelowInstances(m) => m.clone(),
             ApiError::Unauthorized => {
                 "missing or unknown API key: send `Authorization: Bearer <api key>`".into()

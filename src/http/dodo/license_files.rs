@@ -62,7 +62,7 @@ pub struct IssueFileWithKey {
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 403, description = "INACTIVE_LICENSE_KEY: disabled or expired", body = ErrorBody),
         (status = 404, description = "LICENSE_KEY_NOT_FOUND: no such key in this business, or the instance is not a live activation of it", body = ErrorBody),
-        (status = 422, description = "An encrypted machine file for an instance without a fingerprint; LICENSE_KEY_LIMIT_REACHED: the instance is beyond the key's seats", body = ErrorBody),
+        (status = 422, description = "INSTANCE_WITHOUT_FINGERPRINT: an encrypted machine file for an instance without a fingerprint; LICENSE_KEY_LIMIT_REACHED: the instance is beyond the key's seats", body = ErrorBody),
         WriteErrors,
     ),
     security(("bearer" = [])))]
@@ -90,7 +90,7 @@ pub async fn issue_license_file(
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 403, description = "INACTIVE_LICENSE_KEY: disabled or expired", body = ErrorBody),
         (status = 404, description = "LICENSE_KEY_NOT_FOUND: no such key, or the instance is not a live activation of it", body = ErrorBody),
-        (status = 422, description = "An encrypted machine file for an instance without a fingerprint; LICENSE_KEY_LIMIT_REACHED: the instance is beyond the key's seats", body = ErrorBody),
+        (status = 422, description = "INSTANCE_WITHOUT_FINGERPRINT: an encrypted machine file for an instance without a fingerprint; LICENSE_KEY_LIMIT_REACHED: the instance is beyond the key's seats", body = ErrorBody),
         PublicErrors,
     ))]
 pub async fn issue_own_license_file(
@@ -168,7 +168,7 @@ impl From<FileError> for ApiError {
     fn from(error: FileError) -> Self {
         match error {
             FileError::Inactive(_) => ApiError::InactiveLicenseKey,
-            FileError::NoFingerprint => ApiError::Unprocessable(error.to_string()),
+            FileError::NoFingerprint => ApiError::InstanceWithoutFingerprint(error.to_string()),
         }
     }
 }

@@ -56,11 +56,9 @@ where
 #[into_params(parameter_in = Header)]
 pub struct SignedAnswer {
     /// 1–128 visible ASCII characters the app chose at random: the answer, whatever its
-    /// status, then carries `Date` and `Licensed-Signature: keyid="…", algorithm="ed25519",
-    /// signature="…"`, an Ed25519 signature by the business's active key (see
-    /// `/signing_keys`) over `licensed-response-v1`, `METHOD path`, this nonce, the `Date`,
-    /// and the base64 SHA-256 of the request body and of the response body, joined by
-    /// newlines. An invalid nonce: 400.
+    /// status, then carries `Date` and `Licensed-Signature` (their lines are described on
+    /// each response), signed by the business's active key (see `/signing_keys`). An
+    /// invalid nonce: 400.
     #[param(
         rename = "Licensed-Nonce",
         min_length = 1,
