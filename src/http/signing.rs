@@ -161,10 +161,7 @@ where
     // Read here, before the envelope sees it, within the same time and size limits; a
     // body declared too long is refused before any of it is read, as without a nonce.
     let received = match declares_too_long_body(&parts.headers) {
-        true => Err((
-            ApiError::PayloadTooLarge { limit: BODY_LIMIT },
-            Bytes::new(),
-        )),
+        true => Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT }),
         false => receive(body, state.request_timeout).await,
     };
     let (request_body, response, key) = match received {
@@ -175,9 +172,14 @@ where
                 .await;
             (body, response, key)
         }
-        // A refusal concerns no key: signed over the part of the body that arrived (none,
-        // for a body too large).
-        Err((refused, part)) => (part, envelope.refuse(&parts, started, refused), None),
+        // A body not received whole concerns no key, and is signed as an empty body: how
+        // much of it was read depends on how it was cut into chunks and when they came,
+        // which the app cannot know.
+        Err(refused) => (
+            Bytes::new(),
+            envelope.refuse(&parts, started, refused),
+            None,
+        ),
     };
     // A 429 concerns no key either, and looking its key up would cost the database.
     let key = key.filter(|_| response.status() != StatusCode::TOO_MANY_REQUESTS);
@@ -233,33 +235,28 @@ fn unsigned(status: StatusCode, code: &str, answered: &HeaderMap) -> Response {
     response
 }
 
-/// A request's body, read whole within `timeout` and [`BODY_LIMIT`]; or why not, with the
-/// part that arrived (none, for a body too large).
-async fn receive(mut body: Body, timeout: Duration) -> Result<Bytes, (ApiError, Bytes)> {
+/// A request's body, read whole within `timeout` and [`BODY_LIMIT`]; or why not.
+async fn receive(mut body: Body, timeout: Duration) -> Result<Bytes, ApiError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut received = BytesMut::new();
     loop {
-        let refused = match tokio::time::timeout_at(deadline, body.frame()).await {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(None) => return Ok(received.freeze()),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     received.extend_from_slice(&data);
                 }
-                if received.len() <= BODY_LIMIT {
-                    continue;
+                if received.len() > BODY_LIMIT {
+                    return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT });
                 }
-                // Signed over none of it, as a body declared too long is: where the read
-                // stopped depends on how the body was cut into chunks, which the app
-                // cannot know.
-                return Err((
-                    ApiError::PayloadTooLarge { limit: BODY_LIMIT },
-                    Bytes::new(),
+            }
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::BadRequest(
+                    "the request body could not be read".into(),
                 ));
             }
-            Ok(Some(Err(_))) => ApiError::BadRequest("the request body could not be read".into()),
-            Err(_) => ApiError::BodyTimedOut(timeout.as_millis()),
-        };
-        return Err((refused, received.freeze()));
+            Err(_) => return Err(ApiError::BodyTimedOut(timeout.as_millis())),
+        }
     }
 }
 
