@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 
 /// Why a public key, a license file or a signed response was refused.
 ///
-/// New variants may be added; match the ones you act on and treat the rest as "invalid".
+/// New variants may be added; match the ones you act on and treat the rest as "invalid",
+/// or decide by [`kind`](Self::kind).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -91,4 +92,60 @@ pub enum Error {
     /// The `Licensed-Signature` header is not `keyid="…", algorithm="…", signature="…"`.
     #[error("malformed Licensed-Signature header: {0}")]
     MalformedSignatureHeader(&'static str),
+}
+
+/// What an app does about an [`Error`], whatever its variant: [`Error::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Not what the server signed for this public key: changed, cut short, forged, signed
+    /// by another key (one rotated out, say), or not a license file or signature at all.
+    /// Refuse it.
+    Invalid,
+    /// Signed by the server, but for another license key or machine, or the license key or
+    /// fingerprint the app passed does not open it: the wrong file was copied in, or the
+    /// app passed the wrong values. Refuse it, and ask for the file of this key and machine.
+    NotForThis,
+    /// The file's own time is up (`meta.expiry`): fetch a fresh one while online.
+    FileExpired,
+    /// The license key itself has expired: a fresh file will not help; the customer
+    /// renews.
+    KeyExpired,
+    /// The clock reads before the file was issued: it was set back.
+    ClockBehind,
+    /// The public key the app passed is not a key: a mistake in the app, not in the file.
+    BadPublicKey,
+}
+
+impl Error {
+    /// What an app does about this error.
+    ///
+    /// ```
+    /// use licensed_verify::{ErrorKind, LicenseFile};
+    ///
+    /// let error = LicenseFile::parse("not a license file").unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Invalid);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidPublicKey(_) => ErrorKind::BadPublicKey,
+            Error::MalformedArmor
+            | Error::MalformedBase64 { .. }
+            | Error::MalformedEnvelope(_)
+            | Error::UnknownAlgorithm(_)
+            | Error::MalformedEnc(_)
+            | Error::BadSignature
+            | Error::WrongKeyId { .. }
+            | Error::MalformedPayload(_)
+            | Error::MalformedSignatureHeader(_) => ErrorKind::Invalid,
+            Error::FingerprintRequired
+            | Error::MachineFileRequired
+            | Error::DecryptionFailed
+            | Error::LicenseKeyMismatch
+            | Error::FingerprintMismatch => ErrorKind::NotForThis,
+            Error::Expired { .. } => ErrorKind::FileExpired,
+            Error::KeyExpired { .. } => ErrorKind::KeyExpired,
+            Error::ClockBehind { .. } => ErrorKind::ClockBehind,
+        }
+    }
 }

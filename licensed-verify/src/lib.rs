@@ -1,6 +1,6 @@
 //! Offline checks of what a `licensed` server signs (SPEC §6): license and machine files,
 //! and signed answers of `/licenses/*`. No network, no async; every failure is an
-//! [`Error`] variant an app can match on.
+//! [`Error`] variant an app can match on, or decide by its [`ErrorKind`].
 //!
 //! An app compiles its business's public key in (`licensed signing-key show` prints it as
 //! hex and as PEM) and checks a license file it was given, on every start:
@@ -8,7 +8,7 @@
 //! ```
 //! use std::time::SystemTime;
 //!
-//! use licensed_verify::{Error, PublicKey, verify_license_file};
+//! use licensed_verify::{ErrorKind, PublicKey, verify_license_file};
 //!
 //! const PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
 //! MCowBQYDK2VwAyEAKSc8CmrohddJKM4+cJUG2tCT9+KzrfTpo7P0f8KPNlQ=
@@ -19,12 +19,14 @@
 //!     let key = PublicKey::parse(PUBLIC_KEY).expect("the compiled-in key is valid");
 //!     match verify_license_file(machine_file, &key, license_key, Some(fingerprint), SystemTime::now()) {
 //!         Ok(contents) => contents.payload.data.attributes.status == "active",
-//!         Err(Error::Expired { .. }) => {
-//!             // Online again? Ask the server for a fresh file (POST /licenses/license_file).
-//!             false
-//!         }
 //!         Err(error) => {
-//!             eprintln!("license refused: {error}");
+//!             match error.kind() {
+//!                 // Online again? Ask the server for a fresh file (POST /licenses/license_file).
+//!                 ErrorKind::FileExpired => {}
+//!                 // A fresh file will not help: the customer renews.
+//!                 ErrorKind::KeyExpired => {}
+//!                 _ => eprintln!("license refused: {error}"),
+//!             }
 //!             false
 //!         }
 //!     }
@@ -45,7 +47,7 @@ mod response;
 
 use std::time::{Duration, SystemTime};
 
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use file::{Algorithm, FileKind, LicenseFile};
 pub use key::PublicKey;
 pub use payload::{

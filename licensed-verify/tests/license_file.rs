@@ -11,7 +11,7 @@ use common::{FINGERPRINT, Issuer, LICENSE_KEY, armor, envelope};
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use licensed_verify::{
-    Algorithm, Error, FileKind, LicenseFile, PublicKey, verify_license_file,
+    Algorithm, Error, ErrorKind, FileKind, LicenseFile, PublicKey, verify_license_file,
     verify_license_file_now,
 };
 use serde_json::json;
@@ -487,4 +487,45 @@ fn check_time_alone_checks_a_payload_read_without_its_license_key() {
         payload.check_time(at(issued - Span::minutes(6))),
         Err(Error::ClockBehind { .. })
     ));
+}
+
+/// An app decides by the kind of a refusal: refuse, fetch a fresh file, or have the
+/// customer renew.
+#[test]
+fn each_refusal_says_what_the_app_does_about_it() {
+    let issuer = Issuer::new();
+    let key = issuer.public_key();
+    let kind_of = |text: &str, license_key: &str, fingerprint: Option<&str>| {
+        let refused = verify_license_file_now(text, &key, license_key, fingerprint);
+        refused.map(|_| ()).unwrap_err().kind()
+    };
+
+    let file = issuer.issue(false, false);
+    let tampered = file.replacen("-----\n", "-----\nA", 1);
+    assert_eq!(kind_of(&tampered, LICENSE_KEY, None), ErrorKind::Invalid);
+    let other = Issuer::new().issue(false, false);
+    assert_eq!(kind_of(&other, LICENSE_KEY, None), ErrorKind::Invalid);
+
+    let machine_file = issuer.issue(true, true);
+    let not_for_this = [
+        kind_of(&file, "LK-0000-0000-0000", None),
+        kind_of(&machine_file, LICENSE_KEY, Some("fp-other")),
+        kind_of(&machine_file, LICENSE_KEY, None),
+        kind_of(&file, LICENSE_KEY, Some(FINGERPRINT)),
+    ];
+    assert_eq!(not_for_this, [ErrorKind::NotForThis; 4]);
+
+    let old = issuer.payload(Utc::now() - Span::days(2), 3600, None);
+    let expired = issuer.file(&old, false, None);
+    assert_eq!(kind_of(&expired, LICENSE_KEY, None), ErrorKind::FileExpired);
+    let mut lapsed = issuer.payload(Utc::now() - Span::days(2), 30 * 24 * 3600, None);
+    lapsed["data"]["attributes"]["expiry"] = json!((Utc::now() - Span::days(1)).to_rfc3339());
+    let lapsed = issuer.file(&lapsed, false, None);
+    assert_eq!(kind_of(&lapsed, LICENSE_KEY, None), ErrorKind::KeyExpired);
+    let future = issuer.payload(Utc::now() + Span::days(1), 3600, None);
+    let early = issuer.file(&future, false, None);
+    assert_eq!(kind_of(&early, LICENSE_KEY, None), ErrorKind::ClockBehind);
+
+    let bad_key = PublicKey::parse("not a key").unwrap_err();
+    assert_eq!(bad_key.kind(), ErrorKind::BadPublicKey);
 }
