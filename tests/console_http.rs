@@ -470,6 +470,9 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
         ),
         // Bytes that are not UTF-8 once decoded, rather than a search for U+FFFD.
         ("/console/customers?email=%FF", StatusCode::BAD_REQUEST),
+        // No id or filter holds a NUL (PostgreSQL's text cannot).
+        ("/console/license-keys/lic_%00", StatusCode::BAD_REQUEST),
+        ("/console/customers?email=%00", StatusCode::BAD_REQUEST),
     ] {
         let (got, page) = browser.get(path).await;
         assert_eq!(got, status, "{path}: {page}");
@@ -480,7 +483,15 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
         if path.contains("%FF") {
             assert!(page.contains("UTF-8"), "names the problem: {page}");
         }
+        if path.contains("%00") {
+            assert!(page.contains("NUL"), "names the problem: {page}");
+        }
     }
+    let csrf = browser.csrf().await;
+    let (status, page) = (browser)
+        .post("/console/license-keys/lic_%00/disable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert_eq!(
         browser.get("/console/").await,
         (StatusCode::PERMANENT_REDIRECT, "/console".to_owned())

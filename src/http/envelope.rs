@@ -125,16 +125,9 @@ where
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         let (request, arrival) = watch_arrival(request);
-        let handled = if extract::has_nul(request.uri()) {
-            Err(ApiError::BadRequest(
-                "the URL must not contain NUL characters (%00)".into(),
-            ))
-        } else if extract::declares_too_long_body(request.headers()) {
-            Err(ApiError::PayloadTooLarge {
-                limit: extract::BODY_LIMIT,
-            })
-        } else {
-            Ok(self.inner.call(request))
+        let handled = match refused_up_front(&request) {
+            Some(refused) => Err(refused),
+            None => Ok(self.inner.call(request)),
         };
         let timeout = self.envelope.timeout;
         Box::pin(async move {
@@ -183,14 +176,32 @@ fn log_answer(
     }
 }
 
-/// What renders a page for a request past its timeout, on routes that render their own.
-pub type TimedOutPage = fn(ApiError) -> Response;
+/// What the envelope refuses before any handler runs: an encoded NUL in the URL, which no
+/// id or filter can hold (and PostgreSQL refuses in text), and a body declared longer than
+/// any route reads.
+fn refused_up_front(request: &Request) -> Option<ApiError> {
+    if extract::has_nul(request.uri()) {
+        Some(ApiError::BadRequest(
+            "the URL must not contain NUL characters (%00)".into(),
+        ))
+    } else if extract::declares_too_long_body(request.headers()) {
+        Some(ApiError::PayloadTooLarge {
+            limit: extract::BODY_LIMIT,
+        })
+    } else {
+        None
+    }
+}
+
+/// What renders the page of an error the envelope answers (a request refused up front,
+/// or past its timeout), on routes that render their own.
+pub type ErrorPage = fn(ApiError) -> Response;
 
 /// The envelope of the routes that render their own pages, errors included (the
-/// console): the request id, the request timeout (`timed_out` renders its page), the
-/// metrics and the log line, but no error body rewritten.
+/// console): the request id, the refusals up front and the request timeout (`error_page`
+/// renders their pages), the metrics and the log line, but no error body rewritten.
 pub async fn around_pages(
-    State((envelope, timed_out)): State<(Envelope, TimedOutPage)>,
+    State((envelope, error_page)): State<(Envelope, ErrorPage)>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -200,10 +211,13 @@ pub async fn around_pages(
     let method = request.method().clone();
     let timeout = envelope.timeout;
     let (request, arrival) = watch_arrival(request);
-    // Dropping the handler on timeout rolls back its open transaction.
-    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => timed_out(past_timeout(timeout, arrival.as_deref())),
+    let mut response = match refused_up_front(&request) {
+        Some(refused) => error_page(refused),
+        // Dropping the handler on timeout rolls back its open transaction.
+        None => match tokio::time::timeout(timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => error_page(past_timeout(timeout, arrival.as_deref())),
+        },
     };
     let elapsed = started.elapsed();
     ops::record(&method, route.as_ref(), response.status(), elapsed);

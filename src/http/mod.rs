@@ -73,10 +73,7 @@ pub fn router(state: AppState, settings: &ServerSettings) -> Router {
                 .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
                 .layer(CatchPanicLayer::new())
                 .layer(from_fn_with_state(
-                    (
-                        envelope.clone(),
-                        console::timed_out as envelope::TimedOutPage,
-                    ),
+                    (envelope.clone(), console::error_page as envelope::ErrorPage),
                     envelope::around_pages,
                 )),
         )

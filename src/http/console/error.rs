@@ -64,8 +64,9 @@ impl IntoResponse for ConsoleError {
     }
 }
 
-/// The page of a request that ran over the request timeout.
-pub fn timed_out(error: ApiError) -> Response {
+/// The page of an error the envelope answers: a request refused before its handler ran,
+/// or one that ran over the request timeout.
+pub fn error_page(error: ApiError) -> Response {
     ConsoleError::Api(error).into_response()
 }
 

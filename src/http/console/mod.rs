@@ -27,7 +27,7 @@ use axum::routing::{any, get, post};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use error::ConsoleError;
-pub use error::timed_out;
+pub use error::error_page;
 
 /// The console's routes, with their headers.
 pub fn routes() -> Router<AppState> {
