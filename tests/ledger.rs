@@ -905,6 +905,21 @@ async fn authentication_and_read_only_keys(server: TestServer) {
             .status();
         assert_eq!(status, expected, "{header}");
     }
+    // Two keys: which one calls is not guessed.
+    let twice = (server.client)
+        .get(format!("{}/license_updates", server.url))
+        .header("Authorization", format!("Bearer {}", server.key))
+        .header("Authorization", "Bearer lsk_not-a-key")
+        .send()
+        .await
+        .unwrap();
+    let twice = Reply::from(twice).await;
+    twice.expect(400);
+    assert!(
+        twice.message().contains("`Authorization`"),
+        "{}",
+        twice.text
+    );
     body.clone().post_as(&server, "", 401).await;
 
     // A bad request with a bad key is refused for its key, whatever the route checks first.

@@ -423,6 +423,12 @@ impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // A proxy or a log that reads the other one would disagree about who called.
+        if sent_twice(&parts.headers, header::AUTHORIZATION) {
+            return Err(ApiError::BadRequest(
+                "`Authorization` is sent more than once".into(),
+            ));
+        }
         parts
             .headers
             .get(header::AUTHORIZATION)
