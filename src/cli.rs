@@ -480,7 +480,9 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         signals.next().await;
-        tracing::info!("shutting down: finishing requests in flight (a second signal stops now)");
+        tracing::info!(
+            "shutting down: finishing the requests and webhook attempts in flight (a second signal stops now)"
+        );
         let _ = stop.send(true);
         signals.next().await;
         tracing::warn!("stopping now, without waiting for requests in flight");
@@ -570,9 +572,16 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         .local_addr()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     tracing::info!("listening on http://{address}");
-    http::serve(listener, http::router(state, &settings), on_stop())
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    // Webhook attempts in flight finish and are recorded beside the requests in flight.
+    let deliveries = async {
+        on_stop().await;
+        state.deliveries.stop().await;
+    };
+    let (served, ()) = tokio::join!(
+        http::serve(listener, http::router(state.clone(), &settings), on_stop()),
+        deliveries
+    );
+    served.map_err(|e| Failure::Runtime(e.to_string()))?;
     if let Some(backups) = backups {
         backups.stop().await;
     }

@@ -1,11 +1,14 @@
 //! Webhook delivery across processes (SPEC §8): a server killed with SIGKILL in the middle
 //! of deliveries loses no committed event once restarted (on SQLite at once, whatever its
-//! leases), and invents none; two servers on one PostgreSQL database deliver everything,
-//! never attempting one message in both at once.
+//! leases), and invents none; one stopped with SIGTERM records the attempt in flight
+//! first; two servers on one PostgreSQL database deliver everything, never attempting one
+//! message in both at once.
 
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::process::Served;
@@ -154,6 +157,61 @@ async fn killed_mid_delivery(database_url: &str, flags: &[&str]) {
     }
     assert!(received.len() >= committed.len());
     drop(restarted);
+}
+
+/// SIGTERM while a delivery is in flight: the attempt finishes and is recorded before the
+/// process exits, so the server started after it does not make it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_server_records_the_attempt_in_flight_before_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("licensed.db").display());
+    let arrived = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start({
+        let arrived = arrived.clone();
+        move |_, _| {
+            arrived.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(2));
+            200
+        }
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let mut served = Served::start_with(&url, Some(ADMIN_KEY), &flags(LONG_LEASES));
+    subscribe(&client, &served.url, &receiver).await;
+    let (status, body) = post(&client, &served.url, "/license_updates", entry(1)).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !arrived.load(Ordering::SeqCst) {
+        assert!(tokio::time::Instant::now() < deadline, "no delivery came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    served.signal_terminate();
+    let exited = served.exits_within(Duration::from_secs(30));
+    assert!(exited.expect("the process exits").success());
+    assert_eq!(receiver.received().len(), 1, "answered before the exit");
+
+    let restarted = Served::start_with(&url, None, &flags(LONG_LEASES));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "delivered again after the restart"
+    );
+    let get = async |path: String| {
+        let reply = client
+            .get(format!("{}{path}", restarted.url))
+            .bearer_auth(ADMIN_KEY);
+        reply.send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    let endpoint = get("/webhooks".into()).await["data"][0]["id"].clone();
+    let messages = get(format!("/webhooks/{}/messages", endpoint.as_str().unwrap())).await;
+    let message = &messages["data"][0];
+    assert_eq!(message["status"], "delivered", "{messages}");
+    assert_eq!(
+        message["attempts"].as_array().unwrap().len(),
+        1,
+        "{messages}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,7 @@ use super::page_token::TokenSealer;
 use super::rate_limit::RateLimits;
 use super::signing::Signers;
 use crate::domain::signing::MasterKey;
-use crate::jobs::dispatcher::{self, DispatchOptions};
+use crate::jobs::dispatcher::{self, Deliveries, DispatchOptions};
 use crate::storage::Store;
 
 /// What every handler can reach. Extractors and middleware clone it for every request,
@@ -32,6 +32,8 @@ pub struct Shared {
     pub(super) console_secure_cookie: bool,
     /// How many attempts a webhook message gets (a retried one gets the last of them).
     pub(super) webhook_attempts: u32,
+    /// The webhook dispatcher, stopped with the server.
+    pub deliveries: Deliveries,
 }
 
 /// How the server behaves, beyond where it listens and which database it uses.
@@ -82,7 +84,7 @@ impl AppState {
         );
         limits.spawn_cleanup();
         crate::jobs::sweeper::spawn(Arc::downgrade(&store));
-        dispatcher::spawn(
+        let deliveries = dispatcher::spawn(
             Arc::downgrade(&store),
             settings.master_key.clone(),
             settings.webhooks.clone(),
@@ -96,6 +98,7 @@ impl AppState {
             request_timeout: settings.request_timeout,
             webhook_attempts: settings.webhooks.schedule.attempts(),
             console_secure_cookie: settings.console_secure_cookie,
+            deliveries,
         })))
     }
 }

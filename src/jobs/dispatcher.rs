@@ -2,14 +2,16 @@
 //! one. It leases endpoints that have messages due, one process per endpoint at a time,
 //! and delivers each endpoint's messages in their order from a task of its own, so a slow
 //! or failing endpoint holds up no other. A lease that is not renewed (its process was
-//! killed) ends, and another process takes the endpoint over.
+//! killed) ends, and another process takes the endpoint over. A server that stops
+//! finishes the attempts in flight, records them and gives its leases up ([`Deliveries::stop`]).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::domain::delivery::{AttemptLog, Message, MessageStatus, Outcome, RetrySchedule};
 use crate::domain::ids::{WebhookId, new_id};
@@ -85,26 +87,47 @@ pub static DELIVERIES: DeliveryCounts = DeliveryCounts {
     failed: AtomicU64::new(0),
 };
 
-/// Starts the dispatcher; it stops once the store is dropped. `Err` if the HTTP client
-/// cannot be built (no TLS roots).
+/// The deliveries of a running server, until [`Deliveries::stop`].
+pub struct Deliveries {
+    stopping: watch::Sender<bool>,
+    tasks: TaskTracker,
+}
+
+impl Deliveries {
+    /// Leases no more endpoints and starts no more attempts; waits for the attempts in
+    /// flight (each within its timeout) to be recorded and the leases to be given up, so
+    /// that a server stopped on purpose delivers no message twice.
+    pub async fn stop(&self) {
+        let _ = self.stopping.send(true);
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Starts the dispatcher; it stops once the store is dropped, or at [`Deliveries::stop`].
+/// `Err` if the HTTP client cannot be built (no TLS roots).
 pub fn spawn(
     store: Weak<dyn Store>,
     master_key: Option<MasterKey>,
     options: DispatchOptions,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Deliveries> {
     let client = DeliveryClient::new(DeliveryOptions {
         deny_private: options.deny_private,
         timeout: options.timeout(),
     })?;
+    let (stopping, stopped) = watch::channel(false);
+    let tasks = TaskTracker::new();
     let dispatcher = Arc::new(Dispatcher {
         owner: new_id("dsp"),
         client,
         master_key,
         options,
         busy: Mutex::new(HashSet::new()),
+        stopped,
+        tasks: tasks.clone(),
     });
-    tokio::spawn(dispatcher.run(store));
-    Ok(())
+    tasks.spawn(dispatcher.run(store));
+    Ok(Deliveries { stopping, tasks })
 }
 
 struct Dispatcher {
@@ -117,13 +140,31 @@ struct Dispatcher {
     /// gives its lease up and leaves: a lease is never taken for an endpoint whose task is
     /// leaving (that lease would have no task until it ended).
     busy: Mutex<HashSet<WebhookId>>,
+    /// True once the server stops.
+    stopped: watch::Receiver<bool>,
+    /// The run loop and every endpoint's task, waited for when the server stops.
+    tasks: TaskTracker,
 }
 
 impl Dispatcher {
+    fn stopping(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Returns once the server stops (never, if its [`Deliveries`] are dropped unstopped).
+    async fn until_stopped(&self) {
+        if self.stopped.clone().wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     async fn run(self: Arc<Self>, store: Weak<dyn Store>) {
         let mut failing = false;
         let mut forgotten_at = Instant::now();
         loop {
+            if self.stopping() {
+                return;
+            }
             let Some(store) = store.upgrade() else { return };
             let mut busy = self.busy.lock().await;
             let free = MAX_ENDPOINTS.saturating_sub(busy.len());
@@ -144,7 +185,7 @@ impl Dispatcher {
                     for endpoint in endpoints {
                         // A busy endpoint's task holds its lease: it was not leased again.
                         if busy.insert(endpoint.id.clone()) {
-                            tokio::spawn(self.clone().deliver_all(store.clone(), endpoint));
+                            (self.tasks).spawn(self.clone().deliver_all(store.clone(), endpoint));
                         }
                     }
                 }
@@ -166,19 +207,24 @@ impl Dispatcher {
                 }
             }
             drop(store);
-            tokio::time::sleep(POLL).await;
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = self.until_stopped() => return,
+            }
         }
     }
 
-    /// Delivers the endpoint's due messages, batch after batch, until none is due or the
-    /// lease is lost; then gives the lease up.
+    /// Delivers the endpoint's due messages, batch after batch, until none is due, the
+    /// lease is lost or the server stops; then gives the lease up.
     async fn deliver_all(self: Arc<Self>, store: Arc<dyn Store>, endpoint: Endpoint) {
         let id = endpoint.id.clone();
         match signing::open(&endpoint.secret, self.master_key.as_ref()) {
             Ok(secret) => {
                 let secret = WebhookSecret::from_bytes(secret);
                 let mut pace = Pace::new(&endpoint);
-                while let Some((batch, until)) = self.next_batch(&store, &id).await {
+                while !self.stopping()
+                    && let Some((batch, until)) = self.next_batch(&store, &id).await
+                {
                     let lease = Lease {
                         endpoint: &endpoint,
                         until,
@@ -244,7 +290,8 @@ impl Dispatcher {
     }
 
     /// Attempts the messages in order, recording outcomes as it goes; false when the
-    /// endpoint must be left: it is gone (410), or an outcome could not be recorded.
+    /// endpoint must be left: it is gone (410), or an outcome could not be recorded. Once
+    /// the server stops, no attempt starts: the messages left wait for the next lease.
     async fn deliver_batch(
         &self,
         store: &Arc<dyn Store>,
@@ -259,8 +306,11 @@ impl Dispatcher {
         let mut outcomes = Vec::new();
         let mut since = Instant::now();
         for message in batch {
-            pace.wait().await;
-            if Instant::now() >= stop_at {
+            tokio::select! {
+                () = pace.wait() => {}
+                () = self.until_stopped() => break,
+            }
+            if Instant::now() >= stop_at || self.stopping() {
                 break;
             }
             let (outcome, gone) = self.attempt(endpoint, secret, &message).await;
