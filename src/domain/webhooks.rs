@@ -130,10 +130,17 @@ impl WebhookUrl {
                 shorten(&text)
             ));
         }
-        if !authority_is_valid(authority) {
+        let (host_ok, port_ok) = authority_validity(authority);
+        if !host_ok {
             return Err(format!(
                 "`{}` has no valid host: a name or IPv4 address in ASCII (punycode for \
                  international names) or an IPv6 address in brackets, then an optional port",
+                shorten(&text)
+            ));
+        }
+        if !port_ok {
+            return Err(format!(
+                "`{}` has no valid port: after the host's `:`, a number from 1 to 65535",
                 shorten(&text)
             ));
         }
@@ -157,12 +164,12 @@ impl WebhookUrl {
 /// Whether a URL's authority (`host[:port]`) names a host a delivery can reach, read as
 /// an HTTP client reads it: a name of letters, digits, `-`, `.` and `_` (so that no `\\`
 /// or other character ends it early for the client), an IPv4 address, or an IPv6 address
-/// in brackets; a port from 1 to 65535, or none.
-fn authority_is_valid(authority: &str) -> bool {
+/// in brackets; and whether its port is one from 1 to 65535, or none.
+fn authority_validity(authority: &str) -> (bool, bool) {
     let (host_ok, port) = match authority.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((ip, port)) => (ip.parse::<std::net::Ipv6Addr>().is_ok(), port),
-            None => return false,
+            None => return (false, true),
         },
         None => {
             let (host, port) = match authority.find(':') {
@@ -178,7 +185,7 @@ fn authority_is_valid(authority: &str) -> bool {
         Some("") => true,
         Some(digits) => digits.len() <= 5 && digits.parse::<u16>().is_ok_and(|p| p > 0),
     };
-    host_ok && port_ok
+    (host_ok, port_ok)
 }
 
 impl<'de> Deserialize<'de> for WebhookUrl {
@@ -213,14 +220,24 @@ pub struct WebhookHeaders(BTreeMap<String, String>);
 impl WebhookHeaders {
     pub const MAX_HEADERS: usize = 20;
     pub const MAX_VALUE_CHARS: usize = 1000;
-    /// Headers a delivery sets itself, which no endpoint may replace (and which a
-    /// delivery leaves out of a stored endpoint's headers, not checked again when read).
-    pub const RESERVED: [&str; 8] = [
+    /// Headers a delivery sets itself, or that would describe its body or its connection
+    /// otherwise than they are (a `content-encoding` over a plain body, an `upgrade`), which
+    /// no endpoint may set (and which a delivery leaves out of a stored endpoint's headers,
+    /// not checked again when read).
+    pub const RESERVED: [&str; 16] = [
         "content-type",
         "content-length",
+        "content-encoding",
         "host",
         "transfer-encoding",
+        "te",
+        "trailer",
         "connection",
+        "keep-alive",
+        "upgrade",
+        "expect",
+        "proxy-authorization",
+        "proxy-connection",
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
@@ -261,7 +278,8 @@ impl WebhookHeaders {
             }
             if Self::RESERVED.contains(&lower.as_str()) {
                 return Err(format!(
-                    "`{lower}` is set by each delivery and cannot be replaced"
+                    "`{lower}` is set by each delivery, or would misdescribe its body or \
+                     connection: it cannot be a custom header"
                 ));
             }
             if value.len() > Self::MAX_VALUE_CHARS
@@ -339,9 +357,11 @@ impl utoipa::PartialSchema for WebhookHeaders {
             .property_names(Some(name))
             .additional_properties(Some(value))
             .description(Some(
-                "Header names and values sent with each delivery; names are kept in lower case, \
-                 and `content-type`, `content-length`, `host`, `transfer-encoding`, \
-                 `connection` and the `webhook-*` signature headers cannot be set",
+                "Header names and values sent with each delivery; names are kept in lower case. \
+                 What a delivery sets itself or would misdescribe cannot be set: `content-type`, \
+                 `content-length`, `content-encoding`, `host`, `transfer-encoding`, `te`, \
+                 `trailer`, `connection`, `keep-alive`, `upgrade`, `expect`, \
+                 `proxy-authorization`, `proxy-connection` and the `webhook-*` signature headers",
             ))
             .into()
     }

@@ -259,8 +259,9 @@ impl fmt::Display for Wait {
     }
 }
 
-/// A delivery refused by `deny_private`, naming the address that was not public and,
-/// when it was resolved, the name it was resolved from.
+/// A delivery refused by `deny_private`: the address that was not public, named when the
+/// URL gave it; when it was resolved from a name, only the name, since the addresses that
+/// the server's resolver gives for names inside its network are not the tenant's to learn.
 #[derive(Debug)]
 struct Refused {
     ip: IpAddr,
@@ -282,10 +283,7 @@ impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Refused { ip, kind, name } = self;
         match name {
-            Some(name) => write!(
-                f,
-                "refused: {name} resolves to {ip}, not a public address ({kind})"
-            ),
+            Some(name) => write!(f, "refused: {name} does not resolve to a public address"),
             None => write!(f, "refused: {ip} is not a public address ({kind})"),
         }
     }
