@@ -638,10 +638,26 @@ async fn duplicate_keys_are_409_across_businesses(server: TestServer) {
             Some(json!({"name": "P"})),
         )
         .await;
-    let elsewhere = server
-        .call(Method::POST, "/license_keys", &other, Some(json!({"customer_id": customer.json["customer_id"], "product_id": product.json["product_id"], "key": "SHARED-KEY"})))
-        .await;
-    elsewhere.expect(409);
+    let import = async |key: &str| {
+        let body = json!({"customer_id": customer.json["customer_id"], "product_id": product.json["product_id"], "key": key});
+        (server.call(Method::POST, "/license_keys", &other, Some(body))).await
+    };
+    import("SHARED-KEY").await.expect(409);
+    // Nor is a generated key as its customers might type it: as typed it would be found
+    // first, and take their activations.
+    let generated = issue(&server, json!({}), json!({})).await;
+    let text = generated.json["key"].as_str().unwrap().to_owned();
+    for typed in [text.to_ascii_lowercase(), text.replace('1', "I")] {
+        if typed == text {
+            continue;
+        }
+        let shadow = import(&typed).await;
+        assert!(
+            shadow.expect(409).message().contains("mistype"),
+            "{}",
+            shadow.text
+        );
+    }
 }
 
 async fn keys_list_with_every_filter_and_page(server: TestServer) {

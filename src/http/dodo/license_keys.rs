@@ -15,7 +15,7 @@ use crate::domain::ids::BusinessId;
 use crate::domain::ids::{CustomerId, KeyString, LicenseKeyId, ProductId, ResourceId, shorten};
 use crate::domain::license::{
     ActivationsLimit, Change, KeyPatch, KeyStatus, check_expiry, check_limit_with_seats,
-    generate_key,
+    generate_key, meant_key,
 };
 use crate::domain::seats::{HeartbeatInterval, SeatBinding};
 use crate::domain::time::Timestamp;
@@ -62,7 +62,7 @@ pub struct CreateLicenseKey {
         (status = 201, description = "The license key", body = LicenseKeyView),
         (status = 400, description = "Invalid input, or `seats` with `activations_limit`", body = ErrorBody),
         (status = 404, description = "Customer or product not found, or a seats pair with no ledger entry in this business", body = ErrorBody),
-        (status = 409, description = "The key already exists", body = ErrorBody),
+        (status = 409, description = "The key already exists, or is an existing key as a customer might mistype it", body = ErrorBody),
         WriteErrors,
     ),
     security(("bearer" = [])))]
@@ -80,6 +80,23 @@ pub async fn create_license_key(
             Timestamp::now(),
         )),
     ))
+}
+
+/// An imported key that a customer's typing of an existing key would reach instead of it
+/// (the existing key in small letters, say): the key as typed is looked up first, so the
+/// new one would take that key's activations. 409, as for the key itself.
+async fn check_not_read_as_another(state: &AppState, key: &KeyString) -> Result<(), ApiError> {
+    let Some(meant) = meant_key(key) else {
+        return Ok(());
+    };
+    match state.store.business_of_key(&meant).await? {
+        None => Ok(()),
+        Some(_) => Err(ApiError::Conflict(
+            "`key` is an existing key as a customer might mistype it (in small letters, or \
+             with I, L or O for 1 and 0): typed so, it would be found in that key's place"
+                .into(),
+        )),
+    }
 }
 
 /// Issues a key as `POST /license_keys` asks (the console's form asks the same way).
@@ -125,7 +142,10 @@ pub(crate) async fn issue(
                 "`key` must not begin or end with whitespace".into(),
             ));
         }
-        Some(key) => (key.to_string(), KeySource::Import),
+        Some(key) => {
+            check_not_read_as_another(state, &key).await?;
+            (key.to_string(), KeySource::Import)
+        }
         None => (generate_key(), KeySource::Manual),
     };
     let license = LicenseKey {
