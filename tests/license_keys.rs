@@ -1466,6 +1466,33 @@ async fn public_endpoints_ignore_authorization_and_are_rate_limited_per_ip(serve
 /// dropped (which would answer the list unfiltered), on every list, the ledger's too. The
 /// page's own parameters and the spellings the routes document still work.
 async fn query_parameters_a_route_does_not_take_are_400(server: TestServer) {
+    // Every route of the API that declares no query parameter refuses one.
+    let document = server.get("/openapi.json").await.json;
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"].as_array().cloned();
+            let takes_query = (parameters.unwrap_or_default().iter()).any(|p| p["in"] == "query");
+            if operation["security"].is_null() || takes_query {
+                continue;
+            }
+            let concrete: String = (path.split('/'))
+                .map(|part| if part.starts_with('{') { "x" } else { part })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = (method == Method::POST || method == Method::PATCH).then(|| json!({}));
+            let url = format!("{concrete}?zz=1");
+            let reply = server.call(method.clone(), &url, &server.key, body).await;
+            let message = reply.expect(400).message();
+            assert!(
+                message.contains("unknown query parameter `zz`"),
+                "{method} {path}: {message}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} routes checked");
     for (path, unknown) in [
         ("/customers?name=Ada", "name"),
         (

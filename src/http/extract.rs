@@ -300,6 +300,26 @@ impl<S: Send + Sync, T: QueryParams> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// For a route that takes no query parameter: one sent is refused as [`Query`] refuses a
+/// parameter its route does not take, rather than ignored. Listed after the caller's
+/// extractor, so that a request without a valid key is refused for its key first.
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        match form_urlencoded::parse(query.as_bytes()).next() {
+            None => Ok(NoQuery),
+            Some((name, _)) => Err(ApiError::BadRequest(format!(
+                "unknown query parameter `{}`: this route takes none",
+                shorten(&name)
+            ))),
+        }
+    }
+}
+
 /// An instant from a query string, 400 naming the parameter. A `+` sent unencoded reads
 /// as a space, so the offset `+0000` arrives as ` 0000`: the message says so.
 pub fn query_instant(name: &str, value: &str) -> Result<Timestamp, ApiError> {

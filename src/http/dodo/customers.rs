@@ -12,7 +12,7 @@ use crate::domain::ids::{CustomerId, Email, Name, ResourceId, shorten};
 use crate::domain::metadata::{Metadata, optional_metadata_schema};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, QueryParams, Reader, Writer};
+use crate::http::extract::{JsonBody, NoQuery, PathParam, Query, QueryParams, Reader, Writer};
 use crate::http::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -81,6 +81,7 @@ impl From<Customer> for CustomerView {
 pub async fn create_customer(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     JsonBody(request): JsonBody<CreateCustomer>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
     let customer = Customer {
@@ -110,6 +111,7 @@ pub async fn create_customer(
 pub async fn get_customer(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: NoQuery,
     PathParam(id): PathParam<CustomerId>,
 ) -> Result<Json<CustomerView>, ApiError> {
     state

@@ -9,7 +9,7 @@ use super::listing::{Items, Paging};
 use crate::domain::ids::{InstanceId, InstanceName, LicenseKeyId, shorten};
 use crate::domain::views::InstanceView;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, QueryParams, Reader, Writer};
+use crate::http::extract::{JsonBody, NoQuery, PathParam, Query, QueryParams, Reader, Writer};
 use crate::http::state::AppState;
 
 fn instance_not_found(id: &InstanceId) -> ApiError {
@@ -69,6 +69,7 @@ pub async fn list_instances(
 pub async fn get_instance(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: NoQuery,
     PathParam(id): PathParam<InstanceId>,
 ) -> Result<Json<InstanceView>, ApiError> {
     state
@@ -99,6 +100,7 @@ pub struct RenameInstance {
 pub async fn rename_instance(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<InstanceId>,
     JsonBody(request): JsonBody<RenameInstance>,
 ) -> Result<Json<InstanceView>, ApiError> {

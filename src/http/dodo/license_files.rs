@@ -15,7 +15,7 @@ use crate::domain::license_file::{self, FileError, FileSubject, FileTtl};
 use crate::domain::time::Timestamp;
 use crate::http::dodo::public::on_key;
 use crate::http::error::{ApiError, ErrorBody, PublicErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Writer};
+use crate::http::extract::{JsonBody, NoQuery, PathParam, Writer};
 use crate::http::state::AppState;
 
 /// The media type of an armored file.
@@ -69,6 +69,7 @@ pub struct IssueFileWithKey {
 pub async fn issue_license_file(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<LicenseKeyId>,
     JsonBody(request): JsonBody<IssueFile>,
 ) -> Result<Response, ApiError> {

@@ -22,7 +22,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::views::LicenseKeyView;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{
-    JsonBody, PathParam, Query, QueryParams, Reader, Writer, query_instant,
+    JsonBody, NoQuery, PathParam, Query, QueryParams, Reader, Writer, query_instant,
 };
 use crate::http::state::AppState;
 use crate::storage::KeyFilter;
@@ -69,6 +69,7 @@ pub struct CreateLicenseKey {
 pub async fn create_license_key(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     JsonBody(request): JsonBody<CreateLicenseKey>,
 ) -> Result<(StatusCode, Json<LicenseKeyView>), ApiError> {
     let license = issue(&state, &caller.business_id, &caller.brand_id, request).await?;
@@ -211,6 +212,7 @@ async fn check_pair(
 pub async fn get_license_key(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: NoQuery,
     PathParam(id): PathParam<LicenseKeyId>,
 ) -> Result<Json<LicenseKeyView>, ApiError> {
     state
@@ -344,6 +346,7 @@ pub struct UpdateLicenseKey {
 pub async fn update_license_key(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<LicenseKeyId>,
     JsonBody(request): JsonBody<UpdateLicenseKey>,
 ) -> Result<Json<LicenseKeyView>, ApiError> {

@@ -20,7 +20,7 @@ use crate::domain::pricing::{
 use crate::domain::seats::HeartbeatInterval;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
-use crate::http::extract::{JsonBody, PathParam, Query, Reader, Writer};
+use crate::http::extract::{JsonBody, NoQuery, PathParam, Query, Reader, Writer};
 use crate::http::state::AppState;
 
 /// The most add-ons one product offers.
@@ -393,6 +393,7 @@ impl From<Product> for ProductListView {
 pub async fn create_product(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     JsonBody(request): JsonBody<CreateProduct>,
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
     let product = create(&state, &caller.business_id, &caller.brand_id, request).await?;
@@ -464,6 +465,7 @@ pub(crate) async fn create(
 pub async fn get_product(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: NoQuery,
     PathParam(id): PathParam<ProductId>,
 ) -> Result<Json<ProductView>, ApiError> {
     state
@@ -571,6 +573,7 @@ pub struct UpdateProduct {
 pub async fn update_product(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<ProductId>,
     JsonBody(request): JsonBody<UpdateProduct>,
 ) -> Result<Json<ProductView>, ApiError> {

@@ -10,7 +10,7 @@ use super::listing::Items;
 use crate::domain::signing::PublicKeyInfo;
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, ReadErrors};
-use crate::http::extract::Reader;
+use crate::http::extract::{NoQuery, Reader};
 use crate::http::state::AppState;
 use crate::storage::keyring::{self, KeyringError};
 
@@ -66,6 +66,7 @@ impl From<KeyringError> for ApiError {
 pub async fn list_signing_keys(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: NoQuery,
 ) -> Result<Json<Items<SigningKeyView>>, ApiError> {
     let keys = keyring::public_keys(
         state.store.as_ref(),

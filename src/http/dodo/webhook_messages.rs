@@ -14,7 +14,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::webhooks::EventType;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{
-    PathPair, PathParam, Query, QueryParams, Reader, Writer, bounded_integer,
+    NoQuery, PathPair, PathParam, Query, QueryParams, Reader, Writer, bounded_integer,
 };
 use crate::http::state::AppState;
 
@@ -139,6 +139,7 @@ pub async fn list_messages(
 pub async fn retry_message(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathPair(id, msg_id): PathPair,
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let (id, msg_id) = (WebhookId::from(id), MessageId::from(msg_id));

@@ -21,7 +21,7 @@ use crate::domain::webhooks::{
 };
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
 use crate::http::extract::{
-    JsonBody, PathParam, Query, QueryParams, Reader, Writer, bounded_integer,
+    JsonBody, NoQuery, PathParam, Query, QueryParams, Reader, Writer, bounded_integer,
 };
 use crate::http::state::AppState;
 use crate::storage::StorageError;
@@ -114,6 +114,7 @@ pub(super) fn webhook_not_found(id: &WebhookId) -> ApiError {
 pub async fn create_webhook(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     JsonBody(request): JsonBody<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     let now = Timestamp::now();
@@ -158,6 +159,7 @@ pub async fn create_webhook(
 pub async fn get_webhook(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: NoQuery,
     PathParam(id): PathParam<WebhookId>,
 ) -> Result<Json<WebhookView>, ApiError> {
     Ok(Json(
@@ -303,6 +305,7 @@ pub struct UpdateWebhook {
 pub async fn update_webhook(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<WebhookId>,
     JsonBody(request): JsonBody<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
@@ -346,6 +349,7 @@ async fn patched(
 pub async fn delete_webhook(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_webhook(&caller.business_id, &id).await? {
@@ -377,6 +381,7 @@ pub struct WebhookSecretView {
 pub async fn get_webhook_secret(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<WebhookId>,
 ) -> Result<Json<WebhookSecretView>, ApiError> {
     let endpoint = endpoint(&state, &caller.business_id, &id).await?;
@@ -413,6 +418,7 @@ pub struct WebhookHeadersView {
 pub async fn get_webhook_headers(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    _: NoQuery,
     PathParam(id): PathParam<WebhookId>,
 ) -> Result<Json<WebhookHeadersView>, ApiError> {
     let endpoint = endpoint(&state, &caller.business_id, &id).await?;
@@ -442,6 +448,7 @@ pub struct UpdateWebhookHeaders {
 pub async fn update_webhook_headers(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    _: NoQuery,
     PathParam(id): PathParam<WebhookId>,
     JsonBody(request): JsonBody<UpdateWebhookHeaders>,
 ) -> Result<StatusCode, ApiError> {

@@ -2,7 +2,7 @@
 //! entries a page at a time, and replacing an entry's metadata.
 
 use axum::Json;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,8 +16,8 @@ use crate::domain::time::Timestamp;
 use crate::domain::views::LicenseUpdateResponse;
 use crate::http::error::{ApiError, LedgerReadErrors, LedgerWriteErrors, MessageBody};
 use crate::http::extract::{
-    Checked, JsonBody, PathParam, Query, QueryParams, Reader, ToWrite, Writer, bounded_integer,
-    query_instant,
+    Checked, JsonBody, NoQuery, PathParam, Query, QueryParams, Reader, ToWrite, Writer,
+    bounded_integer, query_instant,
 };
 use crate::http::state::AppState;
 use crate::storage::{Appended, EntrySort, ListEntries, MAX_ENTRY_PAGE};
@@ -75,6 +75,9 @@ impl FromRequest<AppState> for NewEntry {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        NoQuery::from_request_parts(&mut parts, state).await?;
+        let request = Request::from_parts(parts, body);
         let JsonBody(request) =
             JsonBody::<LicenseUpdateRequest>::from_request(request, state).await?;
         Ok(request.into())
