@@ -17,6 +17,7 @@ backend_tests!(
     every_page_renders_for_a_signed_in_key,
     forms_without_their_token_or_from_a_read_only_key_change_nothing,
     forms_write_through_the_api_rules,
+    a_change_form_sent_late_keeps_what_changed_meanwhile,
     the_ledger_page_charts_the_pairs_quantity,
     lists_show_the_newest_first_and_their_pages_miss_nothing,
 );
@@ -41,6 +42,21 @@ fn cookie_value(set_cookies: &[String], name: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(n, v)| *n == name && !v.is_empty())
         .map(|(_, v)| v.to_owned())
+}
+
+/// The value of the first input named `name` on a page, unescaped.
+fn input_value(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\""))
+        .unwrap_or_else(|| panic!("no input {name}"));
+    let tag = &page[at..at + page[at..].find('>').unwrap()];
+    let value = tag.split("value=\"").nth(1).unwrap_or_default();
+    let value = &value[..value.find('"').unwrap_or_default()];
+    (value
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">"))
+    .replace("&amp;", "&")
 }
 
 /// The value of the first hidden `csrf` input of a page.
@@ -779,6 +795,55 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
     assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
     let listed = server.get("/license_updates").await.text;
     assert!(listed.contains("123456789012.345678"), "{listed}");
+}
+
+/// A change form sent after the key was changed elsewhere changes only what its user
+/// changed, and the other change stands; also when the form was refused once and sent
+/// again from the page that said why.
+async fn a_change_form_sent_late_keeps_what_changed_meanwhile(server: TestServer) {
+    let (key_id, _) = seed(&server).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let path = format!("/console/license-keys/{key_id}");
+    let (_, page) = browser.get(&path).await;
+    // Every field as a browser sends it: as the page shows it, the expiry as typed.
+    let sent = |page: &str, expires_on: &str| -> Vec<(&'static str, String)> {
+        let fields = [
+            "csrf",
+            "shown",
+            "activations_limit",
+            "expires_on",
+            "heartbeat_interval",
+            "seats_account_id",
+            "seats_license_id",
+        ];
+        (fields.into_iter())
+            .map(|name| match name {
+                "expires_on" => (name, expires_on.to_owned()),
+                _ => (name, input_value(page, name)),
+            })
+            .collect()
+    };
+    let post = async |form: Vec<(&str, String)>| {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        browser.post(&format!("{path}/edit"), &form).await
+    };
+    let elsewhere = json!({"activations_limit": 10, "heartbeat_interval": 300});
+    (server.patch(&format!("/license_keys/{key_id}"), elsewhere))
+        .await
+        .expect(200);
+
+    let (status, refused) = post(sent(&page, "yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(
+        post(sent(&refused, "2031-01-01")).await,
+        (StatusCode::SEE_OTHER, format!("{path}?done=changed"))
+    );
+    let key = server.get(&format!("/license_keys/{key_id}")).await;
+    assert_eq!(key.json["activations_limit"], 10, "{}", key.text);
+    assert_eq!(key.json["heartbeat_interval"], 300, "{}", key.text);
+    let expiry = key.json["expires_at"].as_str().unwrap_or_default();
+    assert!(expiry.starts_with("2031-01-01"), "{}", key.text);
 }
 
 async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {

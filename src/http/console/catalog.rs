@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Done, NEWEST_HUNDRED, Posted, field, given, posted_over, refusal, see_other, whole_number,
+    Done, Edited, NEWEST_HUNDRED, Posted, field, given, posted_over, refusal, see_other,
+    shown_field, whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -329,7 +330,7 @@ pub async fn product(
         &signed,
         &found,
         message,
-        &ProductForm::of(&found),
+        &Edited::showing(ProductForm::of(&found)),
     ))
 }
 
@@ -337,7 +338,7 @@ fn product_page(
     signed: &Signed,
     product: &Product,
     message: Option<(Notice, String)>,
-    form: &ProductForm,
+    edited: &Edited<ProductForm>,
 ) -> Markup {
     let body = html! {
         @if let Some((kind, text)) = &message { (notice(*kind, text)) }
@@ -350,7 +351,8 @@ fn product_page(
             }
         } @else {
             form.card method="post" action={ "/console/products/" (product.id) } {
-                (product_fields(form, &signed.session.csrf_token))
+                (shown_field(&edited.shown))
+                (product_fields(&edited.form, &signed.session.csrf_token))
                 button type="submit" { "Save changes" }
             }
         }
@@ -369,10 +371,9 @@ pub async fn update_product(
     let id = ProductId::from(id);
     let found = (state.store.product(&principal.business_id, &id).await?)
         .ok_or_else(|| ApiError::NotFound(format!("product `{id}` not found")))?;
-    let was = ProductForm::of(&found);
-    let form = posted_over(&was, posted)?;
-    let updated = match form
-        .body(Some(&was))
+    let edited = posted_over(ProductForm::of(&found), posted)?;
+    let updated = match (edited.form)
+        .body(Some(&edited.shown))
         .and_then(|body| parse_json::<UpdateProduct>(body.to_string().as_bytes()))
     {
         Ok(request) => {
@@ -393,7 +394,7 @@ pub async fn update_product(
             let (status, message) = refusal(error)?;
             Ok((
                 status,
-                product_page(&signed, &found, Some((Notice::Refused, message)), &form),
+                product_page(&signed, &found, Some((Notice::Refused, message)), &edited),
             )
                 .into_response())
         }

@@ -7,6 +7,7 @@ use std::num::IntErrorKind;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -80,16 +81,49 @@ pub fn field<'a>(posted: &'a Posted, name: &str) -> &'a str {
     found.map_or("", |(_, value)| value.as_str())
 }
 
-/// A change form's fields: `was`, the values the form showed, with what was posted over
-/// them, so that a field left out of the request keeps its value rather than reading as
-/// emptied. A field posted twice stays twice, and is refused as the form's parser refuses it.
+/// The hidden field in which a change form carries the values it showed, urlencoded.
+const SHOWN: &str = "shown";
+
+/// A change form's hidden field of the values it shows: what the user changed is then
+/// told by what differs from them, not from the record as it is when the form comes
+/// back, which someone may have changed meanwhile (their change then stands).
+pub fn shown_field<T: Serialize>(shown: &T) -> Markup {
+    let text = serde_urlencoded::to_string(shown).unwrap_or_default();
+    html! { input type="hidden" name=(SHOWN) value=(text); }
+}
+
+/// A change form as it came back.
+pub struct Edited<T> {
+    /// The values it showed.
+    pub shown: T,
+    /// Its fields: the values it showed, with what was posted over them.
+    pub form: T,
+}
+
+impl<T: Clone> Edited<T> {
+    /// A form not yet posted, showing `values`.
+    pub fn showing(values: T) -> Self {
+        Self {
+            shown: values.clone(),
+            form: values,
+        }
+    }
+}
+
+/// A change form as it came back: the values it showed (its [`shown_field`], else
+/// `current`), and those values with what was posted over them, so that a field left out
+/// of the request keeps its value rather than reading as emptied. A field posted twice
+/// stays twice, and is refused as the form's parser refuses it.
 pub fn posted_over<T: Serialize + DeserializeOwned>(
-    was: &T,
-    posted: Posted,
-) -> Result<T, ApiError> {
+    current: T,
+    mut posted: Posted,
+) -> Result<Edited<T>, ApiError> {
+    let carried = (posted.iter().position(|(name, _)| name == SHOWN)).map(|at| posted.remove(at));
+    let was =
+        (carried.and_then(|(_, text)| serde_urlencoded::from_str(&text).ok())).unwrap_or(current);
     let failed =
         |e: &dyn std::fmt::Display| ApiError::BadRequest(format!("the form does not parse: {e}"));
-    let shown = serde_urlencoded::to_string(was).map_err(|e| failed(&e))?;
+    let shown = serde_urlencoded::to_string(&was).map_err(|e| failed(&e))?;
     let mut fields: Posted = serde_urlencoded::from_str(&shown).map_err(|e| failed(&e))?;
     let mut seen = std::collections::HashSet::new();
     for (name, value) in posted {
@@ -100,7 +134,8 @@ pub fn posted_over<T: Serialize + DeserializeOwned>(
         }
     }
     let merged = serde_urlencoded::to_string(&fields).map_err(|e| failed(&e))?;
-    serde_urlencoded::from_str(&merged).map_err(|e| failed(&e))
+    let form = serde_urlencoded::from_str(&merged).map_err(|e| failed(&e))?;
+    Ok(Edited { shown: was, form })
 }
 
 /// 303 to `path`, after a form.

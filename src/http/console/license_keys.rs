@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Csrf, Done, NEWEST_HUNDRED, Posted, field, filled, given, posted_over, refusal, see_other,
-    whole_number,
+    Csrf, Done, Edited, NEWEST_HUNDRED, Posted, field, filled, given, posted_over, refusal,
+    see_other, shown_field, whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -234,7 +234,7 @@ async fn key_page(
     signed: &Signed,
     key: LicenseKey,
     message: Option<(Notice, String)>,
-    edit: Option<&EditKey>,
+    edited: Option<&Edited<EditKey>>,
 ) -> Result<Markup, ConsoleError> {
     let business = &signed.principal.business_id;
     let instances = (state.store)
@@ -252,8 +252,9 @@ async fn key_page(
     let now = Timestamp::now();
     let csrf = &signed.session.csrf_token;
     let writable = !signed.principal.read_only;
-    let values = edit_values(&key);
-    let values = edit.unwrap_or(&values);
+    let showing = Edited::showing(edit_values(&key));
+    let edited = edited.unwrap_or(&showing);
+    let values = &edited.form;
     let body = html! {
         @if let Some((kind, text)) = &message { (notice(*kind, text)) }
         section.card aria-labelledby="facts" {
@@ -300,6 +301,7 @@ async fn key_page(
             h2 #change { "Change" }
             form.card method="post" action={ "/console/license-keys/" (key.id) "/edit" } aria-labelledby="change" {
                 input type="hidden" name="csrf" value=(csrf);
+                (shown_field(&edited.shown))
                 @if key.seats.is_none() {
                     label for="activations_limit" { "Activation limit" }
                     input #activations_limit type="number" name="activations_limit" min="0" max="1000000"
@@ -573,9 +575,10 @@ pub async fn issue_key(
     }
 }
 
-/// The change form's fields, as text: each compared with the key, and only what differs
-/// is changed (so the rules of a change apply to what was changed).
-#[derive(Deserialize, Serialize)]
+/// The change form's fields, as text: each compared with what the form showed, and only
+/// what differs is changed (so the rules of a change apply to what was changed, and a
+/// change made meanwhile to another field stands).
+#[derive(Deserialize, Serialize, Clone)]
 pub struct EditKey {
     #[serde(default)]
     csrf: String,
@@ -620,9 +623,8 @@ fn date_of(at: Timestamp) -> String {
 }
 
 impl EditKey {
-    /// The API's PATCH body for what differs from `key`.
-    fn patch_body(&self, key: &LicenseKey) -> Result<serde_json::Value, ApiError> {
-        let was = edit_values(key);
+    /// The API's PATCH body for what differs from `was`, the values the form showed.
+    fn patch_body(&self, was: &EditKey) -> Result<serde_json::Value, ApiError> {
         let mut body = serde_json::Map::new();
         let seats_changed = self.seats_account_id.trim() != was.seats_account_id
             || self.seats_license_id.trim() != was.seats_license_id;
@@ -681,9 +683,9 @@ pub async fn edit_key(
     let id = LicenseKeyId::from(id);
     let key = (state.store.license_key(&principal.business_id, &id).await?)
         .ok_or(ApiError::LicenseKeyNotFound)?;
-    let form = posted_over(&edit_values(&key), posted)?;
-    let changed = form
-        .patch_body(&key)
+    let edited = posted_over(edit_values(&key), posted)?;
+    let changed = (edited.form)
+        .patch_body(&edited.shown)
         .and_then(|body| parse_json::<UpdateLicenseKey>(body.to_string().as_bytes()));
     let updated = match changed {
         Ok(request) => {
@@ -709,7 +711,7 @@ pub async fn edit_key(
                 &signed,
                 key,
                 Some((Notice::Refused, message)),
-                Some(&form),
+                Some(&edited),
             )
             .await?;
             Ok((status, page).into_response())
