@@ -18,6 +18,7 @@ backend_tests!(
     forms_without_their_token_or_from_a_read_only_key_change_nothing,
     forms_write_through_the_api_rules,
     a_change_form_sent_late_keeps_what_changed_meanwhile,
+    a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form,
     the_ledger_page_charts_the_pairs_quantity,
     lists_show_the_newest_first_and_their_pages_miss_nothing,
 );
@@ -844,6 +845,48 @@ async fn a_change_form_sent_late_keeps_what_changed_meanwhile(server: TestServer
     assert_eq!(key.json["heartbeat_interval"], 300, "{}", key.text);
     let expiry = key.json["expires_at"].as_str().unwrap_or_default();
     assert!(expiry.starts_with("2031-01-01"), "{}", key.text);
+}
+
+/// A key bound to fewer seats than it has activations keeps that figure as its limit when
+/// unbound, which its activations exceed: its form takes the limit it gets instead.
+async fn a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form(server: TestServer) {
+    let (key_id, text) = seed(&server).await;
+    for name in ["desktop", "tablet"] {
+        let body = json!({"license_key": text, "name": name});
+        let activated = server
+            .call(reqwest::Method::POST, "/licenses/activate", "", Some(body))
+            .await;
+        activated.expect(201);
+    }
+    let seats =
+        json!({"accountId": "acme", "licenseId": "seats", "quantity": 1, "updateType": "ABSOLUTE"});
+    server.post("/license_updates", seats).await.expect(200);
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let path = format!("/console/license-keys/{key_id}");
+    let csrf = browser.csrf().await;
+    let edit = async |limit: &str, account: &str, license: &str| {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("activations_limit", limit),
+            ("seats_account_id", account),
+            ("seats_license_id", license),
+        ];
+        browser.post(&format!("{path}/edit"), &form).await
+    };
+    let changed = (StatusCode::SEE_OTHER, format!("{path}?done=changed"));
+    // Bound as a browser sends the form: with the limit it showed.
+    assert_eq!(edit("3", "acme", "seats").await, changed);
+    let (_, page) = browser.get(&path).await;
+    assert!(page.contains("name=\"activations_limit\""), "{page}");
+
+    let (status, refused) = edit("", "", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.contains("name=\"activations_limit\""), "{refused}");
+    assert_eq!(edit("5", "", "").await, changed);
+    let key = server.get(&format!("/license_keys/{key_id}")).await;
+    assert_eq!(key.json["activations_limit"], 5, "{}", key.text);
+    assert_eq!(key.json["seats"], Value::Null, "{}", key.text);
 }
 
 async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {

@@ -302,11 +302,13 @@ async fn key_page(
             form.card method="post" action={ "/console/license-keys/" (key.id) "/edit" } aria-labelledby="change" {
                 input type="hidden" name="csrf" value=(csrf);
                 (shown_field(&edited.shown))
+                label for="activations_limit" { "Activation limit" }
+                input #activations_limit type="number" name="activations_limit" min="0" max="1000000"
+                    value=(values.activations_limit) aria-describedby="limit_help";
                 @if key.seats.is_none() {
-                    label for="activations_limit" { "Activation limit" }
-                    input #activations_limit type="number" name="activations_limit" min="0" max="1000000"
-                        value=(values.activations_limit) aria-describedby="limit_help";
                     p #limit_help .help { "Empty: unlimited." }
+                } @else {
+                    p #limit_help .help { "While the key is bound to seats, they are its limit: set one here when you unbind it below (empty: unlimited)." }
                 }
                 label for="expires_on" { "Expires on" }
                 input #expires_on type="date" name="expires_on" value=(values.expires_on) aria-describedby="expires_help";
