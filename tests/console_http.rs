@@ -879,6 +879,12 @@ async fn a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form(server: Test
     assert_eq!(edit("3", "acme", "seats").await, changed);
     let (_, page) = browser.get(&path).await;
     assert!(page.contains("name=\"activations_limit\""), "{page}");
+    // One seat: the two newer machines fail validation, and their rows say so.
+    for (name, over) in [("laptop", false), ("desktop", true), ("tablet", true)] {
+        let row = (page.split("<tr>")).find(|row| row.contains(&format!("<td>{name}")));
+        let row = row.unwrap_or_else(|| panic!("no row of {name}: {page}"));
+        assert_eq!(row.contains(">over the seats<"), over, "{name}: {row}");
+    }
 
     let (status, refused) = edit("", "", "").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");

@@ -20,6 +20,7 @@ use super::session::Signed;
 use crate::domain::catalog::LicenseKey;
 use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId, shorten};
 use crate::domain::license::{KeyPatch, KeyStatus, MAX_ACTIVATIONS_LIMIT, meant_key};
+use crate::domain::seats::has_seat;
 use crate::domain::time::Timestamp;
 use crate::http::dodo::license_files::issue as issue_file;
 use crate::http::dodo::license_keys::{CreateLicenseKey, UpdateLicenseKey, issue, update};
@@ -249,6 +250,11 @@ async fn key_page(
             },
         )
         .await?;
+    // Live instances, oldest first: of a key bound to seats, the newest beyond its seats
+    // fail validation.
+    let seated: Vec<bool> = (0..instances.len() as u64)
+        .map(|older| key.seats.is_none() || has_seat(older, key.activations_limit))
+        .collect();
     let now = Timestamp::now();
     let csrf = &signed.session.csrf_token;
     let writable = !signed.principal.read_only;
@@ -344,9 +350,14 @@ async fn key_page(
                         @if writable { th scope="col" { span.muted { "Action" } } }
                     } }
                     tbody {
-                        @for instance in &instances {
+                        @for (instance, seated) in instances.iter().zip(&seated) {
                             tr {
-                                td { (instance.name) }
+                                td {
+                                    (instance.name)
+                                    @if !seated {
+                                        " " span.status.disabled title="Validation fails on this machine until a seat is freed or the ledger's quantity rises" { "over the seats" }
+                                    }
+                                }
                                 td { code { (instance.id) } }
                                 td { (instance.fingerprint.as_deref().unwrap_or("—")) }
                                 td { (instance.created_at) }
