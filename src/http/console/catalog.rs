@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Done, Edited, NEWEST_HUNDRED, Posted, field, given, posted_over, refusal, see_other,
+    Done, Edited, PAGE_ROWS, Posted, field, given, page_of, pager, posted_over, refusal, see_other,
     shown_field, whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
@@ -26,6 +26,8 @@ use crate::http::state::AppState;
 pub struct CustomerQuery {
     #[serde(default)]
     email: Option<String>,
+    #[serde(default)]
+    page: Option<u32>,
 }
 
 pub async fn customers(
@@ -34,9 +36,13 @@ pub async fn customers(
     ConsoleQuery(query): ConsoleQuery<CustomerQuery>,
 ) -> Result<Markup, ConsoleError> {
     let email = given(&query.email);
-    let found = (state.store)
-        .list_customers(&signed.principal.business_id, email, NEWEST_HUNDRED)
+    let (index, request) = page_of(query.page);
+    let mut found = (state.store)
+        .list_customers(&signed.principal.business_id, email, request)
         .await?;
+    let more = found.len() > PAGE_ROWS as usize;
+    found.truncate(PAGE_ROWS as usize);
+    let writable = !signed.principal.read_only;
     let body = html! {
         form.filters method="get" action="/console/customers" role="search" {
             div {
@@ -50,7 +56,7 @@ pub async fn customers(
         } @else {
             div.table-wrap {
                 table {
-                    caption.muted { "Customers, newest first (up to 100)" }
+                    caption.muted { "Customers, newest first" }
                     thead { tr {
                         th scope="col" { "Name" }
                         th scope="col" { "Email" }
@@ -63,12 +69,18 @@ pub async fn customers(
                                 td { (c.name) }
                                 td { (c.email) }
                                 td { code { (c.id) } }
-                                td { a href={ "/console/license-keys?customer_id=" (c.id) } { "License keys" } }
+                                td {
+                                    a href={ "/console/license-keys?customer_id=" (c.id) } { "License keys" }
+                                    @if writable {
+                                        " · " a href={ "/console/license-keys/new?customer_id=" (c.id) } { "Issue a key" }
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
+            (pager("/console/customers", &[("email", email)], index, more))
         }
     };
     Ok(page(&signed, Section::Customers, "Customers", body))
@@ -209,30 +221,50 @@ fn product_fields(form: &ProductForm, csrf: &str) -> Markup {
     }
 }
 
+/// `?page=`, of a list with no filter.
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    #[serde(default)]
+    page: Option<u32>,
+}
+
 pub async fn products(
     State(state): State<AppState>,
     signed: Signed,
+    ConsoleQuery(query): ConsoleQuery<PageQuery>,
 ) -> Result<Response, ConsoleError> {
-    products_page(
-        &state,
-        &signed,
-        StatusCode::OK,
-        None,
-        &ProductForm::default(),
-    )
-    .await
+    let shown = ProductsShown {
+        status: StatusCode::OK,
+        message: None,
+        page: query.page,
+    };
+    products_page(&state, &signed, shown, &ProductForm::default()).await
+}
+
+/// How the products' page is shown: after a refused form, with its status and message.
+struct ProductsShown {
+    status: StatusCode,
+    message: Option<(Notice, String)>,
+    page: Option<u32>,
 }
 
 async fn products_page(
     state: &AppState,
     signed: &Signed,
-    status: StatusCode,
-    message: Option<(Notice, String)>,
+    shown: ProductsShown,
     form: &ProductForm,
 ) -> Result<Response, ConsoleError> {
-    let found = (state.store)
-        .list_products(&signed.principal.business_id, NEWEST_HUNDRED)
+    let ProductsShown {
+        status,
+        message,
+        page: wanted,
+    } = shown;
+    let (index, request) = page_of(wanted);
+    let mut found = (state.store)
+        .list_products(&signed.principal.business_id, request)
         .await?;
+    let more = found.len() > PAGE_ROWS as usize;
+    found.truncate(PAGE_ROWS as usize);
     let body = html! {
         @if let Some((kind, text)) = &message { (notice(*kind, text)) }
         @if found.is_empty() {
@@ -240,7 +272,7 @@ async fn products_page(
         } @else {
             div.table-wrap {
                 table {
-                    caption.muted { "Products, newest first (up to 100)" }
+                    caption.muted { "Products, newest first" }
                     thead { tr {
                         th scope="col" { "Name" }
                         th scope="col" { "Activation limit" }
@@ -261,6 +293,7 @@ async fn products_page(
                     }
                 }
             }
+            (pager("/console/products", &[], index, more))
         }
         @if !signed.principal.read_only {
             h2 #new-product { "New product" }
@@ -294,14 +327,12 @@ pub async fn create_product(
         ))),
         Err(error) => {
             let (status, message) = refusal(error)?;
-            products_page(
-                &state,
-                &signed,
+            let shown = ProductsShown {
                 status,
-                Some((Notice::Refused, message)),
-                &form,
-            )
-            .await
+                message: Some((Notice::Refused, message)),
+                page: None,
+            };
+            products_page(&state, &signed, shown, &form).await
         }
     }
 }
@@ -342,7 +373,12 @@ fn product_page(
 ) -> Markup {
     let body = html! {
         @if let Some((kind, text)) = &message { (notice(*kind, text)) }
-        p { "Id " code { (product.id) } " · " a href={ "/console/license-keys?product_id=" (product.id) } { "its license keys" } }
+        p {
+            "Id " code { (product.id) } " · " a href={ "/console/license-keys?product_id=" (product.id) } { "its license keys" }
+            @if !signed.principal.read_only {
+                " · " a href={ "/console/license-keys/new?product_id=" (product.id) } { "issue a key for it" }
+            }
+        }
         @if signed.principal.read_only {
             dl.facts.card {
                 dt { "Name" } dd { (product.name) }

@@ -23,6 +23,43 @@ pub const NEWEST_HUNDRED: PageRequest = PageRequest {
     one_more: false,
 };
 
+/// The rows of a page of a list.
+pub const PAGE_ROWS: u32 = 50;
+
+/// The page `?page=` asks for (the first when absent), newest first, with one row more
+/// to tell whether an older page follows: its index and the request.
+pub fn page_of(page: Option<u32>) -> (u32, PageRequest) {
+    let index = page.unwrap_or(0).min(100_000);
+    let request = PageRequest {
+        index,
+        size: PAGE_ROWS,
+        newest_first: true,
+        one_more: true,
+    };
+    (index, request)
+}
+
+/// Links to the newer and older pages of the list at `path`, keeping its `filters`;
+/// `more` when an older page follows.
+pub fn pager(path: &str, filters: &[(&str, Option<&str>)], index: u32, more: bool) -> Markup {
+    let link = |to: u32| {
+        let mut params = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in filters {
+            if let Some(value) = value {
+                params.append_pair(name, value);
+            }
+        }
+        params.append_pair("page", &to.to_string());
+        format!("{path}?{}", params.finish())
+    };
+    html! {
+        nav.pager aria-label="Pages" {
+            @if index > 0 { a href=(link(index - 1)) { "← Newer" } " " }
+            @if more { a href=(link(index + 1)) { "Older →" } }
+        }
+    }
+}
+
 /// A form with nothing but its session's token.
 #[derive(Deserialize)]
 pub struct Csrf {

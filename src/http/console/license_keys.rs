@@ -12,13 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Csrf, Done, Edited, NEWEST_HUNDRED, Posted, field, filled, given, posted_over, refusal,
-    see_other, shown_field, whole_number,
+    Csrf, Done, Edited, NEWEST_HUNDRED, PAGE_ROWS, Posted, field, filled, given, page_of, pager,
+    posted_over, refusal, see_other, shown_field, whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
-use crate::domain::catalog::LicenseKey;
-use crate::domain::ids::{CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId, shorten};
+use crate::domain::catalog::{Customer, LicenseKey, Product};
+use crate::domain::ids::{
+    BusinessId, CustomerId, InstanceId, KeyString, LicenseKeyId, ProductId, shorten,
+};
 use crate::domain::license::{KeyPatch, KeyStatus, MAX_ACTIVATIONS_LIMIT, meant_key};
 use crate::domain::seats::has_seat;
 use crate::domain::time::Timestamp;
@@ -28,8 +30,6 @@ use crate::http::error::ApiError;
 use crate::http::extract::parse_json;
 use crate::http::state::AppState;
 use crate::storage::{KeyFilter, PageRequest, StorageError};
-
-const PAGE_SIZE: u32 = 50;
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
@@ -85,21 +85,13 @@ pub async fn list(
         customer_id: given(&query.customer_id).map(CustomerId::from),
         ..KeyFilter::default()
     };
-    let index = query.page.unwrap_or(0).min(100_000);
-    let page_request = PageRequest {
-        index,
-        size: PAGE_SIZE,
-        newest_first: true,
-        one_more: true,
-    };
+    let (index, page_request) = page_of(query.page);
     let mut keys = (state.store)
         .list_license_keys(business, &filter, page_request)
         .await?;
-    let more = keys.len() > PAGE_SIZE as usize;
-    keys.truncate(PAGE_SIZE as usize);
-    let products = (state.store)
-        .list_products(business, NEWEST_HUNDRED)
-        .await?;
+    let more = keys.len() > PAGE_ROWS as usize;
+    keys.truncate(PAGE_ROWS as usize);
+    let products = with_product(&state, business, given(&query.product_id)).await?;
     let now = Timestamp::now();
     let selected = |value: &str, current: Option<&str>| current == Some(value);
     let body = html! {
@@ -163,33 +155,53 @@ pub async fn list(
                     }
                 }
             }
-            (pager(&query, index, more))
+            (pager("/console/license-keys", &[
+                ("status", given(&query.status)),
+                ("product_id", given(&query.product_id)),
+                ("customer_id", given(&query.customer_id)),
+            ], index, more))
         }
     };
     Ok(page(&signed, Section::LicenseKeys, "License keys", body).into_response())
 }
 
-fn pager(query: &ListQuery, index: u32, more: bool) -> Markup {
-    let link = |to: u32| {
-        let mut params = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
-            ("status", &query.status),
-            ("product_id", &query.product_id),
-            ("customer_id", &query.customer_id),
-        ] {
-            if let Some(value) = given(value) {
-                params.append_pair(name, value);
-            }
-        }
-        params.append_pair("page", &to.to_string());
-        format!("/console/license-keys?{}", params.finish())
-    };
-    html! {
-        nav.pager aria-label="Pages" {
-            @if index > 0 { a href=(link(index - 1)) { "← Newer" } " " }
-            @if more { a href=(link(index + 1)) { "Older →" } }
-        }
+/// The newest hundred products to choose from, and the product `chosen` (by id) among
+/// them if it is older.
+async fn with_product(
+    state: &AppState,
+    business: &BusinessId,
+    chosen: Option<&str>,
+) -> Result<Vec<Product>, ConsoleError> {
+    let mut products = (state.store)
+        .list_products(business, NEWEST_HUNDRED)
+        .await?;
+    if let Some(id) = chosen.filter(|id| !products.iter().any(|p| p.id.as_str() == *id))
+        && let Some(product) = state.store.product(business, &ProductId::from(id)).await?
+    {
+        products.push(product);
     }
+    Ok(products)
+}
+
+/// The newest hundred customers to choose from, and the customer `chosen` (by id) among
+/// them if older.
+async fn with_customer(
+    state: &AppState,
+    business: &BusinessId,
+    chosen: Option<&str>,
+) -> Result<Vec<Customer>, ConsoleError> {
+    let mut customers = (state.store)
+        .list_customers(business, None, NEWEST_HUNDRED)
+        .await?;
+    if let Some(id) = chosen.filter(|id| !customers.iter().any(|c| c.id.as_str() == *id))
+        && let Some(customer) = state
+            .store
+            .customer(business, &CustomerId::from(id))
+            .await?
+    {
+        customers.push(customer);
+    }
+    Ok(customers)
 }
 
 fn status_badge(key: &LicenseKey, now: Timestamp) -> Markup {
@@ -457,9 +469,25 @@ pub async fn deactivate(
 pub async fn new_key_page(
     State(state): State<AppState>,
     signed: Signed,
+    ConsoleQuery(chosen): ConsoleQuery<Chosen>,
 ) -> Result<Response, ConsoleError> {
     signed.check_writable()?;
-    new_key_form(&state, &signed, StatusCode::OK, None, &NewKey::default()).await
+    let form = NewKey {
+        customer_id: chosen.customer_id.unwrap_or_default(),
+        product_id: chosen.product_id.unwrap_or_default(),
+        ..NewKey::default()
+    };
+    new_key_form(&state, &signed, StatusCode::OK, None, &form).await
+}
+
+/// `?customer_id=…&product_id=…`: the customer and the product the form starts with (a
+/// customer's or a product's page links to it so, whether or not it is among the newest).
+#[derive(Deserialize, Default)]
+pub struct Chosen {
+    #[serde(default)]
+    customer_id: Option<String>,
+    #[serde(default)]
+    product_id: Option<String>,
 }
 
 async fn new_key_form(
@@ -470,14 +498,11 @@ async fn new_key_form(
     form: &NewKey,
 ) -> Result<Response, ConsoleError> {
     let business = &signed.principal.business_id;
-    let customers = (state.store)
-        .list_customers(business, None, NEWEST_HUNDRED)
-        .await?;
-    let products = (state.store)
-        .list_products(business, NEWEST_HUNDRED)
-        .await?;
+    let customers = with_customer(state, business, filled(&form.customer_id)).await?;
+    let products = with_product(state, business, filled(&form.product_id)).await?;
     let body = html! {
         @if let Some(refused) = refused { (notice(Notice::Refused, refused)) }
+        p.help { "The newest hundred customers and products are offered: issue a key to an older one from its line in " a href="/console/customers" { "Customers" } " or its page in " a href="/console/products" { "Products" } "." }
         @if customers.is_empty() || products.is_empty() {
             p.empty { "A key is issued to a customer for a product: create both first (" code { "POST /customers" } ", " code { "POST /products" } ")." }
         } @else {
