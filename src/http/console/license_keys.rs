@@ -234,6 +234,9 @@ pub async fn detail(
         }
         Some("enabled") => Some("The key is enabled again."),
         Some("deactivated") => Some("The instance is deactivated; its seat is free."),
+        Some("gone") => Some(
+            "The instance was already gone (deactivated elsewhere, or its heartbeats stopped); its seat is free.",
+        ),
         _ => None,
     };
     let notice = done_text.map(|text| (Notice::Done, text.to_owned()));
@@ -378,7 +381,7 @@ async fn key_page(
                                     td {
                                         form.inline method="post"
                                             action={ "/console/license-keys/" (key.id) "/instances/" (instance.id) "/deactivate" }
-                                            data-confirm={ "Deactivate " (instance.name) "? Its seat is freed." } {
+                                            data-confirm={ "Deactivate \u{2068}" (instance.name) "\u{2069}? Its seat is freed." } {
                                             input type="hidden" name="csrf" value=(csrf);
                                             button.secondary type="submit" aria-label={ "Deactivate " (instance.name) } { "Deactivate" }
                                         }
@@ -455,8 +458,11 @@ pub async fn deactivate(
         .await
     {
         // The key was just read: what is missing is the instance (deactivated from
-        // another tab, or expired since the page was shown).
-        Err(StorageError::KeyNotFound) => Err(ApiError::LicenseKeyInstanceNotFound.into()),
+        // another tab or by its app, or dead since the page was shown), which is what
+        // was asked for.
+        Err(StorageError::KeyNotFound) => {
+            Ok(see_other(&format!("/console/license-keys/{id}?done=gone")))
+        }
         Err(error) => Err(error.into()),
         Ok(_) => Ok(see_other(&format!(
             "/console/license-keys/{id}?done=deactivated"
