@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::HeaderName;
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use licensed_verify::{FileKind, LicenseFile, PublicKey};
+use licensed_verify::{LicenseFile, PublicKey};
 use tokio::net::TcpListener;
 
 use crate::domain::auth::ApiKeySecret;
@@ -718,20 +718,14 @@ fn verify_license_file(args: VerifyFileArgs) -> Result<(), Failure> {
                 )));
             }
             let contents = file.decrypt("", None).map_err(invalid)?;
-            let bound =
-                (contents.payload.machine()).and_then(|m| m.attributes.fingerprint.as_deref());
-            match (args.fingerprint.as_deref(), bound) {
-                (Some(_), _) if file.kind() == FileKind::License => {
-                    return Err(invalid(licensed_verify::Error::MachineFileRequired));
-                }
-                (Some(given), bound) if bound != Some(given) => {
-                    return Err(invalid(licensed_verify::Error::FingerprintMismatch));
-                }
-                _ => {}
+            let payload = &contents.payload;
+            if let Some(fingerprint) = args.fingerprint.as_deref() {
+                (payload.check_machine(file.kind(), Some(fingerprint))).map_err(invalid)?;
             }
-            (contents.payload)
-                .check_time(SystemTime::now())
-                .map_err(invalid)?;
+            payload.check_time(SystemTime::now()).map_err(invalid)?;
+            let bound = payload
+                .machine()
+                .and_then(|m| m.attributes.fingerprint.as_ref());
             let unchecked = match (bound, &args.fingerprint) {
                 (Some(_), None) => {
                     " (whose key and which machine it is for were not checked: pass --license-key and --fingerprint)"

@@ -721,7 +721,7 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
     );
     assert_eq!(changed.json["name"], "Editor", "{}", changed.text);
 
-    // An instance deactivated twice (two tabs): the second is told it was already gone.
+    // An instance deactivated twice (two tabs): the second is told it is gone already.
     let instance = server
         .get(&format!("/license_key_instances?license_key_id={key_id}"))
         .await;
@@ -736,7 +736,7 @@ async fn forms_write_through_the_api_rules(server: TestServer) {
         (StatusCode::SEE_OTHER, format!("{path}?done=gone"))
     );
     let (_, page) = browser.get(&format!("{path}?done=gone")).await;
-    assert!(page.contains("already gone"), "{page}");
+    assert!(page.contains("no longer among the key"), "{page}");
 
     assert_eq!(
         browser

@@ -111,6 +111,7 @@ fn verify_for_key(
         }
         return Err(refused);
     }
+    // Before decrypting: an encrypted license file would otherwise be DecryptionFailed.
     if file.kind() == FileKind::License && fingerprint.is_some() {
         return Err(Error::MachineFileRequired);
     }
@@ -120,14 +121,7 @@ fn verify_for_key(
     if payload.data.attributes.key != license_key {
         return Err(Error::LicenseKeyMismatch);
     }
-    let issued_for = payload
-        .machine()
-        .and_then(|m| m.attributes.fingerprint.as_deref());
-    match (fingerprint, issued_for) {
-        (None, Some(_)) => return Err(Error::FingerprintRequired),
-        (Some(given), bound) if bound != Some(given) => return Err(Error::FingerprintMismatch),
-        _ => {}
-    }
+    payload.check_machine(file.kind(), fingerprint)?;
     payload.check_time(now)?;
     Ok(contents)
 }

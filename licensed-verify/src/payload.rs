@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{CLOCK_TOLERANCE, Error};
+use crate::{CLOCK_TOLERANCE, Error, FileKind};
 
 /// A decoded payload together with the JSON it was read from.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +45,23 @@ impl Payload {
     /// The machine a machine file was issued for.
     pub fn machine(&self) -> Option<&Machine> {
         self.included.iter().find(|item| item.kind == "machines")
+    }
+
+    /// Whether the file of `kind` this payload came from is for the machine `fingerprint`
+    /// names, as [`verify_license_file`](crate::verify_license_file) checks it: given one,
+    /// a machine file for that machine (a license file is [`Error::MachineFileRequired`],
+    /// another machine's file [`Error::FingerprintMismatch`]); given none, a license file
+    /// or a machine file bound to no fingerprint ([`Error::FingerprintRequired`]).
+    pub fn check_machine(&self, kind: FileKind, fingerprint: Option<&str>) -> Result<(), Error> {
+        if kind == FileKind::License && fingerprint.is_some() {
+            return Err(Error::MachineFileRequired);
+        }
+        let issued_for = (self.machine()).and_then(|m| m.attributes.fingerprint.as_deref());
+        match (fingerprint, issued_for) {
+            (None, Some(_)) => Err(Error::FingerprintRequired),
+            (Some(given), bound) if bound != Some(given) => Err(Error::FingerprintMismatch),
+            _ => Ok(()),
+        }
     }
 
     /// The checks of [`verify_license_file`](crate::verify_license_file) that need only the

@@ -176,30 +176,31 @@ fn log_answer(
     }
 }
 
-/// What the envelope refuses before any handler runs: an encoded NUL in the URL, which no
-/// id or filter can hold (and PostgreSQL refuses in text), and a body declared longer than
-/// any route reads.
-fn refused_up_front(request: &Request) -> Option<ApiError> {
-    if extract::has_nul(request.uri()) {
-        Some(ApiError::BadRequest(
-            "the URL must not contain NUL characters (%00)".into(),
-        ))
-    } else if extract::declares_too_long_body(request.headers()) {
-        Some(ApiError::PayloadTooLarge {
-            limit: extract::BODY_LIMIT,
-        })
-    } else {
-        None
-    }
+/// An encoded NUL in the URL, refused before any handler runs: no id or filter can hold
+/// one, and PostgreSQL refuses it in text.
+fn nul_in_url(request: &Request) -> Option<ApiError> {
+    extract::has_nul(request.uri())
+        .then(|| ApiError::BadRequest("the URL must not contain NUL characters (%00)".into()))
 }
 
-/// What renders the page of an error the envelope answers (a request refused up front,
-/// or past its timeout), on routes that render their own.
+/// What the envelope refuses before the API's handlers run: a NUL in the URL, and a body
+/// declared longer than any route reads.
+fn refused_up_front(request: &Request) -> Option<ApiError> {
+    nul_in_url(request).or_else(|| {
+        extract::declares_too_long_body(request.headers()).then_some(ApiError::PayloadTooLarge {
+            limit: extract::BODY_LIMIT,
+        })
+    })
+}
+
+/// What renders the page of an error the envelope answers (a NUL in the URL, or a request
+/// past its timeout), on routes that render their own.
 pub type ErrorPage = fn(ApiError) -> Response;
 
 /// The envelope of the routes that render their own pages, errors included (the
-/// console): the request id, the refusals up front and the request timeout (`error_page`
-/// renders their pages), the metrics and the log line, but no error body rewritten.
+/// console): the request id, a NUL in the URL and the request timeout (`error_page`
+/// renders their pages), the metrics and the log line, but no error body rewritten. A
+/// body too long is the pages' own to refuse, as their forms read it.
 pub async fn around_pages(
     State((envelope, error_page)): State<(Envelope, ErrorPage)>,
     request: Request,
@@ -211,8 +212,12 @@ pub async fn around_pages(
     let method = request.method().clone();
     let timeout = envelope.timeout;
     let (request, arrival) = watch_arrival(request);
-    let mut response = match refused_up_front(&request) {
-        Some(refused) => error_page(refused),
+    let mut response = match nul_in_url(&request) {
+        Some(refused) => {
+            // Dropped first, so that its unread body is read out below.
+            drop(request);
+            error_page(refused)
+        }
         // Dropping the handler on timeout rolls back its open transaction.
         None => match tokio::time::timeout(timeout, next.run(request)).await {
             Ok(response) => response,

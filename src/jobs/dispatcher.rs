@@ -96,7 +96,8 @@ pub struct Deliveries {
 impl Deliveries {
     /// Leases no more endpoints and starts no more attempts; waits for the attempts in
     /// flight (each within its timeout) to be recorded and the leases to be given up, so
-    /// that a server stopped on purpose delivers no message twice.
+    /// that a server stopped on purpose does not make them again once restarted (unless
+    /// the database could not record them).
     pub async fn stop(&self) {
         let _ = self.stopping.send(true);
         self.tasks.close();
@@ -247,15 +248,17 @@ impl Dispatcher {
 
     /// Gives the endpoint's lease up and forgets it as busy. While the database does not
     /// answer, tries again until the lease would have ended anyway: kept, the lease would
-    /// hold the endpoint's deliveries back, this process's included, until its end.
+    /// hold the endpoint's deliveries back, this process's included, until its end. A
+    /// server that stops does not wait for that: the lease ends by itself.
     async fn leave(&self, store: &Arc<dyn Store>, id: &WebhookId) {
         let ends = Instant::now() + self.options.lease;
+        let again = || Instant::now() < ends && !self.stopping();
         loop {
             // Given up with `busy` held, so that no lease is taken for the endpoint between
             // the release and its leaving `busy` (that lease would have no task).
             let mut busy = self.busy.lock().await;
             let failed = store.release_endpoint(id, &self.owner).await.err();
-            let Some(error) = failed.filter(|_| Instant::now() < ends) else {
+            let Some(error) = failed.filter(|_| again()) else {
                 busy.remove(id);
                 return;
             };
@@ -264,8 +267,11 @@ impl Dispatcher {
             // Without holding `busy`, which the other endpoints' tasks and the leasing
             // need; once the database answers, the release above runs again (and gives up
             // a lease taken meanwhile as well).
-            while Instant::now() < ends && store.release_endpoint(id, &self.owner).await.is_err() {
-                tokio::time::sleep(RELEASE_AGAIN).await;
+            while again() && store.release_endpoint(id, &self.owner).await.is_err() {
+                tokio::select! {
+                    () = tokio::time::sleep(RELEASE_AGAIN) => {}
+                    () = self.until_stopped() => {}
+                }
             }
         }
     }

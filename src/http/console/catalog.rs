@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Done, Edited, PAGE_ROWS, Posted, field, given, page_of, pager, posted_over, refusal, see_other,
-    shown_field, whole_number,
+    Done, Edited, Posted, field, given, older_page_follows, page_of, pager, posted_over, refusal,
+    see_other, shown_field, whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -40,8 +40,7 @@ pub async fn customers(
     let mut found = (state.store)
         .list_customers(&signed.principal.business_id, email, request)
         .await?;
-    let more = found.len() > PAGE_ROWS as usize;
-    found.truncate(PAGE_ROWS as usize);
+    let more = older_page_follows(&mut found);
     let writable = !signed.principal.read_only;
     let body = html! {
         form.filters method="get" action="/console/customers" role="search" {
@@ -263,8 +262,7 @@ async fn products_page(
     let mut found = (state.store)
         .list_products(&signed.principal.business_id, request)
         .await?;
-    let more = found.len() > PAGE_ROWS as usize;
-    found.truncate(PAGE_ROWS as usize);
+    let more = older_page_follows(&mut found);
     let body = html! {
         @if let Some((kind, text)) = &message { (notice(*kind, text)) }
         @if found.is_empty() {

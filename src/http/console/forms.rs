@@ -24,7 +24,7 @@ pub const NEWEST_HUNDRED: PageRequest = PageRequest {
 };
 
 /// The rows of a page of a list.
-pub const PAGE_ROWS: u32 = 50;
+const PAGE_ROWS: u32 = 50;
 
 /// The page `?page=` asks for (the first when absent), newest first, with one row more
 /// to tell whether an older page follows: its index and the request.
@@ -37,6 +37,14 @@ pub fn page_of(page: Option<u32>) -> (u32, PageRequest) {
         one_more: true,
     };
     (index, request)
+}
+
+/// Whether an older page follows the rows read for a page (one more than it shows), and
+/// the page's rows alone.
+pub fn older_page_follows<T>(rows: &mut Vec<T>) -> bool {
+    let more = rows.len() > PAGE_ROWS as usize;
+    rows.truncate(PAGE_ROWS as usize);
+    more
 }
 
 /// Links to the newer and older pages of the list at `path`, keeping its `filters`;

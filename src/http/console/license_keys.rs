@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::{
-    Csrf, Done, Edited, NEWEST_HUNDRED, PAGE_ROWS, Posted, field, filled, given, page_of, pager,
-    posted_over, refusal, see_other, shown_field, whole_number,
+    Csrf, Done, Edited, NEWEST_HUNDRED, Posted, field, filled, given, older_page_follows, page_of,
+    pager, posted_over, refusal, see_other, shown_field, whole_number,
 };
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
@@ -89,8 +89,7 @@ pub async fn list(
     let mut keys = (state.store)
         .list_license_keys(business, &filter, page_request)
         .await?;
-    let more = keys.len() > PAGE_ROWS as usize;
-    keys.truncate(PAGE_ROWS as usize);
+    let more = older_page_follows(&mut keys);
     let products = with_product(&state, business, given(&query.product_id)).await?;
     let now = Timestamp::now();
     let selected = |value: &str, current: Option<&str>| current == Some(value);
@@ -235,7 +234,7 @@ pub async fn detail(
         Some("enabled") => Some("The key is enabled again."),
         Some("deactivated") => Some("The instance is deactivated; its seat is free."),
         Some("gone") => Some(
-            "The instance was already gone (deactivated elsewhere, or its heartbeats stopped); its seat is free.",
+            "That instance is no longer among the key's activations (deactivated elsewhere, or its heartbeats stopped).",
         ),
         _ => None,
     };
@@ -329,7 +328,7 @@ async fn key_page(
                 @if key.seats.is_none() {
                     p #limit_help .help { "Empty: unlimited." }
                 } @else {
-                    p #limit_help .help { "While the key is bound to seats, they are its limit: set one here when you unbind it below (empty: unlimited)." }
+                    p #limit_help .help { "While the key is bound to seats, they are its limit. To unbind it below, give here the limit it keeps; empty: it keeps the seats' figure." }
                 }
                 label for="expires_on" { "Expires on" }
                 input #expires_on type="date" name="expires_on" value=(values.expires_on) aria-describedby="expires_help";
