@@ -19,6 +19,7 @@ backend_tests!(
     forms_write_through_the_api_rules,
     a_change_form_sent_late_keeps_what_changed_meanwhile,
     a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form,
+    the_ledger_pairs_are_listed_page_by_page,
     the_ledger_page_charts_the_pairs_quantity,
     lists_show_the_newest_first_and_their_pages_miss_nothing,
 );
@@ -916,6 +917,32 @@ async fn a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form(server: Test
     let key = server.get(&format!("/license_keys/{key_id}")).await;
     assert_eq!(key.json["activations_limit"], 5, "{}", key.text);
     assert_eq!(key.json["seats"], Value::Null, "{}", key.text);
+}
+
+/// An account's pairs, over a hundred, are all reached by their pages, each once.
+async fn the_ledger_pairs_are_listed_page_by_page(server: TestServer) {
+    let licenses: Vec<String> = (0..105).map(|n| format!("l{n:03}")).collect();
+    for license in &licenses {
+        let entry = json!({"accountId": "many", "licenseId": license, "quantity": 1, "updateType": "ABSOLUTE"});
+        server.post("/license_updates", entry).await.expect(200);
+    }
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let mut seen = Vec::new();
+    let mut path = "/console/ledger?account=many".to_owned();
+    for _ in 0..5 {
+        let (status, page) = browser.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend((licenses.iter()).filter(|l| page.contains(&format!("<code>{l}</code>"))));
+        let Some(at) = page.find("\">Next pairs") else {
+            break;
+        };
+        let start = page[..at].rfind("href=\"").unwrap() + 6;
+        path = page[start..at].replace("&amp;", "&");
+        assert!(path.contains("account=many"), "{path}");
+    }
+    let seen: Vec<&String> = seen.into_iter().collect();
+    assert_eq!(seen, licenses.iter().collect::<Vec<_>>());
 }
 
 async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {

@@ -398,12 +398,13 @@ pub trait ConsoleStore: Send + Sync {
     async fn forget_sessions(&self, idle_since: Timestamp) -> Result<u64>;
     /// The business's counts at `now`.
     async fn overview(&self, business_id: &BusinessId, now: Timestamp) -> Result<Overview>;
-    /// Up to `limit` of the ledger's (account, license) pairs, of `account` if given, in
-    /// order.
+    /// Up to `limit` of the ledger's (account, license) pairs, of `account` if given,
+    /// after the pair `after` if given, in order.
     async fn ledger_pairs(
         &self,
         business_id: &BusinessId,
         account: Option<&AccountId>,
+        after: Option<(&AccountId, &LicenseId)>,
         limit: u32,
     ) -> Result<Vec<(AccountId, LicenseId)>>;
 }

@@ -35,6 +35,11 @@ const READS_AT_ONCE: usize = 8;
 pub struct PairsQuery {
     #[serde(default)]
     account: Option<String>,
+    /// The pair the page starts after: the last of the page before.
+    #[serde(default)]
+    after_account: Option<String>,
+    #[serde(default)]
+    after_license: Option<String>,
 }
 
 pub async fn pairs(
@@ -45,9 +50,29 @@ pub async fn pairs(
     let business = &signed.principal.business_id;
     let text = given(&query.account);
     let account = text.map(account_id).transpose()?;
-    let pairs = (state.store)
-        .ledger_pairs(business, account.as_ref(), MAX_PAIRS)
+    let after = match (given(&query.after_account), given(&query.after_license)) {
+        (Some(account), Some(license)) => Some((account_id(account)?, license_id(license)?)),
+        _ => None,
+    };
+    let mut pairs = (state.store)
+        .ledger_pairs(
+            business,
+            account.as_ref(),
+            after.as_ref().map(|(a, l)| (a, l)),
+            MAX_PAIRS + 1,
+        )
         .await?;
+    let more = pairs.len() > MAX_PAIRS as usize;
+    pairs.truncate(MAX_PAIRS as usize);
+    let next = (pairs.last().filter(|_| more)).map(|(account, license)| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(text) = text {
+            query.append_pair("account", text);
+        }
+        query.append_pair("after_account", account.as_str());
+        query.append_pair("after_license", license.as_str());
+        format!("/console/ledger?{}", query.finish())
+    });
     let caller = Caller::Business(business.clone());
     let now = Timestamp::now();
     // Read a few at a time: on PostgreSQL they share round trips instead of taking one
@@ -74,7 +99,7 @@ pub async fn pairs(
         } @else {
             div.table-wrap {
                 table {
-                    caption.muted { "Pairs, by account (up to " (MAX_PAIRS) ")" }
+                    caption.muted { "Pairs, by account" }
                     thead { tr {
                         th scope="col" { "Account" }
                         th scope="col" { "License" }
@@ -91,9 +116,22 @@ pub async fn pairs(
                     }
                 }
             }
+            @if after.is_some() || next.is_some() {
+                nav.pager aria-label="Pages" {
+                    @if after.is_some() {
+                        a href={ "/console/ledger" @if let Some(text) = text { "?account=" (encoded(text)) } } { "← First pairs" } " "
+                    }
+                    @if let Some(next) = &next { a href=(next) { "Next pairs →" } }
+                }
+            }
         }
     };
     Ok(page(&signed, Section::Ledger, "Ledger", body))
+}
+
+/// Text as a query string's value.
+fn encoded(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 fn account_id(text: &str) -> Result<AccountId, ApiError> {

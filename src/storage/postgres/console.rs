@@ -78,19 +78,28 @@ impl ConsoleStore for PgStore {
         &self,
         business_id: &BusinessId,
         account: Option<&AccountId>,
+        after: Option<(&AccountId, &LicenseId)>,
         limit: u32,
     ) -> Result<Vec<(AccountId, LicenseId)>> {
         let sql = ledger_pairs_query(|n| match n {
-            2 => "$2::TEXT".to_owned(),
+            2 | 4 | 5 => format!("${n}::TEXT"),
             _ => format!("${n}"),
         });
         let account = account.map(AccountId::as_str);
-        (self
-            .query(&sql, &[&business_id, &account, &i64::from(limit)])
-            .await?
-            .iter())
-        .map(rows::pair)
-        .collect()
+        let (after_account, after_license) = (
+            after.map(|(a, _)| a.as_str()),
+            after.map(|(_, l)| l.as_str()),
+        );
+        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &business_id,
+            &account,
+            &i64::from(limit),
+            &after_account,
+            &after_license,
+        ];
+        (self.query(&sql, &parameters).await?.iter())
+            .map(rows::pair)
+            .collect()
     }
 
     async fn overview(&self, business_id: &BusinessId, now: Timestamp) -> Result<Overview> {

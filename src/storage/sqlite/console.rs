@@ -105,14 +105,25 @@ impl ConsoleStore for SqliteStore {
         &self,
         business_id: &BusinessId,
         account: Option<&AccountId>,
+        after: Option<(&AccountId, &LicenseId)>,
         limit: u32,
     ) -> Result<Vec<(AccountId, LicenseId)>> {
         let sql = ledger_pairs_query(|n| format!("?{n}"));
+        let (after_account, after_license) = (
+            after.map(|(a, _)| a.as_str()),
+            after.map(|(_, l)| l.as_str()),
+        );
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
             let pairs = stmt
                 .query_map(
-                    params![business_id, account.map(AccountId::as_str), limit],
+                    params![
+                        business_id,
+                        account.map(AccountId::as_str),
+                        limit,
+                        after_account,
+                        after_license
+                    ],
                     |r| Ok(rows::pair(r)),
                 )
                 .map_err(internal)?;
