@@ -20,6 +20,7 @@ backend_tests!(
     a_change_form_sent_late_keeps_what_changed_meanwhile,
     a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form,
     the_ledger_pairs_are_listed_page_by_page,
+    a_pairs_entries_are_listed_page_by_page_with_their_metadata,
     the_ledger_page_charts_the_pairs_quantity,
     lists_show_the_newest_first_and_their_pages_miss_nothing,
 );
@@ -943,6 +944,37 @@ async fn the_ledger_pairs_are_listed_page_by_page(server: TestServer) {
     }
     let seen: Vec<&String> = seen.into_iter().collect();
     assert_eq!(seen, licenses.iter().collect::<Vec<_>>());
+}
+
+/// A pair's entries, over a page of them, are all reached by their pages, each once, and
+/// show their metadata.
+async fn a_pairs_entries_are_listed_page_by_page_with_their_metadata(server: TestServer) {
+    let days: Vec<String> = (1..=60)
+        .map(|n| format!("2024-{:02}-{:02}", 1 + (n - 1) / 28, 1 + (n - 1) % 28))
+        .collect();
+    for (n, day) in days.iter().enumerate() {
+        let entry = json!({"accountId": "acme", "licenseId": "seats", "quantity": n + 1,
+            "updateType": "ABSOLUTE", "effectiveFrom": format!("{day}T00:00:00Z"),
+            "metadata": {"reason": format!("renewal-{n}")}});
+        server.post("/license_updates", entry).await.expect(200);
+    }
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let mut seen = Vec::new();
+    let mut path = "/console/ledger/pair?account=acme&license=seats".to_owned();
+    for _ in 0..4 {
+        let (status, page) = browser.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend((days.iter()).filter(|d| page.contains(&format!("<td>{d}T00:00:00Z</td>"))));
+        assert!(page.contains("renewal-"), "the metadata: {page}");
+        let Some(at) = page.find("\">Older entries") else {
+            break;
+        };
+        let start = page[..at].rfind("href=\"").unwrap() + 6;
+        path = page[start..at].replace("&amp;", "&");
+    }
+    seen.sort();
+    assert_eq!(seen, days.iter().collect::<Vec<_>>());
 }
 
 async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {

@@ -14,7 +14,9 @@ mod store;
 use std::sync::Arc;
 
 pub use error::{OpenError, Result, StorageError};
-pub use listing::{EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, PageRequest};
+pub use listing::{
+    EntrySort, KeyFilter, ListEntries, ListedEntry, MAX_ENTRY_PAGE, MAX_LISTED_ENTRIES, PageRequest,
+};
 pub use store::{
     AccountStore, Appended, ConsoleStore, HealthStore, KeyValidity, LedgerStore, LicenseStore,
     OutboxStore, PoolUsage, StorageOptions, Store, StoredSigningKey, WebhookStore,

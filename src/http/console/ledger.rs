@@ -25,7 +25,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::parse_json;
 use crate::http::state::AppState;
 use crate::http::togai::license_updates::LicenseUpdateRequest;
-use crate::storage::{EntrySort, ListEntries, MAX_ENTRY_PAGE};
+use crate::storage::{EntrySort, ListEntries, MAX_ENTRY_PAGE, MAX_LISTED_ENTRIES};
 
 const MAX_PAIRS: u32 = 100;
 /// The pairs' quantities read at once for the list of pairs.
@@ -163,6 +163,21 @@ pub struct PairQuery {
     month: Option<String>,
     #[serde(default)]
     done: Option<String>,
+    /// `<effective from, in µs>.<seq>` of the last entry of the page of entries before.
+    #[serde(default)]
+    entries_after: Option<String>,
+}
+
+/// The position `?entries_after=` names.
+fn entries_position(text: &str) -> Result<(i64, i64), ApiError> {
+    let parsed =
+        (text.split_once('.')).and_then(|(at, seq)| Some((at.parse().ok()?, seq.parse().ok()?)));
+    parsed.ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "`entries_after` `{}` is not a position of an entry listed here",
+            shorten(text)
+        ))
+    })
 }
 
 /// The first day of `YYYY-MM`, and of the month after.
@@ -226,10 +241,21 @@ async fn pair_page(
         effective_from: None,
         sort: EntrySort::EffectiveFrom,
         descending: true,
-        after: None,
-        limit: MAX_ENTRY_PAGE,
+        after: given(&query.entries_after)
+            .map(entries_position)
+            .transpose()?,
+        limit: MAX_LISTED_ENTRIES,
     };
-    let entries = state.store.list_entries(business, &listing).await?;
+    let mut entries = state.store.list_entries(business, &listing).await?;
+    let more = entries.len() > MAX_ENTRY_PAGE as usize;
+    entries.truncate(MAX_ENTRY_PAGE as usize);
+    let older = (entries.last().filter(|_| more)).map(|last| {
+        let (at, seq) = last.position(EntrySort::EffectiveFrom);
+        format!(
+            "{}&entries_after={at}.{seq}#entries",
+            pair_path(&account, &license, Some(&month))
+        )
+    });
     let title = format!("{account} / {license}");
     let empty = AddUpdate::default();
     let form = form.unwrap_or(&empty);
@@ -282,11 +308,12 @@ async fn pair_page(
         } @else {
             div.table-wrap {
                 table aria-labelledby="entries" {
-                    caption.muted { "Newest effective first (up to " (MAX_ENTRY_PAGE) ")" }
+                    caption.muted { "Newest effective first" }
                     thead { tr {
                         th scope="col" { "Effective from" }
-                        th scope="col" class="num" { "Quantity" }
+                        th scope="col" class="num" { "Quantity from then" }
                         th scope="col" { "Written" }
+                        th scope="col" { "Metadata" }
                     } }
                     tbody {
                         @for listed in &entries {
@@ -294,9 +321,21 @@ async fn pair_page(
                                 td { (listed.entry.effective_from) }
                                 td.num { (listed.entry.quantity.to_string()) }
                                 td { (listed.entry.created_at) }
+                                td { @match &listed.entry.metadata {
+                                    Some(metadata) => code { (serde_json::to_string(metadata).unwrap_or_default()) },
+                                    None => "—",
+                                } }
                             }
                         }
                     }
+                }
+            }
+            @if query.entries_after.is_some() || older.is_some() {
+                nav.pager aria-label="Pages of entries" {
+                    @if query.entries_after.is_some() {
+                        a href={ (pair_path(&account, &license, Some(&month))) "#entries" } { "← Newest entries" } " "
+                    }
+                    @if let Some(older) = &older { a href=(older) { "Older entries →" } }
                 }
             }
         }
@@ -413,6 +452,7 @@ pub async fn add_update(
         license: form.license.clone(),
         month: None,
         done: None,
+        entries_after: None,
     };
     match written {
         Ok(_) => {
