@@ -71,7 +71,9 @@ async fn records_a_write_for_the_endpoints_enabled_when_it_is_written(backend: B
     let endpoint = store.create_webhook(&endpoint).await.unwrap();
     store.append_entry(&caller, &one_seat()).await.unwrap();
     let recorded = async || {
-        let listed = store.messages(&business, &endpoint.id, None, 10).await;
+        let listed = store
+            .messages(&business, &endpoint.id, None, None, 10)
+            .await;
         listed.unwrap().len()
     };
     assert_eq!(recorded().await, 0);
@@ -109,7 +111,7 @@ async fn a_write_beside_the_deletion_of_an_endpoint_succeeds_on_postgres() {
     common::until_a_session_waits_for_a_lock(&database.connect().await).await;
     deleting.batch_execute("COMMIT").await.unwrap();
     write.await.unwrap().unwrap();
-    let listed = store.messages(&business, &kept.id, None, 10).await;
+    let listed = store.messages(&business, &kept.id, None, None, 10).await;
     assert_eq!(listed.unwrap().len(), 1);
 }
 
@@ -195,7 +197,7 @@ impl Outbox {
     async fn messages(&self) -> Vec<Message> {
         let listed = self
             .store
-            .messages(&self.business, &self.endpoint, None, 10);
+            .messages(&self.business, &self.endpoint, None, None, 10);
         let mut listed = listed.await.unwrap();
         listed.reverse();
         listed

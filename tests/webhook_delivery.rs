@@ -56,6 +56,7 @@ delivery_tests!(
     the_rate_limit_spaces_deliveries,
     a_slow_endpoint_holds_up_no_other,
     metrics_count_deliveries_by_result,
+    messages_are_listed_page_by_page,
 );
 
 async fn start(backend: Backend) -> Option<TestServer> {
@@ -571,6 +572,48 @@ async fn a_slow_endpoint_holds_up_no_other(server: TestServer) {
         "the fast endpoint had all ten before the slow one"
     );
     slow.wait_for(10, WAIT).await;
+}
+
+/// An endpoint's messages, newest first, page after page through the `iterator` of each,
+/// each once; the last page says it is.
+async fn messages_are_listed_page_by_page(server: TestServer) {
+    let receiver = Receiver::ok().await;
+    let (endpoint, _) = subscribe(&server, &receiver.url, json!({})).await;
+    for quantity in 1..=7 {
+        ledger(&server, quantity, "ABSOLUTE").await.expect(200);
+    }
+    let mut seen = Vec::new();
+    let mut query = "?limit=3".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let page = server
+            .get(&format!("/webhooks/{endpoint}/messages{query}"))
+            .await;
+        let page = page.expect(200).json.clone();
+        let data = page["data"].as_array().unwrap();
+        seen.extend(
+            data.iter()
+                .map(|m| m["payload"]["data"]["quantity"].as_i64().unwrap()),
+        );
+        pages.push((data.len(), page["done"].clone()));
+        if page["done"] == true {
+            break;
+        }
+        query = format!("?limit=3&iterator={}", page["iterator"].as_str().unwrap());
+    }
+    assert_eq!(
+        pages,
+        [(3, json!(false)), (3, json!(false)), (1, json!(true))]
+    );
+    assert_eq!(seen, [7, 6, 5, 4, 3, 2, 1]);
+    let refused = server
+        .get(&format!("/webhooks/{endpoint}/messages?iterator=nope"))
+        .await;
+    assert!(
+        refused.expect(400).message().contains("`iterator`"),
+        "{}",
+        refused.text
+    );
 }
 
 async fn metrics_count_deliveries_by_result(server: TestServer) {

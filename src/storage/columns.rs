@@ -168,15 +168,17 @@ pub fn ledger_pairs_query(p: impl Fn(usize) -> String) -> String {
 }
 
 /// The `p(4)` most recent messages of business `p(1)`'s endpoint `p(2)`, with status `p(3)`
-/// if not null, newest first: in the order of their ids, which are made in order, read
-/// from the unique index of those (migrations SQLite 0016, PostgreSQL 0017).
+/// if not null, older than message `p(5)` if not null, newest first: in the order of their
+/// ids, which are made in order, read from the unique index of those (migrations SQLite
+/// 0016, PostgreSQL 0017).
 pub fn recent_messages_query(p: impl Fn(usize) -> String) -> String {
-    let (b, endpoint, status, limit) = (p(1), p(2), p(3), p(4));
+    let (b, endpoint, status, limit, before) = (p(1), p(2), p(3), p(4), p(5));
     format!(
         "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
          WHERE endpoint_id = (
              SELECT id FROM webhook_endpoints WHERE business_id = {b} AND id = {endpoint})
            AND ({status} IS NULL OR status = {status})
+           AND ({before} IS NULL OR id < {before})
          ORDER BY id DESC LIMIT {limit}"
     )
 }

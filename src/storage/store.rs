@@ -357,12 +357,14 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<bool>;
     /// Gives up `owner`'s lease on the endpoint.
     async fn release_endpoint(&self, endpoint: &WebhookId, owner: &str) -> Result<()>;
-    /// The endpoint's most recent messages, newest first, with that status if given.
+    /// The endpoint's most recent messages, newest first, with that status if given, older
+    /// than the message `before` if given.
     async fn messages(
         &self,
         business_id: &BusinessId,
         endpoint: &WebhookId,
         status: Option<MessageStatus>,
+        before: Option<&MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>>;
     /// Makes the message due at `now`. A delivered or failed one gets one more attempt;

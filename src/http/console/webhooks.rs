@@ -90,7 +90,7 @@ pub async fn endpoint(
     };
     let messages = state
         .store
-        .messages(business, &id, status, MESSAGES)
+        .messages(business, &id, status, None, MESSAGES)
         .await?;
     let message = match query.done.as_deref() {
         Some("retried") => Some("The message is due now: it is sent within a moment."),

@@ -65,6 +65,12 @@ impl TryFrom<Message> for MessageView {
 pub struct MessagesPage {
     /// Newest first.
     data: Vec<MessageView>,
+    /// The id of the last message of this page: pass it as `iterator` for the next one;
+    /// null when the page is empty.
+    #[schema(required = true)]
+    iterator: Option<String>,
+    /// Whether this is the last page.
+    done: bool,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -78,11 +84,15 @@ pub struct MessagesQuery {
     #[serde(default)]
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// The `iterator` of the page before: the messages older than it.
+    #[serde(default)]
+    iterator: Option<String>,
 }
 
 impl QueryParams for MessagesQuery {}
 
-/// Lists an endpoint's most recent messages (kept 7 days once delivered or failed).
+/// Lists an endpoint's messages, newest first, page by page (kept 7 days once delivered
+/// or failed).
 #[utoipa::path(get, path = "/webhooks/{id}/messages", tag = "Webhooks",
     params(("id" = String, Path, description = "`wh_…`"), MessagesQuery),
     responses(
@@ -117,12 +127,29 @@ pub async fn list_messages(
     if state.store.webhook(business, &id).await?.is_none() {
         return Err(super::webhooks::webhook_not_found(&id));
     }
-    let messages = (state.store).messages(business, &id, status, limit).await?;
+    let before = match query.iterator.as_deref() {
+        None => None,
+        Some(text) if text.starts_with("msg_") && text.len() <= 50 => Some(MessageId::from(text)),
+        Some(text) => {
+            return Err(ApiError::BadRequest(format!(
+                "`iterator` `{}` is not the id of a message (`msg_…`)",
+                shorten(text)
+            )));
+        }
+    };
+    let mut messages = (state.store)
+        .messages(business, &id, status, before.as_ref(), limit + 1)
+        .await?;
+    let done = messages.len() <= limit as usize;
+    messages.truncate(limit as usize);
+    let iterator = messages.last().map(|m| m.id.as_str().to_owned());
     Ok(Json(MessagesPage {
         data: messages
             .into_iter()
             .map(MessageView::try_from)
             .collect::<Result<_, _>>()?,
+        iterator,
+        done,
     }))
 }
 

@@ -94,10 +94,10 @@ impl Recorded {
     }
 }
 
-/// The listing of an endpoint's recent messages (`$1` to `$4`).
+/// The listing of an endpoint's recent messages (`$1` to `$5`).
 pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     recent_messages_query(|n| match n {
-        3 => "$3::TEXT".to_owned(),
+        3 | 5 => format!("${n}::TEXT"),
         _ => format!("${n}"),
     })
 });
@@ -285,10 +285,12 @@ impl OutboxStore for PgStore {
         business_id: &BusinessId,
         endpoint: &WebhookId,
         status: Option<MessageStatus>,
+        before: Option<&MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>> {
         let status = status.map(MessageStatus::as_str);
-        let params: &Params = &[&business_id, &endpoint, &status, &i64::from(limit)];
+        let before = before.map(MessageId::as_str);
+        let params: &Params = &[&business_id, &endpoint, &status, &i64::from(limit), &before];
         (self.query(&RECENT_MESSAGES, params).await?.iter())
             .map(rows::message)
             .collect()

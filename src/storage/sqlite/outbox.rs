@@ -113,7 +113,7 @@ pub(super) static DUE_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The listing of an endpoint's recent messages (`?1` to `?4`).
+/// The listing of an endpoint's recent messages (`?1` to `?5`).
 pub(super) static RECENT_MESSAGES: LazyLock<String> =
     LazyLock::new(|| recent_messages_query(|n| format!("?{n}")));
 
@@ -285,6 +285,7 @@ impl OutboxStore for SqliteStore {
         business_id: &BusinessId,
         endpoint: &WebhookId,
         status: Option<MessageStatus>,
+        before: Option<&MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>> {
         self.read(|conn| {
@@ -295,7 +296,8 @@ impl OutboxStore for SqliteStore {
                     business_id,
                     endpoint,
                     status.map(MessageStatus::as_str),
-                    limit
+                    limit,
+                    before.map(MessageId::as_str)
                 ],
             )
         })
