@@ -154,6 +154,17 @@ pub fn overview_query(p: impl Fn(usize) -> String) -> String {
     )
 }
 
+/// Whether a key other than `p(1)` reads as `p(1)` (see the store's `key_read_as`).
+pub fn key_read_as_query(p: impl Fn(usize) -> String) -> String {
+    let meant = p(1);
+    format!(
+        "SELECT EXISTS (
+             SELECT 1 FROM license_keys
+             WHERE key <> {meant} AND length(key) = length({meant})
+               AND replace(replace(replace(upper(key), 'I', '1'), 'L', '1'), 'O', '0') = {meant})"
+    )
+}
+
 /// The ledger's pairs of business `p(1)`, of account `p(2)` if not null, after the pair
 /// (`p(4)`, `p(5)`) if not null, in order, up to `p(3)`.
 pub fn ledger_pairs_query(p: impl Fn(usize) -> String) -> String {

@@ -83,21 +83,33 @@ pub async fn create_license_key(
     ))
 }
 
-/// An imported key that a customer's typing of an existing key would reach instead of it
-/// (the existing key in small letters, say): the key as typed is looked up first, so the
-/// new one would take that key's activations. 409, as for the key itself.
+/// An imported key that is another spelling of an existing key, as customers type keys
+/// (in small letters, say), or of which an existing key is such a spelling: a key is
+/// looked up as typed first, so the one in small letters would take the other's
+/// activations. 409, as for the key itself.
 async fn check_not_read_as_another(state: &AppState, key: &KeyString) -> Result<(), ApiError> {
-    let Some(meant) = meant_key(key) else {
-        return Ok(());
+    let taken = match meant_key(key) {
+        Some(meant) => state.store.business_of_key(&meant).await?.is_some(),
+        // A key of the generated shape, as the server writes it: is one that reads as it
+        // there already?
+        None if read_from_other_spellings(key) => state.store.key_read_as(key).await?,
+        None => false,
     };
-    match state.store.business_of_key(&meant).await? {
-        None => Ok(()),
-        Some(_) => Err(ApiError::Conflict(
-            "`key` is an existing key as a customer might mistype it (in small letters, or \
-             with I, L or O for 1 and 0): typed so, it would be found in that key's place"
+    match taken {
+        false => Ok(()),
+        true => Err(ApiError::Conflict(
+            "`key` and an existing key are one key as a customer might type it (in small \
+             letters, or with I, L or O for 1 and 0): typed so, it would find the other"
                 .into(),
         )),
     }
+}
+
+/// Whether customers' other spellings of `key` are read as it: a key of the generated
+/// shape, written as the server writes such keys.
+fn read_from_other_spellings(key: &KeyString) -> bool {
+    let lower = KeyString::parse(key.as_str().to_ascii_lowercase());
+    lower.is_ok_and(|lower| meant_key(&lower).as_ref() == Some(key))
 }
 
 /// Issues a key as `POST /license_keys` asks (the console's form asks the same way).

@@ -15,7 +15,7 @@ use crate::domain::auth::{
 };
 use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, KeyString, SigningKeyId, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS};
+use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS, key_read_as_query};
 use crate::storage::error::Result;
 use crate::storage::rows::{self, Columns};
 use crate::storage::store::{AccountStore, StoredSigningKey};
@@ -140,6 +140,12 @@ impl AccountStore for PgStore {
         .await?
         .map(|row| row.text(0).map(BusinessId::from))
         .transpose()
+    }
+
+    async fn key_read_as(&self, meant: &KeyString) -> Result<bool> {
+        let sql = key_read_as_query(|n| format!("${n}::TEXT"));
+        let row = self.query_opt(&sql, &[&meant.as_str()]).await?;
+        Ok(row.is_some_and(|row| row.get::<_, bool>(0)))
     }
 
     async fn first_business(&self) -> Result<Option<BusinessId>> {

@@ -9,7 +9,7 @@ use super::error::internal;
 use crate::domain::auth::{ApiKeyInfo, KeyDigest, Principal};
 use crate::domain::ids::{ApiKeyId, BusinessId, BusinessName, KeyString, SigningKeyId, new_id};
 use crate::domain::time::Timestamp;
-use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS};
+use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS, key_read_as_query};
 use crate::storage::error::Result;
 use crate::storage::rows;
 use crate::storage::store::{AccountStore, StoredSigningKey};
@@ -141,6 +141,14 @@ impl AccountStore for SqliteStore {
             .optional()
             .map(|id| id.map(BusinessId::from))
             .map_err(internal)
+        })
+    }
+
+    async fn key_read_as(&self, meant: &KeyString) -> Result<bool> {
+        let sql = key_read_as_query(|n| format!("?{n}"));
+        self.read(|conn| {
+            conn.query_row(&sql, [meant.as_str()], |r| r.get::<_, bool>(0))
+                .map_err(internal)
         })
     }
 
