@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 backend_tests!(
     a_session_opens_with_a_key_and_ends_with_sign_out,
+    signing_in_opens_the_page_that_asked_for_it,
     the_sign_in_form_of_every_tab_signs_in_once,
     a_revoked_key_or_an_idle_session_is_signed_out,
     every_page_renders_for_a_signed_in_key,
@@ -142,6 +143,53 @@ impl Browser {
         assert_eq!(status, StatusCode::OK, "{page}");
         csrf_of(&page)
     }
+}
+
+/// A page read without a session asks for a sign-in, then opens; only a page of the
+/// console is opened so. A browser signed in already skips the sign-in page.
+async fn signing_in_opens_the_page_that_asked_for_it(server: TestServer) {
+    let mut browser = Browser::new(&server);
+    let (status, sign_in) = browser.get("/console/license-keys?status=active").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let next = "%2Fconsole%2Flicense-keys%3Fstatus%3Dactive";
+    assert_eq!(sign_in, format!("/console/sign-in?next={next}"));
+    let form = browser.client.get(format!("{}{sign_in}", server.url));
+    let form = form.send().await.unwrap();
+    let token = cookie_value(&set_cookies(&form), "licensed_sign_in").unwrap();
+    let page = form.text().await.unwrap();
+    assert!(page.contains("Sign in to open that page."), "{page}");
+    let sign_in_with = async |next: &str| {
+        let fields = [
+            ("csrf", csrf_of(&page)),
+            ("api_key", server.key.clone()),
+            ("next", next.to_owned()),
+        ];
+        let answer = (browser
+            .client
+            .post(format!("{}/console/sign-in", server.url)))
+        .header(COOKIE, format!("licensed_sign_in={token}"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+        (answer.headers().get(LOCATION).unwrap().to_str().unwrap()).to_owned()
+    };
+    assert_eq!(
+        sign_in_with(&input_value(&page, "next")).await,
+        "/console/license-keys?status=active"
+    );
+    for elsewhere in ["https://evil.example/console", "//evil.example/x", "/docs"] {
+        assert_eq!(sign_in_with(elsewhere).await, "/console", "{elsewhere}");
+    }
+
+    browser.sign_in(&server.key).await;
+    assert_eq!(
+        browser.get(&format!("/console/sign-in?next={next}")).await,
+        (
+            StatusCode::SEE_OTHER,
+            "/console/license-keys?status=active".to_owned()
+        )
+    );
 }
 
 async fn a_session_opens_with_a_key_and_ends_with_sign_out(server: TestServer) {

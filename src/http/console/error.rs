@@ -16,8 +16,9 @@ use crate::storage::StorageError;
 
 #[derive(Debug)]
 pub enum ConsoleError {
-    /// No session, or one that ended (idle, signed out, its key revoked).
-    SignedOut,
+    /// No session, or one that ended (idle, signed out, its key revoked); the page asked
+    /// for, to open once signed in (a page read, not a form sent).
+    SignedOut(Option<String>),
     /// A form without the session's token, or a write with a read-only key.
     Forbidden(String),
     /// What the API would have refused, for the reason it would have given.
@@ -27,7 +28,7 @@ pub enum ConsoleError {
 impl From<ApiError> for ConsoleError {
     fn from(error: ApiError) -> Self {
         match error {
-            ApiError::Unauthorized => ConsoleError::SignedOut,
+            ApiError::Unauthorized => ConsoleError::SignedOut(None),
             other => ConsoleError::Api(other),
         }
     }
@@ -42,8 +43,17 @@ impl From<StorageError> for ConsoleError {
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         match self {
-            ConsoleError::SignedOut => {
-                (StatusCode::SEE_OTHER, [(LOCATION, "/console/sign-in")]).into_response()
+            ConsoleError::SignedOut(back_to) => {
+                let location = match back_to {
+                    Some(page) => format!(
+                        "/console/sign-in?next={}",
+                        form_urlencoded::byte_serialize(page.as_bytes()).collect::<String>()
+                    ),
+                    None => "/console/sign-in".to_owned(),
+                };
+                let location = HeaderValue::from_str(&location)
+                    .unwrap_or(HeaderValue::from_static("/console/sign-in"));
+                (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
             }
             ConsoleError::Forbidden(message) => {
                 layout::error_page(StatusCode::FORBIDDEN, &message).into_response()

@@ -5,7 +5,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method};
 
 use super::error::ConsoleError;
 use crate::domain::auth::Principal;
@@ -50,8 +50,27 @@ impl FromRequestParts<AppState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
         let session = live_session(&parts.headers, state).await?;
-        session.map(Session).ok_or(ConsoleError::SignedOut)
+        session.map(Session).ok_or_else(|| signed_out(parts))
     }
+}
+
+/// The answer to a request without a live session: sign in, then back to the page it
+/// read (a form it sent cannot be sent again for it).
+fn signed_out(parts: &Parts) -> ConsoleError {
+    let page = (parts.method == Method::GET)
+        .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
+        .flatten()
+        .filter(|page| page != "/console");
+    ConsoleError::SignedOut(page)
+}
+
+/// Whether `next`, from the sign-in page's query or form, is a console page to open once
+/// signed in: a path of this console, not another site's address.
+pub fn is_console_page(next: &str) -> bool {
+    next.starts_with("/console")
+        && !next.starts_with("/console/sign-in")
+        && !next.contains("//")
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 /// The live session the request's cookie names, if any.
@@ -96,7 +115,7 @@ impl FromRequestParts<AppState> for Signed {
         let Session(session) = Session::from_request_parts(parts, state).await?;
         // The key's permissions now: a revoked key ends its sessions at once.
         let principal =
-            (state.store.authenticate(session.api_key).await?).ok_or(ConsoleError::SignedOut)?;
+            (state.store.authenticate(session.api_key).await?).ok_or_else(|| signed_out(parts))?;
         // The console spends its key's requests as the API does (`--api-key-rate-limit`).
         state.limits.check_api_key(&session.api_key)?;
         Ok(Signed { session, principal })

@@ -11,25 +11,51 @@ use axum::response::{AppendHeaders, IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::error::{ConsoleError, ConsoleForm};
+use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::Csrf;
 use super::layout::{Notice, bare, notice};
-use super::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Session, cookie, live_session, set_cookie};
+use super::session::{
+    SESSION_COOKIE, SIGN_IN_COOKIE, Session, cookie, is_console_page, live_session, set_cookie,
+};
 use crate::domain::auth::KeyDigest;
 use crate::domain::console::{ConsoleSession, is_token, random_token, tokens_match};
 use crate::domain::time::Timestamp;
 use crate::http::state::AppState;
 
-/// The sign-in page, with the browser's form token, or a new one.
-pub async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    sign_in_form(&state, &headers, StatusCode::OK, None)
+/// `?next=`: the console page to open once signed in.
+#[derive(Deserialize, Default)]
+pub struct Next {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// The sign-in page, with the browser's form token, or a new one; a browser signed in
+/// already goes on to the console.
+pub async fn sign_in_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConsoleQuery(Next { next }): ConsoleQuery<Next>,
+) -> Result<Response, ConsoleError> {
+    let next = next.filter(|next| is_console_page(next));
+    if live_session(&headers, &state).await?.is_some() {
+        return Ok(to_console(next.as_deref()));
+    }
+    let asked = next.as_ref().map(|_| "Sign in to open that page.");
+    Ok(sign_in_form(
+        &state,
+        &headers,
+        StatusCode::OK,
+        asked.map(|text| (Notice::Done, text)),
+        next.as_deref(),
+    ))
 }
 
 fn sign_in_form(
     state: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
-    refused: Option<&str>,
+    message: Option<(Notice, &str)>,
+    next: Option<&str>,
 ) -> Response {
     // The token the browser already holds, if any: a new one would refuse the form of
     // every other tab showing this page.
@@ -38,9 +64,10 @@ fn sign_in_form(
         _ => random_token(),
     };
     let body = html! {
-        @if let Some(refused) = refused { (notice(Notice::Refused, refused)) }
+        @if let Some((kind, text)) = message { (notice(kind, text)) }
         form.card method="post" action="/console/sign-in" {
             input type="hidden" name="csrf" value=(token);
+            @if let Some(next) = next { input type="hidden" name="next" value=(next); }
             label for="api_key" { "API key" }
             input #api_key type="password" name="api_key" autocomplete="off" required
                 autofocus aria-describedby="api_key_help";
@@ -61,6 +88,8 @@ pub struct SignIn {
     csrf: String,
     #[serde(default)]
     api_key: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub async fn sign_in(
@@ -68,12 +97,13 @@ pub async fn sign_in(
     headers: HeaderMap,
     ConsoleForm(form): ConsoleForm<SignIn>,
 ) -> Result<Response, ConsoleError> {
+    let next = Some(form.next.as_str()).filter(|next| is_console_page(next));
     let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !tokens_match(expected, &form.csrf) {
         // A form posted twice, or from a tab left open, after its sign-in: the browser
         // is signed in already (its session cookie is sent from the console only).
         if live_session(&headers, &state).await?.is_some() {
-            return Ok(to_console());
+            return Ok(to_console(next));
         }
         return Err(ConsoleError::Forbidden(
             "This sign-in form has expired or did not come from the console. Reload the page and try again.".into(),
@@ -85,7 +115,11 @@ pub async fn sign_in(
             &state,
             &headers,
             StatusCode::UNAUTHORIZED,
-            Some("That API key is not valid. Check it and try again."),
+            Some((
+                Notice::Refused,
+                "That API key is not valid. Check it and try again.",
+            )),
+            next,
         ));
     }
     let token = random_token();
@@ -96,7 +130,7 @@ pub async fn sign_in(
     Ok((
         StatusCode::SEE_OTHER,
         AppendHeaders([
-            (LOCATION, HeaderValue::from_static("/console")),
+            (LOCATION, console_page(next)),
             set_cookie(SESSION_COOKIE, Some(&token), secure),
             set_cookie(SIGN_IN_COOKIE, None, secure),
         ]),
@@ -104,12 +138,14 @@ pub async fn sign_in(
         .into_response())
 }
 
-fn to_console() -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [(LOCATION, HeaderValue::from_static("/console"))],
-    )
-        .into_response()
+/// The page `next` names (checked by [`is_console_page`]), else the console's overview.
+fn console_page(next: Option<&str>) -> HeaderValue {
+    (next.and_then(|next| HeaderValue::from_str(next).ok()))
+        .unwrap_or(HeaderValue::from_static("/console"))
+}
+
+fn to_console(next: Option<&str>) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, console_page(next))]).into_response()
 }
 
 pub async fn sign_out(
