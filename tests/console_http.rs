@@ -353,6 +353,12 @@ async fn a_revoked_key_or_an_idle_session_is_signed_out(server: TestServer) {
     let keys = server.store.list_api_keys().await.unwrap();
     let newest = keys.iter().max_by_key(|k| k.created_at).unwrap();
     assert!(server.store.revoke_api_key(&newest.id).await.unwrap());
+    // Its browser is asked to sign in again, and shown the form (not sent back).
+    let (status, sign_in) = revoked.get("/console/license-keys").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, page) = revoked.get(&sign_in).await;
+    assert_eq!(status, StatusCode::OK, "{sign_in}: {page}");
+    assert!(page.contains("name=\"api_key\""), "{page}");
     let mut idle = Browser::new(&server);
     idle.sign_in(&server.key).await;
     assert_eq!(idle.get("/console").await.0, StatusCode::OK);
@@ -970,51 +976,65 @@ async fn a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form(server: Test
 
 /// An account's pairs, over a hundred, are all reached by their pages, each once.
 async fn the_ledger_pairs_are_listed_page_by_page(server: TestServer) {
-    let licenses: Vec<String> = (0..105).map(|n| format!("l{n:03}")).collect();
-    for license in &licenses {
-        let entry = json!({"accountId": "many", "licenseId": license, "quantity": 1, "updateType": "ABSOLUTE"});
+    // Two accounts, so that a page ends inside the first and the next starts in it.
+    let pairs: Vec<(&str, String)> = (0..105)
+        .map(|n| ("many", format!("m{n:03}")))
+        .chain((0..20).map(|n| ("more", format!("n{n:03}"))))
+        .collect();
+    for (account, license) in &pairs {
+        let entry = json!({"accountId": account, "licenseId": license, "quantity": 1, "updateType": "ABSOLUTE"});
         server.post("/license_updates", entry).await.expect(200);
     }
     let mut browser = Browser::new(&server);
     browser.sign_in(&server.key).await;
-    let mut seen = Vec::new();
-    let mut path = "/console/ledger?account=many".to_owned();
-    for _ in 0..5 {
-        let (status, page) = browser.get(&path).await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        seen.extend((licenses.iter()).filter(|l| page.contains(&format!("<code>{l}</code>"))));
-        let Some(at) = page.find("\">Next pairs") else {
-            break;
-        };
-        let start = page[..at].rfind("href=\"").unwrap() + 6;
-        path = page[start..at].replace("&amp;", "&");
-        assert!(path.contains("account=many"), "{path}");
-    }
-    let seen: Vec<&String> = seen.into_iter().collect();
-    assert_eq!(seen, licenses.iter().collect::<Vec<_>>());
+    let licenses_on = async |first: &str| {
+        let (mut seen, mut path) = (Vec::new(), first.to_owned());
+        for _ in 0..5 {
+            let (status, page) = browser.get(&path).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let shown = |l: &&(&str, String)| page.contains(&format!("<code>{}</code>", l.1));
+            seen.extend(pairs.iter().filter(shown).cloned());
+            let Some(at) = page.find("\">Next pairs") else {
+                break;
+            };
+            let start = page[..at].rfind("href=\"").unwrap() + 6;
+            path = page[start..at].replace("&amp;", "&");
+        }
+        seen
+    };
+    assert_eq!(licenses_on("/console/ledger").await, pairs);
+    let many: Vec<_> = pairs
+        .iter()
+        .filter(|(a, _)| *a == "many")
+        .cloned()
+        .collect();
+    assert_eq!(licenses_on("/console/ledger?account=many").await, many);
+    let (status, page) = browser.get("/console/ledger?after_account=many").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
 }
 
 /// A pair's entries, over a page of them, are all reached by their pages, each once, and
-/// show their metadata.
+/// show their metadata; entries effective at one instant, across a page's end, too.
 async fn a_pairs_entries_are_listed_page_by_page_with_their_metadata(server: TestServer) {
-    let days: Vec<String> = (1..=60)
-        .map(|n| format!("2024-{:02}-{:02}", 1 + (n - 1) / 28, 1 + (n - 1) % 28))
+    // Three entries a day: every page ends among entries of one instant.
+    let entries: Vec<(usize, String)> = (0..60)
+        .map(|n| (n, format!("2024-01-{:02}T00:00:00Z", 1 + n / 3)))
         .collect();
-    for (n, day) in days.iter().enumerate() {
+    for (n, at) in &entries {
         let entry = json!({"accountId": "acme", "licenseId": "seats", "quantity": n + 1,
-            "updateType": "ABSOLUTE", "effectiveFrom": format!("{day}T00:00:00Z"),
+            "updateType": "ABSOLUTE", "effectiveFrom": at,
             "metadata": {"reason": format!("renewal-{n}")}});
         server.post("/license_updates", entry).await.expect(200);
     }
     let mut browser = Browser::new(&server);
     browser.sign_in(&server.key).await;
-    let mut seen = Vec::new();
+    let mut seen: Vec<&usize> = Vec::new();
     let mut path = "/console/ledger/pair?account=acme&license=seats".to_owned();
     for _ in 0..4 {
         let (status, page) = browser.get(&path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        seen.extend((days.iter()).filter(|d| page.contains(&format!("<td>{d}T00:00:00Z</td>"))));
-        assert!(page.contains("renewal-"), "the metadata: {page}");
+        let shown = |n: &&usize| page.contains(&format!("renewal-{n}&quot;"));
+        seen.extend(entries.iter().map(|(n, _)| n).filter(shown));
         let Some(at) = page.find("\">Older entries") else {
             break;
         };
@@ -1022,7 +1042,7 @@ async fn a_pairs_entries_are_listed_page_by_page_with_their_metadata(server: Tes
         path = page[start..at].replace("&amp;", "&");
     }
     seen.sort();
-    assert_eq!(seen, days.iter().collect::<Vec<_>>());
+    assert_eq!(seen, entries.iter().map(|(n, _)| n).collect::<Vec<_>>());
 }
 
 async fn the_ledger_page_charts_the_pairs_quantity(server: TestServer) {

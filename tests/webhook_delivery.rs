@@ -597,6 +597,7 @@ async fn messages_are_listed_page_by_page(server: TestServer) {
         );
         pages.push((data.len(), page["done"].clone()));
         if page["done"] == true {
+            assert_eq!(page["iterator"], Value::Null, "{page}");
             break;
         }
         query = format!("?limit=3&iterator={}", page["iterator"].as_str().unwrap());

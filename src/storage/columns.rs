@@ -154,14 +154,17 @@ pub fn overview_query(p: impl Fn(usize) -> String) -> String {
     )
 }
 
-/// Whether a key other than `p(1)` reads as `p(1)` (see the store's `key_read_as`).
-pub fn key_read_as_query(p: impl Fn(usize) -> String) -> String {
+/// Whether a key other than `p(1)` reads as `p(1)` (see the store's `key_read_as`), where
+/// `capitals` is the key in capitals: the expression of the index of keys as read
+/// (migrations SQLite 0018, PostgreSQL 0019), which the query must repeat to be read from
+/// it.
+pub fn key_read_as_query(capitals: &str, p: impl Fn(usize) -> String) -> String {
     let meant = p(1);
     format!(
         "SELECT EXISTS (
              SELECT 1 FROM license_keys
-             WHERE key <> {meant} AND length(key) = length({meant})
-               AND replace(replace(replace(upper(key), 'I', '1'), 'L', '1'), 'O', '0') = {meant})"
+             WHERE replace(replace(replace({capitals}, 'I', '1'), 'L', '1'), 'O', '0') = {meant}
+               AND key <> {meant})"
     )
 }
 
@@ -179,17 +182,20 @@ pub fn ledger_pairs_query(p: impl Fn(usize) -> String) -> String {
 }
 
 /// The `p(4)` most recent messages of business `p(1)`'s endpoint `p(2)`, with status `p(3)`
-/// if not null, older than message `p(5)` if not null, newest first: in the order of their
-/// ids, which are made in order, read from the unique index of those (migrations SQLite
-/// 0016, PostgreSQL 0017).
-pub fn recent_messages_query(p: impl Fn(usize) -> String) -> String {
-    let (b, endpoint, status, limit, before) = (p(1), p(2), p(3), p(4), p(5));
+/// if not null, and with `older`, those older than message `p(5)`; newest first: in the
+/// order of their ids, which are made in order, read from the unique index of those
+/// (migrations SQLite 0016, PostgreSQL 0017), from the page's first.
+pub fn recent_messages_query(older: bool, p: impl Fn(usize) -> String) -> String {
+    let (b, endpoint, status, limit) = (p(1), p(2), p(3), p(4));
+    let older = match older {
+        true => format!("AND id < {}", p(5)),
+        false => String::new(),
+    };
     format!(
         "SELECT {MESSAGE_COLUMNS} FROM webhook_messages
          WHERE endpoint_id = (
              SELECT id FROM webhook_endpoints WHERE business_id = {b} AND id = {endpoint})
-           AND ({status} IS NULL OR status = {status})
-           AND ({before} IS NULL OR id < {before})
+           AND ({status} IS NULL OR status = {status}) {older}
          ORDER BY id DESC LIMIT {limit}"
     )
 }

@@ -59,8 +59,8 @@ pub trait AccountStore: Send + Sync {
     /// The business the license key with that key string belongs to, if any.
     async fn business_of_key(&self, key: &KeyString) -> Result<Option<BusinessId>>;
     /// Whether a key other than `meant` exists that reads as `meant` in capitals with `I`
-    /// and `L` read as `1` and `O` as `0` (how a typed key of the generated shape is read):
-    /// a scan of every key, for the rare import of such a key.
+    /// and `L` read as `1` and `O` as `0` (how a typed key of the generated shape is read),
+    /// from an index of the keys so read.
     async fn key_read_as(&self, meant: &KeyString) -> Result<bool>;
     /// The business created first (`default` on a bootstrapped server), if any.
     async fn first_business(&self) -> Result<Option<BusinessId>>;

@@ -51,8 +51,18 @@ pub async fn pairs(
     let text = given(&query.account);
     let account = text.map(account_id).transpose()?;
     let after = match (given(&query.after_account), given(&query.after_license)) {
-        (Some(account), Some(license)) => Some((account_id(account)?, license_id(license)?)),
-        _ => None,
+        (Some(account), Some(license)) => Some((
+            AccountId::parse(account).map_err(|e| bad_cursor("after_account", e))?,
+            LicenseId::parse(license).map_err(|e| bad_cursor("after_license", e))?,
+        )),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "`after_account` and `after_license` name a pair together: give both, or neither"
+                    .into(),
+            )
+            .into());
+        }
     };
     let mut pairs = (state.store)
         .ledger_pairs(
@@ -132,6 +142,10 @@ pub async fn pairs(
 /// Text as a query string's value.
 fn encoded(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn bad_cursor(name: &str, error: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("`{name}`: {error}"))
 }
 
 fn account_id(text: &str) -> Result<AccountId, ApiError> {

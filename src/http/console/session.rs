@@ -85,6 +85,15 @@ pub async fn live_session(
     Ok(state.store.session(&digest, Timestamp::now()).await?)
 }
 
+/// Whether the request comes from a browser signed in: a live session whose key is still
+/// valid (a revoked key's session is left to idle out, and signs in again).
+pub async fn signed_in(headers: &HeaderMap, state: &AppState) -> Result<bool, ConsoleError> {
+    match live_session(headers, state).await? {
+        Some(session) => Ok(state.store.authenticate(session.api_key).await?.is_some()),
+        None => Ok(false),
+    }
+}
+
 impl Signed {
     /// Refuses a form whose CSRF token is not the session's.
     pub fn check(&self, csrf_token: &str) -> Result<(), ConsoleError> {

@@ -15,7 +15,7 @@ use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
 use super::forms::Csrf;
 use super::layout::{Notice, bare, notice};
 use super::session::{
-    SESSION_COOKIE, SIGN_IN_COOKIE, Session, cookie, is_console_page, live_session, set_cookie,
+    SESSION_COOKIE, SIGN_IN_COOKIE, Session, cookie, is_console_page, set_cookie, signed_in,
 };
 use crate::domain::auth::KeyDigest;
 use crate::domain::console::{ConsoleSession, is_token, random_token, tokens_match};
@@ -37,7 +37,7 @@ pub async fn sign_in_page(
     ConsoleQuery(Next { next }): ConsoleQuery<Next>,
 ) -> Result<Response, ConsoleError> {
     let next = next.filter(|next| is_console_page(next));
-    if live_session(&headers, &state).await?.is_some() {
+    if signed_in(&headers, &state).await? {
         return Ok(to_console(next.as_deref()));
     }
     let asked = next.as_ref().map(|_| "Sign in to open that page.");
@@ -102,7 +102,7 @@ pub async fn sign_in(
     if expected.is_empty() || !tokens_match(expected, &form.csrf) {
         // A form posted twice, or from a tab left open, after its sign-in: the browser
         // is signed in already (its session cookie is sent from the console only).
-        if live_session(&headers, &state).await?.is_some() {
+        if signed_in(&headers, &state).await? {
             return Ok(to_console(next));
         }
         return Err(ConsoleError::Forbidden(

@@ -66,7 +66,7 @@ pub struct MessagesPage {
     /// Newest first.
     data: Vec<MessageView>,
     /// The id of the last message of this page: pass it as `iterator` for the next one;
-    /// null when the page is empty.
+    /// null on the last page.
     #[schema(required = true)]
     iterator: Option<String>,
     /// Whether this is the last page.
@@ -142,7 +142,8 @@ pub async fn list_messages(
         .await?;
     let done = messages.len() <= limit as usize;
     messages.truncate(limit as usize);
-    let iterator = messages.last().map(|m| m.id.as_str().to_owned());
+    // As `GET /webhooks` pages: no iterator after the last page.
+    let iterator = (messages.last().filter(|_| !done)).map(|m| m.id.as_str().to_owned());
     Ok(Json(MessagesPage {
         data: messages
             .into_iter()

@@ -143,7 +143,7 @@ impl AccountStore for PgStore {
     }
 
     async fn key_read_as(&self, meant: &KeyString) -> Result<bool> {
-        let sql = key_read_as_query(|n| format!("${n}::TEXT"));
+        let sql = key_read_as_query(r#"upper(key COLLATE "C")"#, |n| format!("${n}::TEXT"));
         let row = self.query_opt(&sql, &[&meant.as_str()]).await?;
         Ok(row.is_some_and(|row| row.get::<_, bool>(0)))
     }

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         18,
         include_str!("migrations/0018_customers_locale_and_email_case.sql"),
     ),
+    (19, include_str!("migrations/0019_license_keys_as_read.sql")),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

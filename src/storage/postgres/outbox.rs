@@ -94,13 +94,19 @@ impl Recorded {
     }
 }
 
-/// The listing of an endpoint's recent messages (`$1` to `$5`).
-pub(super) static RECENT_MESSAGES: LazyLock<String> = LazyLock::new(|| {
-    recent_messages_query(|n| match n {
-        3 | 5 => format!("${n}::TEXT"),
+/// The listing of an endpoint's recent messages (`$1` to `$4`), and of those older than a
+/// message (`$5`).
+pub(super) static RECENT_MESSAGES: LazyLock<String> =
+    LazyLock::new(|| recent_messages_query(false, message_parameter));
+pub(super) static OLDER_MESSAGES: LazyLock<String> =
+    LazyLock::new(|| recent_messages_query(true, message_parameter));
+
+fn message_parameter(n: usize) -> String {
+    match n {
+        3 => "$3::TEXT".to_owned(),
         _ => format!("${n}"),
-    })
-});
+    }
+}
 
 /// The retention's delete, `$1` the cutoff.
 pub(super) static FORGET: LazyLock<String> =
@@ -289,11 +295,18 @@ impl OutboxStore for PgStore {
         limit: u32,
     ) -> Result<Vec<Message>> {
         let status = status.map(MessageStatus::as_str);
-        let before = before.map(MessageId::as_str);
-        let params: &Params = &[&business_id, &endpoint, &status, &i64::from(limit), &before];
-        (self.query(&RECENT_MESSAGES, params).await?.iter())
-            .map(rows::message)
-            .collect()
+        let limit = i64::from(limit);
+        let rows = match before.map(MessageId::as_str) {
+            None => {
+                let params: &Params = &[&business_id, &endpoint, &status, &limit];
+                self.query(&RECENT_MESSAGES, params).await?
+            }
+            Some(before) => {
+                let params: &Params = &[&business_id, &endpoint, &status, &limit, &before];
+                self.query(&OLDER_MESSAGES, params).await?
+            }
+        };
+        (rows.iter()).map(rows::message).collect()
     }
 
     async fn retry_message(

@@ -358,7 +358,7 @@ async fn messages_are_listed_and_forgotten_without_indexes_of_their_own() {
              ANALYZE webhook_messages;"
     );
     let Some(plans) = in_seeded_database(&seed, async |conn| {
-        let listing: &Params = &[&"b", &"wh", &None::<&str>, &100_i64, &None::<&str>];
+        let listing: &Params = &[&"b", &"wh", &None::<&str>, &100_i64];
         let listed = plan_of(conn, &outbox::RECENT_MESSAGES, listing).await?;
         let forgotten = plan_of(conn, &outbox::FORGET, &[&501_i64]).await?;
         let deleted = conn.execute(&*outbox::FORGET, &[&501_i64]).await;

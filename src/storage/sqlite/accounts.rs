@@ -1,6 +1,8 @@
 //! Businesses, API keys and the store's settings on SQLite. API keys are stored by digest,
 //! and looked up through the store's `KnownKeys`.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -13,6 +15,10 @@ use crate::storage::columns::{LIST_API_KEYS, SIGNING_KEY_COLUMNS, key_read_as_qu
 use crate::storage::error::Result;
 use crate::storage::rows;
 use crate::storage::store::{AccountStore, StoredSigningKey};
+
+/// Whether a key other than `?1` reads as `?1`, from the index of keys as read.
+pub(super) static KEY_READ_AS: LazyLock<String> =
+    LazyLock::new(|| key_read_as_query("upper(key)", |n| format!("?{n}")));
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -145,9 +151,8 @@ impl AccountStore for SqliteStore {
     }
 
     async fn key_read_as(&self, meant: &KeyString) -> Result<bool> {
-        let sql = key_read_as_query(|n| format!("?{n}"));
         self.read(|conn| {
-            conn.query_row(&sql, [meant.as_str()], |r| r.get::<_, bool>(0))
+            conn.query_row(&KEY_READ_AS, [meant.as_str()], |r| r.get::<_, bool>(0))
                 .map_err(internal)
         })
     }

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_webhook_due_indexes.sql"),
     include_str!("migrations/0016_webhook_messages_fewer_indexes.sql"),
     include_str!("migrations/0017_customers_locale_and_email_case.sql"),
+    include_str!("migrations/0018_license_keys_as_read.sql"),
 ];
 
 /// Whether the file has never had the schema, read without writing to it (the store's

@@ -113,9 +113,12 @@ pub(super) static DUE_MESSAGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The listing of an endpoint's recent messages (`?1` to `?5`).
+/// The listing of an endpoint's recent messages (`?1` to `?4`), and of those older than a
+/// message (`?5`).
 pub(super) static RECENT_MESSAGES: LazyLock<String> =
-    LazyLock::new(|| recent_messages_query(|n| format!("?{n}")));
+    LazyLock::new(|| recent_messages_query(false, |n| format!("?{n}")));
+pub(super) static OLDER_MESSAGES: LazyLock<String> =
+    LazyLock::new(|| recent_messages_query(true, |n| format!("?{n}")));
 
 /// A message due again (`?1` to `?5`).
 pub(super) static RETRY_MESSAGE: LazyLock<String> =
@@ -288,18 +291,18 @@ impl OutboxStore for SqliteStore {
         before: Option<&MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>> {
-        self.read(|conn| {
-            messages_where(
+        let status = status.map(MessageStatus::as_str);
+        self.read(|conn| match before {
+            None => messages_where(
                 conn,
                 &RECENT_MESSAGES,
-                params![
-                    business_id,
-                    endpoint,
-                    status.map(MessageStatus::as_str),
-                    limit,
-                    before.map(MessageId::as_str)
-                ],
-            )
+                params![business_id, endpoint, status, limit],
+            ),
+            Some(before) => messages_where(
+                conn,
+                &OLDER_MESSAGES,
+                params![business_id, endpoint, status, limit, before.as_str()],
+            ),
         })
     }
 

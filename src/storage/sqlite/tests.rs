@@ -8,7 +8,7 @@ use rusqlite::types::{Null, ToSql};
 use rusqlite::{Connection, params};
 
 use super::error::internal;
-use super::{SqliteStore, ledger, outbox};
+use super::{SqliteStore, accounts, ledger, outbox};
 use crate::domain::auth::{Access, Caller, KeyDigest, Refusal};
 use crate::domain::entry::NewEntry;
 use crate::domain::ids::{AccountId, BusinessId, BusinessName, LicenseId};
@@ -238,20 +238,34 @@ async fn messages_are_listed_and_forgotten_without_indexes_of_their_own() {
     let (store, _) = store_with_business().await;
     let plans = store.read(move |conn| {
         let listed = plan_of::<Null>(conn, &outbox::RECENT_MESSAGES, &[])?;
-        Ok([listed, plan_of::<Null>(conn, &outbox::FORGET, &[])?])
+        let older = plan_of::<Null>(conn, &outbox::OLDER_MESSAGES, &[])?;
+        Ok([listed, older, plan_of::<Null>(conn, &outbox::FORGET, &[])?])
     });
-    let [listed, forgotten] = plans.unwrap();
+    let [listed, older, forgotten] = plans.unwrap();
     let by_ids =
         "SEARCH webhook_messages USING INDEX sqlite_autoindex_webhook_messages_1 (endpoint_id=?)";
     assert!(listed.iter().any(|step| step == by_ids), "{listed:?}");
+    let from_the_page = "SEARCH webhook_messages USING INDEX sqlite_autoindex_webhook_messages_1 (endpoint_id=? AND id<?)";
+    assert!(older.iter().any(|step| step == from_the_page), "{older:?}");
     let by_key = "SEARCH webhook_messages USING INTEGER PRIMARY KEY (rowid<?)";
     assert!(forgotten.iter().any(|step| step == by_key), "{forgotten:?}");
-    for plan in [listed, forgotten] {
+    for plan in [listed, older, forgotten] {
         assert!(
             !plan.iter().any(|step| step.contains("TEMP B-TREE")),
             "{plan:?}"
         );
     }
+}
+
+/// An import's check for another spelling of its key reads the index of keys as read, not
+/// every key.
+#[tokio::test]
+async fn a_key_read_as_another_is_found_from_its_index() {
+    let (store, _) = store_with_business().await;
+    let plan = store.read(move |conn| plan_of::<Null>(conn, &accounts::KEY_READ_AS, &[]));
+    let plan = plan.unwrap();
+    let by_index = "SEARCH license_keys USING INDEX license_keys_as_read (<expr>=?)";
+    assert!(plan.iter().any(|step| step == by_index), "{plan:?}");
 }
 
 /// The steps of SQLite's plan for `sql` with its first parameters bound to `values`; those
