@@ -178,7 +178,14 @@ async fn signing_in_opens_the_page_that_asked_for_it(server: TestServer) {
         sign_in_with(&input_value(&page, "next")).await,
         "/console/license-keys?status=active"
     );
-    for elsewhere in ["https://evil.example/console", "//evil.example/x", "/docs"] {
+    for elsewhere in [
+        "https://evil.example/console",
+        "//evil.example/x",
+        "/docs",
+        "/console.evil",
+        "/console/../docs",
+        "/console/%2e%2e/docs",
+    ] {
         assert_eq!(sign_in_with(elsewhere).await, "/console", "{elsewhere}");
     }
 

@@ -65,12 +65,17 @@ fn signed_out(parts: &Parts) -> ConsoleError {
 }
 
 /// Whether `next`, from the sign-in page's query or form, is a console page to open once
-/// signed in: a path of this console, not another site's address.
+/// signed in: a path under `/console` of the characters the console's paths are made of
+/// (no dot, so no `..`, no `%`, so none encoded), then any query; never another site's
+/// address, nor a path that a browser would resolve out of the console.
 pub fn is_console_page(next: &str) -> bool {
-    next.starts_with("/console")
-        && !next.starts_with("/console/sign-in")
-        && !next.contains("//")
-        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    let (path, query) = next.split_once('?').unwrap_or((next, ""));
+    let path_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_');
+    (path == "/console" || path.starts_with("/console/"))
+        && !path.starts_with("/console/sign-in")
+        && !path.contains("//")
+        && path.bytes().all(path_char)
+        && query.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 /// The live session the request's cookie names, if any.
