@@ -517,6 +517,18 @@ async fn every_page_renders_for_a_signed_in_key(server: TestServer) {
         assert_eq!(status, StatusCode::OK, "{path}: {page}");
         assert!(page.contains(shows), "{path} shows no {shows}: {page}");
     }
+    // A key's customer and product are named, not only numbered.
+    let (_, key_page) = browser
+        .get(&format!("/console/license-keys/{key_id}"))
+        .await;
+    assert!(
+        key_page.contains("Ada &lt;ada@example.com&gt;"),
+        "{key_page}"
+    );
+    assert!(
+        key_page.contains("Editor <a href=\"/console/products/"),
+        "{key_page}"
+    );
     let (_, overview) = browser.get("/console").await;
     for (value, label) in [
         (1, "Customers"),

@@ -269,6 +269,8 @@ async fn key_page(
     let seated: Vec<bool> = (0..instances.len() as u64)
         .map(|older| key.seats.is_none() || has_seat(older, key.activations_limit))
         .collect();
+    let customer = state.store.customer(business, &key.customer_id).await?;
+    let product = state.store.product(business, &key.product_id).await?;
     let now = Timestamp::now();
     let csrf = &signed.session.csrf_token;
     let writable = !signed.principal.read_only;
@@ -283,8 +285,20 @@ async fn key_page(
                 dt { "Key" } dd { code { (key.key) } }
                 dt { "Status" } dd { (status_badge(&key, now)) }
                 dt { "Id" } dd { code { (key.id) } }
-                dt { "Customer" } dd { code { (key.customer_id) } }
-                dt { "Product" } dd { code { (key.product_id) } }
+                dt { "Customer" } dd {
+                    @if let Some(c) = &customer { (c.name) " <" (c.email) "> " }
+                    a href={ "/console/license-keys?customer_id=" (key.customer_id) } { code { (key.customer_id) } }
+                }
+                dt { "Product" } dd {
+                    @if let Some(p) = &product { (p.name) " " }
+                    a href={ "/console/products/" (key.product_id) } { code { (key.product_id) } }
+                }
+                @if let Some(subscription) = &key.subscription_id {
+                    dt { "Subscription" } dd { code { (subscription) } }
+                }
+                @if let Some(payment) = &key.payment_id {
+                    dt { "Payment" } dd { code { (payment) } }
+                }
                 dt { "Activations" } dd { (key.instances_count) " of " (limit_text(&key)) }
                 dt { "Expires" } dd { (key.expires_at.map_or("never".to_owned(), |t| t.to_string())) }
                 dt { "Heartbeat interval" } dd {
@@ -330,9 +344,13 @@ async fn key_page(
                 } @else {
                     p #limit_help .help { "While the key is bound to seats, they are its limit. To unbind it below, give here the limit it keeps; empty: it keeps the seats' figure." }
                 }
-                label for="expires_on" { "Expires on" }
-                input #expires_on type="date" name="expires_on" value=(values.expires_on) aria-describedby="expires_help";
-                p #expires_help .help { "Empty: never." }
+                @if key.subscription_id.is_none() {
+                    label for="expires_on" { "Expires on" }
+                    input #expires_on type="date" name="expires_on" value=(values.expires_on) aria-describedby="expires_help";
+                    p #expires_help .help { "At the start of that day, 00:00 UTC. Empty: never." }
+                } @else {
+                    p.help { "The key expires with its subscription: its expiry is not set here." }
+                }
                 label for="heartbeat_interval" { "Heartbeat interval (seconds)" }
                 input #heartbeat_interval type="number" name="heartbeat_interval" min="1"
                     value=(values.heartbeat_interval) aria-describedby="heartbeat_help";
@@ -531,7 +549,7 @@ async fn new_key_form(
                 p #limit_help .help { "Empty: the product's default." }
                 label for="expires_on" { "Expires on" }
                 input #expires_on type="date" name="expires_on" value=(form.expires_on) aria-describedby="expiry_help";
-                p #expiry_help .help { "Empty: the product's duration from today (or never)." }
+                p #expiry_help .help { "At the start of that day, 00:00 UTC. Empty: the product's duration from today (or never)." }
                 label for="key" { "Key to import" }
                 input #key type="text" name="key" autocomplete="off" value=(form.key) aria-describedby="key_help";
                 p #key_help .help { "Empty: a new key is generated." }
