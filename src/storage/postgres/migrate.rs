@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/0018_customers_locale_and_email_case.sql"),
     ),
     (19, include_str!("migrations/0019_license_keys_as_read.sql")),
+    (
+        20,
+        include_str!("migrations/0020_webhook_message_ids_by_bytes.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, all in one transaction. Processes starting

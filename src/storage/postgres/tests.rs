@@ -35,6 +35,14 @@ fn skip_without_postgres(url: &str) {
 async fn in_scratch_database<T>(
     work: impl AsyncFnOnce(String) -> Result<T, String>,
 ) -> Option<Result<T, String>> {
+    in_scratch_database_made(&[], work).await
+}
+
+/// [`in_scratch_database`] on a database made with these options of `CREATE DATABASE`.
+async fn in_scratch_database_made<T>(
+    options: &[&str],
+    work: impl AsyncFnOnce(String) -> Result<T, String>,
+) -> Option<Result<T, String>> {
     let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
     let Ok((admin, connection)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await
     else {
@@ -44,7 +52,7 @@ async fn in_scratch_database<T>(
     tokio::spawn(connection);
     let name = format!("licensed_test_{}", uuid::Uuid::new_v4().simple());
     admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .batch_execute(&format!("CREATE DATABASE {name} {}", options.join(" ")))
         .await
         .unwrap();
     let outcome = work(format!("postgres://postgres@127.0.0.1:5432/{name}")).await;
@@ -91,6 +99,50 @@ async fn plan_of(
         .await
         .map_err(|e| e.to_string())?;
     Ok(plan.iter().map(|row| row.get(0)).collect())
+}
+
+/// An endpoint's messages are listed newest first by their ids, made in order byte by byte,
+/// also in a database whose collation orders words (`a` before `B`).
+#[tokio::test]
+async fn messages_are_listed_newest_first_whatever_the_collation() {
+    let made = [
+        "TEMPLATE template0",
+        "LOCALE_PROVIDER icu",
+        "ICU_LOCALE 'en-US'",
+        "LOCALE 'C.UTF-8'",
+    ];
+    let listed = in_scratch_database_made(&made, async |url| {
+        let store = open_store(&url).await?;
+        let conn = store.conn().await.map_err(|e| e.to_string())?;
+        // `msg_B` was made before `msg_a` (`B` < `a` as bytes).
+        let seed = format!(
+            "{ONE_ENDPOINT}
+             INSERT INTO webhook_messages (id, endpoint_id, event_type, body, created_at,
+                                           status, tries, next_attempt_at, attempts)
+                 VALUES ('msg_B', 'wh', 'license_update.created', '{{}}', 1, 'pending', 0, 1, '[]'),
+                        ('msg_a', 'wh', 'license_update.created', '{{}}', 2, 'pending', 0, 2, '[]');"
+        );
+        conn.batch_execute(&seed).await.map_err(|e| e.to_string())?;
+        let listing: &Params = &[&"b", &"wh", &None::<&str>, &10_i64];
+        let rows = query(&conn, &outbox::RECENT_MESSAGES, listing).await;
+        let rows = rows.map_err(|e| e.to_string())?;
+        let older: &Params = &[&"b", &"wh", &None::<&str>, &10_i64, &"msg_a"];
+        let before = query(&conn, &outbox::OLDER_MESSAGES, older).await;
+        let before = before.map_err(|e| e.to_string())?;
+        let ids = |rows: &[tokio_postgres::Row]| -> Vec<String> {
+            rows.iter().map(|row| row.get::<_, String>("id")).collect()
+        };
+        Ok((ids(&rows), ids(&before)))
+    })
+    .await;
+    let Some(listed) = listed else { return };
+    assert_eq!(
+        listed.unwrap(),
+        (
+            vec!["msg_a".to_owned(), "msg_B".to_owned()],
+            vec!["msg_B".to_owned()]
+        )
+    );
 }
 
 /// Fails, showing the plan, unless one of its steps names `what` (an index, say).
