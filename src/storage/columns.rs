@@ -168,15 +168,17 @@ pub fn key_read_as_query(capitals: &str, p: impl Fn(usize) -> String) -> String 
     )
 }
 
-/// The ledger's pairs of business `p(1)`, of account `p(2)` if not null, after the pair
-/// (`p(4)`, `p(5)`) if not null, in order, up to `p(3)`.
-pub fn ledger_pairs_query(p: impl Fn(usize) -> String) -> String {
-    let (b, account, limit, after_account, after_license) = (p(1), p(2), p(3), p(4), p(5));
+/// The ledger's pairs of business `p(1)`, of account `p(2)` if not null, and with `after`,
+/// those after the pair (`p(4)`, `p(5)`), read from there; in order, up to `p(3)`.
+pub fn ledger_pairs_query(after: bool, p: impl Fn(usize) -> String) -> String {
+    let (b, account, limit) = (p(1), p(2), p(3));
+    let after = match after {
+        true => format!("AND (account_id, license_id) > ({}, {})", p(4), p(5)),
+        false => String::new(),
+    };
     format!(
         "SELECT DISTINCT account_id, license_id FROM ledger_entries
-         WHERE business_id = {b} AND ({account} IS NULL OR account_id = {account})
-           AND ({after_account} IS NULL
-                OR (account_id, license_id) > ({after_account}, {after_license}))
+         WHERE business_id = {b} AND ({account} IS NULL OR account_id = {account}) {after}
          ORDER BY account_id, license_id LIMIT {limit}"
     )
 }

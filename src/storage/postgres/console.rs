@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::PgStore;
+use super::pool::Params;
 use crate::domain::console::{
     ConsoleSession, Overview, SessionDigest, TOUCH_EVERY_MICROS, idle_since,
 };
@@ -81,25 +82,25 @@ impl ConsoleStore for PgStore {
         after: Option<(&AccountId, &LicenseId)>,
         limit: u32,
     ) -> Result<Vec<(AccountId, LicenseId)>> {
-        let sql = ledger_pairs_query(|n| match n {
-            2 | 4 | 5 => format!("${n}::TEXT"),
+        let sql = ledger_pairs_query(after.is_some(), |n| match n {
+            2 => "$2::TEXT".to_owned(),
             _ => format!("${n}"),
         });
-        let account = account.map(AccountId::as_str);
-        let (after_account, after_license) = (
-            after.map(|(a, _)| a.as_str()),
-            after.map(|(_, l)| l.as_str()),
-        );
-        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-            &business_id,
-            &account,
-            &i64::from(limit),
-            &after_account,
-            &after_license,
-        ];
-        (self.query(&sql, &parameters).await?.iter())
-            .map(rows::pair)
-            .collect()
+        let (account, limit) = (account.map(AccountId::as_str), i64::from(limit));
+        let rows = match after {
+            None => self.query(&sql, &[&business_id, &account, &limit]).await?,
+            Some((after_account, after_license)) => {
+                let parameters: &Params = &[
+                    &business_id,
+                    &account,
+                    &limit,
+                    &after_account.as_str(),
+                    &after_license.as_str(),
+                ];
+                self.query(&sql, parameters).await?
+            }
+        };
+        (rows.iter()).map(rows::pair).collect()
     }
 
     async fn overview(&self, business_id: &BusinessId, now: Timestamp) -> Result<Overview> {

@@ -1,7 +1,7 @@
 //! The console's sessions and overview on SQLite.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, ToSql, params, params_from_iter};
 
 use super::SqliteStore;
 use super::error::internal;
@@ -108,24 +108,15 @@ impl ConsoleStore for SqliteStore {
         after: Option<(&AccountId, &LicenseId)>,
         limit: u32,
     ) -> Result<Vec<(AccountId, LicenseId)>> {
-        let sql = ledger_pairs_query(|n| format!("?{n}"));
-        let (after_account, after_license) = (
-            after.map(|(a, _)| a.as_str()),
-            after.map(|(_, l)| l.as_str()),
-        );
+        let sql = ledger_pairs_query(after.is_some(), |n| format!("?{n}"));
+        let account = account.map(AccountId::as_str);
+        let after = after.map(|(a, l)| [a.as_str(), l.as_str()]);
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+            let mut values: Vec<&dyn ToSql> = vec![business_id, &account, &limit];
+            values.extend(after.iter().flatten().map(|v| v as &dyn ToSql));
             let pairs = stmt
-                .query_map(
-                    params![
-                        business_id,
-                        account.map(AccountId::as_str),
-                        limit,
-                        after_account,
-                        after_license
-                    ],
-                    |r| Ok(rows::pair(r)),
-                )
+                .query_map(params_from_iter(values), |r| Ok(rows::pair(r)))
                 .map_err(internal)?;
             pairs.map(|p| p.map_err(internal)?).collect()
         })
