@@ -572,10 +572,14 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         .local_addr()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     tracing::info!("listening on http://{address}");
-    // Webhook attempts in flight finish and are recorded beside the requests in flight.
+    // Webhook attempts in flight finish and are recorded beside the requests in flight:
+    // an attempt's timeout, then the database's to record it, and a second for the rest.
+    let stop_within = settings.webhooks.timeout()
+        + Duration::from_millis(args.database.database_timeout_ms)
+        + Duration::from_secs(1);
     let deliveries = async {
         on_stop().await;
-        state.deliveries.stop().await;
+        state.deliveries.stop(stop_within).await;
     };
     let (served, ()) = tokio::join!(
         http::serve(listener, http::router(state.clone(), &settings), on_stop()),

@@ -276,6 +276,8 @@ struct Proxy {
     port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Forwarding nothing, closing nothing: a database that stops answering.
+    frozen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -285,7 +287,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (up2, generation2) = (up.clone(), generation.clone());
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (up2, generation2, frozen2) = (up.clone(), generation.clone(), frozen.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -296,7 +299,7 @@ impl Proxy {
                     continue;
                 }
                 let born = generation2.load(Ordering::SeqCst);
-                let generation = generation2.clone();
+                let (generation, frozen) = (generation2.clone(), frozen2.clone());
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
@@ -308,10 +311,17 @@ impl Proxy {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     };
+                    let freeze = async {
+                        while !frozen.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
                     tokio::select! {
                         _ = tokio::io::copy(&mut ri, &mut wo) => {}
                         _ = tokio::io::copy(&mut ro, &mut wi) => {}
                         _ = cut => {}
+                        // Both connections stay open, and nothing crosses them.
+                        _ = freeze => std::future::pending::<()>().await,
                     }
                 });
             }
@@ -320,7 +330,12 @@ impl Proxy {
             port,
             up,
             generation,
+            frozen,
         }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn cut(&self) {
@@ -332,6 +347,25 @@ impl Proxy {
     fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// SIGTERM while the database has stopped answering (its connections open, silent): the
+/// server waits for its webhook deliveries a bounded time, not for ever, and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_server_while_the_database_is_silent() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    let proxied = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let mut served = Served::start_with(&proxied, Some(ADMIN_KEY), &[]);
+    // The dispatcher polls the outbox every 100 ms: one of its reads is soon left hanging.
+    proxy.freeze();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    served.signal_terminate();
+    let exited = served.exits_within(Duration::from_secs(45));
+    assert!(exited.expect("the server exits").success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,14 +94,24 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    /// Leases no more endpoints and starts no more attempts; waits for the attempts in
-    /// flight (each within its timeout) to be recorded and the leases to be given up, so
-    /// that a server stopped on purpose does not make them again once restarted (unless
-    /// the database could not record them).
-    pub async fn stop(&self) {
+    /// Leases no more endpoints and starts no more attempts; waits, at most `within`, for
+    /// the attempts in flight (each within its timeout) to be recorded and the leases to be
+    /// given up, so that a server stopped on purpose does not make them again once
+    /// restarted (unless the database could not record them in time). A database that
+    /// stops answering without refusing would otherwise hold the stop for ever.
+    pub async fn stop(&self, within: Duration) {
         let _ = self.stopping.send(true);
         self.tasks.close();
-        self.tasks.wait().await;
+        if tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "webhook deliveries did not stop within {} s (the database does not answer): \
+                 the attempts not recorded are made again after a restart",
+                within.as_secs()
+            );
+        }
     }
 }
 
