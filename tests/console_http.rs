@@ -19,6 +19,7 @@ backend_tests!(
     forms_without_their_token_or_from_a_read_only_key_change_nothing,
     forms_write_through_the_api_rules,
     a_change_form_sent_late_keeps_what_changed_meanwhile,
+    a_product_form_sent_unchanged_changes_nothing,
     a_key_bound_to_seats_is_unbound_with_a_limit_from_its_form,
     the_ledger_pairs_are_listed_page_by_page,
     a_pairs_entries_are_listed_page_by_page_with_their_metadata,
@@ -943,6 +944,65 @@ async fn a_change_form_sent_late_keeps_what_changed_meanwhile(server: TestServer
     assert_eq!(key.json["heartbeat_interval"], 300, "{}", key.text);
     let expiry = key.json["expires_at"].as_str().unwrap_or_default();
     assert!(expiry.starts_with("2031-01-01"), "{}", key.text);
+}
+
+/// A product's form sent with only its name changed changes only its name: a product
+/// without a duration shows none chosen, and a description's line ends come back as a
+/// browser sends a text area's, so neither reads as changed, nor undoes a change made
+/// meanwhile.
+async fn a_product_form_sent_unchanged_changes_nothing(server: TestServer) {
+    let created = server
+        .post(
+            "/products",
+            json!({"name": "P", "description": "line1\nline2"}),
+        )
+        .await;
+    let id = created.expect(201).json["product_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut browser = Browser::new(&server);
+    browser.sign_in(&server.key).await;
+    let path = format!("/console/products/{id}");
+    let (_, page) = browser.get(&path).await;
+    assert!(page.contains("<option value=\"\" selected>"), "{page}");
+    let duration = json!({"license_key_duration": {"count": 2, "interval": "Month"}});
+    server
+        .patch(&format!("/products/{id}"), duration)
+        .await
+        .expect(200);
+    let fields = [
+        ("csrf", input_value(&page, "csrf")),
+        ("shown", input_value(&page, "shown")),
+        ("name", "Renamed".to_owned()),
+        ("description", "line1\r\nline2".to_owned()),
+        ("activations_limit", input_value(&page, "activations_limit")),
+        ("duration_count", input_value(&page, "duration_count")),
+        ("duration_interval", String::new()),
+        (
+            "heartbeat_interval",
+            input_value(&page, "heartbeat_interval"),
+        ),
+    ];
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        browser.post(&path, &form).await,
+        (StatusCode::SEE_OTHER, format!("{path}?done=changed"))
+    );
+    let product = server.get(&format!("/products/{id}")).await;
+    assert_eq!(product.json["name"], "Renamed", "{}", product.text);
+    assert_eq!(
+        product.json["description"], "line1\nline2",
+        "{}",
+        product.text
+    );
+    let kept = &product.json["license_key_duration"];
+    assert_eq!(
+        kept,
+        &json!({"count": 2, "interval": "Month"}),
+        "{}",
+        product.text
+    );
 }
 
 /// A key bound to fewer seats than it has activations keeps that figure as its limit when

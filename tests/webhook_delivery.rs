@@ -607,14 +607,13 @@ async fn messages_are_listed_page_by_page(server: TestServer) {
         [(3, json!(false)), (3, json!(false)), (1, json!(true))]
     );
     assert_eq!(seen, [7, 6, 5, 4, 3, 2, 1]);
-    let refused = server
-        .get(&format!("/webhooks/{endpoint}/messages?iterator=nope"))
-        .await;
-    assert!(
-        refused.expect(400).message().contains("`iterator`"),
-        "{}",
-        refused.text
-    );
+    for bad in ["nope", "msg_8EBq", "msg_zzzzzzzzzzzzzzzzzzzzzzzzzz"] {
+        let refused = server
+            .get(&format!("/webhooks/{endpoint}/messages?iterator={bad}"))
+            .await;
+        let message = refused.expect(400).message();
+        assert!(message.contains("`iterator`"), "{message}");
+    }
 }
 
 async fn metrics_count_deliveries_by_result(server: TestServer) {

@@ -136,8 +136,10 @@ impl ProductForm {
         if changed(&self.name, |f| &f.name) {
             body.insert("name".into(), self.name.trim().into());
         }
-        if changed(&self.description, |f| &f.description) {
-            let text = self.description.trim();
+        // A browser sends a text area's line ends as CRLF, whatever it was shown.
+        let description = self.description.replace("\r\n", "\n");
+        if changed(&description, |f| &f.description) {
+            let text = description.trim();
             body.insert(
                 "description".into(),
                 if text.is_empty() {
@@ -195,7 +197,7 @@ fn product_fields(form: &ProductForm, csrf: &str) -> Markup {
         label for="name" { "Name" }
         input #name type="text" name="name" required value=(form.name);
         label for="description" { "Description" }
-        input #description type="text" name="description" value=(form.description);
+        textarea #description name="description" rows="3" { (form.description) }
         label for="activations_limit" { "Activation limit of new keys" }
         input #activations_limit type="number" name="activations_limit" min="0" max="1000000"
             value=(form.activations_limit) aria-describedby="p_limit_help";
@@ -207,6 +209,9 @@ fn product_fields(form: &ProductForm, csrf: &str) -> Markup {
                 value=(form.duration_count) aria-describedby="p_duration_help";
             label for="duration_interval" { "Unit" }
             select #duration_interval name="duration_interval" {
+                // Chosen when the product has no duration, so that a form sent unchanged
+                // says so.
+                option value="" selected[form.duration_interval.is_empty()] { "—" }
                 @for unit in ["Day", "Week", "Month", "Year"] {
                     option value=(unit) selected[form.duration_interval == unit] { (unit.to_lowercase()) "s" }
                 }
