@@ -466,6 +466,17 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{suffix}")
 }
 
+/// The characters of an id of [`new_ordered_id`] after its prefix.
+const ORDERED_ID_CHARS: usize = 22;
+
+/// Whether `text` has the shape of an id [`new_ordered_id`] makes with `prefix`.
+pub fn is_ordered_id(prefix: &str, text: &str) -> bool {
+    let rest = (text.strip_prefix(prefix)).and_then(|rest| rest.strip_prefix('_'));
+    rest.is_some_and(|rest| {
+        rest.len() == ORDERED_ID_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 /// A new id that sorts after those the process made before it: 9 base-62 characters of
 /// the microseconds since the Unix epoch (enough until the year 2397), in an alphabet in
 /// ASCII order, then 13 random ones. Two ids made in one microsecond take the next one for
@@ -485,7 +496,7 @@ pub fn new_ordered_id(prefix: &str) -> String {
         Some(taken(last))
     });
     let mut micros = taken(last);
-    let mut id = [0u8; 22];
+    let mut id = [0u8; ORDERED_ID_CHARS];
     for digit in id[..9].iter_mut().rev() {
         *digit = DIGITS[(micros % 62) as usize];
         micros /= 62;

@@ -39,12 +39,17 @@ pub fn page_of(page: Option<u32>) -> (u32, PageRequest) {
     (index, request)
 }
 
-/// Whether an older page follows the rows read for a page (one more than it shows), and
-/// the page's rows alone.
-pub fn older_page_follows<T>(rows: &mut Vec<T>) -> bool {
-    let more = rows.len() > PAGE_ROWS as usize;
-    rows.truncate(PAGE_ROWS as usize);
+/// Whether another page follows the rows read for a page of `shown` rows (one more than
+/// it shows), and the page's rows alone.
+pub fn another_page_follows<T>(rows: &mut Vec<T>, shown: u32) -> bool {
+    let more = rows.len() > shown as usize;
+    rows.truncate(shown as usize);
     more
+}
+
+/// [`another_page_follows`] for a page of [`page_of`].
+pub fn older_page_follows<T>(rows: &mut Vec<T>) -> bool {
+    another_page_follows(rows, PAGE_ROWS)
 }
 
 /// Links to the newer and older pages of the list at `path`, keeping its `filters`;

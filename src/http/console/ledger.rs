@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::chart;
 use super::error::{ConsoleError, ConsoleForm, ConsoleQuery};
-use super::forms::{given, refusal, see_other};
+use super::forms::{another_page_follows, given, refusal, see_other};
 use super::layout::{Notice, Section, notice, page};
 use super::session::Signed;
 use crate::domain::auth::Caller;
@@ -72,8 +72,7 @@ pub async fn pairs(
             MAX_PAIRS + 1,
         )
         .await?;
-    let more = pairs.len() > MAX_PAIRS as usize;
-    pairs.truncate(MAX_PAIRS as usize);
+    let more = another_page_follows(&mut pairs, MAX_PAIRS);
     let next = (pairs.last().filter(|_| more)).map(|(account, license)| {
         let mut query = form_urlencoded::Serializer::new(String::new());
         if let Some(text) = text {
@@ -261,8 +260,7 @@ async fn pair_page(
         limit: MAX_LISTED_ENTRIES,
     };
     let mut entries = state.store.list_entries(business, &listing).await?;
-    let more = entries.len() > MAX_ENTRY_PAGE as usize;
-    entries.truncate(MAX_ENTRY_PAGE as usize);
+    let more = another_page_follows(&mut entries, MAX_ENTRY_PAGE);
     let older = (entries.last().filter(|_| more)).map(|last| {
         let (at, seq) = last.position(EntrySort::EffectiveFrom);
         format!(

@@ -171,15 +171,9 @@ async fn with_product(
     business: &BusinessId,
     chosen: Option<&str>,
 ) -> Result<Vec<Product>, ConsoleError> {
-    let mut products = (state.store)
-        .list_products(business, NEWEST_HUNDRED)
-        .await?;
-    if let Some(id) = chosen.filter(|id| !products.iter().any(|p| p.id.as_str() == *id))
-        && let Some(product) = state.store.product(business, &ProductId::from(id)).await?
-    {
-        products.push(product);
-    }
-    Ok(products)
+    let listed = (state.store).list_products(business, NEWEST_HUNDRED);
+    let find = async |id: &str| state.store.product(business, &ProductId::from(id)).await;
+    with_chosen(listed.await?, chosen, |p| p.id.as_str(), find).await
 }
 
 /// The newest hundred customers to choose from, and the customer `chosen` (by id) among
@@ -189,18 +183,25 @@ async fn with_customer(
     business: &BusinessId,
     chosen: Option<&str>,
 ) -> Result<Vec<Customer>, ConsoleError> {
-    let mut customers = (state.store)
-        .list_customers(business, None, NEWEST_HUNDRED)
-        .await?;
-    if let Some(id) = chosen.filter(|id| !customers.iter().any(|c| c.id.as_str() == *id))
-        && let Some(customer) = state
-            .store
-            .customer(business, &CustomerId::from(id))
-            .await?
+    let listed = (state.store).list_customers(business, None, NEWEST_HUNDRED);
+    let find = async |id: &str| state.store.customer(business, &CustomerId::from(id)).await;
+    with_chosen(listed.await?, chosen, |c| c.id.as_str(), find).await
+}
+
+/// `listed`, with the record `chosen` names added if it is not among them and `find`
+/// finds it.
+async fn with_chosen<T>(
+    mut listed: Vec<T>,
+    chosen: Option<&str>,
+    id_of: fn(&T) -> &str,
+    find: impl AsyncFnOnce(&str) -> Result<Option<T>, StorageError>,
+) -> Result<Vec<T>, ConsoleError> {
+    if let Some(id) = chosen.filter(|id| !listed.iter().any(|r| id_of(r) == *id))
+        && let Some(record) = find(id).await?
     {
-        customers.push(customer);
+        listed.push(record);
     }
-    Ok(customers)
+    Ok(listed)
 }
 
 fn status_badge(key: &LicenseKey, now: Timestamp) -> Markup {

@@ -90,13 +90,22 @@ pub async fn live_session(
     Ok(state.store.session(&digest, Timestamp::now()).await?)
 }
 
-/// Whether the request comes from a browser signed in: a live session whose key is still
-/// valid (a revoked key's session is left to idle out, and signs in again).
+/// The request's live session and what its key may do now, if the key is still valid: a
+/// revoked key ends its sessions at once (they are left to idle out, and sign in again).
+async fn live_principal(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<(ConsoleSession, Principal)>, ConsoleError> {
+    let Some(session) = live_session(headers, state).await? else {
+        return Ok(None);
+    };
+    let principal = state.store.authenticate(session.api_key).await?;
+    Ok(principal.map(|principal| (session, principal)))
+}
+
+/// Whether the request comes from a browser signed in: [`live_principal`].
 pub async fn signed_in(headers: &HeaderMap, state: &AppState) -> Result<bool, ConsoleError> {
-    match live_session(headers, state).await? {
-        Some(session) => Ok(state.store.authenticate(session.api_key).await?.is_some()),
-        None => Ok(false),
-    }
+    Ok(live_principal(headers, state).await?.is_some())
 }
 
 impl Signed {
@@ -126,10 +135,9 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
-        let Session(session) = Session::from_request_parts(parts, state).await?;
-        // The key's permissions now: a revoked key ends its sessions at once.
-        let principal =
-            (state.store.authenticate(session.api_key).await?).ok_or_else(|| signed_out(parts))?;
+        let Some((session, principal)) = live_principal(&parts.headers, state).await? else {
+            return Err(signed_out(parts));
+        };
         // The console spends its key's requests as the API does (`--api-key-rate-limit`).
         state.limits.check_api_key(&session.api_key)?;
         Ok(Signed { session, principal })

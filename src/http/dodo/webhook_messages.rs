@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::delivery::{AttemptLog, Message, MessageStatus};
-use crate::domain::ids::{MessageId, WebhookId, shorten};
+use crate::domain::ids::{MessageId, WebhookId, is_ordered_id, shorten};
 use crate::domain::time::Timestamp;
 use crate::domain::webhooks::EventType;
 use crate::http::error::{ApiError, ErrorBody, ReadErrors, WriteErrors};
@@ -129,7 +129,7 @@ pub async fn list_messages(
     }
     let before = match query.iterator.as_deref() {
         None => None,
-        Some(text) if is_message_id(text) => Some(MessageId::from(text)),
+        Some(text) if is_ordered_id("msg", text) => Some(MessageId::from(text)),
         Some(text) => {
             return Err(ApiError::BadRequest(format!(
                 "`iterator` `{}` is not the id of a message (`msg_…`)",
@@ -152,13 +152,6 @@ pub async fn list_messages(
         iterator,
         done,
     }))
-}
-
-/// Whether `text` has the shape of the ids messages are given: `msg_` and 22 letters or
-/// digits.
-fn is_message_id(text: &str) -> bool {
-    (text.strip_prefix("msg_"))
-        .is_some_and(|rest| rest.len() == 22 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Sends a message again now: a delivered or failed one gets one more attempt; a pending
